@@ -1,0 +1,1 @@
+"""The outside world behind the small protocols that bot/ declares."""

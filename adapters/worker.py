@@ -1,0 +1,92 @@
+"""Runs durable work: claims due rows, calls the handler for their kind, retries with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import socket
+
+from bot.protocols import Clock, WorkHandler
+from bot.work import MAX_ATTEMPTS, GiveUp, RetryLater, WorkItem, backoff_delay
+from storage.repos import WorkClaims
+
+log = logging.getLogger(__name__)
+
+
+def default_worker_name(replica: str = "") -> str:
+    return replica or f"{socket.gethostname()}:{os.getpid()}"
+
+
+class WorkRunner:
+    def __init__(self, claims: WorkClaims, clock: Clock, name: str, *, batch: int = 20, concurrency: int = 8,
+                 lease: dt.timedelta = dt.timedelta(minutes=2)) -> None:
+        self._claims = claims
+        self._clock = clock
+        self.name = name
+        self._handlers: dict[str, WorkHandler] = {}
+        self._batch = batch
+        self._lease = lease
+        self._slots = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def register(self, kind: str, handler: WorkHandler) -> None:
+        self._handlers[kind] = handler
+
+    def wake(self) -> None:
+        """Look for due work now rather than at the next poll."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Claim and run every item due now; returns how many ran."""
+        total = 0
+        self._idle.clear()
+        try:
+            while True:
+                items = await self._claims.claim(self.name, list(self._handlers), self._batch, self._lease)
+                if not items:
+                    return total
+                await asyncio.gather(*(self._run(item) for item in items))
+                total += len(items)
+        finally:
+            self._idle.set()
+
+    async def run_forever(self, poll_seconds: float) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("work runner pass failed; trying again at the next poll")
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=poll_seconds)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def _run(self, item: WorkItem) -> None:
+        handler = self._handlers[item.kind]
+        async with self._slots:
+            try:
+                result = await handler(item)
+            except RetryLater as retry:
+                await self._retry(item, retry.reason, retry.after)
+            except GiveUp as give_up:
+                log.warning("work %s (%s) given up: %s", item.id, item.kind, give_up.reason)
+                await self._claims.finish(item, self.name, "failed", error=give_up.reason)
+            except Exception as exc:  # noqa: BLE001 - any fault is retried, never lost
+                log.exception("work %s (%s) failed", item.id, item.kind)
+                await self._retry(item, f"{exc.__class__.__name__}: {exc}", None)
+            else:
+                await self._claims.finish(item, self.name, "done", result=result if isinstance(result, str) else None)
+
+    async def _retry(self, item: WorkItem, reason: str, after: dt.timedelta | None) -> None:
+        if item.attempts >= MAX_ATTEMPTS:
+            await self._claims.finish(item, self.name, "failed", error=f"gave up after {item.attempts} tries: {reason}")
+            return
+        delay = after if after is not None else backoff_delay(item.attempts)
+        await self._claims.retry(item, self.name, self._clock.now() + delay, reason)

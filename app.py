@@ -1,0 +1,272 @@
+"""Composition root: settings, database, adapter, directory, worker and routes in one async factory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from botbuilder.core import ConversationState, TurnContext, UserState
+from botbuilder.schema import Activity, ActivityTypes
+
+from adapters.clock import SystemClock
+from adapters.connector import ClientPool, ProactiveSender, build_adapter
+from adapters.directory_static import StaticDirectory
+from adapters.outbox import OutboxSender
+from adapters.worker import WorkRunner, default_worker_name
+from bot.config import AppConfig, ConfigError, load_config
+from bot.handler import BotServices, EsafetyBot, new_correlation_id
+from bot.protocols import Clock, Directory
+from bot.settings import Settings
+from bot.wiring import Wiring
+from storage.bot_storage import SqlStorage
+from storage.crypto import FieldCipher, KeyError_, dev_key, parse_key
+from storage.db import create_engine, session_factory
+from storage.migrate import pending_migrations, upgrade
+from storage.repos import SEND_KIND, ConversationRefs, WorkClaims
+from storage.uow import unit_of_work_factory
+
+log = logging.getLogger("esafety")
+
+KNOWN_ACTIVITY_TYPES = {
+    ActivityTypes.message, ActivityTypes.conversation_update, ActivityTypes.installation_update,
+    ActivityTypes.invoke, ActivityTypes.message_reaction, ActivityTypes.event, ActivityTypes.end_of_conversation,
+    ActivityTypes.message_update, ActivityTypes.message_delete, ActivityTypes.typing,
+}
+Feature = Callable[[Wiring], None]
+
+
+def _features() -> list[Feature]:
+    """Each capability installs its commands, card actions, dialogs and work handlers."""
+    return []
+
+
+@dataclass
+class Components:
+    """The running parts, kept on the aiohttp app for the routes (and for tests to drive the worker)."""
+
+    settings: Settings
+    config: AppConfig
+    clock: Clock
+    directory: Directory
+    engine: Any = None
+    adapter: Any = None
+    bot: Any = None
+    runner: WorkRunner | None = None
+    refs: ConversationRefs | None = None
+    claims: WorkClaims | None = None
+    uow: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+COMPONENTS = web.AppKey("esafety", Components)
+
+
+def data_cipher(settings: Settings) -> FieldCipher:
+    text = settings.data_key.get_secret_value() if settings.data_key else dev_key(settings.var_dir)
+    return FieldCipher(parse_key(text))
+
+
+async def create_app(
+    settings: Settings, config: AppConfig, *, clock: Clock | None = None, directory: Directory | None = None,
+    features: list[Feature] | None = None,
+) -> web.Application:
+    """Build the aiohttp application; start-up and shutdown live in its cleanup context."""
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    parts = Components(settings=settings, config=config, clock=clock or SystemClock(),
+                       directory=directory or StaticDirectory(config))
+    app[COMPONENTS] = parts
+    app.cleanup_ctx.append(lambda app: _lifecycle(app, parts, features if features is not None else _features()))
+    app.router.add_post("/api/messages", _messages)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    return app
+
+
+async def _lifecycle(app: web.Application, parts: Components, features: list[Feature]) -> AsyncIterator[None]:
+    settings = parts.settings
+    cipher = data_cipher(settings)
+    parts.engine = create_engine(settings.database_url)
+    await upgrade(parts.engine)
+    sessions = session_factory(parts.engine)
+    parts.uow = unit_of_work_factory(sessions, cipher, parts.clock)
+    parts.refs = ConversationRefs(sessions, parts.clock)
+    parts.claims = WorkClaims(sessions, cipher, parts.clock)
+
+    pool = ClientPool()
+    parts.adapter = build_adapter(settings, pool)
+    parts.adapter.on_turn_error = _turn_error_handler
+    storage = SqlStorage(sessions, cipher, parts.clock)
+    services = BotServices(
+        config=parts.config, directory=parts.directory, uow=parts.uow, refs=parts.refs,
+        conversation_state=ConversationState(storage), user_state=UserState(storage), dev=settings.dev,
+    )
+    parts.runner = WorkRunner(parts.claims, parts.clock, default_worker_name(settings.replica_name))
+    parts.runner.register(SEND_KIND, OutboxSender(parts.config, parts.refs,
+                                                  ProactiveSender(parts.adapter, settings.app_id), parts.clock))
+    wiring = Wiring(config=parts.config, policy=None, directory=parts.directory, uow=parts.uow, clock=parts.clock,
+                    services=services, work=parts.runner, extras=parts.extras)
+    for install in features:
+        install(wiring)
+    services.after_commit.append(parts.runner.wake)
+    parts.bot = EsafetyBot(services)
+
+    worker_task = None
+    if settings.worker_enabled:
+        worker_task = asyncio.create_task(parts.runner.run_forever(settings.worker_poll_seconds), name="work-runner")
+    log.info("eSafety bot ready (%s mode, %s)", "local dev" if settings.dev else "production",
+             parts.engine.url.get_backend_name())
+    try:
+        yield
+    finally:
+        if worker_task is not None:
+            worker_task.cancel()
+            await asyncio.gather(worker_task, return_exceptions=True)
+        await pool.close()
+        await parts.engine.dispose()
+
+
+async def _turn_error_handler(context: TurnContext, error: Exception) -> None:
+    """Log with a correlation id; tell the person plainly, without internals."""
+    correlation = new_correlation_id()
+    log.error("turn failed [%s]: %s", correlation, error, exc_info=error)
+    message = (f"Sorry, something went wrong on my side and I could not finish that. Please try again. If it keeps "
+               f"happening, tell your IT team and quote {correlation}.")
+    try:
+        if context.activity.type == ActivityTypes.invoke:
+            context.turn_state[context.adapter._INVOKE_RESPONSE_KEY] = Activity(  # noqa: SLF001 - SDK's own slot
+                type=ActivityTypes.invoke_response,
+                value=_invoke_error_body(message),
+            )
+        else:
+            await context.send_activity(message)
+    except Exception:  # noqa: BLE001 - the connector itself may be what failed
+        log.warning("could not tell the user about failure [%s]", correlation)
+
+
+def _invoke_error_body(message: str) -> Any:
+    from botbuilder.core import InvokeResponse
+
+    return InvokeResponse(status=200, body={
+        "statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": message,
+    })
+
+
+def _bad_request(reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=400)
+
+
+async def _messages(request: web.Request) -> web.Response:
+    parts: Components = request.app[COMPONENTS]
+    if "json" not in (request.content_type or ""):
+        return web.json_response({"error": "Content-Type must be application/json"}, status=415)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return web.json_response({"error": "Request body is too large"}, status=413)
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return _bad_request("Body is not valid JSON")
+    if not isinstance(body, dict):
+        return _bad_request("Body is not an Activity: expected a JSON object")
+    kind = body.get("type")
+    if not isinstance(kind, str) or not kind:
+        return _bad_request("Body is not an Activity: missing 'type'")
+    if kind not in KNOWN_ACTIVITY_TYPES:
+        return web.Response(status=200)
+    for required in ("serviceUrl", "conversation"):
+        if not body.get(required):
+            return _bad_request(f"Activity is missing '{required}'")
+    if not isinstance(body.get("conversation"), dict) or not body["conversation"].get("id"):
+        return _bad_request("Activity is missing 'conversation.id'")
+    try:
+        activity = Activity().deserialize(body)
+    except Exception:  # noqa: BLE001 - msrest raises several types for malformed fields
+        return _bad_request("Activity has malformed fields")
+    auth_header = request.headers.get("Authorization", "")
+    try:
+        response = await parts.adapter.process_activity(auth_header, activity, parts.bot.on_turn)
+    except PermissionError:
+        return web.json_response({"error": "Unauthorized"}, status=401)
+    if response is not None:
+        body = response.body
+        return web.json_response(body, status=response.status) if body is not None else web.Response(
+            status=response.status)
+    return web.Response(status=200)
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    parts: Components = request.app[COMPONENTS]
+    try:
+        pending = await pending_migrations(parts.engine)
+    except Exception as exc:  # noqa: BLE001 - any database fault means not ready
+        return web.json_response({"status": "unavailable", "database": exc.__class__.__name__}, status=503)
+    if pending:
+        return web.json_response({"status": "migrating", "pending": sorted(pending)}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _load(settings: Settings) -> AppConfig:
+    problem = settings.startup_problem()
+    if problem:
+        raise SystemExit(f"eSafety bot will not start: {problem}")
+    try:
+        config = load_config(settings.config_path)
+        data_cipher(settings)
+    except ConfigError as exc:
+        raise SystemExit(f"eSafety bot will not start: invalid configuration: {exc}") from exc
+    except KeyError_ as exc:
+        raise SystemExit(f"eSafety bot will not start: {exc}") from exc
+    return config
+
+
+async def _migrate_only(settings: Settings) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str]) -> int:
+    try:
+        settings = Settings()
+    except Exception as exc:  # noqa: BLE001 - pydantic names the bad variable
+        print(f"eSafety bot will not start: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    try:
+        config = _load(settings)
+    except SystemExit as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    command = argv[1] if len(argv) > 1 else "serve"
+    if command == "migrate":
+        asyncio.run(_migrate_only(settings))
+        print("Database is up to date.")
+        return 0
+    if command != "serve":
+        print("usage: python app.py [serve|migrate]", file=sys.stderr)
+        return 2
+    web.run_app(create_app(settings, config), host=settings.host, port=settings.port, shutdown_timeout=30,
+                print=lambda _: print(f"eSafety bot listening on http://{settings.host}:{settings.port}/api/messages"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,73 @@
+"""Shared pieces for Adaptive Cards (schema 1.5, as Teams renders them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+VERSION = "1.5"
+MAX_CARD_BYTES = 40 * 1024
+MAX_REFRESH_USERS = 60
+
+
+def card(body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None, *,
+         refresh_user_ids: list[str] | None = None, refresh_verb: str | None = None,
+         refresh_data: dict[str, Any] | None = None, fallback_text: str | None = None) -> dict[str, Any]:
+    """An AdaptiveCard v1.5; with refresh, Teams fetches a per-viewer version for up to 60 user ids."""
+    result: dict[str, Any] = {"type": "AdaptiveCard", "$schema": SCHEMA, "version": VERSION, "body": body}
+    if actions:
+        result["actions"] = actions
+    if fallback_text:
+        result["fallbackText"] = fallback_text
+    if refresh_verb and refresh_user_ids:
+        result["refresh"] = {
+            "action": {"type": "Action.Execute", "verb": refresh_verb, "data": refresh_data or {}},
+            "userIds": refresh_user_ids[:MAX_REFRESH_USERS],
+        }
+    return result
+
+
+def text(value: str, *, size: str | None = None, weight: str | None = None, wrap: bool = True,
+         color: str | None = None, subtle: bool = False, spacing: str | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "TextBlock", "text": value, "wrap": wrap}
+    if size:
+        block["size"] = size
+    if weight:
+        block["weight"] = weight
+    if color:
+        block["color"] = color
+    if subtle:
+        block["isSubtle"] = True
+    if spacing:
+        block["spacing"] = spacing
+    return block
+
+
+def heading(value: str) -> dict[str, Any]:
+    return text(value, size="Medium", weight="Bolder")
+
+
+def facts(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"type": "FactSet", "facts": [{"title": title, "value": value} for title, value in pairs]}
+
+
+def submit(title: str, data: dict[str, Any], *, style: str | None = None) -> dict[str, Any]:
+    action: dict[str, Any] = {"type": "Action.Submit", "title": title, "data": data}
+    if style:
+        action["style"] = style
+    return action
+
+
+def execute(title: str, verb: str, data: dict[str, Any] | None = None, *, style: str | None = None,
+            associated_inputs: str | None = None) -> dict[str, Any]:
+    action: dict[str, Any] = {"type": "Action.Execute", "title": title, "verb": verb, "data": data or {}}
+    if style:
+        action["style"] = style
+    if associated_inputs:
+        action["associatedInputs"] = associated_inputs
+    return action
+
+
+def command_button(title: str, command: str) -> dict[str, Any]:
+    """A button that behaves as if the person typed the command."""
+    return submit(title, {"command": command})

@@ -1,0 +1,159 @@
+"""School configuration: schools, channels, SLAs and the static directory, validated from YAML."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.people import Role
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PersonConfig(_Strict):
+    id: str
+    name: str
+    email: str
+    roles: list[Role] = Field(default_factory=lambda: [Role.STAFF])
+    line_manager: str | None = None
+
+
+class SlaConfig(_Strict):
+    normal: int = 60
+    urgent: int = 15
+
+
+class DigestConfig(_Strict):
+    weekday: int = Field(0, ge=0, le=6)  # Monday is 0
+    time: dt.time = dt.time(7, 30)
+
+
+class SchoolHours(_Strict):
+    start: dt.time = dt.time(8, 0)
+    end: dt.time = dt.time(17, 0)
+    weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
+
+
+class TermConfig(_Strict):
+    name: str
+    start: dt.date
+    end: dt.date
+
+
+class AupConfig(_Strict):
+    renewal_month_day: str = "09-01"
+    reminder_every_days: int = Field(3, ge=1)
+    escalate_after_days: int = Field(10, ge=1)
+
+
+class SquidConfig(_Strict):
+    allow_file: Path = Path("var/squid/allow.txt")
+    block_file: Path = Path("var/squid/block.txt")
+    reload_command: list[str] = Field(default_factory=lambda: ["squid", "-k", "reconfigure"])
+
+
+class FilteringConfig(_Strict):
+    backend: str = "manual"
+    squid: SquidConfig = SquidConfig()
+    never_unblock_domains: list[str] = Field(default_factory=list)
+
+
+class ChannelsConfig(_Strict):
+    dsl: str | None = None
+    slt: str | None = None
+    technicians: str | None = None
+
+
+class SchoolConfig(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,40}$")
+    name: str
+    reference_prefix: str = Field("ES", pattern=r"^[A-Z]{2,4}$")
+    tenant_id: str
+    team_id: str | None = None
+    timezone: str = "Europe/London"
+    school_hours: SchoolHours = SchoolHours()
+    terms: list[TermConfig] = Field(default_factory=list)
+    channels: ChannelsConfig = ChannelsConfig()
+    sla_minutes: SlaConfig = SlaConfig()
+    digest: DigestConfig = DigestConfig()
+    aup: AupConfig = AupConfig()
+    filtering: FilteringConfig = FilteringConfig()
+    role_groups: dict[Role, str] = Field(default_factory=dict)
+    people: list[PersonConfig] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _line_managers_exist(self) -> SchoolConfig:
+        ids = {p.id for p in self.people}
+        for person in self.people:
+            if person.line_manager and person.line_manager not in ids:
+                raise ValueError(f"people: {person.id} has unknown line_manager {person.line_manager}")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class AppConfig(_Strict):
+    schools: list[SchoolConfig] = Field(min_length=1)
+    dev_default_school: str | None = None
+
+    @model_validator(mode="after")
+    def _unique_schools(self) -> AppConfig:
+        ids = [s.id for s in self.schools]
+        if len(ids) != len(set(ids)):
+            raise ValueError("schools: school ids must be unique")
+        if self.dev_default_school and self.dev_default_school not in ids:
+            raise ValueError(f"dev_default_school: no school with id {self.dev_default_school!r}")
+        return self
+
+    def school(self, school_id: str) -> SchoolConfig | None:
+        return next((s for s in self.schools if s.id == school_id), None)
+
+    def school_for_tenant(self, tenant_id: str | None, team_id: str | None = None) -> SchoolConfig | None:
+        """The school that owns a tenant (and team, where a tenant hosts several schools)."""
+        matches = [s for s in self.schools if tenant_id and s.tenant_id == tenant_id]
+        if team_id:
+            by_team = [s for s in matches if s.team_id == team_id]
+            if by_team:
+                return by_team[0]
+        return matches[0] if matches else None
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    return f"{where}: {first['msg']}"
+
+
+def load_config(path: Path) -> AppConfig:
+    """Read and validate the YAML configuration, naming the bad key on failure."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
+    try:
+        return AppConfig.model_validate(raw or {})
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from exc

@@ -1,0 +1,299 @@
+"""The Teams front door: turns SDK activities into plain actors and routes them to features."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from botbuilder.core import ConversationState, InvokeResponse, TurnContext, UserState
+from botbuilder.core.teams import TeamsActivityHandler
+from botbuilder.dialogs import Dialog, DialogSet, DialogTurnStatus
+from botbuilder.schema import Activity, ActivityTypes, Attachment, ChannelAccount
+from botbuilder.schema.teams import TeamInfo
+
+from bot.actor import Actor, CardAction, CardReply, Command, Refused
+from bot.cards.help import CommandHelp, build_channel_welcome_card, build_help_card, build_personal_welcome_card
+from bot.config import AppConfig, SchoolConfig
+from bot.people import stranger
+from bot.protocols import ConversationStore, Directory, UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
+CANCEL_WORDS = {"cancel", "stop", "quit", "exit"}
+_MENTION = re.compile(r"<at>.*?</at>", re.IGNORECASE)
+
+
+@dataclass
+class BotServices:
+    """Everything the front door needs, wired once by the app factory."""
+
+    config: AppConfig
+    directory: Directory
+    uow: UnitOfWorkFactory
+    refs: ConversationStore
+    conversation_state: ConversationState
+    user_state: UserState
+    dev: bool = False
+    commands: list[Command] = field(default_factory=list)
+    card_actions: dict[str, CardAction] = field(default_factory=dict)
+    dialogs: list[Dialog] = field(default_factory=list)
+    after_commit: list[Any] = field(default_factory=list)  # callables run after a turn (e.g. wake the worker)
+
+    def add_command(self, command: Command) -> None:
+        self.commands.append(command)
+        self.commands.sort(key=lambda c: -len(c.name))  # longest first: "my reports" before "my"
+
+    def add_card_action(self, action: CardAction) -> None:
+        if action.verb in self.card_actions:
+            raise ValueError(f"card action {action.verb!r} registered twice")
+        self.card_actions[action.verb] = action
+
+
+def message_with_card(card: dict[str, Any], text: str | None = None) -> Activity:
+    return Activity(type=ActivityTypes.message, text=text,
+                    attachments=[Attachment(content_type=ADAPTIVE_CARD, content=card)])
+
+
+def clean_text(activity: Activity) -> str:
+    """The typed text without @mentions, trimmed and with single spaces."""
+    raw = _MENTION.sub(" ", activity.text or "")
+    return " ".join(raw.split())
+
+
+class _TurnAdapter:
+    """The plain `Turn` a feature sees, backed by the SDK's TurnContext."""
+
+    def __init__(self, context: TurnContext, actor: Actor, text: str, dialogs: DialogSet) -> None:
+        self._context = context
+        self.actor = actor
+        self.text = text
+        self._dialogs = dialogs
+
+    async def say(self, text: str | None = None, card: dict[str, Any] | None = None) -> None:
+        if card is not None:
+            await self._context.send_activity(message_with_card(card, text))
+        elif text:
+            await self._context.send_activity(text)
+
+    async def begin_dialog(self, dialog_id: str, options: Any = None) -> None:
+        dialog_context = await self._dialogs.create_context(self._context)
+        await dialog_context.begin_dialog(dialog_id, options)
+
+
+class EsafetyBot(TeamsActivityHandler):
+    def __init__(self, services: BotServices) -> None:
+        super().__init__()
+        self._services = services
+        self._dialog_state = services.conversation_state.create_property("DialogState")
+        self._dialogs = DialogSet(self._dialog_state)
+        for dialog in services.dialogs:
+            self._dialogs.add(dialog)
+
+    # --- the turn ---------------------------------------------------------------------------------------------
+
+    async def on_turn(self, turn_context: TurnContext) -> None:
+        school = self._school_for(turn_context.activity)
+        turn_context.turn_state["esafety.school"] = school
+        if school is not None:
+            await self._remember_conversation(turn_context, school)
+        try:
+            await super().on_turn(turn_context)
+        finally:
+            await self._services.conversation_state.save_changes(turn_context)
+            await self._services.user_state.save_changes(turn_context)
+            for hook in self._services.after_commit:
+                hook()
+
+    def _school_for(self, activity: Activity) -> SchoolConfig | None:
+        channel_data = activity.channel_data or {}
+        tenant_id = (activity.conversation.tenant_id if activity.conversation else None) or \
+            (channel_data.get("tenant") or {}).get("id")
+        team_id = (channel_data.get("team") or {}).get("id")
+        school = self._services.config.school_for_tenant(tenant_id, team_id)
+        if school is None and self._services.dev and self._services.config.dev_default_school:
+            school = self._services.config.school(self._services.config.dev_default_school)
+        return school
+
+    async def _actor(self, turn_context: TurnContext) -> Actor | None:
+        school: SchoolConfig | None = turn_context.turn_state.get("esafety.school")
+        if school is None:
+            return None
+        sender = turn_context.activity.from_property or ChannelAccount()
+        person_id = sender.aad_object_id or sender.id or ""
+        person = await self._services.directory.person(school.id, person_id) or stranger(person_id, sender.name)
+        kind = (turn_context.activity.conversation.conversation_type if turn_context.activity.conversation
+                else None) or "personal"
+        return Actor(school=school, person=person, conversation_kind=kind)
+
+    async def _remember_conversation(self, turn_context: TurnContext, school: SchoolConfig) -> None:
+        activity = turn_context.activity
+        if not activity.conversation or not activity.service_url:
+            return
+        reference = TurnContext.get_conversation_reference(activity).serialize()
+        reference.pop("activityId", None)
+        conversation_type = activity.conversation.conversation_type or "personal"
+        channel_data = activity.channel_data or {}
+        if conversation_type == "personal":
+            sender = activity.from_property or ChannelAccount()
+            key = sender.aad_object_id or sender.id
+            if key:
+                await self._services.refs.save(school.id, "person", key, reference, name=sender.name)
+        elif conversation_type == "channel":
+            channel_id = (channel_data.get("channel") or {}).get("id") or activity.conversation.id.split(";")[0]
+            team_id = (channel_data.get("team") or {}).get("id")
+            reference["conversation"]["id"] = channel_id
+            await self._services.refs.save(school.id, "channel", channel_id, reference, team_id=team_id)
+
+    # --- messages --------------------------------------------------------------------------------------------
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        actor = await self._actor(turn_context)
+        if actor is None:
+            await turn_context.send_activity(
+                "This school is not set up for the eSafety app yet. Please ask your IT team to finish setting it up."
+            )
+            return
+        value = turn_context.activity.value if isinstance(turn_context.activity.value, dict) else None
+        if value and value.get("verb") and not value.get("command"):
+            await self._submit_card_action(turn_context, actor, value)
+            return
+        text = (value.get("command") if value and value.get("command") else clean_text(turn_context.activity))
+        dialog_context = await self._dialogs.create_context(turn_context)
+        if dialog_context.active_dialog is not None:
+            if text.lower() in CANCEL_WORDS:
+                await dialog_context.cancel_all_dialogs()
+                await turn_context.send_activity("Stopped. Nothing was saved. Type `help` to see what I can do.")
+                return
+            result = await dialog_context.continue_dialog()
+            if result.status != DialogTurnStatus.Empty:
+                return
+        await self._run_command(turn_context, actor, text)
+
+    async def _run_command(self, turn_context: TurnContext, actor: Actor, text: str) -> None:
+        lowered = text.lower()
+        if lowered in CANCEL_WORDS:
+            await turn_context.send_activity("There is nothing to cancel. Type `help` to see what I can do.")
+            return
+        if lowered in {"help", "hi", "hello", "menu", "?", ""}:
+            await self._send_help(turn_context, actor)
+            return
+        for command in self._services.commands:
+            if lowered == command.name or lowered.startswith(command.name + " "):
+                if not command.allowed(actor):
+                    await self._refuse(actor, command.name, "command")
+                    await turn_context.send_activity(
+                        "Sorry, that is not available to you. Type `help` to see what you can do."
+                    )
+                    return
+                if actor.conversation_kind != "personal" and not command.channel_ok:
+                    await turn_context.send_activity(
+                        "Please message me privately for that, so nothing sensitive is posted here."
+                    )
+                    return
+                args = text[len(command.name):].strip()
+                await command.run(_TurnAdapter(turn_context, actor, text, self._dialogs), args)
+                return
+        await self._send_help(turn_context, actor, unknown_text=text)
+
+    async def _send_help(self, turn_context: TurnContext, actor: Actor, unknown_text: str | None = None) -> None:
+        card = build_help_card(actor.person.first_name, self._help_items(actor), unknown_text=unknown_text)
+        await turn_context.send_activity(message_with_card(card))
+
+    def _help_items(self, actor: Actor) -> list[CommandHelp]:
+        allowed = [c for c in self._services.commands if c.in_help and c.allowed(actor)]
+        allowed.sort(key=lambda c: self._services.commands.index(c))
+        ordered = sorted(allowed, key=lambda c: _HELP_ORDER.get(c.name, 100))
+        return [CommandHelp(c.name, c.title, c.description) for c in ordered]
+
+    # --- card actions ----------------------------------------------------------------------------------------
+
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        if turn_context.activity.name != "adaptiveCard/action":
+            return await super().on_invoke_activity(turn_context)
+        value = turn_context.activity.value if isinstance(turn_context.activity.value, dict) else {}
+        action = value.get("action") if isinstance(value.get("action"), dict) else {}
+        verb = action.get("verb")
+        if not verb:
+            return _invoke_message(HTTPStatus.BAD_REQUEST, "That button is missing its action.")
+        actor = await self._actor(turn_context)
+        if actor is None:
+            return _invoke_message(HTTPStatus.OK, "This school is not set up for the eSafety app yet.")
+        data = action.get("data") if isinstance(action.get("data"), dict) else {}
+        reply = await self._dispatch(actor, verb, data)
+        if reply.card is not None:
+            return InvokeResponse(status=int(HTTPStatus.OK), body={
+                "statusCode": 200, "type": ADAPTIVE_CARD, "value": reply.card,
+            })
+        return _invoke_message(HTTPStatus.OK, reply.message or "Done.")
+
+    async def _submit_card_action(self, turn_context: TurnContext, actor: Actor, value: dict[str, Any]) -> None:
+        """Action.Submit fallback for clients without Universal Actions: answer with a new message."""
+        data = {k: v for k, v in value.items() if k != "verb"}
+        reply = await self._dispatch(actor, value["verb"], data)
+        if reply.card is not None:
+            await turn_context.send_activity(message_with_card(reply.card, reply.message))
+        elif reply.message:
+            await turn_context.send_activity(reply.message)
+
+    async def _dispatch(self, actor: Actor, verb: str, data: dict[str, Any]) -> CardReply:
+        action = self._services.card_actions.get(verb)
+        if action is None:
+            return CardReply(message="Sorry, that button is no longer available. Type `help` to start again.")
+        if action.roles and not (actor.person.roles & action.roles):
+            await self._refuse(actor, verb, "card_action")
+            return CardReply(message="Sorry, you are not allowed to do that. It has been recorded.")
+        try:
+            return await action.run(actor, data)
+        except Refused as refused:
+            await self._refuse(actor, verb, "card_action", refused.message)
+            return CardReply(message=refused.message)
+
+    async def _refuse(self, actor: Actor, what: str, kind: str, reason: str | None = None) -> None:
+        async with self._services.uow() as uow:
+            await uow.audit.record(actor.school_id, actor.person.id, "refused", kind, what,
+                                   {"reason": reason or "role not held"})
+
+    # --- installs --------------------------------------------------------------------------------------------
+
+    async def on_installation_update_add(self, turn_context: TurnContext) -> None:
+        await self._greet(turn_context)
+
+    async def on_teams_members_added(self, teams_members_added: list[Any], team_info: TeamInfo,
+                                     turn_context: TurnContext) -> None:
+        bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
+        if any(member.id == bot_id for member in teams_members_added):
+            await self._greet(turn_context)
+
+    async def _greet(self, turn_context: TurnContext) -> None:
+        school: SchoolConfig | None = turn_context.turn_state.get("esafety.school")
+        if school is None:
+            await turn_context.send_activity(
+                "This school is not set up for the eSafety app yet. Please ask your IT team to finish setting it up."
+            )
+            return
+        if turn_context.activity.conversation and turn_context.activity.conversation.conversation_type == "channel":
+            channel_id = ((turn_context.activity.channel_data or {}).get("channel") or {}).get("id")
+            purposes = [p for p, cid in school.channels.model_dump().items() if cid and cid == channel_id]
+            await turn_context.send_activity(message_with_card(build_channel_welcome_card(school.name, purposes)))
+            return
+        actor = await self._actor(turn_context)
+        card = build_personal_welcome_card(actor.person.first_name, school.name, self._help_items(actor))
+        await turn_context.send_activity(message_with_card(card))
+
+
+_HELP_ORDER = {"report": 0, "my reports": 1, "filter": 2, "aup": 3}
+
+
+def _invoke_message(status: HTTPStatus, message: str) -> InvokeResponse:
+    return InvokeResponse(status=int(status), body={
+        "statusCode": int(status), "type": "application/vnd.microsoft.activity.message", "value": message,
+    })
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex[:8]

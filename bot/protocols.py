@@ -1,0 +1,93 @@
+"""Small protocols for the outside world; adapters/ and storage/ implement them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, Protocol, Self
+
+from bot.audit import AuditEntry
+from bot.people import Person, Role
+from bot.work import WorkItem
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime:
+        """The current time, timezone-aware UTC."""
+
+
+class Directory(Protocol):
+    async def person(self, school_id: str, person_id: str) -> Person | None:
+        """A person by Entra object id, with their roles; None if unknown."""
+
+    async def people_with_role(self, school_id: str, role: Role) -> list[Person]:
+        """Everyone holding a role, in a stable order."""
+
+    async def line_manager(self, school_id: str, person_id: str) -> Person | None:
+        """The person's line manager; None when they have none."""
+
+    async def find_by_email(self, school_id: str, email: str) -> Person | None:
+        """A person by email address, case-insensitive."""
+
+    async def everyone(self, school_id: str) -> list[Person]:
+        """Everyone the directory knows in the school."""
+
+
+class ConversationStore(Protocol):
+    async def save(self, school_id: str, kind: str, key: str, reference: dict[str, Any], *, name: str | None = None,
+                   team_id: str | None = None) -> None:
+        """Remember how to reach a person (kind 'person') or a channel (kind 'channel')."""
+
+
+class Notifier(Protocol):
+    """Queues proactive messages; the outbox worker sends them after the unit of work commits."""
+
+    async def to_person(
+        self, school_id: str, person_id: str, *, text: str | None = None, card: dict[str, Any] | None = None,
+        dedupe_key: str | None = None,
+    ) -> None:
+        """Queue a 1:1 message for a person."""
+
+    async def to_channel(
+        self, school_id: str, purpose: str, *, text: str | None = None, card: dict[str, Any] | None = None,
+        dedupe_key: str | None = None,
+    ) -> None:
+        """Queue a post to the team channel the school configured for a purpose (dsl, slt, technicians)."""
+
+
+class WorkQueue(Protocol):
+    async def schedule(
+        self, school_id: str, kind: str, run_at: dt.datetime, payload: dict[str, Any], *, dedupe_key: str | None = None
+    ) -> None:
+        """Add durable work to be done at or after run_at; a repeated dedupe_key is ignored."""
+
+    async def cancel(self, dedupe_key: str) -> None:
+        """Drop pending work by its dedupe key, if it has not run."""
+
+
+class AuditLog(Protocol):
+    async def record(
+        self, school_id: str, actor_id: str | None, action: str, record_type: str, record_id: str | None,
+        detail: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        """Append one hash-chained audit entry."""
+
+
+class UnitOfWork(Protocol):
+    """One transaction: everything written through it commits together or not at all."""
+
+    audit: AuditLog
+    notify: Notifier
+    work: WorkQueue
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+class WorkHandler(Protocol):
+    async def __call__(self, item: WorkItem) -> None:
+        """Do one piece of due work; raise RetryLater or GiveUp to say otherwise."""

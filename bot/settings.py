@@ -1,0 +1,69 @@
+"""Process settings: the only place that reads the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///var/esafety.db"
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Everything the app needs from its environment, read once at start-up."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, populate_by_name=True)
+
+    app_id: str = Field("", validation_alias=_env("MicrosoftAppId", "MICROSOFT_APP_ID"))
+    app_password: SecretStr = Field(SecretStr(""), validation_alias=_env("MicrosoftAppPassword"))
+    app_type: Literal["SingleTenant", "MultiTenant", "UserAssignedMSI"] = Field(
+        "SingleTenant", validation_alias=_env("MicrosoftAppType")
+    )
+    app_tenant_id: str = Field("", validation_alias=_env("MicrosoftAppTenantId"))
+
+    host: str = Field("127.0.0.1", validation_alias=_env("HOST"))
+    port: int = Field(3978, validation_alias=_env("PORT"))
+    database_url: str = Field(DEFAULT_SQLITE_URL, validation_alias=_env("DATABASE_URL"))
+    dev: bool = Field(False, validation_alias=_env("ESAFETY_DEV"))
+    config_path: Path = Field(Path("config/demo.yaml"), validation_alias=_env("ESAFETY_CONFIG"))
+    policy_path: Path = Field(Path("config/policy_defaults.yaml"), validation_alias=_env("ESAFETY_POLICY"))
+    data_key: SecretStr | None = Field(None, validation_alias=_env("ESAFETY_DATA_KEY"))
+    var_dir: Path = Field(Path("var"), validation_alias=_env("ESAFETY_VAR_DIR"))
+    log_level: str = Field("INFO", validation_alias=_env("ESAFETY_LOG_LEVEL"))
+
+    # Inbound token validation: botframework-connector reads these names; tests point them at loopback.
+    openid_metadata_url: str | None = Field(None, validation_alias=_env("TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL"))
+    token_issuer: str | None = Field(None, validation_alias=_env("TO_BOT_FROM_CHANNEL_TOKEN_ISSUER"))
+    # Outbound token acquisition (login authority and scope) for sovereign clouds and offline tests.
+    login_url: str | None = Field(None, validation_alias=_env("TO_CHANNEL_FROM_BOT_LOGIN_URL"))
+    oauth_scope: str | None = Field(None, validation_alias=_env("TO_CHANNEL_FROM_BOT_OAUTH_SCOPE"))
+    validate_authority: bool = Field(True, validation_alias=_env("VALIDATE_AUTHORITY"))
+
+    max_body_bytes: int = Field(256 * 1024, validation_alias=_env("ESAFETY_MAX_BODY_BYTES"))
+    worker_poll_seconds: float = Field(2.0, validation_alias=_env("ESAFETY_WORKER_POLL_SECONDS"))
+    worker_enabled: bool = Field(True, validation_alias=_env("ESAFETY_WORKER"))
+    replica_name: str = Field("", validation_alias=_env("ESAFETY_REPLICA"))
+
+    def startup_problem(self) -> str | None:
+        """Say in one line why the app must not start, or None when it may."""
+        if not self.dev and not self.app_id.strip():
+            return (
+                "MicrosoftAppId is not set. Without it botframework-connector silently turns off "
+                "authentication, so the bot will not start. Set MicrosoftAppId (and MicrosoftAppPassword or a "
+                "managed identity), or set ESAFETY_DEV=1 for local development only."
+            )
+        if not self.dev and self.data_key is None:
+            return "ESAFETY_DATA_KEY is not set. Sensitive fields are encrypted at rest, so a key is required."
+        if self.app_type == "SingleTenant" and self.app_id and not self.app_tenant_id:
+            return "MicrosoftAppTenantId is required when MicrosoftAppType is SingleTenant."
+        return None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,29 @@
+"""What a feature gets when the app factory installs it: plain services and registries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.config import AppConfig
+from bot.protocols import Clock, Directory, UnitOfWorkFactory, WorkHandler
+
+
+class WorkRegistry(Protocol):
+    def register(self, kind: str, handler: WorkHandler) -> None:
+        """Handle durable work items of this kind."""
+
+    def wake(self) -> None:
+        """Look for due work now."""
+
+
+@dataclass
+class Wiring:
+    config: AppConfig
+    policy: Any  # bot.policy.Policy once loaded; Any keeps this module free of feature imports
+    directory: Directory
+    uow: UnitOfWorkFactory
+    clock: Clock
+    services: Any  # bot.handler.BotServices: commands, card actions, dialogs
+    work: WorkRegistry
+    extras: dict[str, Any]

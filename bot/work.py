@@ -1,0 +1,48 @@
+"""Durable work: what must happen later is a row, claimed atomically and retried with backoff."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    id: int
+    school_id: str
+    kind: str
+    payload: dict[str, Any]
+    run_at: dt.datetime
+    attempts: int
+    dedupe_key: str | None
+
+
+class RetryLater(Exception):  # noqa: N818 - a signal, not an error
+    """The work could not be done now; try again after `after` (or the backoff policy's delay)."""
+
+    def __init__(self, reason: str, after: dt.timedelta | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.after = after
+
+
+class GiveUp(Exception):  # noqa: N818 - a signal, not an error
+    """The work can never succeed (for example the person blocked the bot); record why and stop."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+MAX_ATTEMPTS = 8
+BASE_DELAY = dt.timedelta(seconds=2)
+MAX_DELAY = dt.timedelta(minutes=15)
+
+
+def backoff_delay(attempts: int, rng: random.Random | None = None) -> dt.timedelta:
+    """Exponential backoff with full jitter: somewhere in [base, base * 2**attempts], capped."""
+    rng = rng or random.Random()
+    ceiling = min(MAX_DELAY.total_seconds(), BASE_DELAY.total_seconds() * (2 ** max(attempts - 1, 0)))
+    return dt.timedelta(seconds=rng.uniform(BASE_DELAY.total_seconds(), max(ceiling, BASE_DELAY.total_seconds())))

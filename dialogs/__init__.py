@@ -1,0 +1,1 @@
+"""Guided conversations: one botbuilder-dialogs waterfall per module."""

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite drives for real: PostgreSQL, Squid and Chromium.
+# Idempotent and quiet; it only calls apt-get when something is missing.
+set -euo pipefail
+missing=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v squid >/dev/null 2>&1 || [ -x /usr/sbin/squid ] || missing+=(squid)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != "0" ]; then
+    echo "system-deps: please install: ${missing[*]} (needs root)" >&2
+    exit 1
+  fi
+  echo "system-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The Debian packages start their own services; the tests run private instances on loopback instead.
+  (service squid stop || true) >/dev/null 2>&1
+fi
+if [ -f tools/playground/package.json ] && [ ! -d tools/playground/node_modules ]; then
+  (cd tools/playground && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

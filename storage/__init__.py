@@ -1,0 +1,1 @@
+"""SQL persistence: models, repositories returning dataclasses, Bot Framework storage, migrations."""

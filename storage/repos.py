@@ -1,0 +1,248 @@
+"""Core repositories: audit trail, durable work and outbox, conversation references, counters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.audit import GENESIS_HASH, AuditEntry, entry_hash
+from bot.protocols import Clock
+from bot.work import WorkItem
+from storage.crypto import FieldCipher
+from storage.models import AuditHeadRow, AuditRow, ConversationRefRow, CounterRow, WorkRow
+
+SEND_KIND = "send"
+WORK_PAYLOAD_CONTEXT = "work_items.payload"
+
+
+def insert_for(session: AsyncSession):  # noqa: ANN202 - dialect-specific insert construct
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+
+
+class SqlAuditLog:
+    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+        self._session = session
+        self._clock = clock
+
+    async def record(
+        self, school_id: str, actor_id: str | None, action: str, record_type: str, record_id: str | None,
+        detail: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        """Append one entry; the head row update serialises writers so the chain never forks."""
+        detail = detail or {}
+        ins = insert_for(self._session)(AuditHeadRow).values(school_id=school_id, seq=0, hash=GENESIS_HASH)
+        await self._session.execute(ins.on_conflict_do_nothing(index_elements=["school_id"]))
+        head = (
+            await self._session.execute(
+                update(AuditHeadRow).where(AuditHeadRow.school_id == school_id)
+                .values(seq=AuditHeadRow.seq + 1).returning(AuditHeadRow.seq, AuditHeadRow.hash)
+            )
+        ).one()
+        seq, prev_hash = head.seq, head.hash
+        at = self._clock.now()
+        digest = entry_hash(prev_hash, school_id, seq, at, actor_id, action, record_type, record_id, detail)
+        self._session.add(AuditRow(
+            school_id=school_id, seq=seq, at=at, actor_id=actor_id, action=action, record_type=record_type,
+            record_id=record_id, detail=detail, prev_hash=prev_hash, hash=digest,
+        ))
+        await self._session.execute(
+            update(AuditHeadRow).where(AuditHeadRow.school_id == school_id).values(hash=digest)
+        )
+        return AuditEntry(school_id, seq, at, actor_id, action, record_type, record_id, detail, prev_hash, digest)
+
+    async def entries(self, school_id: str, record_type: str | None = None, record_id: str | None = None
+                      ) -> list[AuditEntry]:
+        query = select(AuditRow).where(AuditRow.school_id == school_id).order_by(AuditRow.seq)
+        if record_type:
+            query = query.where(AuditRow.record_type == record_type)
+        if record_id:
+            query = query.where(AuditRow.record_id == record_id)
+        rows = (await self._session.scalars(query)).all()
+        return [AuditEntry(r.school_id, r.seq, r.at, r.actor_id, r.action, r.record_type, r.record_id, r.detail,
+                           r.prev_hash, r.hash) for r in rows]
+
+
+class SqlWorkQueue:
+    def __init__(self, session: AsyncSession, cipher: FieldCipher, clock: Clock) -> None:
+        self._session = session
+        self._cipher = cipher
+        self._clock = clock
+
+    async def schedule(
+        self, school_id: str, kind: str, run_at: dt.datetime, payload: dict[str, Any], *, dedupe_key: str | None = None
+    ) -> None:
+        values = dict(
+            school_id=school_id, kind=kind, run_at=run_at, status="pending", attempts=0,
+            payload=self._cipher.encrypt(json.dumps(payload), WORK_PAYLOAD_CONTEXT), dedupe_key=dedupe_key,
+            created_at=self._clock.now(),
+        )
+        statement = insert_for(self._session)(WorkRow).values(**values)
+        if dedupe_key:
+            statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
+        await self._session.execute(statement)
+
+    async def cancel(self, dedupe_key: str) -> None:
+        await self._session.execute(
+            update(WorkRow).where(WorkRow.dedupe_key == dedupe_key, WorkRow.status == "pending")
+            .values(status="cancelled", finished_at=self._clock.now())
+        )
+
+
+class SqlNotifier:
+    """Queues proactive sends as durable work items of kind 'send'."""
+
+    def __init__(self, work: SqlWorkQueue, clock: Clock) -> None:
+        self._work = work
+        self._clock = clock
+
+    async def to_person(self, school_id: str, person_id: str, *, text: str | None = None,
+                        card: dict[str, Any] | None = None, dedupe_key: str | None = None) -> None:
+        await self._queue(school_id, {"kind": "person", "id": person_id}, text, card, dedupe_key)
+
+    async def to_channel(self, school_id: str, purpose: str, *, text: str | None = None,
+                         card: dict[str, Any] | None = None, dedupe_key: str | None = None) -> None:
+        await self._queue(school_id, {"kind": "channel", "purpose": purpose}, text, card, dedupe_key)
+
+    async def _queue(self, school_id: str, target: dict[str, str], text: str | None, card: dict[str, Any] | None,
+                     dedupe_key: str | None) -> None:
+        if text is None and card is None:
+            raise ValueError("a message needs text or a card")
+        payload = {"target": target, "text": text, "card": card}
+        await self._work.schedule(school_id, SEND_KIND, self._clock.now(), payload, dedupe_key=dedupe_key)
+
+
+@dataclass(frozen=True)
+class WorkStatus:
+    id: int
+    kind: str
+    status: str
+    attempts: int
+    run_at: dt.datetime
+    last_error: str | None
+    result: str | None
+    payload: dict[str, Any]
+
+
+class WorkClaims:
+    """Claims, completes and reschedules work items; each call is its own short transaction."""
+
+    def __init__(self, sessions, cipher: FieldCipher, clock: Clock) -> None:  # noqa: ANN001
+        self._sessions = sessions
+        self._cipher = cipher
+        self._clock = clock
+
+    async def claim(self, worker: str, kinds: list[str], limit: int, lease: dt.timedelta) -> list[WorkItem]:
+        """Atomically take up to `limit` due items: SKIP LOCKED on PostgreSQL, a serialised writer on SQLite."""
+        now = self._clock.now()
+        due = or_(
+            and_(WorkRow.status == "pending", WorkRow.run_at <= now),
+            and_(WorkRow.status == "running", WorkRow.locked_until < now),
+        )
+        candidates = (
+            select(WorkRow.id).where(due, WorkRow.kind.in_(kinds)).order_by(WorkRow.run_at, WorkRow.id)
+            .limit(limit).with_for_update(skip_locked=True)
+        )
+        async with self._sessions() as session, session.begin():
+            rows = (await session.execute(
+                update(WorkRow).where(WorkRow.id.in_(candidates.scalar_subquery()))
+                .values(status="running", locked_by=worker, locked_until=now + lease, attempts=WorkRow.attempts + 1)
+                .returning(WorkRow.id, WorkRow.school_id, WorkRow.kind, WorkRow.payload, WorkRow.run_at,
+                           WorkRow.attempts, WorkRow.dedupe_key)
+            )).all()
+        items = [
+            WorkItem(r.id, r.school_id, r.kind, json.loads(self._cipher.decrypt(r.payload, WORK_PAYLOAD_CONTEXT)),
+                     r.run_at, r.attempts, r.dedupe_key)
+            for r in rows
+        ]
+        return sorted(items, key=lambda item: (item.run_at, item.id))
+
+    async def finish(self, item: WorkItem, worker: str, status: str, *, result: str | None = None,
+                     error: str | None = None) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(WorkRow).where(WorkRow.id == item.id, WorkRow.locked_by == worker)
+                .values(status=status, result=result, last_error=error, locked_by=None, locked_until=None,
+                        finished_at=self._clock.now())
+            )
+
+    async def retry(self, item: WorkItem, worker: str, at: dt.datetime, error: str) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(WorkRow).where(WorkRow.id == item.id, WorkRow.locked_by == worker)
+                .values(status="pending", run_at=at, last_error=error, locked_by=None, locked_until=None)
+            )
+
+    async def next_due_at(self, kinds: list[str]) -> dt.datetime | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(WorkRow.run_at).where(WorkRow.status == "pending", WorkRow.kind.in_(kinds))
+                .order_by(WorkRow.run_at).limit(1)
+            )
+
+    async def list(self, kind: str | None = None, school_id: str | None = None) -> list[WorkStatus]:
+        """Every item, oldest first, for tests and the operator's view."""
+        query = select(WorkRow).order_by(WorkRow.id)
+        if kind:
+            query = query.where(WorkRow.kind == kind)
+        if school_id:
+            query = query.where(WorkRow.school_id == school_id)
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [WorkStatus(r.id, r.kind, r.status, r.attempts, r.run_at, r.last_error, r.result,
+                           json.loads(self._cipher.decrypt(r.payload, WORK_PAYLOAD_CONTEXT))) for r in rows]
+
+
+@dataclass(frozen=True)
+class SavedReference:
+    school_id: str
+    kind: str
+    key: str
+    name: str | None
+    team_id: str | None
+    reference: dict[str, Any]
+
+
+class ConversationRefs:
+    def __init__(self, sessions, clock: Clock) -> None:  # noqa: ANN001
+        self._sessions = sessions
+        self._clock = clock
+
+    async def save(self, school_id: str, kind: str, key: str, reference: dict[str, Any], *, name: str | None = None,
+                   team_id: str | None = None) -> None:
+        values = dict(school_id=school_id, kind=kind, key=key, reference=reference, name=name, team_id=team_id,
+                      updated_at=self._clock.now())
+        async with self._sessions() as session, session.begin():
+            statement = insert_for(session)(ConversationRefRow).values(**values)
+            await session.execute(statement.on_conflict_do_update(
+                index_elements=["school_id", "kind", "key"],
+                set_={"reference": reference, "name": name, "team_id": team_id, "updated_at": values["updated_at"]},
+            ))
+
+    async def get(self, school_id: str, kind: str, key: str) -> SavedReference | None:
+        async with self._sessions() as session:
+            row = await session.get(ConversationRefRow, (school_id, kind, key))
+        return SavedReference(row.school_id, row.kind, row.key, row.name, row.team_id, row.reference) if row else None
+
+    async def all(self, school_id: str, kind: str) -> list[SavedReference]:
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(ConversationRefRow).where(
+                ConversationRefRow.school_id == school_id, ConversationRefRow.kind == kind))).all()
+        return [SavedReference(r.school_id, r.kind, r.key, r.name, r.team_id, r.reference) for r in rows]
+
+
+async def next_counter(session: AsyncSession, school_id: str, name: str) -> int:
+    """Increment and return a per-school counter inside the caller's transaction."""
+    ins = insert_for(session)(CounterRow).values(school_id=school_id, name=name, value=0)
+    await session.execute(ins.on_conflict_do_nothing(index_elements=["school_id", "name"]))
+    return (await session.execute(
+        update(CounterRow).where(CounterRow.school_id == school_id, CounterRow.name == name)
+        .values(value=CounterRow.value + 1).returning(CounterRow.value)
+    )).scalar_one()
+

@@ -1,0 +1,127 @@
+"""A local Bot Connector: records everything the bot sends and can fail on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Sent:
+    """One call the bot made to the connector."""
+
+    op: str  # send | reply | update | delete | create_conversation
+    conversation_id: str
+    activity: dict[str, Any]
+    activity_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.activity.get("text") or ""
+
+    @property
+    def cards(self) -> list[dict[str, Any]]:
+        return [a["content"] for a in self.activity.get("attachments") or []
+                if a.get("contentType") == "application/vnd.microsoft.card.adaptive"]
+
+    @property
+    def card(self) -> dict[str, Any] | None:
+        cards = self.cards
+        return cards[0] if cards else None
+
+
+@dataclass
+class Fault:
+    status: int
+    times: int
+    headers: dict[str, str] = field(default_factory=dict)
+    conversation_id: str | None = None
+
+
+class RecordingConnector:
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+        self.faults: list[Fault] = []
+        self.failed: list[tuple[int, str]] = []
+        self.created: list[dict[str, Any]] = []
+        self._changed = asyncio.Condition()
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v3/conversations", self._create_conversation)
+        app.router.add_post("/v3/conversations/{cid}/activities", self._send)
+        app.router.add_post("/v3/conversations/{cid}/activities/{aid}", self._reply)
+        app.router.add_put("/v3/conversations/{cid}/activities/{aid}", self._update)
+        app.router.add_delete("/v3/conversations/{cid}/activities/{aid}", self._delete)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
+        self.url = f"http://127.0.0.1:{port}/"
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    def fail_next(self, status: int, times: int = 1, *, headers: dict[str, str] | None = None,
+                  conversation_id: str | None = None) -> None:
+        """The next `times` sends (to one conversation, or any) get this status instead of success."""
+        self.faults.append(Fault(status, times, headers or {}, conversation_id))
+
+    def to(self, conversation_id: str) -> list[Sent]:
+        return [s for s in self.sent if s.conversation_id == conversation_id]
+
+    async def wait_for(self, predicate: Callable[[list[Sent]], Any], timeout: float = 10.0) -> Any:
+        """Wait until predicate(sent) is truthy; fails the test after `timeout` with what was sent."""
+        async def _wait() -> Any:
+            async with self._changed:
+                while not (result := predicate(self.sent)):
+                    await self._changed.wait()
+                return result
+
+        try:
+            return await asyncio.wait_for(_wait(), timeout)
+        except TimeoutError:
+            summary = [(s.op, s.conversation_id, s.text[:60]) for s in self.sent]
+            raise AssertionError(f"connector never saw what was expected; it saw {summary}") from None
+
+    async def _record(self, sent: Sent) -> web.Response:
+        for fault in self.faults:
+            if fault.times > 0 and fault.conversation_id in (None, sent.conversation_id):
+                fault.times -= 1
+                self.failed.append((fault.status, sent.conversation_id))
+                return web.json_response({"error": {"code": "Injected", "message": "injected fault"}},
+                                         status=fault.status, headers=fault.headers)
+        sent.activity_id = sent.activity_id or f"act-{next(self._ids)}"
+        async with self._changed:
+            self.sent.append(sent)
+            self._changed.notify_all()
+        return web.json_response({"id": sent.activity_id})
+
+    async def _send(self, request: web.Request) -> web.Response:
+        return await self._record(Sent("send", request.match_info["cid"], await request.json()))
+
+    async def _reply(self, request: web.Request) -> web.Response:
+        return await self._record(Sent("reply", request.match_info["cid"], await request.json()))
+
+    async def _update(self, request: web.Request) -> web.Response:
+        sent = Sent("update", request.match_info["cid"], await request.json(), request.match_info["aid"])
+        return await self._record(sent)
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        return await self._record(Sent("delete", request.match_info["cid"], {}, request.match_info["aid"]))
+
+    async def _create_conversation(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        conversation_id = f"a:created-{next(self._ids)}"
+        self.created.append(body)
+        return web.json_response({"id": conversation_id, "activityId": None})

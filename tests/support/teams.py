@@ -1,0 +1,147 @@
+"""Test people and channels that post genuine Bot Framework Activity JSON to the real app."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from tests.support.connector import RecordingConnector, Sent
+
+BOT_ID = "28:esafety-bot"
+_ids = itertools.count(1)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    sent: list[Sent]
+
+    @property
+    def texts(self) -> list[str]:
+        return [s.text for s in self.sent if s.text]
+
+    @property
+    def cards(self) -> list[dict[str, Any]]:
+        return [c for s in self.sent for c in s.cards]
+
+    @property
+    def card(self) -> dict[str, Any]:
+        assert self.cards, f"expected a card, got texts {self.texts}"
+        return self.cards[-1]
+
+    @property
+    def invoke_card(self) -> dict[str, Any] | None:
+        if isinstance(self.body, dict) and self.body.get("type") == "application/vnd.microsoft.card.adaptive":
+            return self.body["value"]
+        return None
+
+    @property
+    def invoke_message(self) -> str | None:
+        if isinstance(self.body, dict) and self.body.get("type") == "application/vnd.microsoft.activity.message":
+            return self.body["value"]
+        return None
+
+
+class Endpoint:
+    def __init__(self, http: aiohttp.ClientSession, app_url: str, connector: RecordingConnector,
+                 tenant_id: str, token: str | None = None) -> None:
+        self.http = http
+        self.app_url = app_url
+        self.connector = connector
+        self.tenant_id = tenant_id
+        self.token = token
+
+    async def post(self, activity: dict[str, Any], conversation_id: str) -> Reply:
+        before = len(self.connector.sent)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        async with self.http.post(f"{self.app_url}/api/messages", json=activity, headers=headers) as response:
+            text = await response.text()
+            try:
+                body = await response.json(content_type=None) if text else None
+            except ValueError:
+                body = text
+            status = response.status
+        sent = [s for s in self.connector.sent[before:] if s.conversation_id == conversation_id]
+        return Reply(status, body, sent)
+
+
+class TeamsUser(Endpoint):
+    """A member of staff in a 1:1 chat with the bot."""
+
+    def __init__(self, http: aiohttp.ClientSession, app_url: str, connector: RecordingConnector, *, aad_id: str,
+                 name: str, tenant_id: str, token: str | None = None) -> None:
+        super().__init__(http, app_url, connector, tenant_id, token)
+        self.aad_id = aad_id
+        self.name = name
+        self.conversation_id = f"a:personal-{aad_id}"
+
+    def _activity(self, kind: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "id": f"in-{next(_ids)}",
+            "timestamp": "2026-11-23T10:00:00.000Z",
+            "serviceUrl": self.connector.url,
+            "channelId": "msteams",
+            "from": {"id": f"29:{self.aad_id}", "name": self.name, "aadObjectId": self.aad_id},
+            "conversation": {"id": self.conversation_id, "conversationType": "personal", "tenantId": self.tenant_id},
+            "recipient": {"id": BOT_ID, "name": "eSafety"},
+            "channelData": {"tenant": {"id": self.tenant_id}},
+            "locale": "en-GB",
+            **fields,
+        }
+
+    async def says(self, text: str) -> Reply:
+        return await self.post(self._activity("message", text=text), self.conversation_id)
+
+    async def submits(self, data: dict[str, Any], reply_to: str | None = None) -> Reply:
+        """An Adaptive Card Action.Submit: a message whose value is the card's data and inputs."""
+        fields: dict[str, Any] = {"value": data}
+        if reply_to:
+            fields["replyToId"] = reply_to
+        return await self.post(self._activity("message", **fields), self.conversation_id)
+
+    async def executes(self, verb: str, data: dict[str, Any] | None = None,
+                       conversation_id: str | None = None) -> Reply:
+        """An Action.Execute (Universal Actions) invoke, from this chat or from a channel card."""
+        activity = self._activity("invoke", name="adaptiveCard/action", value={
+            "action": {"type": "Action.Execute", "id": str(uuid.uuid4()), "verb": verb, "data": data or {}},
+            "trigger": "manual",
+        })
+        if conversation_id and conversation_id != self.conversation_id:
+            activity["conversation"] = {"id": conversation_id, "conversationType": "channel",
+                                        "tenantId": self.tenant_id}
+        return await self.post(activity, activity["conversation"]["id"])
+
+    async def installs(self) -> Reply:
+        return await self.post(self._activity("installationUpdate", action="add"), self.conversation_id)
+
+
+class TeamsChannel(Endpoint):
+    """A channel in the school's team, where the bot is installed by an admin."""
+
+    def __init__(self, http: aiohttp.ClientSession, app_url: str, connector: RecordingConnector, *, team_id: str,
+                 channel_id: str, tenant_id: str, token: str | None = None) -> None:
+        super().__init__(http, app_url, connector, tenant_id, token)
+        self.team_id = team_id
+        self.channel_id = channel_id
+
+    async def bot_added(self, by: TeamsUser) -> Reply:
+        activity = {
+            "type": "conversationUpdate",
+            "id": f"in-{next(_ids)}",
+            "serviceUrl": self.connector.url,
+            "channelId": "msteams",
+            "from": {"id": f"29:{by.aad_id}", "name": by.name, "aadObjectId": by.aad_id},
+            "conversation": {"id": self.channel_id, "conversationType": "channel", "isGroup": True,
+                             "tenantId": self.tenant_id},
+            "recipient": {"id": BOT_ID, "name": "eSafety"},
+            "membersAdded": [{"id": BOT_ID}],
+            "channelData": {"tenant": {"id": self.tenant_id}, "team": {"id": self.team_id, "name": "Staff"},
+                            "channel": {"id": self.channel_id}, "eventType": "teamMemberAdded"},
+        }
+        return await self.post(activity, self.channel_id)
