@@ -21,6 +21,7 @@ from adapters.outbox import OutboxSender
 from adapters.worker import WorkRunner, default_worker_name
 from bot.config import AppConfig, ConfigError, load_config
 from bot.handler import BotServices, EsafetyBot, new_correlation_id
+from bot.policy import Policy, load_policy
 from bot.protocols import Clock, Directory
 from bot.settings import Settings
 from bot.wiring import Wiring
@@ -43,7 +44,9 @@ Feature = Callable[[Wiring], None]
 
 def _features() -> list[Feature]:
     """Each capability installs its commands, card actions, dialogs and work handlers."""
-    return []
+    from dialogs import aup, filtering, incidents, reviews
+
+    return [incidents.install, filtering.install, aup.install, reviews.install]
 
 
 @dataclass
@@ -54,6 +57,7 @@ class Components:
     config: AppConfig
     clock: Clock
     directory: Directory
+    policy: Policy
     engine: Any = None
     adapter: Any = None
     bot: Any = None
@@ -74,12 +78,13 @@ def data_cipher(settings: Settings) -> FieldCipher:
 
 async def create_app(
     settings: Settings, config: AppConfig, *, clock: Clock | None = None, directory: Directory | None = None,
-    features: list[Feature] | None = None,
+    features: list[Feature] | None = None, policy: Policy | None = None,
 ) -> web.Application:
     """Build the aiohttp application; start-up and shutdown live in its cleanup context."""
     app = web.Application(client_max_size=settings.max_body_bytes)
     parts = Components(settings=settings, config=config, clock=clock or SystemClock(),
-                       directory=directory or StaticDirectory(config))
+                       directory=directory or StaticDirectory(config),
+                       policy=policy or load_policy(settings.policy_path))
     app[COMPONENTS] = parts
     app.cleanup_ctx.append(lambda app: _lifecycle(app, parts, features if features is not None else _features()))
     app.router.add_post("/api/messages", _messages)
@@ -109,8 +114,8 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     parts.runner = WorkRunner(parts.claims, parts.clock, default_worker_name(settings.replica_name))
     parts.runner.register(SEND_KIND, OutboxSender(parts.config, parts.refs,
                                                   ProactiveSender(parts.adapter, settings.app_id), parts.clock))
-    wiring = Wiring(config=parts.config, policy=None, directory=parts.directory, uow=parts.uow, clock=parts.clock,
-                    services=services, work=parts.runner, extras=parts.extras)
+    wiring = Wiring(config=parts.config, policy=parts.policy, directory=parts.directory, uow=parts.uow,
+                    clock=parts.clock, services=services, work=parts.runner, extras=parts.extras)
     for install in features:
         install(wiring)
     services.after_commit.append(parts.runner.wake)
@@ -227,6 +232,7 @@ def _load(settings: Settings) -> AppConfig:
         raise SystemExit(f"eSafety bot will not start: {problem}")
     try:
         config = load_config(settings.config_path)
+        load_policy(settings.policy_path)
         data_cipher(settings)
     except ConfigError as exc:
         raise SystemExit(f"eSafety bot will not start: invalid configuration: {exc}") from exc

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.config import AppConfig
+from bot.policy import Policy
 from bot.protocols import Clock, Directory, UnitOfWorkFactory, WorkHandler
 
 
@@ -20,7 +21,7 @@ class WorkRegistry(Protocol):
 @dataclass
 class Wiring:
     config: AppConfig
-    policy: Any  # bot.policy.Policy once loaded; Any keeps this module free of feature imports
+    policy: Policy
     directory: Directory
     uow: UnitOfWorkFactory
     clock: Clock

@@ -8,12 +8,12 @@ from typing import Any, Self
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.protocols import Clock
+from storage import aup as aup_store
+from storage import filtering as filtering_store
+from storage import incidents as incident_store
+from storage import reviews as review_store
 from storage.crypto import FieldCipher
 from storage.repos import SqlAuditLog, SqlNotifier, SqlWorkQueue
-
-# Feature repositories register here: attribute name -> factory(session, cipher, clock).
-RepositoryFactory = Callable[[AsyncSession, FieldCipher, Clock], Any]
-FEATURE_REPOSITORIES: dict[str, RepositoryFactory] = {}
 
 
 class SqlUnitOfWork:
@@ -30,8 +30,10 @@ class SqlUnitOfWork:
         self.audit = SqlAuditLog(self.session, self._clock)
         self.work = SqlWorkQueue(self.session, self._cipher, self._clock)
         self.notify = SqlNotifier(self.work, self._clock)
-        for name, factory in FEATURE_REPOSITORIES.items():
-            setattr(self, name, factory(self.session, self._cipher, self._clock))
+        self.incidents = incident_store.SqlIncidents(self.session, self._cipher, self._clock)
+        self.filtering = filtering_store.SqlFilterRequests(self.session, self._cipher, self._clock)
+        self.aup = aup_store.SqlAup(self.session, self._cipher, self._clock)
+        self.reviews = review_store.SqlReviews(self.session, self._cipher, self._clock)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:

@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import storage.uow  # noqa: F401 - imports every feature's models into Base.metadata
 from storage.models import Base
 
 config = context.config

@@ -80,8 +80,8 @@ class RecordingConnector:
     def to(self, conversation_id: str) -> list[Sent]:
         return [s for s in self.sent if s.conversation_id == conversation_id]
 
-    async def wait_for(self, predicate: Callable[[list[Sent]], Any], timeout: float = 10.0) -> Any:
-        """Wait until predicate(sent) is truthy; fails the test after `timeout` with what was sent."""
+    async def wait_for(self, predicate: Callable[[list[Sent]], Any], within: float = 10.0) -> Any:
+        """Wait until predicate(sent) is truthy; fails the test after `within` seconds with what was sent."""
         async def _wait() -> Any:
             async with self._changed:
                 while not (result := predicate(self.sent)):
@@ -89,7 +89,7 @@ class RecordingConnector:
                 return result
 
         try:
-            return await asyncio.wait_for(_wait(), timeout)
+            return await asyncio.wait_for(_wait(), within)
         except TimeoutError:
             summary = [(s.op, s.conversation_id, s.text[:60]) for s in self.sent]
             raise AssertionError(f"connector never saw what was expected; it saw {summary}") from None
