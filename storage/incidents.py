@@ -1,11 +1,75 @@
-"""SQL models and repository for the incidents feature (filled in by that feature's issue)."""
+"""Incidents and their append-only chronology; narrative, subjects, evidence and notes are encrypted."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import datetime as dt
 
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bot.incidents import Event, Incident, IncidentDraft, IncidentSummary, Status, VersionConflict
 from bot.protocols import Clock
 from storage.crypto import FieldCipher
+from storage.models import Base, UtcDateTime
+from storage.repos import next_counter
+
+SECRET_FIELDS = ("subjects", "narrative", "evidence", "actions_taken", "occurred")
+
+
+class IncidentRow(Base):
+    __tablename__ = "incidents"
+    __table_args__ = (
+        UniqueConstraint("school_id", "reference"),
+        Index("ix_incidents_school_status", "school_id", "status"),
+        Index("ix_incidents_reporter", "school_id", "reporter_id"),
+        Index("ix_incidents_reported_at", "school_id", "reported_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    school_id: Mapped[str] = mapped_column(String(64))
+    reference: Mapped[str] = mapped_column(String(32))
+    reporter_id: Mapped[str] = mapped_column(String(255))
+    reporter_name: Mapped[str] = mapped_column(String(255))
+    reported_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    subject_kind: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(64))
+    category_group: Mapped[str] = mapped_column(String(32))
+    illegal: Mapped[bool] = mapped_column(Boolean, default=False)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    immediate_danger: Mapped[bool] = mapped_column(Boolean, default=False)
+    severity: Mapped[str] = mapped_column(String(16))
+    location: Mapped[str | None] = mapped_column(String(32))
+    occurred: Mapped[str | None] = mapped_column(Text)
+    subjects: Mapped[str | None] = mapped_column(Text)
+    narrative: Mapped[str | None] = mapped_column(Text)
+    evidence: Mapped[str | None] = mapped_column(Text)
+    actions_taken: Mapped[str | None] = mapped_column(Text)
+    complete: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[str | None] = mapped_column(String(255))
+    owner_name: Mapped[str | None] = mapped_column(String(255))
+    outcome: Mapped[str | None] = mapped_column(String(64))
+    recorded_actions: Mapped[list] = mapped_column(JSON, default=list)
+    case_roles: Mapped[list] = mapped_column(JSON, default=list)
+    viewer_ids: Mapped[list] = mapped_column(JSON, default=list)
+    excluded_ids: Mapped[list] = mapped_column(JSON, default=list)
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    sla_breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class IncidentEventRow(Base):
+    __tablename__ = "incident_events"
+    __table_args__ = (Index("ix_incident_events_incident", "incident_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    school_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    actor_id: Mapped[str | None] = mapped_column(String(255))
+    actor_name: Mapped[str | None] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)  # encrypted: notes can name children
 
 
 class SqlIncidents:
@@ -13,3 +77,106 @@ class SqlIncidents:
         self._session = session
         self._cipher = cipher
         self._clock = clock
+
+    def _seal(self, field: str, value: str | None) -> str | None:
+        return self._cipher.encrypt(value, f"incidents.{field}")
+
+    def _open(self, field: str, value: str | None) -> str | None:
+        return self._cipher.decrypt(value, f"incidents.{field}")
+
+    async def next_reference(self, school_id: str, prefix: str, year: int) -> str:
+        number = await next_counter(self._session, school_id, f"incident-{year}")
+        return f"{prefix}-{year}-{number:04d}"
+
+    async def add(self, draft: IncidentDraft, *, reference: str, complete: bool) -> Incident:
+        row = IncidentRow(
+            school_id=draft.school_id, reference=reference, reporter_id=draft.reporter_id,
+            reporter_name=draft.reporter_name, reported_at=draft.reported_at, subject_kind=draft.subject_kind,
+            category=draft.category, category_group=draft.category_group, illegal=draft.illegal, urgent=draft.urgent,
+            immediate_danger=draft.immediate_danger, severity=draft.severity, location=draft.location,
+            complete=complete, status=Status.NEW.value, recorded_actions=[], case_roles=list(draft.case_roles),
+            viewer_ids=list(draft.viewer_ids), excluded_ids=list(draft.excluded_ids), sla_breached=False, version=1,
+            **{field: self._seal(field, getattr(draft, field)) for field in SECRET_FIELDS},
+        )
+        self._session.add(row)
+        await self._session.flush()
+        return await self.get(draft.school_id, row.id)
+
+    async def complete_details(self, school_id: str, incident_id: int, draft: IncidentDraft) -> Incident:
+        """Fill in the answers given after an early urgent alert; the incident keeps its reference."""
+        await self._session.execute(
+            update(IncidentRow).where(IncidentRow.school_id == school_id, IncidentRow.id == incident_id).values(
+                location=draft.location, complete=True, version=IncidentRow.version + 1,
+                subject_kind=draft.subject_kind, category=draft.category, category_group=draft.category_group,
+                illegal=draft.illegal, urgent=draft.urgent, severity=draft.severity,
+                **{field: self._seal(field, getattr(draft, field)) for field in SECRET_FIELDS},
+            )
+        )
+        return await self.get(school_id, incident_id)
+
+    async def get(self, school_id: str, incident_id: int) -> Incident | None:
+        row = await self._session.get(IncidentRow, incident_id, populate_existing=True)
+        if row is None or row.school_id != school_id:
+            return None
+        return await self._to_incident(row)
+
+    async def by_reference(self, school_id: str, reference: str) -> Incident | None:
+        row = await self._session.scalar(select(IncidentRow).where(
+            IncidentRow.school_id == school_id, IncidentRow.reference == reference.upper()))
+        return await self._to_incident(row) if row else None
+
+    async def reported_by(self, school_id: str, reporter_id: str, limit: int = 20) -> list[IncidentSummary]:
+        rows = (await self._session.scalars(
+            select(IncidentRow).where(IncidentRow.school_id == school_id, IncidentRow.reporter_id == reporter_id)
+            .order_by(IncidentRow.reported_at.desc()).limit(limit)
+        )).all()
+        return [self._to_summary(r) for r in rows]
+
+    async def change(self, school_id: str, incident_id: int, expected_version: int, **values: object) -> None:
+        """Apply a change only if nobody else changed the incident first (optimistic lock)."""
+        result = await self._session.execute(
+            update(IncidentRow)
+            .where(IncidentRow.school_id == school_id, IncidentRow.id == incident_id,
+                   IncidentRow.version == expected_version)
+            .values(version=IncidentRow.version + 1, **values)
+        )
+        if result.rowcount != 1:
+            raise VersionConflict(f"incident {incident_id} is no longer at version {expected_version}")
+
+    async def mark_sla_breached(self, school_id: str, incident_id: int) -> None:
+        await self._session.execute(update(IncidentRow).where(
+            IncidentRow.school_id == school_id, IncidentRow.id == incident_id).values(sla_breached=True))
+
+    async def append_event(self, school_id: str, incident_id: int, actor_id: str | None, actor_name: str | None,
+                           kind: str, detail: str | None = None) -> None:
+        self._session.add(IncidentEventRow(
+            incident_id=incident_id, school_id=school_id, at=self._clock.now(), actor_id=actor_id,
+            actor_name=actor_name, kind=kind, detail=self._cipher.encrypt(detail, "incident_events.detail"),
+        ))
+        await self._session.flush()
+
+    async def _to_incident(self, row: IncidentRow) -> Incident:
+        events = (await self._session.scalars(
+            select(IncidentEventRow).where(IncidentEventRow.incident_id == row.id).order_by(IncidentEventRow.id)
+        )).all()
+        return Incident(
+            id=row.id, school_id=row.school_id, reference=row.reference, reporter_id=row.reporter_id,
+            reporter_name=row.reporter_name, reported_at=row.reported_at, subject_kind=row.subject_kind,
+            category=row.category, category_group=row.category_group, illegal=row.illegal, urgent=row.urgent,
+            immediate_danger=row.immediate_danger, severity=row.severity, location=row.location,
+            complete=row.complete, status=Status(row.status), owner_id=row.owner_id, owner_name=row.owner_name,
+            outcome=row.outcome, recorded_actions=list(row.recorded_actions or []),
+            case_roles=tuple(row.case_roles or []), viewer_ids=tuple(row.viewer_ids or []),
+            excluded_ids=tuple(row.excluded_ids or []), acknowledged_at=row.acknowledged_at,
+            closed_at=row.closed_at, sla_breached=row.sla_breached, version=row.version,
+            events=[Event(e.at, e.actor_id, e.actor_name, e.kind,
+                          self._cipher.decrypt(e.detail, "incident_events.detail")) for e in events],
+            **{field: self._open(field, getattr(row, field)) for field in SECRET_FIELDS},
+        )
+
+    @staticmethod
+    def _to_summary(row: IncidentRow) -> IncidentSummary:
+        return IncidentSummary(id=row.id, reference=row.reference, category=row.category,
+                               category_group=row.category_group, severity=row.severity,
+                               status=Status(row.status), reported_at=row.reported_at)
+
