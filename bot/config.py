@@ -66,6 +66,9 @@ class FilteringConfig(_Strict):
     backend: str = "manual"
     squid: SquidConfig = SquidConfig()
     never_unblock_domains: list[str] = Field(default_factory=list)
+    # Sites the school's filter vendor has categorised, e.g. {bet365.com: gambling}; checked against the policy's
+    # never-unblock and Headteacher-approval categories.
+    domain_categories: dict[str, str] = Field(default_factory=dict)
 
 
 class ChannelsConfig(_Strict):
