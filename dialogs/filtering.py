@@ -2,8 +2,75 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from adapters.filter_backends import backend_for
+from bot.actor import Actor, CardAction, CardReply, Command, Turn
+from bot.cards.filtering import build_log_card
+from bot.config import SchoolConfig
+from bot.filtering import FilterBackend, FilterRules
+from bot.filtering_service import APPLY_KIND, CSV_LIMIT, REVERT_KIND, FilterService, log_csv
+from bot.people import Role
 from bot.wiring import Wiring
+from dialogs.filter_request import FILTER_DIALOG, FilterRequestDialog
+
+APPROVERS = frozenset({Role.FILTERING_APPROVER, Role.HEADTEACHER})
+LOG_READERS = frozenset({Role.FILTERING_APPROVER, Role.SLT, Role.GOVERNOR, Role.CHAIR_OF_GOVERNORS,
+                         Role.ONLINE_SAFETY_LEAD})
+STAFF = frozenset({Role.STAFF})
 
 
 def install(wiring: Wiring) -> None:
     """Register this feature with the front door and the work runner."""
+    backends: dict[str, FilterBackend] = {}
+
+    def backend(school: SchoolConfig) -> FilterBackend:
+        if school.id not in backends:
+            backends[school.id] = backend_for(school)
+        return backends[school.id]
+
+    def rules(school: SchoolConfig) -> FilterRules:
+        return FilterRules.from_policy(wiring.policy.filtering, school.filtering)
+
+    service = FilterService(wiring.uow, wiring.directory, wiring.clock, school=wiring.config.school, rules=rules,
+                            backend=backend, filer=wiring.extras.get("incident_filer"))
+    wiring.extras["filter_service"] = service
+    services = wiring.services
+    services.dialogs.append(FilterRequestDialog(service, wiring.directory, wiring.clock))
+
+    async def start(turn: Turn, _args: str) -> None:
+        await turn.begin_dialog(FILTER_DIALOG)
+
+    async def show_log(turn: Turn, args: str) -> None:
+        entries = await service.change_log(turn.actor)
+        tz = turn.actor.school.tz
+        if args.strip().lower() in ("csv", "export"):
+            if not entries:
+                await turn.say("The change log is empty, so there is nothing to export yet.")
+                return
+            body = log_csv(entries, tz)
+            await turn.say(f"Web filter change log, {len(entries)} most recent entries (up to {CSV_LIMIT}), as CSV. "
+                           f"Copy the block below into a file ending .csv to open it in Excel.\n\n```\n{body}```")
+            return
+        await turn.say(card=build_log_card(entries, tz))
+
+    services.add_command(Command("filter", "Ask for a filter change",
+                                 "unblock or block a website, or report a filtering problem", start, roles=STAFF))
+    services.add_command(Command("filter log", "Filter change log", "see and export every filter change",
+                                 show_log, roles=LOG_READERS))
+
+    def decide(decision: str) -> Any:
+        async def run(actor: Actor, data: dict[str, Any]) -> CardReply:
+            return await service.decide(actor, data, decision)
+        return run
+
+    services.add_card_action(CardAction("filter.approve", decide("approve"), roles=APPROVERS))
+    services.add_card_action(CardAction("filter.decline", decide("decline"), roles=APPROVERS))
+    services.add_card_action(CardAction("filter.ask", decide("ask"), roles=APPROVERS))
+    services.add_card_action(CardAction("filter.reply", service.answer_question))
+    services.add_card_action(CardAction("filter.applied", service.mark_applied, roles=frozenset({Role.TECHNICIAN})))
+    services.add_card_action(CardAction("filter.removed", service.mark_removed, roles=frozenset({Role.TECHNICIAN})))
+    services.add_card_action(CardAction("filter.retry", service.retry,
+                                        roles=frozenset({Role.TECHNICIAN, Role.ONLINE_SAFETY_LEAD})))
+    wiring.work.register(APPLY_KIND, service.run_apply)
+    wiring.work.register(REVERT_KIND, service.run_revert)

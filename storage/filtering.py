@@ -1,11 +1,78 @@
-"""SQL models and repository for the filtering feature (filled in by that feature's issue)."""
+"""SQL models and repository for web-filter change requests and their change log."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import datetime as dt
 
+from sqlalchemy import JSON, Boolean, Date, Index, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bot.filtering import OPEN_STATUSES, FilterRequest, LogEntry
 from bot.protocols import Clock
 from storage.crypto import FieldCipher
+from storage.models import Base, UtcDateTime
+from storage.repos import next_counter
+
+REASON_CONTEXT = "filter_requests.reason"
+
+
+class StaleRequest(Exception):
+    """Someone else changed the request first; reload it and decide again."""
+
+
+class FilterRequestRow(Base):
+    __tablename__ = "filter_requests"
+    __table_args__ = (UniqueConstraint("school_id", "reference"), Index("ix_filter_domain", "school_id", "domain"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    school_id: Mapped[str] = mapped_column(String(64))
+    reference: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(Text)
+    domain: Mapped[str] = mapped_column(String(255))
+    audience: Mapped[str] = mapped_column(String(16))
+    year_groups: Mapped[list] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)  # encrypted: a lesson plan can mention pupils
+    lesson_date: Mapped[dt.date | None] = mapped_column(Date)
+    until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    previewed: Mapped[bool] = mapped_column(Boolean)
+    categories: Mapped[list] = mapped_column(JSON)
+    needs_headteacher: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(16))
+    requester_id: Mapped[str] = mapped_column(String(255))
+    requester_name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    approver_id: Mapped[str | None] = mapped_column(String(255))
+    approver_name: Mapped[str | None] = mapped_column(String(255))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    applier_id: Mapped[str | None] = mapped_column(String(255))
+    applier_name: Mapped[str | None] = mapped_column(String(255))
+    applied_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    backend_result: Mapped[str | None] = mapped_column(Text)
+    reverted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    linked_to: Mapped[str | None] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class FilterLogRow(Base):
+    """The change log governors review: append-only."""
+
+    __tablename__ = "filter_log"
+    __table_args__ = (Index("ix_filter_log_school_at", "school_id", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    school_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    reference: Mapped[str | None] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32))
+    actor_id: Mapped[str | None] = mapped_column(String(255))
+    actor_name: Mapped[str] = mapped_column(String(255))
+    domain: Mapped[str] = mapped_column(String(255))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+_MUTABLE = ("status", "approver_id", "approver_name", "decided_at", "decision_note", "applier_id", "applier_name",
+            "applied_at", "backend_result", "reverted_at", "linked_to")
 
 
 class SqlFilterRequests:
@@ -13,3 +80,85 @@ class SqlFilterRequests:
         self._session = session
         self._cipher = cipher
         self._clock = clock
+
+    def _to_request(self, row: FilterRequestRow) -> FilterRequest:
+        return FilterRequest(
+            id=row.id, school_id=row.school_id, reference=row.reference, kind=row.kind, url=row.url,
+            domain=row.domain, audience=row.audience, year_groups=tuple(row.year_groups or ()),
+            reason=self._cipher.decrypt(row.reason, REASON_CONTEXT), lesson_date=row.lesson_date, until=row.until,
+            previewed=row.previewed, categories=tuple(row.categories or ()), needs_headteacher=row.needs_headteacher,
+            status=row.status, requester_id=row.requester_id, requester_name=row.requester_name,
+            created_at=row.created_at, approver_id=row.approver_id, approver_name=row.approver_name,
+            decided_at=row.decided_at, decision_note=row.decision_note, applier_id=row.applier_id,
+            applier_name=row.applier_name, applied_at=row.applied_at, backend_result=row.backend_result,
+            reverted_at=row.reverted_at, linked_to=row.linked_to, version=row.version,
+        )
+
+    async def create(self, request: FilterRequest) -> FilterRequest:
+        """Store a new request under the school's next FR-NNNN reference."""
+        number = await next_counter(self._session, request.school_id, "filter_request")
+        reference = f"FR-{number:04d}"
+        row = FilterRequestRow(
+            school_id=request.school_id, reference=reference, kind=request.kind, url=request.url,
+            domain=request.domain, audience=request.audience, year_groups=list(request.year_groups),
+            reason=self._cipher.encrypt(request.reason, REASON_CONTEXT), lesson_date=request.lesson_date,
+            until=request.until, previewed=request.previewed, categories=list(request.categories),
+            needs_headteacher=request.needs_headteacher, status=request.status, requester_id=request.requester_id,
+            requester_name=request.requester_name, created_at=request.created_at, linked_to=request.linked_to,
+            version=1,
+        )
+        self._session.add(row)
+        await self._session.flush()
+        return self._to_request(row)
+
+    async def get(self, school_id: str, reference: str, *, for_update: bool = False) -> FilterRequest | None:
+        query = select(FilterRequestRow).where(FilterRequestRow.school_id == school_id,
+                                               FilterRequestRow.reference == reference)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._session.scalars(query)).first()
+        return self._to_request(row) if row else None
+
+    async def open_for_domain(self, school_id: str, domain: str) -> FilterRequest | None:
+        """The earliest request for this domain still waiting for a decision or to be applied."""
+        row = (await self._session.scalars(
+            select(FilterRequestRow).where(
+                FilterRequestRow.school_id == school_id, FilterRequestRow.domain == domain,
+                FilterRequestRow.status.in_([str(s) for s in OPEN_STATUSES]),
+            ).order_by(FilterRequestRow.id).limit(1)
+        )).first()
+        return self._to_request(row) if row else None
+
+    async def linked(self, school_id: str, reference: str) -> list[FilterRequest]:
+        rows = (await self._session.scalars(
+            select(FilterRequestRow).where(FilterRequestRow.school_id == school_id,
+                                           FilterRequestRow.linked_to == reference).order_by(FilterRequestRow.id)
+        )).all()
+        return [self._to_request(r) for r in rows]
+
+    async def save(self, request: FilterRequest) -> FilterRequest:
+        """Write the changed fields if nobody else has since it was read (optimistic lock on version)."""
+        values = {name: getattr(request, name) for name in _MUTABLE}
+        result = await self._session.execute(
+            update(FilterRequestRow)
+            .where(FilterRequestRow.id == request.id, FilterRequestRow.version == request.version)
+            .values(**values, version=request.version + 1)
+        )
+        if result.rowcount != 1:
+            raise StaleRequest(request.reference)
+        return request.with_(version=request.version + 1)
+
+    async def log(self, school_id: str, entry: LogEntry) -> None:
+        self._session.add(FilterLogRow(
+            school_id=school_id, at=entry.at, reference=entry.reference, action=entry.action,
+            actor_id=entry.actor_id, actor_name=entry.actor_name, domain=entry.domain, detail=entry.detail,
+        ))
+        await self._session.flush()
+
+    async def recent_log(self, school_id: str, limit: int = 500) -> list[LogEntry]:
+        """Newest first."""
+        rows = (await self._session.scalars(
+            select(FilterLogRow).where(FilterLogRow.school_id == school_id)
+            .order_by(FilterLogRow.at.desc(), FilterLogRow.id.desc()).limit(limit)
+        )).all()
+        return [LogEntry(r.at, r.action, r.actor_id, r.actor_name, r.domain, r.reference, r.detail) for r in rows]

@@ -1,0 +1,135 @@
+"""Filter backends: `manual` (a technician makes the change) and `squid` (domain lists read by a Squid ACL)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from bot.config import SchoolConfig
+from bot.filtering import FilterBackend, FilterBackendError, FilterChange
+
+RELOAD_TIMEOUT_SECONDS = 30.0
+
+
+class ManualBackend:
+    """The school's filter is changed by hand: technicians get an Apply card and mark it done."""
+
+    name = "manual"
+    automatic = False
+
+    async def apply(self, change: FilterChange) -> str:
+        return f"sent to technicians to {change.action} {change.domain} by hand"
+
+    async def revert(self, change: FilterChange) -> str:
+        return f"sent to technicians to remove the {change.action} rule for {change.domain} by hand"
+
+
+class SquidBackend:
+    """Keeps two dstdomain lists (allow, block) that squid.conf reads, and asks Squid to reload them.
+
+    squid.conf is expected to contain, before its other http_access rules:
+        acl esafety_allow dstdomain "/path/allow.txt"
+        acl esafety_block dstdomain "/path/block.txt"
+        http_access allow esafety_allow
+        http_access deny esafety_block
+    Each list holds one `.domain` per line, which matches the domain and all its subdomains.
+    """
+
+    name = "squid"
+    automatic = True
+
+    def __init__(self, allow_file: Path, block_file: Path, reload_command: list[str]) -> None:
+        self._allow = Path(allow_file)
+        self._block = Path(block_file)
+        self._reload = list(reload_command)
+        self._edits = asyncio.Lock()  # one edit-and-reload at a time in this process
+
+    def _lock(self) -> asyncio.Lock:
+        return self._edits
+
+    async def apply(self, change: FilterChange) -> str:
+        async with self._lock():
+            if change.action == "allow":
+                await asyncio.to_thread(self._edit, self._allow, add=change.domain)
+                await asyncio.to_thread(self._edit, self._block, remove=change.domain)
+            else:
+                await asyncio.to_thread(self._edit, self._block, add=change.domain)
+                await asyncio.to_thread(self._edit, self._allow, remove=change.domain)
+            await self._reload_squid()
+        return f"squid: {change.domain} added to the {change.action} list and Squid reloaded"
+
+    async def revert(self, change: FilterChange) -> str:
+        async with self._lock():
+            await asyncio.to_thread(self._edit, self._allow if change.action == "allow" else self._block,
+                                    remove=change.domain)
+            await self._reload_squid()
+        return f"squid: {change.domain} removed from the {change.action} list and Squid reloaded"
+
+    @staticmethod
+    def _read(path: Path) -> list[str]:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise FilterBackendError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        return [line.strip() for line in lines if line.strip()]
+
+    def _edit(self, path: Path, *, add: str | None = None, remove: str | None = None) -> None:
+        entries = self._read(path)
+        target = (add or remove or "").lower()
+        kept = [e for e in entries if e.lstrip(".").lower() != target]
+        if add:
+            kept.append(f".{target}")
+        if kept != entries or not path.exists():
+            _write_atomically(path, "".join(f"{line}\n" for line in kept))
+
+    async def _reload_squid(self) -> None:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self._reload, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        except OSError as exc:
+            raise FilterBackendError(f"cannot run the Squid reload command: {exc.strerror or exc}") from exc
+        try:
+            _out, err = await asyncio.wait_for(process.communicate(), RELOAD_TIMEOUT_SECONDS)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise FilterBackendError("the Squid reload command did not finish in time") from None
+        if process.returncode != 0:
+            detail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+            raise FilterBackendError(f"Squid reload failed (exit {process.returncode}): {detail[0][:200]}")
+
+
+def _write_atomically(path: Path, content: str) -> None:
+    """Write to a temp file in the same directory, then rename over the list, so Squid never reads half a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(content)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(temp, 0o644)  # Squid runs as its own user and must be able to read the list
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+    except OSError as exc:
+        raise FilterBackendError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def backend_for(school: SchoolConfig) -> FilterBackend:
+    """The backend a school's configuration names."""
+    settings = school.filtering
+    if settings.backend == "squid":
+        return SquidBackend(settings.squid.allow_file, settings.squid.block_file, settings.squid.reload_command)
+    if settings.backend == "manual":
+        return ManualBackend()
+    raise ValueError(f"unknown filter backend {settings.backend!r}")
