@@ -17,6 +17,8 @@ from botbuilder.schema import Activity, ActivityTypes
 from adapters.clock import SystemClock
 from adapters.connector import ClientPool, ProactiveSender, build_adapter
 from adapters.directory_static import StaticDirectory
+from adapters.graph_directory import GraphDirectory
+from adapters.graph_install import GraphInstaller, start_staff_delta
 from adapters.outbox import OutboxSender
 from adapters.worker import WorkRunner, default_worker_name
 from bot.config import AppConfig, ConfigError, load_config
@@ -82,8 +84,11 @@ async def create_app(
 ) -> web.Application:
     """Build the aiohttp application; start-up and shutdown live in its cleanup context."""
     app = web.Application(client_max_size=settings.max_body_bytes)
-    parts = Components(settings=settings, config=config, clock=clock or SystemClock(),
-                       directory=directory or StaticDirectory(config),
+    clock = clock or SystemClock()
+    if directory is None:
+        graph = settings.directory == "graph"
+        directory = GraphDirectory(settings, config, clock) if graph else StaticDirectory(config)
+    parts = Components(settings=settings, config=config, clock=clock, directory=directory,
                        policy=policy or load_policy(settings.policy_path))
     app[COMPONENTS] = parts
     app.cleanup_ctx.append(lambda app: _lifecycle(app, parts, features if features is not None else _features()))
@@ -112,12 +117,16 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
         conversation_state=ConversationState(storage), user_state=UserState(storage), dev=settings.dev,
     )
     parts.runner = WorkRunner(parts.claims, parts.clock, default_worker_name(settings.replica_name))
-    parts.runner.register(SEND_KIND, OutboxSender(parts.config, parts.refs,
-                                                  ProactiveSender(parts.adapter, settings.app_id), parts.clock))
+    sender = ProactiveSender(parts.adapter, settings.app_id)
+    graph = parts.directory if isinstance(parts.directory, GraphDirectory) else None
+    reach = GraphInstaller(settings, parts.config, graph, parts.refs, sender, parts.uow).reach if graph else None
+    parts.runner.register(SEND_KIND, OutboxSender(parts.config, parts.refs, sender, parts.clock, reach=reach))
     wiring = Wiring(config=parts.config, policy=parts.policy, directory=parts.directory, uow=parts.uow,
                     clock=parts.clock, services=services, work=parts.runner, extras=parts.extras)
     for install in features:
         install(wiring)
+    if graph is not None:
+        await start_staff_delta(wiring, settings, graph)
     services.after_commit.append(parts.runner.wake)
     parts.bot = EsafetyBot(services)
 
@@ -133,6 +142,8 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
             worker_task.cancel()
             await asyncio.gather(worker_task, return_exceptions=True)
         await pool.close()
+        if graph is not None:
+            await graph.close()
         await parts.engine.dispose()
 
 

@@ -8,6 +8,7 @@ import email.utils
 import logging
 import time
 from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -88,8 +89,10 @@ class OutboxSender:
     """The work handler for kind 'send'."""
 
     def __init__(self, config: AppConfig, refs: ConversationRefs, sender: ProactiveSender, clock: Clock,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: RateLimiter | None = None,
+                 reach: Callable[[str, str], Awaitable[SavedReference]] | None = None) -> None:
         self._config = config
+        self._reach = reach  # installs the app and starts a 1:1 chat for someone never seen (adapters.graph_install)
         self._refs = refs
         self._sender = sender
         self._clock = clock
@@ -131,6 +134,8 @@ class OutboxSender:
     async def _reference(self, school_id: str, target: dict[str, str]) -> SavedReference:
         if target["kind"] == "person":
             saved = await self._refs.get(school_id, "person", target["id"])
+            if saved is None and self._reach is not None:
+                return await self._reach(school_id, target["id"])
             if saved is None:
                 raise GiveUp("no conversation with this person yet: they have not opened the app")
             return saved

@@ -50,6 +50,23 @@ class Settings(BaseSettings):
     worker_enabled: bool = Field(True, validation_alias=_env("ESAFETY_WORKER"))
     replica_name: str = Field("", validation_alias=_env("ESAFETY_REPLICA"))
 
+    # Directory: the static YAML people, or Microsoft Graph (roles from Entra groups; see docs/graph.md).
+    directory: Literal["static", "graph"] = Field("static", validation_alias=_env("ESAFETY_DIRECTORY"))
+    graph_base_url: str = Field("https://graph.microsoft.com/v1.0", validation_alias=_env("GRAPH_BASE_URL"))
+    graph_authority: str = Field("https://login.microsoftonline.com", validation_alias=_env("GRAPH_AUTHORITY"))
+    graph_client_id: str = Field("", validation_alias=_env("GRAPH_CLIENT_ID"))  # defaults to MicrosoftAppId
+    graph_client_secret: SecretStr | None = Field(None, validation_alias=_env("GRAPH_CLIENT_SECRET"))
+    graph_certificate_path: Path | None = Field(None, validation_alias=_env("GRAPH_CERTIFICATE_PATH"))
+    graph_managed_identity: bool = Field(False, validation_alias=_env("GRAPH_MANAGED_IDENTITY"))
+    graph_ca_bundle: Path | None = Field(None, validation_alias=_env("GRAPH_CA_BUNDLE"))  # e.g. a TLS-inspecting proxy
+    graph_cache_seconds: int = Field(600, ge=0, validation_alias=_env("GRAPH_CACHE_SECONDS"))
+    graph_stale_seconds: int = Field(24 * 3600, ge=0, validation_alias=_env("GRAPH_STALE_SECONDS"))
+    graph_timeout_seconds: float = Field(0.9, gt=0, validation_alias=_env("GRAPH_TIMEOUT_SECONDS"))
+    graph_bulk_timeout_seconds: float = Field(20.0, gt=0, validation_alias=_env("GRAPH_BULK_TIMEOUT_SECONDS"))
+    graph_delta_minutes: int = Field(60, ge=1, validation_alias=_env("GRAPH_DELTA_MINUTES"))
+    teams_app_catalog_id: str = Field("", validation_alias=_env("TEAMS_APP_CATALOG_ID"))
+    teams_service_url: str = Field("https://smba.trafficmanager.net/teams/", validation_alias=_env("TEAMS_SERVICE_URL"))
+
     def startup_problem(self) -> str | None:
         """Say in one line why the app must not start, or None when it may."""
         if not self.dev and not self.app_id.strip():
@@ -62,6 +79,11 @@ class Settings(BaseSettings):
             return "ESAFETY_DATA_KEY is not set. Sensitive fields are encrypted at rest, so a key is required."
         if self.app_type == "SingleTenant" and self.app_id and not self.app_tenant_id:
             return "MicrosoftAppTenantId is required when MicrosoftAppType is SingleTenant."
+        if self.directory == "graph" and not self.dev and not (
+                self.graph_client_secret or self.graph_certificate_path or self.graph_managed_identity
+                or self.app_password.get_secret_value()):
+            return ("ESAFETY_DIRECTORY is graph but no Graph credential is set: set GRAPH_CLIENT_SECRET, "
+                    "GRAPH_CERTIFICATE_PATH or GRAPH_MANAGED_IDENTITY=1.")
         return None
 
     @property
