@@ -8,7 +8,7 @@ from adapters.filter_backends import backend_for
 from bot.actor import Actor, CardAction, CardReply, Command, Turn
 from bot.cards.filtering import build_log_card
 from bot.config import SchoolConfig
-from bot.filtering import FilterBackend, FilterRules
+from bot.filtering import FilterBackend, FilterRules, IncidentFiler
 from bot.filtering_service import APPLY_KIND, CSV_LIMIT, REVERT_KIND, FilterService, log_csv
 from bot.people import Role
 from bot.wiring import Wiring
@@ -18,6 +18,29 @@ APPROVERS = frozenset({Role.FILTERING_APPROVER, Role.HEADTEACHER})
 LOG_READERS = frozenset({Role.FILTERING_APPROVER, Role.SLT, Role.GOVERNOR, Role.CHAIR_OF_GOVERNORS,
                          Role.ONLINE_SAFETY_LEAD})
 STAFF = frozenset({Role.STAFF})
+
+
+class IncidentFlowFiler:
+    """Files a technical concern through the incidents feature's service (installed before this one)."""
+
+    def __init__(self, incidents: Any) -> None:
+        self._incidents = incidents
+
+    async def file_technical_concern(self, actor: Actor, category_key: str, summary_text: str) -> str:
+        from bot.incident_service import ReportInput  # the incidents feature; only reached when it is installed
+
+        report = ReportInput(subject_kind="unknown", category=category_key, immediate_danger=False,
+                             location="in_school", narrative=summary_text)
+        incident = await self._incidents.submit(actor, report)
+        return incident.reference
+
+
+def incident_filer(extras: dict[str, Any]) -> IncidentFiler | None:
+    """The incident flow when it is installed: an explicit filer, or one over the incidents service."""
+    if extras.get("incident_filer") is not None:
+        return extras["incident_filer"]
+    incidents = extras.get("incidents")
+    return IncidentFlowFiler(incidents) if incidents is not None and hasattr(incidents, "submit") else None
 
 
 def install(wiring: Wiring) -> None:
@@ -33,7 +56,7 @@ def install(wiring: Wiring) -> None:
         return FilterRules.from_policy(wiring.policy.filtering, school.filtering)
 
     service = FilterService(wiring.uow, wiring.directory, wiring.clock, school=wiring.config.school, rules=rules,
-                            backend=backend, filer=wiring.extras.get("incident_filer"))
+                            backend=backend, filer=incident_filer(wiring.extras))
     wiring.extras["filter_service"] = service
     services = wiring.services
     services.dialogs.append(FilterRequestDialog(service, wiring.directory, wiring.clock))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -252,19 +253,43 @@ async def test_ask_for_more_information_then_answer_then_approve(harness: Harnes
 
 
 async def test_reporting_something_that_got_through_tells_technicians_and_the_lead(harness: Harness) -> None:
+    """Filed through the incident flow when it is installed (a filter-failure concern), else told directly."""
     await everyone_opens_the_app(harness)
     leah = harness.user(REQUESTER)
     await leah.says("filter")
     await leah.submits({"answer": "missed"})
     await leah.says("http://bad-content.example.org/page")
     reply = await leah.says("Violent video came up in a search on the class laptop")
-    assert any("technicians and the online-safety lead have been told" in t for t in reply.texts)
+    confirmation = next(t for t in reply.texts if "technicians and the online-safety lead have been told" in t)
+    concern = re.search(r"\(([A-Z]{2,4}-\d{4}-\d{4,})\)", confirmation)
+    marker = concern.group(1) if concern else "bad-content.example.org"
     await deliver(harness)
-    await harness.connector.wait_for(lambda sent: any(
-        s.conversation_id == harness.user(TECH).conversation_id and "bad-content.example.org" in json.dumps(s.cards)
-        for s in sent))
-    await harness.connector.wait_for(lambda sent: any(
-        s.conversation_id == harness.user(LEAD).conversation_id and "Violent video" in s.text for s in sent))
+    for name in (TECH, LEAD):
+        conversation = harness.user(name).conversation_id
+        await harness.connector.wait_for(lambda sent, conversation=conversation: any(
+            s.conversation_id == conversation and marker in s.text + json.dumps(s.cards) for s in sent))
+    log = json.dumps((await harness.user(LEAD).says("filter log")).card)
+    assert "Filter failure reported" in log and "Leah Brooks" in log
+
+
+async def test_without_the_incident_flow_a_missed_site_goes_straight_to_technicians_and_the_lead(
+        database_url: str, clock: SettableClock, tmp_path: Path) -> None:
+    from dialogs import filtering
+
+    async with start_filter_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
+                                    features=[filtering.install]) as harness:
+        await everyone_opens_the_app(harness)
+        leah = harness.user(REQUESTER)
+        await leah.says("filter")
+        await leah.submits({"answer": "missed"})
+        await leah.says("bad-content.example.org")
+        reply = await leah.says("Violent video came up in a search")
+        assert any("technicians and the online-safety lead have been told" in t for t in reply.texts)
+        await deliver(harness)
+        tech = harness.user(TECH).conversation_id
+        assert any("bad-content.example.org" in json.dumps(s.cards) for s in harness.connector.to(tech))
+        assert any("Violent video" in s.text for s in harness.connector.to(harness.user(LEAD).conversation_id))
+        assert not any("Leah" in json.dumps(s.cards) for s in harness.connector.to(tech))
 
 
 async def test_filter_log_shows_who_did_what_and_exports_csv_for_governors_only(harness: Harness) -> None:

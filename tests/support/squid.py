@@ -197,14 +197,14 @@ def school_config(**filtering: Any) -> AppConfig:
 
 @contextlib.asynccontextmanager
 async def start_filter_harness(*, database_url: str, clock: SettableClock, var_dir: Path,
-                               **filtering: Any) -> AsyncIterator[Harness]:
+                               features: list[Any] | None = None, **filtering: Any) -> AsyncIterator[Harness]:
     """Like the shared harness, but the school's filtering settings can be changed (backend, lists), and due work
     runs only when the test calls harness.run_due_work(), so retries and expiries happen exactly when told."""
     settings = test_settings(database_url, var_dir, worker_enabled=False)
     connector = RecordingConnector()
     await connector.start()
     async with aiohttp.ClientSession() as http:
-        harness = Harness(settings, school_config(**filtering), clock, connector, http)
+        harness = Harness(settings, school_config(**filtering), clock, connector, http, features=features)
         await harness.start()
         try:
             yield harness
