@@ -106,6 +106,10 @@ def normalise_site(text: str) -> Site:
     if any(ch.isspace() for ch in raw):
         raise BadSite("A web address has no spaces in it. Please paste just the address, for example "
                       "www.bbc.co.uk.")
+    other_scheme = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*):(?!\d)", raw)
+    if other_scheme and other_scheme.group(1).lower() not in ("http", "https"):
+        raise BadSite("Only web sites (addresses starting http or https) can be filtered. Please paste the site's "
+                      "web address.")
     if "://" not in raw:
         raw = "https://" + raw.lstrip("/")
     try:

@@ -165,6 +165,23 @@ async def test_nobody_approves_their_own_request(harness: Harness) -> None:
     await approval_card_reaches(harness, HEAD, "FR-0001")
 
 
+async def test_the_approver_does_not_also_apply_when_the_school_has_a_second_filtering_person(
+        database_url: str, clock: SettableClock, tmp_path: Path) -> None:
+    # Alex is a technician and a filtering approver; Priya is a second technician.
+    roles = {TECH: ["staff", "technician", "filtering_approver"], "Priya Shah": ["staff", "dsl", "slt", "technician"]}
+    async with start_filter_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
+                                    roles=roles) as harness:
+        await everyone_opens_the_app(harness)
+        await ask(harness.user(REQUESTER), until=None)
+        alex, priya = harness.user(TECH), harness.user("Priya Shah")
+        await alex.executes("filter.approve", {"reference": "FR-0001"})
+        await deliver(harness)
+        reply = await alex.executes("filter.applied", {"reference": "FR-0001"})
+        assert "You approved this change, so someone else must apply it" in reply.invoke_message
+        reply = await priya.executes("filter.applied", {"reference": "FR-0001"})
+        assert "In place" in json.dumps(reply.invoke_card)
+
+
 async def test_people_without_the_role_cannot_approve_even_with_a_forged_card(harness: Harness) -> None:
     await everyone_opens_the_app(harness)
     await ask(harness.user(REQUESTER))

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from adapters.clock import SettableClock
 from bot.config import AppConfig, SquidConfig, load_config
+from bot.people import Role
 from tests.support.connector import RecordingConnector
 from tests.support.harness import DEMO_CONFIG, Harness, test_settings
 
@@ -187,24 +188,27 @@ async def running_squid(baseline: list[str]) -> AsyncIterator[Squid]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def school_config(**filtering: Any) -> AppConfig:
-    """The demo configuration with the school's filtering settings changed."""
+def school_config(roles: dict[str, list[str]] | None = None, **filtering: Any) -> AppConfig:
+    """The demo configuration with the school's filtering settings (and some people's roles) changed."""
     config = load_config(DEMO_CONFIG)
     school = config.schools[0]
-    school = school.model_copy(update={"filtering": school.filtering.model_copy(update=filtering)})
+    people = [p.model_copy(update={"roles": [Role(r) for r in roles[p.name]]}) if roles and p.name in roles else p
+              for p in school.people]
+    school = school.model_copy(update={"filtering": school.filtering.model_copy(update=filtering), "people": people})
     return config.model_copy(update={"schools": [school]})
 
 
 @contextlib.asynccontextmanager
 async def start_filter_harness(*, database_url: str, clock: SettableClock, var_dir: Path,
-                               features: list[Any] | None = None, **filtering: Any) -> AsyncIterator[Harness]:
+                               features: list[Any] | None = None, roles: dict[str, list[str]] | None = None,
+                               **filtering: Any) -> AsyncIterator[Harness]:
     """Like the shared harness, but the school's filtering settings can be changed (backend, lists), and due work
     runs only when the test calls harness.run_due_work(), so retries and expiries happen exactly when told."""
     settings = test_settings(database_url, var_dir, worker_enabled=False)
     connector = RecordingConnector()
     await connector.start()
     async with aiohttp.ClientSession() as http:
-        harness = Harness(settings, school_config(**filtering), clock, connector, http, features=features)
+        harness = Harness(settings, school_config(roles, **filtering), clock, connector, http, features=features)
         await harness.start()
         try:
             yield harness
