@@ -5,87 +5,28 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from adapters.clock import SettableClock
 from adapters.directory_static import StaticDirectory
 from adapters.graph_directory import GraphDirectory
-from bot.actor import Command, Turn
-from bot.config import AppConfig, load_config
 from bot.people import Role
-from bot.wiring import Wiring
-from tests.support.connector import RecordingConnector
 from tests.support.fake_graph import FakeGraph
-from tests.support.harness import DEMO_CONFIG, Harness
-from tests.support.harness import test_settings as app_settings
-
-SCHOOL = "oakfield"
-PRIYA = "00000000-0000-4000-8000-000000000001"  # staff, dsl, slt
-TOM = "00000000-0000-4000-8000-000000000002"  # staff, deputy_dsl
-GRACE = "00000000-0000-4000-8000-000000000003"  # headteacher
-LEAH = "00000000-0000-4000-8000-000000000009"  # staff
-RUTH = "00000000-0000-4000-8000-000000000007"  # chair of governors, no line manager
-CATALOG_APP_ID = "f1d2c3b4-0000-4000-8000-00000000a001"
-
-
-def group_id(role: Role) -> str:
-    return f"grp-{role.value}"
-
-
-def graph_config() -> AppConfig:
-    """The demo school with each role mapped to an Entra security group."""
-    raw = load_config(DEMO_CONFIG).model_dump(mode="json")
-    raw["schools"][0]["role_groups"] = {role.value: group_id(role) for role in Role}
-    return AppConfig.model_validate(raw)
-
-
-async def _safeguarding_check(turn: Turn, _args: str) -> None:
-    await turn.say(f"{turn.actor.person.first_name}, you are on the safeguarding team.")
-
-
-def safeguarding_probe(wiring: Wiring) -> None:
-    """A command only the safeguarding team may use: shows the roles the front door got from the directory."""
-    wiring.services.add_command(Command("safeguarding check", "Safeguarding check", "check your access",
-                                        _safeguarding_check, roles=frozenset({Role.DSL, Role.DEPUTY_DSL})))
+from tests.support.graph_harness import LEAH, PRIYA, RUTH, SCHOOL, TOM, demo_graph, graph_harness, group_id
+from tests.support.harness import Harness
 
 
 @pytest.fixture
 async def graph(tmp_path: Path) -> AsyncIterator[FakeGraph]:
-    fake = FakeGraph(tmp_path / "graph-tls", page_size=2)
-    for person in graph_config().schools[0].people:
-        fake.add_user(person.id, person.name, person.email, manager=person.line_manager)
-        for role in person.roles:
-            fake.add_member(group_id(role), person.id)
-    for role in Role:
-        fake.groups.setdefault(group_id(role), [])
-    await fake.start()
-    try:
+    async with demo_graph(tmp_path / "graph-tls") as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture
 async def gh(database_url: str, clock: SettableClock, tmp_path: Path, graph: FakeGraph) -> AsyncIterator[Harness]:
     """The real app with ESAFETY_DIRECTORY=graph pointed at the loopback Graph."""
-    connector = RecordingConnector()
-    await connector.start()
-    settings = app_settings(
-        database_url, tmp_path / "var", directory="graph", graph_base_url=graph.base_url,
-        graph_authority=graph.url, graph_client_id="esafety-graph-app", graph_client_secret="not-a-real-secret",
-        graph_ca_bundle=graph.cert_path, graph_timeout_seconds=5.0, graph_bulk_timeout_seconds=10.0,
-        teams_app_catalog_id=CATALOG_APP_ID, teams_service_url=connector.url,
-        worker_enabled=False,  # due work runs only when the test says so
-    )
-    async with aiohttp.ClientSession() as http:
-        harness = Harness(settings, graph_config(), clock, connector, http, features=[safeguarding_probe])
-        await harness.start()
-        try:
-            yield harness
-        finally:
-            await harness.stop()
-            await connector.stop()
+    async with graph_harness(database_url, clock, tmp_path / "var", graph) as harness:
+        yield harness
 
 
 def directory(harness: Harness) -> GraphDirectory:
