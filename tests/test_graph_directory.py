@@ -11,7 +11,7 @@ from adapters.clock import SettableClock
 from adapters.directory_static import StaticDirectory
 from adapters.graph_directory import GraphDirectory
 from bot.people import Role
-from tests.support.fake_graph import FakeGraph
+from tests.support.fake_graph import FakeGraph, make_certificate
 from tests.support.graph_harness import LEAH, PRIYA, RUTH, SCHOOL, TOM, demo_graph, graph_harness, group_id
 from tests.support.harness import Harness
 
@@ -133,6 +133,28 @@ async def test_an_outage_with_nothing_cached_means_no_roles(gh: Harness, graph: 
     help_card = (await gh.user("Priya Shah").says("help")).card
     assert not help_card.get("actions")
     assert len(graph.requests_to(f"/users/{PRIYA}/checkMemberGroups")) == len(tries)  # backing off now
+
+
+async def test_a_slow_graph_never_holds_up_a_turn(database_url: str, clock: SettableClock, tmp_path: Path,
+                                                  graph: FakeGraph) -> None:
+    async with graph_harness(database_url, clock, tmp_path / "var", graph, graph_timeout_seconds=0.3) as harness:
+        graph.slow_next(1.5, times=10)
+        reply = await harness.user("Priya Shah").says("safeguarding check")
+        assert "not available to you" in reply.texts[0]  # answered without waiting for Graph, and no role granted
+
+
+async def test_certificate_credentials_sign_a_client_assertion(database_url: str, clock: SettableClock,
+                                                               tmp_path: Path, graph: FakeGraph) -> None:
+    cert, key = make_certificate(tmp_path / "app-cert", rsa_key=True)
+    pem = tmp_path / "app-cert" / "app.pem"
+    pem.write_bytes(key.read_bytes() + cert.read_bytes())
+    async with graph_harness(database_url, clock, tmp_path / "var", graph, graph_certificate_path=pem,
+                             graph_client_secret=None) as harness:
+        reply = await harness.user("Tom Reed").says("safeguarding check")
+        assert reply.texts == ["Tom, you are on the safeguarding team."]
+    form = graph.token_requests[-1]
+    assert form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    assert form["client_id"] == "esafety-graph-app" and "client_secret" not in form
 
 
 async def test_static_directory_is_still_the_default(harness: Harness) -> None:

@@ -6,6 +6,7 @@ TLS-protected; the app trusts it through the GRAPH_CA_BUNDLE setting, so the pro
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import itertools
@@ -19,15 +20,16 @@ from typing import Any
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 USER_FIELDS = ("id", "displayName", "mail", "userPrincipalName")
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path]:
+def make_certificate(directory: Path, *, rsa_key: bool = False) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and localhost; returns (certificate, key) paths."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048) if rsa_key else ec.generate_private_key(
+        ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-graph.test")])
     now = dt.datetime.now(dt.UTC)
     cert = (
@@ -53,6 +55,7 @@ class GraphFault:
     times: int
     path: str | None = None  # a substring of the request path; None matches any Graph request
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # answer this late (status 0: then answer normally)
 
 
 @dataclass
@@ -77,6 +80,7 @@ class FakeGraph:
         self.faults: list[GraphFault] = []
         self.seen: list[Seen] = []
         self.tokens_issued = 0
+        self.token_requests: list[dict[str, str]] = []
         self._tokens: set[str] = set()
         self._group_log: dict[str, list[tuple[str, str]]] = {}  # group -> [(added|removed, user id)]
         self._ids = itertools.count(1)
@@ -107,6 +111,10 @@ class FakeGraph:
         """The next `times` Graph requests (whose path contains `path`, or any) answer `status`."""
         self.faults.append(GraphFault(status, times, path, headers or {}))
 
+    def slow_next(self, seconds: float, times: int = 1, *, path: str | None = None) -> None:
+        """The next `times` Graph requests (matching `path`) answer normally, but only after `seconds`."""
+        self.faults.append(GraphFault(0, times, path, {}, seconds))
+
     def requests_to(self, fragment: str, method: str | None = None) -> list[Seen]:
         return [s for s in self.seen if fragment in s.path and (method is None or s.method == method)]
 
@@ -128,7 +136,7 @@ class FakeGraph:
         app.router.add_get("/v1.0/groups/{gid}/transitiveMembers/graph.user", self._transitive_members)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.cert_path, self._key_path)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
         await site.start()
@@ -169,6 +177,10 @@ class FakeGraph:
         for fault in self.faults:
             if fault.times > 0 and (fault.path is None or fault.path in request.path):
                 fault.times -= 1
+                if fault.delay:
+                    await asyncio.sleep(fault.delay)
+                if not fault.status:
+                    break
                 code = "TooManyRequests" if fault.status == 429 else "ServiceUnavailable"
                 return _error(fault.status, code, "Injected fault.", fault.headers)
         return await handler(request)
@@ -177,6 +189,7 @@ class FakeGraph:
 
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
+        self.token_requests.append({k: str(v) for k, v in form.items()})
         if form.get("grant_type") != "client_credentials" or not form.get("client_id"):
             return web.json_response({"error": "invalid_request", "error_description": "bad grant"}, status=400)
         token = f"fake-{uuid.uuid4().hex}"

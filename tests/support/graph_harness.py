@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -65,8 +66,8 @@ async def demo_graph(directory: Path, *, page_size: int = 2) -> AsyncIterator[Fa
 
 
 @contextlib.asynccontextmanager
-async def graph_harness(database_url: str, clock: SettableClock, var_dir: Path, graph: FakeGraph
-                        ) -> AsyncIterator[Harness]:
+async def graph_harness(database_url: str, clock: SettableClock, var_dir: Path, graph: FakeGraph,
+                        **overrides: Any) -> AsyncIterator[Harness]:
     connector = RecordingConnector()
     await connector.start()
     settings = test_settings(
@@ -76,6 +77,7 @@ async def graph_harness(database_url: str, clock: SettableClock, var_dir: Path, 
         teams_app_catalog_id=CATALOG_APP_ID, teams_service_url=connector.url,
         worker_enabled=False,  # due work runs only when the test says so
     )
+    settings = settings.model_copy(update=overrides)
     async with aiohttp.ClientSession() as http:
         harness = Harness(settings, graph_config(), clock, connector, http, features=[safeguarding_probe])
         await harness.start()
