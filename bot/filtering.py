@@ -346,10 +346,23 @@ class FilterRules:
         return any(c in self.headteacher_categories for c in self.categories(domain))
 
 
+class ConcurrentChange(Exception):  # noqa: N818 - someone else changed the request first
+    """Raised by storage when a request changed between reading and writing it."""
+
+
 class FilterRefused(Exception):  # noqa: N818 - a user-facing outcome
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+VIEWER_ROLES = frozenset({Role.FILTERING_APPROVER, Role.HEADTEACHER, Role.TECHNICIAN, Role.ONLINE_SAFETY_LEAD,
+                          Role.SLT, Role.GOVERNOR, Role.CHAIR_OF_GOVERNORS})
+
+
+def can_view(request: FilterRequest, person: Person) -> bool:
+    """The requester, and the people who decide, apply or oversee filter changes."""
+    return person.id == request.requester_id or bool(person.roles & VIEWER_ROLES)
 
 
 def check_can_decide(request: FilterRequest, person: Person) -> None:

@@ -28,6 +28,7 @@ from bot.filtering import (
     LogEntry,
     Site,
     Status,
+    can_view,
     check_can_apply,
     check_can_decide,
     domain_display,
@@ -444,6 +445,17 @@ class FilterService:
                                        text=f"The temporary unblock of {domain_display(request.domain)} "
                                             f"({request.reference}) has been removed; the site is blocked again.")
         return CardReply(card=_done_card(request, actor.school.tz), message="Thank you. Marked as removed.")
+
+    async def view(self, actor: Actor, reference: str) -> dict[str, Any] | None:
+        """The request card for someone allowed to see it (recorded), else None."""
+        async with self._uow() as uow:
+            request = await uow.filtering.get(actor.school_id, reference)
+            if request is None or not can_view(request, actor.person):
+                await uow.audit.record(actor.school_id, actor.person.id, "refused", RECORD, reference,
+                                       {"reason": "not found or not theirs"})
+                return None
+            await uow.audit.record(actor.school_id, actor.person.id, "viewed", RECORD, reference)
+        return cards.build_request_card(request, actor.school.tz)
 
     # --- the change log --------------------------------------------------------------------------------------
 

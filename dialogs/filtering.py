@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from adapters.filter_backends import backend_for
 from bot.actor import Actor, CardAction, CardReply, Command, Turn
 from bot.cards.filtering import build_log_card
 from bot.config import SchoolConfig
-from bot.filtering import FilterBackend, FilterRules, IncidentFiler
+from bot.filtering import ConcurrentChange, FilterBackend, FilterRules, IncidentFiler
 from bot.filtering_service import APPLY_KIND, CSV_LIMIT, REVERT_KIND, FilterService, log_csv
 from bot.people import Role
 from bot.wiring import Wiring
 from dialogs.filter_request import FILTER_DIALOG, FilterRequestDialog
 
+REFERENCE = re.compile(r"^FR-\d{4,}$")
 APPROVERS = frozenset({Role.FILTERING_APPROVER, Role.HEADTEACHER})
 LOG_READERS = frozenset({Role.FILTERING_APPROVER, Role.SLT, Role.GOVERNOR, Role.CHAIR_OF_GOVERNORS,
                          Role.ONLINE_SAFETY_LEAD})
@@ -61,7 +63,16 @@ def install(wiring: Wiring) -> None:
     services = wiring.services
     services.dialogs.append(FilterRequestDialog(service, wiring.directory, wiring.clock))
 
-    async def start(turn: Turn, _args: str) -> None:
+    async def start(turn: Turn, args: str) -> None:
+        reference = args.strip().upper()
+        if REFERENCE.match(reference):
+            card = await service.view(turn.actor, reference)
+            if card is None:
+                await turn.say(f"I can't find a filter request {reference} that you can see. Type `filter` to ask "
+                               f"for a change.")
+            else:
+                await turn.say(card=card)
+            return
         await turn.begin_dialog(FILTER_DIALOG)
 
     async def show_log(turn: Turn, args: str) -> None:
@@ -82,18 +93,30 @@ def install(wiring: Wiring) -> None:
     services.add_command(Command("filter log", "Filter change log", "see and export every filter change",
                                  show_log, roles=LOG_READERS))
 
+    def guarded(run: Any) -> Any:
+        """Two people pressing at once: the second is told, not shown an error."""
+        async def action(actor: Actor, data: dict[str, Any]) -> CardReply:
+            try:
+                return await run(actor, data)
+            except ConcurrentChange:
+                return CardReply(message="Someone else updated this request a moment ago. Type `filter "
+                                         f"{str(data.get('reference') or '')[:12]}` to see where it is now.")
+        return action
+
     def decide(decision: str) -> Any:
         async def run(actor: Actor, data: dict[str, Any]) -> CardReply:
             return await service.decide(actor, data, decision)
-        return run
+        return guarded(run)
 
     services.add_card_action(CardAction("filter.approve", decide("approve"), roles=APPROVERS))
     services.add_card_action(CardAction("filter.decline", decide("decline"), roles=APPROVERS))
     services.add_card_action(CardAction("filter.ask", decide("ask"), roles=APPROVERS))
-    services.add_card_action(CardAction("filter.reply", service.answer_question))
-    services.add_card_action(CardAction("filter.applied", service.mark_applied, roles=frozenset({Role.TECHNICIAN})))
-    services.add_card_action(CardAction("filter.removed", service.mark_removed, roles=frozenset({Role.TECHNICIAN})))
-    services.add_card_action(CardAction("filter.retry", service.retry,
+    services.add_card_action(CardAction("filter.reply", guarded(service.answer_question)))
+    services.add_card_action(CardAction("filter.applied", guarded(service.mark_applied),
+                                        roles=frozenset({Role.TECHNICIAN})))
+    services.add_card_action(CardAction("filter.removed", guarded(service.mark_removed),
+                                        roles=frozenset({Role.TECHNICIAN})))
+    services.add_card_action(CardAction("filter.retry", guarded(service.retry),
                                         roles=frozenset({Role.TECHNICIAN, Role.ONLINE_SAFETY_LEAD})))
     wiring.work.register(APPLY_KIND, service.run_apply)
     wiring.work.register(REVERT_KIND, service.run_revert)

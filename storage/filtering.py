@@ -8,7 +8,7 @@ from sqlalchemy import JSON, Boolean, Date, Index, Integer, String, Text, Unique
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.filtering import OPEN_STATUSES, FilterRequest, LogEntry
+from bot.filtering import OPEN_STATUSES, ConcurrentChange, FilterRequest, LogEntry
 from bot.protocols import Clock
 from storage.crypto import FieldCipher
 from storage.models import Base, UtcDateTime
@@ -17,7 +17,7 @@ from storage.repos import next_counter
 REASON_CONTEXT = "filter_requests.reason"
 
 
-class StaleRequest(Exception):
+class StaleRequest(ConcurrentChange):
     """Someone else changed the request first; reload it and decide again."""
 
 

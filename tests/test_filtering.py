@@ -77,7 +77,7 @@ async def approval_card_reaches(harness: Harness, name: str, reference: str) -> 
 async def test_dialog_validates_the_address_and_reprompts_kindly(harness: Harness) -> None:
     leah = harness.user(REQUESTER)
     reply = await leah.says("filter")
-    assert "What would you like to do?" in json.dumps(reply.card)
+    assert "What would you like to do?" in json.dumps(reply.cards)
     await leah.submits({"answer": "unblock"})
     reply = await leah.says("not a website")
     assert any("no spaces" in t for t in reply.texts)
@@ -87,7 +87,7 @@ async def test_dialog_validates_the_address_and_reprompts_kindly(harness: Harnes
     reply = await leah.says("co.uk")
     assert any("only the end of a web address" in t for t in reply.texts)
     reply = await leah.says("https://WWW.BBC.co.uk/bitesize")
-    assert "Who is it for?" in json.dumps(reply.card)
+    assert "Who is it for?" in json.dumps(reply.cards)
     await leah.submits({"answer": "year_groups"})
     reply = await leah.says("Year 99")
     assert any("couldn't read those year groups" in t for t in reply.texts)
@@ -103,7 +103,7 @@ async def test_dialog_validates_the_address_and_reprompts_kindly(harness: Harnes
     reply = await leah.says("no")
     assert any("preview the site" in t for t in reply.texts)
     reply = await leah.submits({"answer": "yes"})
-    summary = json.dumps(reply.card)
+    summary = json.dumps(reply.cards)
     assert "bbc.co.uk" in summary and "Year 5, Year 6" in summary and "Tue 24 Nov 2026, 15:30" in summary
     reply = await leah.says("cancel")
     assert any("Nothing was saved" in t or "Nothing was sent" in t for t in reply.texts)
@@ -212,9 +212,9 @@ async def test_never_unblock_categories_are_refused_at_once_with_the_reason(harn
     reply = await leah.says("https://www.bet365.com/")
     assert any("can't be unblocked" in t and "gambling" in t for t in reply.texts)
     reply = await leah.says("help")
-    assert "Hello Leah" in json.dumps(reply.card), "the dialog has ended"
+    assert "Hello Leah" in json.dumps(reply.cards), "the dialog has ended"
     log = await harness.user(LEAD).says("filter log")
-    assert "Refused" in json.dumps(log.card)
+    assert "Refused" in json.dumps(log.cards)
 
 
 async def test_a_second_request_for_the_same_site_is_linked_not_duplicated(harness: Harness) -> None:
@@ -285,7 +285,7 @@ async def test_reporting_something_that_got_through_tells_technicians_and_the_le
         conversation = harness.user(name).conversation_id
         await harness.connector.wait_for(lambda sent, conversation=conversation: any(
             s.conversation_id == conversation and marker in s.text + json.dumps(s.cards) for s in sent))
-    log = json.dumps((await harness.user(LEAD).says("filter log")).card)
+    log = json.dumps((await harness.user(LEAD).says("filter log")).cards)
     assert "Filter failure reported" in log and "Leah Brooks" in log
 
 
@@ -314,7 +314,7 @@ async def test_filter_log_shows_who_did_what_and_exports_csv_for_governors_only(
     await ask(harness.user(REQUESTER))
     await harness.user(LEAD).executes("filter.approve", {"reference": "FR-0001"})
     reply = await harness.user("Ben Carter").says("filter log")
-    body = json.dumps(reply.card)
+    body = json.dumps(reply.cards)
     assert "Requested" in body and "Approved" in body and "Sam Patel" in body and "Leah Brooks" in body
     reply = await harness.user("Ben Carter").says("filter log csv")
     csv_text = reply.texts[-1]
@@ -326,4 +326,4 @@ async def test_filter_log_shows_who_did_what_and_exports_csv_for_governors_only(
 
 async def test_filter_is_in_help_for_staff(harness: Harness) -> None:
     reply = await harness.user(REQUESTER).says("help")
-    assert "`filter`" in json.dumps(reply.card)
+    assert "`filter`" in json.dumps(reply.cards)

@@ -63,7 +63,7 @@ async def test_unblock_through_squid_then_blocked_again_when_the_time_is_up(harn
     assert squid.allow_file.read_text() == ""
     assert said(harness, REQUESTER, "has ended, and the site is blocked again")
     assert said(harness, TECH, "Temporary unblock FR-0001")
-    log = json.dumps((await harness.user(HEAD).says("filter log")).card)
+    log = json.dumps((await harness.user(HEAD).says("filter log")).cards)
     for step in ("Requested", "Approved", "Applied", "Ended (reverted)"):
         assert step in log
 
@@ -126,7 +126,11 @@ async def test_backend_failure_is_retried_then_reported_and_shown(broken_harness
         assert "Squid reload failed" in json.dumps(failure)
         assert failure["actions"][0]["verb"] == "filter.retry"
     assert said(harness, REQUESTER, "could not be applied yet")
-    log = json.dumps((await harness.user(HEAD).says("filter log")).card)
+    shown = json.dumps((await harness.user(REQUESTER).says("filter FR-0001")).cards)
+    assert "Approved, but the filter change failed" in shown and "Squid reload failed" in shown
+    reply = await harness.user("Tom Reed").says("filter FR-0001")
+    assert any("can't find a filter request FR-0001" in t for t in reply.texts), "not theirs to see"
+    log = json.dumps((await harness.user(HEAD).says("filter log")).cards)
     assert "Applying failed" in log
     assert await squid.status(harness.http, BLOCKED) == 403
 
