@@ -28,14 +28,22 @@ class ManualBackend:
 
 
 class SquidBackend:
-    """Keeps two dstdomain lists (allow, block) that squid.conf reads, and asks Squid to reload them.
+    """Keeps dstdomain lists that squid.conf reads, and asks Squid to reload them.
 
-    squid.conf is expected to contain, before its other http_access rules:
-        acl esafety_allow dstdomain "/path/allow.txt"
-        acl esafety_block dstdomain "/path/block.txt"
+    Each list holds one `.domain` per line (the domain and all its subdomains):
+      allow.txt            unblocked for everyone (all pupils);
+      allow.staff.txt      unblocked for staff only;  allow.year-5.txt ... for one year group;
+      block.txt            blocked for everyone.
+    The audience lists sit next to allow.txt and open nothing unless squid.conf pairs them with who is asking
+    (a `src` or proxy-auth ACL), so an unblock for staff can never open a site to pupils by mistake. Blocks are
+    always for everyone: over-blocking fails safe. A squid.conf using them, before its other http_access rules:
+        acl esafety_allow dstdomain "/etc/squid/esafety/allow.txt"
+        acl esafety_allow_staff dstdomain "/etc/squid/esafety/allow.staff.txt"
+        acl esafety_block dstdomain "/etc/squid/esafety/block.txt"
+        acl staff_devices src 10.0.10.0/24
+        http_access allow staff_devices esafety_allow_staff
         http_access allow esafety_allow
         http_access deny esafety_block
-    Each list holds one `.domain` per line, which matches the domain and all its subdomains.
     """
 
     name = "squid"
@@ -50,23 +58,45 @@ class SquidBackend:
     def _lock(self) -> asyncio.Lock:
         return self._edits
 
+    def allow_files(self, change: FilterChange) -> list[Path]:
+        """The allow lists a change belongs in, by its audience."""
+        if change.audience == "staff":
+            return [self._audience_file("staff")]
+        if change.audience == "year_groups" and change.year_groups:
+            return [self._audience_file(_slug(group)) for group in change.year_groups]
+        return [self._allow]
+
+    def _audience_file(self, slug: str) -> Path:
+        return self._allow.with_name(f"{self._allow.stem}.{slug}{self._allow.suffix}")
+
+    def _all_allow_files(self) -> list[Path]:
+        pattern = f"{self._allow.stem}.*{self._allow.suffix}"
+        return [self._allow] + sorted(p for p in self._allow.parent.glob(pattern) if not p.name.startswith("."))
+
     async def apply(self, change: FilterChange) -> str:
         async with self._lock():
             if change.action == "allow":
-                await asyncio.to_thread(self._edit, self._allow, add=change.domain)
-                await asyncio.to_thread(self._edit, self._block, remove=change.domain)
+                targets = self.allow_files(change)
+                for path in targets:
+                    await asyncio.to_thread(self._edit, path, add=change.domain)
+                if targets == [self._allow]:
+                    await asyncio.to_thread(self._edit, self._block, remove=change.domain)
+                where = ", ".join(p.name for p in targets)
             else:
                 await asyncio.to_thread(self._edit, self._block, add=change.domain)
-                await asyncio.to_thread(self._edit, self._allow, remove=change.domain)
+                for path in await asyncio.to_thread(self._all_allow_files):
+                    await asyncio.to_thread(self._edit, path, remove=change.domain)
+                where = self._block.name
             await self._reload_squid()
-        return f"squid: {change.domain} added to the {change.action} list and Squid reloaded"
+        return f"squid: {change.domain} added to {where} and Squid reloaded"
 
     async def revert(self, change: FilterChange) -> str:
         async with self._lock():
-            await asyncio.to_thread(self._edit, self._allow if change.action == "allow" else self._block,
-                                    remove=change.domain)
+            targets = self.allow_files(change) if change.action == "allow" else [self._block]
+            for path in targets:
+                await asyncio.to_thread(self._edit, path, remove=change.domain)
             await self._reload_squid()
-        return f"squid: {change.domain} removed from the {change.action} list and Squid reloaded"
+        return f"squid: {change.domain} removed from {', '.join(p.name for p in targets)} and Squid reloaded"
 
     @staticmethod
     def _read(path: Path) -> list[str]:
@@ -79,6 +109,8 @@ class SquidBackend:
         return [line.strip() for line in lines if line.strip()]
 
     def _edit(self, path: Path, *, add: str | None = None, remove: str | None = None) -> None:
+        if remove and not path.exists():
+            return
         entries = self._read(path)
         target = (add or remove or "").lower()
         kept = [e for e in entries if e.lstrip(".").lower() != target]
@@ -103,6 +135,11 @@ class SquidBackend:
         if process.returncode != 0:
             detail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
             raise FilterBackendError(f"Squid reload failed (exit {process.returncode}): {detail[0][:200]}")
+
+
+def _slug(group: str) -> str:
+    """'Year 5' -> 'year-5', 'Reception' -> 'reception'."""
+    return "-".join("".join(ch if ch.isalnum() else " " for ch in group.lower()).split())
 
 
 def _write_atomically(path: Path, content: str) -> None:

@@ -99,7 +99,15 @@ async def test_squid_lists_are_written_whole_and_readable_by_squid(tmp_path) -> 
     assert block.read_text() == ".games.example\n"
     assert stat.S_IMODE(allow.stat().st_mode) == 0o644
     await backend.apply(FilterChange("FR-0003", "allow", "games.example", "staff"))
-    assert block.read_text() == "" and allow.read_text() == ".bbc.co.uk\n.games.example\n"
+    assert (tmp_path / "allow.staff.txt").read_text() == ".games.example\n"
+    assert block.read_text() == ".games.example\n", "a staff-only unblock leaves everyone else's block in place"
+    await backend.apply(FilterChange("FR-0004", "allow", "maths.example", "year_groups", ("Year 5", "Reception")))
+    assert (tmp_path / "allow.year-5.txt").read_text() == ".maths.example\n"
+    assert (tmp_path / "allow.reception.txt").read_text() == ".maths.example\n"
+    await backend.apply(FilterChange("FR-0005", "block", "maths.example", "all_pupils"))
+    assert (tmp_path / "allow.year-5.txt").read_text() == "", "a block takes the site off every allow list"
+    await backend.apply(FilterChange("FR-0006", "allow", "games.example", "all_pupils"))
+    assert block.read_text() == ".maths.example\n" and allow.read_text() == ".bbc.co.uk\n.games.example\n"
     await backend.revert(FilterChange("FR-0001", "allow", "bbc.co.uk", "all_pupils"))
     assert allow.read_text() == ".games.example\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

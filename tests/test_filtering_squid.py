@@ -80,6 +80,20 @@ async def test_block_request_is_enforced_by_squid(harness: Harness, squid: Squid
     assert await squid.status(harness.http, "news.test") == 200, "other sites are untouched"
 
 
+async def test_a_staff_only_unblock_opens_the_site_for_staff_devices_and_not_for_pupils(harness: Harness,
+                                                                                          squid: Squid) -> None:
+    await everyone_opens_the_app(harness)
+    assert await squid.status(harness.http, BLOCKED, staff=True) == 403
+    await ask(harness.user(REQUESTER), site=BLOCKED, audience="staff", until=None)
+    await deliver(harness)
+    await harness.user(LEAD).executes("filter.approve", {"reference": "FR-0001"})
+    await deliver(harness)
+    assert said(harness, REQUESTER, f"{BLOCKED} is now unblocked (FR-0001).")
+    await squid.wait_for_status(harness.http, BLOCKED, 200, staff=True)
+    assert await squid.status(harness.http, BLOCKED) == 403, "pupils' devices are still blocked"
+    assert squid.allow_file.read_text() == ""
+
+
 async def test_a_restart_before_the_end_still_ends_the_unblock(harness: Harness, squid: Squid) -> None:
     await everyone_opens_the_app(harness)
     await ask(harness.user(REQUESTER), site=BLOCKED, until="tomorrow 09:00")

@@ -24,6 +24,7 @@ from tests.support.connector import RecordingConnector
 from tests.support.harness import DEMO_CONFIG, Harness, test_settings
 
 SITES = ("pupils-blocked.test", "games.test", "news.test", "broken.test")
+STAFF_ADDRESS = "127.0.0.2"  # the "staff devices" network in the test squid.conf; pupils come from 127.0.0.1
 
 
 def squid_binary() -> str | None:
@@ -67,21 +68,26 @@ class Squid:
     def url(self, host: str) -> str:
         return f"http://{host}:{self.origin_port}/"
 
-    async def status(self, http: aiohttp.ClientSession, host: str) -> int:
-        """Fetch a page through the proxy: 200 when the filter lets it through, 403 when it blocks it."""
+    async def status(self, http: aiohttp.ClientSession, host: str, *, staff: bool = False) -> int:
+        """Fetch a page through the proxy: 200 when the filter lets it through, 403 when it blocks it.
+        With staff=True the request comes from the staff device address (127.0.0.2)."""
+        if staff:
+            connector = aiohttp.TCPConnector(local_addr=(STAFF_ADDRESS, 0))
+            async with aiohttp.ClientSession(connector=connector) as staff_http:
+                return await self.status(staff_http, host)
         async with http.get(self.url(host), proxy=f"http://127.0.0.1:{self.port}",
                             timeout=aiohttp.ClientTimeout(total=10)) as response:
             await response.read()
             return response.status
 
     async def wait_for_status(self, http: aiohttp.ClientSession, host: str, expected: int,
-                              within: float = 15.0) -> None:
+                              within: float = 15.0, *, staff: bool = False) -> None:
         """Squid applies `-k reconfigure` shortly after the signal: wait until it answers as expected."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         seen = None
         while loop.time() < deadline:
-            seen = await self.status(http, host)
+            seen = await self.status(http, host, staff=staff)
             if seen == expected:
                 return
             await asyncio.sleep(0.1)
@@ -92,7 +98,8 @@ def _write_conf(squid: Squid, baseline: list[str]) -> None:
     d = squid.directory
     (d / "hosts").write_text("".join(f"127.0.0.1 {name}\n" for name in SITES))
     (d / "baseline.txt").write_text("".join(f".{name}\n" for name in baseline))
-    for path in (squid.allow_file, squid.block_file):
+    staff_allow = squid.allow_file.with_name("allow.staff.txt")
+    for path in (squid.allow_file, staff_allow, squid.block_file):
         path.write_text("")
     lines = [
         f"http_port 127.0.0.1:{squid.port}",
@@ -106,12 +113,16 @@ def _write_conf(squid: Squid, baseline: list[str]) -> None:
         f"coredump_dir {d}",
         "shutdown_lifetime 0 seconds",
         f'acl esafety_allow dstdomain "{squid.allow_file}"',
+        f'acl esafety_allow_staff dstdomain "{staff_allow}"',
         f'acl esafety_block dstdomain "{squid.block_file}"',
         f'acl vendor_block dstdomain "{d / "baseline.txt"}"',
+        f"acl staff_devices src {STAFF_ADDRESS}/32",
+        "acl school_network src 127.0.0.0/8",
+        "http_access allow staff_devices esafety_allow_staff",
         "http_access allow esafety_allow",
         "http_access deny esafety_block",
         "http_access deny vendor_block",
-        "http_access allow localhost",
+        "http_access allow school_network",
         "http_access deny all",
     ]
     if os.geteuid() == 0:
