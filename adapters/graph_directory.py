@@ -138,6 +138,10 @@ class GraphDirectory:
         self._failures: dict[str, int] = {}
         self._ttl = dt.timedelta(seconds=settings.graph_cache_seconds)
         self._stale = dt.timedelta(seconds=settings.graph_stale_seconds)
+        for school in config.schools:
+            if not school.role_groups:
+                log.warning("school %s maps no roles to Entra groups (role_groups): nobody there will hold a role",
+                            school.id)
         for tenant in dict.fromkeys(school.tenant_id for school in config.schools):
             # Built now (no network yet) so that an unusable credential stops start-up rather than a turn.
             self._clients[tenant] = self._build_client(tenant)

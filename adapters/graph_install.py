@@ -42,9 +42,18 @@ class GraphInstaller:
         self._refs = refs
         self._sender = sender
         self._uow = uow
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}  # one per person reached: a school's staff, at most
 
     async def reach(self, school_id: str, person_id: str) -> SavedReference:
         """A saved conversation reference for the person, creating one if needed; raises GiveUp or RetryLater."""
+        lock = self._locks.setdefault((school_id, person_id), asyncio.Lock())
+        async with lock:  # two messages for the same newcomer: install once, start one chat
+            saved = await self._refs.get(school_id, "person", person_id)
+            if saved is not None:
+                return saved
+            return await self._install_and_start_chat(school_id, person_id)
+
+    async def _install_and_start_chat(self, school_id: str, person_id: str) -> SavedReference:
         school = self._config.school(school_id)
         if school is None:
             raise GiveUp("unknown school")

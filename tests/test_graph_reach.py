@@ -124,3 +124,12 @@ async def test_new_staff_are_noticed_by_the_delta_query_and_welcomed(gh: Harness
     assert welcomed == [NIA, OWEN]
     assert len(texts_to(gh, "Welcome to")) == 2
     assert "$deltatoken" in graph.requests_to("/groups/delta")[-1].query
+
+
+async def test_two_messages_for_a_newcomer_install_once_and_share_one_chat(gh: Harness, graph: FakeGraph) -> None:
+    await queue_message(gh, LEAH, "First of two.")
+    await queue_message(gh, LEAH, "Second of two.")
+    await gh.run_due_work()
+    sent = await gh.connector.wait_for(lambda sent: len([s for s in sent if "of two." in s.text]) == 2 and sent)
+    assert len({s.conversation_id for s in sent if "of two." in s.text}) == 1
+    assert len(graph.requests_to("/teamwork/installedApps")) == 1 and len(gh.connector.created) == 1
