@@ -162,8 +162,9 @@ class FilterService:
             approvers = await self._people(actor.school_id, Role.HEADTEACHER if needs_head
                                            else Role.FILTERING_APPROVER, excluding=actor.person.id)
             tz = actor.school.tz
+            approval = cards.build_approval_card(request, tz, [p.id for p in approvers])
             for person in approvers:
-                await uow.notify.to_person(actor.school_id, person.id, card=cards.build_approval_card(request, tz),
+                await uow.notify.to_person(actor.school_id, person.id, card=approval,
                                            dedupe_key=f"filter.approval:{actor.school_id}:{request.reference}:"
                                                       f"{request.version}:{person.id}")
         who = "the Headteacher" if needs_head else "the filtering approvers"
@@ -255,6 +256,18 @@ class FilterService:
                     dedupe_key=f"filter.decision:{school}:{linked.reference}:{request.reference}")
         return CardReply(card=cards.build_request_card(request, tz), message=reply)
 
+    async def current_card(self, actor: Actor, data: dict[str, Any]) -> CardReply:
+        """Universal Actions refresh: the approval card as it stands now, for an approver viewing it."""
+        async with self._uow() as uow:
+            request = await self._load(uow, actor, data.get("reference"))
+            await uow.audit.record(actor.school_id, actor.person.id, "viewed", RECORD, request.reference)
+        tz = actor.school.tz
+        decidable = request.status in (Status.PENDING, Status.INFO_REQUESTED) and actor.person.id != \
+            request.requester_id and (not request.needs_headteacher or actor.person.has(Role.HEADTEACHER))
+        if not decidable:
+            return CardReply(card=cards.build_request_card(request, tz))
+        return CardReply(card=cards.build_approval_card(request, tz, [actor.person.id]))
+
     async def answer_question(self, actor: Actor, data: dict[str, Any]) -> CardReply:
         """The requester answers an approver's question; the approvers get the card again."""
         answer = str(data.get("answer") or "").strip()[:1000]
@@ -272,9 +285,11 @@ class FilterService:
             await self._log(uow, actor.school_id, "info_given", actor.person, request.domain, request.reference,
                             answer)
             role = Role.HEADTEACHER if request.needs_headteacher else Role.FILTERING_APPROVER
-            for person in await self._people(actor.school_id, role, excluding=actor.person.id):
+            approvers = await self._people(actor.school_id, role, excluding=actor.person.id)
+            approval = cards.build_approval_card(request, actor.school.tz, [p.id for p in approvers])
+            for person in approvers:
                 await uow.notify.to_person(
-                    actor.school_id, person.id, card=cards.build_approval_card(request, actor.school.tz),
+                    actor.school_id, person.id, card=approval,
                     dedupe_key=f"filter.approval:{actor.school_id}:{request.reference}:{request.version}:{person.id}")
         return CardReply(message="Thank you. Your answer has gone to the approvers.")
 

@@ -111,6 +111,7 @@ def install(wiring: Wiring) -> None:
     services.add_card_action(CardAction("filter.approve", decide("approve"), roles=APPROVERS))
     services.add_card_action(CardAction("filter.decline", decide("decline"), roles=APPROVERS))
     services.add_card_action(CardAction("filter.ask", decide("ask"), roles=APPROVERS))
+    services.add_card_action(CardAction("filter.card", guarded(service.current_card), roles=APPROVERS))
     services.add_card_action(CardAction("filter.reply", guarded(service.answer_question)))
     services.add_card_action(CardAction("filter.applied", guarded(service.mark_applied),
                                         roles=frozenset({Role.TECHNICIAN})))

@@ -244,6 +244,12 @@ async def test_decline_needs_a_reason_and_the_requester_hears_it(harness: Harnes
                                                       "Bitesize is already allowed" in s.text for s in sent))
     reply = await harness.user(HEAD).executes("filter.approve", {"reference": "FR-0001"})
     assert "already been decided by Sam Patel" in reply.invoke_message
+    # Grace's copy of the approval card refreshes to show the decision, without buttons.
+    card = await approval_card_reaches(harness, HEAD, "FR-0001")
+    assert card["refresh"]["action"]["verb"] == "filter.card"
+    assert set(card["refresh"]["userIds"]) == {harness.person_id(LEAD), harness.person_id(HEAD)}
+    refreshed = (await harness.user(HEAD).executes("filter.card", {"reference": "FR-0001"})).invoke_card
+    assert "Declined" in json.dumps(refreshed) and not refreshed.get("actions")
 
 
 async def test_ask_for_more_information_then_answer_then_approve(harness: Harness) -> None:

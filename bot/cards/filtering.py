@@ -123,8 +123,11 @@ def _request_facts(request: FilterRequest, tz: dt.tzinfo, *, names: bool) -> lis
     return pairs
 
 
-def build_approval_card(request: FilterRequest, tz: dt.tzinfo) -> dict[str, Any]:
-    """For filtering approvers: approve, decline with a reason, or ask for more information."""
+def build_approval_card(request: FilterRequest, tz: dt.tzinfo, approver_ids: list[str] | None = None
+                        ) -> dict[str, Any]:
+    """For filtering approvers: approve, decline with a reason, or ask for more information. With approver_ids,
+    Teams refreshes the card for each of them when it is shown, so a request decided by one approver shows as
+    decided to the others too."""
     data = {"reference": request.reference}
     body = [heading(f"Filter request {request.reference}"), facts(_request_facts(request, tz, names=True))]
     if request.needs_headteacher:
@@ -138,7 +141,9 @@ def build_approval_card(request: FilterRequest, tz: dt.tzinfo) -> dict[str, Any]
         actions = [_action("Approve", "filter.approve", data, style="positive"),
                    _action("Decline", "filter.decline", data, style="destructive", inputs=True),
                    _action("Ask for more information", "filter.ask", data, inputs=True)]
-    return card(body, actions, fallback_text=f"Filter request {request.reference} needs a decision.")
+    return card(body, actions, fallback_text=f"Filter request {request.reference} needs a decision.",
+                refresh_verb="filter.card" if approver_ids else None, refresh_user_ids=approver_ids,
+                refresh_data=data)
 
 
 def build_request_card(request: FilterRequest, tz: dt.tzinfo, title: str | None = None) -> dict[str, Any]:
