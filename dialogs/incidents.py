@@ -1,9 +1,69 @@
-"""Wiring for the incidents feature: commands, card actions, dialogs and work handlers."""
+"""Wiring for concerns: `report`, `my reports`, `case`, the case-card actions and the SLA work."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+from bot.actor import Actor, CardAction, CardReply, Command, Turn
+from bot.incident_service import SLA_KIND, IncidentService
+from bot.people import Role
 from bot.wiring import Wiring
+from bot.work import WorkItem
+from dialogs.report_concern import REPORT_DIALOG, ReportConcernDialog
+
+REFERENCE = re.compile(r"^[A-Z]{2,4}-\d{4}-\d{4,}$")
+CASE_TEAM = frozenset({Role.DSL, Role.DEPUTY_DSL, Role.HEADTEACHER, Role.CHAIR_OF_GOVERNORS, Role.TECHNICIAN,
+                       Role.ONLINE_SAFETY_LEAD, Role.DPO})
+ACT_VERBS = ("incident.own", "incident.note", "incident.action", "incident.escalate", "incident.close")
 
 
 def install(wiring: Wiring) -> None:
-    """Register this feature with the front door and the work runner."""
+    """Register the report dialog, the commands, the card actions and the SLA handler."""
+    service = IncidentService(wiring.uow, wiring.directory, wiring.policy, wiring.config, wiring.clock)
+    wiring.extras["incidents"] = service
+    services = wiring.services
+    services.dialogs.append(ReportConcernDialog(service, wiring.policy))
+
+    async def report(turn: Turn, _args: str) -> None:
+        await turn.say("I will ask a few short questions; it takes about a minute. Type `cancel` to stop at any "
+                       "time. If a child is in immediate danger, call 999 first.")
+        await turn.begin_dialog(REPORT_DIALOG)
+
+    async def my_reports(turn: Turn, _args: str) -> None:
+        await turn.say(card=await service.my_reports(turn.actor))
+
+    async def case(turn: Turn, args: str) -> None:
+        reference = args.strip().upper()
+        if not REFERENCE.match(reference):
+            await turn.say("Please give the case reference, for example `case ES-2026-0001`.")
+            return
+        await turn.say(card=await service.view(turn.actor, reference=reference))
+
+    services.add_command(Command("report", "Report a concern", "tell the safeguarding team about an online-safety "
+                                 "worry", report))
+    services.add_command(Command("my reports", "My reports", "see where your reports are up to", my_reports))
+    services.add_command(Command("case", "Open a case", "see a case you are handling, with its chronology", case,
+                                 roles=CASE_TEAM, in_help=False))
+
+    async def view(actor: Actor, data: dict[str, Any]) -> CardReply:
+        incident_id = data.get("incident_id")
+        if not isinstance(incident_id, int):
+            return CardReply(message="That card is missing its case. Type `help` to start again.")
+        return CardReply(card=await service.minimal_or_full(actor, incident_id))
+
+    services.add_card_action(CardAction("incident.view", view))
+    for verb in ACT_VERBS:
+        services.add_card_action(CardAction(verb, _acting(service, verb)))
+
+    async def sla(item: WorkItem) -> None:
+        await service.sla_due(item.school_id, int(item.payload["incident_id"]), int(item.payload["stage"]))
+
+    wiring.work.register(SLA_KIND, sla)
+
+
+def _acting(service: IncidentService, verb: str):  # noqa: ANN202 - a CardActionRun
+    async def run(actor: Actor, data: dict[str, Any]) -> CardReply:
+        return await service.act(actor, verb, data)
+
+    return run

@@ -1,0 +1,243 @@
+"""Incident cards: the minimal channel alert, the case card for case managers, and the reporter's cards."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.cards.common import card, execute, facts, heading, submit, text
+from bot.incidents import (
+    LOCATIONS,
+    SEVERITY_LABELS,
+    STATUS_LABELS,
+    SUBJECT_KINDS,
+    Incident,
+    IncidentSummary,
+    Status,
+    age_text,
+)
+
+VIEW_VERB = "incident.view"
+MAX_EVENTS_SHOWN = 12
+SEVERITY_COLOURS = {"critical": "Attention", "high": "Warning", "medium": "Accent", "low": "Default"}
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Display names from the policy, resolved by the caller so cards stay pure."""
+
+    category: str
+    group: str
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    label: str
+
+
+@dataclass(frozen=True)
+class CaseView:
+    incident: Incident
+    labels: Labels
+    now: dt.datetime
+    timezone: Any
+    can_act: bool
+    suggested_actions: list[Option] = field(default_factory=list)
+    outcomes: list[Option] = field(default_factory=list)
+    escalation_targets: list[Option] = field(default_factory=list)
+    refresh_user_ids: list[str] = field(default_factory=list)
+    notice: str | None = None
+    lado_prompt: bool = False
+
+
+def _local(when: dt.datetime, timezone: Any) -> str:
+    return when.astimezone(timezone).strftime("%a %d %b %Y, %H:%M")
+
+
+def _refresh(incident_id: int, user_ids: list[str]) -> dict[str, Any]:
+    return {"refresh_user_ids": user_ids, "refresh_verb": VIEW_VERB, "refresh_data": {"incident_id": incident_id}}
+
+
+def build_channel_alert_card(incident: Incident, labels: Labels, now: dt.datetime, timezone: Any,
+                             refresh_user_ids: list[str]) -> dict[str, Any]:
+    """Reference, category group, severity, age and status only: no names, no narrative, ever."""
+    body = [
+        heading(f"New online-safety concern {incident.reference}"),
+        facts([
+            ("Type", labels.group),
+            ("Severity", SEVERITY_LABELS[incident.severity]),
+            ("Reported", f"{_local(incident.reported_at, timezone)} ({age_text(incident.reported_at, now)} ago)"),
+            ("Status", STATUS_LABELS[incident.status]),
+        ]),
+        text("Safeguarding leads: open the case to see details and act.", subtle=True),
+    ]
+    actions = [execute("Open case", VIEW_VERB, {"incident_id": incident.id})]
+    return card(body, actions, fallback_text=f"New online-safety concern {incident.reference}",
+                **_refresh(incident.id, refresh_user_ids))
+
+
+def build_case_notice_card(incident: Incident, labels: Labels, now: dt.datetime, timezone: Any,
+                           note: str) -> dict[str, Any]:
+    """A 1:1 notice with no details, for people who keep the log but do not manage the case."""
+    body = [
+        heading(f"Concern {incident.reference} logged"),
+        facts([("Type", labels.group), ("Severity", SEVERITY_LABELS[incident.severity]),
+               ("Reported", _local(incident.reported_at, timezone))]),
+        text(note, subtle=True),
+    ]
+    return card(body, fallback_text=f"Concern {incident.reference} logged")
+
+
+def build_case_card(view: CaseView) -> dict[str, Any]:
+    """Everything a case manager needs, with the actions they may take; refreshes for the case team."""
+    incident = view.incident
+    body: list[dict[str, Any]] = []
+    if view.notice:
+        body.append(text(view.notice, color="Warning", weight="Bolder"))
+    title = f"{incident.reference}: {view.labels.category}"
+    body.append(heading(title))
+    if incident.illegal or incident.immediate_danger:
+        body.append(text("Urgent. Do not investigate, view, copy or forward any material. Secure the device. "
+                         "Involve the police where the law may have been broken.", color="Attention"))
+    if view.lado_prompt and incident.is_open:
+        body.append(text("This concerns a member of staff. Contact the LADO within one working day.",
+                         color="Warning"))
+    details = [
+        ("Type", view.labels.group),
+        ("Severity", SEVERITY_LABELS[incident.severity]),
+        ("Status", STATUS_LABELS[incident.status]),
+        ("Owner", incident.owner_name or "Nobody yet"),
+        ("About", SUBJECT_KINDS.get(incident.subject_kind, incident.subject_kind)),
+        ("Where", LOCATIONS.get(incident.location or "", "Not given")),
+        ("When", incident.occurred or "Not given"),
+        ("Reported", f"{_local(incident.reported_at, view.timezone)} by {incident.reporter_name}"),
+        ("Danger now", "Yes" if incident.immediate_danger else "No"),
+    ]
+    if incident.outcome:
+        details.append(("Outcome", incident.outcome))
+    body.append(facts(details))
+    if not incident.complete:
+        body.append(text("The reporter is still answering questions; details will appear here.", subtle=True))
+    for label, value in (("Who is involved", incident.subjects), ("What happened", incident.narrative),
+                         ("Evidence and device", incident.evidence), ("Already done", incident.actions_taken)):
+        if value:
+            body.append(text(f"**{label}**", spacing="Medium"))
+            body.append(text(value, spacing="None"))
+    if incident.recorded_actions:
+        body.append(text("**Actions recorded**", spacing="Medium"))
+        body.append(text("\n".join(f"- {a}" for a in incident.recorded_actions), spacing="None"))
+    body.extend(_chronology(incident, view.timezone))
+    actions = _case_actions(view) if view.can_act and incident.is_open else []
+    return card(body, actions, fallback_text=title, **_refresh(incident.id, view.refresh_user_ids))
+
+
+def _chronology(incident: Incident, timezone: Any) -> list[dict[str, Any]]:
+    shown = [e for e in incident.events if e.kind != "viewed"][-MAX_EVENTS_SHOWN:]
+    if not shown:
+        return []
+    lines = []
+    for event in shown:
+        who = event.actor_name or "eSafety"
+        detail = f": {event.detail}" if event.detail else ""
+        lines.append(f"- {_local(event.at, timezone)}, {who}, {event.kind.replace('_', ' ')}{detail}")
+    return [text("**Chronology**", spacing="Medium"), text("\n".join(lines), spacing="None")]
+
+
+def _inputs_card(inputs: list[dict[str, Any]], action: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "AdaptiveCard", "body": inputs, "actions": [action]}
+
+
+def _choice_set(input_id: str, label: str, options: list[Option]) -> dict[str, Any]:
+    return {"type": "Input.ChoiceSet", "id": input_id, "label": label, "isRequired": True,
+            "errorMessage": "Please choose one.", "choices": [{"title": o.label, "value": o.key} for o in options]}
+
+
+def _text_input(input_id: str, label: str, *, required: bool = True) -> dict[str, Any]:
+    block = {"type": "Input.Text", "id": input_id, "label": label, "isMultiline": True, "maxLength": 2000}
+    if required:
+        block.update(isRequired=True, errorMessage="Please write a few words.")
+    return block
+
+
+def _case_actions(view: CaseView) -> list[dict[str, Any]]:
+    incident = view.incident
+    data = {"incident_id": incident.id, "version": incident.version}
+    actions: list[dict[str, Any]] = []
+    if incident.status == Status.NEW:
+        actions.append(execute("Take ownership", "incident.own", data, style="positive"))
+    actions.append({"type": "Action.ShowCard", "title": "Add note", "card": _inputs_card(
+        [_text_input("note", "Note for the chronology")], execute("Save note", "incident.note", data))})
+    if view.suggested_actions:
+        actions.append({"type": "Action.ShowCard", "title": "Record action", "card": _inputs_card(
+            [_choice_set("action_key", "Action taken (suggested for this kind of concern)", view.suggested_actions),
+             _text_input("action_note", "Details (optional)", required=False)],
+            execute("Record", "incident.action", data))})
+    if view.escalation_targets:
+        actions.append({"type": "Action.ShowCard", "title": "Escalate", "card": _inputs_card(
+            [_choice_set("target", "Escalate to", view.escalation_targets), _text_input("reason", "Reason")],
+            execute("Escalate", "incident.escalate", data, style="destructive"))})
+    actions.append({"type": "Action.ShowCard", "title": "Close", "card": _inputs_card(
+        [_choice_set("outcome", "Outcome", view.outcomes), _text_input("close_note", "Closing note")],
+        execute("Close case", "incident.close", data))})
+    return actions
+
+
+def build_not_allowed_card(reference: str | None = None) -> dict[str, Any]:
+    what = f"case {reference}" if reference else "this case"
+    return card([text(f"You do not have access to {what}. If you think you should, speak to your DSL.")],
+                fallback_text="You do not have access to this case.")
+
+
+def build_confirmation_card(reference: str, next_steps: list[str], guidance: str | None) -> dict[str, Any]:
+    body = [heading(f"Thank you. Your report is {reference}"),
+            text("It has been saved and the right people have been told.")]
+    if guidance:
+        body.append(text(guidance, color="Attention", weight="Bolder"))
+    body.append(text("**What happens next**", spacing="Medium"))
+    body.extend(text(f"- {step}", spacing="None") for step in next_steps)
+    body.append(text("Type `my reports` at any time to see where your reports are up to.", subtle=True))
+    return card(body, fallback_text=f"Your report is {reference}")
+
+
+@dataclass(frozen=True)
+class ReportAnswers:
+    subject: str
+    category: str
+    danger: str
+    occurred: str
+    location: str
+    subjects: str
+    narrative: str
+    evidence: str
+    actions_taken: str
+
+
+def build_report_summary_card(answers: ReportAnswers) -> dict[str, Any]:
+    """The reporter checks their answers before submitting."""
+    body = [
+        heading("Please check your report"),
+        facts([("About", answers.subject), ("What", answers.category), ("Danger now", answers.danger),
+               ("When", answers.occurred), ("Where", answers.location)]),
+        text("**Who is involved**", spacing="Medium"), text(answers.subjects, spacing="None"),
+        text("**What happened**", spacing="Medium"), text(answers.narrative, spacing="None"),
+        text("**Evidence and device**", spacing="Medium"), text(answers.evidence, spacing="None"),
+        text("**Already done**", spacing="Medium"), text(answers.actions_taken, spacing="None"),
+        text("Reply `submit` to send it, `change` to correct an answer, or `cancel` to stop.", subtle=True),
+    ]
+    actions = [submit("Submit report", {"command": "submit"}, style="positive"),
+               submit("Change an answer", {"command": "change"})]
+    return card(body, actions, fallback_text="Please check your report")
+
+
+def build_my_reports_card(reports: list[IncidentSummary], category_labels: dict[str, str], timezone: Any
+                          ) -> dict[str, Any]:
+    if not reports:
+        return card([heading("Your reports"), text("You have not reported any concerns yet. Type `report` to start.")],
+                    fallback_text="You have no reports.")
+    rows = [(f"{r.reference}", f"{category_labels.get(r.category, r.category)}, "
+                               f"{_local(r.reported_at, timezone)}: {STATUS_LABELS[r.status]}") for r in reports]
+    return card([heading("Your reports"), facts(rows),
+                 text("Only you and the people handling a report can see it.", subtle=True)],
+                fallback_text="Your reports")

@@ -1,0 +1,409 @@
+"""Reporting and managing concerns: every change is one unit of work with its audit entry and notifications."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from bot.actor import Actor, CardReply, Refused
+from bot.cards.incident import (
+    CaseView,
+    Labels,
+    Option,
+    build_case_card,
+    build_case_notice_card,
+    build_channel_alert_card,
+    build_my_reports_card,
+    build_not_allowed_card,
+)
+from bot.config import AppConfig, SchoolConfig
+from bot.incidents import (
+    MAX_ANSWER_CHARS,
+    Incident,
+    IncidentDraft,
+    Status,
+    VersionConflict,
+    can_act,
+    can_view,
+    severity_for,
+)
+from bot.people import Person, Role
+from bot.policy import Policy
+from bot.protocols import Clock, Directory, UnitOfWorkFactory
+from bot.routing import RouteInput, RoutingPlan, route
+
+SLA_KIND = "incident.sla"
+CONFLICT_NOTICE = "Someone else updated this case a moment ago. This is the latest version: please check it first."
+MAX_REFRESH_IDS = 60
+
+
+@dataclass
+class ReportInput:
+    """The reporter's answers, as the dialog collected them."""
+
+    subject_kind: str
+    category: str
+    immediate_danger: bool
+    location: str | None = None
+    occurred: str | None = None
+    subjects: str | None = None
+    narrative: str | None = None
+    evidence: str | None = None
+    actions_taken: str | None = None
+
+
+class IncidentService:
+    def __init__(self, uow: UnitOfWorkFactory, directory: Directory, policy: Policy, config: AppConfig,
+                 clock: Clock) -> None:
+        self._uow = uow
+        self._directory = directory
+        self._policy = policy
+        self._config = config
+        self._clock = clock
+
+    # --- reporting -------------------------------------------------------------------------------------------
+
+    def plan_for(self, subject_kind: str, category_key: str, immediate_danger: bool) -> RoutingPlan:
+        category = self._policy.category(category_key)
+        return route(RouteInput(subject_kind, category.routing, category.illegal, immediate_danger))
+
+    async def raise_early_alert(self, actor: Actor, report: ReportInput) -> Incident:
+        """Someone is in danger now: alert at once, before the remaining questions are answered."""
+        return await self._create(actor, report, complete=False)
+
+    async def submit(self, actor: Actor, report: ReportInput, early_incident_id: int | None = None) -> Incident:
+        """Commit the report (or complete the early alert) before the reporter is told anything."""
+        if early_incident_id is None:
+            return await self._create(actor, report, complete=True)
+        draft = await self._draft(actor, report)
+        async with self._uow() as uow:
+            incident = await uow.incidents.complete_details(actor.school_id, early_incident_id, draft)
+            await uow.incidents.append_event(actor.school_id, incident.id, actor.person.id, actor.person.name,
+                                             "updated", "The reporter added the remaining details.")
+            await uow.audit.record(actor.school_id, actor.person.id, "incident.completed", "incident",
+                                   incident.reference)
+            plan = self.plan_for(incident.subject_kind, incident.category, incident.immediate_danger)
+            for person in await self._people(actor.school, plan.urgent_roles + plan.alert_roles, incident):
+                await uow.notify.to_person(actor.school_id, person.id, text=f"Details added to {incident.reference}.",
+                                           card=await self._case_card(actor.school, incident, person))
+        return incident
+
+    async def _draft(self, actor: Actor, report: ReportInput) -> IncidentDraft:
+        category = self._policy.category(report.category)
+        plan = self.plan_for(report.subject_kind, report.category, report.immediate_danger)
+        excluded = [p.id for role in plan.never_roles
+                    for p in await self._directory.people_with_role(actor.school_id, role)]
+        viewers = [p.id for p in await self._people(actor.school, plan.urgent_roles + plan.alert_roles)
+                   if p.id not in excluded]
+        return IncidentDraft(
+            school_id=actor.school_id, reporter_id=actor.person.id, reporter_name=actor.person.name,
+            reported_at=self._clock.now(), subject_kind=report.subject_kind, category=category.key,
+            category_group=category.group, illegal=category.illegal,
+            urgent=category.urgent or report.immediate_danger, immediate_danger=report.immediate_danger,
+            severity=severity_for(illegal=category.illegal, immediate_danger=report.immediate_danger,
+                                  urgent=category.urgent, category=category.key),
+            location=report.location, occurred=_clip(report.occurred), subjects=_clip(report.subjects),
+            narrative=_clip(report.narrative), evidence=_clip(report.evidence),
+            actions_taken=_clip(report.actions_taken), case_roles=tuple(r.value for r in plan.case_roles),
+            viewer_ids=tuple(viewers), excluded_ids=tuple(excluded),
+        )
+
+    async def _create(self, actor: Actor, report: ReportInput, *, complete: bool) -> Incident:
+        draft = await self._draft(actor, report)
+        plan = self.plan_for(report.subject_kind, report.category, report.immediate_danger)
+        school = actor.school
+        async with self._uow() as uow:
+            reference = await uow.incidents.next_reference(school.id, school.reference_prefix,
+                                                          draft.reported_at.astimezone(school.tz).year)
+            incident = await uow.incidents.add(draft, reference=reference, complete=complete)
+            await uow.incidents.append_event(school.id, incident.id, actor.person.id, actor.person.name, "reported",
+                                             "Immediate danger reported." if report.immediate_danger else None)
+            await uow.audit.record(school.id, actor.person.id, "incident.reported", "incident", reference,
+                                   {"category": draft.category, "severity": draft.severity})
+            await self._notify_new(uow, school, incident, plan)
+            minutes = school.sla_minutes.urgent if incident.urgent else school.sla_minutes.normal
+            await uow.work.schedule(school.id, SLA_KIND, draft.reported_at + dt.timedelta(minutes=minutes),
+                                    {"incident_id": incident.id, "stage": 0},
+                                    dedupe_key=f"incident:{school.id}:{incident.id}:sla:0")
+            return await uow.incidents.get(school.id, incident.id)
+
+    async def _notify_new(self, uow: Any, school: SchoolConfig, incident: Incident, plan: RoutingPlan) -> None:
+        labels = self.labels(incident)
+        team_ids = await self._refresh_ids(school, incident)
+        for purpose in plan.channel_purposes:
+            await uow.notify.to_channel(school.id, purpose, card=build_channel_alert_card(
+                incident, labels, self._clock.now(), school.tz, team_ids))
+        told: set[str] = set()
+        for person in await self._people(school, plan.urgent_roles, incident):
+            told.add(person.id)
+            await uow.notify.to_person(
+                school.id, person.id, text=f"Urgent online-safety concern {incident.reference}. Please act now.",
+                card=await self._case_card(school, incident, person))
+        for person in await self._people(school, plan.alert_roles, incident):
+            if person.id not in told:
+                told.add(person.id)
+                await uow.notify.to_person(school.id, person.id,
+                                           text=f"New online-safety concern {incident.reference} for you.",
+                                           card=await self._case_card(school, incident, person))
+        for person in await self._people(school, plan.summary_roles, incident):
+            if person.id not in told and not can_view(person, incident):
+                await uow.notify.to_person(school.id, person.id, card=build_case_notice_card(
+                    incident, labels, self._clock.now(), school.tz,
+                    "For the incident log. The safeguarding team is handling it."))
+
+    # --- reading ---------------------------------------------------------------------------------------------
+
+    def labels(self, incident: Incident) -> Labels:
+        return Labels(self._policy.category(incident.category).label, self._policy.group(incident.category_group).label)
+
+    async def my_reports(self, actor: Actor) -> dict[str, Any]:
+        async with self._uow() as uow:
+            reports = await uow.incidents.reported_by(actor.school_id, actor.person.id)
+        labels = {c.key: c.label for c in self._policy.categories}
+        return build_my_reports_card(reports, labels, actor.school.tz)
+
+    async def view(self, actor: Actor, *, incident_id: int | None = None, reference: str | None = None
+                   ) -> dict[str, Any]:
+        """The case card for someone allowed to see it (audited), else a refusal (also audited)."""
+        async with self._uow() as uow:
+            if incident_id is not None:
+                incident = await uow.incidents.get(actor.school_id, incident_id)
+            else:
+                incident = await uow.incidents.by_reference(actor.school_id, reference or "")
+            if incident is None or not can_view(actor.person, incident):
+                await uow.audit.record(actor.school_id, actor.person.id, "incident.view_refused", "incident",
+                                       incident.reference if incident else (reference or str(incident_id)))
+                return build_not_allowed_card(reference)
+            await uow.audit.record(actor.school_id, actor.person.id, "incident.viewed", "incident",
+                                   incident.reference)
+        return await self._case_card(actor.school, incident, actor.person)
+
+    async def minimal_or_full(self, actor: Actor, incident_id: int) -> dict[str, Any]:
+        """What a card refresh shows: details for the case team, the minimal card for anyone else."""
+        async with self._uow() as uow:
+            incident = await uow.incidents.get(actor.school_id, incident_id)
+        if incident is None:
+            return build_not_allowed_card()
+        if can_view(actor.person, incident):
+            return await self.view(actor, incident_id=incident_id)
+        return build_channel_alert_card(incident, self.labels(incident), self._clock.now(), actor.school.tz,
+                                        await self._refresh_ids(actor.school, incident))
+
+    async def _case_card(self, school: SchoolConfig, incident: Incident, viewer: Person,
+                         notice: str | None = None) -> dict[str, Any]:
+        plan = self.plan_for(incident.subject_kind, incident.category, incident.immediate_danger)
+        return build_case_card(CaseView(
+            incident=incident, labels=self.labels(incident), now=self._clock.now(), timezone=school.tz,
+            can_act=can_act(viewer, incident),
+            suggested_actions=[Option(k, self._policy.action_label(k))
+                               for k in self._policy.suggested_actions(incident.category, incident.subject_kind)],
+            outcomes=[Option(o.key, o.label) for o in self._policy.outcomes],
+            escalation_targets=self._targets(incident, viewer),
+            refresh_user_ids=await self._refresh_ids(school, incident), notice=notice, lado_prompt=plan.lado_prompt,
+        ))
+
+    def _targets(self, incident: Incident, viewer: Person) -> list[Option]:
+        options = []
+        for target in self._policy.escalation_targets:
+            if target.role == Role.HEADTEACHER and incident.subject_kind == "headteacher":
+                continue
+            if target.role == Role.CHAIR_OF_GOVERNORS and incident.subject_kind != "headteacher":
+                continue
+            if target.role is not None and viewer.has(target.role):
+                continue
+            options.append(Option(target.key, target.label))
+        return options
+
+    async def _people(self, school: SchoolConfig, roles: tuple[Role, ...], incident: Incident | None = None
+                      ) -> list[Person]:
+        seen: dict[str, Person] = {}
+        for role in roles:
+            for person in await self._directory.people_with_role(school.id, role):
+                if incident is not None and (person.id in incident.excluded_ids or (
+                        incident.subject_kind == "headteacher" and person.has(Role.HEADTEACHER))):
+                    continue
+                seen.setdefault(person.id, person)
+        return list(seen.values())
+
+    async def _refresh_ids(self, school: SchoolConfig, incident: Incident) -> list[str]:
+        team = await self._people(school, tuple(Role(r) for r in incident.case_roles), incident)
+        ids = [p.id for p in team] + [i for i in incident.viewer_ids if i not in {p.id for p in team}]
+        return ids[:MAX_REFRESH_IDS]
+
+    # --- acting on a case ------------------------------------------------------------------------------------
+
+    async def act(self, actor: Actor, verb: str, data: dict[str, Any]) -> CardReply:
+        """Authorise from the directory, check the version, apply the change, answer with the fresh card."""
+        incident_id = _int(data.get("incident_id"))
+        if incident_id is None:
+            return CardReply(message="That button is missing its case. Type `help` to start again.")
+        async with self._uow() as uow:
+            incident = await uow.incidents.get(actor.school_id, incident_id)
+            if incident is None or not can_act(actor.person, incident):
+                raise Refused("Sorry, you are not allowed to act on this case. This has been recorded.")
+            if _int(data.get("version")) != incident.version:
+                notice = CONFLICT_NOTICE
+            else:
+                notice = await self._apply(uow, actor, incident, verb, data)
+            fresh = await uow.incidents.get(actor.school_id, incident_id)
+        return CardReply(card=await self._case_card(actor.school, fresh, actor.person, notice))
+
+    async def _apply(self, uow: Any, actor: Actor, incident: Incident, verb: str, data: dict[str, Any]
+                     ) -> str | None:
+        """Make one change; a short notice for the card when the input needs fixing or someone got there first."""
+        handlers = {"incident.own": self._own, "incident.note": self._note, "incident.action": self._record_action,
+                    "incident.escalate": self._escalate, "incident.close": self._close}
+        try:
+            return await handlers[verb](uow, actor, incident, data)
+        except VersionConflict:
+            return CONFLICT_NOTICE
+
+    def _progress(self, actor: Actor, incident: Incident) -> dict[str, Any]:
+        """Acting on a new case acknowledges it; the first note or action moves it on."""
+        values: dict[str, Any] = {}
+        if incident.status in (Status.NEW, Status.ACKNOWLEDGED):
+            values["status"] = Status.IN_PROGRESS.value
+        if incident.acknowledged_at is None:
+            values["acknowledged_at"] = self._clock.now()
+        if incident.owner_id is None:
+            values.update(owner_id=actor.person.id, owner_name=actor.person.name)
+        return values
+
+    async def _record(self, uow: Any, actor: Actor, incident: Incident, kind: str, detail: str | None) -> None:
+        await uow.incidents.append_event(actor.school_id, incident.id, actor.person.id, actor.person.name, kind,
+                                         detail)
+        await uow.audit.record(actor.school_id, actor.person.id, f"incident.{kind}", "incident", incident.reference,
+                               {"version": incident.version})
+
+    async def _stop_sla(self, uow: Any, incident: Incident) -> None:
+        for stage in range(3):
+            await uow.work.cancel(f"incident:{incident.school_id}:{incident.id}:sla:{stage}")
+
+    async def _own(self, uow: Any, actor: Actor, incident: Incident, data: dict[str, Any]) -> str | None:
+        if incident.owner_id == actor.person.id:
+            return "You already own this case."
+        status = Status.ACKNOWLEDGED.value if incident.status == Status.NEW else incident.status.value
+        await uow.incidents.change(actor.school_id, incident.id, incident.version, status=status,
+                                   owner_id=actor.person.id, owner_name=actor.person.name,
+                                   acknowledged_at=incident.acknowledged_at or self._clock.now())
+        await self._record(uow, actor, incident, "owned", None)
+        await self._stop_sla(uow, incident)
+        return None
+
+    async def _note(self, uow: Any, actor: Actor, incident: Incident, data: dict[str, Any]) -> str | None:
+        note = _clip(_text(data.get("note")))
+        if not note:
+            return "Please write a note before saving it."
+        await uow.incidents.change(actor.school_id, incident.id, incident.version, **self._progress(actor, incident))
+        await self._record(uow, actor, incident, "note", note)
+        await self._stop_sla(uow, incident)
+        return None
+
+    async def _record_action(self, uow: Any, actor: Actor, incident: Incident, data: dict[str, Any]) -> str | None:
+        key = _text(data.get("action_key"))
+        if key not in {a.key for a in self._policy.actions}:
+            return "Please choose an action from the list."
+        label = self._policy.action_label(key)
+        note = _clip(_text(data.get("action_note")))
+        await uow.incidents.change(actor.school_id, incident.id, incident.version,
+                                   recorded_actions=[*incident.recorded_actions, label],
+                                   **self._progress(actor, incident))
+        await self._record(uow, actor, incident, "action", f"{label}: {note}" if note else label)
+        await self._stop_sla(uow, incident)
+        return None
+
+    async def _escalate(self, uow: Any, actor: Actor, incident: Incident, data: dict[str, Any]) -> str | None:
+        key, reason = _text(data.get("target")), _clip(_text(data.get("reason")))
+        target = next((t for t in self._policy.escalation_targets if t.key == key), None)
+        if target is None or key not in {o.key for o in self._targets(incident, actor.person)}:
+            return "Please choose who to escalate to from the list."
+        if not reason:
+            return "Please give a reason for escalating."
+        people = await self._people(actor.school, (target.role,), incident) if target.role else []
+        viewers = list(incident.viewer_ids) + [p.id for p in people if p.id not in incident.viewer_ids]
+        await uow.incidents.change(actor.school_id, incident.id, incident.version, status=Status.ESCALATED.value,
+                                   viewer_ids=viewers, **{k: v for k, v in self._progress(actor, incident).items()
+                                                          if k != "status"})
+        await self._record(uow, actor, incident, "escalated", f"{target.label}: {reason}")
+        await self._stop_sla(uow, incident)
+        fresh = await uow.incidents.get(actor.school_id, incident.id)
+        for person in people:
+            await uow.notify.to_person(
+                actor.school_id, person.id,
+                text=f"{actor.person.name} has escalated {incident.reference} to you. Reason: {reason}",
+                card=await self._case_card(actor.school, fresh, person))
+        if target.role is None:
+            return f"Recorded. Contact the {target.label} now if you have not already; the case shows it was escalated."
+        return None
+
+    async def _close(self, uow: Any, actor: Actor, incident: Incident, data: dict[str, Any]) -> str | None:
+        key, note = _text(data.get("outcome")), _clip(_text(data.get("close_note")))
+        if key not in {o.key for o in self._policy.outcomes}:
+            return "Please choose an outcome before closing."
+        if not note:
+            return "Please add a closing note before closing the case."
+        label = self._policy.outcome_label(key)
+        await uow.incidents.change(actor.school_id, incident.id, incident.version, status=Status.CLOSED.value,
+                                   closed_at=self._clock.now(), outcome=label,
+                                   **{k: v for k, v in self._progress(actor, incident).items() if k != "status"})
+        await self._record(uow, actor, incident, "closed", f"{label}: {note}")
+        await self._stop_sla(uow, incident)
+        await uow.notify.to_person(actor.school_id, incident.reporter_id,
+                                   text=f"Your report {incident.reference} has been closed by the people handling it. "
+                                        "Thank you for raising it.")
+        return None
+
+    # --- SLA -------------------------------------------------------------------------------------------------
+
+    async def sla_due(self, school_id: str, incident_id: int, stage: int) -> None:
+        """Not acknowledged in time: re-alert the next people in line, then schedule the next stage."""
+        school = self._config.school(school_id)
+        async with self._uow() as uow:
+            incident = await uow.incidents.get(school_id, incident_id)
+            if incident is None or incident.status != Status.NEW:
+                return
+            plan = self.plan_for(incident.subject_kind, incident.category, incident.immediate_danger)
+            if stage >= len(plan.sla_roles):
+                return
+            minutes = school.sla_minutes.urgent if incident.urgent else school.sla_minutes.normal
+            people = await self._people(school, plan.sla_roles[stage], incident)
+            await uow.incidents.mark_sla_breached(school_id, incident_id)
+            new_viewers = [p.id for p in people if p.id not in incident.viewer_ids]
+            if new_viewers:
+                await uow.incidents.change(school_id, incident_id, incident.version,
+                                           viewer_ids=list(incident.viewer_ids) + new_viewers)
+            await uow.incidents.append_event(school_id, incident_id, None, None, "sla_alert",
+                                             f"Not acknowledged within {minutes * (stage + 1)} minutes.")
+            await uow.audit.record(school_id, None, "incident.sla_alert", "incident", incident.reference,
+                                   {"stage": stage, "told": [p.id for p in people]})
+            fresh = await uow.incidents.get(school_id, incident_id)
+            for person in people:
+                await uow.notify.to_person(
+                    school_id, person.id,
+                    text=f"{incident.reference} has not been acknowledged after {minutes * (stage + 1)} minutes. "
+                         "Please take ownership or make sure someone does.",
+                    card=await self._case_card(school, fresh, person),
+                    dedupe_key=f"incident:{school_id}:{incident_id}:sla-alert:{stage}:{person.id}")
+            if stage + 1 < len(plan.sla_roles):
+                await uow.work.schedule(school_id, SLA_KIND, self._clock.now() + dt.timedelta(minutes=minutes),
+                                        {"incident_id": incident_id, "stage": stage + 1},
+                                        dedupe_key=f"incident:{school_id}:{incident_id}:sla:{stage + 1}")
+
+
+def _clip(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value[:MAX_ANSWER_CHARS] if value else None
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

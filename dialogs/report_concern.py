@@ -1,0 +1,352 @@
+"""Report a concern: a short guided conversation in a 1:1 chat that ends in a committed, routed incident."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from botbuilder.core import MessageFactory
+from botbuilder.dialogs import (
+    ComponentDialog,
+    DialogContext,
+    DialogTurnResult,
+    DialogTurnStatus,
+    WaterfallDialog,
+    WaterfallStepContext,
+)
+from botbuilder.dialogs.choices import Choice, FoundChoice, ListStyle
+from botbuilder.dialogs.prompts import ChoicePrompt, PromptOptions, PromptValidatorContext, TextPrompt
+
+from bot.actor import Actor
+from bot.cards.incident import ReportAnswers, build_confirmation_card, build_report_summary_card
+from bot.handler import message_with_card
+from bot.incident_service import IncidentService, ReportInput
+from bot.incidents import LOCATIONS, MAX_ANSWER_CHARS, SUBJECT_KINDS
+from bot.policy import Policy
+
+REPORT_DIALOG = "report_concern"
+_LOOP, _CHOICE, _TEXT = "report_concern.loop", "report_concern.choice", "report_concern.text"
+_URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
+DANGER_CHOICES = ["Yes, someone is in danger now", "No"]
+CONFIRM_CHOICES = [Choice("Submit report", synonyms=["submit", "send", "yes"]),
+                   Choice("Change an answer", synonyms=["change", "edit"])]
+CHANGEABLE = {
+    "subject_kind": "Who it is about", "category": "What happened (type)", "location": "Where",
+    "occurred": "When", "subjects": "Who is involved", "narrative": "What happened (your words)",
+    "evidence": "Evidence and device", "actions_taken": "What you have done so far",
+}
+
+
+@dataclass
+class ReportState:
+    """Everything answered so far; a missing answer is None. Saved in SQL between turns."""
+
+    subject_kind: str | None = None
+    group: str | None = None
+    category: str | None = None
+    immediate_danger: bool | None = None
+    location: str | None = None
+    occurred: str | None = None
+    subjects: str | None = None
+    narrative: str | None = None
+    evidence: str | None = None
+    actions_taken: str | None = None
+    early_incident_id: int | None = None
+    early_reference: str | None = None
+    changing: bool = False
+    asked: str | None = None
+
+
+QUESTION_ORDER = ["subject_kind", "group", "category", "immediate_danger", "location", "occurred", "subjects",
+                  "narrative", "evidence", "actions_taken"]
+
+
+def next_question(state: ReportState) -> str | None:
+    return next((name for name in QUESTION_ORDER if getattr(state, name) is None), None)
+
+
+class ReportConcernDialog(ComponentDialog):
+    handles_cancel = True
+
+    def __init__(self, service: IncidentService, policy: Policy) -> None:
+        super().__init__(REPORT_DIALOG)
+        self._service = service
+        self._policy = policy
+        self.add_dialog(ChoicePrompt(_CHOICE))
+        self.add_dialog(TextPrompt(_TEXT, _validate_text))
+        self.add_dialog(WaterfallDialog(_LOOP, [self.ask, self.record]))
+        self.initial_dialog_id = _LOOP
+
+    # --- the loop --------------------------------------------------------------------------------------------
+
+    async def ask(self, step: WaterfallStepContext) -> DialogTurnResult:
+        """Ask the next unanswered question, or show the summary to submit."""
+        if not isinstance(step.options, ReportState):
+            return await step.replace_dialog(_LOOP, ReportState())
+        state = _state(step)
+        if state.changing:
+            return await self._choose(step, state, "changing", "Which answer would you like to change?",
+                                      [label for key, label in CHANGEABLE.items() if self._may_change(state, key)])
+        question = next_question(state)
+        state.asked = question
+        if question is None:
+            await step.context.send_activity(message_with_card(build_report_summary_card(self._answers(state))))
+            return await step.prompt(_CHOICE, PromptOptions(
+                prompt=MessageFactory.text("Shall I submit it?"), choices=CONFIRM_CHOICES, style=ListStyle.none,
+                retry_prompt=MessageFactory.text("Please reply `submit`, `change` or `cancel`.")))
+        return await getattr(self, f"_ask_{question}")(step, state)
+
+    async def record(self, step: WaterfallStepContext) -> DialogTurnResult:
+        """Save the answer, act on it at once where it matters, then go round again."""
+        state = _state(step)
+        result = step.result
+        if state.changing:
+            key = [k for k in CHANGEABLE if self._may_change(state, k)][result.index]
+            _forget(state, key)
+            state.changing = False
+        elif state.asked is None:
+            if result.index == 1:
+                state.changing = True
+            else:
+                return await self._submit(step, state)
+        else:
+            await getattr(self, f"_save_{state.asked}")(step, state, result)
+        return await step.replace_dialog(_LOOP, state)
+
+    async def on_continue_dialog(self, inner_dc: DialogContext) -> DialogTurnResult:
+        text = (inner_dc.context.activity.text or "").strip().lower()
+        if text in {"cancel", "stop", "quit", "exit"}:
+            state = _state_from(inner_dc)
+            if state is not None and state.early_reference:
+                message = (f"Stopped. The safeguarding team already has your urgent alert {state.early_reference}. "
+                           "Tell the DSL anything else in person.")
+            else:
+                message = "Stopped. Nothing was saved. Type `report` to start again whenever you are ready."
+            await inner_dc.context.send_activity(message)
+            await inner_dc.cancel_all_dialogs()
+            return DialogTurnResult(DialogTurnStatus.Cancelled)
+        return await super().on_continue_dialog(inner_dc)
+
+    # --- questions -------------------------------------------------------------------------------------------
+
+    async def _choose(self, step: WaterfallStepContext, state: ReportState, name: str, question: str,
+                      options: list[str]) -> DialogTurnResult:
+        return await step.prompt(_CHOICE, PromptOptions(
+            prompt=MessageFactory.text(question), choices=[Choice(o) for o in options], style=ListStyle.hero_card,
+            retry_prompt=MessageFactory.text("Please pick one of the buttons, or type its number.")))
+
+    async def _text(self, step: WaterfallStepContext, question: str, *, no_links: bool = False) -> DialogTurnResult:
+        return await step.prompt(_TEXT, PromptOptions(prompt=MessageFactory.text(question),
+                                                      validations={"no_links": no_links}))
+
+    async def _ask_subject_kind(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
+        """Who is the concern about?"""
+        return await self._choose(step, state, "subject_kind", "Who is the concern about?",
+                                  list(SUBJECT_KINDS.values()))
+
+    async def _ask_group(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
+        """Which kind of concern is it?"""
+        return await self._choose(step, state, "group", "What kind of concern is it? Pick the closest; the DSL can "
+                                  "change it later.", [g.label for g in self._policy.category_groups])
+
+    async def _ask_category(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
+        """Which category within the group?"""
+        options = [f"{c.label}: {c.description}" for c in self._policy.in_group(state.group)]
+        return await self._choose(step, state, "category", "Which of these is closest?", options)
+
+    async def _ask_immediate_danger(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
+        """Is anyone in danger right now?"""
+        return await self._choose(step, state, "immediate_danger", "Is anyone in immediate danger right now?",
+                                  DANGER_CHOICES)
+
+    async def _ask_location(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
+        """Where did it happen?"""
+        return await self._choose(step, state, "location", "Where did it happen?", list(LOCATIONS.values()))
+
+    async def _ask_occurred(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
+        """When did it happen?"""
+        return await self._text(step, "When did it happen? For example \"today at lunch\" or \"last night\".")
+
+    async def _ask_subjects(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
+        """Who is involved?"""
+        return await self._text(step, "Who is involved? Initials and year group are enough, for example "
+                                "\"JS, Year 8\". Write \"not known\" if you do not know.")
+
+    async def _ask_narrative(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
+        """What happened, in the reporter's words?"""
+        return await self._text(step, "What happened? Use your own words, and the child's words where you have "
+                                "them. Facts are more useful than opinions.")
+
+    async def _ask_evidence(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
+        """What evidence is there, and where is the device now?"""
+        if self._policy.category(state.category).no_imagery:
+            return await self._text(step, "Which device are the images on, and where is that device now? Do not "
+                                    "send, link to or describe the images themselves.", no_links=True)
+        return await self._text(step, "What evidence is there, and where is it now? Give any links, which device "
+                                "it is on and where that device is. Write \"none\" if there is nothing.")
+
+    async def _ask_actions_taken(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
+        """What has the reporter already done?"""
+        return await self._text(step, "What have you done so far? Write \"nothing yet\" if nothing.")
+
+    # --- answers ---------------------------------------------------------------------------------------------
+
+    async def _save_subject_kind(self, step: WaterfallStepContext, state: ReportState, found: FoundChoice) -> None:
+        """Store who the concern is about; allegations about adults get a word of guidance."""
+        state.subject_kind = list(SUBJECT_KINDS)[found.index]
+        if state.subject_kind in ("staff", "headteacher"):
+            who = "the Chair of Governors" if state.subject_kind == "headteacher" else "the Headteacher"
+            await step.context.send_activity(f"Thank you. This will go only to {who}. Please do not discuss it with "
+                                             "the person concerned or try to find out more yourself.")
+
+    async def _save_group(self, step: WaterfallStepContext, state: ReportState, found: FoundChoice) -> None:
+        """Store the group; 'not sure' needs no second question."""
+        state.group = self._policy.category_groups[found.index].key
+        options = self._policy.in_group(state.group)
+        if len(options) == 1:
+            await self._set_category(step, state, options[0].key)
+
+    async def _save_category(self, step: WaterfallStepContext, state: ReportState, found: FoundChoice) -> None:
+        """Store the category and show its guidance straight away when it is serious."""
+        await self._set_category(step, state, self._policy.in_group(state.group)[found.index].key)
+
+    async def _set_category(self, step: WaterfallStepContext, state: ReportState, key: str) -> None:
+        state.category = key
+        category = self._policy.category(key)
+        if category.no_imagery:
+            await step.context.send_activity(
+                "Important: never view, copy, forward, print, screenshot or save the images, and do not send them "
+                f"to me or anyone else. Secure the device and leave it as it is. {category.guidance}")
+        elif category.illegal or category.urgent:
+            await step.context.send_activity(category.guidance)
+
+    async def _save_immediate_danger(self, step: WaterfallStepContext, state: ReportState,
+                                     found: FoundChoice) -> None:
+        """If someone is in danger, raise the urgent alert now, before anything else."""
+        state.immediate_danger = found.index == 0
+        if not state.immediate_danger or state.early_incident_id is not None:
+            return
+        await step.context.send_activity("Call 999 now if you have not already, then find the DSL in person "
+                                         "straight away. I am alerting the safeguarding team as well.")
+        incident = await self._service.raise_early_alert(_actor(step), self._input(state))
+        state.early_incident_id, state.early_reference = incident.id, incident.reference
+        await step.context.send_activity(f"Alert sent: {incident.reference}. When it is safe to, answer a few "
+                                         "more questions so they have the details.")
+
+    async def _save_location(self, step: WaterfallStepContext, state: ReportState, found: FoundChoice) -> None:
+        """Store where it happened."""
+        state.location = list(LOCATIONS)[found.index]
+
+    async def _save_occurred(self, step: WaterfallStepContext, state: ReportState, value: str) -> None:
+        """Store when it happened."""
+        state.occurred = value.strip()
+
+    async def _save_subjects(self, step: WaterfallStepContext, state: ReportState, value: str) -> None:
+        """Store who is involved."""
+        state.subjects = value.strip()
+
+    async def _save_narrative(self, step: WaterfallStepContext, state: ReportState, value: str) -> None:
+        """Store what happened."""
+        state.narrative = value.strip()
+
+    async def _save_evidence(self, step: WaterfallStepContext, state: ReportState, value: str) -> None:
+        """Store the evidence description."""
+        state.evidence = value.strip()
+
+    async def _save_actions_taken(self, step: WaterfallStepContext, state: ReportState, value: str) -> None:
+        """Store what has been done already."""
+        state.actions_taken = value.strip()
+
+    # --- submit ----------------------------------------------------------------------------------------------
+
+    async def _submit(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
+        """Commit the incident, then tell the reporter its reference and what happens next."""
+        actor = _actor(step)
+        incident = await self._service.submit(actor, self._input(state), state.early_incident_id)
+        plan = self._service.plan_for(incident.subject_kind, incident.category, incident.immediate_danger)
+        category = self._policy.category(incident.category)
+        guidance = category.guidance if plan.do_not_investigate or category.no_imagery else None
+        await step.context.send_activity(message_with_card(build_confirmation_card(
+            incident.reference, _next_steps(actor, incident.subject_kind, category.routing), guidance)))
+        return await step.end_dialog(incident.reference)
+
+    def _input(self, state: ReportState) -> ReportInput:
+        return ReportInput(subject_kind=state.subject_kind, category=state.category,
+                           immediate_danger=bool(state.immediate_danger), location=state.location,
+                           occurred=state.occurred, subjects=state.subjects, narrative=state.narrative,
+                           evidence=state.evidence, actions_taken=state.actions_taken)
+
+    def _answers(self, state: ReportState) -> ReportAnswers:
+        category = self._policy.category(state.category)
+        group = self._policy.group(category.group).label
+        return ReportAnswers(
+            subject=SUBJECT_KINDS[state.subject_kind], category=f"{category.label} ({group})",
+            danger="Yes" if state.immediate_danger else "No", occurred=state.occurred,
+            location=LOCATIONS[state.location], subjects=state.subjects, narrative=state.narrative,
+            evidence=state.evidence, actions_taken=state.actions_taken)
+
+    @staticmethod
+    def _may_change(state: ReportState, key: str) -> bool:
+        # After an urgent alert the case is already routed by who and what it is about.
+        return not (state.early_incident_id and key in ("subject_kind", "category"))
+
+
+def _next_steps(actor: Actor, subject_kind: str, routing: str) -> list[str]:
+    sla = actor.school.sla_minutes
+    if subject_kind == "headteacher":
+        first = "The Chair of Governors has been told. Please do not discuss this with the Headteacher."
+    elif subject_kind == "staff":
+        first = "The Headteacher has been told. Please do not discuss this with the member of staff concerned."
+    elif routing == "technical":
+        first = "The IT technicians and the online-safety lead have been told."
+    elif routing == "data_protection":
+        first = "The Data Protection Officer and the online-safety lead have been told."
+    else:
+        first = (f"The safeguarding team has been told and should pick it up within {sla.normal} minutes "
+                 f"({sla.urgent} if urgent). If they do not, I will remind them.")
+    return [first, "Keep what you know confidential and share it only with the people handling it.",
+            "If you learn something new, tell the DSL in person."]
+
+
+def _forget(state: ReportState, key: str) -> None:
+    setattr(state, key, None)
+    if key == "category":
+        state.group = None
+
+
+def _state(step: WaterfallStepContext) -> ReportState:
+    return step.options if isinstance(step.options, ReportState) else ReportState()
+
+
+def _state_from(inner_dc: DialogContext) -> ReportState | None:
+    active = inner_dc.active_dialog
+    options = active.state.get("options") if active and isinstance(active.state, dict) else None
+    return options if isinstance(options, ReportState) else None
+
+
+def _actor(step: WaterfallStepContext) -> Actor:
+    return step.context.turn_state["esafety.actor"]
+
+
+async def _validate_text(prompt: PromptValidatorContext) -> bool:
+    """Accept short plain text; refuse files, and links where imagery must not be shared."""
+    activity = prompt.context.activity
+    files = [a for a in activity.attachments or [] if (a.content_type or "").lower() != "text/html"]
+    if files:
+        await prompt.context.send_activity("Please do not send files or pictures here. Describe the evidence and "
+                                           "where it is instead.")
+        return False
+    value = (prompt.recognized.value or "").strip() if prompt.recognized.succeeded else ""
+    if not value:
+        await prompt.context.send_activity("I did not catch that. Please type a short answer.")
+        return False
+    if len(value) > MAX_ANSWER_CHARS:
+        await prompt.context.send_activity(f"That is a little long. Please keep it under {MAX_ANSWER_CHARS} "
+                                           "characters; the DSL will ask for more if they need it.")
+        return False
+    if (prompt.options.validations or {}).get("no_links") and _URL.search(value):
+        await prompt.context.send_activity("Please do not send links to the images. Tell me only which device "
+                                           "they are on and where that device is now.")
+        return False
+    return True
+
