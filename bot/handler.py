@@ -43,6 +43,8 @@ class BotServices:
     card_actions: dict[str, CardAction] = field(default_factory=dict)
     dialogs: list[Dialog] = field(default_factory=list)
     after_commit: list[Any] = field(default_factory=list)  # callables run after a turn (e.g. wake the worker)
+    # async (Actor) -> card | None: after a person's own message in their 1:1 chat, a card they still owe (AUP)
+    follow_ups: list[Any] = field(default_factory=list)
 
     def add_command(self, command: Command) -> None:
         self.commands.append(command)
@@ -103,11 +105,37 @@ class EsafetyBot(TeamsActivityHandler):
             await self._remember_conversation(turn_context, school)
         try:
             await super().on_turn(turn_context)
+            await self._follow_up(turn_context)
         finally:
             await self._services.conversation_state.save_changes(turn_context)
             await self._services.user_state.save_changes(turn_context)
             for hook in self._services.after_commit:
                 hook()
+
+    async def _follow_up(self, turn_context: TurnContext) -> None:
+        """After someone's own message (or install) in their 1:1 chat, features may add a card they still owe."""
+        activity = turn_context.activity
+        if not self._services.follow_ups or turn_context.turn_state.get("esafety.school") is None:
+            return
+        if activity.type == ActivityTypes.installation_update and activity.action != "add":
+            return
+        if activity.type not in (ActivityTypes.message, ActivityTypes.installation_update) or (
+                isinstance(activity.value, dict) and activity.value.get("verb")):
+            return  # not invokes or card submits: those answer with their own card
+        actor = await self._actor(turn_context)
+        if actor is None or actor.conversation_kind != "personal" or not actor.person.roles:
+            return
+        dialog_context = await self._dialogs.create_context(turn_context)
+        if dialog_context.active_dialog is not None:
+            return  # never interrupt a guided conversation
+        for follow_up in self._services.follow_ups:
+            try:
+                card = await follow_up(actor)
+            except Exception:  # noqa: BLE001 - the person's own request already succeeded
+                log.exception("follow-up failed")
+                continue
+            if card is not None:
+                await turn_context.send_activity(message_with_card(card))
 
     def _school_for(self, activity: Activity) -> SchoolConfig | None:
         channel_data = activity.channel_data or {}
@@ -158,14 +186,18 @@ class EsafetyBot(TeamsActivityHandler):
                 "This school is not set up for the eSafety app yet. Please ask your IT team to finish setting it up."
             )
             return
+        turn_context.turn_state["esafety.actor"] = actor
         value = turn_context.activity.value if isinstance(turn_context.activity.value, dict) else None
         if value and value.get("verb") and not value.get("command"):
             await self._submit_card_action(turn_context, actor, value)
             return
-        text = (value.get("command") if value and value.get("command") else clean_text(turn_context.activity))
+        if value and isinstance(value.get("command"), str):
+            turn_context.activity.text = value["command"]  # a card button that stands for typed text
+        text = clean_text(turn_context.activity)
         dialog_context = await self._dialogs.create_context(turn_context)
         if dialog_context.active_dialog is not None:
-            if text.lower() in CANCEL_WORDS:
+            active = self._dialogs.find_dialog(dialog_context.active_dialog.id)
+            if text.lower() in CANCEL_WORDS and not getattr(active, "handles_cancel", False):
                 await dialog_context.cancel_all_dialogs()
                 await turn_context.send_activity("Stopped. Nothing was saved. Type `help` to see what I can do.")
                 return

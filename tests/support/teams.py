@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,11 @@ class Reply:
     @property
     def cards(self) -> list[dict[str, Any]]:
         return [c for s in self.sent for c in s.cards]
+
+    @property
+    def everything(self) -> str:
+        """All the bot sent, as text, including prompts rendered as hero cards."""
+        return json.dumps([s.activity for s in self.sent])
 
     @property
     def card(self) -> dict[str, Any]:
@@ -97,6 +103,11 @@ class TeamsUser(Endpoint):
 
     async def says(self, text: str) -> Reply:
         return await self.post(self._activity("message", text=text), self.conversation_id)
+
+    async def submits_with_attachment(self, text: str) -> Reply:
+        """A message with a picture attached, as Teams sends an inline image."""
+        attachment = {"contentType": "image/png", "contentUrl": "https://example.invalid/photo.png", "name": "a.png"}
+        return await self.post(self._activity("message", text=text, attachments=[attachment]), self.conversation_id)
 
     async def submits(self, data: dict[str, Any], reply_to: str | None = None) -> Reply:
         """An Adaptive Card Action.Submit: a message whose value is the card's data and inputs."""
