@@ -46,6 +46,7 @@ APPLY_ATTEMPTS = 4  # then technicians and the online-safety lead are told
 RECORD = "filter_request"
 SYSTEM = "Filter (automatic)"
 CSV_LIMIT = 200
+CSV_MAX_CHARS = 20_000  # a Teams message holds about 28 KB; leave room for the text around the CSV
 
 
 def retry_delay(attempts: int) -> dt.timedelta:
@@ -218,6 +219,13 @@ class FilterService:
             now = self._clock.now()
             site = domain_display(request.domain)
             school = actor.school_id
+            if decision == "approve" and request.allows:
+                banned = self._rules(actor.school).never_unblock_reason(request.domain)
+                if banned:
+                    raise Refused(f"{site} can't be unblocked: {banned}. Please decline it with that reason.")
+                if request.until and request.until <= now:
+                    raise Refused(f"The end time for {request.reference} has already passed. Please decline it and "
+                                  f"ask {request.requester_name} to send a new request.")
             if decision == "approve":
                 request = await uow.filtering.save(request.with_(
                     status=Status.APPROVED, approver_id=actor.person.id, approver_name=actor.person.name,
@@ -482,16 +490,24 @@ class FilterService:
         return entries
 
 
-def log_csv(entries: list[LogEntry], tz: dt.tzinfo) -> str:
-    """The change log as CSV, oldest first, times in the school's timezone."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["when", "reference", "action", "site", "by", "detail"])
-    for entry in reversed(entries):
-        writer.writerow([entry.at.astimezone(tz).strftime("%Y-%m-%d %H:%M"), entry.reference or "",
-                         cards.LOG_ACTION_LABELS.get(entry.action, entry.action), domain_display(entry.domain),
-                         entry.actor_name, _csv_safe(entry.detail)])
-    return out.getvalue()
+def log_csv(entries: list[LogEntry], tz: dt.tzinfo, max_chars: int = CSV_MAX_CHARS) -> tuple[str, int]:
+    """The change log as CSV, oldest first, times in the school's timezone; the newest rows that fit in one Teams
+    message. Returns the CSV and how many entries it holds."""
+    header = "when,reference,action,site,by,detail\n"
+    rows: list[str] = []
+    size = len(header)
+    for entry in entries:  # newest first, so the most recent are kept when the message would be too long
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerow([
+            entry.at.astimezone(tz).strftime("%Y-%m-%d %H:%M"), entry.reference or "",
+            cards.LOG_ACTION_LABELS.get(entry.action, entry.action), domain_display(entry.domain),
+            entry.actor_name, _csv_safe(entry.detail)[:300]])
+        row = out.getvalue()
+        if size + len(row) > max_chars:
+            break
+        rows.append(row)
+        size += len(row)
+    return header + "".join(reversed(rows)), len(rows)
 
 
 def _csv_safe(value: str) -> str:

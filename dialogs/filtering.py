@@ -10,7 +10,7 @@ from bot.actor import Actor, CardAction, CardReply, Command, Turn
 from bot.cards.filtering import build_log_card
 from bot.config import SchoolConfig
 from bot.filtering import ConcurrentChange, FilterBackend, FilterRules, IncidentFiler
-from bot.filtering_service import APPLY_KIND, CSV_LIMIT, REVERT_KIND, FilterService, log_csv
+from bot.filtering_service import APPLY_KIND, REVERT_KIND, FilterService, log_csv
 from bot.people import Role
 from bot.wiring import Wiring
 from dialogs.filter_request import FILTER_DIALOG, FilterRequestDialog
@@ -82,9 +82,9 @@ def install(wiring: Wiring) -> None:
             if not entries:
                 await turn.say("The change log is empty, so there is nothing to export yet.")
                 return
-            body = log_csv(entries, tz)
-            await turn.say(f"Web filter change log, {len(entries)} most recent entries (up to {CSV_LIMIT}), as CSV. "
-                           f"Copy the block below into a file ending .csv to open it in Excel.\n\n```\n{body}```")
+            body, count = log_csv(entries, tz)
+            await turn.say(f"Web filter change log: the {count} most recent entries, as CSV. Copy the block below "
+                           f"into a file ending .csv to open it in Excel.\n\n```\n{body}```")
             return
         await turn.say(card=build_log_card(entries, tz))
 

@@ -330,6 +330,27 @@ async def test_filter_log_shows_who_did_what_and_exports_csv_for_governors_only(
     assert any("not available to you" in t for t in reply.texts)
 
 
+async def test_over_blocking_report_goes_to_approvers_as_an_unblock(harness: Harness) -> None:
+    await everyone_opens_the_app(harness)
+    reply = await ask(harness.user(REQUESTER), kind="overblocking", site="https://www.nationalgeographic.com/kids",
+                      until=None)
+    assert any("FR-0001" in t for t in reply.texts)
+    card = await approval_card_reaches(harness, LEAD, "FR-0001")
+    assert "Report a site blocked by mistake" in json.dumps(card)
+    reply = await harness.user(LEAD).executes("filter.approve", {"reference": "FR-0001"})
+    await deliver(harness)
+    assert any("Please apply filter change FR-0001" in json.dumps(c) and "Allow nationalgeographic.com" in
+               json.dumps(c) for c in cards_to(harness, TECH))
+
+
+async def test_a_temporary_unblock_whose_end_has_passed_cannot_be_approved(harness: Harness) -> None:
+    await everyone_opens_the_app(harness)
+    await ask(harness.user(REQUESTER), until="today 15:00")
+    harness.clock.advance(hours=6)
+    reply = await harness.user(LEAD).executes("filter.approve", {"reference": "FR-0001"})
+    assert "end time for FR-0001 has already passed" in reply.invoke_message
+
+
 async def test_filter_is_in_help_for_staff(harness: Harness) -> None:
     reply = await harness.user(REQUESTER).says("help")
     assert "`filter`" in json.dumps(reply.cards)

@@ -83,7 +83,12 @@ def test_csv_export_is_oldest_first_and_safe_for_spreadsheets() -> None:
     entries = [LogEntry(NOW + dt.timedelta(minutes=5), "approved", "p2", "Sam Patel", "bbc.co.uk", "FR-0001",
                         "=HYPERLINK(\"http://evil\")"),
                LogEntry(NOW, "requested", "p1", "Leah Brooks", "bbc.co.uk", "FR-0001", "for all pupils")]
-    lines = log_csv(entries, LONDON).splitlines()
+    text, count = log_csv(entries, LONDON)
+    lines = text.splitlines()
+    assert count == 2
+    many = entries * 500
+    text, count = log_csv(many, LONDON, max_chars=5000)
+    assert len(text) <= 5000 and 0 < count < 1000 and text.count("\n") == count + 1
     assert lines[0] == "when,reference,action,site,by,detail"
     assert lines[1].startswith("2026-11-23 10:00,FR-0001,Requested,bbc.co.uk,Leah Brooks")
     assert "'=HYPERLINK" in lines[2]
