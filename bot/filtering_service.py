@@ -141,7 +141,9 @@ class FilterService:
         needs_head = allows and rules.needs_headteacher(draft.domain or "")
         now = self._clock.now()
         async with self._uow() as uow:
-            earlier = await uow.filtering.open_for_domain(actor.school_id, draft.domain)
+            # Only the same change is linked: a block asked for while an unblock waits still reaches the approvers.
+            earlier = next((r for r in await uow.filtering.open_for_domain(actor.school_id, draft.domain)
+                            if r.allows == allows), None)
             request = await uow.filtering.create(FilterRequest(
                 id=0, school_id=actor.school_id, reference="", kind=draft.kind, url=draft.url, domain=draft.domain,
                 audience=draft.audience or "all_pupils", year_groups=draft.year_groups, reason=draft.reason or "",

@@ -119,15 +119,15 @@ class SqlFilterRequests:
         row = (await self._session.scalars(query)).first()
         return self._to_request(row) if row else None
 
-    async def open_for_domain(self, school_id: str, domain: str) -> FilterRequest | None:
-        """The earliest request for this domain still waiting for a decision or to be applied."""
-        row = (await self._session.scalars(
+    async def open_for_domain(self, school_id: str, domain: str) -> list[FilterRequest]:
+        """Requests for this domain still waiting for a decision or to be applied, oldest first."""
+        rows = (await self._session.scalars(
             select(FilterRequestRow).where(
                 FilterRequestRow.school_id == school_id, FilterRequestRow.domain == domain,
                 FilterRequestRow.status.in_([str(s) for s in OPEN_STATUSES]),
-            ).order_by(FilterRequestRow.id).limit(1)
-        )).first()
-        return self._to_request(row) if row else None
+            ).order_by(FilterRequestRow.id)
+        )).all()
+        return [self._to_request(r) for r in rows]
 
     async def linked(self, school_id: str, reference: str) -> list[FilterRequest]:
         rows = (await self._session.scalars(

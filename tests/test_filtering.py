@@ -224,6 +224,9 @@ async def test_a_second_request_for_the_same_site_is_linked_not_duplicated(harne
     assert any("FR-0002 is linked to it" in t and "FR-0001" in t for t in reply.texts)
     await deliver(harness)
     assert not any("Filter request FR-0002" in json.dumps(c) for c in cards_to(harness, LEAD))
+    reply = await ask(harness.user("Priya Shah"), kind="block", site="bbc.co.uk")
+    assert any("FR-0003" in t and "gone to the filtering approvers" in t for t in reply.texts), \
+        "the opposite change is not folded into the first"
     await harness.user(LEAD).executes("filter.decline", {"reference": "FR-0001", "note": "Use the school's copy"})
     await deliver(harness)
     await harness.connector.wait_for(lambda sent: any(
