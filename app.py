@@ -95,6 +95,7 @@ async def create_app(
     app.router.add_post("/api/messages", _messages)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/aup/{school}/{audience}/{version}", _aup_page)
     return app
 
 
@@ -123,10 +124,13 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     parts.runner.register(SEND_KIND, OutboxSender(parts.config, parts.refs, sender, parts.clock, reach=reach))
     wiring = Wiring(config=parts.config, policy=parts.policy, directory=parts.directory, uow=parts.uow,
                     clock=parts.clock, services=services, work=parts.runner, extras=parts.extras)
+    parts.extras["public_url"] = settings.public_url or f"http://{settings.host}:{settings.port}"
     for install in features:
         install(wiring)
     if graph is not None:
         await start_staff_delta(wiring, settings, graph)
+    for start in parts.extras.get("startup", []):  # features' start-up work, e.g. importing documents
+        await start()
     services.after_commit.append(parts.runner.wake)
     parts.bot = EsafetyBot(services)
 
@@ -215,6 +219,17 @@ async def _messages(request: web.Request) -> web.Response:
         return web.json_response(body, status=response.status) if body is not None else web.Response(
             status=response.status)
     return web.Response(status=200)
+
+
+async def _aup_page(request: web.Request) -> web.Response:
+    """The full text of one AUP version (HTML, or the exact Markdown with ?format=md), for the card's link."""
+    page = request.app[COMPONENTS].extras.get("aup_page")
+    found = await page(request.match_info["school"], request.match_info["audience"], request.match_info["version"],
+                       request.query.get("format", "html")) if page else None
+    if found is None:
+        return web.Response(status=404, text="There is no such policy version.")
+    content_type, body = found
+    return web.Response(text=body, content_type=content_type, charset="utf-8")
 
 
 async def _healthz(_request: web.Request) -> web.Response:

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(2.0, validation_alias=_env("ESAFETY_WORKER_POLL_SECONDS"))
     worker_enabled: bool = Field(True, validation_alias=_env("ESAFETY_WORKER"))
     replica_name: str = Field("", validation_alias=_env("ESAFETY_REPLICA"))
+    # The app's public https address, for links in cards (e.g. the AUP full text); empty means http://host:port.
+    public_url: str = Field("", validation_alias=_env("ESAFETY_PUBLIC_URL"))
 
     # Directory: the static YAML people, or Microsoft Graph (roles from Entra groups; see docs/graph.md).
     directory: Literal["static", "graph"] = Field("static", validation_alias=_env("ESAFETY_DIRECTORY"))

@@ -1,11 +1,85 @@
-"""SQL models and repository for the aup feature (filled in by that feature's issue)."""
+"""SQL models and repository for the Acceptable Use Policy: documents, acknowledgements and open requests."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import datetime as dt
+from typing import Any
 
+from sqlalchemy import Boolean, Index, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bot.aup import Acknowledgement, Audience, AupDocument, AupRequest
 from bot.protocols import Clock
 from storage.crypto import FieldCipher
+from storage.models import Base, UtcDateTime
+from storage.repos import insert_for
+
+
+class AupDocumentRow(Base):
+    __tablename__ = "aup_documents"
+    __table_args__ = (UniqueConstraint("school_id", "audience", "version", name="uq_aup_documents_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    school_id: Mapped[str] = mapped_column(String(64))
+    audience: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(255))
+    summary: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    published_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    published_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class AupAcknowledgementRow(Base):
+    __tablename__ = "aup_acknowledgements"
+    __table_args__ = (UniqueConstraint("school_id", "person_id", "audience", "version", "cycle",
+                                       name="uq_aup_acknowledgements_once"),
+                      Index("ix_aup_acknowledgements_version", "school_id", "audience", "version", "cycle"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    school_id: Mapped[str] = mapped_column(String(64))
+    person_id: Mapped[str] = mapped_column(String(255))
+    person_name: Mapped[str] = mapped_column(String(255))
+    audience: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    cycle: Mapped[str] = mapped_column(String(10))
+    sha256: Mapped[str] = mapped_column(String(64))
+    read_kcsie: Mapped[bool] = mapped_column(Boolean)
+    agreed: Mapped[bool] = mapped_column(Boolean)
+    acknowledged_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class AupRequestRow(Base):
+    __tablename__ = "aup_requests"
+    __table_args__ = (UniqueConstraint("school_id", "person_id", "audience", "version", "cycle",
+                                       name="uq_aup_requests_once"),
+                      Index("ix_aup_requests_version", "school_id", "audience", "version", "cycle"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    school_id: Mapped[str] = mapped_column(String(64))
+    person_id: Mapped[str] = mapped_column(String(255))
+    audience: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    cycle: Mapped[str] = mapped_column(String(10))
+    owed_since: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    nudged_on: Mapped[str | None] = mapped_column(String(10))
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+def _document(row: AupDocumentRow) -> AupDocument:
+    return AupDocument(row.school_id, Audience(row.audience), row.version, row.title, row.summary, row.text,
+                       row.sha256, row.published_at, row.published_by)
+
+
+def _ack(row: AupAcknowledgementRow) -> Acknowledgement:
+    return Acknowledgement(row.school_id, row.person_id, row.person_name, Audience(row.audience), row.version,
+                           row.cycle, row.sha256, row.read_kcsie, row.agreed, row.acknowledged_at)
+
+
+def _request(row: AupRequestRow) -> AupRequest:
+    return AupRequest(row.id, row.school_id, row.person_id, Audience(row.audience), row.version, row.cycle,
+                      row.owed_since, row.reminders_sent, row.escalated_at, row.nudged_on, row.acknowledged_at)
 
 
 class SqlAup:
@@ -13,3 +87,97 @@ class SqlAup:
         self._session = session
         self._cipher = cipher
         self._clock = clock
+
+    # --- documents ---
+
+    async def current(self, school_id: str, audience: Audience) -> AupDocument | None:
+        row = await self._session.scalar(
+            select(AupDocumentRow).where(AupDocumentRow.school_id == school_id,
+                                         AupDocumentRow.audience == audience.value)
+            .order_by(AupDocumentRow.version.desc()).limit(1))
+        return _document(row) if row else None
+
+    async def document(self, school_id: str, audience: Audience, version: int) -> AupDocument | None:
+        row = await self._session.scalar(select(AupDocumentRow).where(
+            AupDocumentRow.school_id == school_id, AupDocumentRow.audience == audience.value,
+            AupDocumentRow.version == version))
+        return _document(row) if row else None
+
+    async def add_document(self, document: AupDocument) -> bool:
+        """Store a version; False when that version already exists (so imports and double clicks are no-ops)."""
+        statement = insert_for(self._session)(AupDocumentRow).values(
+            school_id=document.school_id, audience=document.audience.value, version=document.version,
+            title=document.title, summary=document.summary, text=document.text, sha256=document.sha256,
+            published_at=document.published_at, published_by=document.published_by,
+        ).on_conflict_do_nothing(index_elements=["school_id", "audience", "version"])
+        result = await self._session.execute(statement)
+        return bool(result.rowcount)
+
+    # --- acknowledgements ---
+
+    async def acknowledgement(self, school_id: str, person_id: str, audience: Audience, version: int,
+                              cycle: str) -> Acknowledgement | None:
+        row = await self._session.scalar(select(AupAcknowledgementRow).where(
+            AupAcknowledgementRow.school_id == school_id, AupAcknowledgementRow.person_id == person_id,
+            AupAcknowledgementRow.audience == audience.value, AupAcknowledgementRow.version == version,
+            AupAcknowledgementRow.cycle == cycle))
+        return _ack(row) if row else None
+
+    async def acknowledgements(self, school_id: str, audience: Audience, version: int,
+                               cycle: str) -> list[Acknowledgement]:
+        rows = (await self._session.scalars(select(AupAcknowledgementRow).where(
+            AupAcknowledgementRow.school_id == school_id, AupAcknowledgementRow.audience == audience.value,
+            AupAcknowledgementRow.version == version, AupAcknowledgementRow.cycle == cycle)
+            .order_by(AupAcknowledgementRow.id))).all()
+        return [_ack(row) for row in rows]
+
+    async def history(self, school_id: str, person_id: str) -> list[Acknowledgement]:
+        rows = (await self._session.scalars(select(AupAcknowledgementRow).where(
+            AupAcknowledgementRow.school_id == school_id, AupAcknowledgementRow.person_id == person_id)
+            .order_by(AupAcknowledgementRow.id))).all()
+        return [_ack(row) for row in rows]
+
+    async def add_acknowledgement(self, ack: Acknowledgement) -> bool:
+        """Record once; False when this person already acknowledged this version in this cycle."""
+        statement = insert_for(self._session)(AupAcknowledgementRow).values(
+            school_id=ack.school_id, person_id=ack.person_id, person_name=ack.person_name,
+            audience=ack.audience.value, version=ack.version, cycle=ack.cycle, sha256=ack.sha256,
+            read_kcsie=ack.read_kcsie, agreed=ack.agreed, acknowledged_at=ack.at,
+        ).on_conflict_do_nothing(index_elements=["school_id", "person_id", "audience", "version", "cycle"])
+        result = await self._session.execute(statement)
+        return bool(result.rowcount)
+
+    # --- requests ---
+
+    async def request(self, school_id: str, person_id: str, audience: Audience, version: int,
+                      cycle: str) -> AupRequest | None:
+        row = await self._session.scalar(select(AupRequestRow).where(
+            AupRequestRow.school_id == school_id, AupRequestRow.person_id == person_id,
+            AupRequestRow.audience == audience.value, AupRequestRow.version == version,
+            AupRequestRow.cycle == cycle))
+        return _request(row) if row else None
+
+    async def requests(self, school_id: str, audience: Audience, version: int, cycle: str) -> list[AupRequest]:
+        rows = (await self._session.scalars(select(AupRequestRow).where(
+            AupRequestRow.school_id == school_id, AupRequestRow.audience == audience.value,
+            AupRequestRow.version == version, AupRequestRow.cycle == cycle).order_by(AupRequestRow.id))).all()
+        return [_request(row) for row in rows]
+
+    async def open_request(self, school_id: str, person_id: str, audience: Audience, version: int, cycle: str,
+                           at: dt.datetime) -> tuple[AupRequest, bool]:
+        """The request for this person, version and cycle, and whether this call created it."""
+        statement = insert_for(self._session)(AupRequestRow).values(
+            school_id=school_id, person_id=person_id, audience=audience.value, version=version, cycle=cycle,
+            owed_since=at, reminders_sent=0,
+        ).on_conflict_do_nothing(index_elements=["school_id", "person_id", "audience", "version", "cycle"])
+        created = bool((await self._session.execute(statement)).rowcount)
+        request = await self.request(school_id, person_id, audience, version, cycle)
+        assert request is not None
+        return request, created
+
+    async def update_request(self, request_id: int, **changes: Any) -> None:
+        allowed = {"reminders_sent", "escalated_at", "nudged_on", "acknowledged_at"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"cannot change {sorted(unknown)} on an AUP request")
+        await self._session.execute(update(AupRequestRow).where(AupRequestRow.id == request_id).values(**changes))

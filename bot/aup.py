@@ -1,0 +1,771 @@
+"""Acceptable Use Policy: versioned documents per audience, who owes an acknowledgement, renewal, reminders.
+
+Plain dataclasses and one service; storage and the Teams front door sit behind the protocols in bot/protocols.py.
+
+Decisions:
+- A person owes exactly one AUP, chosen from their roles: staff if they hold the staff role, else the governor
+  AUP if they are a governor (or Chair of Governors), else the volunteer AUP if they are a volunteer. A
+  governor who also works at the school agrees the staff AUP, which covers everything the governor one does.
+- An acknowledgement counts when it is of the audience's current version and was made in the current renewal
+  cycle: a cycle starts each year at 00:00 (school time) on the configured month-day, 1 September by default.
+- The text a person acknowledges is the stored document text of that version (Markdown, with its `Version:`
+  line); its SHA-256 is recorded with the acknowledgement and the full-text page serves exactly that text.
+- `aup publish <audience>` re-imports the repository's Markdown file as the next version (or the file's own
+  version number when that is higher), after a preview the online-safety lead confirms.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import html
+import io
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from bot.actor import Actor, CardReply, Refused
+from bot.config import AupConfig, SchoolConfig
+from bot.people import Person, Role
+from bot.protocols import Clock, Directory
+from bot.work import WorkItem
+
+SWEEP_KIND = "aup.sweep"
+REMIND_KIND = "aup.remind"
+ESCALATE_KIND = "aup.escalate"
+RENEWAL_KIND = "aup.renewal"
+ACK_VERB = "aup.acknowledge"
+PUBLISH_VERB = "aup.publish"
+STATUS_READERS = frozenset({Role.ONLINE_SAFETY_LEAD, Role.SLT, Role.HEADTEACHER})
+PUBLISHERS = frozenset({Role.ONLINE_SAFETY_LEAD})
+
+
+class Audience(StrEnum):
+    STAFF = "staff"
+    GOVERNOR = "governor"
+    VOLUNTEER = "volunteer"
+
+
+AUDIENCE_LABELS = {Audience.STAFF: "Staff", Audience.GOVERNOR: "Governors", Audience.VOLUNTEER: "Volunteers"}
+
+
+def audience_for(person: Person) -> Audience | None:
+    """The one AUP a person owes: staff, else governor, else volunteer; None for anyone else."""
+    if person.has(Role.STAFF):
+        return Audience.STAFF
+    if person.has(Role.GOVERNOR, Role.CHAIR_OF_GOVERNORS):
+        return Audience.GOVERNOR
+    if person.has(Role.VOLUNTEER):
+        return Audience.VOLUNTEER
+    return None
+
+
+def parse_audience(value: str) -> Audience | None:
+    cleaned = value.strip().lower().rstrip("s")
+    aliases = {"staff": Audience.STAFF, "governor": Audience.GOVERNOR, "volunteer": Audience.VOLUNTEER,
+               "visitor": Audience.VOLUNTEER}
+    return aliases.get(cleaned)
+
+
+# --- documents -------------------------------------------------------------------------------------------------
+
+
+class AupFormatError(ValueError):
+    """The Markdown file does not follow the expected shape; the message says where."""
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    points: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ParsedAup:
+    title: str
+    version: int
+    summary: str
+    sections: tuple[Section, ...]
+    text: str  # normalised Markdown
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of the text without its Version line: tells whether the wording changed."""
+        return sha256(_VERSION_LINE.sub("", self.text, count=1))
+
+
+@dataclass(frozen=True)
+class AupDocument:
+    school_id: str
+    audience: Audience
+    version: int
+    title: str
+    summary: str
+    text: str
+    sha256: str
+    published_at: dt.datetime
+    published_by: str | None = None
+
+    @property
+    def sections(self) -> tuple[Section, ...]:
+        return parse_markdown(self.text).sections
+
+    @property
+    def content_hash(self) -> str:
+        return parse_markdown(self.text).content_hash
+
+
+_VERSION_LINE = re.compile(r"^Version:\s*(\d+)\s*$", re.MULTILINE)
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def normalise(markdown: str) -> str:
+    lines = [line.rstrip() for line in markdown.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    return "\n".join(lines).strip() + "\n"
+
+
+def parse_markdown(markdown: str) -> ParsedAup:
+    """`# title`, `Version: N`, `Summary: ...`, then `## section` headings each followed by `- ` bullets."""
+    text = normalise(markdown)
+    title = version = summary = None
+    sections: list[Section] = []
+    current: tuple[str, list[str]] | None = None
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        if line.startswith("## "):
+            if current:
+                sections.append(Section(current[0], tuple(current[1])))
+            current = (line[3:].strip(), [])
+        elif line.startswith("# "):
+            title = line[2:].strip()
+        elif (match := _VERSION_LINE.match(line)) and current is None:
+            version = int(match.group(1))
+        elif line.startswith("Summary:") and current is None:
+            summary = line[len("Summary:"):].strip()
+        elif line.startswith("- ") and current is not None:
+            current[1].append(line[2:].strip())
+        elif current is not None and current[1]:
+            current[1][-1] += " " + line.strip()  # a bullet continued on the next line
+        else:
+            raise AupFormatError(f"line {number} is not a heading, Version, Summary or bullet: {line[:60]!r}")
+    if current:
+        sections.append(Section(current[0], tuple(current[1])))
+    if not title:
+        raise AupFormatError("the file needs a '# Title' line")
+    if version is None or version < 1:
+        raise AupFormatError("the file needs a 'Version: N' line with N at least 1")
+    if not summary:
+        raise AupFormatError("the file needs a 'Summary: ...' line")
+    if not sections or any(not s.points for s in sections):
+        raise AupFormatError("the file needs '## Section' headings, each with at least one '- ' bullet")
+    return ParsedAup(title, version, summary, tuple(sections), text)
+
+
+def with_version(parsed: ParsedAup, version: int) -> ParsedAup:
+    """The same document, its Version line set to `version` (the text shown says which version it is)."""
+    text = _VERSION_LINE.sub(f"Version: {version}", parsed.text, count=1)
+    return replace(parsed, version=version, text=text)
+
+
+def render_html(document: AupDocument) -> str:
+    """The full text as a small, self-contained HTML page."""
+    parsed = parse_markdown(document.text)
+    parts = [
+        "<!doctype html>", '<html lang="en-GB"><head><meta charset="utf-8">',
+        f"<title>{html.escape(parsed.title)} (version {document.version})</title>",
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<style>body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;"
+        "line-height:1.5}footer{color:#555;font-size:.9rem}</style></head><body>",
+        f"<h1>{html.escape(parsed.title)}</h1>",
+        f"<p><strong>Version {document.version}</strong>, published "
+        f"{document.published_at.strftime('%d %B %Y')}</p>",
+        f"<p>{html.escape(parsed.summary)}</p>",
+    ]
+    for section in parsed.sections:
+        parts.append(f"<h2>{html.escape(section.title)}</h2><ul>")
+        parts.extend(f"<li>{html.escape(point)}</li>" for point in section.points)
+        parts.append("</ul>")
+    parts.append(f"<footer>SHA-256 of this text: <code>{document.sha256}</code></footer></body></html>")
+    return "\n".join(parts)
+
+
+# --- acknowledgements, requests, renewal -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    school_id: str
+    person_id: str
+    person_name: str
+    audience: Audience
+    version: int
+    cycle: str
+    sha256: str
+    read_kcsie: bool
+    agreed: bool
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class AupRequest:
+    """One person owing one version in one renewal cycle: when they were first asked, reminders, escalation."""
+
+    id: int
+    school_id: str
+    person_id: str
+    audience: Audience
+    version: int
+    cycle: str
+    owed_since: dt.datetime
+    reminders_sent: int = 0
+    escalated_at: dt.datetime | None = None
+    nudged_on: str | None = None  # the school-local date the card was last shown after one of their messages
+    acknowledged_at: dt.datetime | None = None
+
+
+def _month_day(value: str) -> tuple[int, int]:
+    month, day = (int(part) for part in value.split("-"))
+    dt.date(2024, month, day)  # validates (2024 allows 29 February)
+    return month, day
+
+
+def _boundary(year: int, month: int, day: int, tz: ZoneInfo) -> dt.datetime:
+    if month == 2 and day == 29:
+        try:
+            dt.date(year, 2, 29)
+        except ValueError:
+            day = 28
+    return dt.datetime(year, month, day, tzinfo=tz).astimezone(dt.UTC)
+
+
+def cycle_start(now: dt.datetime, renewal_month_day: str, tz: ZoneInfo) -> dt.datetime:
+    """The most recent renewal boundary (00:00 school time on the month-day) at or before now, in UTC."""
+    month, day = _month_day(renewal_month_day)
+    year = now.astimezone(tz).year
+    start = _boundary(year, month, day, tz)
+    return start if start <= now else _boundary(year - 1, month, day, tz)
+
+
+def next_renewal(now: dt.datetime, renewal_month_day: str, tz: ZoneInfo) -> dt.datetime:
+    month, day = _month_day(renewal_month_day)
+    start = cycle_start(now, renewal_month_day, tz)
+    return _boundary(start.astimezone(tz).year + 1, month, day, tz)
+
+
+def cycle_key(now: dt.datetime, renewal_month_day: str, tz: ZoneInfo) -> str:
+    return cycle_start(now, renewal_month_day, tz).astimezone(tz).date().isoformat()
+
+
+# --- status report ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusLine:
+    person: Person
+    acknowledged_at: dt.datetime | None
+    owed_since: dt.datetime | None
+    reminders_sent: int
+    escalated: bool
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class AudienceStatus:
+    audience: Audience
+    document: AupDocument | None
+    lines: list[StatusLine]
+
+    @property
+    def total(self) -> int:
+        return len(self.lines)
+
+    @property
+    def done(self) -> int:
+        return sum(1 for line in self.lines if line.acknowledged_at)
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.done / self.total) if self.total else 100
+
+    @property
+    def outstanding(self) -> list[StatusLine]:
+        return [line for line in self.lines if not line.acknowledged_at]
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    school_name: str
+    cycle: str
+    at: dt.datetime
+    audiences: list[AudienceStatus]
+
+
+def status_csv(report: StatusReport, tz: ZoneInfo) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["audience", "version", "name", "email", "status", "acknowledged_at", "asked_since",
+                     "reminders_sent", "escalated", "sha256"])
+    for group in report.audiences:
+        for line in group.lines:
+            writer.writerow([
+                group.audience.value, group.document.version if group.document else "",
+                _csv_safe(line.person.name), _csv_safe(line.person.email),
+                "acknowledged" if line.acknowledged_at else "outstanding",
+                _local(line.acknowledged_at, tz), _local(line.owed_since, tz), line.reminders_sent,
+                "yes" if line.escalated else "no", line.sha256 or "",
+            ])
+    return out.getvalue()
+
+
+def _csv_safe(value: str) -> str:
+    """Stop a spreadsheet treating a name as a formula."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+
+
+def _local(when: dt.datetime | None, tz: ZoneInfo) -> str:
+    return when.astimezone(tz).strftime("%Y-%m-%d %H:%M") if when else ""
+
+
+# --- the service -----------------------------------------------------------------------------------------------
+
+
+class AupRepository(Protocol):
+    async def current(self, school_id: str, audience: Audience) -> AupDocument | None: ...
+
+    async def document(self, school_id: str, audience: Audience, version: int) -> AupDocument | None: ...
+
+    async def add_document(self, document: AupDocument) -> bool: ...
+
+    async def acknowledgement(self, school_id: str, person_id: str, audience: Audience, version: int,
+                              cycle: str) -> Acknowledgement | None: ...
+
+    async def acknowledgements(self, school_id: str, audience: Audience, version: int,
+                               cycle: str) -> list[Acknowledgement]: ...
+
+    async def add_acknowledgement(self, ack: Acknowledgement) -> bool: ...
+
+    async def open_request(self, school_id: str, person_id: str, audience: Audience, version: int, cycle: str,
+                           at: dt.datetime) -> tuple[AupRequest, bool]: ...
+
+    async def request(self, school_id: str, person_id: str, audience: Audience, version: int,
+                      cycle: str) -> AupRequest | None: ...
+
+    async def requests(self, school_id: str, audience: Audience, version: int, cycle: str) -> list[AupRequest]: ...
+
+    async def update_request(self, request_id: int, **changes: Any) -> None: ...
+
+
+DocumentSource = Callable[[Audience], str | None]  # the Markdown file's text for an audience, None if absent
+CardBuilder = Callable[..., dict[str, Any]]
+
+
+@dataclass
+class Cards:
+    """Card builders, handed in so this module stays free of presentation details."""
+
+    aup: CardBuilder
+    acknowledged: CardBuilder
+    preview: CardBuilder
+    status: CardBuilder
+
+
+@dataclass(frozen=True)
+class Preview:
+    audience: Audience
+    parsed: ParsedAup
+    new_version: int
+    current: AupDocument | None
+    owing: int
+    changed: bool
+
+
+@dataclass
+class AupService:
+    uow: Callable[[], Any]
+    directory: Directory
+    clock: Clock
+    school: Callable[[str], SchoolConfig | None]
+    source: DocumentSource
+    cards: Cards
+    link: Callable[[str, Audience, int], str]
+    _imported: set[str] = field(default_factory=set)
+
+    # --- helpers ---
+
+    def _config(self, school: SchoolConfig) -> AupConfig:
+        return school.aup
+
+    def _cycle(self, school: SchoolConfig, now: dt.datetime | None = None) -> str:
+        return cycle_key(now or self.clock.now(), school.aup.renewal_month_day, school.tz)
+
+    def _card(self, document: AupDocument, **extra: Any) -> dict[str, Any]:
+        return self.cards.aup(document, link=self.link(document.school_id, document.audience, document.version),
+                              **extra)
+
+    def _parsed_source(self, audience: Audience) -> ParsedAup | None:
+        markdown = self.source(audience)
+        return parse_markdown(markdown) if markdown is not None else None
+
+    # --- start-up import ---
+
+    async def import_documents(self, school: SchoolConfig) -> list[AupDocument]:
+        """Store each repository document whose version is newer than the stored ones (idempotent)."""
+        added: list[AupDocument] = []
+        async with self.uow() as uow:
+            for audience in Audience:
+                parsed = self._parsed_source(audience)
+                if parsed is None:
+                    continue
+                current = await uow.aup.current(school.id, audience)
+                if current is not None and current.version >= parsed.version:
+                    continue
+                document = self._document(school.id, audience, parsed, None)
+                if await uow.aup.add_document(document):
+                    await uow.audit.record(school.id, None, "imported", "aup_document",
+                                           f"{audience.value}:v{parsed.version}", {"sha256": document.sha256})
+                    added.append(document)
+        return added
+
+    def _document(self, school_id: str, audience: Audience, parsed: ParsedAup, by: str | None) -> AupDocument:
+        return AupDocument(school_id, audience, parsed.version, parsed.title, parsed.summary, parsed.text,
+                           sha256(parsed.text), self.clock.now(), by)
+
+    async def start(self, school: SchoolConfig) -> None:
+        """At start-up: import documents, then make sure the sweep and the next renewal are scheduled."""
+        added = await self.import_documents(school)
+        now = self.clock.now()
+        async with self.uow() as uow:
+            today = now.astimezone(school.tz).date().isoformat()
+            await uow.work.schedule(school.id, SWEEP_KIND, now, {}, dedupe_key=f"{SWEEP_KIND}:{school.id}:{today}")
+            for document in added:
+                await uow.work.schedule(school.id, SWEEP_KIND, now, {"audience": document.audience.value},
+                                        dedupe_key=f"{SWEEP_KIND}:{school.id}:{document.audience}:v{document.version}")
+            await self._schedule_renewal(uow, school, now)
+
+    async def _schedule_renewal(self, uow: Any, school: SchoolConfig, now: dt.datetime) -> None:
+        at = next_renewal(now, school.aup.renewal_month_day, school.tz)
+        cycle = at.astimezone(school.tz).date().isoformat()
+        await uow.work.schedule(school.id, RENEWAL_KIND, at, {"cycle": cycle},
+                                dedupe_key=f"{RENEWAL_KIND}:{school.id}:{cycle}")
+
+    # --- who owes ---
+
+    async def _ask(self, uow: Any, school: SchoolConfig, person: Person, document: AupDocument, cycle: str, *,
+                   proactive: bool) -> AupRequest | None:
+        """Open a request for a person who owes; the first time, queue the card and schedule the follow-ups."""
+        if await uow.aup.acknowledgement(school.id, person.id, document.audience, document.version, cycle):
+            return None
+        now = self.clock.now()
+        request, created = await uow.aup.open_request(school.id, person.id, document.audience, document.version,
+                                                      cycle, now)
+        if not created:
+            return request
+        key = f"{school.id}:{person.id}:{document.audience}:v{document.version}:{cycle}"
+        if proactive:
+            await uow.notify.to_person(school.id, person.id, card=self._card(document, first_name=person.first_name),
+                                       text="Please read and acknowledge the Acceptable Use Policy.",
+                                       dedupe_key=f"aup.card:{key}")
+        payload = {"person_id": person.id, "audience": document.audience.value, "version": document.version,
+                   "cycle": cycle}
+        config = school.aup
+        await uow.work.schedule(school.id, REMIND_KIND, now + dt.timedelta(days=config.reminder_every_days),
+                                {**payload, "number": 1}, dedupe_key=f"{REMIND_KIND}:{key}:1")
+        await uow.work.schedule(school.id, ESCALATE_KIND, now + dt.timedelta(days=config.escalate_after_days),
+                                payload, dedupe_key=f"{ESCALATE_KIND}:{key}")
+        await uow.audit.record(school.id, None, "requested", "aup_acknowledgement", person.id,
+                               {"audience": document.audience.value, "version": document.version, "cycle": cycle,
+                                "delivery": "proactive" if proactive else "in chat"})
+        return request
+
+    async def deliver_owed(self, school: SchoolConfig, audience: Audience | None = None) -> int:
+        """Ask everyone in the directory who owes an acknowledgement and has not been asked yet."""
+        people = await self.directory.everyone(school.id)
+        cycle = self._cycle(school)
+        asked = 0
+        async with self.uow() as uow:
+            documents = {a: await uow.aup.current(school.id, a) for a in Audience}
+            for person in people:
+                wanted = audience_for(person)
+                if wanted is None or (audience and wanted != audience) or documents[wanted] is None:
+                    continue
+                before = await uow.aup.request(school.id, person.id, wanted, documents[wanted].version, cycle)
+                request = await self._ask(uow, school, person, documents[wanted], cycle, proactive=True)
+                if request is not None and before is None:
+                    asked += 1
+        return asked
+
+    async def _owed(self, uow: Any, school: SchoolConfig, person: Person
+                    ) -> tuple[AupDocument | None, Acknowledgement | None]:
+        audience = audience_for(person)
+        if audience is None:
+            return None, None
+        document = await uow.aup.current(school.id, audience)
+        if document is None:
+            return None, None
+        ack = await uow.aup.acknowledgement(school.id, person.id, audience, document.version, self._cycle(school))
+        return document, ack
+
+    # --- commands ---
+
+    async def show(self, actor: Actor) -> tuple[str | None, dict[str, Any] | None]:
+        """The `aup` command: the card to acknowledge, or a receipt if already done."""
+        async with self.uow() as uow:
+            document, ack = await self._owed(uow, actor.school, actor.person)
+            if document is None:
+                return ("There is no Acceptable Use Policy for you to acknowledge here. If you think there should "
+                        "be, please speak to the online-safety lead."), None
+            await uow.audit.record(actor.school_id, actor.person.id, "viewed", "aup_document",
+                                   f"{document.audience}:v{document.version}")
+            if ack is not None:
+                return None, self.cards.acknowledged(document, ack, link=self.link(
+                    actor.school_id, document.audience, document.version), tz=actor.school.tz)
+            request = await self._ask(uow, actor.school, actor.person, document, self._cycle(actor.school),
+                                      proactive=False)
+            if request is not None:  # shown now, so no second copy after this message
+                today = self.clock.now().astimezone(actor.school.tz).date().isoformat()
+                await uow.aup.update_request(request.id, nudged_on=today)
+            return None, self._card(document, first_name=actor.person.first_name)
+
+    async def follow_up(self, actor: Actor) -> dict[str, Any] | None:
+        """After someone's own message: the card they still owe, at most once a day."""
+        if actor.conversation_kind != "personal" or audience_for(actor.person) is None:
+            return None
+        today = self.clock.now().astimezone(actor.school.tz).date().isoformat()
+        async with self.uow() as uow:
+            document, ack = await self._owed(uow, actor.school, actor.person)
+            if document is None or ack is not None:
+                return None
+            cycle = self._cycle(actor.school)
+            request = await self._ask(uow, actor.school, actor.person, document, cycle, proactive=False)
+            if request is None or request.nudged_on == today:
+                return None
+            await uow.aup.update_request(request.id, nudged_on=today)
+            return self._card(document, first_name=actor.person.first_name,
+                              notice="Before you go: you still need to acknowledge this policy.")
+
+    async def acknowledge(self, actor: Actor, data: dict[str, Any]) -> CardReply:
+        """Record an acknowledgement of the current version, once; anything else gets the right card back."""
+        school, person = actor.school, actor.person
+        async with self.uow() as uow:
+            document, ack = await self._owed(uow, school, person)
+            if document is None:
+                raise Refused("There is no Acceptable Use Policy for you to acknowledge here.")
+            link = self.link(school.id, document.audience, document.version)
+            try:
+                version = int(data.get("version"))
+            except (TypeError, ValueError):
+                version = None
+            if data.get("audience") != document.audience.value or version != document.version:
+                return CardReply(card=self._card(document, first_name=person.first_name, notice=(
+                    f"This policy has been updated to version {document.version}. Please read this version and "
+                    "confirm again.")), message="A newer version of the policy is waiting for you.")
+            if ack is not None:
+                return CardReply(card=self.cards.acknowledged(document, ack, link=link, tz=school.tz),
+                                 message="You have already acknowledged this version. Nothing more to do.")
+            read_kcsie = _ticked(data.get("read_kcsie"))
+            agreed = _ticked(data.get("agree"))
+            if not (read_kcsie and agreed):
+                return CardReply(card=self._card(document, first_name=person.first_name, notice=(
+                    "Please tick both boxes to confirm, then press Submit. If you have not read Part 1 of Keeping "
+                    "Children Safe in Education yet, please read it first.")),
+                    message="Please tick both boxes, then press Submit.")
+            cycle = self._cycle(school)
+            new = Acknowledgement(school.id, person.id, person.name, document.audience, document.version, cycle,
+                                  document.sha256, read_kcsie, agreed, self.clock.now())
+            if await uow.aup.add_acknowledgement(new):
+                await uow.audit.record(school.id, person.id, "acknowledged", "aup_acknowledgement", person.id, {
+                    "audience": document.audience.value, "version": document.version, "cycle": cycle,
+                    "sha256": document.sha256, "read_kcsie": read_kcsie, "agreed": agreed})
+                request = await uow.aup.request(school.id, person.id, document.audience, document.version, cycle)
+                if request is not None:
+                    await uow.aup.update_request(request.id, acknowledged_at=new.at)
+            recorded = await uow.aup.acknowledgement(school.id, person.id, document.audience, document.version,
+                                                     cycle)
+            return CardReply(card=self.cards.acknowledged(document, recorded or new, link=link, tz=school.tz),
+                             message="Thank you. Your acknowledgement is recorded.")
+
+    async def preview(self, actor: Actor, audience: Audience) -> Preview:
+        school = actor.school
+        try:
+            parsed = self._parsed_source(audience)
+        except AupFormatError as exc:
+            raise Refused(f"The {audience.value} AUP file cannot be used yet: {exc}. Please fix it and try "
+                          "again.") from exc
+        if parsed is None:
+            raise Refused(f"There is no {audience.value} AUP file in the app's repository (config/aup/).")
+        people = [p for p in await self.directory.everyone(school.id) if audience_for(p) == audience]
+        async with self.uow() as uow:
+            current = await uow.aup.current(school.id, audience)
+        new_version = max(parsed.version, current.version + 1 if current else 1)
+        changed = current is None or current.content_hash != parsed.content_hash
+        return Preview(audience, parsed, new_version, current, len(people), changed)
+
+    async def publish_preview_card(self, actor: Actor, audience: Audience) -> dict[str, Any]:
+        return self.cards.preview(await self.preview(actor, audience))
+
+    async def publish(self, actor: Actor, data: dict[str, Any]) -> CardReply:
+        audience = parse_audience(str(data.get("audience") or ""))
+        if audience is None:
+            return CardReply(message="Sorry, I could not tell which AUP to publish. Type `aup publish staff`, "
+                                     "`aup publish governor` or `aup publish volunteer`.")
+        preview = await self.preview(actor, audience)
+        if str(data.get("version")) != str(preview.new_version) or data.get("content") != preview.parsed.content_hash:
+            if preview.current and str(data.get("version")) == str(preview.current.version):
+                return CardReply(message=f"Version {preview.current.version} of the {audience.value} AUP is "
+                                         "already published. Nothing more to do.")
+            return CardReply(card=self.cards.preview(preview, notice=(
+                "Something changed since you opened this preview. Please check it and press Publish again.")),
+                message="Please check the updated preview.")
+        parsed = with_version(preview.parsed, preview.new_version)
+        document = self._document(actor.school_id, audience, parsed, actor.person.id)
+        async with self.uow() as uow:
+            if not await uow.aup.add_document(document):
+                return CardReply(message=f"Version {document.version} of the {audience.value} AUP is already "
+                                         "published. Nothing more to do.")
+            await uow.audit.record(actor.school_id, actor.person.id, "published", "aup_document",
+                                   f"{audience.value}:v{document.version}", {"sha256": document.sha256})
+        asked = await self.deliver_owed(actor.school, audience)
+        return CardReply(message=(
+            f"Published version {document.version} of the {audience.value} AUP. I have sent the card to "
+            f"{asked} {'person' if asked == 1 else 'people'}, and I will remind anyone who has not acknowledged it."))
+
+    async def status(self, actor: Actor) -> StatusReport:
+        school = actor.school
+        cycle = self._cycle(school)
+        people = await self.directory.everyone(school.id)
+        groups: list[AudienceStatus] = []
+        async with self.uow() as uow:
+            for audience in Audience:
+                document = await uow.aup.current(school.id, audience)
+                members = [p for p in people if audience_for(p) == audience]
+                acks, requests = {}, {}
+                if document is not None:
+                    acks = {a.person_id: a for a in await uow.aup.acknowledgements(
+                        school.id, audience, document.version, cycle)}
+                    requests = {r.person_id: r for r in await uow.aup.requests(
+                        school.id, audience, document.version, cycle)}
+                lines = [StatusLine(p, acks[p.id].at if p.id in acks else None,
+                                    requests[p.id].owed_since if p.id in requests else None,
+                                    requests[p.id].reminders_sent if p.id in requests else 0,
+                                    bool(p.id in requests and requests[p.id].escalated_at),
+                                    acks[p.id].sha256 if p.id in acks else None) for p in members]
+                if members or document is not None:
+                    groups.append(AudienceStatus(audience, document, lines))
+            await uow.audit.record(school.id, actor.person.id, "viewed", "aup_status", cycle,
+                                   {"outstanding": sum(len(g.outstanding) for g in groups)})
+        return StatusReport(school.name, cycle, self.clock.now(), groups)
+
+    # --- durable work ---
+
+    async def run_sweep(self, item: WorkItem) -> str:
+        school = self.school(item.school_id)
+        if school is None:
+            return "school no longer configured"
+        audience = parse_audience(item.payload.get("audience") or "") if item.payload.get("audience") else None
+        asked = await self.deliver_owed(school, audience)
+        if audience is None:
+            now = self.clock.now()
+            tomorrow = now + dt.timedelta(days=1)
+            async with self.uow() as uow:
+                await uow.work.schedule(school.id, SWEEP_KIND, tomorrow, {}, dedupe_key=(
+                    f"{SWEEP_KIND}:{school.id}:{tomorrow.astimezone(school.tz).date().isoformat()}"))
+        return f"asked {asked}"
+
+    async def run_renewal(self, item: WorkItem) -> str:
+        school = self.school(item.school_id)
+        if school is None:
+            return "school no longer configured"
+        async with self.uow() as uow:
+            await uow.audit.record(school.id, None, "renewal_started", "aup_cycle", self._cycle(school))
+            await self._schedule_renewal(uow, school, self.clock.now())
+        asked = await self.deliver_owed(school)
+        return f"asked {asked}"
+
+    async def _still_owed(self, uow: Any, item: WorkItem) -> tuple[SchoolConfig, Person, AupDocument,
+                                                                   AupRequest] | None:
+        school = self.school(item.school_id)
+        payload = item.payload
+        if school is None or payload.get("cycle") != self._cycle(school):
+            return None
+        person = await self.directory.person(school.id, payload["person_id"])
+        audience = parse_audience(payload.get("audience") or "")
+        if person is None or audience is None or audience_for(person) != audience:
+            return None
+        document = await uow.aup.current(school.id, audience)
+        if document is None or document.version != payload.get("version"):
+            return None
+        if await uow.aup.acknowledgement(school.id, person.id, audience, document.version, payload["cycle"]):
+            return None
+        request = await uow.aup.request(school.id, person.id, audience, document.version, payload["cycle"])
+        return (school, person, document, request) if request else None
+
+    async def run_reminder(self, item: WorkItem) -> str:
+        async with self.uow() as uow:
+            owed = await self._still_owed(uow, item)
+            if owed is None:
+                return "no longer owed"
+            school, person, document, request = owed
+            number = int(item.payload.get("number", 1))
+            key = f"{school.id}:{person.id}:{document.audience}:v{document.version}:{item.payload['cycle']}"
+            since = request.owed_since.astimezone(school.tz).strftime("%d %B")
+            await uow.notify.to_person(school.id, person.id, card=self._card(
+                document, first_name=person.first_name,
+                notice=f"Reminder: we first asked you on {since}. It takes a few minutes."),
+                text="Reminder: please acknowledge the Acceptable Use Policy.",
+                dedupe_key=f"aup.reminder:{key}:{number}")
+            await uow.aup.update_request(request.id, reminders_sent=request.reminders_sent + 1)
+            await uow.work.schedule(
+                school.id, REMIND_KIND, self.clock.now() + dt.timedelta(days=school.aup.reminder_every_days),
+                {**item.payload, "number": number + 1}, dedupe_key=f"{REMIND_KIND}:{key}:{number + 1}")
+            await uow.audit.record(school.id, None, "reminded", "aup_acknowledgement", person.id,
+                                   {"version": document.version, "number": number})
+        return f"reminder {number}"
+
+    async def run_escalation(self, item: WorkItem) -> str:
+        async with self.uow() as uow:
+            owed = await self._still_owed(uow, item)
+            if owed is None:
+                return "no longer owed"
+            school, person, document, request = owed
+            if request.escalated_at is not None:
+                return "already escalated"
+            since = request.owed_since.astimezone(school.tz).strftime("%d %B %Y")
+            key = f"{school.id}:{person.id}:{document.audience}:v{document.version}:{item.payload['cycle']}"
+            told: list[str] = []
+            manager = await self.directory.line_manager(school.id, person.id)
+            message = (f"{person.name} has not yet acknowledged the {document.audience.value} Acceptable Use Policy "
+                       f"(version {document.version}). We first asked them on {since} and have sent "
+                       f"{request.reminders_sent} reminder{'' if request.reminders_sent == 1 else 's'}. ")
+            if manager is not None and manager.id != person.id:
+                await uow.notify.to_person(school.id, manager.id, text=message + (
+                    "As their line manager, please ask them to open the eSafety app and type `aup`."),
+                    dedupe_key=f"aup.escalate.manager:{key}")
+                told.append(manager.id)
+            for lead in await self.directory.people_with_role(school.id, Role.ONLINE_SAFETY_LEAD):
+                if lead.id in told or lead.id == person.id:
+                    continue
+                follow = (f"Their line manager, {manager.name}, has been told." if manager and manager.id in told
+                          else "They have no line manager on record, so please follow this up yourself.")
+                await uow.notify.to_person(
+                    school.id, lead.id, text=message + follow + " Type `aup status` to see everyone outstanding.",
+                    dedupe_key=f"aup.escalate.lead:{key}:{lead.id}")
+                told.append(lead.id)
+            await uow.aup.update_request(request.id, escalated_at=self.clock.now())
+            await uow.audit.record(school.id, None, "escalated", "aup_acknowledgement", person.id,
+                                   {"version": document.version, "told": told})
+        return f"told {len(told)}"
+
+
+def _ticked(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+FollowUp = Callable[[Actor], Awaitable[dict[str, Any] | None]]
