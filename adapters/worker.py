@@ -32,6 +32,7 @@ class WorkRunner:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._stopping = False
 
     def register(self, kind: str, handler: WorkHandler) -> None:
         self._handlers[kind] = handler
@@ -46,6 +47,8 @@ class WorkRunner:
         self._idle.clear()
         try:
             while True:
+                if self._stopping:
+                    return total
                 items = await self._claims.claim(self.name, list(self._handlers), self._batch, self._lease)
                 if not items:
                     return total
@@ -54,11 +57,18 @@ class WorkRunner:
         finally:
             self._idle.set()
 
-    async def run_forever(self, poll_seconds: float) -> None:
+    async def run_forever(self, poll_seconds: float, grace_seconds: float = 20.0) -> None:
+        """Poll for due work until cancelled; on cancel, claim nothing more but let items in hand finish."""
         while True:
+            current = asyncio.ensure_future(self.run_once())
             try:
-                await self.run_once()
+                await asyncio.shield(current)
             except asyncio.CancelledError:
+                self._stopping = True
+                if not current.done():
+                    # Shutting down mid-pass: a half-finished item would wait out its lease; finish it instead.
+                    await asyncio.wait({current}, timeout=grace_seconds)
+                    current.cancel()
                 raise
             except Exception:
                 log.exception("work runner pass failed; trying again at the next poll")
