@@ -60,7 +60,11 @@ def submit(title: str, data: dict[str, Any], *, style: str | None = None) -> dic
 
 def execute(title: str, verb: str, data: dict[str, Any] | None = None, *, style: str | None = None,
             associated_inputs: str | None = None) -> dict[str, Any]:
-    action: dict[str, Any] = {"type": "Action.Execute", "title": title, "verb": verb, "data": data or {}}
+    """A Universal Action; clients without Action.Execute fall back to a Submit that reaches the same handler."""
+    action: dict[str, Any] = {
+        "type": "Action.Execute", "title": title, "verb": verb, "data": data or {},
+        "fallback": {"type": "Action.Submit", "title": title, "data": {"verb": verb, **(data or {})}},
+    }
     if style:
         action["style"] = style
     if associated_inputs:
