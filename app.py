@@ -14,12 +14,13 @@ from aiohttp import web
 from botbuilder.core import ConversationState, TurnContext, UserState
 from botbuilder.schema import Activity, ActivityTypes
 
-from adapters.clock import SystemClock
+from adapters.clock import SettableClock, SystemClock
 from adapters.connector import ClientPool, ProactiveSender, build_adapter
 from adapters.directory_static import StaticDirectory
 from adapters.graph_directory import GraphDirectory
 from adapters.graph_install import GraphInstaller, start_staff_delta
 from adapters.outbox import OutboxSender
+from adapters.scheduler import start_wake_scheduler, stop_wake_scheduler
 from adapters.worker import WorkRunner, default_worker_name
 from bot.config import AppConfig, ConfigError, load_config
 from bot.handler import BotServices, EsafetyBot, new_correlation_id
@@ -84,7 +85,7 @@ async def create_app(
 ) -> web.Application:
     """Build the aiohttp application; start-up and shutdown live in its cleanup context."""
     app = web.Application(client_max_size=settings.max_body_bytes)
-    clock = clock or SystemClock()
+    clock = clock or _clock(settings)
     if directory is None:
         graph = settings.directory == "graph"
         directory = GraphDirectory(settings, config, clock) if graph else StaticDirectory(config)
@@ -97,6 +98,13 @@ async def create_app(
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/aup/{school}/{audience}/{version}", _aup_page)
     return app
+
+
+def _clock(settings: Settings) -> Clock:
+    """The system clock; in local dev mode, a clock fixed at ESAFETY_FAKE_NOW when that is set."""
+    if settings.dev and settings.fake_now is not None:
+        return SettableClock(settings.fake_now)
+    return SystemClock()
 
 
 async def _lifecycle(app: web.Application, parts: Components, features: list[Feature]) -> AsyncIterator[None]:
@@ -137,11 +145,14 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     worker_task = None
     if settings.worker_enabled:
         worker_task = asyncio.create_task(parts.runner.run_forever(settings.worker_poll_seconds), name="work-runner")
+    scheduler = start_wake_scheduler(parts.runner.wake, parts.config, settings.worker_poll_seconds) \
+        if settings.worker_enabled else None
     log.info("eSafety bot ready (%s mode, %s)", "local dev" if settings.dev else "production",
              parts.engine.url.get_backend_name())
     try:
         yield
     finally:
+        stop_wake_scheduler(scheduler)
         if worker_task is not None:
             worker_task.cancel()
             await asyncio.gather(worker_task, return_exceptions=True)

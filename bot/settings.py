@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +50,9 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(2.0, validation_alias=_env("ESAFETY_WORKER_POLL_SECONDS"))
     worker_enabled: bool = Field(True, validation_alias=_env("ESAFETY_WORKER"))
     replica_name: str = Field("", validation_alias=_env("ESAFETY_REPLICA"))
+    # Local dev and tests only: the app's clock stands still at this instant (ISO 8601 with an offset), so several
+    # processes can share one "now". Ignored unless ESAFETY_DEV is set.
+    fake_now: dt.datetime | None = Field(None, validation_alias=_env("ESAFETY_FAKE_NOW"))
     # The app's public https address, for links in cards (e.g. the AUP full text); empty means http://host:port.
     public_url: str = Field("", validation_alias=_env("ESAFETY_PUBLIC_URL"))
 

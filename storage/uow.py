@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.protocols import Clock
 from storage import aup as aup_store
+from storage import digest as digest_store
 from storage import filtering as filtering_store
 from storage import graph_state as graph_store
 from storage import incidents as incident_store
@@ -35,6 +36,7 @@ class SqlUnitOfWork:
         self.filtering = filtering_store.SqlFilterRequests(self.session, self._cipher, self._clock)
         self.aup = aup_store.SqlAup(self.session, self._cipher, self._clock)
         self.reviews = review_store.SqlReviews(self.session, self._cipher, self._clock)
+        self.digest = digest_store.SqlDigestSource(self.session)
         self.graph = graph_store.SqlGraphState(self.session, self._clock)
         return self
 
