@@ -7,7 +7,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from botbuilder.core import CloudAdapterBase
-from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
+from botbuilder.integration.aiohttp import (
+    CloudAdapter,
+    ConfigurationBotFrameworkAuthentication,
+    ConfigurationServiceClientCredentialFactory,
+)
 from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import (
     AuthenticateRequestResult,
@@ -15,8 +19,12 @@ from botframework.connector.auth import (
     BotFrameworkAuthentication,
     ClaimsIdentity,
     ConnectorFactory,
+    MicrosoftAppCredentials,
+    ServiceClientCredentialsFactory,
     UserTokenClient,
 )
+from msal import ConfidentialClientApplication
+from msrest.authentication import Authentication
 
 from bot.settings import Settings
 
@@ -95,7 +103,19 @@ class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
         self._pool = pool
 
     async def authenticate_request(self, activity, auth_header: str) -> AuthenticateRequestResult:  # noqa: ANN001
-        result = await self._inner.authenticate_request(activity, auth_header)
+        """Any failure to authenticate is a PermissionError (401), never a crash (500).
+
+        The SDK raises PermissionError for most rejections but lets others escape as whatever they are: an expired
+        token (jwt.ExpiredSignatureError), an unknown signing key (IndexError), an unendorsed key (Exception), and
+        an absent header on the configured-endpoints path (AttributeError, because it expects None, not "").
+        """
+        try:
+            result = await self._inner.authenticate_request(activity, auth_header or None)
+        except PermissionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            log.warning("inbound token rejected: %s: %s", exc.__class__.__name__, exc)
+            raise PermissionError(f"Unauthorized: {exc.__class__.__name__}") from exc
         if result.connector_factory is not None:
             result.connector_factory = _PooledConnectorFactory(result.connector_factory, self._pool)
         return result
@@ -119,9 +139,40 @@ class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
         return await self._inner.authenticate_channel_request(auth_header)
 
 
+class AuthorityAwareCredentialFactory(ServiceClientCredentialsFactory):
+    """The SDK's credential factory, except that VALIDATE_AUTHORITY=False actually reaches msal.
+
+    botframework-connector stores validate_authority on private-cloud credentials but builds its msal app without
+    it, so msal still asks login.microsoftonline.com to vouch for the login host. With validation on (the default)
+    nothing here changes.
+    """
+
+    def __init__(self, inner: ServiceClientCredentialsFactory) -> None:
+        self._inner = inner
+
+    async def is_valid_app_id(self, app_id: str) -> bool:
+        return await self._inner.is_valid_app_id(app_id)
+
+    async def is_authentication_disabled(self) -> bool:
+        return await self._inner.is_authentication_disabled()
+
+    async def create_credentials(self, app_id: str, oauth_scope: str, login_endpoint: str,
+                                 validate_authority: bool) -> Authentication:
+        credentials = await self._inner.create_credentials(app_id, oauth_scope, login_endpoint, validate_authority)
+        if (not validate_authority and login_endpoint and isinstance(credentials, MicrosoftAppCredentials)
+                and credentials.microsoft_app_id and getattr(credentials, "app", None) is None):
+            credentials.app = ConfidentialClientApplication(
+                client_id=credentials.microsoft_app_id, client_credential=credentials.microsoft_app_password,
+                authority=credentials.oauth_endpoint, validate_authority=False, instance_discovery=False,
+            )
+        return credentials
+
+
 def build_adapter(settings: Settings, pool: ClientPool) -> CloudAdapter:
     """CloudAdapter with ConfigurationBotFrameworkAuthentication, sharing clients through the pool."""
-    auth = ConfigurationBotFrameworkAuthentication(sdk_configuration(settings))
+    configuration = sdk_configuration(settings)
+    credentials = AuthorityAwareCredentialFactory(ConfigurationServiceClientCredentialFactory(configuration))
+    auth = ConfigurationBotFrameworkAuthentication(configuration, credentials_factory=credentials)
     return CloudAdapter(PooledBotFrameworkAuthentication(auth, pool))
 
 

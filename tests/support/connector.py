@@ -49,13 +49,14 @@ class RecordingConnector:
         self.faults: list[Fault] = []
         self.failed: list[tuple[int, str]] = []
         self.created: list[dict[str, Any]] = []
+        self.authorizations: list[str | None] = []  # the Authorization header of every call, in order
         self._changed = asyncio.Condition()
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.url = ""
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._note_authorization])
         app.router.add_post("/v3/conversations", self._create_conversation)
         app.router.add_post("/v3/conversations/{cid}/activities", self._send)
         app.router.add_post("/v3/conversations/{cid}/activities/{aid}", self._reply)
@@ -67,6 +68,11 @@ class RecordingConnector:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
         self.url = f"http://127.0.0.1:{port}/"
+
+    @web.middleware
+    async def _note_authorization(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.authorizations.append(request.headers.get("Authorization"))
+        return await handler(request)
 
     async def stop(self) -> None:
         if self._runner:
