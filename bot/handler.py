@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -93,6 +94,7 @@ class EsafetyBot(TeamsActivityHandler):
         self._services = services
         self._dialog_state = services.conversation_state.create_property("DialogState")
         self._dialogs = DialogSet(self._dialog_state)
+        self._saved_references: dict[tuple[str, str, str], str] = {}
         for dialog in services.dialogs:
             self._dialogs.add(dialog)
 
@@ -164,18 +166,31 @@ class EsafetyBot(TeamsActivityHandler):
             return
         reference = TurnContext.get_conversation_reference(activity).serialize()
         reference.pop("activityId", None)
+        reference.pop("locale", None)
         conversation_type = activity.conversation.conversation_type or "personal"
         channel_data = activity.channel_data or {}
         if conversation_type == "personal":
             sender = activity.from_property or ChannelAccount()
             key = sender.aad_object_id or sender.id
             if key:
-                await self._services.refs.save(school.id, "person", key, reference, name=sender.name)
+                await self._save_reference(school.id, "person", key, reference, name=sender.name)
         elif conversation_type == "channel":
             channel_id = (channel_data.get("channel") or {}).get("id") or activity.conversation.id.split(";")[0]
             team_id = (channel_data.get("team") or {}).get("id")
             reference["conversation"]["id"] = channel_id
-            await self._services.refs.save(school.id, "channel", channel_id, reference, team_id=team_id)
+            await self._save_reference(school.id, "channel", channel_id, reference, team_id=team_id)
+
+    async def _save_reference(self, school_id: str, kind: str, key: str, reference: dict[str, Any],
+                              **extra: str | None) -> None:
+        # A reference rarely changes; skipping unchanged writes keeps a database write off most turns.
+        fingerprint = json.dumps([reference, extra], sort_keys=True, default=str)
+        cache_key = (school_id, kind, key)
+        if self._saved_references.get(cache_key) == fingerprint:
+            return
+        await self._services.refs.save(school_id, kind, key, reference, **extra)
+        if len(self._saved_references) > 10_000:
+            self._saved_references.clear()
+        self._saved_references[cache_key] = fingerprint
 
     # --- messages --------------------------------------------------------------------------------------------
 

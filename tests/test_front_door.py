@@ -10,7 +10,7 @@ from tests.support.harness import Harness
 async def test_personal_install_greets_with_what_the_bot_can_do(harness: Harness) -> None:
     reply = await harness.user("Leah Brooks").installs()
     assert reply.status == 200
-    card = reply.card
+    card = reply.cards[0]
     assert card["version"] == "1.5"
     assert "Welcome, Leah" in json.dumps(card)
 
@@ -26,12 +26,17 @@ async def test_team_install_says_what_the_channel_will_receive_and_no_names(harn
 async def test_help_lists_commands_for_this_persons_roles(harness: Harness) -> None:
     reply = await harness.user("Leah Brooks").says("help")
     assert reply.status == 200
-    assert reply.card["body"][0]["text"].startswith("Hello Leah")
+    help_card = reply.cards[0]
+    assert help_card["body"][0]["text"].startswith("Hello Leah")
+    titles = [a["title"] for a in help_card["actions"]]
+    assert titles[0] == "Report a concern"
+    dsl_titles = [a["title"] for a in (await harness.user("Priya Shah").says("help")).cards[0]["actions"]]
+    assert "Report a concern" in dsl_titles
 
 
 async def test_unknown_text_gets_help_with_a_gentle_note(harness: Harness) -> None:
     reply = await harness.user("Leah Brooks").says("what's the wifi password")
-    assert "didn't understand" in json.dumps(reply.card)
+    assert "didn't understand" in json.dumps(reply.cards[0])
 
 
 async def test_person_unknown_to_the_directory_gets_no_commands(harness: Harness) -> None:
