@@ -1,0 +1,108 @@
+"""The audit trail: append-only, hash-chained, one unbroken chain per school even under concurrent writers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from adapters.clock import SettableClock
+from bot.audit import entry_hash, verify_chain
+from tests.support.harness import Harness, start_harness
+
+OTHER_SCHOOL = "riverside-primary"
+
+
+@pytest.fixture
+async def app(database_url: str, clock: SettableClock, tmp_path: Path) -> AsyncIterator[Harness]:
+    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[],
+                             worker_enabled=False) as running:
+        yield running
+
+
+async def _append(harness: Harness, school_id: str, n: int) -> None:
+    async with harness.parts.uow() as uow:
+        await uow.audit.record(school_id, f"person-{n % 5}", "viewed", "incident", f"ES-2026-{n:04d}",
+                               {"n": n, "why": "triage", "fields": ["narrative"]})
+
+
+async def _entries(harness: Harness, school_id: str):  # noqa: ANN202
+    async with harness.parts.uow() as uow:
+        return await uow.audit.entries(school_id)
+
+
+async def test_many_concurrent_appends_make_one_unbroken_chain(app: Harness, clock: SettableClock) -> None:
+    school = app.school.id
+    await asyncio.gather(*(_append(app, school, n) for n in range(40)),
+                         *(_append(app, OTHER_SCHOOL, n) for n in range(15)))
+    clock.advance(minutes=5)
+    await asyncio.gather(*(_append(app, school, n) for n in range(40, 60)))
+
+    entries = await _entries(app, school)
+    assert [e.seq for e in entries] == list(range(1, 61))
+    assert sorted(e.detail["n"] for e in entries) == list(range(60))
+    assert verify_chain(entries) is None
+    other = await _entries(app, OTHER_SCHOOL)
+    assert [e.seq for e in other] == list(range(1, 16))
+    assert verify_chain(other) is None
+
+
+async def test_a_rolled_back_change_leaves_no_audit_entry(app: Harness) -> None:
+    school = app.school.id
+    await _append(app, school, 1)
+    with pytest.raises(RuntimeError):
+        async with app.parts.uow() as uow:
+            await uow.audit.record(school, "person-1", "changed", "incident", "ES-2026-0002", {})
+            raise RuntimeError("the change itself failed")
+    await _append(app, school, 3)
+    entries = await _entries(app, school)
+    assert [e.record_id for e in entries] == ["ES-2026-0001", "ES-2026-0003"]
+    assert verify_chain(entries) is None
+
+
+async def _tamper(harness: Harness, sql: str, **params: object) -> None:
+    async with harness.parts.engine.begin() as connection:
+        await connection.execute(text(sql), params)
+
+
+async def test_editing_a_rows_detail_is_detected(app: Harness) -> None:
+    school = app.school.id
+    for n in range(6):
+        await _append(app, school, n)
+    await _tamper(app, "UPDATE audit_events SET detail = :detail WHERE school_id = :school AND seq = 4",
+                  detail='{"n": 3, "why": "nothing to see", "fields": []}', school=school)
+    assert verify_chain(await _entries(app, school)) == 4
+
+
+async def test_editing_who_did_it_is_detected(app: Harness) -> None:
+    school = app.school.id
+    for n in range(3):
+        await _append(app, school, n)
+    await _tamper(app, "UPDATE audit_events SET actor_id = 'someone-else' WHERE school_id = :school AND seq = 2",
+                  school=school)
+    assert verify_chain(await _entries(app, school)) == 2
+
+
+async def test_deleting_a_row_is_detected(app: Harness) -> None:
+    school = app.school.id
+    for n in range(5):
+        await _append(app, school, n)
+    await _tamper(app, "DELETE FROM audit_events WHERE school_id = :school AND seq = 3", school=school)
+    assert verify_chain(await _entries(app, school)) == 4
+
+
+async def test_rewriting_a_row_and_its_own_hash_is_still_detected_by_the_next(app: Harness) -> None:
+    school = app.school.id
+    for n in range(4):
+        await _append(app, school, n)
+    entries = await _entries(app, school)
+    forged = entries[1]
+    new_detail = {"n": 99}
+    new_hash = entry_hash(forged.prev_hash, forged.school_id, forged.seq, forged.at, forged.actor_id, forged.action,
+                          forged.record_type, forged.record_id, new_detail)
+    await _tamper(app, "UPDATE audit_events SET detail = :detail, hash = :hash WHERE school_id = :school AND seq = 2",
+                  detail='{"n": 99}', hash=new_hash, school=school)
+    assert verify_chain(await _entries(app, school)) == 3
