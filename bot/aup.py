@@ -360,6 +360,8 @@ class AupRepository(Protocol):
 
     async def requests(self, school_id: str, audience: Audience, version: int, cycle: str) -> list[AupRequest]: ...
 
+    async def send_state(self, dedupe_key: str) -> tuple[str, dt.datetime] | None: ...
+
     async def update_request(self, request_id: int, **changes: Any) -> None: ...
 
 
@@ -492,14 +494,15 @@ class AupService:
         asked = 0
         async with self.uow() as uow:
             documents = {a: await uow.aup.current(school.id, a) for a in Audience}
-            for person in people:
-                wanted = audience_for(person)
-                if wanted is None or (audience and wanted != audience) or documents[wanted] is None:
-                    continue
+        for person in people:  # one short transaction each, so a big school never holds the audit chain for long
+            wanted = audience_for(person)
+            if wanted is None or (audience and wanted != audience) or documents[wanted] is None:
+                continue
+            async with self.uow() as uow:
                 before = await uow.aup.request(school.id, person.id, wanted, documents[wanted].version, cycle)
                 request = await self._ask(uow, school, person, documents[wanted], cycle, proactive=True)
-                if request is not None and before is None:
-                    asked += 1
+            if request is not None and before is None:
+                asked += 1
         return asked
 
     async def _owed(self, uow: Any, school: SchoolConfig, person: Person
@@ -547,6 +550,14 @@ class AupService:
             request = await self._ask(uow, actor.school, actor.person, document, cycle, proactive=False)
             if request is None or request.nudged_on == today:
                 return None
+            last_card = _last_card_key(request)
+            state = await uow.aup.send_state(last_card)
+            if state is not None:
+                status, queued_at = state
+                if status == "done" and queued_at.astimezone(actor.school.tz).date().isoformat() == today:
+                    return None  # they had the card in this chat today already
+                if status == "pending":
+                    await uow.work.cancel(last_card)  # show it here instead of a second copy from the outbox
             await uow.aup.update_request(request.id, nudged_on=today)
             return self._card(document, first_name=actor.person.first_name,
                               notice="Before you go: you still need to acknowledge this policy.")
@@ -762,6 +773,17 @@ class AupService:
             await uow.audit.record(school.id, None, "escalated", "aup_acknowledgement", person.id,
                                    {"version": document.version, "told": told})
         return f"told {len(told)}"
+
+
+def _request_key(request: AupRequest) -> str:
+    return f"{request.school_id}:{request.person_id}:{request.audience}:v{request.version}:{request.cycle}"
+
+
+def _last_card_key(request: AupRequest) -> str:
+    """The outbox dedupe key of the latest card sent for a request: the first card, or the latest reminder."""
+    if request.reminders_sent:
+        return f"aup.reminder:{_request_key(request)}:{request.reminders_sent}"
+    return f"aup.card:{_request_key(request)}"
 
 
 def _ticked(value: Any) -> bool:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from bot.aup import Acknowledgement, Audience, AupDocument, AupRequest
 from bot.protocols import Clock
 from storage.crypto import FieldCipher
-from storage.models import Base, UtcDateTime
+from storage.models import Base, UtcDateTime, WorkRow
 from storage.repos import insert_for
 
 
@@ -174,6 +174,12 @@ class SqlAup:
         request = await self.request(school_id, person_id, audience, version, cycle)
         assert request is not None
         return request, created
+
+    async def send_state(self, dedupe_key: str) -> tuple[str, dt.datetime] | None:
+        """The outbox status of a queued card (pending, running, done, failed, cancelled) and when it was queued."""
+        row = (await self._session.execute(select(WorkRow.status, WorkRow.created_at)
+                                           .where(WorkRow.dedupe_key == dedupe_key))).first()
+        return (row.status, row.created_at) if row else None
 
     async def update_request(self, request_id: int, **changes: Any) -> None:
         allowed = {"reminders_sent", "escalated_at", "nudged_on", "acknowledged_at"}

@@ -7,6 +7,7 @@ import hashlib
 import json
 from urllib.parse import urlparse
 
+from tests.conftest import START
 from tests.support.harness import Harness
 
 SUBMIT = "aup.acknowledge"
@@ -38,3 +39,186 @@ async def test_first_contact_shows_the_card_with_sections_link_and_required_conf
     fallback = card["actions"][0]["fallback"]
     assert fallback["type"] == "Action.Submit" and fallback["data"]["verb"] == SUBMIT
     assert len(json.dumps(card).encode()) < 40 * 1024
+
+
+def _reminders(harness: Harness, user) -> list:  # noqa: ANN001
+    return [s for s in harness.connector.to(user.conversation_id) if "Reminder" in s.text]
+
+
+def _mentions(harness: Harness, user, name: str) -> list[str]:  # noqa: ANN001
+    return [s.text for s in harness.connector.to(user.conversation_id) if name in s.text]
+
+
+async def _ack_rows(harness: Harness, name: str) -> list:
+    async with harness.parts.uow() as uow:
+        return await uow.aup.history(harness.school.id, harness.person_id(name))
+
+
+def _ticked(card: dict) -> dict:
+    return {**_submit_data(card), "read_kcsie": "true", "agree": "true"}
+
+
+async def test_acknowledging_records_version_confirmations_time_and_hash_of_the_text_shown(harness: Harness) -> None:
+    leah = harness.user("Leah Brooks")
+    card = _aup_cards((await leah.installs()).sent)[0]
+    link = next(a["url"] for b in card["body"] if b["type"] == "ActionSet" for a in b["actions"]
+                if a["type"] == "Action.OpenUrl")
+    path = urlparse(link).path
+    assert path == f"/aup/{harness.school.id}/staff/1"
+    async with harness.http.get(f"{harness.url}{path}") as response:
+        assert response.status == 200
+        assert "Staff Acceptable Use Policy" in await response.text()
+    async with harness.http.get(f"{harness.url}{path}?format=md") as response:
+        shown = await response.text()
+    expected_hash = hashlib.sha256(shown.encode("utf-8")).hexdigest()
+
+    reply = await leah.executes(SUBMIT, _ticked(card))
+    assert reply.status == 200
+    receipt = json.dumps(reply.invoke_card)
+    assert "Your acknowledgement is recorded" in receipt and expected_hash in receipt
+
+    rows = await _ack_rows(harness, "Leah Brooks")
+    assert len(rows) == 1
+    ack = rows[0]
+    assert (ack.version, ack.sha256, ack.read_kcsie, ack.agreed) == (1, expected_hash, True, True)
+    assert ack.at == harness.clock.now()
+    again = await leah.says("aup")
+    assert "You acknowledged" in json.dumps(again.card) and not _aup_cards(again.sent)
+
+
+async def test_a_double_submit_records_once_and_the_fallback_submit_reaches_the_same_handler(harness: Harness) -> None:
+    leah = harness.user("Leah Brooks")
+    card = _aup_cards((await leah.installs()).sent)[0]
+    first = await leah.submits({"verb": SUBMIT, **_ticked(card)})  # Action.Submit fallback
+    assert "Your acknowledgement is recorded" in json.dumps(first.card)
+    harness.clock.advance(minutes=5)
+    second = await leah.executes(SUBMIT, _ticked(card))
+    assert "23 November 2026 at 10:00" in json.dumps(second.invoke_card)  # the first record, not a new one
+    rows = await _ack_rows(harness, "Leah Brooks")
+    assert len(rows) == 1 and rows[0].at == START
+
+
+async def test_an_unticked_confirmation_is_refused_kindly_and_nothing_is_recorded(harness: Harness) -> None:
+    leah = harness.user("Leah Brooks")
+    card = _aup_cards((await leah.installs()).sent)[0]
+    reply = await leah.executes(SUBMIT, {**_submit_data(card), "read_kcsie": "false", "agree": "true"})
+    assert reply.status == 200
+    assert "Please tick both boxes" in json.dumps(reply.invoke_card)
+    assert SUBMIT in json.dumps(reply.invoke_card)
+    assert await _ack_rows(harness, "Leah Brooks") == []
+
+
+async def test_publish_makes_a_new_version_current_and_everyone_owes_it_again(harness: Harness) -> None:
+    leah, sam = harness.user("Leah Brooks"), harness.user("Sam Patel")
+    old_card = _aup_cards((await leah.installs()).sent)[0]
+    await leah.executes(SUBMIT, _ticked(old_card))
+    await sam.installs()
+    await harness.run_due_work()
+
+    refused = await leah.says("aup publish staff")
+    assert "not available to you" in " ".join(refused.texts)
+    preview = await sam.says("aup publish staff")
+    preview_card = next(c for c in preview.cards if "aup.publish" in json.dumps(c))
+    assert "version 2" in json.dumps(preview_card)
+    publish = preview_card["actions"][0]
+    published = await sam.executes(publish["verb"], publish["data"])
+    assert "Published version 2" in published.invoke_message
+    twice = await sam.executes(publish["verb"], publish["data"])
+    assert "already published" in twice.invoke_message
+
+    await harness.run_due_work()
+    delivered = await harness.connector.wait_for(
+        lambda sent: [c for c in _aup_cards(s for s in sent if s.conversation_id == leah.conversation_id)
+                      if _submit_data(c)["version"] == 2])
+    assert len(delivered) == 1
+    stale = await leah.executes(SUBMIT, _ticked(old_card))
+    assert "updated to version 2" in json.dumps(stale.invoke_card)
+    assert _submit_data(stale.invoke_card)["version"] == 2
+    assert [r.version for r in await _ack_rows(harness, "Leah Brooks")] == [1]
+    done = await leah.executes(SUBMIT, _ticked(stale.invoke_card))
+    assert "version 2" in json.dumps(done.invoke_card)
+    assert [r.version for r in await _ack_rows(harness, "Leah Brooks")] == [1, 2]
+
+    await harness.restart()  # the start-up import does not bring back or duplicate version 1
+    async with harness.parts.uow() as uow:
+        from bot.aup import Audience
+        current = await uow.aup.current(harness.school.id, Audience.STAFF)
+    assert current.version == 2
+
+
+async def test_reminders_then_the_line_manager_and_online_safety_lead_are_told(harness: Harness) -> None:
+    leah, grace, sam = harness.user("Leah Brooks"), harness.user("Grace Okafor"), harness.user("Sam Patel")
+    for user in (leah, grace, sam):
+        await user.installs()
+    await harness.run_due_work()
+    harness.clock.advance(days=3, minutes=1)
+    await harness.run_due_work()
+    reminders = await harness.connector.wait_for(lambda _: _reminders(harness, leah))
+    assert len(reminders) == 1 and _aup_cards(reminders)
+    assert not any("Leah Brooks" in s.text for s in harness.connector.to(grace.conversation_id))
+
+    harness.clock.advance(days=7)
+    await harness.run_due_work()
+    to_manager = await harness.connector.wait_for(lambda _: _mentions(harness, grace, "Leah Brooks"))
+    to_lead = await harness.connector.wait_for(lambda _: _mentions(harness, sam, "Leah Brooks"))
+    assert len(to_manager) == 1 and "line manager" in to_manager[0]
+    assert len(to_lead) == 1 and "Grace Okafor" in to_lead[0]
+    assert len(await harness.connector.wait_for(lambda _: len(_reminders(harness, leah)) >= 2 and
+                                                _reminders(harness, leah))) == 2
+
+    card = _aup_cards(harness.connector.to(leah.conversation_id))[-1]
+    await leah.executes(SUBMIT, _ticked(card))
+    harness.clock.advance(days=10)
+    await harness.run_due_work()
+    assert len([s for s in harness.connector.to(leah.conversation_id) if "Reminder" in s.text]) == 2
+    assert len([s for s in harness.connector.to(grace.conversation_id) if "Leah Brooks" in s.text]) == 1
+
+
+async def test_annual_renewal_asks_everyone_again_for_the_current_version(harness: Harness) -> None:
+    leah = harness.user("Leah Brooks")
+    card = _aup_cards((await leah.installs()).sent)[0]
+    await leah.executes(SUBMIT, _ticked(card))
+    await harness.run_due_work()
+    before = len(_aup_cards(harness.connector.to(leah.conversation_id)))
+
+    harness.clock.set(dt.datetime(2027, 8, 31, 22, 0, tzinfo=dt.UTC))  # 23:00 in London: not yet
+    await harness.run_due_work()
+    assert len(_aup_cards(harness.connector.to(leah.conversation_id))) == before
+    harness.clock.set(dt.datetime(2027, 9, 1, 7, 0, tzinfo=dt.UTC))
+    await harness.run_due_work()
+    renewed = await harness.connector.wait_for(
+        lambda _: len(_aup_cards(harness.connector.to(leah.conversation_id))) > before
+        and _aup_cards(harness.connector.to(leah.conversation_id)))
+    assert len(renewed) == before + 1 and _submit_data(renewed[-1])["version"] == 1
+    shown = await leah.says("aup")
+    assert _aup_cards(shown.sent)
+    await leah.executes(SUBMIT, _ticked(renewed[-1]))
+    assert len(await _ack_rows(harness, "Leah Brooks")) == 2
+
+
+async def test_status_report_shows_percentages_outstanding_names_and_a_csv_export(harness: Harness) -> None:
+    leah, sam = harness.user("Leah Brooks"), harness.user("Sam Patel")
+    card = _aup_cards((await leah.installs()).sent)[0]
+    await leah.executes(SUBMIT, _ticked(card))
+    await harness.run_due_work()
+
+    refused = await leah.says("aup status")
+    assert "not available to you" in " ".join(refused.texts)
+    reply = await sam.says("aup status")
+    status = next(c for c in reply.cards if "who has acknowledged" in json.dumps(c))
+    body = json.dumps(status)
+    assert "**Staff** (version 1): 12% acknowledged, 1 of 8" in body
+    assert "**Governors** (version 1): 0% acknowledged, 0 of 2" in body
+    assert "Tom Reed" in body and "Ruth Evans" in body and "Leah Brooks" not in body
+
+    export = await sam.says("aup status csv")
+    text = " ".join(export.texts)
+    assert "audience,version,name,email,status" in text
+    assert "staff,1,Leah Brooks,leah.brooks@oakfield.example,acknowledged" in text
+    assert "governor,1,Ben Carter,ben.carter@oakfield.example,outstanding" in text
+
+
+async def test_the_full_text_page_is_404_for_a_version_that_does_not_exist(harness: Harness) -> None:
+    for path in ("/aup/oakfield/staff/9", "/aup/oakfield/pupils/1", "/aup/nowhere/staff/1", "/aup/oakfield/staff/x"):
+        async with harness.http.get(f"{harness.url}{path}") as response:
+            assert response.status == 404, path
