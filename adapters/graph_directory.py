@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email.utils
 import logging
 import random
 import ssl
@@ -45,6 +44,7 @@ from bot.config import AppConfig, SchoolConfig
 from bot.people import Person, Role
 from bot.protocols import Clock
 from bot.settings import Settings
+from bot.work import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +100,7 @@ class StaffChanges:
 
 
 def _retry_after(headers: Any, now: dt.datetime) -> dt.timedelta | None:
-    value = headers.get("retry-after") if headers is not None else None
-    if not value:
-        return None
-    try:
-        return dt.timedelta(seconds=max(0.0, float(value)))
-    except ValueError:
-        pass
-    try:
-        return max(dt.timedelta(0), email.utils.parsedate_to_datetime(value) - now)
-    except (TypeError, ValueError):
-        return None
+    return parse_retry_after(headers.get("retry-after") if headers is not None else None, now)
 
 
 def _user(obj: Any) -> _User:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email.utils
 import logging
 import time
 from collections import defaultdict, deque
@@ -25,7 +24,7 @@ from msrest.exceptions import ClientRequestError
 from adapters.connector import ProactiveSender
 from bot.config import AppConfig
 from bot.protocols import Clock
-from bot.work import GiveUp, RetryLater, WorkItem
+from bot.work import GiveUp, RetryLater, WorkItem, parse_retry_after
 from storage.repos import ConversationRefs, SavedReference
 
 log = logging.getLogger(__name__)
@@ -63,19 +62,8 @@ class RateLimiter:
 
 
 def retry_after(headers: Any, now: dt.datetime) -> dt.timedelta | None:
-    """Parse Retry-After as seconds or an HTTP date."""
-    value = headers.get("Retry-After") if headers is not None else None
-    if not value:
-        return None
-    try:
-        return dt.timedelta(seconds=max(0.0, float(value)))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(dt.timedelta(0), when - now)
+    """Retry-After from the connector's response headers (case-insensitive)."""
+    return parse_retry_after(headers.get("Retry-After") if headers is not None else None, now)
 
 
 def message_activity(text: str | None, card: dict[str, Any] | None) -> Activity:

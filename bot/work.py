@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -46,3 +47,17 @@ def backoff_delay(attempts: int, rng: random.Random | None = None) -> dt.timedel
     rng = rng or random.Random()
     ceiling = min(MAX_DELAY.total_seconds(), BASE_DELAY.total_seconds() * (2 ** max(attempts - 1, 0)))
     return dt.timedelta(seconds=rng.uniform(BASE_DELAY.total_seconds(), max(ceiling, BASE_DELAY.total_seconds())))
+
+
+def parse_retry_after(value: str | None, now: dt.datetime) -> dt.timedelta | None:
+    """A Retry-After header as a delay: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return dt.timedelta(seconds=max(0.0, float(value)))
+    except ValueError:
+        pass
+    try:
+        return max(dt.timedelta(0), email.utils.parsedate_to_datetime(value) - now)
+    except (TypeError, ValueError):
+        return None
