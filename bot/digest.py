@@ -39,8 +39,8 @@ SEVERITIES = ("critical", "high", "medium", "low")
 STATUSES = ("new", "acknowledged", "in_progress", "escalated", "closed")
 STATUS_LABELS = {"new": "New", "acknowledged": "Acknowledged", "in_progress": "In progress",
                  "escalated": "Escalated", "closed": "Closed"}
-FILTER_ACTIONS = (("requested", ("requested",)), ("approved", ("approved",)), ("applied", ("applied",)),
-                  ("reverted", ("reverted", "expired")), ("declined", ("declined",)))
+FILTER_ACTIONS = (("Requested", ("requested",)), ("Approved", ("approved",)), ("Applied", ("applied",)),
+                  ("Ended or reverted", ("reverted", "expired")), ("Declined", ("declined",)))
 AUDIENCES = (("staff", "Staff"), ("governor", "Governors"), ("volunteer", "Volunteers"))
 
 Counts = dict[str, int]
@@ -51,10 +51,10 @@ class DigestSource(Protocol):
 
     async def incident_counts(self, school_id: str, start: dt.datetime, end: dt.datetime, column: str
                               ) -> Counts | None:
-        """Incidents reported in [start, end) grouped by one column (category_group, severity, status, outcome)."""
+        """Incidents reported in [start, end] grouped by one column (category_group, severity, status, outcome)."""
 
     async def sla_breaches(self, school_id: str, start: dt.datetime, end: dt.datetime) -> int | None:
-        """Incidents reported in [start, end) that missed their acknowledgement deadline."""
+        """Incidents reported in [start, end] that missed their acknowledgement deadline."""
 
     async def open_by_age(self, school_id: str, now: dt.datetime, bounds: list[dt.datetime]) -> list[int] | None:
         """Open (not closed) incidents counted into age buckets: reported after bounds[0], after bounds[1], ..."""
@@ -62,16 +62,16 @@ class DigestSource(Protocol):
     async def open_breached(self, school_id: str) -> int | None: ...
 
     async def weekly_counts(self, school_id: str, edges: list[dt.datetime]) -> list[int] | None:
-        """Incidents per window [edges[i], edges[i+1])."""
+        """Incidents per window [edges[i], edges[i+1]), the last one closed at its end."""
 
     async def filter_actions(self, school_id: str, start: dt.datetime, end: dt.datetime) -> Counts | None:
-        """Filter change-log entries in [start, end) grouped by action."""
+        """Filter change-log entries in [start, end] grouped by action."""
 
     async def aup_acknowledged(self, school_id: str, cycle: str) -> Counts | None:
         """Per audience, distinct people who agreed the audience's current version in this cycle."""
 
     async def reviews_completed(self, school_id: str, start: dt.datetime, end: dt.datetime) -> Counts | None:
-        """Reviews completed in [start, end) by kind."""
+        """Reviews completed in [start, end] by kind."""
 
 
 @dataclass(frozen=True)

@@ -277,6 +277,8 @@ class ReviewService:
             if label in item.reminders_sent:
                 return "already reminded"
             view = self.view(None, item, school)
+            if view is None or view.days_left < 0:
+                return "past its due date: the overdue notice covers it"
             owners = await self.directory.people_with_role(school.id, Role(item.owner_role))
             for person in owners:
                 await uow.notify.to_person(school.id, person.id, card=self.cards.build_reminder_card(view, school.tz),
@@ -296,6 +298,8 @@ class ReviewService:
             if item is None or not item.is_open:
                 return "review already done"
             view = self.view(None, item, school)
+            if view is None:
+                return "review kind no longer in the policy"
             heads = await self.directory.people_with_role(school.id, Role.HEADTEACHER)
             key = work.dedupe_key or f"review:{item.id}:overdue"
             for person in heads:

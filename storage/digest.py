@@ -53,12 +53,12 @@ class SqlDigestSource:
         key = incidents.c[column_name]
         rows = await self._rows(
             select(key, func.count()).where(incidents.c.school_id == school_id, incidents.c.reported_at >= start,
-                                            incidents.c.reported_at < end).group_by(key))
+                                            incidents.c.reported_at <= end).group_by(key))
         return None if rows is None else {k: n for k, n in rows}
 
     async def sla_breaches(self, school_id: str, start: dt.datetime, end: dt.datetime) -> int | None:
         rows = await self._rows(select(func.count()).where(
-            incidents.c.school_id == school_id, incidents.c.reported_at >= start, incidents.c.reported_at < end,
+            incidents.c.school_id == school_id, incidents.c.reported_at >= start, incidents.c.reported_at <= end,
             incidents.c.sla_breached.is_(True)))
         return None if rows is None else int(rows[0][0])
 
@@ -83,21 +83,20 @@ class SqlDigestSource:
     async def weekly_counts(self, school_id: str, edges: list[dt.datetime]) -> list[int] | None:
         reported = incidents.c.reported_at
         windows = len(edges) - 1
-        bucket = case(*[(reported < edges[i + 1], literal(i)) for i in range(windows)], else_=literal(windows))
+        bucket = case(*[(reported < edges[i + 1], literal(i)) for i in range(windows - 1)], else_=literal(windows - 1))
         inner = select(bucket.label("bucket")).where(
-            incidents.c.school_id == school_id, reported >= edges[0], reported < edges[-1]).subquery()
+            incidents.c.school_id == school_id, reported >= edges[0], reported <= edges[-1]).subquery()
         rows = await self._rows(select(inner.c.bucket, func.count()).group_by(inner.c.bucket))
         if rows is None:
             return None
         counts = [0] * windows
         for index, n in rows:
-            if int(index) < windows:
-                counts[int(index)] += n
+            counts[int(index)] += n
         return counts
 
     async def filter_actions(self, school_id: str, start: dt.datetime, end: dt.datetime) -> dict[str, int] | None:
         rows = await self._rows(select(filter_log.c.action, func.count()).where(
-            filter_log.c.school_id == school_id, filter_log.c.at >= start, filter_log.c.at < end,
+            filter_log.c.school_id == school_id, filter_log.c.at >= start, filter_log.c.at <= end,
         ).group_by(filter_log.c.action))
         return None if rows is None else {k: n for k, n in rows}
 
@@ -114,7 +113,7 @@ class SqlDigestSource:
 
     async def reviews_completed(self, school_id: str, start: dt.datetime, end: dt.datetime) -> dict[str, int] | None:
         rows = await self._rows(select(reviews.c.kind, func.count()).where(
-            reviews.c.school_id == school_id, reviews.c.completed_at >= start, reviews.c.completed_at < end,
+            reviews.c.school_id == school_id, reviews.c.completed_at >= start, reviews.c.completed_at <= end,
         ).group_by(reviews.c.kind))
         return None if rows is None else {k: n for k, n in rows}
 

@@ -42,6 +42,17 @@ def reminders_to(harness: Harness, name: str, words: str) -> list[str]:
     return [json.dumps(s.card) for s in harness.connector.to(conversation) if s.card and words in json.dumps(s.card)]
 
 
+async def received(harness: Harness, name: str, words: str, count: int) -> list[str]:
+    """Run what is due, wait until `name` has exactly `count` such cards (the app's own worker may be sending
+    too, woken by the last turn), and return them."""
+    await harness.run_due_work()
+    await harness.connector.wait_for(lambda _sent: len(reminders_to(harness, name, words)) >= count)
+    await harness.run_due_work()
+    found = reminders_to(harness, name, words)
+    assert len(found) == count, found
+    return found
+
+
 async def open_chats(harness: Harness, *names: str) -> None:
     for name in names:
         await harness.user(name).installs()
@@ -77,35 +88,30 @@ async def test_reminders_go_7_and_1_days_before_in_school_hours_then_overdue_wai
     await harness.run_due_work()
     assert reminders_to(harness, "Ruth Evans", "Incident log review") == []
     harness.clock.set(at(2026, 12, 11, 8, 0))
-    await harness.run_due_work()
     for name in GOVERNORS:
-        sent = reminders_to(harness, name, "Incident log review")
-        assert len(sent) == 1 and "due in 7 days" in sent[0]
+        sent = await received(harness, name, "Incident log review", 1)
+        assert "due in 7 days" in sent[0]
     harness.clock.set(at(2026, 12, 17, 8, 30))
-    await harness.run_due_work()
-    ruth = reminders_to(harness, "Ruth Evans", "Incident log review")
-    assert len(ruth) == 2 and "due tomorrow" in ruth[1]
+    ruth = await received(harness, "Ruth Evans", "Incident log review", 2)
+    assert "due tomorrow" in ruth[1]
     # Overdue from 19 December, a Saturday in the Christmas holiday: the Headteacher hears on the first day of term.
     harness.clock.set(at(2026, 12, 21, 10))
     await harness.run_due_work()
     assert reminders_to(harness, HEAD, "Overdue") == []
     harness.clock.set(at(2027, 1, 5, 8, 0))
-    await harness.run_due_work()
-    overdue = reminders_to(harness, HEAD, "Overdue")
-    assert len(overdue) == 1 and "Incident log review" in overdue[0]
+    overdue = await received(harness, HEAD, "Overdue", 1)
+    assert "Incident log review" in overdue[0]
     assert reminders_to(harness, "Ruth Evans", "Overdue") == []  # the escalation goes to the Headteacher only
     # And again a week later while it is still open.
     harness.clock.set(at(2027, 1, 12, 9))
-    await harness.run_due_work()
-    assert len(reminders_to(harness, HEAD, "Overdue")) == 2
+    await received(harness, HEAD, "Overdue", 2)
 
 
 async def test_30_day_reminder_for_an_annual_review(harness: Harness) -> None:
     await open_chats(harness, LEAD)
     harness.clock.set(at(2027, 8, 2, 9))  # 30 days before 1 September 2027 (a Monday, summer holiday)
-    await harness.run_due_work()
     # 2 August is in the summer holiday, after the last listed term: weekdays count again, so it goes.
-    sent = reminders_to(harness, LEAD, "due in 30 days")
+    sent = await received(harness, LEAD, "due in 30 days", 3)
     labels = {label for label in ("Online-safety policy review", "Filtering and monitoring review",
                                   "Acceptable Use Policy renewal") if any(label in s for s in sent)}
     assert len(sent) == 3 and len(labels) == 3
@@ -117,8 +123,7 @@ async def test_a_reminder_that_fell_due_while_the_bot_was_down_is_sent_once_when
     await harness.stop()
     harness.clock.set(at(2026, 12, 14, 11))  # the 7-day reminder was due on Friday 11th, while we were down
     await harness.start()
-    await harness.run_due_work()
-    assert len(reminders_to(harness, "Ruth Evans", "due in 4 days")) == 1
+    await received(harness, "Ruth Evans", "due in 4 days", 1)
     await harness.restart()
     await harness.run_due_work()
     assert len(reminders_to(harness, "Ruth Evans", "Incident log review")) == 1

@@ -1,0 +1,164 @@
+"""The weekly SLT digest and the governors' report: charts, counts only, on schedule, and once after downtime."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import insert
+
+from storage.incidents import IncidentRow
+from tests.support.harness import Harness
+from tests.test_incidents import submit_report
+
+SLT_CHANNEL = "19:oakfield-slt@thread.tacv2"
+SECRET_WORDS = ("JS, Year 8", "Mean messages", "Screenshots", "Year 8")
+
+
+def at(year: int, month: int, day: int, hour: int = 10, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=dt.UTC)
+
+
+def elements(node: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if "type" in node:
+            found.append(node)
+        for value in node.values():
+            found += elements(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += elements(value)
+    return found
+
+
+def chart(card: dict[str, Any], kind: str) -> dict[str, Any]:
+    charts = [e for e in elements(card) if e["type"] == kind]
+    assert len(charts) == 1, f"expected one {kind}"
+    return charts[0]
+
+
+def digest_card(cards: list[dict[str, Any]], title: str = "Weekly online-safety digest") -> dict[str, Any]:
+    found = [c for c in cards if c["body"] and c["body"][0].get("text") == title]
+    assert found, f"no {title} card"
+    return found[-1]
+
+
+def posted_digests(harness: Harness) -> list[dict[str, Any]]:
+    """Digest cards the bot posted to the SLT channel (the channel also got a welcome card on install)."""
+    return [s.card for s in harness.connector.to(SLT_CHANNEL)
+            if s.op == "send" and s.card and s.card["body"][0].get("text") == "Weekly online-safety digest"]
+
+
+async def digests_posted(harness: Harness, count: int) -> list[dict[str, Any]]:
+    """Run what is due and wait for exactly `count` digests in the channel (the app's own worker may post)."""
+    await harness.run_due_work()
+    await harness.connector.wait_for(lambda _sent: len(posted_digests(harness)) >= count)
+    await harness.run_due_work()
+    posts = posted_digests(harness)
+    assert len(posts) == count
+    return posts
+
+
+def assert_no_names(harness: Harness, card: dict[str, Any]) -> None:
+    body = json.dumps(card)
+    for person in harness.school.people:
+        assert person.name not in body and person.name.split()[0] not in body, person.name
+    for secret in SECRET_WORDS:
+        assert secret not in body
+
+
+async def old_incidents(harness: Harness, weeks_ago: list[int]) -> None:
+    """Earlier incidents, straight into the table, for the 12-week trend (reporting them would take minutes)."""
+    rows = [dict(school_id=harness.school.id, reference=f"ES-2026-9{i:03d}", reporter_id="x",
+                 reporter_name="Leah Brooks", reported_at=harness.clock.now() - dt.timedelta(weeks=w, hours=1),
+                 subject_kind="pupil", category="gambling", category_group="commerce", illegal=False, urgent=False,
+                 immediate_danger=False, severity="low", status="closed", outcome="resolved_in_school",
+                 recorded_actions=[], case_roles=[], viewer_ids=[], excluded_ids=[], sla_breached=False, version=1,
+                 complete=True) for i, w in enumerate(weeks_ago)]
+    async with harness.parts.engine.begin() as connection:
+        await connection.execute(insert(IncidentRow), rows)
+
+
+async def test_digest_now_shows_charts_of_this_weeks_figures_and_no_names(harness: Harness) -> None:
+    await submit_report(harness.user("Leah Brooks"))
+    await submit_report(harness.user("Leah Brooks"), group="commerce", category="gambling", what="Betting site")
+    await old_incidents(harness, [1, 1, 3, 11])
+    reply = await harness.user("Priya Shah").says("digest now")
+    card = digest_card(reply.cards)
+    assert len(json.dumps(card).encode()) < 40 * 1024
+    bars = chart(card, "Chart.VerticalBar")
+    by_group = {point["x"]: point["y"] for point in bars["data"]}
+    assert by_group["Conduct"] == 1 and by_group["Commerce"] == 1 and by_group["Illegal"] == 0
+    assert bars["fallback"]["type"] == "FactSet"
+    donut = chart(card, "Chart.Donut")
+    assert {d["legend"]: d["value"] for d in donut["data"]} == {"New": 2}
+    trend = chart(card, "Chart.Line")["data"][0]["values"]
+    assert len(trend) == 12 and [p["y"] for p in trend][-1] == 2 and sum(p["y"] for p in trend) == 6
+    body = json.dumps(card)
+    assert "2 incidents reported" in body and "Web filter changes" in body and "Reviews due" in body
+    assert_no_names(harness, card)
+
+
+async def test_the_digest_is_for_senior_staff_only(harness: Harness) -> None:
+    reply = await harness.user("Leah Brooks").says("digest now")
+    assert "not available to you" in " ".join(reply.texts)
+
+
+async def test_weekly_digest_posts_to_the_slt_channel_on_monday_at_0730_then_every_week(harness: Harness) -> None:
+    await harness.channel("slt").bot_added(by=harness.user("Priya Shah"))
+    await submit_report(harness.user("Leah Brooks"))
+    harness.clock.set(at(2026, 11, 30, 7, 29))
+    await harness.run_due_work()
+    assert posted_digests(harness) == []
+    harness.clock.set(at(2026, 11, 30, 7, 30))
+    posts = await digests_posted(harness, 1)
+    card = digest_card(posts)
+    assert chart(card, "Chart.VerticalBar") and chart(card, "Chart.Donut") and chart(card, "Chart.Line")
+    assert "1 incident reported" in json.dumps(card)
+    assert_no_names(harness, card)
+    harness.clock.set(at(2026, 12, 7, 7, 30))
+    posts = await digests_posted(harness, 2)
+    assert "0 incidents reported" in json.dumps(posts[1])
+
+
+async def test_a_digest_missed_while_the_bot_was_down_is_posted_once_when_it_is_back(harness: Harness) -> None:
+    await harness.channel("slt").bot_added(by=harness.user("Priya Shah"))
+    await harness.stop()
+    harness.clock.set(at(2026, 12, 1, 9))  # Tuesday: Monday's 07:30 slot passed while we were down
+    await harness.start()
+    await digests_posted(harness, 1)
+    await harness.restart()
+    await digests_posted(harness, 1)
+    harness.clock.set(at(2026, 12, 7, 7, 30))  # and the schedule carries on from there
+    await digests_posted(harness, 2)
+
+
+async def test_governors_report_card_csv_and_markdown_carry_counts_not_names(harness: Harness) -> None:
+    await submit_report(harness.user("Leah Brooks"))
+    await old_incidents(harness, [4, 30])  # one this term, one from before it began
+    ruth = harness.user("Ruth Evans")
+    card = digest_card((await ruth.says("governors report")).cards, "Governors' termly online-safety report")
+    body = json.dumps(card)
+    assert "Autumn 2026" in body and "Resolved in school" in body and "Still open" in body
+    assert {p["x"]: p["y"] for p in chart(card, "Chart.VerticalBar")["data"]}["Commerce"] == 1
+    assert "Chart.Line" not in body
+    assert_no_names(harness, card)
+    csv_reply = " ".join((await ruth.says("governors report csv")).texts)
+    assert "section,item,count" in csv_reply and "Incidents by category group,Conduct,1" in csv_reply
+    markdown = " ".join((await ruth.says("governors report markdown")).texts)
+    assert "# Governors' termly online-safety report" in markdown and "| Commerce | 1 |" in markdown
+    for text in (csv_reply, markdown):
+        assert "Leah" not in text and "JS, Year 8" not in text
+
+
+async def test_filter_changes_and_aup_figures_appear_as_counts(harness: Harness) -> None:
+    from tests.test_filtering import ask
+
+    await ask(harness.user("Leah Brooks"))
+    card = digest_card((await harness.user("Priya Shah").says("digest now")).cards)
+    facts = {f["title"]: f["value"] for e in elements(card) if e["type"] == "FactSet" for f in e["facts"]}
+    assert facts["Requested"] == "1" and facts["Approved"] == "0"
+    assert facts["Staff"].endswith("(0%)") and " of 8 " in facts["Staff"]
+    assert_no_names(harness, card)
