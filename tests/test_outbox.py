@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.utils
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -94,6 +95,32 @@ async def test_429_waits_exactly_as_long_as_retry_after_says(quiet: Harness, clo
     clock.advance(seconds=1)
     assert await quiet.run_due_work() == 1
     assert _texts_to(quiet, "Leah Brooks") == ["After the throttle."]
+
+
+async def test_429_retry_after_as_an_http_date(quiet: Harness, clock: SettableClock) -> None:
+    person = await _met(quiet, "Leah Brooks")
+    await _queue_to(quiet, person, "After the dated throttle.")
+    when = clock.now() + dt.timedelta(minutes=2)
+    quiet.connector.fail_next(429, headers={"Retry-After": email.utils.format_datetime(when, usegmt=True)})
+    await quiet.run_due_work()
+    [item] = await _sends(quiet)
+    assert item.status == "pending" and item.run_at == when
+    clock.set(when)
+    assert await quiet.run_due_work() == 1
+    assert _texts_to(quiet, "Leah Brooks") == ["After the dated throttle."]
+
+
+async def test_429_without_retry_after_backs_off(quiet: Harness, clock: SettableClock) -> None:
+    person = await _met(quiet, "Leah Brooks")
+    await _queue_to(quiet, person, "Eventually.")
+    quiet.connector.fail_next(429)
+    before = clock.now()
+    await quiet.run_due_work()
+    [item] = await _sends(quiet)
+    assert item.status == "pending" and item.run_at > before
+    assert await quiet.run_due_work() == 0
+    clock.set(item.run_at)
+    assert await quiet.run_due_work() == 1
 
 
 @pytest.mark.parametrize("status", [412, 502, 503, 504])
