@@ -82,7 +82,7 @@ class AupCompliance:
 
     @property
     def percent(self) -> int:
-        return round(100 * self.acknowledged / self.expected) if self.expected else 100
+        return (200 * self.acknowledged + self.expected) // (2 * self.expected) if self.expected else 100  # half up
 
 
 @dataclass(frozen=True)

@@ -160,5 +160,19 @@ async def test_filter_changes_and_aup_figures_appear_as_counts(harness: Harness)
     card = digest_card((await harness.user("Priya Shah").says("digest now")).cards)
     facts = {f["title"]: f["value"] for e in elements(card) if e["type"] == "FactSet" for f in e["facts"]}
     assert facts["Requested"] == "1" and facts["Approved"] == "0"
-    assert facts["Staff"].endswith("(0%)") and " of 8 " in facts["Staff"]
+    assert facts["Staff"] == "0 of 8 (0%)"
     assert_no_names(harness, card)
+
+    await acknowledge_aup(harness.user("Tom Reed"))
+    card = digest_card((await harness.user("Priya Shah").says("digest now")).cards)
+    facts = {f["title"]: f["value"] for e in elements(card) if e["type"] == "FactSet" for f in e["facts"]}
+    assert facts["Staff"] == "1 of 8 (13%)"
+    assert_no_names(harness, card)
+
+
+async def acknowledge_aup(user: Any) -> None:
+    """The person types `aup`, ticks both boxes and submits, as the AUP card asks."""
+    cards = [c for c in (await user.says("aup")).cards if "aup.acknowledge" in json.dumps(c)]
+    data = dict(cards[0]["actions"][0]["data"])
+    reply = await user.executes("aup.acknowledge", {**data, "read_kcsie": "true", "agree": "true"})
+    assert "recorded" in json.dumps(reply.invoke_card)
