@@ -38,6 +38,8 @@ SWEEP_KIND = "aup.sweep"
 REMIND_KIND = "aup.remind"
 ESCALATE_KIND = "aup.escalate"
 RENEWAL_KIND = "aup.renewal"
+DELIVER_KIND = "aup.deliver"
+FIRST_CONTACT_DELAY = dt.timedelta(minutes=1)
 ACK_VERB = "aup.acknowledge"
 PUBLISH_VERB = "aup.publish"
 STATUS_READERS = frozenset({Role.ONLINE_SAFETY_LEAD, Role.SLT, Role.HEADTEACHER})
@@ -227,7 +229,7 @@ class AupRequest:
     owed_since: dt.datetime
     reminders_sent: int = 0
     escalated_at: dt.datetime | None = None
-    nudged_on: str | None = None  # the school-local date the card was last shown after one of their messages
+    last_card: str | None = None  # the outbox dedupe key of the latest card sent for this request
     acknowledged_at: dt.datetime | None = None
 
 
@@ -472,9 +474,7 @@ class AupService:
             return request
         key = f"{school.id}:{person.id}:{document.audience}:v{document.version}:{cycle}"
         if proactive:
-            await uow.notify.to_person(school.id, person.id, card=self._card(document, first_name=person.first_name),
-                                       text="Please read and acknowledge the Acceptable Use Policy.",
-                                       dedupe_key=f"aup.card:{key}")
+            await self._send_card(uow, person, document, request, f"aup.card:{key}")
         payload = {"person_id": person.id, "audience": document.audience.value, "version": document.version,
                    "cycle": cycle}
         config = school.aup
@@ -530,37 +530,46 @@ class AupService:
             if ack is not None:
                 return None, self.cards.acknowledged(document, ack, link=self.link(
                     actor.school_id, document.audience, document.version), tz=actor.school.tz)
-            request = await self._ask(uow, actor.school, actor.person, document, self._cycle(actor.school),
-                                      proactive=False)
-            if request is not None:  # shown now, so no second copy after this message
-                today = self.clock.now().astimezone(actor.school.tz).date().isoformat()
-                await uow.aup.update_request(request.id, nudged_on=today)
+            await self._ask(uow, actor.school, actor.person, document, self._cycle(actor.school), proactive=False)
             return None, self._card(document, first_name=actor.person.first_name)
 
+    async def _send_card(self, uow: Any, person: Person, document: AupDocument, request: AupRequest, key: str, *,
+                         notice: str | None = None, text: str | None = None) -> None:
+        await uow.notify.to_person(request.school_id, person.id, card=self._card(
+            document, first_name=person.first_name, notice=notice),
+            text=text or "Please read and acknowledge the Acceptable Use Policy.", dedupe_key=key)
+        await uow.aup.update_request(request.id, last_card=key)
+
     async def follow_up(self, actor: Actor) -> dict[str, Any] | None:
-        """After someone's own message: the card they still owe, at most once a day."""
+        """First contact from someone who owes: their card follows through the outbox a minute after our reply.
+
+        Also when the last card we queued could not be delivered (they had not opened the app then). The card
+        comes as its own message rather than inside the reply, so it never hides what they asked for.
+        """
         if actor.conversation_kind != "personal" or audience_for(actor.person) is None:
             return None
-        today = self.clock.now().astimezone(actor.school.tz).date().isoformat()
+        school = actor.school
         async with self.uow() as uow:
-            document, ack = await self._owed(uow, actor.school, actor.person)
+            document, ack = await self._owed(uow, school, actor.person)
             if document is None or ack is not None:
                 return None
-            cycle = self._cycle(actor.school)
-            request = await self._ask(uow, actor.school, actor.person, document, cycle, proactive=False)
-            if request is None or request.nudged_on == today:
+            cycle = self._cycle(school)
+            before = await uow.aup.request(school.id, actor.person.id, document.audience, document.version, cycle)
+            request = await self._ask(uow, school, actor.person, document, cycle, proactive=False)
+            if request is None:
                 return None
-            last_card = _last_card_key(request)
-            state = await uow.aup.send_state(last_card)
-            if state is not None:
-                status, queued_at = state
-                if status == "done" and queued_at.astimezone(actor.school.tz).date().isoformat() == today:
-                    return None  # they had the card in this chat today already
-                if status == "pending":
-                    await uow.work.cancel(last_card)  # show it here instead of a second copy from the outbox
-            await uow.aup.update_request(request.id, nudged_on=today)
-            return self._card(document, first_name=actor.person.first_name,
-                              notice="Before you go: you still need to acknowledge this policy.")
+            if before is not None:
+                if request.last_card is None:
+                    return None  # they opened it with `aup`, or a delivery is already on its way
+                state = await uow.aup.send_state(request.last_card)
+                if state is None or state[0] not in ("failed", "cancelled"):
+                    return None  # delivered, or still to be sent
+            now = self.clock.now()
+            today = now.astimezone(school.tz).date().isoformat()
+            await uow.work.schedule(school.id, DELIVER_KIND, now + FIRST_CONTACT_DELAY, {
+                "person_id": actor.person.id, "audience": document.audience.value, "version": document.version,
+                "cycle": cycle}, dedupe_key=f"{DELIVER_KIND}:{_request_key(request)}:{today}")
+        return None
 
     async def acknowledge(self, actor: Actor, data: dict[str, Any]) -> CardReply:
         """Record an acknowledgement of the current version, once; anything else gets the right card back."""
@@ -727,11 +736,9 @@ class AupService:
             number = int(item.payload.get("number", 1))
             key = f"{school.id}:{person.id}:{document.audience}:v{document.version}:{item.payload['cycle']}"
             since = request.owed_since.astimezone(school.tz).strftime("%d %B")
-            await uow.notify.to_person(school.id, person.id, card=self._card(
-                document, first_name=person.first_name,
-                notice=f"Reminder: we first asked you on {since}. It takes a few minutes."),
-                text="Reminder: please acknowledge the Acceptable Use Policy.",
-                dedupe_key=f"aup.reminder:{key}:{number}")
+            await self._send_card(uow, person, document, request, f"aup.reminder:{key}:{number}",
+                                  notice=f"Reminder: we first asked you on {since}. It takes a few minutes.",
+                                  text="Reminder: please acknowledge the Acceptable Use Policy.")
             await uow.aup.update_request(request.id, reminders_sent=request.reminders_sent + 1)
             await uow.work.schedule(
                 school.id, REMIND_KIND, self.clock.now() + dt.timedelta(days=school.aup.reminder_every_days),
@@ -739,6 +746,17 @@ class AupService:
             await uow.audit.record(school.id, None, "reminded", "aup_acknowledgement", person.id,
                                    {"version": document.version, "number": number})
         return f"reminder {number}"
+
+    async def run_delivery(self, item: WorkItem) -> str:
+        """The card for someone who made first contact (or whose earlier card could not be delivered)."""
+        async with self.uow() as uow:
+            owed = await self._still_owed(uow, item)
+            if owed is None:
+                return "no longer owed"
+            school, person, document, request = owed
+            today = self.clock.now().astimezone(school.tz).date().isoformat()
+            await self._send_card(uow, person, document, request, f"aup.card:{_request_key(request)}:{today}")
+        return "card queued"
 
     async def run_escalation(self, item: WorkItem) -> str:
         async with self.uow() as uow:
@@ -777,13 +795,6 @@ class AupService:
 
 def _request_key(request: AupRequest) -> str:
     return f"{request.school_id}:{request.person_id}:{request.audience}:v{request.version}:{request.cycle}"
-
-
-def _last_card_key(request: AupRequest) -> str:
-    """The outbox dedupe key of the latest card sent for a request: the first card, or the latest reminder."""
-    if request.reminders_sent:
-        return f"aup.reminder:{_request_key(request)}:{request.reminders_sent}"
-    return f"aup.card:{_request_key(request)}"
 
 
 def _ticked(value: Any) -> bool:

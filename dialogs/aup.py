@@ -12,6 +12,7 @@ from typing import Any
 from bot.actor import Actor, CardAction, Command, Turn
 from bot.aup import (
     ACK_VERB,
+    DELIVER_KIND,
     ESCALATE_KIND,
     PUBLISH_VERB,
     PUBLISHERS,
@@ -117,3 +118,4 @@ def install(wiring: Wiring) -> None:
     wiring.work.register(RENEWAL_KIND, service.run_renewal)
     wiring.work.register(REMIND_KIND, service.run_reminder)
     wiring.work.register(ESCALATE_KIND, service.run_escalation)
+    wiring.work.register(DELIVER_KIND, service.run_delivery)

@@ -63,7 +63,7 @@ class AupRequestRow(Base):
     owed_since: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
     escalated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
-    nudged_on: Mapped[str | None] = mapped_column(String(10))
+    last_card: Mapped[str | None] = mapped_column(String(255))
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
@@ -79,7 +79,7 @@ def _ack(row: AupAcknowledgementRow) -> Acknowledgement:
 
 def _request(row: AupRequestRow) -> AupRequest:
     return AupRequest(row.id, row.school_id, row.person_id, Audience(row.audience), row.version, row.cycle,
-                      row.owed_since, row.reminders_sent, row.escalated_at, row.nudged_on, row.acknowledged_at)
+                      row.owed_since, row.reminders_sent, row.escalated_at, row.last_card, row.acknowledged_at)
 
 
 class SqlAup:
@@ -182,7 +182,7 @@ class SqlAup:
         return (row.status, row.created_at) if row else None
 
     async def update_request(self, request_id: int, **changes: Any) -> None:
-        allowed = {"reminders_sent", "escalated_at", "nudged_on", "acknowledged_at"}
+        allowed = {"reminders_sent", "escalated_at", "last_card", "acknowledged_at"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"cannot change {sorted(unknown)} on an AUP request")

@@ -5,12 +5,25 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
+
+from adapters.clock import SettableClock
 from tests.conftest import START
-from tests.support.harness import Harness
+from tests.support.harness import Harness, start_harness
 
 SUBMIT = "aup.acknowledge"
+
+
+@pytest.fixture
+async def harness(database_url: str, clock: SettableClock, tmp_path: Path) -> AsyncIterator[Harness]:
+    """The whole app on SQLite and PostgreSQL, its background worker off: only run_due_work() runs due work."""
+    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
+                             worker_enabled=False) as running:
+        yield running
 
 
 def _aup_cards(sent) -> list[dict]:  # noqa: ANN001
@@ -23,13 +36,27 @@ def _submit_data(card: dict) -> dict:
     return dict(action["data"])
 
 
-async def test_first_contact_shows_the_card_with_sections_link_and_required_confirmations(harness: Harness) -> None:
-    reply = await harness.user("Leah Brooks").installs()
-    cards = _aup_cards(reply.sent)
+async def _card(user) -> dict:  # noqa: ANN001
+    """The person types `aup` and gets the card to acknowledge."""
+    cards = _aup_cards((await user.says("aup")).sent)
     assert len(cards) == 1
-    card = cards[0]
+    return cards[0]
+
+
+def _cards_to(harness: Harness, user) -> list[dict]:  # noqa: ANN001
+    return _aup_cards(harness.connector.to(user.conversation_id))
+
+
+async def test_first_contact_gets_the_card_after_the_reply_with_sections_link_and_confirmations(
+        harness: Harness) -> None:
+    leah = harness.user("Leah Brooks")
+    reply = await leah.installs()
+    assert "Welcome, Leah" in json.dumps(reply.card) and not _aup_cards(reply.sent)
+    harness.clock.advance(minutes=1)
+    await harness.run_due_work()
+    [card] = await harness.connector.wait_for(lambda _: _cards_to(harness, leah))
     body = json.dumps(card)
-    assert "Staff Acceptable Use Policy" in body and "Version 1" in body
+    assert "Staff Acceptable Use Policy" in body and "Version 1" in body and "Hello Leah" in body
     toggles = [b for b in card["body"] if b["type"] == "Input.Toggle"]
     assert {t["id"] for t in toggles} == {"read_kcsie", "agree"}
     assert all(t["isRequired"] and t["errorMessage"] for t in toggles)
@@ -39,6 +66,11 @@ async def test_first_contact_shows_the_card_with_sections_link_and_required_conf
     fallback = card["actions"][0]["fallback"]
     assert fallback["type"] == "Action.Submit" and fallback["data"]["verb"] == SUBMIT
     assert len(json.dumps(card).encode()) < 40 * 1024
+
+    await leah.says("help")  # more messages do not bring more copies
+    harness.clock.advance(days=1)
+    await harness.run_due_work()
+    assert len(_cards_to(harness, leah)) == 1
 
 
 def _reminders(harness: Harness, user) -> list:  # noqa: ANN001
@@ -60,7 +92,7 @@ def _ticked(card: dict) -> dict:
 
 async def test_acknowledging_records_version_confirmations_time_and_hash_of_the_text_shown(harness: Harness) -> None:
     leah = harness.user("Leah Brooks")
-    card = _aup_cards((await leah.installs()).sent)[0]
+    card = await _card(leah)
     link = next(a["url"] for b in card["body"] if b["type"] == "ActionSet" for a in b["actions"]
                 if a["type"] == "Action.OpenUrl")
     path = urlparse(link).path
@@ -88,7 +120,7 @@ async def test_acknowledging_records_version_confirmations_time_and_hash_of_the_
 
 async def test_a_double_submit_records_once_and_the_fallback_submit_reaches_the_same_handler(harness: Harness) -> None:
     leah = harness.user("Leah Brooks")
-    card = _aup_cards((await leah.installs()).sent)[0]
+    card = await _card(leah)
     first = await leah.submits({"verb": SUBMIT, **_ticked(card)})  # Action.Submit fallback
     assert "Your acknowledgement is recorded" in json.dumps(first.card)
     harness.clock.advance(minutes=5)
@@ -100,7 +132,7 @@ async def test_a_double_submit_records_once_and_the_fallback_submit_reaches_the_
 
 async def test_an_unticked_confirmation_is_refused_kindly_and_nothing_is_recorded(harness: Harness) -> None:
     leah = harness.user("Leah Brooks")
-    card = _aup_cards((await leah.installs()).sent)[0]
+    card = await _card(leah)
     reply = await leah.executes(SUBMIT, {**_submit_data(card), "read_kcsie": "false", "agree": "true"})
     assert reply.status == 200
     assert "Please tick both boxes" in json.dumps(reply.invoke_card)
@@ -110,7 +142,7 @@ async def test_an_unticked_confirmation_is_refused_kindly_and_nothing_is_recorde
 
 async def test_publish_makes_a_new_version_current_and_everyone_owes_it_again(harness: Harness) -> None:
     leah, sam = harness.user("Leah Brooks"), harness.user("Sam Patel")
-    old_card = _aup_cards((await leah.installs()).sent)[0]
+    old_card = await _card(leah)
     await leah.executes(SUBMIT, _ticked(old_card))
     await sam.installs()
     await harness.run_due_work()
@@ -176,7 +208,7 @@ async def test_reminders_then_the_line_manager_and_online_safety_lead_are_told(h
 
 async def test_annual_renewal_asks_everyone_again_for_the_current_version(harness: Harness) -> None:
     leah = harness.user("Leah Brooks")
-    card = _aup_cards((await leah.installs()).sent)[0]
+    card = await _card(leah)
     await leah.executes(SUBMIT, _ticked(card))
     await harness.run_due_work()
     before = len(_aup_cards(harness.connector.to(leah.conversation_id)))
@@ -198,7 +230,7 @@ async def test_annual_renewal_asks_everyone_again_for_the_current_version(harnes
 
 async def test_status_report_shows_percentages_outstanding_names_and_a_csv_export(harness: Harness) -> None:
     leah, sam = harness.user("Leah Brooks"), harness.user("Sam Patel")
-    card = _aup_cards((await leah.installs()).sent)[0]
+    card = await _card(leah)
     await leah.executes(SUBMIT, _ticked(card))
     await harness.run_due_work()
 

@@ -61,7 +61,7 @@ def upgrade() -> None:
         sa.Column("owed_since", sa.DateTime(timezone=True), nullable=False),
         sa.Column("reminders_sent", sa.Integer(), nullable=False),
         sa.Column("escalated_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("nudged_on", sa.String(10), nullable=True),
+        sa.Column("last_card", sa.String(255), nullable=True),
         sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("school_id", "person_id", "audience", "version", "cycle", name="uq_aup_requests_once"),
