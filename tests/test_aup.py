@@ -254,3 +254,34 @@ async def test_the_full_text_page_is_404_for_a_version_that_does_not_exist(harne
     for path in ("/aup/oakfield/staff/9", "/aup/oakfield/pupils/1", "/aup/nowhere/staff/1", "/aup/oakfield/staff/x"):
         async with harness.http.get(f"{harness.url}{path}") as response:
             assert response.status == 404, path
+
+
+async def test_a_newcomer_is_picked_up_by_the_daily_directory_check_and_gets_the_card_on_first_contact(
+        harness: Harness) -> None:
+    from bot.config import AppConfig, PersonConfig
+    from bot.people import Role
+
+    await harness.run_due_work()
+    school = harness.school
+    newcomer = PersonConfig(id="00000000-0000-4000-8000-000000000099", name="Nina Wood",
+                            email="nina.wood@oakfield.example", roles=[Role.STAFF],
+                            line_manager=harness.person_id("Grace Okafor"))
+    harness.config = AppConfig(schools=[school.model_copy(update={"people": [*school.people, newcomer]})],
+                               dev_default_school=harness.config.dev_default_school)
+    await harness.restart()  # the directory now knows her, as after a sync from the school's records
+
+    harness.clock.advance(days=1)
+    await harness.run_due_work()  # the daily check asks her (she has not opened the app, so it cannot reach her)
+    status = json.dumps((await harness.user("Sam Patel").says("aup status")).card)
+    assert "Nina Wood: asked 24 Nov" in status
+    assert "1 of 9" not in status and "0 of 9" in status
+
+    nina = harness.user("Nina Wood")
+    reply = await nina.says("hello")
+    assert not _aup_cards(reply.sent)
+    harness.clock.advance(minutes=1)
+    await harness.run_due_work()
+    [card] = await harness.connector.wait_for(lambda _: _cards_to(harness, nina))
+    await nina.executes(SUBMIT, _ticked(card))
+    status = json.dumps((await harness.user("Sam Patel").says("aup status")).card)
+    assert "1 of 9" in status and "Nina Wood" not in status
