@@ -279,7 +279,8 @@ class ReviewService:
             view = self.view(None, item, school)
             if view is None or view.days_left < 0:
                 return "past its due date: the overdue notice covers it"
-            owners = await self.directory.people_with_role(school.id, Role(item.owner_role))
+            owners = await self.directory.people_with_role(school.id, Role(item.owner_role)) or \
+                await self.directory.people_with_role(school.id, Role.ONLINE_SAFETY_LEAD)  # nobody holds the role
             for person in owners:
                 await uow.notify.to_person(school.id, person.id, card=self.cards.build_reminder_card(view, school.tz),
                                            dedupe_key=f"{remind_key(item, days)}:{person.id}")
