@@ -29,8 +29,9 @@ test: venv system-deps
 lint: venv
 	@$(PY) -m ruff check .
 
-bench: venv
+bench: venv system-deps
 	@$(PY) -m tests.bench
+	@$(PY) -m tests.bench_digest
 
 package: venv
 	@$(PY) -m manifest.package
