@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import html
 import io
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,8 @@ from bot.config import AupConfig, SchoolConfig
 from bot.people import Person, Role
 from bot.protocols import Clock, Directory
 from bot.work import WorkItem
+
+log = logging.getLogger(__name__)
 
 SWEEP_KIND = "aup.sweep"
 REMIND_KIND = "aup.remind"
@@ -327,6 +330,23 @@ def status_csv(report: StatusReport, tz: ZoneInfo) -> str:
     return out.getvalue()
 
 
+CSV_MAX_CHARS = 20_000  # a Teams message holds about 28 KB; leave room for the words around the CSV
+
+
+def csv_parts(body: str, max_chars: int = CSV_MAX_CHARS) -> list[str]:
+    """Split a CSV into pieces that each fit one Teams message, each starting with the header row."""
+    header, *rows = body.splitlines(keepends=True)
+    parts: list[str] = []
+    current = header
+    for row in rows:
+        if len(current) + len(row) > max_chars and current != header:
+            parts.append(current)
+            current = header
+        current += row
+    parts.append(current)
+    return parts
+
+
 def _csv_safe(value: str) -> str:
     """Stop a spreadsheet treating a name as a formula."""
     return "'" + value if value[:1] in ("=", "+", "-", "@") else value
@@ -425,7 +445,11 @@ class AupService:
         added: list[AupDocument] = []
         async with self.uow() as uow:
             for audience in Audience:
-                parsed = self._parsed_source(audience)
+                try:
+                    parsed = self._parsed_source(audience)
+                except AupFormatError as exc:  # keep the app up; the stored version stays current
+                    log.error("AUP file for %s cannot be imported: %s", audience.value, exc)
+                    continue
                 if parsed is None:
                     continue
                 current = await uow.aup.current(school.id, audience)

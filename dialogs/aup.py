@@ -23,6 +23,7 @@ from bot.aup import (
     Audience,
     AupService,
     Cards,
+    csv_parts,
     parse_audience,
     render_html,
     status_csv,
@@ -67,9 +68,11 @@ def install(wiring: Wiring) -> None:
     async def status(turn: Turn, args: str) -> None:
         report = await service.status(turn.actor)
         if args.strip().lower() in ("csv", "export"):
-            body = status_csv(report, turn.actor.school.tz)
-            await turn.say("Acceptable Use Policy acknowledgements for everyone who owes one, as CSV. Copy the "
-                           f"block below into a file ending .csv to open it in Excel.\n\n```\n{body}```")
+            parts = csv_parts(status_csv(report, turn.actor.school.tz))
+            for number, body in enumerate(parts, start=1):
+                part = f" (part {number} of {len(parts)})" if len(parts) > 1 else ""
+                await turn.say(f"Acceptable Use Policy acknowledgements{part}, as CSV. Copy the block below into a "
+                               f"file ending .csv to open it in Excel.\n\n```\n{body}```")
             return
         await turn.say(card=build_status_card(report, tz=turn.actor.school.tz))
 

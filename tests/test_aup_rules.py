@@ -17,6 +17,7 @@ from bot.aup import (
     StatusLine,
     StatusReport,
     audience_for,
+    csv_parts,
     cycle_key,
     cycle_start,
     next_renewal,
@@ -105,3 +106,10 @@ def test_csv_and_status_card_keep_names_safe_and_counts_right() -> None:
     assert "'=HYPERLINK(x)" in csv_text and "staff,1,Ann Lee,ann@b.example,acknowledged" in csv_text
     card = json.dumps(build_status_card(report, tz=LONDON))
     assert "50% acknowledged, 1 of 2" in card and "escalated" in card
+
+
+def test_a_long_csv_is_split_into_message_sized_parts_each_with_the_header() -> None:
+    body = "a,b\n" + "".join(f"{i},{'x' * 90}\n" for i in range(1000))
+    parts = csv_parts(body, max_chars=20_000)
+    assert len(parts) > 1 and all(len(p) <= 20_000 and p.startswith("a,b\n") for p in parts)
+    assert sum(len(p.splitlines()) - 1 for p in parts) == 1000
