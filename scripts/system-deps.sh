@@ -21,3 +21,6 @@ fi
 if [ -f tools/playground/package.json ] && [ ! -d tools/playground/node_modules ]; then
   (cd tools/playground && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
+if [ -f tools/validators/package.json ] && [ ! -d tools/validators/node_modules ]; then
+  (cd tools/validators && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

@@ -1,0 +1,222 @@
+"""Every card the bot sends, built by the pure builders in bot/cards/ from fixture data (no I/O).
+
+`all_cards()` returns {name: card}. `BUILDERS_COVERED` names each builder used, so a test can fail when someone adds
+a builder to bot/cards/ without a fixture here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.aup import (
+    Acknowledgement,
+    Audience,
+    AudienceStatus,
+    AupDocument,
+    Preview,
+    StatusLine,
+    StatusReport,
+    parse_markdown,
+    with_version,
+)
+from bot.cards import aup as aup_cards
+from bot.cards import digest as digest_cards
+from bot.cards import filtering as filtering_cards
+from bot.cards import help as help_cards
+from bot.cards import incident as incident_cards
+from bot.cards import reviews as review_cards
+from bot.cards.help import CommandHelp
+from bot.cards.incident import CaseView, Labels, Option, ReportAnswers
+from bot.digest import AupCompliance, Figures, ReviewDue
+from bot.filtering import Draft, FilterRequest, LogEntry
+from bot.incidents import Event, Incident, IncidentSummary, Status
+from bot.people import Person, Role
+from bot.policy import load_policy
+from bot.reviews import ReviewItem, ReviewView
+
+ROOT = Path(__file__).resolve().parents[2]
+TZ = ZoneInfo("Europe/London")
+NOW = dt.datetime(2026, 11, 23, 10, 30, tzinfo=dt.UTC)
+PRIYA = "00000000-0000-4000-8000-000000000001"
+LEAH = "00000000-0000-4000-8000-000000000009"
+SAM = "00000000-0000-4000-8000-000000000004"
+ALEX = "00000000-0000-4000-8000-000000000005"
+COMMANDS = [
+    CommandHelp("report", "Report a concern", "Tell the safeguarding team about an online-safety worry."),
+    CommandHelp("my reports", "My reports", "See where your reports have got to."),
+    CommandHelp("filter", "Ask for a filter change", "Unblock or block a site for a lesson."),
+    CommandHelp("aup", "Acceptable use", "Read and agree to the acceptable use policy."),
+    CommandHelp("reviews", "Review calendar", "See which reviews fall due next."),
+]
+
+BUILDERS_COVERED: set[str] = set()
+
+
+def _use(module: Any, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    BUILDERS_COVERED.add(f"{module.__name__}.{name}")
+    return getattr(module, name)(*args, **kwargs)
+
+
+def _incident(status: Status = Status.IN_PROGRESS, *, urgent: bool = False) -> Incident:
+    events = [
+        Event(NOW - dt.timedelta(minutes=50), LEAH, "Leah Brooks", "reported", None),
+        Event(NOW - dt.timedelta(minutes=40), PRIYA, "Priya Shah", "acknowledged", None),
+        Event(NOW - dt.timedelta(minutes=20), PRIYA, "Priya Shah", "action", "Spoke to the class teacher"),
+        Event(NOW - dt.timedelta(minutes=5), PRIYA, "Priya Shah", "note", "Parents will be called after school"),
+    ]
+    return Incident(
+        id=42, school_id="oakfield", reference="ES-2026-0042", reporter_id=LEAH, reporter_name="Leah Brooks",
+        reported_at=NOW - dt.timedelta(minutes=50), subject_kind="pupil", category="cyberbullying",
+        category_group="conduct", illegal=False, urgent=urgent, immediate_danger=False,
+        severity="high" if not urgent else "critical", location="online", occurred="Yesterday evening",
+        subjects="A Year 6 pupil", narrative="Unkind messages in a class group chat, shared with the teacher.",
+        evidence="Screenshots on the class teacher's school laptop", actions_taken="Told the pupil to save messages",
+        complete=True, status=status, owner_id=PRIYA, owner_name="Priya Shah",
+        outcome="Resolved with parents" if status == Status.CLOSED else None,
+        recorded_actions=["Referred to the class teacher"], case_roles=("dsl", "deputy_dsl"), viewer_ids=(PRIYA,),
+        excluded_ids=(), acknowledged_at=NOW - dt.timedelta(minutes=40),
+        closed_at=NOW if status == Status.CLOSED else None, sla_breached=False, version=4, events=events)
+
+
+def _request(status: str = "pending", **changes: Any) -> FilterRequest:
+    values: dict[str, Any] = dict(
+        id=1, school_id="oakfield", reference="FR-0001", kind="unblock", url="https://www.bbc.co.uk/bitesize",
+        domain="bbc.co.uk", audience="year_groups", year_groups=("Year 5", "Year 6"),
+        reason="Year 6 science lesson on the water cycle", lesson_date=dt.date(2026, 11, 24),
+        until=dt.datetime(2026, 11, 24, 15, 30, tzinfo=dt.UTC), previewed=True, categories=("education",),
+        needs_headteacher=False, status=status, requester_id=LEAH, requester_name="Leah Brooks",
+        created_at=NOW - dt.timedelta(hours=1))
+    values.update(changes)
+    return FilterRequest(**values)
+
+
+def _aup_document() -> AupDocument:
+    text = (ROOT / "config" / "aup" / "staff.md").read_text(encoding="utf-8")
+    return AupDocument(
+        school_id="oakfield", audience=Audience.STAFF, version=3, title="Staff acceptable use policy",
+        summary="How staff use school devices, email and the internet safely.", text=text,
+        sha256=hashlib.sha256(text.encode()).hexdigest(), published_at=NOW - dt.timedelta(days=30), published_by=SAM)
+
+
+def _review_view(policy: Any, *, days_left: int = 7, done: bool = False) -> ReviewView:
+    kind = policy.reviews[0]
+    due = (NOW + dt.timedelta(days=days_left)).date()
+    item = ReviewItem(
+        id=1, school_id="oakfield", kind=kind.key, due_on=due, owner_role=kind.owner_role.value,
+        reminders_sent=("30",), created_at=NOW - dt.timedelta(days=300),
+        completed_at=NOW if done else None, completed_by=SAM if done else None,
+        notes="Checked with governors" if done else None,
+        next_due_on=due.replace(year=due.year + 1) if done else None)
+    return ReviewView(item, kind, days_left, due.replace(year=due.year + 1), can_complete=not done)
+
+
+def _figures(governors: bool = False) -> Figures:
+    return Figures(
+        title="Termly online-safety figures" if governors else "Weekly online-safety digest",
+        school_name="Oakfield Primary School", period_label="Autumn 2026" if governors else "16 to 22 November 2026",
+        start=NOW - dt.timedelta(days=7), end=NOW,
+        by_group=[("Conduct", 4), ("Content", 2), ("Contact", 1), ("Technical", 2)],
+        by_severity=[("Low", 3), ("Medium", 3), ("High", 2), ("Critical", 1)],
+        by_status=[("New", 1), ("In progress", 3), ("Closed", 5)],
+        by_outcome=[("Resolved in school", 4), ("Referred", 1)], sla_breaches=1,
+        open_by_age=None if governors else [("Under a day", 2), ("1 to 7 days", 1), ("Over a week", 1)],
+        open_breached=None if governors else 1,
+        trend=[("Sep", 3), ("Oct", 5), ("Nov", 9)],
+        filter_changes=[("Unblocked", 3), ("Blocked", 1), ("Declined", 1)],
+        aup=[AupCompliance("staff", 18, 20), AupCompliance("governor", 5, 6)],
+        reviews_due=[ReviewDue("Online-safety policy review", (NOW + dt.timedelta(days=20)).date(), 20)],
+        reviews_completed=[("Filtering and monitoring review", 1)])
+
+
+def all_cards() -> dict[str, dict[str, Any]]:
+    """Every card the bot sends, by a short name that is also its screenshot's file name."""
+    policy = load_policy(ROOT / "config" / "policy_defaults.yaml")
+    labels = Labels(category="Cyberbullying or harassment", group="Conduct")
+    incident = _incident()
+    options = [Option(a.key, a.label) for a in policy.actions[:6]]
+    outcomes = [Option(o.key, o.label) for o in policy.outcomes[:6]]
+    dsl_ids = [PRIYA, "00000000-0000-4000-8000-000000000002", "00000000-0000-4000-8000-000000000011"]
+    log = [LogEntry(NOW - dt.timedelta(hours=n), action, LEAH, "Leah Brooks", "bbc.co.uk", "FR-0001")
+           for n, action in enumerate(["applied", "approved", "requested"])]
+    aup_doc = _aup_document()
+    ack = Acknowledgement(school_id="oakfield", person_id=LEAH, person_name="Leah Brooks", audience=Audience.STAFF,
+                          version=3, cycle="2026-09-01", sha256=aup_doc.sha256, read_kcsie=True, agreed=True, at=NOW)
+    parsed = with_version(parse_markdown(aup_doc.text), 4)
+    leah = Person(LEAH, "Leah Brooks", "leah.brooks@oakfield.example", frozenset({Role.STAFF}))
+    alex = Person(ALEX, "Alex Morgan", "alex.morgan@oakfield.example", frozenset({Role.STAFF, Role.TECHNICIAN}))
+    status = StatusReport(school_name="Oakfield Primary School", cycle="2026-09-01", at=NOW, audiences=[
+        AudienceStatus(Audience.STAFF, aup_doc, [
+            StatusLine(leah, NOW - dt.timedelta(days=2), None, 0, False, aup_doc.sha256),
+            StatusLine(alex, None, NOW - dt.timedelta(days=12), 3, True, None)]),
+        AudienceStatus(Audience.VOLUNTEER, None, [])])
+    review = _review_view(policy)
+    answers = ReportAnswers(subject="A pupil", category="Cyberbullying or harassment", danger="No",
+                            occurred="Yesterday evening", location="Online, out of school",
+                            subjects="A Year 6 pupil", narrative="Unkind messages in a class group chat.",
+                            evidence="Screenshots on the class teacher's laptop", actions_taken="None yet")
+    return {
+        "help": _use(help_cards, "build_help_card", "Leah", COMMANDS),
+        "welcome-personal": _use(help_cards, "build_personal_welcome_card", "Leah", "Oakfield Primary School",
+                                 COMMANDS),
+        "welcome-channel": _use(help_cards, "build_channel_welcome_card", "Oakfield Primary School",
+                                ["safeguarding alerts (reference and status only)"]),
+        "incident-channel-alert": _use(incident_cards, "build_channel_alert_card", incident, labels, NOW, TZ,
+                                       dsl_ids),
+        "incident-case-notice": _use(incident_cards, "build_case_notice_card", _incident(Status.NEW, urgent=True),
+                                     labels, NOW, TZ, "Urgent: please acknowledge within 15 minutes."),
+        "incident-case": _use(incident_cards, "build_case_card", CaseView(
+            incident=incident, labels=labels, now=NOW, timezone=TZ, can_act=True, suggested_actions=options,
+            outcomes=outcomes, escalation_targets=[Option("headteacher", "Headteacher"), Option("police", "Police")],
+            refresh_user_ids=dsl_ids, notice="Saved.", lado_prompt=False)),
+        "incident-case-closed": _use(incident_cards, "build_case_card", CaseView(
+            incident=_incident(Status.CLOSED), labels=labels, now=NOW, timezone=TZ, can_act=False)),
+        "incident-not-allowed": _use(incident_cards, "build_not_allowed_card", "ES-2026-0042"),
+        "incident-confirmation": _use(incident_cards, "build_confirmation_card", "ES-2026-0042",
+                                      ["The safeguarding team has your report.", "Keep any evidence safe."],
+                                      "Do not look for more evidence yourself."),
+        "incident-summary": _use(incident_cards, "build_report_summary_card", answers),
+        "incident-my-reports": _use(incident_cards, "build_my_reports_card", [
+            IncidentSummary(42, "ES-2026-0042", "cyberbullying", "conduct", "high", Status.IN_PROGRESS,
+                            NOW - dt.timedelta(days=1)),
+            IncidentSummary(40, "ES-2026-0040", "phishing", "commerce", "low", Status.CLOSED,
+                            NOW - dt.timedelta(days=9))],
+            {"cyberbullying": "Cyberbullying or harassment", "phishing": "Phishing"}, TZ),
+        "filter-choice": _use(filtering_cards, "build_choice_card", "Is it temporary or permanent?",
+                              [("Temporary", "temporary"), ("Permanent", "permanent")], "You can end it early."),
+        "filter-kind": _use(filtering_cards, "build_kind_card"),
+        "filter-audience": _use(filtering_cards, "build_audience_card"),
+        "filter-summary": _use(filtering_cards, "build_summary_card", Draft(
+            kind="unblock", url="https://www.bbc.co.uk/bitesize", domain="bbc.co.uk", audience="year_groups",
+            year_groups=("Year 5", "Year 6"), reason="Science lesson", lesson_date=dt.date(2026, 11, 24),
+            until=dt.datetime(2026, 11, 24, 15, 30, tzinfo=dt.UTC), previewed=True), TZ, False),
+        "filter-approval": _use(filtering_cards, "build_approval_card", _request(), TZ, [SAM]),
+        "filter-request": _use(filtering_cards, "build_request_card", _request("approved", approver_id=SAM,
+                                                                              approver_name="Sam Patel",
+                                                                              decided_at=NOW), TZ),
+        "filter-info-request": _use(filtering_cards, "build_info_request_card", _request(),
+                                    "Which lesson is it for?"),
+        "filter-apply": _use(filtering_cards, "build_apply_card", _request("approved"), TZ),
+        "filter-remove": _use(filtering_cards, "build_remove_card", _request("applied"), TZ),
+        "filter-failure": _use(filtering_cards, "build_failure_card", _request("approved"), TZ,
+                               "The filter did not answer", "apply"),
+        "filter-log": _use(filtering_cards, "build_log_card", log, TZ),
+        "aup": _use(aup_cards, "build_aup_card", aup_doc, link="https://esafety.example/aup/staff/3",
+                    first_name="Leah"),
+        "aup-acknowledged": _use(aup_cards, "build_acknowledged_card", aup_doc, ack,
+                                 link="https://esafety.example/aup/staff/3", tz=TZ),
+        "aup-publish-preview": _use(aup_cards, "build_publish_preview_card", Preview(
+            audience=Audience.STAFF, parsed=parsed, new_version=4, current=aup_doc, owing=20, changed=True)),
+        "aup-status": _use(aup_cards, "build_status_card", status, tz=TZ),
+        "digest": _use(digest_cards, "build_digest_card", _figures()),
+        "digest-governors": _use(digest_cards, "build_governors_card", _figures(governors=True)),
+        "reviews": _use(review_cards, "build_reviews_card", [review], [_review_view(policy, done=True)], TZ),
+        "review": _use(review_cards, "build_review_card", review, TZ),
+        "review-done": _use(review_cards, "build_review_done_card", _review_view(policy, done=True),
+                            (NOW + dt.timedelta(days=365)).date(), TZ),
+        "review-reminder": _use(review_cards, "build_reminder_card", review, TZ),
+        "review-overdue": _use(review_cards, "build_overdue_card", _review_view(policy, days_left=-3), TZ),
+    }
