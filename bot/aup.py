@@ -607,13 +607,13 @@ class AupService:
                 version = int(data.get("version"))
             except (TypeError, ValueError):
                 version = None
+            if ack is not None:
+                return CardReply(card=self.cards.acknowledged(document, ack, link=link, tz=school.tz),
+                                 message="You have already acknowledged this version. Nothing more to do.")
             if data.get("audience") != document.audience.value or version != document.version:
                 return CardReply(card=self._card(document, first_name=person.first_name, notice=(
                     f"This policy has been updated to version {document.version}. Please read this version and "
                     "confirm again.")), message="A newer version of the policy is waiting for you.")
-            if ack is not None:
-                return CardReply(card=self.cards.acknowledged(document, ack, link=link, tz=school.tz),
-                                 message="You have already acknowledged this version. Nothing more to do.")
             read_kcsie = _ticked(data.get("read_kcsie"))
             agreed = _ticked(data.get("agree"))
             if not (read_kcsie and agreed):

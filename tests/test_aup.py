@@ -170,6 +170,9 @@ async def test_publish_makes_a_new_version_current_and_everyone_owes_it_again(ha
     done = await leah.executes(SUBMIT, _ticked(stale.invoke_card))
     assert "version 2" in json.dumps(done.invoke_card)
     assert [r.version for r in await _ack_rows(harness, "Leah Brooks")] == [1, 2]
+    late = await leah.executes(SUBMIT, _ticked(old_card))  # the old card again, once she is up to date
+    assert "version 2" in json.dumps(late.invoke_card) and SUBMIT not in json.dumps(late.invoke_card)
+    assert [r.version for r in await _ack_rows(harness, "Leah Brooks")] == [1, 2]
 
     await harness.restart()  # the start-up import does not bring back or duplicate version 1
     async with harness.parts.uow() as uow:
