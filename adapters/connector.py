@@ -186,5 +186,7 @@ class ProactiveSender:
     async def connector_for(self, service_url: str) -> ConnectorClient:
         claims = self._adapter.create_claims_identity(self._app_id)
         claims.claims[AuthenticationConstants.SERVICE_URL_CLAIM] = service_url
-        factory = self._adapter.bot_framework_authentication.create_connector_factory(claims)
-        return await factory.create(service_url, None)
+        auth = self._adapter.bot_framework_authentication
+        factory = auth.create_connector_factory(claims)
+        # The audience a turn's client is built for, so proactive sends share that client (and its token).
+        return await factory.create(service_url, auth.get_originating_audience())

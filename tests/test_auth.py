@@ -68,6 +68,20 @@ async def test_valid_token_is_accepted_and_the_reply_is_sent_with_an_outbound_to
     assert secured.connector.authorizations[-1] == f"Bearer {OUTBOUND_TOKEN}"
 
 
+async def test_outbound_clients_are_reused_across_turns_and_proactive_sends(
+        secured: Harness, idp: IdentityProvider) -> None:
+    leah = _leah(secured, idp.token(audience=APP_ID, service_url=secured.connector.url))
+    for _ in range(3):
+        assert (await leah.says("help")).status == 200
+    async with secured.parts.uow() as uow:
+        await uow.notify.to_person(secured.school.id, secured.person_id("Leah Brooks"), text="Checked and closed.")
+    await secured.run_due_work()
+    await secured.connector.wait_for(lambda sent: any(s.text == "Checked and closed." for s in sent))
+    # Stock CloudAdapter builds new credentials (and asks the login service again) on every turn.
+    assert len(idp.token_requests) == 1
+    assert set(secured.connector.authorizations) == {f"Bearer {OUTBOUND_TOKEN}"}
+
+
 async def test_no_token_is_401(secured: Harness) -> None:
     reply = await _leah(secured, None).says("help")
     assert reply.status == 401
