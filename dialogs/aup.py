@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.actor import Actor, CardAction, Command, Turn
+from bot.actor import Actor, CardAction, Command, Refused, Turn
 from bot.aup import (
     ACK_VERB,
     DELIVER_KIND,
@@ -82,7 +82,12 @@ def install(wiring: Wiring) -> None:
             await turn.say("Which policy would you like to publish? Type `aup publish staff`, "
                            "`aup publish governor` or `aup publish volunteer`. I will show you a preview first.")
             return
-        await turn.say(card=await service.publish_preview_card(turn.actor, audience))
+        try:
+            card = await service.publish_preview_card(turn.actor, audience)
+        except Refused as refused:  # e.g. the file has a mistake in it: say so, kindly
+            await turn.say(refused.message)
+            return
+        await turn.say(card=card)
 
     services.add_command(Command("aup", "Acceptable Use Policy", "read and acknowledge the policy", show))
     services.add_command(Command("aup status", "AUP status", "who has acknowledged the AUP, with a CSV export",

@@ -288,3 +288,43 @@ async def test_a_newcomer_is_picked_up_by_the_daily_directory_check_and_gets_the
     await nina.executes(SUBMIT, _ticked(card))
     status = json.dumps((await harness.user("Sam Patel").says("aup status")).card)
     assert "1 of 9" in status and "Nina Wood" not in status
+
+
+async def test_publishing_changed_wording_keeps_every_version_and_checks_the_preview_is_current(
+        database_url: str, clock: SettableClock, tmp_path: Path) -> None:
+    from bot.aup import Audience
+    from dialogs import aup
+    from dialogs.aup import markdown_source
+
+    files = markdown_source()
+    edited: dict[Audience, str] = {}
+
+    def install(wiring) -> None:  # noqa: ANN001 - the AUP feature reading an editable copy of the repository files
+        wiring.extras["aup_source"] = lambda audience: edited.get(audience) or files(audience)
+        aup.install(wiring)
+
+    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[install],
+                             worker_enabled=False) as harness:
+        sam = harness.user("Sam Patel")
+        original = files(Audience.STAFF)
+        edited[Audience.STAFF] = original.replace("I will not use anyone else's account.",
+                                                  "I will never use anyone else's account or device.")
+        preview = next(c for c in (await sam.says("aup publish staff")).cards if "aup.publish" in json.dumps(c))
+        assert "has changed since version 1" in json.dumps(preview)
+        edited[Audience.STAFF] += "- I will report lost or stolen devices the same day.\n"
+        action = preview["actions"][0]
+        changed = await sam.executes(action["verb"], action["data"])
+        assert "Something changed since you opened this preview" in json.dumps(changed.invoke_card)
+        action = changed.invoke_card["actions"][0]
+        assert "Published version 2" in (await sam.executes(action["verb"], action["data"])).invoke_message
+
+        async with harness.http.get(f"{harness.url}/aup/oakfield/staff/2?format=md") as response:
+            version_2 = await response.text()
+        async with harness.http.get(f"{harness.url}/aup/oakfield/staff/1?format=md") as response:
+            version_1 = await response.text()
+        assert "Version: 2" in version_2 and "lost or stolen devices" in version_2
+        assert "Version: 1" in version_1 and "lost or stolen" not in version_1
+
+        edited[Audience.GOVERNOR] = "# Governor AUP\nVersion: 1\n"
+        refused = await sam.says("aup publish governor")
+        assert "cannot be used yet" in " ".join(refused.texts) and refused.status == 200
