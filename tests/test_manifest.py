@@ -1,0 +1,137 @@
+"""The Teams app package a school's admin uploads: valid against Microsoft's manifest schema, with the right icons.
+
+The schema is the official one for the manifest's version, as shipped in the npm package @microsoft/app-manifest
+(tools/validators, installed by scripts/system-deps.sh).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import jsonschema
+import pytest
+from jsonschema import Draft4Validator, Draft7Validator, FormatChecker
+
+from bot.settings import Settings
+from manifest.package import PackageError, build_manifest, write_package
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMAS = ROOT / "tools" / "validators" / "node_modules" / "@microsoft" / "app-manifest" / "build" / "json-schemas"
+APP_ID = "6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+
+
+def _settings(**values: str) -> Settings:
+    return Settings(**{"MicrosoftAppId": APP_ID, "MicrosoftAppTenantId": "00000000-0000-4000-8000-00000000d000",
+                       "ESAFETY_PUBLIC_URL": "https://esafety.oakfield.example", **values})
+
+
+def _validator(manifest: dict) -> jsonschema.protocols.Validator:
+    version = manifest["manifestVersion"]
+    path = SCHEMAS / "teams" / f"v{version}" / "MicrosoftTeams.schema.json"
+    if not path.exists():
+        pytest.fail(f"no official schema for manifest version {version} at {path}: run `make system-deps`")
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    assert manifest["$schema"].endswith(f"/teams/v{version}/MicrosoftTeams.schema.json")
+    # The schema declares draft-04 but uses `const` (draft-06+); enforce it too rather than silently ignoring it.
+    validator_class = jsonschema.validators.extend(Draft4Validator, {"const": Draft7Validator.VALIDATORS["const"]})
+    return validator_class(schema, format_checker=FormatChecker())
+
+
+def _errors(manifest: dict) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator(manifest).iter_errors(manifest)]
+
+
+def read_png(data: bytes) -> tuple[int, int, int, list[list[tuple[int, ...]]]]:
+    """(width, height, colour type, rows of pixels) for an 8-bit non-interlaced PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    assert header is not None
+    width, height, depth, colour, _, _, interlace = header
+    assert depth == 8 and interlace == 0, "only 8-bit, non-interlaced icons are expected"
+    channels = {2: 3, 6: 4, 0: 1, 4: 2}[colour]
+    raw, stride, rows, previous = zlib.decompress(idat), width * channels, [], bytearray(width * channels)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - channels] if i >= channels else 0
+            b, c = previous[i], previous[i - channels] if i >= channels else 0
+            if kind == 1:
+                line[i] = (line[i] + a) & 255
+            elif kind == 2:
+                line[i] = (line[i] + b) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append([tuple(line[x * channels:(x + 1) * channels]) for x in range(width)])
+        previous = line
+    return width, height, colour, rows
+
+
+def test_the_package_is_valid_against_microsofts_manifest_schema(tmp_path: Path) -> None:
+    zip_path = write_package(_settings(), tmp_path / "esafety-teams-app.zip")
+    with zipfile.ZipFile(zip_path) as archive:
+        assert sorted(archive.namelist()) == ["color.png", "manifest.json", "outline.png"]
+        manifest = json.loads(archive.read("manifest.json"))
+        icons = {name: archive.read(name) for name in ("color.png", "outline.png")}
+    assert manifest["manifestVersion"].startswith("1.2")
+    assert _errors(manifest) == []
+    assert manifest["id"] == APP_ID and manifest["webApplicationInfo"]["id"] == APP_ID
+    assert manifest["webApplicationInfo"]["resource"] == f"api://botid-{APP_ID}"
+    assert manifest["validDomains"] == ["esafety.oakfield.example"]
+    assert manifest["developer"]["name"] == "Oakfield Primary School"
+    (bot,) = manifest["bots"]
+    assert bot["botId"] == APP_ID and sorted(bot["scopes"]) == ["personal", "team"]
+    by_scope = {scope: [c["title"] for c in lst["commands"]] for lst in bot["commandLists"] for scope in lst["scopes"]}
+    assert {"report", "my reports", "filter", "aup", "help"} <= set(by_scope["personal"])
+    # Only commands that work in a channel are offered there; the rest ask people to message privately.
+    assert set(by_scope["team"]) == {"digest now", "help"}
+    assert manifest["authorization"]["permissions"]["resourceSpecific"] == []  # see docs/graph.md
+    assert icons["color.png"] == (ROOT / "manifest" / "color.png").read_bytes()
+
+
+def test_the_schema_check_can_fail() -> None:
+    manifest = build_manifest(_settings(), developer_name="Oakfield Primary School")
+    manifest["bots"][0]["scopes"] = ["personal", "staffroom"]
+    manifest["name"]["short"] = "x" * 31
+    del manifest["accentColor"]
+    errors = " | ".join(_errors(manifest))
+    assert "staffroom" in errors and "too long" in errors and "accentColor" in errors
+
+
+def test_the_icons_are_the_sizes_teams_requires() -> None:
+    width, height, colour, _ = read_png((ROOT / "manifest" / "color.png").read_bytes())
+    assert (width, height) == (192, 192)
+    width, height, colour, rows = read_png((ROOT / "manifest" / "outline.png").read_bytes())
+    assert (width, height) == (32, 32) and colour == 6, "the outline icon must be 32x32 RGBA"
+    pixels = [px for row in rows for px in row]
+    assert all(a == 0 or (r, g, b) == (255, 255, 255) for r, g, b, a in pixels), "outline: white on transparent"
+    transparent = sum(1 for px in pixels if px[3] == 0)
+    assert transparent > len(pixels) // 2 and transparent < len(pixels), "outline: a visible shape, mostly clear"
+    corners = [rows[0][0], rows[0][-1], rows[-1][0], rows[-1][-1]]
+    assert all(px[3] == 0 for px in corners), "outline: the background must be transparent"
+
+
+@pytest.mark.parametrize(("values", "setting"), [
+    ({"MicrosoftAppId": ""}, "MicrosoftAppId"),
+    ({"MicrosoftAppId": "not-a-guid"}, "MicrosoftAppId"),
+    ({"ESAFETY_PUBLIC_URL": ""}, "ESAFETY_PUBLIC_URL"),
+    ({"ESAFETY_PUBLIC_URL": "http://esafety.oakfield.example"}, "ESAFETY_PUBLIC_URL"),
+])
+def test_packaging_names_the_setting_to_fix(values: dict[str, str], setting: str) -> None:
+    with pytest.raises(PackageError, match=setting):
+        build_manifest(_settings(**values), developer_name="Oakfield Primary School")
