@@ -91,6 +91,22 @@ async def test_an_invalid_setting_is_named(tmp_path: Path) -> None:
     assert "PORT" in stderr or "port" in stderr
 
 
+async def test_an_unknown_app_type_is_named(tmp_path: Path) -> None:
+    code, _, stderr = await _run(_env(tmp_path, MicrosoftAppId="6f1c2d3e-4a5b-4c6d-8e7f-901234567890",
+                                      MicrosoftAppType="SomethingElse", ESAFETY_DATA_KEY=TEST_DATA_KEY))
+    assert code != 0
+    assert "MicrosoftAppType" in stderr
+
+
+async def test_migrate_command_brings_a_new_database_up_to_date(tmp_path: Path) -> None:
+    code, stdout, stderr = await _run(_env(tmp_path, ESAFETY_DEV="1"), "migrate")
+    assert code == 0, stderr
+    assert "up to date" in stdout
+    assert (tmp_path / "startup.db").exists()
+    code, stdout, _ = await _run(_env(tmp_path, ESAFETY_DEV="1"), "migrate")
+    assert code == 0 and "up to date" in stdout
+
+
 def _config_variant(tmp_path: Path, old: str, new: str) -> Path:
     text = DEMO_CONFIG.read_text(encoding="utf-8")
     assert old in text, f"the demo config no longer contains {old!r}"
