@@ -72,7 +72,8 @@ class IdentityProvider:
     """Serves /openid, /keys, <tenant>/v2.0/.well-known/openid-configuration and <tenant>/oauth2/v2.0/token."""
 
     def __init__(self, directory: Path, *, endorsements: tuple[str, ...] = ("msteams",)) -> None:
-        self.key = SigningKey(f"test-{uuid.uuid4().hex[:8]}")
+        self.instance = uuid.uuid4().hex
+        self.key = SigningKey(f"test-{self.instance[:8]}")
         self.endorsements = list(endorsements)
         self.token_requests: list[dict[str, str]] = []
         self.cert_path, key_path = _self_signed(directory)
@@ -92,7 +93,7 @@ class IdentityProvider:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 path = self.path.split("?")[0]
-                if path == "/openid":
+                if path == f"/openid/{provider.instance}":
                     self._json({"issuer": BOT_FRAMEWORK_ISSUER, "jwks_uri": f"{provider.base}/keys",
                                 "id_token_signing_alg_values_supported": ["RS256"]})
                 elif path == "/keys":
@@ -123,7 +124,8 @@ class IdentityProvider:
 
     @property
     def openid_url(self) -> str:
-        return f"{self.base}/openid"
+        # Unique per provider: botframework-connector caches metadata per URL for the life of the process.
+        return f"{self.base}/openid/{self.instance}"
 
     def login_url(self, tenant_id: str) -> str:
         return f"{self.base}/{tenant_id}"
