@@ -87,7 +87,11 @@ class Squid:
         deadline = loop.time() + within
         seen = None
         while loop.time() < deadline:
-            seen = await self.status(http, host, staff=staff)
+            try:
+                seen = await self.status(http, host, staff=staff)
+            except (aiohttp.ClientError, OSError) as exc:
+                # While it reconfigures, Squid closes and reopens its port: a refused connection means "not yet".
+                seen = f"unreachable ({exc.__class__.__name__})"
             if seen == expected:
                 return
             await asyncio.sleep(0.1)
