@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 
 from bot.config import load_config
+from bot.people import Role
 from storage.crypto import new_key_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +31,6 @@ PLAYGROUND = ROOT / "tools" / "playground"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SCREENSHOTS = ROOT / "var" / "screenshots" / "playground"
 PYTHON = sys.executable
-pytestmark = pytest.mark.slow
 
 SCHOOL = load_config(ROOT / "config" / "demo.yaml").schools[0]
 REPORTER_ID = "00000000-0000-4000-8000-000000000009"  # Leah Brooks, staff
@@ -66,20 +66,40 @@ def _person_yaml(person, user_id: str, first: str, rest: str) -> str:  # noqa: A
             f"{rest}email: {person.email}\n")
 
 
-def write_playground_config(path: Path) -> None:
-    """Mock Teams data shaped like the demo school: its tenant, staff team and DSL channel; Leah Brooks signed in."""
-    reporter = next(p for p in SCHOOL.people if p.id == REPORTER_ID)
-    others = [p for p in SCHOOL.people if p.id != REPORTER_ID][:5]  # the playground wants five other users
+DEMO_CONFIG = ROOT / "tools" / "playground" / ".m365agentsplayground.yml"
+DEMO_USER_ID = "00000000-0000-4000-8000-000000000001"  # Priya Shah: staff, DSL and SLT, for `make run`
+
+
+def playground_config(current_user_id: str = REPORTER_ID) -> str:
+    """Mock Teams data shaped like the demo school: its tenant, its staff team and its DSL channel.
+
+    The playground allows one channel besides its own General, so the DSL channel is the one it gets.
+    """
+    me = next(p for p in SCHOOL.people if p.id == current_user_id)
+    others = [p for p in SCHOOL.people if p.id != current_user_id][:5]  # the playground wants five other users
     users = "".join(_person_yaml(p, f"user-{n}", "  - ", "    ") for n, p in enumerate(others, start=1))
-    current = _person_yaml(reporter, "user-0", "  ", "  ")
-    path.write_text(
-        f'version: "0.1.1"\ntenantId: {SCHOOL.tenant_id}\n'
-        f"bot:\n  id: 00000000-0000-0000-0000-00000000000011\n  name: eSafety\n"
-        f"currentUser:\n{current}users:\n{users}"
-        f"personalChat:\n  id: personal-chat-leah\ngroupChat:\n  id: group-chat-1\n  name: Group Chat\n"
-        f'team:\n  id: "{SCHOOL.team_id}"\n  name: {TEAM_NAME}\n  aadGroupId: 00000000-0000-0000-0000-000000000031\n'
-        f'  channels:\n    - id: "{SCHOOL.channels.dsl}"\n      name: {DSL_CHANNEL_NAME}\n',
-        encoding="utf-8")
+    channels = f'    - id: "{SCHOOL.channels.dsl}"\n      name: {DSL_CHANNEL_NAME}\n'
+    return (f"# Generated from config/demo.yaml by tests/test_playground_e2e.py (playground_config); a test keeps\n"
+            f"# them in step. The playground's mock tenant as the demo school, signed in as {me.name}.\n"
+            f'version: "0.1.1"\ntenantId: {SCHOOL.tenant_id}\n'
+            f"bot:\n  id: 00000000-0000-0000-0000-00000000000011\n  name: eSafety\n"
+            f"currentUser:\n{_person_yaml(me, 'user-0', '  ', '  ')}users:\n{users}"
+            f"personalChat:\n  id: personal-chat\ngroupChat:\n  id: group-chat-1\n  name: Group Chat\n"
+            f'team:\n  id: "{SCHOOL.team_id}"\n  name: {TEAM_NAME}\n'
+            f"  aadGroupId: 00000000-0000-0000-0000-000000000031\n  channels:\n{channels}")
+
+
+def test_make_run_uses_a_playground_shaped_like_the_demo_school() -> None:
+    """`make run` (scripts/playground.sh) loads tools/playground/.m365agentsplayground.yml: it must match demo.yaml."""
+    assert DEMO_CONFIG.read_text(encoding="utf-8") == playground_config(DEMO_USER_ID), (
+        "tools/playground/.m365agentsplayground.yml is out of step with config/demo.yaml: regenerate it with "
+        "`.venv/bin/python -c 'from tests.test_playground_e2e import write_demo_config; write_demo_config()'`")
+    demo_user = next(p for p in SCHOOL.people if p.id == DEMO_USER_ID)
+    assert Role.DSL in demo_user.roles
+
+
+def write_demo_config() -> None:
+    DEMO_CONFIG.write_text(playground_config(DEMO_USER_ID), encoding="utf-8")
 
 
 async def _wait_until(url: str, ok, process: asyncio.subprocess.Process, what: str, log: Path) -> None:  # noqa: ANN001
@@ -152,7 +172,7 @@ async def running_playground(bot_url: str, workdir: Path) -> AsyncIterator[str]:
     """The Agents Playground started by the repo's own script, with the demo school's mock tenant."""
     port = _free_port()
     config = workdir / "playground.yml"
-    write_playground_config(config)
+    config.write_text(playground_config(REPORTER_ID), encoding="utf-8")
     env = {**os.environ, "BOT_URL": bot_url, "PLAYGROUND_PORT": str(port), "PLAYGROUND_CONFIG": str(config),
            "PLAYGROUND_LOG": str(workdir / "playground.log"), "TEAMSAPPTESTER_BROWSER": "none"}
     log = workdir / "playground.out"
@@ -198,6 +218,7 @@ async def drive(url: str, *steps: str, on_line: Callable[[str], Awaitable[None]]
     return text
 
 
+@pytest.mark.slow
 async def test_a_teacher_reports_a_concern_and_the_dsl_channel_gets_the_card(tmp_path: Path) -> None:
     """From `report` to the reference number in the personal chat, then the DSL card in the safeguarding channel.
 
