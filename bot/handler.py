@@ -324,7 +324,8 @@ class EsafetyBot(TeamsActivityHandler):
             )
             return
         if turn_context.activity.conversation and turn_context.activity.conversation.conversation_type == "channel":
-            channel_id = ((turn_context.activity.channel_data or {}).get("channel") or {}).get("id")
+            channel_id = ((turn_context.activity.channel_data or {}).get("channel") or {}).get("id") or \
+                turn_context.activity.conversation.id.split(";")[0]
             purposes = [p for p, cid in school.channels.model_dump().items() if cid and cid == channel_id]
             await turn_context.send_activity(message_with_card(build_channel_welcome_card(school.name, purposes)))
             return
