@@ -6,21 +6,22 @@ import datetime as dt
 from typing import Any
 
 from bot.aup import ACK_VERB, AUDIENCE_LABELS, PUBLISH_VERB, Acknowledgement, AupDocument, Preview, StatusReport
-from bot.cards.common import card, command_button, execute, facts, heading, submit, text
+from bot.cards.common import card, command_button, execute, facts, heading, text
 
 MAX_NAMES_PER_AUDIENCE = 40
 
 
+MAX_BUTTONS_PER_ROW = 5  # Teams shows at most 6 actions in one set; keep a margin
+
+
 def _with_fallback(title: str, verb: str, data: dict[str, Any], *, style: str | None = None) -> dict[str, Any]:
-    """Action.Execute, falling back to Action.Submit (same verb and data) where Universal Actions are missing."""
-    action = execute(title, verb, data, style=style, associated_inputs="auto")
-    action["fallback"] = submit(title, {"verb": verb, **data}, style=style)
-    return action
+    """Action.Execute (with its Action.Submit fallback) that also sends the card's inputs."""
+    return execute(title, verb, data, style=style, associated_inputs="auto")
 
 
-def _toggle(input_id: str, title: str, error: str) -> dict[str, Any]:
-    return {"type": "Input.Toggle", "id": input_id, "title": title, "valueOn": "true", "valueOff": "false",
-            "value": "false", "wrap": True, "isRequired": True, "errorMessage": error}
+def _toggle(input_id: str, label: str, title: str, error: str) -> dict[str, Any]:
+    return {"type": "Input.Toggle", "id": input_id, "label": label, "title": title, "valueOn": "true",
+            "valueOff": "false", "value": "false", "wrap": True, "isRequired": True, "errorMessage": error}
 
 
 def build_aup_card(document: AupDocument, *, link: str, first_name: str | None = None,
@@ -36,12 +37,14 @@ def build_aup_card(document: AupDocument, *, link: str, first_name: str | None =
     sections = [{"type": "Action.ShowCard", "title": section.title, "card": {
         "type": "AdaptiveCard", "body": [text("\n".join(f"- {point}" for point in section.points))]}}
         for section in document.sections]
-    body.append({"type": "ActionSet", "actions": sections})
+    for start in range(0, len(sections), MAX_BUTTONS_PER_ROW):
+        body.append({"type": "ActionSet", "actions": sections[start:start + MAX_BUTTONS_PER_ROW]})
     body.append({"type": "ActionSet", "actions": [
         {"type": "Action.OpenUrl", "title": "Read the full text", "url": link}]})
-    body.append(_toggle("read_kcsie", "I have read Part 1 of Keeping Children Safe in Education",
+    body.append(_toggle("read_kcsie", "Keeping Children Safe in Education",
+                        "I have read Part 1 of Keeping Children Safe in Education",
                         "Please confirm you have read Part 1 of Keeping Children Safe in Education."))
-    body.append(_toggle("agree", "I agree to follow this Acceptable Use Policy",
+    body.append(_toggle("agree", "This policy", "I agree to follow this Acceptable Use Policy",
                         "Please confirm you agree to follow this policy."))
     data = {"audience": document.audience.value, "version": document.version}
     return card(body, [_with_fallback("Submit", ACK_VERB, data, style="positive")],
