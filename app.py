@@ -17,6 +17,7 @@ from botbuilder.schema import Activity, ActivityTypes
 from adapters.clock import SettableClock, SystemClock
 from adapters.connector import ClientPool, ProactiveSender, build_adapter
 from adapters.directory_static import StaticDirectory
+from adapters.filter_backends import backend_for
 from adapters.graph_directory import GraphDirectory
 from adapters.graph_install import GraphInstaller, start_staff_delta
 from adapters.outbox import OutboxSender
@@ -131,7 +132,8 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     reach = GraphInstaller(settings, parts.config, graph, parts.refs, sender, parts.uow).reach if graph else None
     parts.runner.register(SEND_KIND, OutboxSender(parts.config, parts.refs, sender, parts.clock, reach=reach))
     wiring = Wiring(config=parts.config, policy=parts.policy, directory=parts.directory, uow=parts.uow,
-                    clock=parts.clock, services=services, work=parts.runner, extras=parts.extras)
+                    clock=parts.clock, services=services, work=parts.runner, extras=parts.extras,
+                    filter_backend_for=backend_for)
     parts.extras["public_url"] = settings.public_url or f"http://{settings.host}:{settings.port}"
     for install in features:
         install(wiring)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.config import AppConfig
+from bot.config import AppConfig, SchoolConfig
 from bot.policy import Policy
 from bot.protocols import Clock, Directory, UnitOfWorkFactory, WorkHandler
 
@@ -28,3 +29,5 @@ class Wiring:
     services: Any  # bot.handler.BotServices: commands, card actions, dialogs
     work: WorkRegistry
     extras: dict[str, Any]
+    # The filter backend a school's configuration names (adapters/ builds it; features only call it).
+    filter_backend_for: Callable[[SchoolConfig], Any] | None = None

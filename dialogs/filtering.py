@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from adapters.filter_backends import backend_for
 from bot.actor import Actor, CardAction, CardReply, Command, Turn
 from bot.cards.filtering import build_log_card
 from bot.config import SchoolConfig
@@ -51,7 +50,7 @@ def install(wiring: Wiring) -> None:
 
     def backend(school: SchoolConfig) -> FilterBackend:
         if school.id not in backends:
-            backends[school.id] = backend_for(school)
+            backends[school.id] = wiring.filter_backend_for(school)
         return backends[school.id]
 
     def rules(school: SchoolConfig) -> FilterRules:
