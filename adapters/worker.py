@@ -30,8 +30,8 @@ class WorkRunner:
         self._lease = lease
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._in_hand = 0
+        self._settled = asyncio.Condition()
         self._stopping = False
 
     def register(self, kind: str, handler: WorkHandler) -> None:
@@ -44,18 +44,36 @@ class WorkRunner:
     async def run_once(self) -> int:
         """Claim and run every item due now; returns how many ran."""
         total = 0
-        self._idle.clear()
-        try:
-            while True:
-                if self._stopping:
-                    return total
+        while True:
+            if self._stopping:
+                return total
+            self._in_hand += 1  # a claim under way counts as work in hand: it may be taking items right now
+            try:
                 items = await self._claims.claim(self.name, list(self._handlers), self._batch, self._lease)
-                if not items:
-                    return total
-                await asyncio.gather(*(self._run(item) for item in items))
-                total += len(items)
-        finally:
-            self._idle.set()
+                self._in_hand += len(items)
+            finally:
+                await self._release()
+            if not items:
+                return total
+            await asyncio.gather(*(self._run(item) for item in items))
+            total += len(items)
+
+    async def _release(self) -> None:
+        self._in_hand -= 1
+        async with self._settled:
+            self._settled.notify_all()
+
+    async def run_until_settled(self) -> int:
+        """Run what is due, and wait for anything this process already has in hand, until nothing is left."""
+        total = 0
+        while True:
+            ran = await self.run_once()
+            total += ran
+            async with self._settled:
+                in_hand = self._in_hand
+                await self._settled.wait_for(lambda: self._in_hand == 0)
+            if ran == 0 and in_hand == 0:
+                return total
 
     async def run_forever(self, poll_seconds: float, grace_seconds: float = 20.0) -> None:
         """Poll for due work until cancelled; on cancel, claim nothing more but let items in hand finish."""
@@ -79,6 +97,12 @@ class WorkRunner:
             self._wake.clear()
 
     async def _run(self, item: WorkItem) -> None:
+        try:
+            await self._run_one(item)
+        finally:
+            await self._release()
+
+    async def _run_one(self, item: WorkItem) -> None:
         handler = self._handlers[item.kind]
         async with self._slots:
             try:

@@ -94,7 +94,7 @@ class Harness:
 
     async def run_due_work(self) -> int:
         """Run every durable work item that is due by the harness clock."""
-        return await self.parts.runner.run_once()
+        return await self.parts.runner.run_until_settled()
 
 
 @contextlib.asynccontextmanager
