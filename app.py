@@ -114,14 +114,15 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     parts.engine = create_engine(settings.database_url)
     await upgrade(parts.engine)
     sessions = session_factory(parts.engine)
-    parts.uow = unit_of_work_factory(sessions, cipher, parts.clock)
+    parts.uow = unit_of_work_factory(sessions, cipher, parts.clock, on_work_committed=lambda: parts.runner.wake())
     parts.refs = ConversationRefs(sessions, parts.clock)
     parts.claims = WorkClaims(sessions, cipher, parts.clock)
 
     pool = ClientPool()
     parts.adapter = build_adapter(settings, pool)
     parts.adapter.on_turn_error = _turn_error_handler
-    storage = SqlStorage(sessions, cipher, parts.clock)
+    read_engine = create_engine(settings.database_url, reads_only=True) if settings.is_sqlite else parts.engine
+    storage = SqlStorage(sessions, cipher, parts.clock, read_sessions=session_factory(read_engine))
     services = BotServices(
         config=parts.config, directory=parts.directory, uow=parts.uow, refs=parts.refs,
         conversation_state=ConversationState(storage), user_state=UserState(storage), dev=settings.dev,
@@ -141,7 +142,6 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
         await start_staff_delta(wiring, settings, graph)
     for start in parts.extras.get("startup", []):  # features' start-up work, e.g. importing documents
         await start()
-    services.after_commit.append(parts.runner.wake)
     parts.bot = EsafetyBot(services)
 
     worker_task = None
@@ -161,6 +161,8 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
         await pool.close()
         if graph is not None:
             await graph.close()
+        if read_engine is not parts.engine:
+            await read_engine.dispose()
         await parts.engine.dispose()
 
 

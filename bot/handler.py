@@ -43,7 +43,6 @@ class BotServices:
     commands: list[Command] = field(default_factory=list)
     card_actions: dict[str, CardAction] = field(default_factory=dict)
     dialogs: list[Dialog] = field(default_factory=list)
-    after_commit: list[Any] = field(default_factory=list)  # callables run after a turn (e.g. wake the worker)
     # async (Actor) -> card | None: after a person's own message in their 1:1 chat, a card they still owe (AUP)
     follow_ups: list[Any] = field(default_factory=list)
 
@@ -111,8 +110,6 @@ class EsafetyBot(TeamsActivityHandler):
         finally:
             await self._services.conversation_state.save_changes(turn_context)
             await self._services.user_state.save_changes(turn_context)
-            for hook in self._services.after_commit:
-                hook()
 
     async def _follow_up(self, turn_context: TurnContext) -> None:
         """After someone's own message (or install) in their 1:1 chat, features may add a card they still owe."""

@@ -46,9 +46,11 @@ def _with_etag(item: Any, e_tag: str) -> Any:
 class SqlStorage(Storage):
     """JSON documents (encrypted: dialog state holds half-written reports) with optimistic concurrency."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher, clock: Clock) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher, clock: Clock, *,
+                 read_sessions: async_sessionmaker[AsyncSession] | None = None) -> None:
         super().__init__()
         self._sessions = sessions
+        self._read_sessions = read_sessions or sessions
         self._cipher = cipher
         self._clock = clock
 
@@ -57,7 +59,7 @@ class SqlStorage(Storage):
         if not keys:
             return {}
         wanted = {_key_hash(key): key for key in keys}
-        async with self._sessions() as session:
+        async with self._read_sessions() as session:
             rows = (await session.scalars(select(BotStateRow).where(BotStateRow.key_hash.in_(wanted)))).all()
         found = {}
         for row in rows:

@@ -14,19 +14,26 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An engine whose transactions serialise writers on SQLite and pool connections on PostgreSQL."""
+def create_engine(url: str, *, reads_only: bool = False) -> AsyncEngine:
+    """An engine whose transactions serialise writers on SQLite and pool connections on PostgreSQL.
+
+    On SQLite a `reads_only` engine begins deferred transactions: in WAL mode they read a snapshot without
+    taking the write lock, so loading conversation state never queues behind writers.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
-        _serialise_sqlite_writers(engine)
+        # One writer connection: units of work queue for it in asyncio instead of in SQLite's sleeping busy
+        # handler, which gave long latency tails under concurrent turns.
+        pool = {} if reads_only else {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **pool)
+        _configure_sqlite(engine, "BEGIN" if reads_only else "BEGIN IMMEDIATE")
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
-def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
     # SQLite's default deferred transactions let two readers race to write and one then fails with
     # "database is locked"; BEGIN IMMEDIATE takes the write lock up front so units of work queue instead.
     @event.listens_for(engine.sync_engine, "connect")
@@ -40,7 +47,7 @@ def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection):  # noqa: ANN001
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql(begin)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -74,6 +74,7 @@ class SqlWorkQueue:
         self._session = session
         self._cipher = cipher
         self._clock = clock
+        self.scheduled = 0
 
     async def schedule(
         self, school_id: str, kind: str, run_at: dt.datetime, payload: dict[str, Any], *, dedupe_key: str | None = None
@@ -87,6 +88,7 @@ class SqlWorkQueue:
         if dedupe_key:
             statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
         await self._session.execute(statement)
+        self.scheduled += 1
 
     async def cancel(self, dedupe_key: str) -> None:
         await self._session.execute(

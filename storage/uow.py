@@ -19,10 +19,12 @@ from storage.repos import SqlAuditLog, SqlNotifier, SqlWorkQueue
 
 
 class SqlUnitOfWork:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher, clock: Clock) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher, clock: Clock,
+                 on_work_committed: Callable[[], None] | None = None) -> None:
         self._sessions = sessions
         self._cipher = cipher
         self._clock = clock
+        self._on_work_committed = on_work_committed
         self.session: AsyncSession | None = None
 
     async def __aenter__(self) -> Self:
@@ -45,8 +47,11 @@ class SqlUnitOfWork:
             await self._transaction.__aexit__(*exc_info)
         finally:
             await self.session.close()
+        # Only a committed unit that queued work wakes the runner, so ordinary turns cost no extra claim.
+        if exc_info[0] is None and self.work.scheduled and self._on_work_committed is not None:
+            self._on_work_committed()
 
 
-def unit_of_work_factory(sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher, clock: Clock
-                         ) -> Callable[[], SqlUnitOfWork]:
-    return lambda: SqlUnitOfWork(sessions, cipher, clock)
+def unit_of_work_factory(sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher, clock: Clock,
+                         on_work_committed: Callable[[], None] | None = None) -> Callable[[], SqlUnitOfWork]:
+    return lambda: SqlUnitOfWork(sessions, cipher, clock, on_work_committed)
