@@ -55,6 +55,15 @@ class AupConfig(_Strict):
     reminder_every_days: int = Field(3, ge=1)
     escalate_after_days: int = Field(10, ge=1)
 
+    @field_validator("renewal_month_day")
+    @classmethod
+    def _real_day(cls, value: str) -> str:
+        try:
+            dt.date.fromisoformat(f"2024-{value}")  # a leap year, so 02-29 is allowed
+        except ValueError as exc:
+            raise ValueError(f"renewal_month_day must be MM-DD, for example 09-01 (got {value!r})") from exc
+        return value
+
 
 class SquidConfig(_Strict):
     allow_file: Path = Path("var/squid/allow.txt")
