@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.people import Role
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class ConfigError(Exception):
@@ -157,15 +160,20 @@ def _describe(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def load_config(path: Path) -> AppConfig:
-    """Read and validate the YAML configuration, naming the bad key on failure."""
+def load_yaml_model(path: Path, model: type[ModelT], what: str) -> ModelT:
+    """Read a YAML file into a validated model; a mistake names the file and the key."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {path}") from exc
+        raise ConfigError(f"{what} file not found: {path}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
     try:
-        return AppConfig.model_validate(raw or {})
+        return model.model_validate(raw or {})
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_describe(exc)}") from exc
+
+
+def load_config(path: Path) -> AppConfig:
+    """Read and validate the school configuration."""
+    return load_yaml_model(path, AppConfig, "config")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.config import ConfigError
+from bot.config import load_yaml_model
 from bot.people import Role
 
 
@@ -105,14 +104,5 @@ class Policy(_Frozen):
 
 
 def load_policy(path: Path) -> Policy:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"policy file not found: {path}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML") from exc
-    try:
-        return Policy.model_validate(raw or {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"{path}: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from exc
+    """Read and validate the policy file."""
+    return load_yaml_model(path, Policy, "policy")
