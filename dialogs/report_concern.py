@@ -85,7 +85,7 @@ class ReportConcernDialog(ComponentDialog):
             return await step.replace_dialog(_LOOP, ReportState())
         state = _state(step)
         if state.changing:
-            return await self._choose(step, state, "changing", "Which answer would you like to change?",
+            return await self._choose(step, "Which answer would you like to change?",
                                       [label for key, label in CHANGEABLE.items() if self._may_change(state, key)])
         question = next_question(state)
         state.asked = question
@@ -129,8 +129,7 @@ class ReportConcernDialog(ComponentDialog):
 
     # --- questions -------------------------------------------------------------------------------------------
 
-    async def _choose(self, step: WaterfallStepContext, state: ReportState, name: str, question: str,
-                      options: list[str]) -> DialogTurnResult:
+    async def _choose(self, step: WaterfallStepContext, question: str, options: list[str]) -> DialogTurnResult:
         return await step.prompt(_CHOICE, PromptOptions(
             prompt=MessageFactory.text(question), choices=[Choice(o) for o in options], style=ListStyle.hero_card,
             retry_prompt=MessageFactory.text("Please pick one of the buttons, or type its number.")))
@@ -141,27 +140,27 @@ class ReportConcernDialog(ComponentDialog):
 
     async def _ask_subject_kind(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
         """Who is the concern about?"""
-        return await self._choose(step, state, "subject_kind", "Who is the concern about?",
+        return await self._choose(step, "Who is the concern about?",
                                   list(SUBJECT_KINDS.values()))
 
     async def _ask_group(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
         """Which kind of concern is it?"""
-        return await self._choose(step, state, "group", "What kind of concern is it? Pick the closest; the DSL can "
-                                  "change it later.", [g.label for g in self._policy.category_groups])
+        return await self._choose(step, "What kind of concern is it? Pick the closest; it does "
+                                  "not need to be exact.", [g.label for g in self._policy.category_groups])
 
     async def _ask_category(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
         """Which category within the group?"""
         options = [f"{c.label}: {c.description}" for c in self._policy.in_group(state.group)]
-        return await self._choose(step, state, "category", "Which of these is closest?", options)
+        return await self._choose(step, "Which of these is closest?", options)
 
     async def _ask_immediate_danger(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
         """Is anyone in danger right now?"""
-        return await self._choose(step, state, "immediate_danger", "Is anyone in immediate danger right now?",
+        return await self._choose(step, "Is anyone in immediate danger right now?",
                                   DANGER_CHOICES)
 
     async def _ask_location(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
         """Where did it happen?"""
-        return await self._choose(step, state, "location", "Where did it happen?", list(LOCATIONS.values()))
+        return await self._choose(step, "Where did it happen?", list(LOCATIONS.values()))
 
     async def _ask_occurred(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
         """When did it happen?"""

@@ -22,8 +22,7 @@ def build_help_card(first_name: str, commands: list[CommandHelp], *, unknown_tex
     body.append(heading(f"Hello {first_name}. What would you like to do?"))
     for item in commands:
         body.append(text(f"**{item.title}**: {item.description} (type `{item.command}`)", spacing="Small"))
-    body.append(text("Type `cancel` at any time to stop what you are doing. Nothing is saved until you submit.",
-                     subtle=True, spacing="Medium"))
+    body.append(text("Type `cancel` at any time to stop what you are doing.", subtle=True, spacing="Medium"))
     actions = [command_button(item.title, item.command) for item in commands[:6]]
     return card(body, actions, fallback_text="Type help to see what I can do.")
 
