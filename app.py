@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import datetime as dt
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -14,13 +14,14 @@ from aiohttp import web
 from botbuilder.core import ConversationState, TurnContext, UserState
 from botbuilder.schema import Activity, ActivityTypes
 
+from adapters.activity_checks import BodyRejected, activity_problem, field_at, parse_json
 from adapters.clock import SettableClock, SystemClock
 from adapters.connector import ClientPool, ProactiveSender, build_adapter
 from adapters.directory_static import StaticDirectory
 from adapters.filter_backends import backend_for
 from adapters.graph_directory import GraphDirectory
 from adapters.graph_install import GraphInstaller, start_staff_delta
-from adapters.outbox import OutboxSender
+from adapters.outbox import SEND_LEASE, OutboxSender, tenant_route
 from adapters.scheduler import start_wake_scheduler, stop_wake_scheduler
 from adapters.worker import WorkRunner, default_worker_name
 from bot.config import AppConfig, ConfigError, load_config
@@ -32,6 +33,7 @@ from bot.wiring import Wiring
 from storage.bot_storage import SqlStorage
 from storage.crypto import FieldCipher, KeyError_, dev_key, parse_key
 from storage.db import create_engine, session_factory
+from storage.inbound import SqlInboundClaims
 from storage.migrate import pending_migrations, upgrade
 from storage.repos import SEND_KIND, ConversationRefs, WorkClaims
 from storage.uow import unit_of_work_factory
@@ -48,9 +50,9 @@ Feature = Callable[[Wiring], None]
 
 def _features() -> list[Feature]:
     """Each capability installs its commands, card actions, dialogs and work handlers."""
-    from dialogs import aup, filtering, incidents, reviews
+    from dialogs import aup, deliveries, filtering, incidents, reviews
 
-    return [incidents.install, filtering.install, aup.install, reviews.install]
+    return [deliveries.install, incidents.install, filtering.install, aup.install, reviews.install]
 
 
 @dataclass
@@ -118,20 +120,24 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     parts.refs = ConversationRefs(sessions, parts.clock)
     parts.claims = WorkClaims(sessions, cipher, parts.clock)
 
-    pool = ClientPool()
+    pool = ClientPool.from_settings(settings)
     parts.adapter = build_adapter(settings, pool)
     parts.adapter.on_turn_error = _turn_error_handler
     read_engine = create_engine(settings.database_url, reads_only=True) if settings.is_sqlite else parts.engine
     storage = SqlStorage(sessions, cipher, parts.clock, read_sessions=session_factory(read_engine))
+    inbound = SqlInboundClaims(sessions, cipher, parts.clock, read_sessions=session_factory(read_engine))
     services = BotServices(
         config=parts.config, directory=parts.directory, uow=parts.uow, refs=parts.refs,
         conversation_state=ConversationState(storage), user_state=UserState(storage), dev=settings.dev,
+        inbound=inbound,
     )
     parts.runner = WorkRunner(parts.claims, parts.clock, default_worker_name(settings.replica_name))
     sender = ProactiveSender(parts.adapter, settings.app_id)
     graph = parts.directory if isinstance(parts.directory, GraphDirectory) else None
     reach = GraphInstaller(settings, parts.config, graph, parts.refs, sender, parts.uow).reach if graph else None
-    parts.runner.register(SEND_KIND, OutboxSender(parts.config, parts.refs, sender, parts.clock, reach=reach))
+    route = tenant_route(parts.refs, settings.teams_service_url, settings.app_id)
+    parts.runner.register(SEND_KIND, OutboxSender(parts.config, parts.refs, sender, parts.clock, parts.uow,
+                                                  route=route, reach=reach), lease=SEND_LEASE)
     wiring = Wiring(config=parts.config, policy=parts.policy, directory=parts.directory, uow=parts.uow,
                     clock=parts.clock, services=services, work=parts.runner, extras=parts.extras,
                     filter_backend_for=backend_for)
@@ -205,9 +211,9 @@ async def _messages(request: web.Request) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         return web.json_response({"error": "Request body is too large"}, status=413)
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return _bad_request("Body is not valid JSON")
+        body = parse_json(raw)
+    except BodyRejected as rejected:
+        return _bad_request(rejected.reason)
     if not isinstance(body, dict):
         return _bad_request("Body is not an Activity: expected a JSON object")
     kind = body.get("type")
@@ -215,14 +221,22 @@ async def _messages(request: web.Request) -> web.Response:
         return _bad_request("Body is not an Activity: missing 'type'")
     if kind not in KNOWN_ACTIVITY_TYPES:
         return web.Response(status=200)
-    for required in ("serviceUrl", "conversation"):
-        if not body.get(required):
-            return _bad_request(f"Activity is missing '{required}'")
-    if not isinstance(body.get("conversation"), dict) or not body["conversation"].get("id"):
+    if not body.get("conversation"):
+        return _bad_request("Activity is missing 'conversation'")
+    problem = activity_problem(body)
+    if problem:
+        return _bad_request(problem)
+    if not body["conversation"].get("id"):
         return _bad_request("Activity is missing 'conversation.id'")
+    if not body.get("channelId"):
+        return _bad_request("Activity is missing 'channelId'")
+    if kind in (ActivityTypes.message, ActivityTypes.invoke) and not field_at(body, "from.id"):
+        return _bad_request("Activity is missing 'from.id'")
+    if kind == ActivityTypes.conversation_update and body["channelId"] == "msteams" and not body.get("channelData"):
+        return _bad_request("Activity is missing 'channelData'")  # Teams always sends it; the SDK relies on it
     try:
         activity = Activity().deserialize(body)
-    except Exception:  # noqa: BLE001 - msrest raises several types for malformed fields
+    except Exception:  # noqa: BLE001 - msrest raises several types (and RecursionError) for malformed fields
         return _bad_request("Activity has malformed fields")
     auth_header = request.headers.get("Authorization", "")
     try:
@@ -259,7 +273,10 @@ async def _readyz(request: web.Request) -> web.Response:
         return web.json_response({"status": "unavailable", "database": exc.__class__.__name__}, status=503)
     if pending:
         return web.json_response({"status": "migrating", "pending": sorted(pending)}, status=503)
-    return web.json_response({"status": "ready"})
+    # Ready still means ready; the count tells an operator that some alerts never reached a person this week.
+    async with parts.uow() as uow:
+        undelivered = await uow.deliveries.count_failed(parts.clock.now() - dt.timedelta(days=7))
+    return web.json_response({"status": "ready", "undelivered_last_7_days": undelivered})
 
 
 def _configure_logging(level: str) -> None:

@@ -1,18 +1,27 @@
-"""The Bot Connector edge: CloudAdapter with connector and token clients reused across turns."""
+"""The Bot Connector edge: CloudAdapter whose outbound calls go through our aiohttp client (adapters.connector_http).
+
+Authentication of inbound requests, and the credentials outbound calls carry, stay the SDK's own.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
-from botbuilder.core import CloudAdapterBase
+from botbuilder.core import CloudAdapterBase, InvokeResponse, TurnContext
 from botbuilder.integration.aiohttp import (
     CloudAdapter,
     ConfigurationBotFrameworkAuthentication,
     ConfigurationServiceClientCredentialFactory,
 )
-from botframework.connector.aio import ConnectorClient
+from botbuilder.schema import Activity
 from botframework.connector.auth import (
     AuthenticateRequestResult,
     AuthenticationConstants,
@@ -26,6 +35,14 @@ from botframework.connector.auth import (
 from msal import ConfidentialClientApplication
 from msrest.authentication import Authentication
 
+from adapters.connector_http import (
+    BotConnectorClient,
+    ConnectorTransport,
+    ServiceUrlPolicy,
+    ServiceUrlRefused,
+    TokenSource,
+    is_loopback_host,
+)
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,19 +70,57 @@ def sdk_configuration(settings: Settings) -> SimpleNamespace:
 
 
 class ClientPool:
-    """Connector and user-token clients keyed by (app id, service URL, audience), built once each."""
+    """Bot Connector clients by (app id, service URL, audience) in a bounded LRU, over one shared transport.
 
-    def __init__(self) -> None:
-        self._connectors: dict[tuple[str | None, str, str | None], ConnectorClient] = {}
+    Credentials, and so msal's token cache, are shared per (app id, audience): a new service URL costs no new token.
+    Clients own no sockets (the transport does), so an evicted client a turn still holds keeps working.
+    """
+
+    def __init__(self, *, connect_timeout: float = 5.0, timeout: float = 15.0, connections_per_host: int = 32,
+                 max_clients: int = 256) -> None:
+        self.transport = ConnectorTransport(connect_timeout=connect_timeout, timeout=timeout,
+                                            connections_per_host=connections_per_host)
+        self.max_clients = max_clients
+        self._connectors: OrderedDict[tuple[str | None, str, str | None], BotConnectorClient] = OrderedDict()
+        self._tokens: dict[tuple[str | None, str | None], TokenSource] = {}  # a few: one app id, few audiences
+        self._credentials_lock = asyncio.Lock()
         self._token_clients: dict[tuple[str | None, str | None], UserTokenClient] = {}
 
-    async def connector(self, inner: ConnectorFactory, service_url: str, audience: str | None) -> ConnectorClient:
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClientPool:
+        return cls(connect_timeout=settings.connector_connect_timeout, timeout=settings.connector_timeout,
+                   connections_per_host=settings.connector_connections_per_host,
+                   max_clients=settings.connector_clients)
+
+    def __len__(self) -> int:
+        return len(self._connectors)
+
+    async def connector(self, inner: ConnectorFactory, service_url: str, audience: str | None) -> BotConnectorClient:
         key = (getattr(inner, "_app_id", None), service_url, audience)
         client = self._connectors.get(key)
         if client is None:
-            client = await inner.create(service_url, audience)
-            self._connectors[key] = client
+            tokens = await self._token_source(inner, key[0], service_url, audience)
+            client = self._connectors.get(key)  # another turn may have built it meanwhile
+            if client is None:
+                client = BotConnectorClient(self.transport, service_url, tokens)
+                self._connectors[key] = client
+                while len(self._connectors) > self.max_clients:
+                    _, evicted = self._connectors.popitem(last=False)
+                    await evicted.close()
+        self._connectors.move_to_end(key)
         return client
+
+    async def _token_source(self, inner: ConnectorFactory, app_id: str | None, service_url: str,
+                            audience: str | None) -> TokenSource:
+        async with self._credentials_lock:  # one credentials object (one msal cache) per key, even on a burst
+            tokens = self._tokens.get((app_id, audience))
+            if tokens is None:
+                # The SDK's factory knows the cloud's login endpoint and default scope; its msrest client is only
+                # a carrier for the credentials it builds, and is never used to send.
+                sdk_client = await inner.create(service_url, audience)
+                tokens = TokenSource(sdk_client.config.credentials, self.transport)
+                self._tokens[(app_id, audience)] = tokens
+            return tokens
 
     async def token_client(self, inner: BotFrameworkAuthentication, claims: ClaimsIdentity) -> UserTokenClient:
         key = (claims.get_claim_value(AuthenticationConstants.AUDIENCE_CLAIM),
@@ -78,29 +133,35 @@ class ClientPool:
 
     async def close(self) -> None:
         for client in self._connectors.values():
-            try:
-                await client.close()
-            except Exception:  # noqa: BLE001 - closing is best effort at shutdown
-                log.debug("connector client close failed", exc_info=True)
+            await client.close()
         self._connectors.clear()
+        self._tokens.clear()
         self._token_clients.clear()
+        await self.transport.close()
 
 
 class _PooledConnectorFactory(ConnectorFactory):
-    def __init__(self, inner: ConnectorFactory, pool: ClientPool) -> None:
+    def __init__(self, inner: ConnectorFactory, pool: ClientPool, policy: ServiceUrlPolicy) -> None:
         self._inner = inner
         self._pool = pool
+        self._policy = policy
 
-    async def create(self, service_url: str, audience: str = None) -> ConnectorClient:  # noqa: RUF013 - SDK signature
+    async def create(self, service_url: str, audience: str = None) -> BotConnectorClient:  # noqa: RUF013 - SDK's
+        try:
+            self._policy.check(service_url)
+        except ServiceUrlRefused as refused:
+            log.warning("refused to send to service URL %r: %s", str(service_url)[:200], refused.reason)
+            raise
         return await self._pool.connector(self._inner, service_url, audience)
 
 
 class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
     """Delegates authentication unchanged; only the construction of outbound clients is shared."""
 
-    def __init__(self, inner: BotFrameworkAuthentication, pool: ClientPool) -> None:
+    def __init__(self, inner: BotFrameworkAuthentication, pool: ClientPool, policy: ServiceUrlPolicy) -> None:
         self._inner = inner
         self._pool = pool
+        self._policy = policy
 
     async def authenticate_request(self, activity, auth_header: str) -> AuthenticateRequestResult:  # noqa: ANN001
         """Any failure to authenticate is a PermissionError (401), never a crash (500).
@@ -117,14 +178,15 @@ class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
             log.warning("inbound token rejected: %s: %s", exc.__class__.__name__, exc)
             raise PermissionError(f"Unauthorized: {exc.__class__.__name__}") from exc
         if result.connector_factory is not None:
-            result.connector_factory = _PooledConnectorFactory(result.connector_factory, self._pool)
+            result.connector_factory = _PooledConnectorFactory(result.connector_factory, self._pool, self._policy)
         return result
 
     async def authenticate_streaming_request(self, auth_header: str, channel_id_header: str):  # noqa: ANN201
         return await self._inner.authenticate_streaming_request(auth_header, channel_id_header)
 
     def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
-        return _PooledConnectorFactory(self._inner.create_connector_factory(claims_identity), self._pool)
+        return _PooledConnectorFactory(self._inner.create_connector_factory(claims_identity), self._pool,
+                                       self._policy)
 
     async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
         return await self._pool.token_client(self._inner, claims_identity)
@@ -139,16 +201,33 @@ class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
         return await self._inner.authenticate_channel_request(auth_header)
 
 
-class AuthorityAwareCredentialFactory(ServiceClientCredentialsFactory):
-    """The SDK's credential factory, except that VALIDATE_AUTHORITY=False actually reaches msal.
+class _LazyMsalApp:
+    """msal's app, built on first use, which is on a token thread: its constructor fetches the authority's metadata
+    over HTTP, which must not happen on the event loop."""
 
-    botframework-connector stores validate_authority on private-cloud credentials but builds its msal app without
-    it, so msal still asks login.microsoftonline.com to vouch for the login host. With validation on (the default)
-    nothing here changes.
+    def __init__(self, build: Callable[[], ConfidentialClientApplication]) -> None:
+        self._build = build
+        self._app: ConfidentialClientApplication | None = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        with self._lock:
+            if self._app is None:
+                self._app = self._build()
+        return getattr(self._app, name)
+
+
+class AuthorityAwareCredentialFactory(ServiceClientCredentialsFactory):
+    """The SDK's credential factory, with msal's HTTP calls bounded by a timeout and VALIDATE_AUTHORITY honoured.
+
+    The SDK builds its msal app without a timeout (a silent login service would hold a token thread for ever), and
+    builds private-cloud credentials without validate_authority, so msal would still ask login.microsoftonline.com
+    to vouch for the login host. The app is the one the SDK would build, with those two settings added.
     """
 
-    def __init__(self, inner: ServiceClientCredentialsFactory) -> None:
+    def __init__(self, inner: ServiceClientCredentialsFactory, timeout: float) -> None:
         self._inner = inner
+        self._timeout = timeout
 
     async def is_valid_app_id(self, app_id: str) -> bool:
         return await self._inner.is_valid_app_id(app_id)
@@ -159,21 +238,50 @@ class AuthorityAwareCredentialFactory(ServiceClientCredentialsFactory):
     async def create_credentials(self, app_id: str, oauth_scope: str, login_endpoint: str,
                                  validate_authority: bool) -> Authentication:
         credentials = await self._inner.create_credentials(app_id, oauth_scope, login_endpoint, validate_authority)
-        if (not validate_authority and login_endpoint and isinstance(credentials, MicrosoftAppCredentials)
-                and credentials.microsoft_app_id and getattr(credentials, "app", None) is None):
-            credentials.app = ConfidentialClientApplication(
+        if (isinstance(credentials, MicrosoftAppCredentials) and credentials.microsoft_app_id
+                and getattr(credentials, "app", None) is None):
+            validate = validate_authority or not login_endpoint
+            credentials.app = _LazyMsalApp(lambda: ConfidentialClientApplication(
                 client_id=credentials.microsoft_app_id, client_credential=credentials.microsoft_app_password,
-                authority=credentials.oauth_endpoint, validate_authority=False, instance_discovery=False,
-            )
+                authority=credentials.oauth_endpoint, validate_authority=validate,
+                instance_discovery=None if validate else False, timeout=self._timeout,
+            ))
         return credentials
 
 
-def build_adapter(settings: Settings, pool: ClientPool) -> CloudAdapter:
-    """CloudAdapter with ConfigurationBotFrameworkAuthentication, sharing clients through the pool."""
+class BotConnectorAdapter(CloudAdapter):
+    """CloudAdapter whose connector clients come from the pool; a refused service URL is a 400, not a crash."""
+
+    def __init__(self, auth: BotFrameworkAuthentication, pool: ClientPool) -> None:
+        super().__init__(auth)
+        self.client_pool = pool
+
+    async def process_activity(self, auth_header_or_authenticate_request_result: Any, activity: Activity,
+                               logic: Callable[[TurnContext], Awaitable]) -> InvokeResponse | None:
+        try:
+            return await super().process_activity(auth_header_or_authenticate_request_result, activity, logic)
+        except ServiceUrlRefused:
+            # Raised before the turn runs (the SDK builds the turn's client first), so nothing happened and
+            # nothing was saved: the bot could not have answered there. The factory has logged it.
+            return InvokeResponse(status=int(HTTPStatus.BAD_REQUEST), body={
+                "error": "Activity field 'serviceUrl' is not a Bot Connector address this bot replies to"})
+
+
+def service_url_policy(settings: Settings) -> ServiceUrlPolicy:
+    """Microsoft's hosts and ESAFETY_CONNECTOR_HOSTS; loopback too in dev mode, or when inbound tokens are checked
+    against a loopback identity provider (an offline test rig: the service URLs it signs are on loopback too)."""
+    local_signer = bool(settings.openid_metadata_url) and is_loopback_host(
+        urlsplit(settings.openid_metadata_url).hostname)
+    return ServiceUrlPolicy(extra_hosts=settings.connector_extra_hosts, allow_loopback=settings.dev or local_signer)
+
+
+def build_adapter(settings: Settings, pool: ClientPool) -> BotConnectorAdapter:
+    """CloudAdapter with ConfigurationBotFrameworkAuthentication, sending through the pool."""
     configuration = sdk_configuration(settings)
-    credentials = AuthorityAwareCredentialFactory(ConfigurationServiceClientCredentialFactory(configuration))
+    credentials = AuthorityAwareCredentialFactory(ConfigurationServiceClientCredentialFactory(configuration),
+                                                  settings.connector_timeout)
     auth = ConfigurationBotFrameworkAuthentication(configuration, credentials_factory=credentials)
-    return CloudAdapter(PooledBotFrameworkAuthentication(auth, pool))
+    return BotConnectorAdapter(PooledBotFrameworkAuthentication(auth, pool, service_url_policy(settings)), pool)
 
 
 class ProactiveSender:
@@ -183,7 +291,8 @@ class ProactiveSender:
         self._adapter = adapter
         self._app_id = app_id
 
-    async def connector_for(self, service_url: str) -> ConnectorClient:
+    async def connector_for(self, service_url: str) -> BotConnectorClient:
+        """The client for this service URL; raises ServiceUrlRefused (before any request) for a URL not allowed."""
         claims = self._adapter.create_claims_identity(self._app_id)
         claims.claims[AuthenticationConstants.SERVICE_URL_CLAIM] = service_url
         auth = self._adapter.bot_framework_authentication

@@ -16,6 +16,7 @@ from msrest.exceptions import ClientRequestError
 
 from adapters.connector import ProactiveSender
 from adapters.graph_directory import GraphDirectory, GraphRefused, GraphUnavailable
+from adapters.outbox import tenant_route
 from bot.config import AppConfig
 from bot.people import Person, Role
 from bot.protocols import Clock, UnitOfWorkFactory
@@ -42,14 +43,19 @@ class GraphInstaller:
         self._refs = refs
         self._sender = sender
         self._uow = uow
+        self._route = tenant_route(refs, settings.teams_service_url, settings.app_id)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}  # one per person reached: a school's staff, at most
 
-    async def reach(self, school_id: str, person_id: str) -> SavedReference:
-        """A saved conversation reference for the person, creating one if needed; raises GiveUp or RetryLater."""
+    async def reach(self, school_id: str, person_id: str, *, force: bool = False) -> SavedReference:
+        """A saved conversation reference for the person, creating one if needed; raises GiveUp or RetryLater.
+
+        `force` installs again and starts a fresh chat even when a reference is saved: Teams answered 403 there,
+        so the app was removed for them or they blocked it.
+        """
         lock = self._locks.setdefault((school_id, person_id), asyncio.Lock())
         async with lock:  # two messages for the same newcomer: install once, start one chat
             saved = await self._refs.get(school_id, "person", person_id)
-            if saved is not None:
+            if saved is not None and not force:
                 return saved
             return await self._install_and_start_chat(school_id, person_id)
 
@@ -70,7 +76,7 @@ class GraphInstaller:
         async with self._uow() as uow:
             await uow.audit.record(school_id, None, "teams_app.install_for_user", "person", person_id,
                                    {"outcome": outcome, "catalog_app_id": catalog_id})
-        service_url, bot = await self._route(school_id)
+        service_url, bot = await self._route(school_id)  # the tenant's, as the outbox reaches channels
         parameters = ConversationParameters(
             is_group=False, bot=ChannelAccount(id=bot.get("id"), name=bot.get("name")),
             members=[ChannelAccount(id=person_id)], tenant_id=school.tenant_id,
@@ -92,17 +98,6 @@ class GraphInstaller:
         await self._refs.save(school_id, "person", person_id, reference)
         log.info("started a 1:1 chat with %s in %s after installing the app (%s)", person_id, school_id, outcome)
         return SavedReference(school_id, "person", person_id, None, None, reference)
-
-    async def _route(self, school_id: str) -> tuple[str, dict[str, Any]]:
-        """The service URL and bot account to use: from a conversation the bot already has, else from settings."""
-        for kind in ("channel", "person"):
-            for saved in await self._refs.all(school_id, kind):
-                url = saved.reference.get("serviceUrl")
-                bot = saved.reference.get("bot") or {}
-                if url and bot.get("id"):
-                    return url, {"id": bot["id"], "name": bot.get("name")}
-        return self._settings.teams_service_url, {"id": f"28:{self._settings.app_id}", "name": None}
-
 
 def _classify(exc: ErrorResponseException) -> Exception:
     response = getattr(exc, "response", None)

@@ -22,9 +22,11 @@ from botbuilder.schema import (
 from msrest.exceptions import ClientRequestError
 
 from adapters.connector import ProactiveSender
+from adapters.connector_http import ConnectorHTTPError, ConnectorUnavailable, ServiceUrlRefused
 from bot.config import AppConfig
-from bot.protocols import Clock
-from bot.work import GiveUp, RetryLater, WorkItem, parse_retry_after
+from bot.delivery import confirm_after, fallback_sends
+from bot.protocols import Clock, UnitOfWorkFactory
+from bot.work import MAX_ATTEMPTS, Done, GiveUp, RetryLater, Then, WorkItem, parse_retry_after
 from storage.repos import ConversationRefs, SavedReference
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,9 @@ ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 RETRYABLE = {408, 412, 429, 500, 502, 503, 504}
 TENANT_PER_SECOND = 50
 CONVERSATION_PER_SECOND = 7
+# A claimed send is retaken by another replica after this long. It covers the connector's total timeout (15 s),
+# a rate-limit wait and a Graph install; the worker stops a send at 80% of it, so two never run at once.
+SEND_LEASE = dt.timedelta(seconds=60)
 
 
 class RateLimiter:
@@ -73,22 +78,74 @@ def message_activity(text: str | None, card: dict[str, Any] | None) -> Activity:
     return activity
 
 
+class Undeliverable(Exception):  # noqa: N818 - a signal, not an error
+    """This recipient cannot be reached by this route (403, 404, no conversation, app not installed)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+Reach = Callable[..., Awaitable[SavedReference]]
+
+
 class OutboxSender:
-    """The work handler for kind 'send'."""
+    """The work handler for kind 'send'.
+
+    A send that cannot reach its person tries, in order: installing the app for them through Graph (where
+    configured), then the next people in its delivery's fallback stages (other holders of the role, then the
+    escalation). Its outcome, and any follow-up, is recorded by the worker in one transaction.
+    """
 
     def __init__(self, config: AppConfig, refs: ConversationRefs, sender: ProactiveSender, clock: Clock,
-                 limiter: RateLimiter | None = None,
-                 reach: Callable[[str, str], Awaitable[SavedReference]] | None = None) -> None:
+                 uow: UnitOfWorkFactory, *, route: Callable[[str], Awaitable[tuple[str, dict[str, Any]]]],
+                 limiter: RateLimiter | None = None, reach: Reach | None = None) -> None:
         self._config = config
         self._reach = reach  # installs the app and starts a 1:1 chat for someone never seen (adapters.graph_install)
         self._refs = refs
         self._sender = sender
         self._clock = clock
+        self._uow = uow
+        self._route = route
         self._limiter = limiter or RateLimiter()
 
-    async def __call__(self, item: WorkItem) -> str:
+    async def __call__(self, item: WorkItem) -> Done:
+        try:
+            result = await self._deliver(item)
+        except Undeliverable as exc:
+            raise GiveUp(f"undeliverable: {exc.reason}", then=await self._fallbacks(item, exc.reason)) from exc
+        except RetryLater as exc:
+            if item.attempts < MAX_ATTEMPTS:
+                raise
+            reason = f"gave up after {item.attempts} tries: {exc.reason}"
+            raise GiveUp(reason, then=await self._fallbacks(item, reason)) from exc
+        return Done(result, then=confirm_after(item.payload))
+
+    async def _fallbacks(self, item: WorkItem, reason: str) -> tuple[Then, ...]:
+        group = (item.payload.get("delivery") or {}).get("group")
+        if not group:
+            return ()
+        async with self._uow() as uow:
+            targeted = {o.target for o in await uow.deliveries.group(item.school_id, group)}
+        label = item.payload["delivery"].get("label") or "a recipient"
+        then = fallback_sends(item.payload, targeted, item.school_id, label, reason)
+        if then:
+            log.warning("send %s could not reach %s (%s); re-routed to the next people in line", item.id, label,
+                        reason)
+        return then
+
+    async def _deliver(self, item: WorkItem) -> str:
         target = item.payload["target"]
         reference = await self._reference(item.school_id, target)
+        try:
+            return await self._send(item, reference)
+        except Undeliverable:
+            if target["kind"] != "person" or self._reach is None:
+                raise
+        # Blocked or not installed for this person: install the app for them through Graph, then try once more.
+        return await self._send(item, await self._reach(item.school_id, target["id"], force=True))
+
+    async def _send(self, item: WorkItem, reference: SavedReference) -> str:
         conversation = reference.reference.get("conversation") or {}
         service_url = reference.reference.get("serviceUrl") or reference.reference.get("service_url")
         activity = message_activity(item.payload.get("text"), item.payload.get("card"))
@@ -101,43 +158,67 @@ class OutboxSender:
         try:
             client = await self._sender.connector_for(service_url)
             response = await client.conversations.send_to_conversation(conversation["id"], activity)
+        except ConnectorHTTPError as exc:
+            raise self._classify(exc.status, exc.headers) from exc
         except ErrorResponseException as exc:
-            raise self._classify(exc) from exc
+            response_ = getattr(exc, "response", None)
+            status = getattr(response_, "status_code", None) or getattr(response_, "status", None)
+            raise self._classify(status, getattr(response_, "headers", None)) from exc
+        except ServiceUrlRefused as exc:
+            raise Undeliverable(f"the saved address is not a Microsoft Bot Connector ({exc.reason})") from exc
+        except ConnectorUnavailable as exc:
+            raise RetryLater(f"connector unreachable: {exc.reason}") from exc
         except (ClientRequestError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             raise RetryLater(f"connector unreachable: {exc.__class__.__name__}") from exc
         return f"sent:{getattr(response, 'id', '') or ''}"
 
-    def _classify(self, exc: ErrorResponseException) -> Exception:
-        response = getattr(exc, "response", None)
-        status = getattr(response, "status_code", None) or getattr(response, "status", None)
+    def _classify(self, status: int | None, headers: Any) -> Exception:
         if status == 403:
-            return GiveUp("undeliverable (403): the person has blocked the bot or the app is not installed there")
+            return Undeliverable("403: the person has blocked the bot or the app is not installed there")
         if status == 404:
-            return GiveUp("undeliverable (404): the conversation no longer exists")
+            return Undeliverable("404: the conversation no longer exists")
         if status in RETRYABLE:
-            headers = getattr(response, "headers", None)
             return RetryLater(f"connector answered {status}", retry_after(headers, self._clock.now()))
-        return GiveUp(f"connector refused the message ({status})")
+        return Undeliverable(f"the connector refused the message ({status})")
 
     async def _reference(self, school_id: str, target: dict[str, str]) -> SavedReference:
         if target["kind"] == "person":
             saved = await self._refs.get(school_id, "person", target["id"])
             if saved is None and self._reach is not None:
-                return await self._reach(school_id, target["id"])
+                try:
+                    return await self._reach(school_id, target["id"])
+                except GiveUp as exc:
+                    raise Undeliverable(exc.reason) from exc
             if saved is None:
-                raise GiveUp("no conversation with this person yet: they have not opened the app")
+                raise Undeliverable("no conversation with this person yet: they have not opened the app")
             return saved
         school = self._config.school(school_id)
         channel_id = getattr(school.channels, target["purpose"], None) if school else None
         if not channel_id:
-            raise GiveUp(f"no {target['purpose']} channel is configured for this school")
+            raise Undeliverable(f"no {target['purpose']} channel is configured for this school")
         saved = await self._refs.get(school_id, "channel", channel_id)
         if saved is not None:
             return saved
-        # The bot is installed in the team but has not seen this channel yet: reuse the team's reference.
-        team_refs = [r for r in await self._refs.all(school_id, "channel") if r.team_id and r.team_id == school.team_id]
-        if not team_refs:
-            raise GiveUp("the app is not installed in the school's team yet")
-        reference = dict(team_refs[0].reference)
-        reference["conversation"] = {**reference.get("conversation", {}), "id": channel_id}
+        # Posting to a channel id starts a new thread there, so the bot needs no earlier message in that channel:
+        # only the tenant's service URL and the bot's own account.
+        service_url, bot = await self._route(school_id)
+        reference = {"bot": bot, "channelId": "msteams", "serviceUrl": service_url,
+                     "conversation": {"id": channel_id, "tenantId": school.tenant_id, "conversationType": "channel",
+                                      "isGroup": True}}
         return SavedReference(school_id, "channel", channel_id, None, school.team_id, reference)
+
+
+def tenant_route(refs: ConversationRefs, default_service_url: str, app_id: str
+                 ) -> Callable[[str], Awaitable[tuple[str, dict[str, Any]]]]:
+    """The service URL and bot account for a school: from a conversation the bot already has, else from settings."""
+
+    async def route(school_id: str) -> tuple[str, dict[str, Any]]:
+        for kind in ("channel", "person"):
+            for saved in await refs.all(school_id, kind):
+                url = saved.reference.get("serviceUrl")
+                bot = saved.reference.get("bot") or {}
+                if url and bot.get("id"):
+                    return url, {"id": bot["id"], "name": bot.get("name")}
+        return default_service_url, {"id": f"28:{app_id}", "name": None}
+
+    return route

@@ -9,7 +9,7 @@ import os
 import socket
 
 from bot.protocols import Clock, WorkHandler
-from bot.work import MAX_ATTEMPTS, GiveUp, RetryLater, WorkItem, backoff_delay
+from bot.work import MAX_ATTEMPTS, Done, GiveUp, RetryLater, WorkItem, backoff_delay
 from storage.repos import WorkClaims
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ class WorkRunner:
         self._clock = clock
         self.name = name
         self._handlers: dict[str, WorkHandler] = {}
+        self._leases: dict[str, dt.timedelta] = {}
         self._batch = batch
         self._lease = lease
         self._slots = asyncio.Semaphore(concurrency)
@@ -34,8 +35,11 @@ class WorkRunner:
         self._settled = asyncio.Condition()
         self._stopping = False
 
-    def register(self, kind: str, handler: WorkHandler) -> None:
+    def register(self, kind: str, handler: WorkHandler, *, lease: dt.timedelta | None = None) -> None:
+        """Handle items of this kind; `lease` is how long a claim lasts before another replica may retake it."""
         self._handlers[kind] = handler
+        if lease is not None:
+            self._leases[kind] = lease
 
     def wake(self) -> None:
         """Look for due work now rather than at the next poll."""
@@ -49,7 +53,8 @@ class WorkRunner:
                 return total
             self._in_hand += 1  # a claim under way counts as work in hand: it may be taking items right now
             try:
-                items = await self._claims.claim(self.name, list(self._handlers), self._batch, self._lease)
+                items = await self._claims.claim(self.name, list(self._handlers), self._batch, self._lease,
+                                                 self._leases)
                 self._in_hand += len(items)
             finally:
                 await self._release()
@@ -104,19 +109,30 @@ class WorkRunner:
 
     async def _run_one(self, item: WorkItem) -> None:
         handler = self._handlers[item.kind]
+        # A handler never outlives its claim: past the lease another replica may take the item, and two runs of one
+        # send would be a duplicate. The margin leaves time to record the outcome.
+        budget = self._leases.get(item.kind, self._lease).total_seconds() * 0.8
         async with self._slots:
             try:
-                result = await handler(item)
+                async with asyncio.timeout(budget):
+                    result = await handler(item)
             except RetryLater as retry:
                 await self._retry(item, retry.reason, retry.after)
             except GiveUp as give_up:
                 log.warning("work %s (%s) given up: %s", item.id, item.kind, give_up.reason)
-                await self._claims.finish(item, self.name, "failed", error=give_up.reason)
+                await self._claims.finish(item, self.name, "failed", error=give_up.reason, then=give_up.then)
+            except TimeoutError:
+                log.warning("work %s (%s) ran past its lease budget of %.0f s", item.id, item.kind, budget)
+                await self._retry(item, f"took longer than {budget:.0f} s", None)
             except Exception as exc:  # noqa: BLE001 - any fault is retried, never lost
                 log.exception("work %s (%s) failed", item.id, item.kind)
                 await self._retry(item, f"{exc.__class__.__name__}: {exc}", None)
             else:
-                await self._claims.finish(item, self.name, "done", result=result if isinstance(result, str) else None)
+                if isinstance(result, Done):
+                    await self._claims.finish(item, self.name, "done", result=result.result, then=result.then)
+                else:
+                    await self._claims.finish(item, self.name, "done",
+                                              result=result if isinstance(result, str) else None)
 
     async def _retry(self, item: WorkItem, reason: str, after: dt.timedelta | None) -> None:
         if item.attempts >= MAX_ATTEMPTS:

@@ -805,7 +805,8 @@ class AupService:
             for lead in await self.directory.people_with_role(school.id, Role.ONLINE_SAFETY_LEAD):
                 if lead.id in told or lead.id == person.id:
                     continue
-                follow = (f"Their line manager, {manager.name}, has been told." if manager and manager.id in told
+                follow = (f"I am letting their line manager, {manager.name}, know too."
+                          if manager and manager.id in told
                           else "They have no line manager on record, so please follow this up yourself.")
                 await uow.notify.to_person(
                     school.id, lead.id, text=message + follow + " Type `aup status` to see everyone outstanding.",

@@ -83,6 +83,13 @@ class FilteringConfig(_Strict):
     domain_categories: dict[str, str] = Field(default_factory=dict)
 
 
+class DeliveryConfig(_Strict):
+    """How long an alert may take to reach someone before the person who raised it is told to go in person."""
+
+    urgent_seconds: int = Field(30, ge=5, le=3600)
+    normal_seconds: int = Field(300, ge=30, le=86400)
+
+
 class ChannelsConfig(_Strict):
     dsl: str | None = None
     slt: str | None = None
@@ -100,6 +107,9 @@ class SchoolConfig(_Strict):
     terms: list[TermConfig] = Field(default_factory=list)
     channels: ChannelsConfig = ChannelsConfig()
     sla_minutes: SlaConfig = SlaConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    # Given to a reporter whose alert could not be delivered, with the DSLs' names.
+    safeguarding_phone: str | None = Field(None, max_length=40)
     digest: DigestConfig = DigestConfig()
     aup: AupConfig = AupConfig()
     filtering: FilteringConfig = FilteringConfig()

@@ -350,6 +350,10 @@ class ConcurrentChange(Exception):  # noqa: N818 - someone else changed the requ
     """Raised by storage when a request changed between reading and writing it."""
 
 
+class DuplicateRequest(Exception):  # noqa: N818 - an outcome the service turns into "the same request again"
+    """Another transaction committed a request with this idempotency key first."""
+
+
 class FilterRefused(Exception):  # noqa: N818 - a user-facing outcome
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -572,11 +576,13 @@ class FilterBackend(Protocol):
 class IncidentFiler(Protocol):
     """The incident flow, as the filtering feature needs it: file a technical concern, get its reference."""
 
-    async def file_technical_concern(self, actor: Any, category_key: str, summary_text: str) -> str:
-        """Record a technical concern (e.g. a filter failure) and return its reference."""
+    async def file_technical_concern(self, actor: Any, category_key: str, summary_text: str, *,
+                                     key: str | None = None) -> str:
+        """Record a technical concern (e.g. a filter failure) once per `key` and return its reference."""
 
 
-async def report_missed_content(filer: IncidentFiler, actor: Any, site: Site, what_happened: str) -> str:
+async def report_missed_content(filer: IncidentFiler, actor: Any, site: Site, what_happened: str, *,
+                                key: str | None = None) -> str:
     """Something got through the filter: file it as a filter-failure concern through the incident flow."""
     summary = f"Filter failure reported: {site.display_host} ({site.url}) was reachable. {what_happened}".strip()
-    return await filer.file_technical_concern(actor, "filter_failure", summary[:2000])
+    return await filer.file_technical_concern(actor, "filter_failure", summary[:2000], key=key)

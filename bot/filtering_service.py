@@ -14,9 +14,11 @@ from bot.actor import Actor, CardReply, Refused
 from bot.cards import filtering as cards
 from bot.cards.common import card, heading, text
 from bot.config import SchoolConfig
+from bot.delivery import Delivery, Watch, keep_watch, labelled
 from bot.filtering import (
     KIND_LABELS,
     Draft,
+    DuplicateRequest,
     FilterBackend,
     FilterBackendError,
     FilterChange,
@@ -34,7 +36,7 @@ from bot.filtering import (
     domain_display,
     report_missed_content,
 )
-from bot.people import Person, Role
+from bot.people import ROLE_LABELS, Person, Role
 from bot.protocols import Clock, Directory, UnitOfWorkFactory
 from bot.work import GiveUp, RetryLater, WorkItem
 
@@ -130,8 +132,28 @@ class FilterService:
                 f"Nobody can approve it, so nothing has been sent. If you think the site is listed by mistake, "
                 f"please talk to the online-safety lead.")
 
-    async def submit(self, actor: Actor, draft: Draft) -> Outcome:
-        """Store the request, link it to an open one for the same site, or send it to the approvers."""
+    async def submit(self, actor: Actor, draft: Draft, *, key: str | None = None) -> Outcome:
+        """Store the request, link it to an open one for the same site, or send it to the approvers.
+
+        `key` was fixed in the conversation when the summary was shown: Send pressed twice, or again after a crash
+        before the conversation was saved, gets the first request's answer and reaches the approvers once.
+        """
+        try:
+            return await self._submit(actor, draft, key)
+        except DuplicateRequest:
+            # Another transaction stored it after ours looked for it; ours rolled back, so read theirs afresh.
+            async with self._uow() as uow:
+                request = await uow.filtering.by_key(actor.school_id, key) if key else None
+            if request is None:
+                raise
+            return await self._sent_already(actor, request)
+
+    async def _sent_already(self, actor: Actor, request: FilterRequest) -> Outcome:
+        approvers = await self._people(actor.school_id, Role.HEADTEACHER if request.needs_headteacher
+                                       else Role.FILTERING_APPROVER, excluding=actor.person.id)
+        return _submitted(request, bool(approvers))
+
+    async def _submit(self, actor: Actor, draft: Draft, key: str | None) -> Outcome:
         refusal = await self.never_unblock(actor, draft.kind or "", Site(draft.url or "", draft.domain or "",
                                                                            draft.domain or ""))
         if refusal:
@@ -141,6 +163,9 @@ class FilterService:
         needs_head = allows and rules.needs_headteacher(draft.domain or "")
         now = self._clock.now()
         async with self._uow() as uow:
+            stored = await uow.filtering.by_key(actor.school_id, key) if key else None
+            if stored is not None:
+                return await self._sent_already(actor, stored)  # sent the first time: nobody is asked again
             # Only the same change is linked: a block asked for while an unblock waits still reaches the approvers.
             earlier = next((r for r in await uow.filtering.open_for_domain(actor.school_id, draft.domain)
                             if r.allows == allows), None)
@@ -152,40 +177,58 @@ class FilterService:
                 needs_headteacher=needs_head, status=Status.LINKED if earlier else Status.PENDING,
                 requester_id=actor.person.id, requester_name=actor.person.name, created_at=now,
                 linked_to=earlier.reference if earlier else None,
-            ))
+            ), key=key)
             await self._log(uow, actor.school_id, "requested", actor.person, request.domain, request.reference,
                             f"{KIND_LABELS[Kind(request.kind)]}; for {request.audience}")
-            site = domain_display(request.domain)
             if earlier:
                 await self._log(uow, actor.school_id, "linked", actor.person, request.domain, request.reference,
                                 f"same site as {earlier.reference}")
-                return Outcome(f"Thank you. {site} has already been asked about in {earlier.reference}, which is "
-                               f"waiting for a decision, so your request {request.reference} is linked to it rather "
-                               f"than sent again. I'll tell you what is decided.", request.reference, request.status)
-            approvers = await self._people(actor.school_id, Role.HEADTEACHER if needs_head
-                                           else Role.FILTERING_APPROVER, excluding=actor.person.id)
-            tz = actor.school.tz
-            approval = cards.build_approval_card(request, tz, [p.id for p in approvers])
-            for person in approvers:
-                await uow.notify.to_person(actor.school_id, person.id, card=approval,
-                                           dedupe_key=f"filter.approval:{actor.school_id}:{request.reference}:"
-                                                      f"{request.version}:{person.id}")
-        who = "the Headteacher" if needs_head else "the filtering approvers"
-        if not approvers:
-            return Outcome(f"Your request {request.reference} is saved, but there is nobody else who can approve it. "
-                           f"Please tell the online-safety lead.", request.reference, request.status)
-        return Outcome(f"Thank you. Your request {request.reference} for {site} has gone to {who}. I'll message you "
-                       f"when it is decided.", request.reference, request.status)
+                return _submitted(request, True)
+            role = Role.HEADTEACHER if needs_head else Role.FILTERING_APPROVER
+            approvers = await self._people(actor.school_id, role, excluding=actor.person.id)
+            approval = cards.build_approval_card(request, actor.school.tz, [p.id for p in approvers])
+            await self._send_for_approval(uow, actor, request, role, approvers, approval)
+        return _submitted(request, bool(approvers))
 
-    async def report_missed(self, actor: Actor, site: Site, what: str) -> Outcome:
+    async def _send_for_approval(self, uow: Any, actor: Actor, request: FilterRequest, role: Role,
+                                 approvers: list[Person], approval: dict[str, Any]) -> None:
+        """One tracked delivery group: the requester hears when an approver has it, or whom to ask in person."""
+        if not approvers:
+            return
+        school = actor.school
+        group = f"filter:{school.id}:{request.reference}:approval"
+        heads = [] if role == Role.HEADTEACHER else [
+            labelled(p, ROLE_LABELS[Role.HEADTEACHER])
+            for p in await self._people(school.id, Role.HEADTEACHER, excluding=actor.person.id)
+            if p.id not in {a.id for a in approvers}]
+        watchers = (Role.FILTERING_APPROVER.value, Role.HEADTEACHER.value, Role.ONLINE_SAFETY_LEAD.value)
+        for person in approvers:
+            await uow.notify.to_person(school.id, person.id, card=approval,
+                                       dedupe_key=f"filter.approval:{school.id}:{request.reference}:"
+                                                  f"{request.version}:{person.id}",
+                                       delivery=Delivery(group, labelled(person, ROLE_LABELS[role]).label,
+                                                         request.reference, team_roles=watchers,
+                                                         fallbacks=(tuple(heads),) if heads else ()))
+        leads = await self._people(school.id, Role.ONLINE_SAFETY_LEAD, excluding=actor.person.id)
+        await keep_watch(uow, Watch(
+            school_id=school.id, group=group, about=request.reference, what=f"Your request {request.reference}",
+            team="the Headteacher" if role == Role.HEADTEACHER else "the filtering approvers",
+            owner_id=actor.person.id, in_person=tuple(labelled(p, ROLE_LABELS[role]).label for p in approvers),
+            phone=None, notify=tuple(labelled(p, ROLE_LABELS[Role.ONLINE_SAFETY_LEAD]) for p in leads),
+            team_roles=watchers, record_type=RECORD, record_id=request.reference,
+            next_step="I'll message you when it is decided.",
+        ), self._clock.now() + dt.timedelta(seconds=school.delivery.normal_seconds))
+
+    async def report_missed(self, actor: Actor, site: Site, what: str, *, key: str | None = None) -> Outcome:
         """Something got through that should have been blocked: a technical concern, never a filter change."""
         if self._filer is not None:
-            reference = await report_missed_content(self._filer, actor, site, what)
+            reference = await report_missed_content(self._filer, actor, site, what, key=key)
             async with self._uow() as uow:
                 await self._log(uow, actor.school_id, "concern_reported", actor.person, site.domain, reference,
                                 "filed through the incident flow")
-            return Outcome(f"Thank you. I've recorded this as a filter failure ({reference}). The technicians and "
-                           f"the online-safety lead have been told. Please don't visit the site again to check.",
+            return Outcome(f"Thank you. I've recorded this as a filter failure ({reference}) and am telling the "
+                           f"technicians and the online-safety lead now. I'll confirm here when they have it. Please "
+                           f"don't visit the site again to check.",
                            reference)
         school = actor.school
         async with self._uow() as uow:
@@ -194,13 +237,13 @@ class FilterService:
                            text(f"A member of staff reports that {site.display_host} got through the filter and "
                                 f"should have been blocked. Please check the filter and block it if needed.")],
                           fallback_text="A filter failure was reported.")
-            key = f"filter.missed:{actor.school_id}:{site.domain}:{self._clock.now().isoformat()}"
+            key = f"filter.missed:{actor.school_id}:{site.domain}:{key or self._clock.now().isoformat()}"
             await self._tell_technicians(uow, school, card_=notice, key=key, also_lead=False)
             for lead in await self._people(actor.school_id, Role.ONLINE_SAFETY_LEAD):
                 await uow.notify.to_person(actor.school_id, lead.id, dedupe_key=f"{key}:lead:{lead.id}",
                                            text=f"{actor.person.name} reported that {site.display_host} got "
                                                 f"through the filter: {what[:500]}")
-        return Outcome("Thank you. The technicians and the online-safety lead have been told. Please don't visit "
+        return Outcome("Thank you. I am telling the technicians and the online-safety lead now. Please don't visit "
                        "the site again to check.")
 
     # --- deciding --------------------------------------------------------------------------------------------
@@ -246,7 +289,7 @@ class FilterService:
                 tell = (f"Your filter request {request.reference} for {site} was declined by {actor.person.name}. "
                         f"Their reason: {note}. Nothing on the filter has changed. If you'd like to talk it over, "
                         f"please speak to them.")
-                reply = f"Declined. {request.requester_name} has been told why."
+                reply = f"Declined. I am letting {request.requester_name} know why."
             else:
                 request = await uow.filtering.save(request.with_(status=Status.INFO_REQUESTED,
                                                                  decision_note=f"Question: {note}"))
@@ -525,3 +568,19 @@ def _done_card(request: FilterRequest, tz: dt.tzinfo) -> dict[str, Any]:
                  text(f"{domain_display(request.domain)}: {label}."),
                  text(f"Updated {cards.when(request.reverted_at or request.applied_at or request.decided_at, tz)}.",
                       subtle=True)], fallback_text=f"Filter change {request.reference}: {label}.")
+
+
+def _submitted(request: FilterRequest, has_approvers: bool) -> Outcome:
+    """What the requester is told once the request is stored; the same words when they press Send again."""
+    site = domain_display(request.domain)
+    if request.linked_to:
+        return Outcome(f"Thank you. {site} has already been asked about in {request.linked_to}, which is waiting "
+                       f"for a decision, so your request {request.reference} is linked to it rather than sent "
+                       f"again. I'll tell you what is decided.", request.reference, request.status)
+    if not has_approvers:
+        return Outcome(f"Your request {request.reference} is saved, but there is nobody else who can approve it. "
+                       f"Please tell the online-safety lead.", request.reference, request.status)
+    who = "the Headteacher" if request.needs_headteacher else "the filtering approvers"
+    return Outcome(f"Thank you. Your request {request.reference} for {site} is saved, and I am sending it to {who} "
+                   f"now. I'll tell you when it has reached them, and again when it is decided.", request.reference,
+                   request.status)

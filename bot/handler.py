@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import logging
 import re
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -19,6 +22,7 @@ from botbuilder.schema.teams import TeamInfo
 from bot.actor import Actor, CardAction, CardReply, Command, Refused
 from bot.cards.help import CommandHelp, build_channel_welcome_card, build_help_card, build_personal_welcome_card
 from bot.config import AppConfig, SchoolConfig
+from bot.inbound import InboundClaims, InvokeAnswer, StateConflict, claim_key
 from bot.people import stranger
 from bot.protocols import ConversationStore, Directory, UnitOfWorkFactory
 
@@ -26,6 +30,18 @@ log = logging.getLogger(__name__)
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 CANCEL_WORDS = {"cancel", "stop", "quit", "exit"}
+HEALTH_CHECK = "healthCheck"  # Teams' invoke to check the bot answers; it has no effect, so it takes no claim
+HEALTH_CHECK_BODY = {"healthResults": {"success": True, "messages": ["Health check succeeded."]}}
+# A redelivered invoke waits at most this long for the first delivery's answer, then gets a neutral one: Teams itself
+# waits only seconds for an invoke's answer, and a first delivery usually answers in well under one.
+REDELIVERY_WAIT_SECONDS = 5.0
+STILL_WORKING = "Still working on that. Please wait a moment before trying again."
+INVOKE_FAILED = "Sorry, something went wrong on my side and I could not finish that. Please try again."
+MAX_STORED_KEY = 255  # conversation_refs key columns; a longer id is not one Teams issues
+MAX_STORED_NAME = 255  # Entra display names are at most 256 characters
+# Bytes of memory, not a count: a count let long ids and names grow the cache without limit.
+SAVED_REFERENCES_BUDGET = 2 * 1024 * 1024
+_ENTRY_OVERHEAD = 240  # an OrderedDict slot, the key tuple and the digest object, roughly
 _MENTION = re.compile(r"<at>.*?</at>", re.IGNORECASE)
 
 
@@ -45,6 +61,8 @@ class BotServices:
     dialogs: list[Dialog] = field(default_factory=list)
     # async (Actor) -> card | None: after a person's own message in their 1:1 chat, a card they still owe (AUP)
     follow_ups: list[Any] = field(default_factory=list)
+    # Inbound claims: each activity Teams delivers (and redelivers) takes effect once. None only in unit wiring.
+    inbound: InboundClaims | None = None
 
     def add_command(self, command: Command) -> None:
         self.commands.append(command)
@@ -93,23 +111,85 @@ class EsafetyBot(TeamsActivityHandler):
         self._services = services
         self._dialog_state = services.conversation_state.create_property("DialogState")
         self._dialogs = DialogSet(self._dialog_state)
-        self._saved_references: dict[tuple[str, str, str], str] = {}
+        self._saved_references = _ByteBoundedDigests(SAVED_REFERENCES_BUDGET)
         for dialog in services.dialogs:
             self._dialogs.add(dialog)
 
     # --- the turn ---------------------------------------------------------------------------------------------
 
     async def on_turn(self, turn_context: TurnContext) -> None:
+        activity = turn_context.activity
+        if activity.type == ActivityTypes.invoke and activity.name == HEALTH_CHECK:
+            await _answer_invoke(turn_context, InvokeResponse(status=int(HTTPStatus.OK), body=HEALTH_CHECK_BODY))
+            return
+        # The claim is taken here, not in the HTTP route, because this runs only after the adapter has
+        # authenticated the request: a forged activity can never use up the id of a real one.
+        key = self._claim_key(activity)
+        if key is not None and not await self._services.inbound.claim(key):
+            await self._answer_redelivery(turn_context, key)
+            return
+        invoke = activity.type == ActivityTypes.invoke
+        answer = _capture_invoke_answer(turn_context) if key is not None and invoke else None
+        try:
+            await self._take_turn(turn_context)
+        except Exception:
+            # A redelivery should hear that this failed, not wait for an answer that will not come.
+            if key is not None:
+                await self._finish(key, InvokeAnswer(int(HTTPStatus.OK), _message_body(INVOKE_FAILED))
+                                   if invoke else None)
+            raise
+        if key is not None:
+            unanswered = InvokeAnswer(int(HTTPStatus.NOT_IMPLEMENTED), None)  # what the adapter says when none is sent
+            await self._finish(key, (answer.get() or unanswered) if answer is not None else None)
+
+    async def _finish(self, key: str, answer: InvokeAnswer | None) -> None:
+        try:
+            await self._services.inbound.finish(key, answer)
+        except Exception:  # noqa: BLE001 - the turn itself is done; a late redelivery may run it again after the lease
+            log.exception("could not mark an inbound activity finished")
+
+    async def _take_turn(self, turn_context: TurnContext) -> None:
         school = self._school_for(turn_context.activity)
         turn_context.turn_state["esafety.school"] = school
-        if school is not None:
-            await self._remember_conversation(turn_context, school)
         try:
+            if school is not None:
+                await self._remember_conversation(turn_context, school)
             await super().on_turn(turn_context)
             await self._follow_up(turn_context)
         finally:
-            await self._services.conversation_state.save_changes(turn_context)
-            await self._services.user_state.save_changes(turn_context)
+            await self._save_state(turn_context)
+
+    async def _save_state(self, turn_context: TurnContext) -> None:
+        for state in (self._services.conversation_state, self._services.user_state):
+            try:
+                await state.save_changes(turn_context)
+            except StateConflict as conflict:
+                # Another turn in this conversation saved first; its state stands. The person's request has been
+                # handled (effects are idempotent on their own), so an error message here would only alarm them.
+                log.warning("state not saved, another turn wrote first: %s", conflict)
+
+    def _claim_key(self, activity: Activity) -> str | None:
+        if self._services.inbound is None or not activity.id or not activity.conversation:
+            return None  # an activity without an id cannot be told from its redelivery; process it as before
+        return claim_key(activity.channel_id or "", activity.conversation.id or "", activity.id)
+
+    async def _answer_redelivery(self, turn_context: TurnContext, key: str) -> None:
+        """A redelivery has no effect; an invoke gets the first delivery's answer, waiting briefly for it."""
+        activity = turn_context.activity
+        log.info("ignoring a redelivered %s activity %s", activity.type, activity.id)
+        if activity.type != ActivityTypes.invoke:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REDELIVERY_WAIT_SECONDS
+        pause = 0.05
+        while (found := await self._services.inbound.answered(key)) is None and loop.time() < deadline:
+            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+            pause = min(pause * 2, 0.5)
+        if found is None:
+            response = _invoke_message(HTTPStatus.OK, STILL_WORKING)
+        else:
+            response = InvokeResponse(status=found.status, body=found.body)
+        await _answer_invoke(turn_context, response)
 
     async def _follow_up(self, turn_context: TurnContext) -> None:
         """After someone's own message (or install) in their 1:1 chat, features may add a card they still owe."""
@@ -164,13 +244,17 @@ class EsafetyBot(TeamsActivityHandler):
         reference = TurnContext.get_conversation_reference(activity).serialize()
         reference.pop("activityId", None)
         reference.pop("locale", None)
+        for account in ("user", "bot", "conversation"):  # display names only; ids are checked at the front door
+            if isinstance(reference.get(account), dict) and isinstance(reference[account].get("name"), str):
+                reference[account]["name"] = reference[account]["name"][:MAX_STORED_NAME]
         conversation_type = activity.conversation.conversation_type or "personal"
         channel_data = activity.channel_data or {}
         if conversation_type == "personal":
             sender = activity.from_property or ChannelAccount()
             key = sender.aad_object_id or sender.id
             if key:
-                await self._save_reference(school.id, "person", key, reference, name=sender.name)
+                name = sender.name[:MAX_STORED_NAME] if sender.name else sender.name
+                await self._save_reference(school.id, "person", key, reference, name=name)
         elif conversation_type == "channel":
             channel_id = (channel_data.get("channel") or {}).get("id") or activity.conversation.id.split(";")[0]
             team_id = (channel_data.get("team") or {}).get("id")
@@ -179,15 +263,18 @@ class EsafetyBot(TeamsActivityHandler):
 
     async def _save_reference(self, school_id: str, kind: str, key: str, reference: dict[str, Any],
                               **extra: str | None) -> None:
-        # A reference rarely changes; skipping unchanged writes keeps a database write off most turns.
-        fingerprint = json.dumps([reference, extra], sort_keys=True, default=str)
+        if len(key) > MAX_STORED_KEY or any(len(v) > MAX_STORED_KEY for v in extra.values() if v):
+            log.warning("not saving a %s conversation reference: its id is longer than Teams issues", kind)
+            return
+        # A reference rarely changes; skipping unchanged writes keeps a database write off most turns. Only a digest
+        # is kept, so the memory an entry takes does not depend on what the activity carried.
+        fingerprint = hashlib.sha256(json.dumps([reference, extra], sort_keys=True, default=str).encode(
+            "utf-8", "surrogatepass")).digest()
         cache_key = (school_id, kind, key)
         if self._saved_references.get(cache_key) == fingerprint:
             return
         await self._services.refs.save(school_id, kind, key, reference, **extra)
-        if len(self._saved_references) > 10_000:
-            self._saved_references.clear()
-        self._saved_references[cache_key] = fingerprint
+        self._saved_references.put(cache_key, fingerprint)
 
     # --- messages --------------------------------------------------------------------------------------------
 
@@ -258,7 +345,11 @@ class EsafetyBot(TeamsActivityHandler):
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         if turn_context.activity.name != "adaptiveCard/action":
-            return await super().on_invoke_activity(turn_context)
+            response = await super().on_invoke_activity(turn_context)
+            if response is None or response.status == int(HTTPStatus.NOT_IMPLEMENTED):
+                # An invoke this app does not offer is the sender's mistake, not a fault here (which 5xx would say).
+                return _invoke_message(HTTPStatus.OK, "Sorry, I can't do that here. Type `help` to see what I can do.")
+            return response
         value = turn_context.activity.value if isinstance(turn_context.activity.value, dict) else {}
         action = value.get("action") if isinstance(value.get("action"), dict) else {}
         verb = action.get("verb")
@@ -284,8 +375,8 @@ class EsafetyBot(TeamsActivityHandler):
         elif reply.message:
             await turn_context.send_activity(reply.message)
 
-    async def _dispatch(self, actor: Actor, verb: str, data: dict[str, Any]) -> CardReply:
-        action = self._services.card_actions.get(verb)
+    async def _dispatch(self, actor: Actor, verb: Any, data: dict[str, Any]) -> CardReply:
+        action = self._services.card_actions.get(verb) if isinstance(verb, str) else None
         if action is None:
             return CardReply(message="Sorry, that button is no longer available. Type `help` to start again.")
         if action.roles and not (actor.person.roles & action.roles):
@@ -335,9 +426,71 @@ _HELP_ORDER = {"report": 0, "my reports": 1, "filter": 2, "aup": 3}
 
 
 def _invoke_message(status: HTTPStatus, message: str) -> InvokeResponse:
-    return InvokeResponse(status=int(status), body={
-        "statusCode": int(status), "type": "application/vnd.microsoft.activity.message", "value": message,
-    })
+    return InvokeResponse(status=int(status), body=_message_body(message, status))
+
+
+def _message_body(message: str, status: HTTPStatus = HTTPStatus.OK) -> dict[str, Any]:
+    return {"statusCode": int(status), "type": "application/vnd.microsoft.activity.message", "value": message}
+
+
+async def _answer_invoke(turn_context: TurnContext, response: InvokeResponse) -> None:
+    await turn_context.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
+
+
+class _InvokeAnswerCapture:
+    """Sees the invoke response a turn sends, so a redelivery can be given the same one."""
+
+    def __init__(self) -> None:
+        self._response: InvokeResponse | None = None
+
+    async def __call__(self, _context: TurnContext, activities: list[Activity], send_next: Any) -> Any:
+        for activity in activities:
+            if activity.type == ActivityTypes.invoke_response and isinstance(activity.value, InvokeResponse):
+                self._response = activity.value
+        return await send_next()
+
+    def get(self) -> InvokeAnswer | None:
+        if self._response is None:
+            return None
+        return InvokeAnswer(status=int(self._response.status or HTTPStatus.OK), body=self._response.body)
+
+
+def _capture_invoke_answer(turn_context: TurnContext) -> _InvokeAnswerCapture:
+    capture = _InvokeAnswerCapture()
+    turn_context.on_send_activities(capture)
+    return capture
+
+
+class _ByteBoundedDigests:
+    """A least-recently-used map of small digests whose total size, not count, is bounded."""
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._used = 0
+        self._entries: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
+
+    @staticmethod
+    def _cost(key: tuple[str, ...], value: bytes) -> int:
+        return _ENTRY_OVERHEAD + sum(len(part) for part in key) + len(value)
+
+    def get(self, key: tuple[str, ...]) -> bytes | None:
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: tuple[str, ...], value: bytes) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._used -= self._cost(key, old)
+        cost = self._cost(key, value)
+        if cost > self._budget:
+            return
+        while self._entries and self._used + cost > self._budget:
+            evicted_key, evicted = self._entries.popitem(last=False)
+            self._used -= self._cost(evicted_key, evicted)
+        self._entries[key] = value
+        self._used += cost
 
 
 def new_correlation_id() -> str:

@@ -18,8 +18,10 @@ from bot.cards.incident import (
     build_not_allowed_card,
 )
 from bot.config import AppConfig, SchoolConfig
+from bot.delivery import Contact, Delivery, Watch, keep_watch, labelled
 from bot.incidents import (
     MAX_ANSWER_CHARS,
+    DuplicateReport,
     Incident,
     IncidentDraft,
     Status,
@@ -28,12 +30,18 @@ from bot.incidents import (
     can_view,
     severity_for,
 )
-from bot.people import Person, Role
+from bot.people import ROLE_LABELS, Person, Role
 from bot.policy import Policy
 from bot.protocols import Clock, Directory, UnitOfWorkFactory
 from bot.routing import RouteInput, RoutingPlan, route
 
 SLA_KIND = "incident.sla"
+REROUTE_KIND = "incident.reroute"
+CHANNEL_LABELS = {"dsl": "the safeguarding channel", "technicians": "the IT channel", "slt": "the SLT channel"}
+_TEAM_NAMES = {(Role.HEADTEACHER,): "the Headteacher", (Role.CHAIR_OF_GOVERNORS,): "the Chair of Governors",
+               (Role.TECHNICIAN, Role.ONLINE_SAFETY_LEAD): "the IT team and the online-safety lead",
+               (Role.DPO, Role.ONLINE_SAFETY_LEAD): "the Data Protection Officer and the online-safety lead"}
+_SLA_ORDER = (Role.DSL, Role.DEPUTY_DSL, Role.HEADTEACHER, Role.CHAIR_OF_GOVERNORS, Role.ONLINE_SAFETY_LEAD)
 CONFLICT_NOTICE = "Someone else updated this case a moment ago. This is the latest version: please check it first."
 MAX_REFRESH_IDS = 60
 
@@ -68,17 +76,34 @@ class IncidentService:
         category = self._policy.category(category_key)
         return route(RouteInput(subject_kind, category.routing, category.illegal, immediate_danger))
 
-    async def raise_early_alert(self, actor: Actor, report: ReportInput) -> Incident:
-        """Someone is in danger now: alert at once, before the remaining questions are answered."""
-        return await self._create(actor, report, complete=False)
+    async def raise_early_alert(self, actor: Actor, report: ReportInput, *, key: str | None = None) -> Incident:
+        """Someone is in danger now: alert at once, before the remaining questions are answered.
 
-    async def submit(self, actor: Actor, report: ReportInput, early_incident_id: int | None = None) -> Incident:
-        """Commit the report (or complete the early alert) before the reporter is told anything."""
+        `key` was fixed in the conversation when the question was asked: the same answer again (a double click, or
+        after a crash before the conversation was saved) returns the same case and raises no second alert.
+        """
+        return await self._create_once(actor, report, complete=False, key=key)
+
+    async def submit(self, actor: Actor, report: ReportInput, early_incident_id: int | None = None, *,
+                     key: str | None = None, alert_key: str | None = None) -> Incident:
+        """Commit the report (or complete the early alert) before the reporter is told anything.
+
+        `key` was fixed in the conversation when the summary was shown: Submit pressed again returns the same case
+        and tells nobody a second time. An early alert's details are filled in once, whoever gets there first.
+        `alert_key` finds an early alert the conversation lost in a crash, so its details complete that case.
+        """
+        if early_incident_id is None and alert_key:
+            async with self._uow() as uow:
+                raised = await uow.incidents.by_key(actor.school_id, alert_key)
+            early_incident_id = raised.id if raised is not None else None
         if early_incident_id is None:
-            return await self._create(actor, report, complete=True)
+            return await self._create_once(actor, report, complete=True, key=key)
         draft = await self._draft(actor, report)
         async with self._uow() as uow:
-            incident = await uow.incidents.complete_details(actor.school_id, early_incident_id, draft)
+            completed = await uow.incidents.complete_details(actor.school_id, early_incident_id, draft)
+            incident = await uow.incidents.get(actor.school_id, early_incident_id)
+            if not completed:
+                return incident  # the details were added (and sent) by an earlier press of Submit
             await uow.incidents.append_event(actor.school_id, incident.id, actor.person.id, actor.person.name,
                                              "updated", "The reporter added the remaining details.")
             await uow.audit.record(actor.school_id, actor.person.id, "incident.completed", "incident",
@@ -109,14 +134,29 @@ class IncidentService:
             viewer_ids=tuple(viewers), excluded_ids=tuple(excluded),
         )
 
-    async def _create(self, actor: Actor, report: ReportInput, *, complete: bool) -> Incident:
+    async def _create_once(self, actor: Actor, report: ReportInput, *, complete: bool, key: str | None) -> Incident:
+        try:
+            return await self._create(actor, report, complete=complete, key=key)
+        except DuplicateReport:
+            # Another transaction created it after ours looked for it; ours rolled back, so read theirs afresh.
+            async with self._uow() as uow:
+                incident = await uow.incidents.by_key(actor.school_id, key) if key else None
+            if incident is None:
+                raise
+            return incident
+
+    async def _create(self, actor: Actor, report: ReportInput, *, complete: bool, key: str | None = None
+                      ) -> Incident:
         draft = await self._draft(actor, report)
         plan = self.plan_for(report.subject_kind, report.category, report.immediate_danger)
         school = actor.school
         async with self._uow() as uow:
+            earlier = await uow.incidents.by_key(school.id, key) if key else None
+            if earlier is not None:
+                return earlier  # saved and routed the first time: no second case, alert or SLA clock
             reference = await uow.incidents.next_reference(school.id, school.reference_prefix,
                                                           draft.reported_at.astimezone(school.tz).year)
-            incident = await uow.incidents.add(draft, reference=reference, complete=complete)
+            incident = await uow.incidents.add(draft, reference=reference, complete=complete, key=key)
             await uow.incidents.append_event(school.id, incident.id, actor.person.id, actor.person.name, "reported",
                                              "Immediate danger reported." if report.immediate_danger else None)
             await uow.audit.record(school.id, actor.person.id, "incident.reported", "incident", reference,
@@ -129,28 +169,80 @@ class IncidentService:
             return await uow.incidents.get(school.id, incident.id)
 
     async def _notify_new(self, uow: Any, school: SchoolConfig, incident: Incident, plan: RoutingPlan) -> None:
+        """Queue every alert as one tracked delivery group, and the promise to the reporter that goes with it."""
         labels = self.labels(incident)
         team_ids = await self._refresh_ids(school, incident)
+        group = f"incident:{school.id}:{incident.id}:raised"
+        # Who hears about alerts that never arrive: the case team, and the online-safety lead where they keep this
+        # case's log (never for an allegation, where even the case's existence is confidential).
+        lead = (Role.ONLINE_SAFETY_LEAD,) if Role.ONLINE_SAFETY_LEAD in plan.summary_roles + plan.case_roles else ()
+        watchers = plan.case_roles + tuple(r for r in lead if r not in plan.case_roles)
+        team_roles = tuple(r.value for r in watchers)
+        urgent = await self._people(school, plan.urgent_roles, incident)
+        alerted = urgent + [p for p in await self._people(school, plan.alert_roles, incident)
+                            if p.id not in {u.id for u in urgent}]
+        direct = {p.id for p in alerted}
+        case_team = await self._people(school, plan.case_roles, incident)
+        escalation = await self._people(school, tuple(r for stage in plan.sla_roles for r in stage), incident)
+
+        def contacts(people: list[Person], roles: tuple[Role, ...], skip: set[str]) -> tuple[Contact, ...]:
+            return tuple(labelled(p, _role_label(p, roles)) for p in people if p.id not in skip)
+
+        def delivery(label: str, first: tuple[Contact, ...], case: bool = True) -> Delivery:
+            fallback = (first, contacts(escalation, _SLA_ORDER, direct | {c.id for c in first}))
+            return Delivery(group, label, incident.reference, case_team=case, team_roles=team_roles,
+                            fallbacks=tuple(stage for stage in fallback if stage) if case else (),
+                            reroute_kind=REROUTE_KIND)
+
         for purpose in plan.channel_purposes:
             await uow.notify.to_channel(school.id, purpose, card=build_channel_alert_card(
-                incident, labels, self._clock.now(), school.tz, team_ids))
-        told: set[str] = set()
-        for person in await self._people(school, plan.urgent_roles, incident):
-            told.add(person.id)
-            await uow.notify.to_person(
-                school.id, person.id, text=f"Urgent online-safety concern {incident.reference}. Please act now.",
-                card=await self._case_card(school, incident, person))
-        for person in await self._people(school, plan.alert_roles, incident):
-            if person.id not in told:
-                told.add(person.id)
-                await uow.notify.to_person(school.id, person.id,
-                                           text=f"New online-safety concern {incident.reference} for you.",
-                                           card=await self._case_card(school, incident, person))
+                incident, labels, self._clock.now(), school.tz, team_ids), delivery=delivery(
+                CHANNEL_LABELS.get(purpose, "the team channel"), contacts(case_team, plan.case_roles, direct)))
+        for person in alerted:
+            roles = plan.urgent_roles if person in urgent else plan.alert_roles
+            role = next(r for r in roles if person.has(r))
+            holders = await self._people(school, (role,), incident)
+            text = (f"Urgent online-safety concern {incident.reference}. Please act now." if person in urgent
+                    else f"New online-safety concern {incident.reference} for you.")
+            await uow.notify.to_person(school.id, person.id, text=text,
+                                       card=await self._case_card(school, incident, person),
+                                       delivery=delivery(labelled(person, ROLE_LABELS[role]).label,
+                                                         contacts(holders, (role,), direct)))
+        notice = build_case_notice_card(incident, labels, self._clock.now(), school.tz,
+                                        "For the incident log. The safeguarding team is handling it.")
         for person in await self._people(school, plan.summary_roles, incident):
-            if person.id not in told and not can_view(person, incident):
-                await uow.notify.to_person(school.id, person.id, card=build_case_notice_card(
-                    incident, labels, self._clock.now(), school.tz,
-                    "For the incident log. The safeguarding team is handling it."))
+            if person.id not in direct and not can_view(person, incident):
+                await uow.notify.to_person(school.id, person.id, card=notice, delivery=delivery(
+                    labelled(person, _role_label(person, plan.summary_roles)).label, (), case=False))
+        told_if_lost = await self._people(school, watchers, incident)
+        seconds = school.delivery.urgent_seconds if incident.urgent else school.delivery.normal_seconds
+        await keep_watch(uow, Watch(
+            school_id=school.id, group=group, about=incident.reference, what=f"Your report {incident.reference}",
+            team=_TEAM_NAMES.get(plan.case_roles, "the safeguarding team"), owner_id=incident.reporter_id,
+            in_person=tuple(c.label for c in contacts(case_team, plan.case_roles, set())),
+            phone=school.safeguarding_phone,
+            notify=tuple(labelled(p, _role_label(p, watchers)) for p in told_if_lost if p.id != incident.reporter_id),
+            team_roles=team_roles, record_type="incident", record_id=incident.reference,
+        ), self._clock.now() + dt.timedelta(seconds=seconds))
+
+    async def rerouted(self, school_id: str, payload: dict[str, Any]) -> None:
+        """An alert could not reach its person and went to the next people in line: they may now see the case."""
+        async with self._uow() as uow:
+            incident = await uow.incidents.by_reference(school_id, payload["about"])
+            if incident is None:
+                return
+            new_ids = [c["id"] for c in payload["to"] if c["id"] not in incident.viewer_ids
+                       and c["id"] not in incident.excluded_ids]
+            if new_ids:
+                await uow.incidents.change(school_id, incident.id, incident.version,
+                                           viewer_ids=list(incident.viewer_ids) + new_ids)
+            to = ", ".join(c["label"] for c in payload["to"])
+            await uow.incidents.append_event(school_id, incident.id, None, None, "rerouted",
+                                             f"The alert to {payload['failed']} could not be delivered, so it was "
+                                             f"sent to {to} instead.")
+            await uow.audit.record(school_id, None, "incident.rerouted", "incident", incident.reference,
+                                   {"failed": payload["failed"], "reason": payload.get("reason"),
+                                    "to": [c["id"] for c in payload["to"]]})
 
     # --- reading ---------------------------------------------------------------------------------------------
 
@@ -384,11 +476,21 @@ class IncidentService:
                     text=f"{incident.reference} has not been acknowledged after {minutes * (stage + 1)} minutes. "
                          "Please take ownership or make sure someone does.",
                     card=await self._case_card(school, fresh, person),
-                    dedupe_key=f"incident:{school_id}:{incident_id}:sla-alert:{stage}:{person.id}")
+                    dedupe_key=f"incident:{school_id}:{incident_id}:sla-alert:{stage}:{person.id}",
+                    # Tracked, so an escalation that cannot reach its person shows in `undelivered`.
+                    delivery=Delivery(f"incident:{school_id}:{incident_id}:sla:{stage}",
+                                      labelled(person, _role_label(person, plan.sla_roles[stage])).label,
+                                      incident.reference, case_team=False,
+                                      team_roles=tuple(r.value for r in plan.case_roles + plan.sla_roles[stage])))
             if stage + 1 < len(plan.sla_roles):
                 await uow.work.schedule(school_id, SLA_KIND, self._clock.now() + dt.timedelta(minutes=minutes),
                                         {"incident_id": incident_id, "stage": stage + 1},
                                         dedupe_key=f"incident:{school_id}:{incident_id}:sla:{stage + 1}")
+
+
+def _role_label(person: Person, roles: tuple[Role, ...]) -> str:
+    """The role a person is reached in, as a reporter reads it: the first of `roles` they hold."""
+    return ROLE_LABELS[next((r for r in roles if person.has(r)), Role.STAFF)]
 
 
 def _clip(value: str | None) -> str | None:

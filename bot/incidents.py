@@ -43,6 +43,10 @@ class VersionConflict(Exception):
     """Someone else changed the incident since this version was read."""
 
 
+class DuplicateReport(Exception):  # noqa: N818 - an outcome the service turns into "the same case again"
+    """Another transaction committed an incident with this idempotency key first."""
+
+
 def severity_for(*, illegal: bool, immediate_danger: bool, urgent: bool, category: str) -> str:
     """Critical for illegal content or danger now; high for urgent categories; low for minor technical ones."""
     if illegal or immediate_danger:

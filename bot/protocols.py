@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from bot.audit import AuditEntry
 from bot.people import Person, Role
 from bot.work import WorkItem
+
+if TYPE_CHECKING:
+    from bot.delivery import Delivery
 
 
 class Clock(Protocol):
@@ -44,13 +47,13 @@ class Notifier(Protocol):
 
     async def to_person(
         self, school_id: str, person_id: str, *, text: str | None = None, card: dict[str, Any] | None = None,
-        dedupe_key: str | None = None,
+        dedupe_key: str | None = None, delivery: Delivery | None = None,
     ) -> None:
-        """Queue a 1:1 message for a person."""
+        """Queue a 1:1 message for a person; a `delivery` makes its arrival tracked (bot.delivery)."""
 
     async def to_channel(
         self, school_id: str, purpose: str, *, text: str | None = None, card: dict[str, Any] | None = None,
-        dedupe_key: str | None = None,
+        dedupe_key: str | None = None, delivery: Delivery | None = None,
     ) -> None:
         """Queue a post to the team channel the school configured for a purpose (dsl, slt, technicians)."""
 

@@ -73,6 +73,16 @@ class Settings(BaseSettings):
     teams_app_catalog_id: str = Field("", validation_alias=_env("TEAMS_APP_CATALOG_ID"))
     teams_service_url: str = Field("https://smba.trafficmanager.net/teams/", validation_alias=_env("TEAMS_SERVICE_URL"))
 
+    # Outbound Bot Connector calls (replies and proactive sends): no retries here, the outbox retries durably.
+    connector_connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("ESAFETY_CONNECTOR_CONNECT_TIMEOUT"))
+    connector_timeout: float = Field(15.0, gt=0, validation_alias=_env("ESAFETY_CONNECTOR_TIMEOUT"))
+    connector_connections_per_host: int = Field(
+        32, ge=1, validation_alias=_env("ESAFETY_CONNECTOR_CONNECTIONS_PER_HOST"))
+    connector_clients: int = Field(256, ge=1, validation_alias=_env("ESAFETY_CONNECTOR_CLIENTS"))
+    # Hosts beyond Microsoft's documented Bot Connector ones that may receive replies, comma-separated; "*.x.y"
+    # matches subdomains of x.y. For a sovereign cloud or a new Microsoft host; https only.
+    connector_hosts: str = Field("", validation_alias=_env("ESAFETY_CONNECTOR_HOSTS"))
+
     def startup_problem(self) -> str | None:
         """Say in one line why the app must not start, or None when it may."""
         if not self.dev and not self.app_id.strip():
@@ -91,6 +101,10 @@ class Settings(BaseSettings):
             return ("ESAFETY_DIRECTORY is graph but no Graph credential is set: set GRAPH_CLIENT_SECRET, "
                     "GRAPH_CERTIFICATE_PATH or GRAPH_MANAGED_IDENTITY=1.")
         return None
+
+    @property
+    def connector_extra_hosts(self) -> tuple[str, ...]:
+        return tuple(host.strip() for host in self.connector_hosts.split(",") if host.strip())
 
     @property
     def is_sqlite(self) -> bool:

@@ -20,6 +20,25 @@ class WorkItem:
     dedupe_key: str | None
 
 
+@dataclass(frozen=True)
+class Then:
+    """Work to queue when an item's outcome is recorded, in the same transaction (so a crash loses neither)."""
+
+    kind: str
+    payload: dict[str, Any]
+    run_at: dt.datetime | None = None  # None: at once
+    dedupe_key: str | None = None
+    delivery_group: str | None = None
+
+
+@dataclass(frozen=True)
+class Done:
+    """A handler's success, with the result to record and any follow-up work."""
+
+    result: str | None = None
+    then: tuple[Then, ...] = ()
+
+
 class RetryLater(Exception):  # noqa: N818 - a signal, not an error
     """The work could not be done now; try again after `after` (or the backoff policy's delay)."""
 
@@ -32,9 +51,10 @@ class RetryLater(Exception):  # noqa: N818 - a signal, not an error
 class GiveUp(Exception):  # noqa: N818 - a signal, not an error
     """The work can never succeed (for example the person blocked the bot); record why and stop."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, then: tuple[Then, ...] = ()) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.then = then
 
 
 MAX_ATTEMPTS = 8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ from bot.protocols import Clock, Directory
 FILTER_DIALOG = "filter_request"
 _STEPS = "filter_request.steps"
 _ASK = "filter_request.answer"
+REQUEST_KEY = "request_key"
 MAX_UNTIL = dt.timedelta(days=366)
 Parser = Callable[[str, TurnContext], Awaitable[tuple[Any, str | None]]]
 
@@ -108,6 +110,7 @@ class FilterRequestDialog(ComponentDialog):
             await step.context.send_activity(refusal)
             return await step.end_dialog()
         if draft.kind == Kind.MISSED:
+            step.values["missed_key"] = step.values.get("missed_key") or uuid.uuid4().hex  # one concern per report
             return await step.prompt(_ASK, _ask("Briefly, what did you or the pupils see? Please don't include "
                                                 "names, and don't copy or forward anything.", key="seen"))
         return await step.prompt(_ASK, _ask(card=cards.build_audience_card(), key="audience"))
@@ -117,7 +120,8 @@ class FilterRequestDialog(ComponentDialog):
         draft = _draft(step)
         if draft.kind == Kind.MISSED:
             actor = await self._actor(step.context)
-            outcome = await self._service.report_missed(actor, normalise_site(draft.url), str(step.result))
+            outcome = await self._service.report_missed(actor, normalise_site(draft.url), str(step.result),
+                                                        key=step.values.get("missed_key"))
             await step.context.send_activity(outcome.message)
             return await step.end_dialog()
         draft = _save(step, audience=str(step.result))
@@ -177,6 +181,9 @@ class FilterRequestDialog(ComponentDialog):
         school = _school(step.context)
         needs_head = draft.allows and self._service.needs_headteacher(school, draft.domain)
         card = cards.build_summary_card(draft, school.tz, needs_head)
+        # Fixed before anything is stored: Send pressed twice, or again after a crash before this conversation was
+        # saved, finds the first request instead of making a second.
+        step.values[REQUEST_KEY] = step.values.get(REQUEST_KEY) or uuid.uuid4().hex
         return await step.prompt(_ASK, _ask(card=card, key="confirm"))
 
     async def send(self, step: WaterfallStepContext) -> DialogTurnResult:
@@ -184,7 +191,9 @@ class FilterRequestDialog(ComponentDialog):
         if step.result != "submit":
             await step.context.send_activity("Stopped. Nothing was sent. Type `filter` to start again.")
             return await step.end_dialog()
-        outcome = await self._service.submit(await self._actor(step.context), _draft(step))
+        # A conversation saved before keys existed gets one now.
+        key = step.values.get(REQUEST_KEY) or uuid.uuid4().hex
+        outcome = await self._service.submit(await self._actor(step.context), _draft(step), key=key)
         await step.context.send_activity(outcome.message)
         return await step.end_dialog(outcome.reference)
 

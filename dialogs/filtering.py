@@ -27,12 +27,13 @@ class IncidentFlowFiler:
     def __init__(self, incidents: Any) -> None:
         self._incidents = incidents
 
-    async def file_technical_concern(self, actor: Actor, category_key: str, summary_text: str) -> str:
+    async def file_technical_concern(self, actor: Actor, category_key: str, summary_text: str, *,
+                                     key: str | None = None) -> str:
         from bot.incident_service import ReportInput  # the incidents feature; only reached when it is installed
 
         report = ReportInput(subject_kind="unknown", category=category_key, immediate_danger=False,
                              location="in_school", narrative=summary_text)
-        incident = await self._incidents.submit(actor, report)
+        incident = await self._incidents.submit(actor, report, key=key)
         return incident.reference
 
 

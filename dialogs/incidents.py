@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from bot.actor import Actor, CardAction, CardReply, Command, Turn
-from bot.incident_service import SLA_KIND, IncidentService
+from bot.incident_service import REROUTE_KIND, SLA_KIND, IncidentService
 from bot.people import Role
 from bot.wiring import Wiring
 from bot.work import WorkItem
@@ -60,6 +60,11 @@ def install(wiring: Wiring) -> None:
         await service.sla_due(item.school_id, int(item.payload["incident_id"]), int(item.payload["stage"]))
 
     wiring.work.register(SLA_KIND, sla)
+
+    async def reroute(item: WorkItem) -> None:
+        await service.rerouted(item.school_id, item.payload)
+
+    wiring.work.register(REROUTE_KIND, reroute)
 
 
 def _acting(service: IncidentService, verb: str):  # noqa: ANN202 - a CardActionRun

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 
 from botbuilder.core import MessageFactory
@@ -55,6 +56,10 @@ class ReportState:
     early_reference: str | None = None
     changing: bool = False
     asked: str | None = None
+    # Fixed here before the effect is committed, so a repeat (double click, or Submit again after a crash before
+    # this state was saved) finds the first effect instead of making a second. None in states saved before keys.
+    alert_key: str | None = None
+    submit_key: str | None = None
 
 
 QUESTION_ORDER = ["subject_kind", "group", "category", "immediate_danger", "location", "occurred", "subjects",
@@ -90,6 +95,7 @@ class ReportConcernDialog(ComponentDialog):
         question = next_question(state)
         state.asked = question
         if question is None:
+            state.submit_key = state.submit_key or _new_key()
             await step.context.send_activity(message_with_card(build_report_summary_card(self._answers(state))))
             return await step.prompt(_CHOICE, PromptOptions(
                 prompt=MessageFactory.text("Shall I submit it?"), choices=CONFIRM_CHOICES, style=ListStyle.none,
@@ -155,6 +161,7 @@ class ReportConcernDialog(ComponentDialog):
 
     async def _ask_immediate_danger(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
         """Is anyone in danger right now?"""
+        state.alert_key = state.alert_key or _new_key()
         return await self._choose(step, "Is anyone in immediate danger right now?",
                                   DANGER_CHOICES)
 
@@ -227,9 +234,11 @@ class ReportConcernDialog(ComponentDialog):
             return
         await step.context.send_activity("Call 999 now if you have not already, then find the DSL in person "
                                          "straight away. I am alerting the safeguarding team as well.")
-        incident = await self._service.raise_early_alert(_actor(step), self._input(state))
+        state.alert_key = state.alert_key or _new_key()
+        incident = await self._service.raise_early_alert(_actor(step), self._input(state), key=state.alert_key)
         state.early_incident_id, state.early_reference = incident.id, incident.reference
-        await step.context.send_activity(f"Alert sent: {incident.reference}. When it is safe to, answer a few "
+        await step.context.send_activity(f"Urgent alert raised: {incident.reference}. I will tell you here as soon "
+                                         "as it has reached the safeguarding team. When it is safe to, answer a few "
                                          "more questions so they have the details.")
 
     async def _save_location(self, step: WaterfallStepContext, state: ReportState, found: FoundChoice) -> None:
@@ -261,7 +270,9 @@ class ReportConcernDialog(ComponentDialog):
     async def _submit(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
         """Commit the incident, then tell the reporter its reference and what happens next."""
         actor = _actor(step)
-        incident = await self._service.submit(actor, self._input(state), state.early_incident_id)
+        state.submit_key = state.submit_key or _new_key()
+        incident = await self._service.submit(actor, self._input(state), state.early_incident_id, key=state.submit_key,
+                                              alert_key=state.alert_key)
         plan = self._service.plan_for(incident.subject_kind, incident.category, incident.immediate_danger)
         category = self._policy.category(incident.category)
         guidance = category.guidance if plan.do_not_investigate or category.no_imagery else None
@@ -291,20 +302,30 @@ class ReportConcernDialog(ComponentDialog):
 
 
 def _next_steps(actor: Actor, subject_kind: str, routing: str) -> list[str]:
+    """What happens next, promising only what the bot will do: delivery is confirmed in a later message."""
     sla = actor.school.sla_minutes
     if subject_kind == "headteacher":
-        first = "The Chair of Governors has been told. Please do not discuss this with the Headteacher."
+        first = ("I am sending it to the Chair of Governors now. Please do not discuss this with the "
+                 "Headteacher.")
     elif subject_kind == "staff":
-        first = "The Headteacher has been told. Please do not discuss this with the member of staff concerned."
+        first = ("I am sending it to the Headteacher now. Please do not discuss this with the member of staff "
+                 "concerned.")
     elif routing == "technical":
-        first = "The IT technicians and the online-safety lead have been told."
+        first = "I am sending it to the IT technicians and the online-safety lead now."
     elif routing == "data_protection":
-        first = "The Data Protection Officer and the online-safety lead have been told."
+        first = "I am sending it to the Data Protection Officer and the online-safety lead now."
     else:
-        first = (f"The safeguarding team has been told and should pick it up within {sla.normal} minutes "
-                 f"({sla.urgent} if urgent). If they do not, I will remind them.")
-    return [first, "Keep what you know confidential and share it only with the people handling it.",
+        first = (f"I am sending it to the safeguarding team now. They should pick it up within {sla.normal} "
+                 f"minutes ({sla.urgent} if urgent), and I will remind them if they do not.")
+    return [first,
+            "I will tell you here as soon as it has reached them. If it cannot, I will tell you who to speak to in "
+            "person.",
+            "Keep what you know confidential and share it only with the people handling it.",
             "If you learn something new, tell the DSL in person."]
+
+
+def _new_key() -> str:
+    return uuid.uuid4().hex
 
 
 def _forget(state: ReportState, key: str) -> None:

@@ -10,6 +10,9 @@ export PORT="${PORT:-3978}"
 export DATABASE_URL="${DATABASE_URL:-sqlite+aiosqlite:///var/esafety.db}"
 export ESAFETY_CONFIG="${ESAFETY_CONFIG:-config/demo.yaml}"
 PLAYGROUND_PORT="${PLAYGROUND_PORT:-56150}"
+# The "tenant's service URL" in dev is the playground's connector, so the DSL channel card is posted there before
+# anyone has spoken in that channel.
+export TEAMS_SERVICE_URL="${TEAMS_SERVICE_URL:-http://localhost:$PLAYGROUND_PORT/_connector}"
 mkdir -p var
 
 "$PY" app.py migrate

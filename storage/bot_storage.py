@@ -12,6 +12,7 @@ from botbuilder.core import Storage, StoreItem
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.inbound import StateConflict
 from bot.protocols import Clock
 from storage.crypto import FieldCipher
 from storage.models import BotStateRow
@@ -20,7 +21,7 @@ from storage.repos import insert_for
 DOCUMENT_CONTEXT = "bot_state.document"
 
 
-class ETagConflict(KeyError):
+class ETagConflict(StateConflict):
     """A write carried an e_tag that is no longer current: someone else wrote first."""
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import JSON, Boolean, Date, Index, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.filtering import OPEN_STATUSES, ConcurrentChange, FilterRequest, LogEntry
+from bot.filtering import OPEN_STATUSES, ConcurrentChange, DuplicateRequest, FilterRequest, LogEntry
 from bot.protocols import Clock
 from storage.crypto import FieldCipher
 from storage.models import Base, UtcDateTime
@@ -23,7 +24,9 @@ class StaleRequest(ConcurrentChange):
 
 class FilterRequestRow(Base):
     __tablename__ = "filter_requests"
-    __table_args__ = (UniqueConstraint("school_id", "reference"), Index("ix_filter_domain", "school_id", "domain"))
+    __table_args__ = (UniqueConstraint("school_id", "reference"), Index("ix_filter_domain", "school_id", "domain"),
+                      # One request per key: Send pressed twice, or again after a crash, finds the first one.
+                      Index("uq_filter_requests_idempotency_key", "school_id", "idempotency_key", unique=True))
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     school_id: Mapped[str] = mapped_column(String(64))
     reference: Mapped[str] = mapped_column(String(32))
@@ -53,6 +56,7 @@ class FilterRequestRow(Base):
     reverted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     linked_to: Mapped[str | None] = mapped_column(String(32))
     version: Mapped[int] = mapped_column(Integer)
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))  # NULL for requests made before keys
 
 
 class FilterLogRow(Base):
@@ -94,8 +98,11 @@ class SqlFilterRequests:
             reverted_at=row.reverted_at, linked_to=row.linked_to, version=row.version,
         )
 
-    async def create(self, request: FilterRequest) -> FilterRequest:
-        """Store a new request under the school's next FR-NNNN reference."""
+    async def create(self, request: FilterRequest, *, key: str | None = None) -> FilterRequest:
+        """Store a new request under the school's next FR-NNNN reference.
+
+        DuplicateRequest when another transaction committed one with this key first.
+        """
         number = await next_counter(self._session, request.school_id, "filter_request")
         reference = f"FR-{number:04d}"
         row = FilterRequestRow(
@@ -105,11 +112,21 @@ class SqlFilterRequests:
             until=request.until, previewed=request.previewed, categories=list(request.categories),
             needs_headteacher=request.needs_headteacher, status=request.status, requester_id=request.requester_id,
             requester_name=request.requester_name, created_at=request.created_at, linked_to=request.linked_to,
-            version=1,
+            version=1, idempotency_key=key,
         )
         self._session.add(row)
-        await self._session.flush()
+        try:
+            await self._session.flush()
+        except IntegrityError as exc:
+            if key is None:
+                raise
+            raise DuplicateRequest(key) from exc  # the transaction is spoilt: the caller re-reads in a new one
         return self._to_request(row)
+
+    async def by_key(self, school_id: str, key: str) -> FilterRequest | None:
+        row = await self._session.scalar(select(FilterRequestRow).where(
+            FilterRequestRow.school_id == school_id, FilterRequestRow.idempotency_key == key))
+        return self._to_request(row) if row else None
 
     async def get(self, school_id: str, reference: str, *, for_update: bool = False) -> FilterRequest | None:
         query = select(FilterRequestRow).where(FilterRequestRow.school_id == school_id,

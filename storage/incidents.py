@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.incidents import Event, Incident, IncidentDraft, IncidentSummary, Status, VersionConflict
+from bot.incidents import DuplicateReport, Event, Incident, IncidentDraft, IncidentSummary, Status, VersionConflict
 from bot.protocols import Clock
 from storage.crypto import FieldCipher
 from storage.models import Base, UtcDateTime
@@ -24,6 +25,8 @@ class IncidentRow(Base):
         Index("ix_incidents_school_status", "school_id", "status"),
         Index("ix_incidents_reporter", "school_id", "reporter_id"),
         Index("ix_incidents_reported_at", "school_id", "reported_at"),
+        # One incident per key: a re-submit after a crash, or a double click, finds the first one.
+        Index("uq_incidents_idempotency_key", "school_id", "idempotency_key", unique=True),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     school_id: Mapped[str] = mapped_column(String(64))
@@ -57,6 +60,7 @@ class IncidentRow(Base):
     closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     sla_breached: Mapped[bool] = mapped_column(Boolean, default=False)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))  # NULL for incidents filed without one
 
 
 class IncidentEventRow(Base):
@@ -88,7 +92,8 @@ class SqlIncidents:
         number = await next_counter(self._session, school_id, f"incident-{year}")
         return f"{prefix}-{year}-{number:04d}"
 
-    async def add(self, draft: IncidentDraft, *, reference: str, complete: bool) -> Incident:
+    async def add(self, draft: IncidentDraft, *, reference: str, complete: bool, key: str | None = None) -> Incident:
+        """Insert the incident; DuplicateReport when another transaction committed one with this key first."""
         row = IncidentRow(
             school_id=draft.school_id, reference=reference, reporter_id=draft.reporter_id,
             reporter_name=draft.reporter_name, reported_at=draft.reported_at, subject_kind=draft.subject_kind,
@@ -96,23 +101,37 @@ class SqlIncidents:
             immediate_danger=draft.immediate_danger, severity=draft.severity, location=draft.location,
             complete=complete, status=Status.NEW.value, recorded_actions=[], case_roles=list(draft.case_roles),
             viewer_ids=list(draft.viewer_ids), excluded_ids=list(draft.excluded_ids), sla_breached=False, version=1,
-            **{field: self._seal(field, getattr(draft, field)) for field in SECRET_FIELDS},
+            idempotency_key=key, **{field: self._seal(field, getattr(draft, field)) for field in SECRET_FIELDS},
         )
         self._session.add(row)
-        await self._session.flush()
+        try:
+            await self._session.flush()
+        except IntegrityError as exc:
+            if key is None:
+                raise
+            raise DuplicateReport(key) from exc  # the transaction is spoilt: the caller re-reads in a new one
         return await self.get(draft.school_id, row.id)
 
-    async def complete_details(self, school_id: str, incident_id: int, draft: IncidentDraft) -> Incident:
-        """Fill in the answers given after an early urgent alert; the incident keeps its reference."""
-        await self._session.execute(
-            update(IncidentRow).where(IncidentRow.school_id == school_id, IncidentRow.id == incident_id).values(
+    async def by_key(self, school_id: str, key: str) -> Incident | None:
+        row = await self._session.scalar(select(IncidentRow).where(
+            IncidentRow.school_id == school_id, IncidentRow.idempotency_key == key))
+        return await self._to_incident(row) if row else None
+
+    async def complete_details(self, school_id: str, incident_id: int, draft: IncidentDraft) -> bool:
+        """Fill in the answers given after an early urgent alert, once; False when they were filled in already.
+
+        The condition on `complete` makes a second, concurrent completion wait for the first and then match nothing.
+        """
+        result = await self._session.execute(
+            update(IncidentRow).where(IncidentRow.school_id == school_id, IncidentRow.id == incident_id,
+                                      IncidentRow.complete.is_(False)).values(
                 location=draft.location, complete=True, version=IncidentRow.version + 1,
                 subject_kind=draft.subject_kind, category=draft.category, category_group=draft.category_group,
                 illegal=draft.illegal, urgent=draft.urgent, severity=draft.severity,
                 **{field: self._seal(field, getattr(draft, field)) for field in SECRET_FIELDS},
             )
         )
-        return await self.get(school_id, incident_id)
+        return result.rowcount == 1
 
     async def get(self, school_id: str, incident_id: int) -> Incident | None:
         row = await self._session.get(IncidentRow, incident_id, populate_existing=True)

@@ -7,14 +7,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.audit import GENESIS_HASH, AuditEntry, entry_hash
+from bot.delivery import Delivery, target_key
 from bot.protocols import Clock
-from bot.work import WorkItem
+from bot.work import Then, WorkItem
 from storage.crypto import FieldCipher
 from storage.models import AuditHeadRow, AuditRow, ConversationRefRow, CounterRow, WorkRow
 
@@ -77,12 +78,13 @@ class SqlWorkQueue:
         self.scheduled = 0
 
     async def schedule(
-        self, school_id: str, kind: str, run_at: dt.datetime, payload: dict[str, Any], *, dedupe_key: str | None = None
+        self, school_id: str, kind: str, run_at: dt.datetime, payload: dict[str, Any], *, dedupe_key: str | None = None,
+        delivery_group: str | None = None,
     ) -> None:
         values = dict(
             school_id=school_id, kind=kind, run_at=run_at, status="pending", attempts=0,
             payload=self._cipher.encrypt(json.dumps(payload), WORK_PAYLOAD_CONTEXT), dedupe_key=dedupe_key,
-            created_at=self._clock.now(),
+            created_at=self._clock.now(), delivery_group=delivery_group,
         )
         statement = insert_for(self._session)(WorkRow).values(**values)
         if dedupe_key:
@@ -105,19 +107,27 @@ class SqlNotifier:
         self._clock = clock
 
     async def to_person(self, school_id: str, person_id: str, *, text: str | None = None,
-                        card: dict[str, Any] | None = None, dedupe_key: str | None = None) -> None:
-        await self._queue(school_id, {"kind": "person", "id": person_id}, text, card, dedupe_key)
+                        card: dict[str, Any] | None = None, dedupe_key: str | None = None,
+                        delivery: Delivery | None = None) -> None:
+        await self._queue(school_id, {"kind": "person", "id": person_id}, text, card, dedupe_key, delivery)
 
     async def to_channel(self, school_id: str, purpose: str, *, text: str | None = None,
-                         card: dict[str, Any] | None = None, dedupe_key: str | None = None) -> None:
-        await self._queue(school_id, {"kind": "channel", "purpose": purpose}, text, card, dedupe_key)
+                         card: dict[str, Any] | None = None, dedupe_key: str | None = None,
+                         delivery: Delivery | None = None) -> None:
+        await self._queue(school_id, {"kind": "channel", "purpose": purpose}, text, card, dedupe_key, delivery)
 
     async def _queue(self, school_id: str, target: dict[str, str], text: str | None, card: dict[str, Any] | None,
-                     dedupe_key: str | None) -> None:
+                     dedupe_key: str | None, delivery: Delivery | None) -> None:
         if text is None and card is None:
             raise ValueError("a message needs text or a card")
-        payload = {"target": target, "text": text, "card": card}
-        await self._work.schedule(school_id, SEND_KIND, self._clock.now(), payload, dedupe_key=dedupe_key)
+        payload: dict[str, Any] = {"target": target, "text": text, "card": card}
+        group = None
+        if delivery is not None:
+            payload["delivery"] = delivery.as_json()
+            group = delivery.group
+            dedupe_key = dedupe_key or f"{group}:{target_key(target)}"  # one send per person per group
+        await self._work.schedule(school_id, SEND_KIND, self._clock.now(), payload, dedupe_key=dedupe_key,
+                                  delivery_group=group)
 
 
 @dataclass(frozen=True)
@@ -140,9 +150,16 @@ class WorkClaims:
         self._cipher = cipher
         self._clock = clock
 
-    async def claim(self, worker: str, kinds: list[str], limit: int, lease: dt.timedelta) -> list[WorkItem]:
-        """Atomically take up to `limit` due items: SKIP LOCKED on PostgreSQL, a serialised writer on SQLite."""
+    async def claim(self, worker: str, kinds: list[str], limit: int, lease: dt.timedelta,
+                    leases: dict[str, dt.timedelta] | None = None) -> list[WorkItem]:
+        """Atomically take up to `limit` due items: SKIP LOCKED on PostgreSQL, a serialised writer on SQLite.
+
+        Each kind may have its own lease (`leases`), so a send is retaken soon after a crash while slower work
+        keeps a longer one.
+        """
         now = self._clock.now()
+        locked_until = case({k: now + v for k, v in leases.items()}, value=WorkRow.kind, else_=now + lease) \
+            if leases else now + lease
         due = or_(
             and_(WorkRow.status == "pending", WorkRow.run_at <= now),
             and_(WorkRow.status == "running", WorkRow.locked_until < now),
@@ -154,7 +171,7 @@ class WorkClaims:
         async with self._sessions() as session, session.begin():
             rows = (await session.execute(
                 update(WorkRow).where(WorkRow.id.in_(candidates.scalar_subquery()))
-                .values(status="running", locked_by=worker, locked_until=now + lease, attempts=WorkRow.attempts + 1)
+                .values(status="running", locked_by=worker, locked_until=locked_until, attempts=WorkRow.attempts + 1)
                 .returning(WorkRow.id, WorkRow.school_id, WorkRow.kind, WorkRow.payload, WorkRow.run_at,
                            WorkRow.attempts, WorkRow.dedupe_key)
             )).all()
@@ -166,13 +183,21 @@ class WorkClaims:
         return sorted(items, key=lambda item: (item.run_at, item.id))
 
     async def finish(self, item: WorkItem, worker: str, status: str, *, result: str | None = None,
-                     error: str | None = None) -> None:
+                     error: str | None = None, then: tuple[Then, ...] = ()) -> bool:
+        """Record the outcome and queue its follow-up work in one transaction; False if the lease was lost."""
         async with self._sessions() as session, session.begin():
-            await session.execute(
+            finished = await session.execute(
                 update(WorkRow).where(WorkRow.id == item.id, WorkRow.locked_by == worker)
-                .values(status=status, result=result, last_error=error, locked_by=None, locked_until=None,
-                        finished_at=self._clock.now())
+                .values(status=status, result=(result or "")[:255] or None, last_error=error, locked_by=None,
+                        locked_until=None, finished_at=self._clock.now())
             )
+            if finished.rowcount != 1:
+                return False  # another worker took it over after our lease ran out: its outcome stands
+            queue = SqlWorkQueue(session, self._cipher, self._clock)
+            for follow in then:
+                await queue.schedule(item.school_id, follow.kind, follow.run_at or self._clock.now(), follow.payload,
+                                     dedupe_key=follow.dedupe_key, delivery_group=follow.delivery_group)
+        return True
 
     async def retry(self, item: WorkItem, worker: str, at: dt.datetime, error: str) -> None:
         async with self._sessions() as session, session.begin():

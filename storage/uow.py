@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.protocols import Clock
 from storage import aup as aup_store
+from storage import delivery as delivery_store
 from storage import digest as digest_store
 from storage import filtering as filtering_store
 from storage import graph_state as graph_store
@@ -40,6 +41,7 @@ class SqlUnitOfWork:
         self.reviews = review_store.SqlReviews(self.session, self._cipher, self._clock)
         self.digest = digest_store.SqlDigestSource(self.session)
         self.graph = graph_store.SqlGraphState(self.session, self._clock)
+        self.deliveries = delivery_store.SqlDeliveries(self.session, self._cipher)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:

@@ -39,6 +39,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'esafety.db'}"
         return
+    yield from _fresh_postgres(request)
+
+
+def _fresh_postgres(request: pytest.FixtureRequest) -> Iterator[str]:
     server: pgserver.PgServer = request.getfixturevalue("pg")
     name = _database_name(request)
     server.psql(f'CREATE DATABASE "{name}"')
@@ -46,6 +50,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield server.url(name)
     finally:
         server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database on the throwaway PostgreSQL server, for tests about PostgreSQL's own behaviour."""
+    yield from _fresh_postgres(request)
+
+
+@pytest.fixture
+async def pg_harness(postgres_url: str, clock: SettableClock, tmp_path: Path) -> AsyncIterator[Harness]:
+    async with start_harness(database_url=postgres_url, clock=clock, var_dir=tmp_path / "var") as running:
+        yield running
 
 
 @pytest.fixture

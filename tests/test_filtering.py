@@ -225,7 +225,7 @@ async def test_a_second_request_for_the_same_site_is_linked_not_duplicated(harne
     await deliver(harness)
     assert not any("Filter request FR-0002" in json.dumps(c) for c in cards_to(harness, LEAD))
     reply = await ask(harness.user("Priya Shah"), kind="block", site="bbc.co.uk")
-    assert any("FR-0003" in t and "gone to the filtering approvers" in t for t in reply.texts), \
+    assert any("FR-0003" in t and "sending it to the filtering approvers" in t for t in reply.texts), \
         "the opposite change is not folded into the first"
     await harness.user(LEAD).executes("filter.decline", {"reference": "FR-0001", "note": "Use the school's copy"})
     await deliver(harness)
@@ -286,7 +286,7 @@ async def test_reporting_something_that_got_through_tells_technicians_and_the_le
     await leah.submits({"answer": "missed"})
     await leah.says("http://bad-content.example.org/page")
     reply = await leah.says("Violent video came up in a search on the class laptop")
-    confirmation = next(t for t in reply.texts if "technicians and the online-safety lead have been told" in t)
+    confirmation = next(t for t in reply.texts if "telling the technicians and the online-safety lead" in t)
     concern = re.search(r"\(([A-Z]{2,4}-\d{4}-\d{4,})\)", confirmation)
     marker = concern.group(1) if concern else "bad-content.example.org"
     await deliver(harness)
@@ -310,7 +310,7 @@ async def test_without_the_incident_flow_a_missed_site_goes_straight_to_technici
         await leah.submits({"answer": "missed"})
         await leah.says("bad-content.example.org")
         reply = await leah.says("Violent video came up in a search")
-        assert any("technicians and the online-safety lead have been told" in t for t in reply.texts)
+        assert any("telling the technicians and the online-safety lead" in t for t in reply.texts)
         await deliver(harness)
         tech = harness.user(TECH).conversation_id
         assert any("bad-content.example.org" in json.dumps(s.cards) for s in harness.connector.to(tech))

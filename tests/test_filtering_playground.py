@@ -122,7 +122,7 @@ async def test_a_teacher_asks_for_an_unblock_in_the_playground(sqlite_harness: H
             "--click", "Temporary, until a date and time", "--expect", "Until when?",
             "--send", "Tuesday 15:30", "--expect", "Have you previewed",
             "--click", "Yes, I have previewed it", "--expect", "Check your request",
-            "--click", "Send request", "--expect", "has gone to the filtering approvers",
+            "--click", "Send request", "--expect", "I am sending it to the filtering approvers",
         )
     reply = await harness.user("Sam Patel").says("filter FR-0001")
     shown = json.dumps(reply.cards)

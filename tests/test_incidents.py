@@ -43,6 +43,14 @@ async def answer(user: TeamsUser, *, subject: str = "A pupil", group: str = "con
     return await user.says(done)
 
 
+async def up_to_the_danger_question(user: TeamsUser, group: str = "contact", category: str = "stranger_contact"
+                                    ) -> None:
+    """Start a report about a pupil and answer up to "Is anyone in immediate danger right now?"."""
+    group_answer, category_answer = _choice(group, category)
+    for text_ in ("report", "A pupil", group_answer, category_answer):
+        await user.says(text_)
+
+
 async def submit_report(user: TeamsUser, **answers: str) -> str:
     await answer(user, **answers)
     reply = await user.says("submit")
@@ -103,14 +111,10 @@ async def test_immediate_danger_alerts_dsls_deputies_and_head_before_the_remaini
         harness: Harness) -> None:
     users = await everyone_says_hello(harness, "Priya Shah", "Tom Reed", "Chris Doyle", "Grace Okafor")
     leah = harness.user("Leah Brooks")
-    await leah.says("report")
-    await leah.says("A pupil")
-    group, category = _choice("contact", "stranger_contact")
-    await leah.says(group)
-    await leah.says(category)
+    await up_to_the_danger_question(leah)
     reply = await leah.says("Yes, someone is in danger now")
     assert any("999" in t for t in reply.texts)
-    assert any("Alert sent: ES-2026-0001" in t for t in reply.texts)
+    assert any("Urgent alert raised: ES-2026-0001" in t for t in reply.texts)
     for name in ("Priya Shah", "Tom Reed", "Chris Doyle", "Grace Okafor"):
         conversation = users[name].conversation_id
         await harness.connector.wait_for(lambda sent, c=conversation: [

@@ -217,13 +217,16 @@ async def test_dedupe_key_queues_a_message_once(quiet: Harness) -> None:
     assert _texts_to(quiet, "Leah Brooks") == ["Reminder."]
 
 
-async def test_channel_post_goes_to_the_configured_channel_after_the_bot_joins_the_team(quiet: Harness) -> None:
+async def test_channel_post_goes_to_the_configured_channel_before_and_after_the_bot_joins_the_team(
+        quiet: Harness) -> None:
     school = quiet.school
     async with quiet.parts.uow() as uow:
-        await uow.notify.to_channel(school.id, "slt", text="Weekly figures are ready.")
+        await uow.notify.to_channel(school.id, "slt", text="The first post, before the bot has seen the team.")
     await quiet.run_due_work()
     [item] = await _sends(quiet)
-    assert item.status == "failed" and "not installed" in item.last_error
+    assert item.status == "done", "a channel id and the tenant's service URL are enough to start a thread"
+    first = [s for s in quiet.connector.to(school.channels.slt) if s.op == "send"]
+    assert [s.text for s in first] == ["The first post, before the bot has seen the team."]
 
     await quiet.channel("dsl").bot_added(by=quiet.user("Sam Patel"))
     async with quiet.parts.uow() as uow:
@@ -232,7 +235,7 @@ async def test_channel_post_goes_to_the_configured_channel_after_the_bot_joins_t
     assert await quiet.run_due_work() == 2
     slt = [s.text for s in quiet.connector.to(school.channels.slt) if s.op == "send" and s.text]
     dsl = [s.text for s in quiet.connector.to(school.channels.dsl) if s.op == "send" and s.text]
-    assert slt == ["Weekly figures are ready."]
+    assert slt == ["The first post, before the bot has seen the team.", "Weekly figures are ready."]
     assert dsl == ["A new concern needs triage."]
 
 

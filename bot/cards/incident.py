@@ -192,7 +192,7 @@ def build_not_allowed_card(reference: str | None = None) -> dict[str, Any]:
 
 def build_confirmation_card(reference: str, next_steps: list[str], guidance: str | None) -> dict[str, Any]:
     body = [heading(f"Thank you. Your report is {reference}"),
-            text("It has been saved and the right people have been told.")]
+            text("It is saved.")]
     if guidance:
         body.append(text(guidance, color="Attention", weight="Bolder"))
     body.append(text("**What happens next**", spacing="Medium"))

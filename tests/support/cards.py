@@ -24,6 +24,7 @@ from bot.aup import (
     with_version,
 )
 from bot.cards import aup as aup_cards
+from bot.cards import delivery as delivery_cards
 from bot.cards import digest as digest_cards
 from bot.cards import filtering as filtering_cards
 from bot.cards import help as help_cards
@@ -31,6 +32,7 @@ from bot.cards import incident as incident_cards
 from bot.cards import reviews as review_cards
 from bot.cards.help import CommandHelp
 from bot.cards.incident import CaseView, Labels, Option, ReportAnswers
+from bot.delivery import UndeliveredView
 from bot.digest import AupCompliance, Figures, ReviewDue
 from bot.filtering import Draft, FilterRequest, LogEntry
 from bot.incidents import Event, Incident, IncidentSummary, Status
@@ -219,4 +221,9 @@ def all_cards() -> dict[str, dict[str, Any]]:
                             (NOW + dt.timedelta(days=365)).date(), TZ),
         "review-reminder": _use(review_cards, "build_reminder_card", review, TZ),
         "review-overdue": _use(review_cards, "build_overdue_card", _review_view(policy, days_left=-3), TZ),
+        "undelivered": _use(delivery_cards, "build_undelivered_card", [
+            UndeliveredView("ES-2026-0042", "Tom Reed (deputy DSL)", "they have not opened the app yet", NOW),
+            UndeliveredView("ES-2026-0042", "the safeguarding channel",
+                            "the app is not in the team or the channel is not set up", NOW)], TZ),
+        "undelivered-none": _use(delivery_cards, "build_undelivered_card", [], TZ),
     }

@@ -36,6 +36,41 @@ class Sent:
 
 
 @dataclass
+class Hang:
+    """Calls matching `predicate` are held, unanswered, until `release()`: a process stuck on the connector."""
+
+    predicate: Callable[[Sent], bool]
+    held: list[Sent] = field(default_factory=list)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def arrived(self, count: int = 1, within: float = 30.0) -> list[Sent]:
+        """Wait until `count` matching calls are being held; fails the test after `within` seconds."""
+        async def _wait() -> list[Sent]:
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self.held) >= count)
+                return list(self.held)
+
+        try:
+            return await asyncio.wait_for(_wait(), within)
+        except TimeoutError:
+            raise AssertionError(f"only {len(self.held)} of {count} expected calls reached the connector") from None
+
+    def release(self) -> None:
+        """Answer the held calls (and any later match) as usual."""
+        self._released.set()
+
+    def matches(self, sent: Sent) -> bool:
+        return not self._released.is_set() and self.predicate(sent)
+
+    async def hold(self, sent: Sent) -> None:
+        async with self._changed:
+            self.held.append(sent)
+            self._changed.notify_all()
+        await self._released.wait()
+
+
+@dataclass
 class Fault:
     status: int
     times: int
@@ -47,6 +82,7 @@ class RecordingConnector:
     def __init__(self) -> None:
         self.sent: list[Sent] = []
         self.faults: list[Fault] = []
+        self.hangs: list[Hang] = []
         self.failed: list[tuple[int, str]] = []
         self.created: list[dict[str, Any]] = []
         self.authorizations: list[str | None] = []  # the Authorization header of every call, in order
@@ -75,6 +111,8 @@ class RecordingConnector:
         return await handler(request)
 
     async def stop(self) -> None:
+        for hang in self.hangs:
+            hang.release()  # a held handler would otherwise keep the server's shutdown waiting
         if self._runner:
             await self._runner.cleanup()
 
@@ -82,6 +120,12 @@ class RecordingConnector:
                   conversation_id: str | None = None) -> None:
         """The next `times` sends (to one conversation, or any) get this status instead of success."""
         self.faults.append(Fault(status, times, headers or {}, conversation_id))
+
+    def hang_when(self, predicate: Callable[[Sent], bool]) -> Hang:
+        """Accept matching calls but do not answer them until the returned Hang is released."""
+        hang = Hang(predicate)
+        self.hangs.append(hang)
+        return hang
 
     def to(self, conversation_id: str) -> list[Sent]:
         return [s for s in self.sent if s.conversation_id == conversation_id]
@@ -101,6 +145,9 @@ class RecordingConnector:
             raise AssertionError(f"connector never saw what was expected; it saw {summary}") from None
 
     async def _record(self, sent: Sent) -> web.Response:
+        for hang in self.hangs:
+            if hang.matches(sent):
+                await hang.hold(sent)
         for fault in self.faults:
             if fault.times > 0 and fault.conversation_id in (None, sent.conversation_id):
                 fault.times -= 1

@@ -100,9 +100,11 @@ class Harness:
 @contextlib.asynccontextmanager
 async def start_harness(*, database_url: str, clock: SettableClock, var_dir: Path, features: list[Any] | None = None,
                         **overrides: Any) -> AsyncIterator[Harness]:
-    settings = test_settings(database_url, var_dir, **overrides)
     connector = RecordingConnector()
     await connector.start()
+    # The tenant's service URL, for sends to conversations the bot has never seen: the local connector, never Teams.
+    overrides.setdefault("teams_service_url", connector.url)
+    settings = test_settings(database_url, var_dir, **overrides)
     async with aiohttp.ClientSession() as http:
         harness = Harness(settings, load_config(DEMO_CONFIG), clock, connector, http, features=features)
         await harness.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import uuid
@@ -75,6 +76,13 @@ class Endpoint:
         sent = [s for s in self.connector.sent[before:] if s.conversation_id == conversation_id]
         return Reply(status, body, sent)
 
+    async def post_together(self, activity: dict[str, Any], conversation_id: str, copies: int = 2) -> list[Reply]:
+        """The identical activity (same id) posted `copies` times at once, as Teams redelivers a slow turn.
+
+        Each Reply's `sent` may include what the other deliveries caused; count effects on the connector instead.
+        """
+        return list(await asyncio.gather(*(self.post(activity, conversation_id) for _ in range(copies))))
+
 
 class TeamsUser(Endpoint):
     """A member of staff in a 1:1 chat with the bot."""
@@ -100,6 +108,33 @@ class TeamsUser(Endpoint):
             "locale": "en-GB",
             **fields,
         }
+
+    def message(self, text: str) -> dict[str, Any]:
+        """The Activity JSON of a typed message, not yet posted (for posting it more than once)."""
+        return self._activity("message", text=text)
+
+    def card_submit(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The Activity JSON of an Action.Submit, not yet posted."""
+        return self._activity("message", value=data)
+
+    def card_execute(self, verb: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The Activity JSON of an Action.Execute invoke from this chat, not yet posted."""
+        return self._activity("invoke", name="adaptiveCard/action", value={
+            "action": {"type": "Action.Execute", "id": str(uuid.uuid4()), "verb": verb, "data": data or {}},
+            "trigger": "manual",
+        })
+
+    def invoke(self, name: str, value: Any = None) -> dict[str, Any]:
+        """The Activity JSON of any invoke by name (e.g. Teams' healthCheck), not yet posted."""
+        return self._activity("invoke", name=name, value=value)
+
+    async def delivers(self, activity: dict[str, Any], copies: int = 2) -> list[Reply]:
+        """This chat's activity delivered `copies` times at once with the same id (a Teams redelivery)."""
+        return await self.post_together(activity, activity["conversation"]["id"], copies)
+
+    async def redelivers(self, activity: dict[str, Any]) -> Reply:
+        """The same activity (same id) once more, after the first delivery was answered."""
+        return await self.post(activity, activity["conversation"]["id"])
 
     async def says(self, text: str) -> Reply:
         return await self.post(self._activity("message", text=text), self.conversation_id)

@@ -1,0 +1,57 @@
+"""Delivery outcomes read from the outbox: a group's sends, its watch, and what never arrived."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.delivery import Delivery, Outcome, Watch, target_key
+from storage.crypto import FieldCipher
+from storage.models import WorkRow
+from storage.repos import SEND_KIND, WORK_PAYLOAD_CONTEXT
+
+
+class SqlDeliveries:
+    def __init__(self, session: AsyncSession, cipher: FieldCipher) -> None:
+        self._session = session
+        self._cipher = cipher
+
+    def _payload(self, row: WorkRow) -> dict:
+        return json.loads(self._cipher.decrypt(row.payload, WORK_PAYLOAD_CONTEXT))
+
+    def _outcome(self, row: WorkRow) -> Outcome:
+        payload = self._payload(row)
+        return Outcome(row.id, target_key(payload["target"]), Delivery.from_json(payload["delivery"]), row.status,
+                       row.last_error, row.finished_at or row.run_at)
+
+    async def group(self, school_id: str, group: str) -> list[Outcome]:
+        rows = (await self._session.scalars(
+            select(WorkRow).where(WorkRow.school_id == school_id, WorkRow.delivery_group == group,
+                                  WorkRow.kind == SEND_KIND).order_by(WorkRow.id))).all()
+        return [self._outcome(r) for r in rows]
+
+    async def watch(self, school_id: str, group: str) -> Watch | None:
+        row = await self._session.scalar(select(WorkRow).where(WorkRow.dedupe_key == f"{group}:deadline",
+                                                               WorkRow.school_id == school_id))
+        return Watch.from_json(self._payload(row)) if row is not None else None
+
+    async def deadline_missed(self, school_id: str, group: str) -> bool:
+        result = await self._session.scalar(select(WorkRow.result).where(
+            WorkRow.dedupe_key == f"{group}:deadline", WorkRow.school_id == school_id, WorkRow.status == "done"))
+        return result == "undelivered"
+
+    async def failed(self, school_id: str, since: dt.datetime) -> list[Outcome]:
+        rows = (await self._session.scalars(
+            select(WorkRow).where(WorkRow.school_id == school_id, WorkRow.kind == SEND_KIND,
+                                  WorkRow.status == "failed", WorkRow.delivery_group.is_not(None),
+                                  WorkRow.finished_at >= since).order_by(WorkRow.finished_at.desc()))).all()
+        return [self._outcome(r) for r in rows]
+
+    async def count_failed(self, since: dt.datetime) -> int:
+        """How many tracked sends failed since a time, across schools (for /readyz); no payload is read."""
+        return await self._session.scalar(select(func.count()).select_from(WorkRow).where(
+            WorkRow.kind == SEND_KIND, WorkRow.status == "failed", WorkRow.delivery_group.is_not(None),
+            WorkRow.finished_at >= since)) or 0
