@@ -37,7 +37,8 @@ package: venv
 	@$(PY) -m manifest.package
 
 key: venv
-	@$(PY) -c "from storage.crypto import new_key_text; print(new_key_text())"
+	@$(PY) -c "from storage.crypto import new_key_text; print('ESAFETY_DATA_KEY=' + new_key_text())"
+	@$(PY) -c "import secrets; print('ESAFETY_AUDIT_KEY=' + secrets.token_urlsafe(32))"
 
 clean:
 	rm -rf var/ .pytest_cache .ruff_cache

@@ -24,12 +24,15 @@ from adapters.graph_install import GraphInstaller, start_staff_delta
 from adapters.outbox import SEND_LEASE, OutboxSender, tenant_route
 from adapters.scheduler import start_wake_scheduler, stop_wake_scheduler
 from adapters.worker import WorkRunner, default_worker_name
+from bot.audit import AuditKeys
+from bot.audit_watch import AuditWatch
 from bot.config import AppConfig, ConfigError, load_config
 from bot.handler import BotServices, EsafetyBot, new_correlation_id
 from bot.policy import Policy, load_policy
 from bot.protocols import Clock, Directory
 from bot.settings import Settings
 from bot.wiring import Wiring
+from storage.audit_trail import CheckpointFile, audit_keys
 from storage.bot_storage import SqlStorage
 from storage.crypto import FieldCipher, KeyError_, dev_key, parse_key
 from storage.db import create_engine, session_factory
@@ -50,9 +53,9 @@ Feature = Callable[[Wiring], None]
 
 def _features() -> list[Feature]:
     """Each capability installs its commands, card actions, dialogs and work handlers."""
-    from dialogs import aup, deliveries, filtering, incidents, reviews
+    from dialogs import audit, aup, deliveries, filtering, incidents, reviews
 
-    return [deliveries.install, incidents.install, filtering.install, aup.install, reviews.install]
+    return [deliveries.install, incidents.install, filtering.install, aup.install, reviews.install, audit.install]
 
 
 @dataclass
@@ -79,7 +82,13 @@ COMPONENTS = web.AppKey("esafety", Components)
 
 def data_cipher(settings: Settings) -> FieldCipher:
     text = settings.data_key.get_secret_value() if settings.data_key else dev_key(settings.var_dir)
-    return FieldCipher(parse_key(text))
+    old = settings.data_keys_old.get_secret_value() if settings.data_keys_old else ""
+    return FieldCipher(parse_key(text), [parse_key(part) for part in old.split(",") if part.strip()])
+
+
+def audit_keyring(settings: Settings) -> AuditKeys:
+    secret = settings.audit_key.get_secret_value() if settings.audit_key else None
+    return audit_keys(secret, settings.audit_keys_retired, settings.var_dir)
 
 
 async def create_app(
@@ -116,7 +125,9 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     parts.engine = create_engine(settings.database_url)
     await upgrade(parts.engine)
     sessions = session_factory(parts.engine)
-    parts.uow = unit_of_work_factory(sessions, cipher, parts.clock, on_work_committed=lambda: parts.runner.wake())
+    keys = audit_keyring(settings)
+    parts.uow = unit_of_work_factory(sessions, cipher, parts.clock, on_work_committed=lambda: parts.runner.wake(),
+                                     audit_keys=keys)
     parts.refs = ConversationRefs(sessions, parts.clock)
     parts.claims = WorkClaims(sessions, cipher, parts.clock)
 
@@ -142,6 +153,8 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
                     clock=parts.clock, services=services, work=parts.runner, extras=parts.extras,
                     filter_backend_for=backend_for)
     parts.extras["public_url"] = settings.public_url or f"http://{settings.host}:{settings.port}"
+    watch = AuditWatch(parts.uow, keys, CheckpointFile(settings.var_dir), parts.clock, parts.config, parts.directory)
+    parts.extras["audit_watch"] = watch
     for install in features:
         install(wiring)
     if graph is not None:
@@ -149,6 +162,8 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     for start in parts.extras.get("startup", []):  # features' start-up work, e.g. importing documents
         await start()
     parts.bot = EsafetyBot(services)
+    # A broken trail is logged at ERROR and shown by /readyz, but the app still serves: casework must go on.
+    await watch.check_all(checkpoint=True)
 
     worker_task = None
     if settings.worker_enabled:
@@ -276,7 +291,9 @@ async def _readyz(request: web.Request) -> web.Response:
     # Ready still means ready; the count tells an operator that some alerts never reached a person this week.
     async with parts.uow() as uow:
         undelivered = await uow.deliveries.count_failed(parts.clock.now() - dt.timedelta(days=7))
-    return web.json_response({"status": "ready", "undelivered_last_7_days": undelivered})
+    watch = parts.extras.get("audit_watch")
+    return web.json_response({"status": "ready", "undelivered_last_7_days": undelivered,
+                              "audit": watch.status if watch else "not checked"})
 
 
 def _configure_logging(level: str) -> None:
@@ -307,6 +324,43 @@ async def _migrate_only(settings: Settings) -> None:
         await engine.dispose()
 
 
+async def _rotate_key(settings: Settings) -> int:
+    """Re-seal every encrypted value under ESAFETY_DATA_KEY; safe beside the running app and safe to re-run."""
+    from storage.rotation import rotate
+
+    cipher = data_cipher(settings)
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)  # older rows get their row keys from the schema this needs
+        print(f"Re-sealing under key {cipher.key_id}.")
+        tallies = await rotate(session_factory(engine), cipher)
+    finally:
+        await engine.dispose()
+    for name, tally in tallies.items():
+        print(f"{name}: {tally.changed} of {tally.checked} re-sealed")
+    print("Done. Keys in ESAFETY_DATA_KEYS_OLD are no longer needed once every replica runs with this key.")
+    return 0
+
+
+async def _verify_audit(settings: Settings, config: AppConfig) -> int:
+    """Check every school's chain; one line each; 0 when all hold, 1 on any break, 3 when not migrated."""
+    engine = create_engine(settings.database_url)
+    try:
+        pending = await pending_migrations(engine)
+        if pending:
+            print("The database needs migrating first: run `python app.py migrate`.", file=sys.stderr)
+            return 3
+        uow = unit_of_work_factory(session_factory(engine), data_cipher(settings), SystemClock(),
+                                   audit_keys=audit_keyring(settings))
+        watch = AuditWatch(uow, audit_keyring(settings), CheckpointFile(settings.var_dir), SystemClock(), config)
+        checks = await watch.check_all()
+    finally:
+        await engine.dispose()
+    for check in checks:
+        print(check.line())
+    return 1 if any(check.broken for check in checks) else 0
+
+
 def main(argv: list[str]) -> int:
     try:
         settings = Settings()
@@ -324,8 +378,12 @@ def main(argv: list[str]) -> int:
         asyncio.run(_migrate_only(settings))
         print("Database is up to date.")
         return 0
+    if command == "verify-audit":
+        return asyncio.run(_verify_audit(settings, config))
+    if command == "rotate-key":
+        return asyncio.run(_rotate_key(settings))
     if command != "serve":
-        print("usage: python app.py [serve|migrate]", file=sys.stderr)
+        print("usage: python app.py [serve|migrate|verify-audit|rotate-key]", file=sys.stderr)
         return 2
     web.run_app(create_app(settings, config), host=settings.host, port=settings.port, shutdown_timeout=30,
                 print=lambda _: print(f"eSafety bot listening on http://{settings.host}:{settings.port}/api/messages"))

@@ -71,8 +71,8 @@ def retry_after(headers: Any, now: dt.datetime) -> dt.timedelta | None:
     return parse_retry_after(headers.get("Retry-After") if headers is not None else None, now)
 
 
-def message_activity(text: str | None, card: dict[str, Any] | None) -> Activity:
-    activity = Activity(type=ActivityTypes.message, text=text)
+def message_activity(text: str | None, card: dict[str, Any] | None, plain: bool = False) -> Activity:
+    activity = Activity(type=ActivityTypes.message, text=text, text_format="plain" if plain else None)
     if card is not None:
         activity.attachments = [Attachment(content_type=ADAPTIVE_CARD, content=card)]
     return activity
@@ -148,7 +148,7 @@ class OutboxSender:
     async def _send(self, item: WorkItem, reference: SavedReference) -> str:
         conversation = reference.reference.get("conversation") or {}
         service_url = reference.reference.get("serviceUrl") or reference.reference.get("service_url")
-        activity = message_activity(item.payload.get("text"), item.payload.get("card"))
+        activity = message_activity(item.payload.get("text"), item.payload.get("card"), bool(item.payload.get("plain")))
         activity.conversation = ConversationAccount(id=conversation.get("id"), tenant_id=conversation.get("tenantId"))
         bot = reference.reference.get("bot") or {}
         activity.from_property = ChannelAccount(id=bot.get("id"), name=bot.get("name"))

@@ -7,6 +7,11 @@ Decisions:
   reported. The 12-week trend counts incidents per seven-day window ending now.
 - AUP compliance per audience: people in the directory who owe that audience's AUP, against distinct people who
   acknowledged its current version in the current renewal cycle.
+- Allegations about staff and concerns about the Headteacher are never in these figures: the Headteacher, or the
+  accused, may be reading them. The governors' report has one termly count of them, and only for readers who cannot
+  be the subject (governors who are not staff); everyone else is told they go to governors.
+- Every count is shown through bot.small_numbers (the threshold is in the policy data): this goes to channels and
+  groups, where a small number could point to one person.
 - The weekly digest is a durable work item at the school's configured weekday and time (Monday 07:30 by
   default), posted to the SLT channel; each run schedules the next. A digest missed while the app was down is
   posted when it is back, once.
@@ -20,12 +25,13 @@ import io
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot import schooltime
+from bot import schooltime, small_numbers
 from bot.actor import Actor
 from bot.config import SchoolConfig
 from bot.people import Person, Role
 from bot.policy import Policy
 from bot.protocols import Clock, Directory
+from bot.small_numbers import each, protect, shown
 from bot.work import WorkItem
 
 WEEKLY_KIND = "digest.weekly"
@@ -55,6 +61,9 @@ class DigestSource(Protocol):
 
     async def sla_breaches(self, school_id: str, start: dt.datetime, end: dt.datetime) -> int | None:
         """Incidents reported in [start, end] that missed their acknowledgement deadline."""
+
+    async def adult_allegations(self, school_id: str, start: dt.datetime, end: dt.datetime) -> int | None:
+        """Allegations about staff and concerns about the Headteacher in [start, end] (kept out of the rest)."""
 
     async def open_by_age(self, school_id: str, now: dt.datetime, bounds: list[dt.datetime]) -> list[int] | None:
         """Open (not closed) incidents counted into age buckets: reported after bounds[0], after bounds[1], ..."""
@@ -113,6 +122,10 @@ class Figures:
     aup: list[AupCompliance] | None = None
     reviews_due: list[ReviewDue] = field(default_factory=list)
     reviews_completed: list[tuple[str, int]] | None = None
+    threshold: int = 5  # small-number suppression, from the policy
+    adult_allegations: int | None = None  # governors' report, for readers who cannot be the subject
+    adults_withheld: bool = False  # governors' report for a member of staff: the line says where they go instead
+    checkpoint: str | None = None  # the audit chain's head as these figures were read: a record outside the database
 
     @property
     def total(self) -> int | None:
@@ -132,6 +145,12 @@ def audience_of(person: Person) -> str | None:
     if person.has(Role.VOLUNTEER):
         return "volunteer"
     return None
+
+
+def sees_adult_allegations(person: Person) -> bool:
+    """Only a governor who is not staff can never be the subject of an allegation about an adult here."""
+    return person.has(Role.GOVERNOR, Role.CHAIR_OF_GOVERNORS) and not person.has(
+        Role.STAFF, Role.HEADTEACHER, Role.SLT, Role.DSL, Role.DEPUTY_DSL, Role.ONLINE_SAFETY_LEAD)
 
 
 def aup_cycle(school: SchoolConfig, today: dt.date) -> str:
@@ -173,7 +192,8 @@ class DigestService:
         self.cards = cards  # bot.cards.digest module
 
     async def figures(self, school: SchoolConfig, title: str, period_label: str, start: dt.datetime,
-                      end: dt.datetime, *, trend: bool, outcomes: bool, actor_id: str | None) -> Figures:
+                      end: dt.datetime, *, trend: bool, outcomes: bool, actor_id: str | None,
+                      adults: bool | None = None) -> Figures:
         """Gather every count for a period in one unit of work (audited: the log says who looked)."""
         groups = [(g.key, g.label) for g in self.policy.category_groups]
         now = self.clock.now()
@@ -185,7 +205,8 @@ class DigestService:
                                    [(s, s.capitalize()) for s in SEVERITIES])
             by_status = _ordered(await source.incident_counts(school.id, start, end, "status"),
                                  [(s, STATUS_LABELS[s]) for s in STATUSES])
-            figures = Figures(title, school.name, period_label, start, end, by_group, by_severity, by_status)
+            figures = Figures(title, school.name, period_label, start, end, by_group, by_severity, by_status,
+                              threshold=self.policy.small_number_threshold)
             if outcomes:
                 outcome_keys = [(o.key, o.label) for o in self.policy.outcomes]
                 raw = await source.incident_counts(school.id, start, end, "outcome")
@@ -194,6 +215,9 @@ class DigestService:
                     raw["still_open"] = raw.pop("", 0)
                 figures.by_outcome = _ordered(raw, [*outcome_keys, ("still_open", "Still open")], keep_zero=False)
             figures.sla_breaches = await source.sla_breaches(school.id, start, end)
+            if adults is not None:  # None: not part of this report at all (the SLT digest)
+                figures.adult_allegations = await source.adult_allegations(school.id, start, end) if adults else None
+                figures.adults_withheld = not adults
             bounds = [now - limit for _, limit in AGE_BUCKETS if limit is not None]
             ages = await source.open_by_age(school.id, now, bounds)
             figures.open_by_age = [(label, n) for (label, _), n in zip(AGE_BUCKETS, ages, strict=True)] \
@@ -224,8 +248,9 @@ class DigestService:
                 done = await source.reviews_completed(school.id, start, end)
                 labels = [(k.key, k.label) for k in self.policy.reviews]
                 figures.reviews_completed = _ordered(done, labels, keep_zero=False, other=None)
-            await uow.audit.record(school.id, actor_id, "viewed", "aggregate_report", title,
-                                   {"from": start.isoformat(), "to": end.isoformat()})
+            viewed = await uow.audit.record(school.id, actor_id, "viewed", "aggregate_report", title,
+                                            {"from": start.isoformat(), "to": end.isoformat()})
+            figures.checkpoint = viewed.checkpoint().line()
         return figures
 
     async def weekly(self, school: SchoolConfig, actor_id: str | None = None) -> Figures:
@@ -236,7 +261,9 @@ class DigestService:
         return await self.figures(school, "Weekly online-safety digest", label, start, end, trend=True,
                                   outcomes=False, actor_id=actor_id)
 
-    async def termly(self, school: SchoolConfig, actor_id: str | None = None) -> Figures:
+    async def termly(self, school: SchoolConfig, actor_id: str | None = None, *,
+                     reader: Person | None = None) -> Figures:
+        """The governors' report; the allegations-about-adults line only for a reader who cannot be its subject."""
         now = self.clock.now()
         today = schooltime.local(school, now).date()
         term = schooltime.current_term(school, today)
@@ -248,7 +275,8 @@ class DigestService:
         end = min(now, schooltime.at_local(school, last + dt.timedelta(days=1), dt.time(0, 0)))
         label = f"{name}: {first:%-d %b %Y} to {min(last, today):%-d %b %Y}"
         return await self.figures(school, "Governors' termly online-safety report", label, start, end,
-                                  trend=False, outcomes=True, actor_id=actor_id)
+                                  trend=False, outcomes=True, actor_id=actor_id,
+                                  adults=reader is not None and sees_adult_allegations(reader))
 
     # --- the schedule ---
 
@@ -287,34 +315,67 @@ def figures_csv(figures: Figures) -> str:
     for section, rows in _sections(figures):
         for name, value in rows:
             writer.writerow([section, name, value])
+    writer.writerow(["Note", small_numbers.note(figures.threshold), ""])
+    if figures.checkpoint:
+        writer.writerow(["Audit trail", figures.checkpoint, ""])
     return out.getvalue()
 
 
 def figures_markdown(figures: Figures) -> str:
     lines = [f"# {figures.title}", "", f"{figures.school_name}. {figures.period_label}.", "",
-             "Figures only: no names and no details of any case.", ""]
+             "Figures only: no names and no details of any case.", "", small_numbers.note(figures.threshold), ""]
     for section, rows in _sections(figures):
         lines += [f"## {section}", "", "| | Count |", "|---|---:|"]
         lines += [f"| {name} | {value} |" for name, value in rows] or ["| No data yet | |"]
         lines.append("")
+    if figures.checkpoint:
+        lines += [f"Audit trail: {figures.checkpoint}", ""]
     return "\n".join(lines)
+
+
+ADULTS_LABEL = "Allegations about adults this term"
+ADULTS_WITHHELD = "reported to governors only"
+
+
+def adults_row(figures: Figures) -> tuple[str, str] | None:
+    """The governors' report's one line about allegations against staff or the Headteacher, if it has one."""
+    if figures.adults_withheld:
+        return ADULTS_LABEL, ADULTS_WITHHELD
+    if figures.adult_allegations is None:
+        return None
+    return ADULTS_LABEL, shown(figures.adult_allegations, figures.threshold)
+
+
+def aup_text(figures: Figures, aup: AupCompliance) -> tuple[str, str]:
+    """(acknowledged of expected, percent or ""): the percent would give a hidden count away, so it goes with it."""
+    count = shown(aup.acknowledged, figures.threshold)
+    return f"{count} of {aup.expected}", "" if count != str(aup.acknowledged) else f"{aup.percent}%"
 
 
 def _sections(figures: Figures) -> list[tuple[str, list[tuple[str, Any]]]]:
     sections: list[tuple[str, list[tuple[str, Any]]]] = []
-    sections.append(("Incidents by category group", figures.by_group or []))
-    sections.append(("Incidents by severity", figures.by_severity or []))
-    sections.append(("Incidents by status", figures.by_status or []))
+    limit = figures.threshold
+
+    def protected(rows: list[tuple[str, int]] | None) -> list[tuple[str, str]]:
+        return [(c.label, c.text) for c in protect(rows or [], limit)]
+
+    sections.append(("Incidents by category group", protected(figures.by_group)))
+    sections.append(("Incidents by severity", protected(figures.by_severity)))
+    sections.append(("Incidents by status", protected(figures.by_status)))
     if figures.by_outcome is not None:
-        sections.append(("Incidents by outcome", figures.by_outcome))
+        sections.append(("Incidents by outcome", protected(figures.by_outcome)))
     if figures.sla_breaches is not None:
-        sections.append(("Response times", [("Reported in the period", figures.total or 0),
-                                            ("Not acknowledged in time", figures.sla_breaches)]))
+        sections.append(("Response times", [("Reported in the period", shown(figures.total or 0, limit)),
+                                            ("Not acknowledged in time", shown(figures.sla_breaches, limit))]))
+    adults = adults_row(figures)
+    if adults is not None:
+        sections.append(("Allegations about adults", [adults]))
     if figures.filter_changes is not None:
-        sections.append(("Web filter changes", figures.filter_changes))
+        sections.append(("Web filter changes", [(c.label, c.text) for c in each(figures.filter_changes, limit)]))
     if figures.aup is not None:
-        sections.append(("Acceptable use agreements", [(f"{a.audience} ({a.percent}%)",
-                                                        f"{a.acknowledged} of {a.expected}") for a in figures.aup]))
+        sections.append(("Acceptable use agreements",
+                         [(f"{a.audience} ({percent})" if percent else a.audience, count)
+                          for a in figures.aup for count, percent in [aup_text(figures, a)]]))
     if figures.reviews_completed is not None:
         sections.append(("Reviews completed", figures.reviews_completed))
     return sections

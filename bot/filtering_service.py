@@ -240,7 +240,7 @@ class FilterService:
             key = f"filter.missed:{actor.school_id}:{site.domain}:{key or self._clock.now().isoformat()}"
             await self._tell_technicians(uow, school, card_=notice, key=key, also_lead=False)
             for lead in await self._people(actor.school_id, Role.ONLINE_SAFETY_LEAD):
-                await uow.notify.to_person(actor.school_id, lead.id, dedupe_key=f"{key}:lead:{lead.id}",
+                await uow.notify.to_person(actor.school_id, lead.id, dedupe_key=f"{key}:lead:{lead.id}", plain=True,
                                            text=f"{actor.person.name} reported that {site.display_host} got "
                                                 f"through the filter: {what[:500]}")
         return Outcome("Thank you. I am telling the technicians and the online-safety lead now. Please don't visit "
@@ -298,8 +298,8 @@ class FilterService:
                                            card=cards.build_info_request_card(request, note),
                                            dedupe_key=f"filter.ask:{school}:{request.reference}:{request.version}")
                 return CardReply(card=cards.build_request_card(request, tz),
-                                 message=f"Your question has gone to {request.requester_name}.")
-            await uow.notify.to_person(school, request.requester_id, text=tell,
+                                 message=f"I am sending your question to {request.requester_name}.")
+            await uow.notify.to_person(school, request.requester_id, text=tell, plain=decision == "decline",
                                        dedupe_key=f"filter.decision:{school}:{request.reference}")
             for linked in await uow.filtering.linked(school, request.reference):
                 await uow.notify.to_person(

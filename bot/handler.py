@@ -38,7 +38,6 @@ REDELIVERY_WAIT_SECONDS = 5.0
 STILL_WORKING = "Still working on that. Please wait a moment before trying again."
 INVOKE_FAILED = "Sorry, something went wrong on my side and I could not finish that. Please try again."
 MAX_STORED_KEY = 255  # conversation_refs key columns; a longer id is not one Teams issues
-MAX_STORED_NAME = 255  # Entra display names are at most 256 characters
 # Bytes of memory, not a count: a count let long ids and names grow the cache without limit.
 SAVED_REFERENCES_BUDGET = 2 * 1024 * 1024
 _ENTRY_OVERHEAD = 240  # an OrderedDict slot, the key tuple and the digest object, roughly
@@ -244,17 +243,16 @@ class EsafetyBot(TeamsActivityHandler):
         reference = TurnContext.get_conversation_reference(activity).serialize()
         reference.pop("activityId", None)
         reference.pop("locale", None)
-        for account in ("user", "bot", "conversation"):  # display names only; ids are checked at the front door
-            if isinstance(reference.get(account), dict) and isinstance(reference[account].get("name"), str):
-                reference[account]["name"] = reference[account]["name"][:MAX_STORED_NAME]
+        for account in ("user", "bot", "conversation"):  # display names are personal data a send never needs
+            if isinstance(reference.get(account), dict):
+                reference[account].pop("name", None)
         conversation_type = activity.conversation.conversation_type or "personal"
         channel_data = activity.channel_data or {}
         if conversation_type == "personal":
             sender = activity.from_property or ChannelAccount()
             key = sender.aad_object_id or sender.id
             if key:
-                name = sender.name[:MAX_STORED_NAME] if sender.name else sender.name
-                await self._save_reference(school.id, "person", key, reference, name=name)
+                await self._save_reference(school.id, "person", key, reference)
         elif conversation_type == "channel":
             channel_id = (channel_data.get("channel") or {}).get("id") or activity.conversation.id.split(";")[0]
             team_id = (channel_data.get("team") or {}).get("id")

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from bot.actor import Actor, CardReply, Refused
+from bot.actor import Actor, CardReply
 from bot.cards.incident import (
     CaseView,
     Labels,
@@ -26,8 +26,10 @@ from bot.incidents import (
     IncidentDraft,
     Status,
     VersionConflict,
-    can_act,
-    can_view,
+    is_excluded,
+    may_act_on_case,
+    may_see_own_report,
+    may_view_case,
     severity_for,
 )
 from bot.people import ROLE_LABELS, Person, Role
@@ -211,7 +213,7 @@ class IncidentService:
         notice = build_case_notice_card(incident, labels, self._clock.now(), school.tz,
                                         "For the incident log. The safeguarding team is handling it.")
         for person in await self._people(school, plan.summary_roles, incident):
-            if person.id not in direct and not can_view(person, incident):
+            if person.id not in direct and not may_view_case(person, incident):
                 await uow.notify.to_person(school.id, person.id, card=notice, delivery=delivery(
                     labelled(person, _role_label(person, plan.summary_roles)).label, (), case=False))
         told_if_lost = await self._people(school, watchers, incident)
@@ -250,44 +252,53 @@ class IncidentService:
         return Labels(self._policy.category(incident.category).label, self._policy.group(incident.category_group).label)
 
     async def my_reports(self, actor: Actor) -> dict[str, Any]:
+        """The reporter's own reports; never one that turned out to be about them."""
         async with self._uow() as uow:
             reports = await uow.incidents.reported_by(actor.school_id, actor.person.id)
         labels = {c.key: c.label for c in self._policy.categories}
-        return build_my_reports_card(reports, labels, actor.school.tz)
+        return build_my_reports_card([r for r in reports if may_see_own_report(actor.person, r)], labels,
+                                     actor.school.tz)
 
-    async def view(self, actor: Actor, *, incident_id: int | None = None, reference: str | None = None
+    async def _find(self, uow: Any, actor: Actor, *, token: Any = None, reference: str | None = None
+                    ) -> Incident | None:
+        """The case a card or a typed reference points at, only ever within the actor's own school."""
+        if reference is not None:
+            return await uow.incidents.by_reference(actor.school_id, reference)
+        if isinstance(token, str) and token:
+            return await uow.incidents.by_token(actor.school_id, token)
+        return None  # a card from before tokens (an integer id), or a forged one: the same refusal
+
+    async def _refuse(self, uow: Any, actor: Actor, path: str, *, token: Any = None, reference: str | None = None,
+                      incident: Incident | None = None) -> dict[str, Any]:
+        """Audit who tried what, and answer with the refusal that is the same whether or not the case exists."""
+        tried = reference if reference is not None else str(token)[:120]
+        await uow.audit.record(actor.school_id, actor.person.id, "incident.access_refused", "incident",
+                               incident.reference if incident else None,
+                               {"path": path, "tried": tried, "found": incident is not None})
+        return build_not_allowed_card()
+
+    async def view(self, actor: Actor, *, token: Any = None, reference: str | None = None, path: str = "case"
                    ) -> dict[str, Any]:
-        """The case card for someone allowed to see it (audited), else a refusal (also audited)."""
+        """The case card for someone allowed to see it (audited), else the one refusal (also audited)."""
         async with self._uow() as uow:
-            if incident_id is not None:
-                incident = await uow.incidents.get(actor.school_id, incident_id)
-            else:
-                incident = await uow.incidents.by_reference(actor.school_id, reference or "")
-            if incident is None or not can_view(actor.person, incident):
-                await uow.audit.record(actor.school_id, actor.person.id, "incident.view_refused", "incident",
-                                       incident.reference if incident else (reference or str(incident_id)))
-                return build_not_allowed_card(reference)
+            incident = await self._find(uow, actor, token=token, reference=reference)
+            if incident is None or not may_view_case(actor.person, incident):
+                return await self._refuse(uow, actor, path, token=token, reference=reference, incident=incident)
             await uow.audit.record(actor.school_id, actor.person.id, "incident.viewed", "incident",
                                    incident.reference)
         return await self._case_card(actor.school, incident, actor.person)
 
-    async def minimal_or_full(self, actor: Actor, incident_id: int) -> dict[str, Any]:
-        """What a card refresh shows: details for the case team, the minimal card for anyone else."""
-        async with self._uow() as uow:
-            incident = await uow.incidents.get(actor.school_id, incident_id)
-        if incident is None:
-            return build_not_allowed_card()
-        if can_view(actor.person, incident):
-            return await self.view(actor, incident_id=incident_id)
-        return build_channel_alert_card(incident, self.labels(incident), self._clock.now(), actor.school.tz,
-                                        await self._refresh_ids(actor.school, incident))
+    async def minimal_or_full(self, actor: Actor, token: Any) -> dict[str, Any]:
+        """What a card refresh shows: the case card for its team; anyone else (the channel's other members too)
+        gets the refusal, so a forged refresh learns nothing, not even the reference or who is on the team."""
+        return await self.view(actor, token=token, path="incident.view")
 
     async def _case_card(self, school: SchoolConfig, incident: Incident, viewer: Person,
                          notice: str | None = None) -> dict[str, Any]:
         plan = self.plan_for(incident.subject_kind, incident.category, incident.immediate_danger)
         return build_case_card(CaseView(
             incident=incident, labels=self.labels(incident), now=self._clock.now(), timezone=school.tz,
-            can_act=can_act(viewer, incident),
+            can_act=may_act_on_case(viewer, incident),
             suggested_actions=[Option(k, self._policy.action_label(k))
                                for k in self._policy.suggested_actions(incident.category, incident.subject_kind)],
             outcomes=[Option(o.key, o.label) for o in self._policy.outcomes],
@@ -327,18 +338,16 @@ class IncidentService:
 
     async def act(self, actor: Actor, verb: str, data: dict[str, Any]) -> CardReply:
         """Authorise from the directory, check the version, apply the change, answer with the fresh card."""
-        incident_id = _int(data.get("incident_id"))
-        if incident_id is None:
-            return CardReply(message="That button is missing its case. Type `help` to start again.")
+        token = data.get("token")
         async with self._uow() as uow:
-            incident = await uow.incidents.get(actor.school_id, incident_id)
-            if incident is None or not can_act(actor.person, incident):
-                raise Refused("Sorry, you are not allowed to act on this case. This has been recorded.")
+            incident = await self._find(uow, actor, token=token)
+            if incident is None or not may_act_on_case(actor.person, incident):
+                return CardReply(card=await self._refuse(uow, actor, verb, token=token, incident=incident))
             if _int(data.get("version")) != incident.version:
                 notice = CONFLICT_NOTICE
             else:
                 notice = await self._apply(uow, actor, incident, verb, data)
-            fresh = await uow.incidents.get(actor.school_id, incident_id)
+            fresh = await uow.incidents.get(actor.school_id, incident.id)
         return CardReply(card=await self._case_card(actor.school, fresh, actor.person, notice))
 
     async def _apply(self, uow: Any, actor: Actor, incident: Incident, verb: str, data: dict[str, Any]
@@ -423,7 +432,8 @@ class IncidentService:
         for person in people:
             await uow.notify.to_person(
                 actor.school_id, person.id,
-                text=f"{actor.person.name} has escalated {incident.reference} to you. Reason: {reason}",
+                # The reason was typed: it is shown as text on the case card, never echoed in a message.
+                text=f"{actor.person.name} has escalated {incident.reference} to you. The reason is on the case card.",
                 card=await self._case_card(actor.school, fresh, person))
         if target.role is None:
             return f"Recorded. Contact the {target.label} now if you have not already; the case shows it was escalated."
@@ -441,9 +451,11 @@ class IncidentService:
                                    **{k: v for k, v in self._progress(actor, incident).items() if k != "status"})
         await self._record(uow, actor, incident, "closed", f"{label}: {note}")
         await self._stop_sla(uow, incident)
-        await uow.notify.to_person(actor.school_id, incident.reporter_id,
-                                   text=f"Your report {incident.reference} has been closed by the people handling it. "
-                                        "Thank you for raising it.")
+        reporter = await self._directory.person(actor.school_id, incident.reporter_id)
+        if reporter is None or not is_excluded(reporter, incident):  # a report about the reporter stays unspoken
+            await uow.notify.to_person(actor.school_id, incident.reporter_id,
+                                       text=f"Your report {incident.reference} has been closed by the people handling "
+                                            "it. Thank you for raising it.")
         return None
 
     # --- SLA -------------------------------------------------------------------------------------------------

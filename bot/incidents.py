@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -128,6 +129,7 @@ class Incident:
     sla_breached: bool
     version: int
     events: list[Event] = field(default_factory=list)
+    token: str = ""  # what cards carry instead of the id: random, so a case cannot be found by guessing
 
     @property
     def is_open(self) -> bool:
@@ -145,9 +147,20 @@ class IncidentSummary:
     severity: str
     status: Status
     reported_at: dt.datetime
+    reporter_id: str = ""
+    subject_kind: str = ""
+    excluded_ids: tuple[str, ...] = ()
 
 
-def is_excluded(person: Person, incident: Incident) -> bool:
+TOKEN_BYTES = 24  # 32 url-safe characters
+
+
+def new_case_token() -> str:
+    """An opaque handle for cards: never sequential, so holding one card says nothing about other cases."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def is_excluded(person: Person, incident: Incident | IncidentSummary) -> bool:
     return person.id in incident.excluded_ids or (
         incident.subject_kind == "headteacher" and person.has(Role.HEADTEACHER)
     )
@@ -165,6 +178,17 @@ def can_view(person: Person, incident: Incident) -> bool:
     if is_excluded(person, incident):
         return False
     return can_act(person, incident) or person.id in incident.viewer_ids
+
+
+# The one access rule: every path that reads or changes a case (case card, card refresh, `case REF`, the card
+# buttons) asks these, and anyone they refuse gets the same reply whether or not the case exists.
+may_view_case = can_view
+may_act_on_case = can_act
+
+
+def may_see_own_report(person: Person, report: IncidentSummary) -> bool:
+    """A reporter follows their own report, unless it turned out to be about them (then they learn nothing)."""
+    return report.reporter_id == person.id and not is_excluded(person, report)
 
 
 def age_text(since: dt.datetime, now: dt.datetime) -> str:

@@ -68,6 +68,8 @@ class Policy(_Frozen):
     sexting_referral_criteria: list[str] = Field(default_factory=list)
     filtering: FilteringPolicy = FilteringPolicy()
     reviews: list[ReviewKind] = Field(default_factory=list)
+    # Any aggregate sent to a channel or a group shows a count from 1 to this minus one as "fewer than N".
+    small_number_threshold: int = Field(5, ge=2)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Policy:

@@ -47,9 +47,10 @@ class Notifier(Protocol):
 
     async def to_person(
         self, school_id: str, person_id: str, *, text: str | None = None, card: dict[str, Any] | None = None,
-        dedupe_key: str | None = None, delivery: Delivery | None = None,
+        dedupe_key: str | None = None, delivery: Delivery | None = None, plain: bool = False,
     ) -> None:
-        """Queue a 1:1 message for a person; a `delivery` makes its arrival tracked (bot.delivery)."""
+        """Queue a 1:1 message for a person; a `delivery` makes its arrival tracked (bot.delivery); `plain` shows
+        the text exactly as written (no Markdown, links or mentions), for text that quotes what someone typed."""
 
     async def to_channel(
         self, school_id: str, purpose: str, *, text: str | None = None, card: dict[str, Any] | None = None,

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     config_path: Path = Field(Path("config/demo.yaml"), validation_alias=_env("ESAFETY_CONFIG"))
     policy_path: Path = Field(Path("config/policy_defaults.yaml"), validation_alias=_env("ESAFETY_POLICY"))
     data_key: SecretStr | None = Field(None, validation_alias=_env("ESAFETY_DATA_KEY"))
+    # The audit trail's HMAC key: separate from the data key, so whoever can decrypt fields cannot forge the trail.
+    audit_key: SecretStr | None = Field(None, validation_alias=_env("ESAFETY_AUDIT_KEY"))
+    # Retired audit keys, comma-separated: kept only so entries written before a rotation still verify.
+    audit_keys_old: SecretStr | None = Field(None, validation_alias=_env("ESAFETY_AUDIT_KEYS_OLD"))
+    # Keys replaced by ESAFETY_DATA_KEY, comma-separated: they only decrypt, until `python app.py rotate-key` is done.
+    data_keys_old: SecretStr | None = Field(None, validation_alias=_env("ESAFETY_DATA_KEYS_OLD"))
     var_dir: Path = Field(Path("var"), validation_alias=_env("ESAFETY_VAR_DIR"))
     log_level: str = Field("INFO", validation_alias=_env("ESAFETY_LOG_LEVEL"))
 
@@ -100,11 +106,20 @@ class Settings(BaseSettings):
                 or self.app_password.get_secret_value()):
             return ("ESAFETY_DIRECTORY is graph but no Graph credential is set: set GRAPH_CLIENT_SECRET, "
                     "GRAPH_CERTIFICATE_PATH or GRAPH_MANAGED_IDENTITY=1.")
+        if not self.dev and self.audit_key is None:
+            return "ESAFETY_AUDIT_KEY is not set. The audit trail is sealed with its own key, so a key is required."
+        if self.audit_key is not None and len(self.audit_key.get_secret_value().strip()) < 32:
+            return "ESAFETY_AUDIT_KEY is too short: use at least 32 random characters."
         return None
 
     @property
     def connector_extra_hosts(self) -> tuple[str, ...]:
         return tuple(host.strip() for host in self.connector_hosts.split(",") if host.strip())
+
+    @property
+    def audit_keys_retired(self) -> tuple[str, ...]:
+        text = self.audit_keys_old.get_secret_value() if self.audit_keys_old else ""
+        return tuple(key.strip() for key in text.split(",") if key.strip())
 
     @property
     def is_sqlite(self) -> bool:

@@ -47,10 +47,9 @@ def install(wiring: Wiring) -> None:
                                  roles=CASE_TEAM, in_help=False))
 
     async def view(actor: Actor, data: dict[str, Any]) -> CardReply:
-        incident_id = data.get("incident_id")
-        if not isinstance(incident_id, int):
-            return CardReply(message="That card is missing its case. Type `help` to start again.")
-        return CardReply(card=await service.minimal_or_full(actor, incident_id))
+        # No roles here: the service applies the case's own access rule, and refuses (audited) with one card that
+        # names nothing, whatever the card carried (a token, an old integer id, or nothing).
+        return CardReply(card=await service.minimal_or_full(actor, data.get("token")))
 
     services.add_card_action(CardAction("incident.view", view))
     for verb in ACT_VERBS:

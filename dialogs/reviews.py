@@ -34,7 +34,7 @@ def install(wiring: Wiring) -> None:
         await turn.say(card=await digest.on_demand(turn.actor))
 
     async def governors_report(turn: Turn, args: str) -> None:
-        figures = await digest.termly(turn.actor.school, turn.actor.person.id)
+        figures = await digest.termly(turn.actor.school, turn.actor.person.id, reader=turn.actor.person)
         wanted = args.strip().lower()
         if wanted in ("csv", "export"):
             await turn.say("The governors' report as CSV (figures only). Copy the block into a file ending .csv to "

@@ -14,11 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.inbound import StateConflict
 from bot.protocols import Clock
-from storage.crypto import FieldCipher
+from storage.crypto import FieldCipher, row_context
 from storage.models import BotStateRow
 from storage.repos import insert_for
 
 DOCUMENT_CONTEXT = "bot_state.document"
+
+
+def document_context(key_hash: str) -> str:
+    """A state document is bound to its key, so one person's dialog state cannot be moved under another's key."""
+    return row_context(DOCUMENT_CONTEXT, key_hash)
 
 
 class ETagConflict(StateConflict):
@@ -56,7 +61,10 @@ class SqlStorage(Storage):
         self._clock = clock
 
     async def read(self, keys: Iterable[str] | None) -> dict[str, Any]:
-        """Documents for the keys that exist; missing keys are simply absent."""
+        """Documents for the keys that exist; missing keys are simply absent. No keys at all is a caller's bug."""
+        if keys is None:
+            raise ValueError("Keys are required when reading")
+        keys = list(keys)
         if not keys:
             return {}
         wanted = {_key_hash(key): key for key in keys}
@@ -64,7 +72,7 @@ class SqlStorage(Storage):
             rows = (await session.scalars(select(BotStateRow).where(BotStateRow.key_hash.in_(wanted)))).all()
         found = {}
         for row in rows:
-            document = jsonpickle.decode(self._cipher.decrypt(row.document, DOCUMENT_CONTEXT), keys=True)
+            document = jsonpickle.decode(self._cipher.decrypt(row.document, document_context(row.key_hash)), keys=True)
             found[wanted[row.key_hash]] = _with_etag(document, row.e_tag)
         return found
 
@@ -81,10 +89,10 @@ class SqlStorage(Storage):
                 if expected == "":
                     raise ValueError(f"storage write for {key!r}: e_tag is empty")
                 new_etag = uuid.uuid4().hex
-                document = self._cipher.encrypt(
-                    jsonpickle.encode(_without_etag(item), keys=True, make_refs=False), DOCUMENT_CONTEXT
-                )
                 key_hash = _key_hash(key)
+                document = self._cipher.encrypt(
+                    jsonpickle.encode(_without_etag(item), keys=True, make_refs=False), document_context(key_hash)
+                )
                 if expected not in (None, "*"):
                     result = await session.execute(
                         update(BotStateRow).where(BotStateRow.key_hash == key_hash, BotStateRow.e_tag == expected)
@@ -102,6 +110,10 @@ class SqlStorage(Storage):
                 ))
 
     async def delete(self, keys: Iterable[str] | None) -> None:
+        """Delete the documents for these keys; unknown keys are ignored. No keys at all is a caller's bug."""
+        if keys is None:
+            raise ValueError("Keys are required when deleting")
+        keys = list(keys)
         if not keys:
             return
         async with self._sessions() as session, session.begin():

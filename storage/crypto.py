@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-PREFIX = "v1:"
+# v2:<key id>:<base64(nonce + ciphertext)>, bound to "table.column:<row identity>".
+PREFIX = "v2:"
+# Written before key ids: bound to "table.column" only. Still read; `python app.py rotate-key` upgrades them.
+LEGACY_PREFIX = "v1:"
 
 
 class KeyError_(ValueError):
@@ -40,23 +46,78 @@ def dev_key(var_dir: Path) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-class FieldCipher:
-    """Encrypts a text field; the context (table.column) is bound in, so values cannot be swapped."""
+class SealBroken(ValueError):
+    """A sealed value does not open: moved from another row, altered, or sealed with a key no longer configured."""
 
-    def __init__(self, key: bytes) -> None:
-        self._aead = AESGCM(key)
+
+def key_id(key: bytes) -> str:
+    """A short fingerprint naming the key a value was sealed with; it reveals nothing usable about the key."""
+    return hashlib.sha256(key).hexdigest()[:8]
+
+
+def row_context(table_column: str, *identity: object) -> str:
+    """Associated data for one field of one row: a ciphertext moved to another row no longer opens."""
+    return ":".join([table_column, *(str(part) for part in identity)])
+
+
+def _legacy_context(context: str) -> str:
+    return context.split(":", 1)[0]
+
+
+class FieldCipher:
+    """Encrypts a text field under the current key; the row's identity is bound in, so values cannot be swapped.
+
+    Old keys only decrypt, so values sealed before a rotation still read back until `rotate-key` re-seals them.
+    """
+
+    def __init__(self, key: bytes, old_keys: Iterable[bytes] = ()) -> None:
+        self.key_id = key_id(key)
+        self._keys = {self.key_id: AESGCM(key)}
+        for old in old_keys:
+            self._keys.setdefault(key_id(old), AESGCM(old))
 
     def encrypt(self, plaintext: str | None, context: str) -> str | None:
         if plaintext is None:
             return None
         nonce = os.urandom(12)
-        sealed = self._aead.encrypt(nonce, plaintext.encode("utf-8"), context.encode())
-        return PREFIX + base64.b64encode(nonce + sealed).decode()
+        sealed = self._keys[self.key_id].encrypt(nonce, plaintext.encode("utf-8"), context.encode())
+        return f"{PREFIX}{self.key_id}:" + base64.b64encode(nonce + sealed).decode()
 
     def decrypt(self, stored: str | None, context: str) -> str | None:
         if stored is None:
             return None
-        if not stored.startswith(PREFIX):
-            raise ValueError(f"{context}: value is not encrypted with a known scheme")
-        raw = base64.b64decode(stored[len(PREFIX):])
-        return self._aead.decrypt(raw[:12], raw[12:], context.encode()).decode("utf-8")
+        where = _legacy_context(context)  # errors name the column only: the row identity may be a reference
+        if stored.startswith(PREFIX):
+            kid, _, body = stored[len(PREFIX):].partition(":")
+            aead = self._keys.get(kid)
+            if aead is None:
+                raise SealBroken(f"{where}: sealed with key {kid}, which is neither ESAFETY_DATA_KEY nor in "
+                                 "ESAFETY_DATA_KEYS_OLD")
+            return self._open(aead, body, context, where)
+        if stored.startswith(LEGACY_PREFIX):
+            body = stored[len(LEGACY_PREFIX):]
+            for aead in self._keys.values():
+                try:
+                    return self._open(aead, body, _legacy_context(context), where)
+                except SealBroken:
+                    continue
+            raise SealBroken(f"{where}: a value in the old format opens with none of the configured keys")
+        raise SealBroken(f"{where}: value is not encrypted with a known scheme")
+
+    def is_current(self, stored: str | None) -> bool:
+        """True when the value needs no re-sealing: absent, or already under the current key and format."""
+        return stored is None or stored.startswith(f"{PREFIX}{self.key_id}:")
+
+    def reseal(self, stored: str | None, context: str, old_context: str | None = None) -> str | None:
+        """The value under the current key, bound to `context`; `old_context` is what it was bound to until now."""
+        if stored is None:
+            return None
+        return self.encrypt(self.decrypt(stored, old_context or context), context)
+
+    @staticmethod
+    def _open(aead: AESGCM, body: str, context: str, where: str) -> str:
+        try:
+            raw = base64.b64decode(body, validate=True)
+            return aead.decrypt(raw[:12], raw[12:], context.encode()).decode("utf-8")
+        except (InvalidTag, ValueError) as exc:
+            raise SealBroken(f"{where}: the sealed value does not belong to this row, or was altered") from exc

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.delivery import Delivery, Outcome, Watch, target_key
 from storage.crypto import FieldCipher
 from storage.models import WorkRow
-from storage.repos import SEND_KIND, WORK_PAYLOAD_CONTEXT
+from storage.repos import SEND_KIND, work_payload_context
 
 
 class SqlDeliveries:
@@ -20,7 +20,7 @@ class SqlDeliveries:
         self._cipher = cipher
 
     def _payload(self, row: WorkRow) -> dict:
-        return json.loads(self._cipher.decrypt(row.payload, WORK_PAYLOAD_CONTEXT))
+        return json.loads(self._cipher.decrypt(row.payload, work_payload_context(row.school_id, row.row_key)))
 
     def _outcome(self, row: WorkRow) -> Outcome:
         payload = self._payload(row)

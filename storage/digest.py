@@ -19,8 +19,12 @@ from storage.models import UtcDateTime
 incidents = table(
     "incidents", column("school_id", String), column("reported_at", UtcDateTime()),
     column("category_group", String), column("severity", String), column("status", String),
-    column("outcome", String), column("sla_breached", Boolean),
+    column("outcome", String), column("sla_breached", Boolean), column("subject_kind", String),
 )
+# Allegations about staff and concerns about the Headteacher never reach the SLT figures (the Headteacher, or the
+# accused, may be reading them); the governors' report has one termly count of them, from `adult_allegations`.
+ADULT_SUBJECTS = ("staff", "headteacher")
+about_pupils = incidents.c.subject_kind.not_in(ADULT_SUBJECTS)
 filter_log = table("filter_log", column("school_id", String), column("at", UtcDateTime()), column("action", String))
 aup_documents = table("aup_documents", column("school_id", String), column("audience", String),
                       column("version", Integer))
@@ -53,20 +57,27 @@ class SqlDigestSource:
         key = incidents.c[column_name]
         rows = await self._rows(
             select(key, func.count()).where(incidents.c.school_id == school_id, incidents.c.reported_at >= start,
-                                            incidents.c.reported_at <= end).group_by(key))
+                                            incidents.c.reported_at <= end, about_pupils).group_by(key))
         return None if rows is None else {k: n for k, n in rows}
 
     async def sla_breaches(self, school_id: str, start: dt.datetime, end: dt.datetime) -> int | None:
         rows = await self._rows(select(func.count()).where(
             incidents.c.school_id == school_id, incidents.c.reported_at >= start, incidents.c.reported_at <= end,
-            incidents.c.sla_breached.is_(True)))
+            incidents.c.sla_breached.is_(True), about_pupils))
+        return None if rows is None else int(rows[0][0])
+
+    async def adult_allegations(self, school_id: str, start: dt.datetime, end: dt.datetime) -> int | None:
+        rows = await self._rows(select(func.count()).where(
+            incidents.c.school_id == school_id, incidents.c.reported_at >= start, incidents.c.reported_at <= end,
+            incidents.c.subject_kind.in_(ADULT_SUBJECTS)))
         return None if rows is None else int(rows[0][0])
 
     async def open_by_age(self, school_id: str, now: dt.datetime, bounds: list[dt.datetime]) -> list[int] | None:
         reported = incidents.c.reported_at
         bucket = case(*[(reported > bound, literal(i)) for i, bound in enumerate(bounds)], else_=literal(len(bounds)))
         inner = select(bucket.label("bucket")).where(
-            incidents.c.school_id == school_id, incidents.c.status != "closed", reported <= now).subquery()
+            incidents.c.school_id == school_id, incidents.c.status != "closed", reported <= now, about_pupils
+        ).subquery()
         rows = await self._rows(select(inner.c.bucket, func.count()).group_by(inner.c.bucket))
         if rows is None:
             return None
@@ -77,7 +88,8 @@ class SqlDigestSource:
 
     async def open_breached(self, school_id: str) -> int | None:
         rows = await self._rows(select(func.count()).where(
-            incidents.c.school_id == school_id, incidents.c.status != "closed", incidents.c.sla_breached.is_(True)))
+            incidents.c.school_id == school_id, incidents.c.status != "closed", incidents.c.sla_breached.is_(True),
+            about_pupils))
         return None if rows is None else int(rows[0][0])
 
     async def weekly_counts(self, school_id: str, edges: list[dt.datetime]) -> list[int] | None:
@@ -85,7 +97,7 @@ class SqlDigestSource:
         windows = len(edges) - 1
         bucket = case(*[(reported < edges[i + 1], literal(i)) for i in range(windows - 1)], else_=literal(windows - 1))
         inner = select(bucket.label("bucket")).where(
-            incidents.c.school_id == school_id, reported >= edges[0], reported <= edges[-1]).subquery()
+            incidents.c.school_id == school_id, reported >= edges[0], reported <= edges[-1], about_pupils).subquery()
         rows = await self._rows(select(inner.c.bucket, func.count()).group_by(inner.c.bucket))
         if rows is None:
             return None

@@ -11,11 +11,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.filtering import OPEN_STATUSES, ConcurrentChange, DuplicateRequest, FilterRequest, LogEntry
 from bot.protocols import Clock
-from storage.crypto import FieldCipher
+from storage.crypto import FieldCipher, row_context
 from storage.models import Base, UtcDateTime
 from storage.repos import next_counter
 
 REASON_CONTEXT = "filter_requests.reason"
+
+
+def reason_context(school_id: str, reference: str) -> str:
+    """A request's reason is bound to its school and FR reference, so it cannot be moved to another request."""
+    return row_context(REASON_CONTEXT, school_id, reference)
 
 
 class StaleRequest(ConcurrentChange):
@@ -89,7 +94,8 @@ class SqlFilterRequests:
         return FilterRequest(
             id=row.id, school_id=row.school_id, reference=row.reference, kind=row.kind, url=row.url,
             domain=row.domain, audience=row.audience, year_groups=tuple(row.year_groups or ()),
-            reason=self._cipher.decrypt(row.reason, REASON_CONTEXT), lesson_date=row.lesson_date, until=row.until,
+            reason=self._cipher.decrypt(row.reason, reason_context(row.school_id, row.reference)),
+            lesson_date=row.lesson_date, until=row.until,
             previewed=row.previewed, categories=tuple(row.categories or ()), needs_headteacher=row.needs_headteacher,
             status=row.status, requester_id=row.requester_id, requester_name=row.requester_name,
             created_at=row.created_at, approver_id=row.approver_id, approver_name=row.approver_name,
@@ -108,7 +114,8 @@ class SqlFilterRequests:
         row = FilterRequestRow(
             school_id=request.school_id, reference=reference, kind=request.kind, url=request.url,
             domain=request.domain, audience=request.audience, year_groups=list(request.year_groups),
-            reason=self._cipher.encrypt(request.reason, REASON_CONTEXT), lesson_date=request.lesson_date,
+            reason=self._cipher.encrypt(request.reason, reason_context(request.school_id, reference)),
+            lesson_date=request.lesson_date,
             until=request.until, previewed=request.previewed, categories=list(request.categories),
             needs_headteacher=request.needs_headteacher, status=request.status, requester_id=request.requester_id,
             requester_name=request.requester_name, created_at=request.created_at, linked_to=request.linked_to,

@@ -19,13 +19,18 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.inbound import CLAIM_LEASE, CLAIM_LIFETIME, InvokeAnswer
 from bot.protocols import Clock
-from storage.crypto import FieldCipher
+from storage.crypto import FieldCipher, row_context
 from storage.models import Base, UtcDateTime
 from storage.repos import insert_for
 
 log = logging.getLogger(__name__)
 
 RESPONSE_CONTEXT = "inbound_claims.response"
+
+
+def response_context(key: str) -> str:
+    """An answer is bound to the claim it answers, so a redelivery can never replay another activity's answer."""
+    return row_context(RESPONSE_CONTEXT, key)
 SWEEP_EVERY = dt.timedelta(minutes=10)
 SWEEP_BATCH = 1_000
 
@@ -93,7 +98,7 @@ class SqlInboundClaims:
                 document = json.dumps({"status": answer.status, "body": answer.body})
             except (TypeError, ValueError):  # a body that is not JSON cannot be replayed; the status still can
                 document = json.dumps({"status": answer.status, "body": None})
-            values["response"] = self._cipher.encrypt(document, RESPONSE_CONTEXT)
+            values["response"] = self._cipher.encrypt(document, response_context(key))
         async with self._sessions() as session, session.begin():
             await session.execute(update(InboundClaimRow).where(InboundClaimRow.key == key).values(**values))
 
@@ -103,5 +108,5 @@ class SqlInboundClaims:
             sealed = await session.scalar(select(InboundClaimRow.response).where(InboundClaimRow.key == key))
         if sealed is None:
             return None
-        document = json.loads(self._cipher.decrypt(sealed, RESPONSE_CONTEXT))
+        document = json.loads(self._cipher.decrypt(sealed, response_context(key)))
         return InvokeAnswer(status=int(document["status"]), body=document["body"])

@@ -9,9 +9,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.incidents import DuplicateReport, Event, Incident, IncidentDraft, IncidentSummary, Status, VersionConflict
+from bot.incidents import (
+    DuplicateReport,
+    Event,
+    Incident,
+    IncidentDraft,
+    IncidentSummary,
+    Status,
+    VersionConflict,
+    new_case_token,
+)
 from bot.protocols import Clock
-from storage.crypto import FieldCipher
+from storage.crypto import FieldCipher, row_context
 from storage.models import Base, UtcDateTime
 from storage.repos import next_counter
 
@@ -27,6 +36,7 @@ class IncidentRow(Base):
         Index("ix_incidents_reported_at", "school_id", "reported_at"),
         # One incident per key: a re-submit after a crash, or a double click, finds the first one.
         Index("uq_incidents_idempotency_key", "school_id", "idempotency_key", unique=True),
+        Index("uq_incidents_token", "school_id", "token", unique=True),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     school_id: Mapped[str] = mapped_column(String(64))
@@ -61,6 +71,7 @@ class IncidentRow(Base):
     sla_breached: Mapped[bool] = mapped_column(Boolean, default=False)
     version: Mapped[int] = mapped_column(Integer, default=1)
     idempotency_key: Mapped[str | None] = mapped_column(String(64))  # NULL for incidents filed without one
+    token: Mapped[str | None] = mapped_column(String(64))  # what cards carry; set at creation, backfilled by 0011
 
 
 class IncidentEventRow(Base):
@@ -76,17 +87,28 @@ class IncidentEventRow(Base):
     detail: Mapped[str | None] = mapped_column(Text)  # encrypted: notes can name children
 
 
+def incident_context(field: str, school_id: str, reference: str) -> str:
+    """An incident's sealed field is bound to its school and reference (known before the insert, never reused)."""
+    return row_context(f"incidents.{field}", school_id, reference)
+
+
+def event_context(school_id: str, incident_id: int, at: dt.datetime, kind: str) -> str:
+    """A note is bound to its incident, time and kind, so it cannot be moved to another case or entry."""
+    return row_context("incident_events.detail", school_id, incident_id,
+                       at.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%f"), kind)
+
+
 class SqlIncidents:
     def __init__(self, session: AsyncSession, cipher: FieldCipher, clock: Clock) -> None:
         self._session = session
         self._cipher = cipher
         self._clock = clock
 
-    def _seal(self, field: str, value: str | None) -> str | None:
-        return self._cipher.encrypt(value, f"incidents.{field}")
+    def _seal(self, field: str, value: str | None, school_id: str, reference: str) -> str | None:
+        return self._cipher.encrypt(value, incident_context(field, school_id, reference))
 
-    def _open(self, field: str, value: str | None) -> str | None:
-        return self._cipher.decrypt(value, f"incidents.{field}")
+    def _open(self, field: str, row: IncidentRow) -> str | None:
+        return self._cipher.decrypt(getattr(row, field), incident_context(field, row.school_id, row.reference))
 
     async def next_reference(self, school_id: str, prefix: str, year: int) -> str:
         number = await next_counter(self._session, school_id, f"incident-{year}")
@@ -101,7 +123,8 @@ class SqlIncidents:
             immediate_danger=draft.immediate_danger, severity=draft.severity, location=draft.location,
             complete=complete, status=Status.NEW.value, recorded_actions=[], case_roles=list(draft.case_roles),
             viewer_ids=list(draft.viewer_ids), excluded_ids=list(draft.excluded_ids), sla_breached=False, version=1,
-            idempotency_key=key, **{field: self._seal(field, getattr(draft, field)) for field in SECRET_FIELDS},
+            idempotency_key=key, token=new_case_token(),
+            **{field: self._seal(field, getattr(draft, field), draft.school_id, reference) for field in SECRET_FIELDS},
         )
         self._session.add(row)
         try:
@@ -122,13 +145,17 @@ class SqlIncidents:
 
         The condition on `complete` makes a second, concurrent completion wait for the first and then match nothing.
         """
+        reference = await self._session.scalar(select(IncidentRow.reference).where(
+            IncidentRow.school_id == school_id, IncidentRow.id == incident_id))
+        if reference is None:
+            return False
         result = await self._session.execute(
             update(IncidentRow).where(IncidentRow.school_id == school_id, IncidentRow.id == incident_id,
                                       IncidentRow.complete.is_(False)).values(
                 location=draft.location, complete=True, version=IncidentRow.version + 1,
                 subject_kind=draft.subject_kind, category=draft.category, category_group=draft.category_group,
                 illegal=draft.illegal, urgent=draft.urgent, severity=draft.severity,
-                **{field: self._seal(field, getattr(draft, field)) for field in SECRET_FIELDS},
+                **{field: self._seal(field, getattr(draft, field), school_id, reference) for field in SECRET_FIELDS},
             )
         )
         return result.rowcount == 1
@@ -138,6 +165,12 @@ class SqlIncidents:
         if row is None or row.school_id != school_id:
             return None
         return await self._to_incident(row)
+
+    async def by_token(self, school_id: str, token: str) -> Incident | None:
+        """The case a card points at, only within the asking person's school."""
+        row = await self._session.scalar(select(IncidentRow).where(
+            IncidentRow.school_id == school_id, IncidentRow.token == token))
+        return await self._to_incident(row) if row else None
 
     async def by_reference(self, school_id: str, reference: str) -> Incident | None:
         row = await self._session.scalar(select(IncidentRow).where(
@@ -168,9 +201,11 @@ class SqlIncidents:
 
     async def append_event(self, school_id: str, incident_id: int, actor_id: str | None, actor_name: str | None,
                            kind: str, detail: str | None = None) -> None:
+        at = self._clock.now()
         self._session.add(IncidentEventRow(
-            incident_id=incident_id, school_id=school_id, at=self._clock.now(), actor_id=actor_id,
-            actor_name=actor_name, kind=kind, detail=self._cipher.encrypt(detail, "incident_events.detail"),
+            incident_id=incident_id, school_id=school_id, at=at, actor_id=actor_id,
+            actor_name=actor_name, kind=kind,
+            detail=self._cipher.encrypt(detail, event_context(school_id, incident_id, at, kind)),
         ))
         await self._session.flush()
 
@@ -187,15 +222,17 @@ class SqlIncidents:
             outcome=row.outcome, recorded_actions=list(row.recorded_actions or []),
             case_roles=tuple(row.case_roles or []), viewer_ids=tuple(row.viewer_ids or []),
             excluded_ids=tuple(row.excluded_ids or []), acknowledged_at=row.acknowledged_at,
-            closed_at=row.closed_at, sla_breached=row.sla_breached, version=row.version,
+            closed_at=row.closed_at, sla_breached=row.sla_breached, version=row.version, token=row.token or "",
             events=[Event(e.at, e.actor_id, e.actor_name, e.kind,
-                          self._cipher.decrypt(e.detail, "incident_events.detail")) for e in events],
-            **{field: self._open(field, getattr(row, field)) for field in SECRET_FIELDS},
+                          self._cipher.decrypt(e.detail, event_context(e.school_id, e.incident_id, e.at, e.kind)))
+                    for e in events],
+            **{field: self._open(field, row) for field in SECRET_FIELDS},
         )
 
     @staticmethod
     def _to_summary(row: IncidentRow) -> IncidentSummary:
         return IncidentSummary(id=row.id, reference=row.reference, category=row.category,
                                category_group=row.category_group, severity=row.severity,
-                               status=Status(row.status), reported_at=row.reported_at)
+                               status=Status(row.status), reported_at=row.reported_at, reporter_id=row.reporter_id,
+                               subject_kind=row.subject_kind, excluded_ids=tuple(row.excluded_ids or []))
 

@@ -61,6 +61,8 @@ class AuditRow(Base):
     detail: Mapped[dict] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # Which audit key sealed this entry (HMAC); NULL for entries written before the HMAC chain (plain SHA-256).
+    key_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class AuditHeadRow(Base):
@@ -81,6 +83,8 @@ class WorkRow(Base):
     school_id: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(64))
     payload: Mapped[str] = mapped_column(Text)  # encrypted JSON: messages can carry case details
+    # Random, set before the insert; the payload is sealed to it. NULL only for rows from before revision 0013.
+    row_key: Mapped[str | None] = mapped_column(String(32))
     run_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|failed|cancelled
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,15 +14,33 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.audit import GENESIS_HASH, AuditEntry, entry_hash
+from bot.audit import GENESIS_HASH, AuditEntry, AuditKeys
 from bot.delivery import Delivery, target_key
 from bot.protocols import Clock
 from bot.work import Then, WorkItem
-from storage.crypto import FieldCipher
+from storage.crypto import FieldCipher, SealBroken, row_context
 from storage.models import AuditHeadRow, AuditRow, ConversationRefRow, CounterRow, WorkRow
 
 SEND_KIND = "send"
 WORK_PAYLOAD_CONTEXT = "work_items.payload"
+# Display names Teams puts in a conversation reference; sending needs only ids and the service URL.
+REFERENCE_NAME_FIELDS = ("user", "bot", "conversation")
+
+log = logging.getLogger(__name__)
+
+
+def work_payload_context(school_id: str, row_key: str | None) -> str:
+    """A payload is bound to its row's random key, so it cannot be moved to another queued message."""
+    return row_context(WORK_PAYLOAD_CONTEXT, school_id, row_key)
+
+
+def without_names(reference: dict[str, Any]) -> dict[str, Any]:
+    """The reference with Teams display names removed: they are personal data the proactive send never reads."""
+    stripped = dict(reference)
+    for account in REFERENCE_NAME_FIELDS:
+        if isinstance(stripped.get(account), dict):
+            stripped[account] = {k: v for k, v in stripped[account].items() if k != "name"}
+    return stripped
 
 
 def insert_for(session: AsyncSession):  # noqa: ANN202 - dialect-specific insert construct
@@ -28,9 +48,10 @@ def insert_for(session: AsyncSession):  # noqa: ANN202 - dialect-specific insert
 
 
 class SqlAuditLog:
-    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+    def __init__(self, session: AsyncSession, clock: Clock, keys: AuditKeys | None = None) -> None:
         self._session = session
         self._clock = clock
+        self._keys = keys
 
     async def record(
         self, school_id: str, actor_id: str | None, action: str, record_type: str, record_id: str | None,
@@ -48,15 +69,19 @@ class SqlAuditLog:
         ).one()
         seq, prev_hash = head.seq, head.hash
         at = self._clock.now()
-        digest = entry_hash(prev_hash, school_id, seq, at, actor_id, action, record_type, record_id, detail)
+        if self._keys is None:  # never silently fall back to an unkeyed chain
+            raise RuntimeError("no audit key: the unit of work was built without audit_keys")
+        key_id, digest = self._keys.seal(prev_hash, school_id, seq, at, actor_id, action, record_type, record_id,
+                                         detail)
         self._session.add(AuditRow(
             school_id=school_id, seq=seq, at=at, actor_id=actor_id, action=action, record_type=record_type,
-            record_id=record_id, detail=detail, prev_hash=prev_hash, hash=digest,
+            record_id=record_id, detail=detail, prev_hash=prev_hash, hash=digest, key_id=key_id,
         ))
         await self._session.execute(
             update(AuditHeadRow).where(AuditHeadRow.school_id == school_id).values(hash=digest)
         )
-        return AuditEntry(school_id, seq, at, actor_id, action, record_type, record_id, detail, prev_hash, digest)
+        return AuditEntry(school_id, seq, at, actor_id, action, record_type, record_id, detail, prev_hash, digest,
+                          key_id)
 
     async def entries(self, school_id: str, record_type: str | None = None, record_id: str | None = None
                       ) -> list[AuditEntry]:
@@ -67,7 +92,18 @@ class SqlAuditLog:
             query = query.where(AuditRow.record_id == record_id)
         rows = (await self._session.scalars(query)).all()
         return [AuditEntry(r.school_id, r.seq, r.at, r.actor_id, r.action, r.record_type, r.record_id, r.detail,
-                           r.prev_hash, r.hash) for r in rows]
+                           r.prev_hash, r.hash, r.key_id) for r in rows]
+
+    async def schools(self) -> list[str]:
+        """Every school with an audit trail (from the entries and the head rows, so neither can hide one)."""
+        found = set((await self._session.scalars(select(AuditRow.school_id).distinct())).all())
+        found |= set((await self._session.scalars(select(AuditHeadRow.school_id))).all())
+        return sorted(found)
+
+    async def head(self, school_id: str) -> tuple[int, str] | None:
+        row = (await self._session.execute(
+            select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.school_id == school_id))).first()
+        return (row.seq, row.hash) if row else None
 
 
 class SqlWorkQueue:
@@ -81,9 +117,11 @@ class SqlWorkQueue:
         self, school_id: str, kind: str, run_at: dt.datetime, payload: dict[str, Any], *, dedupe_key: str | None = None,
         delivery_group: str | None = None,
     ) -> None:
+        row_key = secrets.token_hex(16)
         values = dict(
-            school_id=school_id, kind=kind, run_at=run_at, status="pending", attempts=0,
-            payload=self._cipher.encrypt(json.dumps(payload), WORK_PAYLOAD_CONTEXT), dedupe_key=dedupe_key,
+            school_id=school_id, kind=kind, run_at=run_at, status="pending", attempts=0, row_key=row_key,
+            payload=self._cipher.encrypt(json.dumps(payload), work_payload_context(school_id, row_key)),
+            dedupe_key=dedupe_key,
             created_at=self._clock.now(), delivery_group=delivery_group,
         )
         statement = insert_for(self._session)(WorkRow).values(**values)
@@ -108,8 +146,8 @@ class SqlNotifier:
 
     async def to_person(self, school_id: str, person_id: str, *, text: str | None = None,
                         card: dict[str, Any] | None = None, dedupe_key: str | None = None,
-                        delivery: Delivery | None = None) -> None:
-        await self._queue(school_id, {"kind": "person", "id": person_id}, text, card, dedupe_key, delivery)
+                        delivery: Delivery | None = None, plain: bool = False) -> None:
+        await self._queue(school_id, {"kind": "person", "id": person_id}, text, card, dedupe_key, delivery, plain)
 
     async def to_channel(self, school_id: str, purpose: str, *, text: str | None = None,
                          card: dict[str, Any] | None = None, dedupe_key: str | None = None,
@@ -117,10 +155,12 @@ class SqlNotifier:
         await self._queue(school_id, {"kind": "channel", "purpose": purpose}, text, card, dedupe_key, delivery)
 
     async def _queue(self, school_id: str, target: dict[str, str], text: str | None, card: dict[str, Any] | None,
-                     dedupe_key: str | None, delivery: Delivery | None) -> None:
+                     dedupe_key: str | None, delivery: Delivery | None, plain: bool = False) -> None:
         if text is None and card is None:
             raise ValueError("a message needs text or a card")
         payload: dict[str, Any] = {"target": target, "text": text, "card": card}
+        if plain:
+            payload["plain"] = True
         group = None
         if delivery is not None:
             payload["delivery"] = delivery.as_json()
@@ -173,13 +213,24 @@ class WorkClaims:
                 update(WorkRow).where(WorkRow.id.in_(candidates.scalar_subquery()))
                 .values(status="running", locked_by=worker, locked_until=locked_until, attempts=WorkRow.attempts + 1)
                 .returning(WorkRow.id, WorkRow.school_id, WorkRow.kind, WorkRow.payload, WorkRow.run_at,
-                           WorkRow.attempts, WorkRow.dedupe_key)
+                           WorkRow.attempts, WorkRow.dedupe_key, WorkRow.row_key)
             )).all()
-        items = [
-            WorkItem(r.id, r.school_id, r.kind, json.loads(self._cipher.decrypt(r.payload, WORK_PAYLOAD_CONTEXT)),
-                     r.run_at, r.attempts, r.dedupe_key)
-            for r in rows
-        ]
+        items, broken = [], []
+        for r in rows:
+            try:
+                payload = json.loads(self._cipher.decrypt(r.payload, work_payload_context(r.school_id, r.row_key)))
+            except SealBroken as exc:
+                # Retrying cannot help and must not block the rest of the queue: fail it where an operator sees it.
+                log.error("work item %s cannot be opened and is marked failed: %s", r.id, exc)
+                broken.append((r.id, str(exc)))
+                continue
+            items.append(WorkItem(r.id, r.school_id, r.kind, payload, r.run_at, r.attempts, r.dedupe_key))
+        if broken:
+            async with self._sessions() as session, session.begin():
+                for item_id, error in broken:
+                    await session.execute(update(WorkRow).where(WorkRow.id == item_id, WorkRow.locked_by == worker)
+                                          .values(status="failed", last_error=error, locked_by=None,
+                                                  locked_until=None, finished_at=now))
         return sorted(items, key=lambda item: (item.run_at, item.id))
 
     async def finish(self, item: WorkItem, worker: str, status: str, *, result: str | None = None,
@@ -223,7 +274,8 @@ class WorkClaims:
         async with self._sessions() as session:
             rows = (await session.scalars(query)).all()
         return [WorkStatus(r.id, r.kind, r.status, r.attempts, r.run_at, r.last_error, r.result,
-                           json.loads(self._cipher.decrypt(r.payload, WORK_PAYLOAD_CONTEXT))) for r in rows]
+                           json.loads(self._cipher.decrypt(r.payload, work_payload_context(r.school_id, r.row_key))))
+                for r in rows]
 
 
 @dataclass(frozen=True)
@@ -243,6 +295,10 @@ class ConversationRefs:
 
     async def save(self, school_id: str, kind: str, key: str, reference: dict[str, Any], *, name: str | None = None,
                    team_id: str | None = None) -> None:
+        """Keep where the bot can reach someone. Display names are never stored: `name` is accepted for older
+        callers and dropped, and the column stays NULL (the directory is where names come from)."""
+        reference = without_names(reference)
+        name = None
         values = dict(school_id=school_id, kind=kind, key=key, reference=reference, name=name, team_id=team_id,
                       updated_at=self._clock.now())
         async with self._sessions() as session, session.begin():

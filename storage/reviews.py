@@ -10,11 +10,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.protocols import Clock
 from bot.reviews import ReviewItem
-from storage.crypto import FieldCipher
+from storage.crypto import FieldCipher, row_context
 from storage.models import Base, UtcDateTime
 from storage.repos import insert_for
 
 NOTES_CONTEXT = "review_items.notes"
+
+
+def notes_context(school_id: str, review_id: int) -> str:
+    """Notes are sealed when a review is completed, after its insert, so the row id is known and bound in."""
+    return row_context(NOTES_CONTEXT, school_id, review_id)
 
 
 class ReviewRow(Base):
@@ -46,7 +51,7 @@ class SqlReviews:
     def _item(self, row: ReviewRow) -> ReviewItem:
         return ReviewItem(row.id, row.school_id, row.kind, row.due_on, row.owner_role, tuple(row.reminders_sent or ()),
                           row.created_at, row.completed_at, row.completed_by_name,
-                          self._cipher.decrypt(row.notes, NOTES_CONTEXT), row.next_due_on)
+                          self._cipher.decrypt(row.notes, notes_context(row.school_id, row.id)), row.next_due_on)
 
     async def ensure_open(self, school_id: str, kind: str, due_on: dt.date, owner_role: str) -> ReviewItem | None:
         statement = insert_for(self._session)(ReviewRow).values(
@@ -86,7 +91,8 @@ class SqlReviews:
             update(ReviewRow).where(ReviewRow.school_id == school_id, ReviewRow.id == review_id,
                                     ReviewRow.completed_at.is_(None))
             .values(completed_at=self._clock.now(), completed_by_id=by_id, completed_by_name=by_name,
-                    notes=self._cipher.encrypt(notes, NOTES_CONTEXT), next_due_on=next_due_on, open_key=None)
+                    notes=self._cipher.encrypt(notes, notes_context(school_id, review_id)), next_due_on=next_due_on,
+                    open_key=None)
             .returning(ReviewRow.id)
         )).scalar_one_or_none()
         return await self.get(school_id, review_id) if changed is not None else None

@@ -7,6 +7,7 @@ from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.audit import AuditKeys
 from bot.protocols import Clock
 from storage import aup as aup_store
 from storage import delivery as delivery_store
@@ -21,8 +22,9 @@ from storage.repos import SqlAuditLog, SqlNotifier, SqlWorkQueue
 
 class SqlUnitOfWork:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher, clock: Clock,
-                 on_work_committed: Callable[[], None] | None = None) -> None:
+                 on_work_committed: Callable[[], None] | None = None, audit_keys: AuditKeys | None = None) -> None:
         self._sessions = sessions
+        self._audit_keys = audit_keys
         self._cipher = cipher
         self._clock = clock
         self._on_work_committed = on_work_committed
@@ -32,7 +34,7 @@ class SqlUnitOfWork:
         self.session = self._sessions()
         self._transaction = self.session.begin()
         await self._transaction.__aenter__()
-        self.audit = SqlAuditLog(self.session, self._clock)
+        self.audit = SqlAuditLog(self.session, self._clock, self._audit_keys)
         self.work = SqlWorkQueue(self.session, self._cipher, self._clock)
         self.notify = SqlNotifier(self.work, self._clock)
         self.incidents = incident_store.SqlIncidents(self.session, self._cipher, self._clock)
@@ -55,5 +57,6 @@ class SqlUnitOfWork:
 
 
 def unit_of_work_factory(sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher, clock: Clock,
-                         on_work_committed: Callable[[], None] | None = None) -> Callable[[], SqlUnitOfWork]:
-    return lambda: SqlUnitOfWork(sessions, cipher, clock, on_work_committed)
+                         on_work_committed: Callable[[], None] | None = None, audit_keys: AuditKeys | None = None,
+                         ) -> Callable[[], SqlUnitOfWork]:
+    return lambda: SqlUnitOfWork(sessions, cipher, clock, on_work_committed, audit_keys)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import secrets
 import statistics
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from sqlalchemy import insert
 
 from adapters.clock import SettableClock
 from adapters.directory_static import StaticDirectory
+from bot.audit import AuditKeys
 from bot.cards import digest as digest_cards
 from bot.config import load_config
 from bot.digest import DigestService
@@ -80,7 +82,8 @@ async def bench(url: str, label: str) -> tuple[str, float, float, int]:
         async with engine.begin() as connection:
             for start in range(0, len(rows), 5000):
                 await connection.execute(insert(IncidentRow), rows[start:start + 5000])
-        uow = unit_of_work_factory(sessions, FieldCipher(parse_key(TEST_DATA_KEY)), clock)
+        uow = unit_of_work_factory(sessions, FieldCipher(parse_key(TEST_DATA_KEY)), clock,
+                                   audit_keys=AuditKeys(secrets.token_bytes(32)))
         directory = StaticDirectory(config)
         reviews = ReviewService(uow, directory, clock, policy, config.school, None)
         digest = DigestService(uow, directory, clock, policy, config.school, reviews, digest_cards)

@@ -143,15 +143,62 @@ async def test_batch_read_write_delete(stored: Stored) -> None:
 
 
 async def test_empty_and_none_inputs_follow_the_storage_contract(stored: Stored) -> None:
+    # As botbuilder-testing's StorageBaseTests expects of every store other than MemoryStorage and Cosmos: no keys at
+    # all is a caller's bug and raises with the SDK's own message; empty collections are fine and do nothing.
     storage = stored.storage
     assert await storage.read([]) == {}
-    assert await storage.read(None) == {}
     await storage.write({})
+    await storage.write([])
     await storage.delete([])
-    await storage.delete(None)
-    with pytest.raises(Exception):  # noqa: B017 - MemoryStorage raises a bare Exception here
+    with pytest.raises(Exception) as reading:  # noqa: B017 - the suite checks the message, not the type
+        await storage.read(None)
+    assert reading.value.args[0] == "Keys are required when reading"
+    with pytest.raises(Exception) as writing:  # noqa: B017
         await storage.write(None)
+    assert writing.value.args[0] == "Changes are required when writing"
+    with pytest.raises(Exception) as deleting:  # noqa: B017
+        await storage.delete(None)
+    assert deleting.value.args[0] == "Keys are required when deleting"
     assert await _raw_documents(stored.engine) == []
+
+
+async def test_storage_base_suite_expectations(stored: Stored) -> None:
+    """The rest of the SDK suite (botbuilder-testing is not installable here: it imports botbuilder-azure)."""
+    storage = stored.storage
+    assert await storage.read(["unknown"]) == {}
+    await storage.delete(["unknown_key"])  # deleting what is not there is not an error
+
+    # Create: with no e_tag and with "*"; both read back, the "*" one with a real e_tag.
+    await storage.write({"createPoco": {"id": 1}, "createPocoStoreItem": {"id": 2, "e_tag": "*"}})
+    created = await storage.read({"createPoco": None, "createPocoStoreItem": None}.keys())
+    assert created["createPoco"]["id"] == 1 and created["createPocoStoreItem"]["id"] == 2
+    assert created["createPocoStoreItem"]["e_tag"] not in (None, "", "*")
+
+    # Update: a None e_tag writes unconditionally, "*" writes over anything, "" is refused and changes nothing.
+    await storage.write({"pocoItem": {"id": 1, "count": 1}, "pocoStoreItem": {"id": 1, "count": 1, "e_tag": "*"}})
+    loaded = await storage.read(["pocoItem", "pocoStoreItem"])
+    loaded["pocoItem"]["e_tag"] = None
+    loaded["pocoItem"]["count"] += 1
+    loaded["pocoStoreItem"]["count"] += 1
+    await storage.write(loaded)
+    reloaded = await storage.read(["pocoItem", "pocoStoreItem"])
+    assert reloaded["pocoItem"]["count"] == 2 and reloaded["pocoStoreItem"]["count"] == 2
+    await storage.write({"pocoItem": {**loaded["pocoItem"], "count": 123}})  # old e_tag None: still writes
+    assert (await storage.read(["pocoItem"]))["pocoItem"]["count"] == 123
+    await storage.write({"pocoItem": {"count": 100, "e_tag": "*"},
+                         "pocoStoreItem": {**reloaded["pocoStoreItem"], "count": 100, "e_tag": "*"}})
+    with pytest.raises(Exception):  # noqa: B017
+        await storage.write({"pocoStoreItem": {"count": 5, "e_tag": ""}})
+    final = await storage.read(["pocoItem", "pocoStoreItem"])
+    assert final["pocoItem"]["count"] == 100 and final["pocoStoreItem"]["count"] == 100
+
+    # Crazy keys and delete.
+    crazy = '!@#$%^&*()_+??><":QASD~`'
+    await storage.write({crazy: {"id": 1}, "delete1": {"id": 1, "count": 1, "e_tag": "*"}})
+    assert (await storage.read([crazy]))[crazy]["id"] == 1
+    assert (await storage.read(["delete1"]))["delete1"]["e_tag"]
+    await storage.delete(["delete1"])
+    assert "delete1" not in await storage.read(["delete1"])
 
 
 async def test_concurrent_writers_with_the_same_etag_exactly_one_wins(stored: Stored) -> None:

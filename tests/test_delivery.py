@@ -79,7 +79,7 @@ async def test_when_the_channel_and_every_dsl_refuse_the_headteacher_gets_it_and
         "up from here."]
     # The Headteacher was not on this case before; the re-route lets her open it, and the chronology says why.
     case = await harness.user("Grace Okafor").says(f"case {reference}")
-    assert "do not have access" not in case.everything
+    assert "can't open that case" not in case.everything
     assert "could not be delivered" in case.everything
     nothing_to_tell = await harness.user("Sam Patel").says("undelivered")
     assert "not delivered" in nothing_to_tell.everything and "Priya Shah (DSL)" in nothing_to_tell.everything

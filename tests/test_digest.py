@@ -84,20 +84,23 @@ async def old_incidents(harness: Harness, weeks_ago: list[int]) -> None:
 async def test_digest_now_shows_charts_of_this_weeks_figures_and_no_names(harness: Harness) -> None:
     await submit_report(harness.user("Leah Brooks"))
     await submit_report(harness.user("Leah Brooks"), group="commerce", category="gambling", what="Betting site")
-    await old_incidents(harness, [1, 1, 3, 11])
+    await old_incidents(harness, [1] * 6 + [3, 11])
     reply = await harness.user("Priya Shah").says("digest now")
     card = digest_card(reply.cards)
     assert len(json.dumps(card).encode()) < 40 * 1024
     bars = chart(card, "Chart.VerticalBar")
     by_group = {point["x"]: point["y"] for point in bars["data"]}
-    assert by_group["Conduct"] == 1 and by_group["Commerce"] == 1 and by_group["Illegal"] == 0
+    assert by_group["Illegal"] == 0 and "Conduct" not in by_group and "Commerce" not in by_group  # 1 each: hidden
     assert bars["fallback"]["type"] == "FactSet"
-    donut = chart(card, "Chart.Donut")
-    assert {d["legend"]: d["value"] for d in donut["data"]} == {"New": 2}
-    trend = chart(card, "Chart.Line")["data"][0]["values"]
-    assert len(trend) == 12 and [p["y"] for p in trend][-1] == 2 and sum(p["y"] for p in trend) == 6
+    assert {f["title"]: f["value"] for f in bars["fallback"]["facts"]}["Conduct"] == "fewer than 5"
+    assert "Chart.Donut" not in json.dumps(card)  # every status is a small number: just the figures, no empty chart
+    line = chart(card, "Chart.Line")
+    trend = line["data"][0]["values"]
+    assert len(line["fallback"]["facts"]) == 12 and line["fallback"]["facts"][-1]["value"] == "fewer than 5"
+    assert len(trend) == 9 and trend[-1]["y"] == 6 and sum(p["y"] for p in trend) == 6  # 6 last week: shown
     body = json.dumps(card)
-    assert "2 incidents reported" in body and "Web filter changes" in body and "Reviews due" in body
+    assert "fewer than 5 incidents reported" in body and "Web filter changes" in body and "Reviews due" in body
+    assert "Not in the chart, too few to show: Conduct (fewer than 5), Commerce (fewer than 5)." in body
     assert_no_names(harness, card)
 
 
@@ -115,8 +118,8 @@ async def test_weekly_digest_posts_to_the_slt_channel_on_monday_at_0730_then_eve
     harness.clock.set(at(2026, 11, 30, 7, 30))
     posts = await digests_posted(harness, 1)
     card = digest_card(posts)
-    assert chart(card, "Chart.VerticalBar") and chart(card, "Chart.Donut") and chart(card, "Chart.Line")
-    assert "1 incident reported" in json.dumps(card)
+    assert chart(card, "Chart.VerticalBar") and chart(card, "Chart.Line")
+    assert "fewer than 5 incidents reported" in json.dumps(card)
     assert_no_names(harness, card)
     harness.clock.set(at(2026, 12, 7, 7, 30))
     posts = await digests_posted(harness, 2)
@@ -142,13 +145,15 @@ async def test_governors_report_card_csv_and_markdown_carry_counts_not_names(har
     card = digest_card((await ruth.says("governors report")).cards, "Governors' termly online-safety report")
     body = json.dumps(card)
     assert "Autumn 2026" in body and "Resolved in school" in body and "Still open" in body
-    assert {p["x"]: p["y"] for p in chart(card, "Chart.VerticalBar")["data"]}["Commerce"] == 1
+    bars = chart(card, "Chart.VerticalBar")
+    assert "Commerce" not in {p["x"] for p in bars["data"]}  # one case: too few to draw
+    assert {f["title"]: f["value"] for f in bars["fallback"]["facts"]}["Commerce"] == "fewer than 5"
     assert "Chart.Line" not in body
     assert_no_names(harness, card)
     csv_reply = " ".join((await ruth.says("governors report csv")).texts)
-    assert "section,item,count" in csv_reply and "Incidents by category group,Conduct,1" in csv_reply
+    assert "section,item,count" in csv_reply and "Incidents by category group,Conduct,fewer than 5" in csv_reply
     markdown = " ".join((await ruth.says("governors report markdown")).texts)
-    assert "# Governors' termly online-safety report" in markdown and "| Commerce | 1 |" in markdown
+    assert "# Governors' termly online-safety report" in markdown and "| Commerce | fewer than 5 |" in markdown
     for text in (csv_reply, markdown):
         assert "Leah" not in text and "JS, Year 8" not in text
 
@@ -159,14 +164,14 @@ async def test_filter_changes_and_aup_figures_appear_as_counts(harness: Harness)
     await ask(harness.user("Leah Brooks"))
     card = digest_card((await harness.user("Priya Shah").says("digest now")).cards)
     facts = {f["title"]: f["value"] for e in elements(card) if e["type"] == "FactSet" for f in e["facts"]}
-    assert facts["Requested"] == "1" and facts["Approved"] == "0"
+    assert facts["Requested"] == "fewer than 5" and facts["Approved"] == "0"
     assert facts["Staff"] == "0 of 8 (0%)"
     assert_no_names(harness, card)
 
     await acknowledge_aup(harness.user("Tom Reed"))
     card = digest_card((await harness.user("Priya Shah").says("digest now")).cards)
     facts = {f["title"]: f["value"] for e in elements(card) if e["type"] == "FactSet" for f in e["facts"]}
-    assert facts["Staff"] == "1 of 8 (13%)"
+    assert facts["Staff"] == "fewer than 5 of 8"  # and no percentage, which would give the count away
     assert_no_names(harness, card)
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import text
 
 from app import data_cipher
 from bot.config import load_config
+from storage.bot_storage import document_context
 from storage.db import create_engine
 from tests.support.connector import RecordingConnector, Sent
 from tests.support.harness import DEMO_CONFIG, ROOT, TEST_DATA_KEY, Harness
@@ -446,7 +447,6 @@ async def test_a_filter_request_saved_before_keys_existed_still_sends(harness: H
 async def _forget_keys(harness: Harness) -> None:
     """Rewrite the saved dialog state as the previous release wrote it: no idempotency keys."""
     cipher = data_cipher(harness.settings)
-    context = "bot_state.document"
     removed = 0
 
     def strip(value: Any) -> Any:
@@ -462,6 +462,7 @@ async def _forget_keys(harness: Harness) -> None:
     async with harness.parts.engine.begin() as connection:
         rows = (await connection.execute(text("SELECT key_hash, document FROM bot_state"))).all()
         for key_hash, document in rows:
+            context = document_context(key_hash)  # sealed to its own row
             plain = strip(json.loads(cipher.decrypt(document, context)))
             await connection.execute(text("UPDATE bot_state SET document = :d WHERE key_hash = :k"),
                                      {"d": cipher.encrypt(json.dumps(plain), context), "k": key_hash})

@@ -240,11 +240,13 @@ async def test_decline_needs_a_reason_and_the_requester_hears_it(harness: Harnes
     sam = harness.user(LEAD)
     reply = await sam.executes("filter.decline", {"reference": "FR-0001"})
     assert "Please write why you are declining" in reply.invoke_message
-    reply = await sam.executes("filter.decline", {"reference": "FR-0001", "note": "Bitesize is already allowed"})
+    reply = await sam.executes("filter.decline", {"reference": "FR-0001",
+                                                  "note": "Bitesize is already **allowed**, see [here](https://x.example)"})
     assert "Declined" in json.dumps(reply.invoke_card)
     await deliver(harness)
-    await harness.connector.wait_for(lambda sent: any("declined by Sam Patel" in s.text and
-                                                      "Bitesize is already allowed" in s.text for s in sent))
+    [told] = await harness.connector.wait_for(lambda sent: [s for s in sent if "declined by Sam Patel" in s.text and
+                                                            "Bitesize is already **allowed**" in s.text])
+    assert told.activity.get("textFormat") == "plain", "the approver's typed reason is shown as typed, not as Markdown"
     reply = await harness.user(HEAD).executes("filter.approve", {"reference": "FR-0001"})
     assert "already been decided by Sam Patel" in reply.invoke_message
     # Grace's copy of the approval card refreshes to show the decision, without buttons.

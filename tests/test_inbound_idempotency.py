@@ -100,7 +100,7 @@ async def _case_for_priya(harness: Harness) -> tuple[TeamsUser, str, int]:
     reference = await submit_report(harness.user("Leah Brooks"), what="Threats in a group chat")
     priya = harness.user("Priya Shah")
     card = card_titled(await priya.says(f"case {reference}"), reference)
-    return priya, reference, card["refresh"]["action"]["data"]["incident_id"]
+    return priya, reference, card["refresh"]["action"]["data"]["token"]
 
 
 async def _notes_on_the_case(priya: TeamsUser, reference: str, note: str) -> int:
@@ -109,9 +109,9 @@ async def _notes_on_the_case(priya: TeamsUser, reference: str, note: str) -> int
 
 
 async def test_a_card_submit_delivered_twice_at_once_records_once_and_answers_once(harness: Harness) -> None:
-    priya, reference, incident_id = await _case_for_priya(harness)
+    priya, reference, token = await _case_for_priya(harness)
     since = len(harness.connector.sent)
-    activity = priya.card_submit({"verb": "incident.note", "incident_id": incident_id, "version": 1,
+    activity = priya.card_submit({"verb": "incident.note", "token": token, "version": 1,
                                   "note": "Spoke to the pupil at break"})
     first, duplicate = await while_the_first_is_held(harness, priya, activity, lambda s: bool(s.cards))
     assert first.status == 200 and duplicate.status == 200
@@ -124,8 +124,8 @@ async def test_a_card_submit_delivered_twice_at_once_records_once_and_answers_on
 
 
 async def test_an_action_execute_delivered_three_times_gets_the_first_answer_each_time(harness: Harness) -> None:
-    priya, reference, incident_id = await _case_for_priya(harness)
-    activity = priya.card_execute("incident.note", {"incident_id": incident_id, "version": 1,
+    priya, reference, token = await _case_for_priya(harness)
+    activity = priya.card_execute("incident.note", {"token": token, "version": 1,
                                                    "note": "Parents phoned"})
     replies = await priya.delivers(activity, copies=3)
     later = await priya.redelivers(activity)

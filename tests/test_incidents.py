@@ -159,7 +159,7 @@ async def test_allegation_about_staff_goes_only_to_the_headteacher(harness: Harn
     for name in ("Priya Shah", "Sam Patel"):
         assert reference not in json.dumps([s.activity for s in harness.connector.to(users[name].conversation_id)])
     refused = await harness.user("Priya Shah").says(f"case {reference}")
-    assert "do not have access" in refused.everything
+    assert "can't open that case" in refused.everything and reference not in refused.everything
 
 
 async def test_concern_about_the_headteacher_goes_to_the_chair_never_the_head(harness: Harness) -> None:
@@ -173,7 +173,7 @@ async def test_concern_about_the_headteacher_goes_to_the_chair_never_the_head(ha
     head = harness.connector.to(users["Grace Okafor"].conversation_id)
     assert reference not in json.dumps([s.activity for s in head])
     refused = await harness.user("Grace Okafor").says(f"case {reference}")
-    assert "do not have access" in refused.everything
+    assert "can't open that case" in refused.everything and reference not in refused.everything
 
 
 async def test_technical_and_data_protection_reports_reach_their_people(harness: Harness) -> None:
@@ -230,21 +230,21 @@ async def test_a_dsl_owns_notes_records_escalates_and_closes_with_a_chronology(h
     priya = users["Priya Shah"]
     card = card_titled(await priya.says(f"case {reference}"), reference)
     assert "Threats in a group chat" in json.dumps(card)
-    incident_id = card["refresh"]["action"]["data"]["incident_id"]
+    token = card["refresh"]["action"]["data"]["token"]
 
-    owned = (await priya.executes("incident.own", {"incident_id": incident_id, "version": 1})).invoke_card
+    owned = (await priya.executes("incident.own", {"token": token, "version": 1})).invoke_card
     assert "Priya Shah" in json.dumps(owned)
-    noted = (await priya.executes("incident.note", {"incident_id": incident_id, "version": 2,
+    noted = (await priya.executes("incident.note", {"token": token, "version": 2,
                                                     "note": "Spoke to the pupil"})).invoke_card
-    recorded = (await priya.executes("incident.action", {"incident_id": incident_id, "version": 3,
+    recorded = (await priya.executes("incident.action", {"token": token, "version": 3,
                                                          "action_key": "inform_parents"})).invoke_card
     assert "Inform parents" in json.dumps(recorded)
-    escalated = (await priya.executes("incident.escalate", {"incident_id": incident_id, "version": 4,
+    escalated = (await priya.executes("incident.escalate", {"token": token, "version": 4,
                                                             "target": "headteacher", "reason": "Repeated"}))
     assert "Escalated" in json.dumps(escalated.invoke_card)
     await harness.connector.wait_for(lambda sent: [s for s in sent if s.conversation_id ==
                                                    users["Grace Okafor"].conversation_id and reference in s.text])
-    closed = (await priya.executes("incident.close", {"incident_id": incident_id, "version": 5,
+    closed = (await priya.executes("incident.close", {"token": token, "version": 5,
                                                       "outcome": "resolved_in_school",
                                                       "close_note": "Sorted with parents"})).invoke_card
     chronology = json.dumps(closed)
@@ -259,30 +259,31 @@ async def test_a_dsl_owns_notes_records_escalates_and_closes_with_a_chronology(h
 async def test_someone_without_the_role_is_refused_and_it_is_audited(harness: Harness) -> None:
     reference = await submit_report(harness.user("Leah Brooks"))
     card = card_titled(await harness.user("Priya Shah").says(f"case {reference}"), reference)
-    incident_id = card["refresh"]["action"]["data"]["incident_id"]
-    refused = await harness.user("Leah Brooks").executes("incident.own", {"incident_id": incident_id, "version": 1})
-    assert "not allowed" in refused.invoke_message
-    listing = await harness.user("Leah Brooks").executes("incident.view", {"incident_id": incident_id})
+    token = card["refresh"]["action"]["data"]["token"]
+    refused = await harness.user("Leah Brooks").executes("incident.own", {"token": token, "version": 1})
+    assert "can't open that case" in json.dumps(refused.invoke_card) and reference not in json.dumps(refused.body)
+    listing = await harness.user("Leah Brooks").executes("incident.view", {"token": token})
     assert "Mean messages" not in json.dumps(listing.invoke_card)
     async with harness.parts.uow() as uow:
         entries = await uow.audit.entries("oakfield")
-    assert any(e.action == "refused" and e.actor_id == harness.person_id("Leah Brooks") for e in entries)
+    assert any(e.action == "incident.access_refused" and e.actor_id == harness.person_id("Leah Brooks")
+               for e in entries)
     assert any(e.action == "incident.viewed" and e.actor_id == harness.person_id("Priya Shah") for e in entries)
 
 
 async def test_two_dsls_acting_at_once_one_wins_and_the_other_sees_the_latest(harness: Harness) -> None:
     reference = await submit_report(harness.user("Leah Brooks"))
     card = card_titled(await harness.user("Priya Shah").says(f"case {reference}"), reference)
-    incident_id = card["refresh"]["action"]["data"]["incident_id"]
+    token = card["refresh"]["action"]["data"]["token"]
     first, second = await asyncio.gather(
-        harness.user("Priya Shah").executes("incident.own", {"incident_id": incident_id, "version": 1}),
-        harness.user("Tom Reed").executes("incident.own", {"incident_id": incident_id, "version": 1}),
+        harness.user("Priya Shah").executes("incident.own", {"token": token, "version": 1}),
+        harness.user("Tom Reed").executes("incident.own", {"token": token, "version": 1}),
     )
     cards = [json.dumps(first.invoke_card), json.dumps(second.invoke_card)]
     assert sum("Someone else updated this case" in c for c in cards) == 1
     owner_card = next(c for c in cards if "Someone else" not in c)
     loser_card = next(c for c in cards if "Someone else" in c)
-    owner = "Priya Shah" if "Priya Shah" in owner_card.split("Reported")[0] else "Tom Reed"
+    owner = "Priya Shah" if "Priya Shah" in owner_card.split("Reported by")[0] else "Tom Reed"
     assert owner in loser_card
 
 
@@ -309,8 +310,8 @@ async def test_owning_a_case_stops_the_sla_reminders(harness: Harness) -> None:
     users = await everyone_says_hello(harness, "Tom Reed")
     reference = await submit_report(harness.user("Leah Brooks"))
     card = card_titled(await harness.user("Priya Shah").says(f"case {reference}"), reference)
-    await harness.user("Priya Shah").executes("incident.own", {"incident_id": card["refresh"]["action"]["data"][
-        "incident_id"], "version": 1})
+    await harness.user("Priya Shah").executes("incident.own", {"token": card["refresh"]["action"]["data"][
+        "token"], "version": 1})
     harness.clock.advance(minutes=200)
     await harness.run_due_work()
     assert not [s for s in harness.connector.to(users["Tom Reed"].conversation_id) if "not been acknowledged" in

@@ -75,3 +75,33 @@ def execute(title: str, verb: str, data: dict[str, Any] | None = None, *, style:
 def command_button(title: str, command: str) -> dict[str, Any]:
     """A button that behaves as if the person typed the command."""
     return submit(title, {"command": command})
+
+
+def typed(value: str, *, label: str | None = None, subtle: bool = False, spacing: str | None = None,
+          weight: str | None = None, size: str | None = None) -> dict[str, Any]:
+    """Text a person typed (or a display name), shown exactly as typed.
+
+    TextBlock and FactSet values interpret Markdown in Teams, so a typed `[link](url)` would become a link. A
+    TextRun interprets nothing (Adaptive Cards 1.2+: "Markdown is not supported"), and with no msteams entities on
+    the card `<at>` markup stays text too. `label`, ours not theirs, is shown in bold before the value.
+    """
+    inlines: list[dict[str, Any]] = []
+    if label:
+        inlines.append({"type": "TextRun", "text": f"{label}: ", "weight": "Bolder"})
+    run: dict[str, Any] = {"type": "TextRun", "text": value}
+    if subtle:
+        run["isSubtle"] = True
+    if weight:
+        run["weight"] = weight
+    if size:
+        run["size"] = size
+    inlines.append(run)
+    block: dict[str, Any] = {"type": "RichTextBlock", "inlines": inlines}
+    if spacing:
+        block["spacing"] = spacing
+    return block
+
+
+def typed_facts(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Label and value rows where some values were typed by people: a FactSet would interpret their Markdown."""
+    return {"type": "Container", "items": [typed(value, label=title, spacing="None") for title, value in pairs]}

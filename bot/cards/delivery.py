@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.cards.common import card, heading, text
+from bot.cards.common import card, heading, text, typed
 from bot.delivery import UNDELIVERED_DAYS, UndeliveredView
 
 
@@ -20,8 +20,8 @@ def build_undelivered_card(items: list[UndeliveredView], timezone: ZoneInfo) -> 
                  "Teams, and tell them about the case in person if it is still open.", subtle=True)]
     for item in items[:40]:
         when = f"{item.at.astimezone(timezone):%-d %b %H:%M}" if item.at else "not yet"
-        body.append(text(f"**{item.about}** to {item.to}", spacing="Medium"))
-        body.append(text(f"{when}: {item.reason}", subtle=True, spacing="None"))
+        body.append(typed(f"to {item.to}", label=item.about, spacing="Medium"))  # names from the directory
+        body.append(typed(f"{when}: {item.reason}", subtle=True, spacing="None"))
     if len(items) > 40:
         body.append(text(f"And {len(items) - 40} more.", subtle=True))
     return card(body, fallback_text=f"{len(items)} alerts not delivered")

@@ -9,36 +9,55 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bot import small_numbers
 from bot.cards.common import MAX_CARD_BYTES, card, facts, heading, text
-from bot.digest import Figures
+from bot.digest import Figures, adults_row, aup_text
+from bot.small_numbers import Cell, each, protect, shown
 
 NO_DATA = "No data yet."
 
 
-def _fallback(rows: list[tuple[str, Any]]) -> dict[str, Any]:
-    return facts([(name, str(value)) for name, value in rows]) if rows else text(NO_DATA, subtle=True)
+def _fallback(cells: list[Cell]) -> dict[str, Any]:
+    return facts([(c.label, c.text) for c in cells]) if cells else text(NO_DATA, subtle=True)
 
 
-def vertical_bar(title: str, rows: list[tuple[str, int]], *, x_title: str | None = None) -> dict[str, Any]:
+def _left_out_note(cells: list[Cell]) -> list[dict[str, Any]]:
+    """A chart cannot say "fewer than 5": hidden values are left out of it, and this says which."""
+    missing = [f"{c.label} ({c.text})" for c in cells if c.value is None]
+    return [text(f"Not in the chart, too few to show: {', '.join(missing)}.", subtle=True)] if missing else []
+
+
+def _charted(chart: dict[str, Any], cells: list[Cell]) -> list[dict[str, Any]]:
+    """The chart and a note of what it leaves out; just the figures when nothing is left to draw."""
+    points = chart["data"][0]["values"] if chart["type"] == "Chart.Line" else chart["data"]
+    return [chart, *_left_out_note(cells)] if points else [_fallback(cells)]
+
+
+def vertical_bar(title: str, cells: list[Cell], *, x_title: str | None = None) -> dict[str, Any]:
     chart: dict[str, Any] = {"type": "Chart.VerticalBar", "title": title, "colorSet": "categorical",
-                             "data": [{"x": name, "y": value} for name, value in rows],
-                             "fallback": _fallback(rows)}
+                             "data": [{"x": c.label, "y": c.value} for c in cells if c.value is not None],
+                             "fallback": _fallback(cells)}
     if x_title:
         chart["xAxisTitle"] = x_title
     chart["yAxisTitle"] = "Incidents"
     return chart
 
 
-def donut(title: str, rows: list[tuple[str, int]]) -> dict[str, Any]:
+def donut(title: str, cells: list[Cell]) -> dict[str, Any]:
     return {"type": "Chart.Donut", "title": title, "colorSet": "categorical",
-            "data": [{"legend": name, "value": value} for name, value in rows if value],
-            "fallback": _fallback(rows)}
+            "data": [{"legend": c.label, "value": c.value} for c in cells if c.value],
+            "fallback": _fallback(cells)}
 
 
-def line(title: str, series: str, rows: list[tuple[str, int]]) -> dict[str, Any]:
+def line(title: str, series: str, cells: list[Cell]) -> dict[str, Any]:
     return {"type": "Chart.Line", "title": title, "xAxisTitle": "Week beginning", "yAxisTitle": "Incidents",
-            "data": [{"legend": series, "values": [{"x": name, "y": value} for name, value in rows]}],
-            "fallback": _fallback(rows)}
+            "data": [{"legend": series, "values": [{"x": c.label, "y": c.value} for c in cells
+                                                   if c.value is not None]}],
+            "fallback": _fallback(cells)}
+
+
+def _facts(cells: list[Cell]) -> dict[str, Any]:
+    return facts([(c.label, c.text) for c in cells])
 
 
 def _section(title: str) -> dict[str, Any]:
@@ -50,43 +69,54 @@ def _section(title: str) -> dict[str, Any]:
 def _summary(figures: Figures) -> str:
     if figures.total is None:
         return "Incident figures: no data yet."
-    parts = [f"{figures.total} incident{'s' if figures.total != 1 else ''} reported"]
+    limit = figures.threshold
+    total = shown(figures.total, limit)
+    parts = [f"{total} incident{'s' if total != '1' else ''} reported"]
     if figures.open_total is not None:
-        parts.append(f"{figures.open_total} open in total")
+        parts.append(f"{shown(figures.open_total, limit)} open in total")
     if figures.sla_breaches:
-        parts.append(f"{figures.sla_breaches} not acknowledged in time")
+        parts.append(f"{shown(figures.sla_breaches, limit)} not acknowledged in time")
     return "; ".join(parts) + "."
 
 
 def build_digest_card(figures: Figures) -> dict[str, Any]:
     body: list[dict[str, Any]] = [heading(figures.title), text(f"{figures.school_name}. {figures.period_label}.",
                                                                subtle=True), text(_summary(figures))]
+    limit = figures.threshold
     body.append(_section("Incidents"))
     if figures.by_group is None:
         body.append(text(NO_DATA, subtle=True))
     else:
-        body.append(vertical_bar("By category group", figures.by_group, x_title="Category group"))
-        body.append(donut("By status", figures.by_status or []))
-        body.append(facts([(name, str(n)) for name, n in figures.by_severity or []]))
+        groups = protect(figures.by_group, limit)
+        statuses = protect(figures.by_status or [], limit)
+        body += _charted(vertical_bar("By category group", groups, x_title="Category group"), groups)
+        body += _charted(donut("By status", statuses), statuses)
+        body.append(_facts(protect(figures.by_severity or [], limit)))
         if figures.by_outcome:
             body.append(text("Outcomes", weight="Bolder"))
-            body.append(facts([(name, str(n)) for name, n in figures.by_outcome]))
+            body.append(_facts(protect(figures.by_outcome, limit)))
+    adults = adults_row(figures)
+    if adults is not None:
+        body.append(_section("Allegations about adults"))
+        body.append(facts([adults]))
     if figures.open_by_age is not None:
         body.append(_section("Open cases by age"))
-        rows = [(name, str(n)) for name, n in figures.open_by_age]
-        rows.append(("Missed the acknowledgement deadline", str(figures.open_breached or 0)))
+        rows = [(c.label, c.text) for c in protect(figures.open_by_age, limit)]
+        rows.append(("Missed the acknowledgement deadline", shown(figures.open_breached or 0, limit)))
         body.append(facts(rows))
     if figures.trend is not None:
         body.append(_section("Last 12 weeks"))
-        body.append(line("Incidents per week", "Incidents", figures.trend))
+        weeks = each(figures.trend, limit)
+        body += _charted(line("Incidents per week", "Incidents", weeks), weeks)
     body.append(_section("Web filter changes"))
-    body.append(facts([(name, str(n)) for name, n in figures.filter_changes])
+    body.append(_facts(each(figures.filter_changes, limit))
                 if figures.filter_changes is not None else text(NO_DATA, subtle=True))
     body.append(_section("Acceptable use agreements (this year)"))
     if figures.aup is None:
         body.append(text(NO_DATA, subtle=True))
     else:
-        body.append(facts([(a.audience, f"{a.acknowledged} of {a.expected} ({a.percent}%)") for a in figures.aup]
+        body.append(facts([(a.audience, f"{count} ({percent})" if percent else count)
+                           for a in figures.aup for count, percent in [aup_text(figures, a)]]
                           or [("Everyone", "nobody owes one")]))
     if figures.reviews_completed is not None:
         body.append(_section("Reviews completed"))
@@ -98,6 +128,9 @@ def build_digest_card(figures: Figures) -> dict[str, Any]:
     else:
         body.append(text("None.", subtle=True))
     body.append(text("Counts only: names and case details stay in each case record.", subtle=True))
+    body.append(text(small_numbers.note(limit), subtle=True))
+    if figures.checkpoint:
+        body.append(text(f"Audit trail: {figures.checkpoint}", subtle=True, size="Small"))
     result = card(body, fallback_text=f"{figures.title}: {_summary(figures)}")
     if len(json.dumps(result).encode()) > MAX_CARD_BYTES:  # never in practice: every list above is bounded
         result = card(body[:3], fallback_text=figures.title)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from bot.cards.common import card, command_button, execute, facts, heading, submit, text
+from bot.cards.common import card, command_button, execute, facts, heading, submit, text, typed, typed_facts
 from bot.filtering import (
     AUDIENCE_LABELS,
     KIND_LABELS,
@@ -88,7 +88,7 @@ def build_summary_card(draft: Draft, tz: dt.tzinfo, needs_headteacher: bool) -> 
     if draft.allows:
         pairs += [("Lesson", day(draft.lesson_date)), ("How long", _duration_text(draft.until, tz, True)),
                   ("Previewed", "Yes" if draft.previewed else "No")]
-    body = [heading("Check your request"), facts(pairs)]
+    body = [heading("Check your request"), typed_facts(pairs)]
     if needs_headteacher:
         body.append(text("This is a social networking, messaging or chat site, so the Headteacher must approve it.",
                          spacing="Medium"))
@@ -129,7 +129,7 @@ def build_approval_card(request: FilterRequest, tz: dt.tzinfo, approver_ids: lis
     Teams refreshes the card for each of them when it is shown, so a request decided by one approver shows as
     decided to the others too."""
     data = {"reference": request.reference}
-    body = [heading(f"Filter request {request.reference}"), facts(_request_facts(request, tz, names=True))]
+    body = [heading(f"Filter request {request.reference}"), typed_facts(_request_facts(request, tz, names=True))]
     if request.needs_headteacher:
         body.append(text("Social networking, messaging or chat: only the Headteacher can approve this.",
                          weight="Bolder", spacing="Medium"))
@@ -148,7 +148,8 @@ def build_approval_card(request: FilterRequest, tz: dt.tzinfo, approver_ids: lis
 
 def build_request_card(request: FilterRequest, tz: dt.tzinfo, title: str | None = None) -> dict[str, Any]:
     """The current state of a request, with names: for the requester and approvers."""
-    body = [heading(title or f"Filter request {request.reference}"), facts(_request_facts(request, tz, names=True))]
+    body = [heading(title or f"Filter request {request.reference}"),
+            typed_facts(_request_facts(request, tz, names=True))]
     return card(body, fallback_text=f"Filter request {request.reference}: {request.status}.")
 
 
@@ -157,7 +158,7 @@ def build_info_request_card(request: FilterRequest, question: str) -> dict[str, 
     data = {"reference": request.reference}
     body = [heading(f"A question about your filter request {request.reference}"),
             text(f"Site: {domain_display(request.domain)}"),
-            text(f"\"{question}\"", spacing="Medium"),
+            typed(f"\"{question}\"", spacing="Medium"),
             {"type": "Input.Text", "id": "answer", "isMultiline": True, "maxLength": 1000, "label": "Your answer",
              "isRequired": True, "errorMessage": "Please write an answer"}]
     return card(body, [_action("Send answer", "filter.reply", data, inputs=True)],
@@ -208,11 +209,10 @@ def build_log_card(entries: list[LogEntry], tz: dt.tzinfo, shown: int = 15) -> d
         body.append(text("Nothing has been requested or changed yet."))
     for entry in entries[:shown]:
         label = LOG_ACTION_LABELS.get(entry.action, entry.action)
-        line = f"**{when(entry.at, tz)}** · {entry.reference or '-'} · {label} · {domain_display(entry.domain)} · " \
-               f"{entry.actor_name}"
-        body.append(text(line, spacing="Small"))
+        line = f"{entry.reference or '-'} · {label} · {domain_display(entry.domain)} · {entry.actor_name}"
+        body.append(typed(line, label=when(entry.at, tz), spacing="Small"))  # names and details are typed text
         if entry.detail:
-            body.append(text(entry.detail[:200], subtle=True, spacing="None"))
+            body.append(typed(entry.detail[:200], subtle=True, spacing="None"))
     if len(entries) > shown:
         body.append(text(f"Showing the latest {shown} of {len(entries)} entries. Export the CSV for all of them.",
                          subtle=True, spacing="Medium"))

@@ -18,7 +18,8 @@ def build_help_card(first_name: str, commands: list[CommandHelp], *, unknown_tex
     """The commands this person may use, each with a button."""
     body = []
     if unknown_text is not None:
-        body.append(text(f"Sorry, I didn't understand \"{unknown_text[:60]}\". Here is what I can do.", subtle=True))
+        # Not echoed: a TextBlock would interpret Markdown in it, and this line must stay first for the card.
+        body.append(text("Sorry, I didn't understand that. Here is what I can do.", subtle=True))
     body.append(heading(f"Hello {first_name}. What would you like to do?"))
     for item in commands:
         body.append(text(f"**{item.title}**: {item.description} (type `{item.command}`)", spacing="Small"))

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.cards.common import card, execute, facts, heading, submit, text
+from bot.cards.common import card, execute, facts, heading, submit, text, typed
 from bot.incidents import (
     LOCATIONS,
     SEVERITY_LABELS,
@@ -56,8 +56,8 @@ def _local(when: dt.datetime, timezone: Any) -> str:
     return when.astimezone(timezone).strftime("%a %d %b %Y, %H:%M")
 
 
-def _refresh(incident_id: int, user_ids: list[str]) -> dict[str, Any]:
-    return {"refresh_user_ids": user_ids, "refresh_verb": VIEW_VERB, "refresh_data": {"incident_id": incident_id}}
+def _refresh(token: str, user_ids: list[str]) -> dict[str, Any]:
+    return {"refresh_user_ids": user_ids, "refresh_verb": VIEW_VERB, "refresh_data": {"token": token}}
 
 
 def build_channel_alert_card(incident: Incident, labels: Labels, now: dt.datetime, timezone: Any,
@@ -73,9 +73,9 @@ def build_channel_alert_card(incident: Incident, labels: Labels, now: dt.datetim
         ]),
         text("Safeguarding leads: open the case to see details and act.", subtle=True),
     ]
-    actions = [execute("Open case", VIEW_VERB, {"incident_id": incident.id})]
+    actions = [execute("Open case", VIEW_VERB, {"token": incident.token})]
     return card(body, actions, fallback_text=f"New online-safety concern {incident.reference}",
-                **_refresh(incident.id, refresh_user_ids))
+                **_refresh(incident.token, refresh_user_ids))
 
 
 def build_case_notice_card(incident: Incident, labels: Labels, now: dt.datetime, timezone: Any,
@@ -108,41 +108,45 @@ def build_case_card(view: CaseView) -> dict[str, Any]:
         ("Type", view.labels.group),
         ("Severity", SEVERITY_LABELS[incident.severity]),
         ("Status", STATUS_LABELS[incident.status]),
-        ("Owner", incident.owner_name or "Nobody yet"),
         ("About", SUBJECT_KINDS.get(incident.subject_kind, incident.subject_kind)),
         ("Where", LOCATIONS.get(incident.location or "", "Not given")),
-        ("When", incident.occurred or "Not given"),
-        ("Reported", f"{_local(incident.reported_at, view.timezone)} by {incident.reporter_name}"),
+        ("Reported", _local(incident.reported_at, view.timezone)),
         ("Danger now", "Yes" if incident.immediate_danger else "No"),
     ]
     if incident.outcome:
         details.append(("Outcome", incident.outcome))
     body.append(facts(details))
+    # Names come from the directory and "when" was typed: shown as text, never as Markdown.
+    body.append(typed(incident.owner_name or "Nobody yet", label="Owner", spacing="Small"))
+    body.append(typed(incident.reporter_name, label="Reported by", spacing="None"))
+    body.append(typed(incident.occurred or "Not given", label="When", spacing="None"))
     if not incident.complete:
         body.append(text("The reporter is still answering questions; details will appear here.", subtle=True))
     for label, value in (("Who is involved", incident.subjects), ("What happened", incident.narrative),
                          ("Evidence and device", incident.evidence), ("Already done", incident.actions_taken)):
         if value:
             body.append(text(f"**{label}**", spacing="Medium"))
-            body.append(text(value, spacing="None"))
+            body.append(typed(value, spacing="None"))
     if incident.recorded_actions:
         body.append(text("**Actions recorded**", spacing="Medium"))
         body.append(text("\n".join(f"- {a}" for a in incident.recorded_actions), spacing="None"))
     body.extend(_chronology(incident, view.timezone))
     actions = _case_actions(view) if view.can_act and incident.is_open else []
-    return card(body, actions, fallback_text=title, **_refresh(incident.id, view.refresh_user_ids))
+    return card(body, actions, fallback_text=title, **_refresh(incident.token, view.refresh_user_ids))
 
 
 def _chronology(incident: Incident, timezone: Any) -> list[dict[str, Any]]:
     shown = [e for e in incident.events if e.kind != "viewed"][-MAX_EVENTS_SHOWN:]
     if not shown:
         return []
-    lines = []
+    blocks = [text("**Chronology**", spacing="Medium")]
     for event in shown:
+        # Notes, reasons and names are typed by people: one text-only block per entry.
         who = event.actor_name or "eSafety"
         detail = f": {event.detail}" if event.detail else ""
-        lines.append(f"- {_local(event.at, timezone)}, {who}, {event.kind.replace('_', ' ')}{detail}")
-    return [text("**Chronology**", spacing="Medium"), text("\n".join(lines), spacing="None")]
+        blocks.append(typed(f"{_local(event.at, timezone)}, {who}, {event.kind.replace('_', ' ')}{detail}",
+                            spacing="None"))
+    return blocks
 
 
 def _inputs_card(inputs: list[dict[str, Any]], action: dict[str, Any]) -> dict[str, Any]:
@@ -163,7 +167,7 @@ def _text_input(input_id: str, label: str, *, required: bool = True) -> dict[str
 
 def _case_actions(view: CaseView) -> list[dict[str, Any]]:
     incident = view.incident
-    data = {"incident_id": incident.id, "version": incident.version}
+    data = {"token": incident.token, "version": incident.version}
     actions: list[dict[str, Any]] = []
     if incident.status == Status.NEW:
         actions.append(execute("Take ownership", "incident.own", data, style="positive"))
@@ -184,10 +188,14 @@ def _case_actions(view: CaseView) -> list[dict[str, Any]]:
     return actions
 
 
-def build_not_allowed_card(reference: str | None = None) -> dict[str, Any]:
-    what = f"case {reference}" if reference else "this case"
-    return card([text(f"You do not have access to {what}. If you think you should, speak to your DSL.")],
-                fallback_text="You do not have access to this case.")
+NOT_ALLOWED_TEXT = ("I can't open that case. It may not exist, this card may be out of date, or it may not be one "
+                    "you handle. If you handle it, type `case` followed by its reference. If you think you should "
+                    "have access, speak to your DSL.")
+
+
+def build_not_allowed_card() -> dict[str, Any]:
+    """The one refusal for every way of reaching a case: it names nothing, so it cannot confirm a case exists."""
+    return card([text(NOT_ALLOWED_TEXT)], fallback_text="I can't open that case.")
 
 
 def build_confirmation_card(reference: str, next_steps: list[str], guidance: str | None) -> dict[str, Any]:
@@ -219,11 +227,12 @@ def build_report_summary_card(answers: ReportAnswers) -> dict[str, Any]:
     body = [
         heading("Please check your report"),
         facts([("About", answers.subject), ("What", answers.category), ("Danger now", answers.danger),
-               ("When", answers.occurred), ("Where", answers.location)]),
-        text("**Who is involved**", spacing="Medium"), text(answers.subjects, spacing="None"),
-        text("**What happened**", spacing="Medium"), text(answers.narrative, spacing="None"),
-        text("**Evidence and device**", spacing="Medium"), text(answers.evidence, spacing="None"),
-        text("**Already done**", spacing="Medium"), text(answers.actions_taken, spacing="None"),
+               ("Where", answers.location)]),
+        text("**When**", spacing="Medium"), typed(answers.occurred, spacing="None"),
+        text("**Who is involved**", spacing="Medium"), typed(answers.subjects, spacing="None"),
+        text("**What happened**", spacing="Medium"), typed(answers.narrative, spacing="None"),
+        text("**Evidence and device**", spacing="Medium"), typed(answers.evidence, spacing="None"),
+        text("**Already done**", spacing="Medium"), typed(answers.actions_taken, spacing="None"),
         text("Reply `submit` to send it, `change` to correct an answer, or `cancel` to stop.", subtle=True),
     ]
     actions = [submit("Submit report", {"command": "submit"}, style="positive"),

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.cards.common import card, execute, facts, heading, submit, text
+from bot.cards.common import card, execute, facts, heading, submit, text, typed
 from bot.reviews import COMPLETE_VERB, OPEN_VERB, ReviewView
 
 
@@ -86,8 +86,8 @@ def build_review_done_card(view: ReviewView, next_due: dt.date, tz: ZoneInfo) ->
     done_at = item.completed_at.astimezone(tz) if item.completed_at else None
     body = [heading(f"{view.kind.label}: done"),
             facts([("Completed", f"{done_at:%-d %B %Y}" if done_at else "-"),
-                   ("By", item.completed_by or "-"),
                    ("Next due", f"{next_due:%-d %B %Y}")]),
+            typed(item.completed_by or "-", label="By", spacing="None"),
             text("I will remind the right people 30, 7 and 1 days before the next one.", subtle=True)]
     return card(body, fallback_text=f"{view.kind.label} recorded as done")
 

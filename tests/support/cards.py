@@ -81,7 +81,8 @@ def _incident(status: Status = Status.IN_PROGRESS, *, urgent: bool = False) -> I
         outcome="Resolved with parents" if status == Status.CLOSED else None,
         recorded_actions=["Referred to the class teacher"], case_roles=("dsl", "deputy_dsl"), viewer_ids=(PRIYA,),
         excluded_ids=(), acknowledged_at=NOW - dt.timedelta(minutes=40),
-        closed_at=NOW if status == Status.CLOSED else None, sla_breached=False, version=4, events=events)
+        closed_at=NOW if status == Status.CLOSED else None, sla_breached=False, version=4, events=events,
+        token="Qx3vN0pL7aR2sT9uW4yZ1bC6dE8fG5hJ")
 
 
 def _request(status: str = "pending", **changes: Any) -> FilterRequest:
@@ -121,7 +122,7 @@ def _figures(governors: bool = False) -> Figures:
         title="Termly online-safety figures" if governors else "Weekly online-safety digest",
         school_name="Oakfield Primary School", period_label="Autumn 2026" if governors else "16 to 22 November 2026",
         start=NOW - dt.timedelta(days=7), end=NOW,
-        by_group=[("Conduct", 4), ("Content", 2), ("Contact", 1), ("Technical", 2)],
+        by_group=[("Conduct", 9), ("Content", 6), ("Contact", 1), ("Technical", 5)],  # Contact is suppressed
         by_severity=[("Low", 3), ("Medium", 3), ("High", 2), ("Critical", 1)],
         by_status=[("New", 1), ("In progress", 3), ("Closed", 5)],
         by_outcome=[("Resolved in school", 4), ("Referred", 1)], sla_breaches=1,
@@ -131,7 +132,8 @@ def _figures(governors: bool = False) -> Figures:
         filter_changes=[("Unblocked", 3), ("Blocked", 1), ("Declined", 1)],
         aup=[AupCompliance("staff", 18, 20), AupCompliance("governor", 5, 6)],
         reviews_due=[ReviewDue("Online-safety policy review", (NOW + dt.timedelta(days=20)).date(), 20)],
-        reviews_completed=[("Filtering and monitoring review", 1)])
+        reviews_completed=[("Filtering and monitoring review", 1)], threshold=5,
+        adult_allegations=2 if governors else None)
 
 
 def all_cards() -> dict[str, dict[str, Any]]:
@@ -176,7 +178,7 @@ def all_cards() -> dict[str, dict[str, Any]]:
             refresh_user_ids=dsl_ids, notice="Saved.", lado_prompt=False)),
         "incident-case-closed": _use(incident_cards, "build_case_card", CaseView(
             incident=_incident(Status.CLOSED), labels=labels, now=NOW, timezone=TZ, can_act=False)),
-        "incident-not-allowed": _use(incident_cards, "build_not_allowed_card", "ES-2026-0042"),
+        "incident-not-allowed": _use(incident_cards, "build_not_allowed_card"),
         "incident-confirmation": _use(incident_cards, "build_confirmation_card", "ES-2026-0042",
                                       ["The safeguarding team has your report.", "Keep any evidence safe."],
                                       "Do not look for more evidence yourself."),

@@ -106,7 +106,7 @@ async def start_harness(*, database_url: str, clock: SettableClock, var_dir: Pat
     overrides.setdefault("teams_service_url", connector.url)
     settings = test_settings(database_url, var_dir, **overrides)
     async with aiohttp.ClientSession() as http:
-        harness = Harness(settings, load_config(DEMO_CONFIG), clock, connector, http, features=features)
+        harness = Harness(settings, load_config(settings.config_path), clock, connector, http, features=features)
         await harness.start()
         try:
             yield harness
