@@ -178,7 +178,11 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
         stop_wake_scheduler(scheduler)
         if worker_task is not None:
             worker_task.cancel()
-            await asyncio.gather(worker_task, return_exceptions=True)
+            # The runner lets items in hand finish for up to 20 s; a stuck one must not keep the process from exiting
+            # (its claim's lease hands it to another replica).
+            stopped, _ = await asyncio.wait({worker_task}, timeout=30)
+            if not stopped:
+                log.error("the work runner did not stop within 30 s; shutting down without it")
         await pool.close()
         if graph is not None:
             await graph.close()
