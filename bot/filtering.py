@@ -390,8 +390,8 @@ def check_can_apply(request: FilterRequest, person: Person, technicians: list[Pe
         raise FilterRefused("Only the school's technicians can mark filter changes as applied.")
     others = [t for t in technicians if t.id != request.approver_id]
     if person.id == request.approver_id and others:
-        raise FilterRefused("You approved this change, so someone else must apply it. It has gone to the other "
-                            "technicians.")
+        raise FilterRefused("You approved this change, so someone else must apply it. Please ask another "
+                            "technician if it is urgent.")
 
 
 # --- parsing what people type ------------------------------------------------------------------------------------

@@ -344,7 +344,7 @@ class FilterService:
                 await uow.notify.to_person(
                     actor.school_id, person.id, card=approval,
                     dedupe_key=f"filter.approval:{actor.school_id}:{request.reference}:{request.version}:{person.id}")
-        return CardReply(message="Thank you. Your answer has gone to the approvers.")
+        return CardReply(message="Thank you. I am sending your answer to the approvers now.")
 
     # --- applying --------------------------------------------------------------------------------------------
 

@@ -270,7 +270,7 @@ async def test_ask_for_more_information_then_answer_then_approve(harness: Harnes
     reply = await harness.user(HEAD).executes("filter.reply", {"reference": "FR-0001", "answer": "All of it"})
     assert "Only the person who asked" in reply.invoke_message
     reply = await leah.executes("filter.reply", {"reference": "FR-0001", "answer": "All of it, pupils play games"})
-    assert "gone to the approvers" in reply.invoke_message
+    assert "sending your answer to the approvers" in reply.invoke_message
     await deliver(harness)
     card = await harness.connector.wait_for(lambda sent: next(
         (c for s in sent if s.conversation_id == sam.conversation_id for c in s.cards
