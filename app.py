@@ -23,6 +23,7 @@ from adapters.graph_directory import GraphDirectory
 from adapters.graph_install import GraphInstaller, start_staff_delta
 from adapters.outbox import SEND_LEASE, OutboxSender, tenant_route
 from adapters.scheduler import start_wake_scheduler, stop_wake_scheduler
+from adapters.tab import add_tab_routes
 from adapters.worker import WorkRunner, default_worker_name
 from bot.audit import AuditKeys
 from bot.audit_watch import AuditWatch
@@ -53,9 +54,11 @@ Feature = Callable[[Wiring], None]
 
 def _features() -> list[Feature]:
     """Each capability installs its commands, card actions, dialogs and work handlers."""
-    from dialogs import audit, aup, deliveries, filtering, incidents, reviews
+    from adapters import pupils
+    from dialogs import audit, aup, children, deliveries, desk, exports, filtering, incidents, reviews
 
-    return [deliveries.install, incidents.install, filtering.install, aup.install, reviews.install, audit.install]
+    return [deliveries.install, incidents.install, pupils.install, children.install, exports.install, desk.install,
+            filtering.install, aup.install, reviews.install, audit.install]
 
 
 @dataclass
@@ -109,6 +112,7 @@ async def create_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/aup/{school}/{audience}/{version}", _aup_page)
+    add_tab_routes(app, parts)  # the desk as a Teams tab: /tab and /tab/api/
     return app
 
 
@@ -153,6 +157,7 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
                     clock=parts.clock, services=services, work=parts.runner, extras=parts.extras,
                     filter_backend_for=backend_for)
     parts.extras["public_url"] = settings.public_url or f"http://{settings.host}:{settings.port}"
+    parts.extras["settings"] = settings  # for features that build their own adapters (e.g. the export uploader)
     watch = AuditWatch(parts.uow, keys, CheckpointFile(settings.var_dir), parts.clock, parts.config, parts.directory)
     parts.extras["audit_watch"] = watch
     for install in features:
@@ -184,6 +189,8 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
             if not stopped:
                 log.error("the work runner did not stop within 30 s; shutting down without it")
         await pool.close()
+        for stop in parts.extras.get("shutdown", []):  # features' clients (e.g. the export uploader's session)
+            await stop()
         if graph is not None:
             await graph.close()
         if read_engine is not parts.engine:

@@ -78,6 +78,12 @@ def message_activity(text: str | None, card: dict[str, Any] | None, plain: bool 
     return activity
 
 
+def raw_attachment(value: dict[str, Any]) -> Attachment:
+    """A queued attachment that is not an Adaptive Card (Teams' file consent and file info cards)."""
+    return Attachment(content_type=value.get("contentType"), content=value.get("content"), name=value.get("name"),
+                      content_url=value.get("contentUrl"))
+
+
 class Undeliverable(Exception):  # noqa: N818 - a signal, not an error
     """This recipient cannot be reached by this route (403, 404, no conversation, app not installed)."""
 
@@ -149,6 +155,8 @@ class OutboxSender:
         conversation = reference.reference.get("conversation") or {}
         service_url = reference.reference.get("serviceUrl") or reference.reference.get("service_url")
         activity = message_activity(item.payload.get("text"), item.payload.get("card"), bool(item.payload.get("plain")))
+        if item.payload.get("attachment"):
+            activity.attachments = [*(activity.attachments or []), raw_attachment(item.payload["attachment"])]
         activity.conversation = ConversationAccount(id=conversation.get("id"), tenant_id=conversation.get("tenantId"))
         bot = reference.reference.get("bot") or {}
         activity.from_property = ChannelAccount(id=bot.get("id"), name=bot.get("name"))
@@ -157,7 +165,11 @@ class OutboxSender:
         await self._limiter.acquire(conversation.get("tenantId") or item.school_id, conversation["id"])
         try:
             client = await self._sender.connector_for(service_url)
-            response = await client.conversations.send_to_conversation(conversation["id"], activity)
+            if item.payload.get("update_of"):
+                activity.id = item.payload["update_of"]
+                response = await client.conversations.update_activity(conversation["id"], activity.id, activity)
+            else:
+                response = await client.conversations.send_to_conversation(conversation["id"], activity)
         except ConnectorHTTPError as exc:
             raise self._classify(exc.status, exc.headers) from exc
         except ErrorResponseException as exc:
@@ -170,7 +182,7 @@ class OutboxSender:
             raise RetryLater(f"connector unreachable: {exc.reason}") from exc
         except (ClientRequestError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             raise RetryLater(f"connector unreachable: {exc.__class__.__name__}") from exc
-        return f"sent:{getattr(response, 'id', '') or ''}"
+        return f"sent:{item.payload.get('update_of') or getattr(response, 'id', '') or ''}"
 
     def _classify(self, status: int | None, headers: Any) -> Exception:
         if status == 403:

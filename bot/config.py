@@ -31,6 +31,18 @@ class PersonConfig(_Strict):
     line_manager: str | None = None
 
 
+class PupilConfig(_Strict):
+    """A pupil in the static directory (schools without School Data Sync); invented in the demo."""
+
+    id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=120)
+    year_group: str | None = Field(None, max_length=40)
+    date_of_birth: dt.date | None = None
+    upn: str | None = Field(None, pattern=r"^[A-Z]\d{12}$")
+    mis_id: str | None = Field(None, max_length=64)
+    classes: list[str] = Field(default_factory=list)
+
+
 class SlaConfig(_Strict):
     normal: int = 60
     urgent: int = 15
@@ -115,6 +127,7 @@ class SchoolConfig(_Strict):
     filtering: FilteringConfig = FilteringConfig()
     role_groups: dict[Role, str] = Field(default_factory=dict)
     people: list[PersonConfig] = Field(default_factory=list)
+    pupils: list[PupilConfig] = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod

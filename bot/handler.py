@@ -19,7 +19,7 @@ from botbuilder.dialogs import Dialog, DialogSet, DialogTurnStatus
 from botbuilder.schema import Activity, ActivityTypes, Attachment, ChannelAccount
 from botbuilder.schema.teams import TeamInfo
 
-from bot.actor import Actor, CardAction, CardReply, Command, Refused
+from bot.actor import Actor, CardAction, CardActionRun, CardReply, Command, Refused
 from bot.cards.help import CommandHelp, build_channel_welcome_card, build_help_card, build_personal_welcome_card
 from bot.config import AppConfig, SchoolConfig
 from bot.inbound import InboundClaims, InvokeAnswer, StateConflict, claim_key
@@ -62,10 +62,18 @@ class BotServices:
     follow_ups: list[Any] = field(default_factory=list)
     # Inbound claims: each activity Teams delivers (and redelivers) takes effect once. None only in unit wiring.
     inbound: InboundClaims | None = None
+    # Invokes other than Universal Actions that a feature answers, by invoke name (e.g. "fileConsent/invoke")
+    invokes: dict[str, CardActionRun] = field(default_factory=dict)
 
     def add_command(self, command: Command) -> None:
         self.commands.append(command)
         self.commands.sort(key=lambda c: -len(c.name))  # longest first: "my reports" before "my"
+
+    def add_invoke(self, name: str, run: CardActionRun) -> None:
+        """A feature answers this invoke: `run(actor, value)`; its reply is posted in the conversation."""
+        if name in self.invokes:
+            raise ValueError(f"invoke {name!r} registered twice")
+        self.invokes[name] = run
 
     def add_card_action(self, action: CardAction) -> None:
         if action.verb in self.card_actions:
@@ -342,6 +350,9 @@ class EsafetyBot(TeamsActivityHandler):
     # --- card actions ----------------------------------------------------------------------------------------
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        feature_invoke = self._services.invokes.get(turn_context.activity.name or "")
+        if feature_invoke is not None:
+            return await self._feature_invoke(turn_context, feature_invoke)
         if turn_context.activity.name != "adaptiveCard/action":
             response = await super().on_invoke_activity(turn_context)
             if response is None or response.status == int(HTTPStatus.NOT_IMPLEMENTED):
@@ -363,6 +374,19 @@ class EsafetyBot(TeamsActivityHandler):
                 "statusCode": 200, "type": ADAPTIVE_CARD, "value": reply.card,
             })
         return _invoke_message(HTTPStatus.OK, reply.message or "Done.")
+
+    async def _feature_invoke(self, turn_context: TurnContext, run: CardActionRun) -> InvokeResponse:
+        """An invoke a feature registered: it gets the plain actor and value; Teams gets an empty 200."""
+        actor = await self._actor(turn_context)
+        if actor is None:
+            return _invoke_message(HTTPStatus.OK, "This school is not set up for the eSafety app yet.")
+        value = turn_context.activity.value if isinstance(turn_context.activity.value, dict) else {}
+        reply = await run(actor, value)
+        if reply.card is not None:
+            await turn_context.send_activity(message_with_card(reply.card, reply.message))
+        elif reply.message:
+            await turn_context.send_activity(reply.message)
+        return InvokeResponse(status=int(HTTPStatus.OK))
 
     async def _submit_card_action(self, turn_context: TurnContext, actor: Actor, value: dict[str, Any]) -> None:
         """Action.Submit fallback for clients without Universal Actions: answer with a new message."""
@@ -420,7 +444,7 @@ class EsafetyBot(TeamsActivityHandler):
         await turn_context.send_activity(message_with_card(card))
 
 
-_HELP_ORDER = {"report": 0, "my reports": 1, "filter": 2, "aup": 3}
+_HELP_ORDER = {"report": 0, "my reports": 1, "cases": 2, "filter": 3, "aup": 4}
 
 
 def _invoke_message(status: HTTPStatus, message: str) -> InvokeResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,13 +15,18 @@ from bot.cards.incident import (
     build_case_card,
     build_case_notice_card,
     build_channel_alert_card,
+    build_moved_card,
     build_my_reports_card,
     build_not_allowed_card,
 )
+from bot.case_record import CaseRecord, ChildRef, case_record
+from bot.children import may_use_child_records
+from bot.chronology import parse_happened
 from bot.config import AppConfig, SchoolConfig
 from bot.delivery import Contact, Delivery, Watch, keep_watch, labelled
 from bot.incidents import (
     MAX_ANSWER_CHARS,
+    SUBJECT_KINDS,
     DuplicateReport,
     Incident,
     IncidentDraft,
@@ -28,6 +34,7 @@ from bot.incidents import (
     VersionConflict,
     is_excluded,
     may_act_on_case,
+    may_correct_routing,
     may_see_own_report,
     may_view_case,
     severity_for,
@@ -71,6 +78,8 @@ class IncidentService:
         self._policy = policy
         self._config = config
         self._clock = clock
+        # async (uow, school_id, incident_id) -> (children, staff member name): set by the child-records feature.
+        self.linked: Callable[[Any, str, int], Awaitable[tuple[tuple[ChildRef, ...], str | None]]] | None = None
 
     # --- reporting -------------------------------------------------------------------------------------------
 
@@ -113,7 +122,8 @@ class IncidentService:
             plan = self.plan_for(incident.subject_kind, incident.category, incident.immediate_danger)
             for person in await self._people(actor.school, plan.urgent_roles + plan.alert_roles, incident):
                 await uow.notify.to_person(actor.school_id, person.id, text=f"Details added to {incident.reference}.",
-                                           card=await self._case_card(actor.school, incident, person))
+                                           card=await self._case_card(actor.school, incident, person),
+                                           about=incident.reference)
         return incident
 
     async def _draft(self, actor: Actor, report: ReportInput) -> IncidentDraft:
@@ -197,7 +207,7 @@ class IncidentService:
                             reroute_kind=REROUTE_KIND)
 
         for purpose in plan.channel_purposes:
-            await uow.notify.to_channel(school.id, purpose, card=build_channel_alert_card(
+            await uow.notify.to_channel(school.id, purpose, about=incident.reference, card=build_channel_alert_card(
                 incident, labels, self._clock.now(), school.tz, team_ids), delivery=delivery(
                 CHANNEL_LABELS.get(purpose, "the team channel"), contacts(case_team, plan.case_roles, direct)))
         for person in alerted:
@@ -206,7 +216,7 @@ class IncidentService:
             holders = await self._people(school, (role,), incident)
             text = (f"Urgent online-safety concern {incident.reference}. Please act now." if person in urgent
                     else f"New online-safety concern {incident.reference} for you.")
-            await uow.notify.to_person(school.id, person.id, text=text,
+            await uow.notify.to_person(school.id, person.id, text=text, about=incident.reference,
                                        card=await self._case_card(school, incident, person),
                                        delivery=delivery(labelled(person, ROLE_LABELS[role]).label,
                                                          contacts(holders, (role,), direct)))
@@ -286,7 +296,29 @@ class IncidentService:
                 return await self._refuse(uow, actor, path, token=token, reference=reference, incident=incident)
             await uow.audit.record(actor.school_id, actor.person.id, "incident.viewed", "incident",
                                    incident.reference)
-        return await self._case_card(actor.school, incident, actor.person)
+            return await self._case_card(actor.school, incident, actor.person, uow=uow)
+
+    async def record_for(self, actor: Actor, *, token: Any = None, reference: str | None = None, path: str = "tab"
+                         ) -> CaseRecord | None:
+        """The case as a plain record (the tab, exports) for someone allowed to see it, audited; else None after
+        the same audited refusal every other path gives."""
+        async with self._uow() as uow:
+            incident = await self._find(uow, actor, token=token, reference=reference)
+            if incident is None or not may_view_case(actor.person, incident):
+                await self._refuse(uow, actor, path, token=token, reference=reference, incident=incident)
+                return None
+            await uow.audit.record(actor.school_id, actor.person.id, "incident.viewed", "incident",
+                                   incident.reference, {"path": path})
+            children, staff = await self._links(uow, incident)
+        labels = self.labels(incident)
+        return case_record(incident, category=labels.category, group=labels.group, children=children,
+                           staff_member=staff)
+
+    async def _links(self, uow: Any, incident: Incident) -> tuple[tuple[ChildRef, ...], str | None]:
+        """The children (and member of staff) linked to a case, when child records are installed."""
+        if self.linked is None:
+            return (), None
+        return await self.linked(uow, incident.school_id, incident.id)
 
     async def minimal_or_full(self, actor: Actor, token: Any) -> dict[str, Any]:
         """What a card refresh shows: the case card for its team; anyone else (the channel's other members too)
@@ -294,8 +326,10 @@ class IncidentService:
         return await self.view(actor, token=token, path="incident.view")
 
     async def _case_card(self, school: SchoolConfig, incident: Incident, viewer: Person,
-                         notice: str | None = None) -> dict[str, Any]:
+                         notice: str | None = None, uow: Any = None) -> dict[str, Any]:
+        """The case card for one viewer; with `uow`, it also shows the children linked to the case."""
         plan = self.plan_for(incident.subject_kind, incident.category, incident.immediate_danger)
+        children, staff = await self._links(uow, incident) if uow is not None else ((), None)
         return build_case_card(CaseView(
             incident=incident, labels=self.labels(incident), now=self._clock.now(), timezone=school.tz,
             can_act=may_act_on_case(viewer, incident),
@@ -304,7 +338,12 @@ class IncidentService:
             outcomes=[Option(o.key, o.label) for o in self._policy.outcomes],
             escalation_targets=self._targets(incident, viewer),
             refresh_user_ids=await self._refresh_ids(school, incident), notice=notice, lado_prompt=plan.lado_prompt,
+            children=children, staff_member=staff, categories=self._category_options(),
+            can_move=may_correct_routing(viewer, incident), can_link=may_use_child_records(viewer),
         ))
+
+    def _category_options(self) -> list[Option]:
+        return [Option(c.key, c.label) for c in self._policy.categories]
 
     def _targets(self, incident: Incident, viewer: Person) -> list[Option]:
         options = []
@@ -339,22 +378,31 @@ class IncidentService:
     async def act(self, actor: Actor, verb: str, data: dict[str, Any]) -> CardReply:
         """Authorise from the directory, check the version, apply the change, answer with the fresh card."""
         token = data.get("token")
+        allowed = may_correct_routing if verb in ("incident.move", "incident.recategorise") else may_act_on_case
         async with self._uow() as uow:
             incident = await self._find(uow, actor, token=token)
-            if incident is None or not may_act_on_case(actor.person, incident):
+            if incident is None or not allowed(actor.person, incident):
                 return CardReply(card=await self._refuse(uow, actor, verb, token=token, incident=incident))
             if _int(data.get("version")) != incident.version:
                 notice = CONFLICT_NOTICE
             else:
                 notice = await self._apply(uow, actor, incident, verb, data)
             fresh = await uow.incidents.get(actor.school_id, incident.id)
-        return CardReply(card=await self._case_card(actor.school, fresh, actor.person, notice))
+            if not may_view_case(actor.person, fresh):  # they moved it away from themselves: nothing more to show
+                return CardReply(card=build_moved_card(fresh.reference, notice))
+            return CardReply(card=await self._case_card(actor.school, fresh, actor.person, notice, uow=uow))
 
     async def _apply(self, uow: Any, actor: Actor, incident: Incident, verb: str, data: dict[str, Any]
                      ) -> str | None:
         """Make one change; a short notice for the card when the input needs fixing or someone got there first."""
         handlers = {"incident.own": self._own, "incident.note": self._note, "incident.action": self._record_action,
-                    "incident.escalate": self._escalate, "incident.close": self._close}
+                    "incident.escalate": self._escalate, "incident.close": self._close,
+                    "incident.move": self._move, "incident.recategorise": self._recategorise,
+                    "incident.reopen": self._reopen}
+        if verb == "incident.reopen" and incident.is_open:
+            return "This case is already open."
+        if verb != "incident.reopen" and not incident.is_open:
+            return "This case is closed. Reopen it first, giving a reason, to record anything more."
         try:
             return await handlers[verb](uow, actor, incident, data)
         except VersionConflict:
@@ -371,9 +419,10 @@ class IncidentService:
             values.update(owner_id=actor.person.id, owner_name=actor.person.name)
         return values
 
-    async def _record(self, uow: Any, actor: Actor, incident: Incident, kind: str, detail: str | None) -> None:
+    async def _record(self, uow: Any, actor: Actor, incident: Incident, kind: str, detail: str | None, *,
+                      occurred_at: dt.datetime | None = None) -> None:
         await uow.incidents.append_event(actor.school_id, incident.id, actor.person.id, actor.person.name, kind,
-                                         detail)
+                                         detail, occurred_at=occurred_at)
         await uow.audit.record(actor.school_id, actor.person.id, f"incident.{kind}", "incident", incident.reference,
                                {"version": incident.version})
 
@@ -396,8 +445,11 @@ class IncidentService:
         note = _clip(_text(data.get("note")))
         if not note:
             return "Please write a note before saving it."
+        when, problem = self._happened(actor, data, "note")
+        if problem:
+            return problem
         await uow.incidents.change(actor.school_id, incident.id, incident.version, **self._progress(actor, incident))
-        await self._record(uow, actor, incident, "note", note)
+        await self._record(uow, actor, incident, "note", note, occurred_at=when)
         await self._stop_sla(uow, incident)
         return None
 
@@ -407,10 +459,13 @@ class IncidentService:
             return "Please choose an action from the list."
         label = self._policy.action_label(key)
         note = _clip(_text(data.get("action_note")))
+        when, problem = self._happened(actor, data, "action")
+        if problem:
+            return problem
         await uow.incidents.change(actor.school_id, incident.id, incident.version,
                                    recorded_actions=[*incident.recorded_actions, label],
                                    **self._progress(actor, incident))
-        await self._record(uow, actor, incident, "action", f"{label}: {note}" if note else label)
+        await self._record(uow, actor, incident, "action", f"{label}: {note}" if note else label, occurred_at=when)
         await self._stop_sla(uow, incident)
         return None
 
@@ -434,7 +489,7 @@ class IncidentService:
                 actor.school_id, person.id,
                 # The reason was typed: it is shown as text on the case card, never echoed in a message.
                 text=f"{actor.person.name} has escalated {incident.reference} to you. The reason is on the case card.",
-                card=await self._case_card(actor.school, fresh, person))
+                card=await self._case_card(actor.school, fresh, person, uow=uow), about=incident.reference)
         if target.role is None:
             return f"Recorded. Contact the {target.label} now if you have not already; the case shows it was escalated."
         return None
@@ -456,6 +511,118 @@ class IncidentService:
             await uow.notify.to_person(actor.school_id, incident.reporter_id,
                                        text=f"Your report {incident.reference} has been closed by the people handling "
                                             "it. Thank you for raising it.")
+        return None
+
+    def _happened(self, actor: Actor, data: dict[str, Any], prefix: str) -> tuple[dt.datetime | None, str | None]:
+        return parse_happened(data.get(f"{prefix}_on"), data.get(f"{prefix}_time"), actor.school.tz,
+                              self._clock.now())
+
+    async def _move(self, uow: Any, actor: Actor, incident: Incident, data: dict[str, Any]) -> str | None:
+        subject, reason = _text(data.get("subject_kind")), _clip(_text(data.get("move_reason")))
+        if subject not in SUBJECT_KINDS or subject == incident.subject_kind:
+            return "Please choose who the concern is about now."
+        if not reason:
+            return "Please give a reason for the change: it goes on the chronology."
+        before, after = SUBJECT_KINDS[incident.subject_kind], SUBJECT_KINDS[subject]
+        return await self._reroute(uow, actor, incident, subject, incident.category, "moved",
+                                   f"About: from {before} to {after}. Reason: {reason}")
+
+    async def _recategorise(self, uow: Any, actor: Actor, incident: Incident, data: dict[str, Any]) -> str | None:
+        key, reason = _text(data.get("category")), _clip(_text(data.get("category_reason")))
+        if key not in {c.key for c in self._policy.categories} or key == incident.category:
+            return "Please choose the new type of concern from the list."
+        if not reason:
+            return "Please give a reason for the change: it goes on the chronology."
+        before, after = self._policy.category(incident.category).label, self._policy.category(key).label
+        return await self._reroute(uow, actor, incident, incident.subject_kind, key, "recategorised",
+                                   f"From {before} to {after}. Reason: {reason}")
+
+    async def _reroute(self, uow: Any, actor: Actor, incident: Incident, subject_kind: str, category_key: str,
+                       kind: str, detail: str) -> str | None:
+        """Apply the routing rules afresh: new case managers, new exclusions, and everyone else revoked at once."""
+        school = actor.school
+        category = self._policy.category(category_key)
+        old_plan = self.plan_for(incident.subject_kind, incident.category, incident.immediate_danger)
+        plan = self.plan_for(subject_kind, category_key, incident.immediate_danger)
+        excluded = sorted({p.id for role in plan.never_roles for p in await self._directory.people_with_role(
+            school.id, role)})
+        same_team = plan.case_roles == old_plan.case_roles and not set(excluded) - set(incident.excluded_ids)
+        fresh_viewers = [p.id for p in await self._people(school, plan.urgent_roles + plan.alert_roles)
+                         if p.id not in excluded]
+        kept = [i for i in incident.viewer_ids if i not in excluded] if same_team else []
+        viewers = kept + [i for i in fresh_viewers if i not in kept]
+        before = {p.id for p in await self._allowed(school, incident)}
+        await uow.incidents.change(
+            school.id, incident.id, incident.version, subject_kind=subject_kind, category=category.key,
+            category_group=category.group, illegal=category.illegal,
+            urgent=category.urgent or incident.immediate_danger,
+            severity=severity_for(illegal=category.illegal, immediate_danger=incident.immediate_danger,
+                                  urgent=category.urgent, category=category.key),
+            case_roles=[r.value for r in plan.case_roles], viewer_ids=viewers, excluded_ids=excluded,
+        )
+        await uow.incidents.append_event(school.id, incident.id, actor.person.id, actor.person.name, kind, detail)
+        moved = await uow.incidents.get(school.id, incident.id)
+        after = {p.id: p for p in await self._allowed(school, moved)}
+        revoked, granted = sorted(before - set(after)), sorted(set(after) - before)
+        await uow.audit.record(school.id, actor.person.id, f"incident.{kind}", "incident", incident.reference,
+                               {"version": incident.version, "revoked": revoked, "granted": granted})
+        await self._replace_posted(uow, school, moved, plan, set(after))
+        for person_id in granted:
+            await uow.notify.to_person(
+                school.id, person_id, about=moved.reference,
+                text=f"{actor.person.name} has passed {moved.reference} to you to handle. Its chronology shows why.",
+                card=await self._case_card(school, moved, after[person_id], uow=uow))
+        if moved.status == Status.NEW:  # nobody has taken it on: the new case managers are chased like any other
+            await uow.work.schedule(school.id, SLA_KIND, self._clock.now() + dt.timedelta(
+                minutes=school.sla_minutes.urgent if moved.urgent else school.sla_minutes.normal),
+                {"incident_id": moved.id, "stage": 0},
+                dedupe_key=f"incident:{school.id}:{moved.id}:sla:0:v{moved.version}")
+        if actor.person.id not in after:
+            return None  # the card they pressed becomes the "moved" card
+        if not same_team:
+            return "Moved. The new case managers have been told, and nobody else can see it now."
+        return None
+
+    async def access_narrowed(self, uow: Any, school_id: str, incident_id: int) -> None:
+        """Someone was removed from a case by another feature: their posted cards stop showing it at once."""
+        school = self._config.school(school_id)
+        incident = await uow.incidents.get(school_id, incident_id)
+        plan = self.plan_for(incident.subject_kind, incident.category, incident.immediate_danger)
+        allowed = {p.id for p in await self._allowed(school, incident)}
+        await self._replace_posted(uow, school, incident, plan, allowed)
+
+    async def _allowed(self, school: SchoolConfig, incident: Incident) -> list[Person]:
+        """Everyone the directory knows who may see this case now."""
+        team = await self._people(school, tuple(Role(r) for r in incident.case_roles), incident)
+        extra = [await self._directory.person(school.id, i) for i in incident.viewer_ids
+                 if i not in {p.id for p in team}]
+        return [p for p in team + [e for e in extra if e is not None] if may_view_case(p, incident)]
+
+    async def _replace_posted(self, uow: Any, school: SchoolConfig, incident: Incident, plan: RoutingPlan,
+                              allowed: set[str]) -> None:
+        """Rewrite every card already posted about the case: people who lost access see that it moved (and no
+        details), channel posts get the new refresh list, or the moved card where the channel no longer hears."""
+        refresh = await self._refresh_ids(school, incident)
+        await uow.deliveries.withdraw_unsent_about(school.id, incident.reference, allowed)
+        for target, activity_id in await uow.deliveries.sent_about(school.id, incident.reference):
+            key = f"incident:{school.id}:{incident.id}:replace:{incident.version}:{activity_id}"
+            if target["kind"] == "channel":
+                card = build_channel_alert_card(incident, self.labels(incident), self._clock.now(), school.tz,
+                                                refresh) if target["purpose"] in plan.channel_purposes \
+                    else build_moved_card(incident.reference, None)
+                await uow.notify.to_channel(school.id, target["purpose"], card=card, update_of=activity_id,
+                                            dedupe_key=key, about=incident.reference)
+            elif target["id"] not in allowed:
+                await uow.notify.to_person(school.id, target["id"], card=build_moved_card(incident.reference, None),
+                                           update_of=activity_id, dedupe_key=key)
+
+    async def _reopen(self, uow: Any, actor: Actor, incident: Incident, data: dict[str, Any]) -> str | None:
+        reason = _clip(_text(data.get("reopen_reason")))
+        if not reason:
+            return "Please give a reason for reopening: it goes on the chronology."
+        await uow.incidents.change(actor.school_id, incident.id, incident.version, status=Status.IN_PROGRESS.value,
+                                   closed_at=None, outcome=None)
+        await self._record(uow, actor, incident, "reopened", reason)
         return None
 
     # --- SLA -------------------------------------------------------------------------------------------------
@@ -487,7 +654,7 @@ class IncidentService:
                     school_id, person.id,
                     text=f"{incident.reference} has not been acknowledged after {minutes * (stage + 1)} minutes. "
                          "Please take ownership or make sure someone does.",
-                    card=await self._case_card(school, fresh, person),
+                    card=await self._case_card(school, fresh, person, uow=uow), about=incident.reference,
                     dedupe_key=f"incident:{school_id}:{incident_id}:sla-alert:{stage}:{person.id}",
                     # Tracked, so an escalation that cannot reach its person shows in `undelivered`.
                     delivery=Delivery(f"incident:{school_id}:{incident_id}:sla:{stage}",

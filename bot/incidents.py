@@ -61,11 +61,18 @@ def severity_for(*, illegal: bool, immediate_danger: bool, urgent: bool, categor
 
 @dataclass(frozen=True)
 class Event:
+    """One chronology entry: `at` is when it was recorded, `occurred_at` when it happened, if someone said."""
+
     at: dt.datetime
     actor_id: str | None
     actor_name: str | None
-    kind: str  # reported | updated | viewed | owned | note | action | escalated | closed | sla_alert
+    kind: str  # see bot.chronology.describe for every kind
     detail: str | None = None
+    occurred_at: dt.datetime | None = None
+
+    @property
+    def happened_at(self) -> dt.datetime:
+        return self.occurred_at or self.at
 
 
 @dataclass
@@ -150,6 +157,14 @@ class IncidentSummary:
     reporter_id: str = ""
     subject_kind: str = ""
     excluded_ids: tuple[str, ...] = ()
+    # What the access rule and the caseload need, without reading a case's sealed fields or its chronology.
+    token: str = ""
+    case_roles: tuple[str, ...] = ()
+    viewer_ids: tuple[str, ...] = ()
+    owner_id: str | None = None
+    owner_name: str | None = None
+    urgent: bool = False
+    sla_breached: bool = False
 
 
 TOKEN_BYTES = 24  # 32 url-safe characters
@@ -166,18 +181,25 @@ def is_excluded(person: Person, incident: Incident | IncidentSummary) -> bool:
     )
 
 
-def can_act(person: Person, incident: Incident) -> bool:
+def can_act(person: Person, incident: Incident | IncidentSummary) -> bool:
     """Case managers act on a case; the subject of an allegation never does."""
     if is_excluded(person, incident):
         return False
     return any(role in person.roles for role in (Role(r) for r in incident.case_roles))
 
 
-def can_view(person: Person, incident: Incident) -> bool:
+def can_view(person: Person, incident: Incident | IncidentSummary) -> bool:
     """Case managers, and people a case was explicitly shared with (urgent alerts, escalations)."""
     if is_excluded(person, incident):
         return False
     return can_act(person, incident) or person.id in incident.viewer_ids
+
+
+def may_correct_routing(person: Person, incident: Incident | IncidentSummary) -> bool:
+    """Who may change what a case is about or its type (which can move it to other case managers): its case
+    managers, and the DSL team on any case they can read. Never anyone who cannot read the case: a form that
+    answered for a guessed reference would tell an accused member of staff that an allegation exists."""
+    return can_act(person, incident) or (person.is_safeguarding_team and can_view(person, incident))
 
 
 # The one access rule: every path that reads or changes a case (case card, card refresh, `case REF`, the card

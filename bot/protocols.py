@@ -11,6 +11,7 @@ from bot.people import Person, Role
 from bot.work import WorkItem
 
 if TYPE_CHECKING:
+    from bot.children import Pupil
     from bot.delivery import Delivery
 
 
@@ -36,6 +37,18 @@ class Directory(Protocol):
         """Everyone the directory knows in the school."""
 
 
+class PupilDirectory(Protocol):
+    """Pupils the school's directory knows (the static list, or School Data Sync through Graph's education API).
+
+    Both raise bot.children.PupilsUnavailable when the directory cannot answer now."""
+
+    async def search_pupils(self, school_id: str, query: str) -> list[Pupil]:
+        """Pupils whose name has a part starting with every word of the query; a short list."""
+
+    async def pupil(self, school_id: str, pupil_id: str) -> Pupil | None:
+        """One pupil by the directory's id; None when the directory does not know them."""
+
+
 class ConversationStore(Protocol):
     async def save(self, school_id: str, kind: str, key: str, reference: dict[str, Any], *, name: str | None = None,
                    team_id: str | None = None) -> None:
@@ -48,13 +61,17 @@ class Notifier(Protocol):
     async def to_person(
         self, school_id: str, person_id: str, *, text: str | None = None, card: dict[str, Any] | None = None,
         dedupe_key: str | None = None, delivery: Delivery | None = None, plain: bool = False,
+        about: str | None = None, update_of: str | None = None, attachment: dict[str, Any] | None = None,
     ) -> None:
         """Queue a 1:1 message for a person; a `delivery` makes its arrival tracked (bot.delivery); `plain` shows
-        the text exactly as written (no Markdown, links or mentions), for text that quotes what someone typed."""
+        the text exactly as written (no Markdown, links or mentions), for text that quotes what someone typed.
+        `about` names the case a card shows, so it can be replaced later; `update_of` replaces a posted message.
+        `attachment` is a Teams attachment as JSON that is not an Adaptive Card (a file consent card)."""
 
     async def to_channel(
         self, school_id: str, purpose: str, *, text: str | None = None, card: dict[str, Any] | None = None,
-        dedupe_key: str | None = None, delivery: Delivery | None = None,
+        dedupe_key: str | None = None, delivery: Delivery | None = None, about: str | None = None,
+        update_of: str | None = None,
     ) -> None:
         """Queue a post to the team channel the school configured for a purpose (dsl, slt, technicians)."""
 

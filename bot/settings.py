@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -88,6 +89,21 @@ class Settings(BaseSettings):
     # Hosts beyond Microsoft's documented Bot Connector ones that may receive replies, comma-separated; "*.x.y"
     # matches subdomains of x.y. For a sovereign cloud or a new Microsoft host; https only.
     connector_hosts: str = Field("", validation_alias=_env("ESAFETY_CONNECTOR_HOSTS"))
+    # Where an accepted export may be uploaded (Teams hands the bot a OneDrive upload URL), comma-separated; "*.x.y"
+    # matches subdomains. https only; loopback too in local dev mode and the offline test rig.
+    export_upload_hosts: str = Field("*.sharepoint.com", validation_alias=_env("ESAFETY_EXPORT_UPLOAD_HOSTS"))
+
+    # The desk tab's Teams single sign-on. Entra's OpenID metadata gives the issuer template and the signing keys.
+    tab_openid_metadata: str = Field("https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration",
+                                     validation_alias=_env("ESAFETY_TAB_OPENID_METADATA"))
+    # Token audiences the tab accepts, comma-separated; empty means api://<public host>/<app id> and the app id.
+    tab_audience: str = Field("", validation_alias=_env("ESAFETY_TAB_AUDIENCE"))
+    tab_scope: str = Field("access_as_user", validation_alias=_env("ESAFETY_TAB_SCOPE"))  # the app's exposed scope
+    tab_ca_bundle: Path | None = Field(None, validation_alias=_env("ESAFETY_TAB_CA_BUNDLE"))
+    tab_timeout_seconds: float = Field(5.0, gt=0, validation_alias=_env("ESAFETY_TAB_TIMEOUT_SECONDS"))
+    # Teams JS, served from the app's own origin (no CDN); installed by scripts/system-deps.sh.
+    tab_teams_js: Path = Field(Path("tools/tab/node_modules/@microsoft/teams-js/dist/umd/MicrosoftTeams.min.js"),
+                               validation_alias=_env("ESAFETY_TAB_TEAMS_JS"))
 
     def startup_problem(self) -> str | None:
         """Say in one line why the app must not start, or None when it may."""
@@ -117,9 +133,22 @@ class Settings(BaseSettings):
         return tuple(host.strip() for host in self.connector_hosts.split(",") if host.strip())
 
     @property
+    def export_upload_host_list(self) -> tuple[str, ...]:
+        return tuple(host.strip() for host in self.export_upload_hosts.split(",") if host.strip())
+
+    @property
     def audit_keys_retired(self) -> tuple[str, ...]:
         text = self.audit_keys_old.get_secret_value() if self.audit_keys_old else ""
         return tuple(key.strip() for key in text.split(",") if key.strip())
+
+    @property
+    def tab_audiences(self) -> tuple[str, ...]:
+        listed = tuple(a.strip() for a in self.tab_audience.split(",") if a.strip())
+        app_id = self.app_id.strip()
+        if listed or not app_id:
+            return listed  # no app id and nothing listed: no token can be for this app, so the tab admits nobody
+        host = urlsplit(self.public_url.strip()).hostname
+        return (f"api://{host}/{app_id}", app_id) if host else (app_id,)
 
     @property
     def is_sqlite(self) -> bool:

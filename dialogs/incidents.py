@@ -6,16 +6,16 @@ import re
 from typing import Any
 
 from bot.actor import Actor, CardAction, CardReply, Command, Turn
+from bot.desk import DESK_ROLES
 from bot.incident_service import REROUTE_KIND, SLA_KIND, IncidentService
-from bot.people import Role
 from bot.wiring import Wiring
 from bot.work import WorkItem
 from dialogs.report_concern import REPORT_DIALOG, ReportConcernDialog
 
 REFERENCE = re.compile(r"^[A-Z]{2,4}-\d{4}-\d{4,}$")
-CASE_TEAM = frozenset({Role.DSL, Role.DEPUTY_DSL, Role.HEADTEACHER, Role.CHAIR_OF_GOVERNORS, Role.TECHNICIAN,
-                       Role.ONLINE_SAFETY_LEAD, Role.DPO})
-ACT_VERBS = ("incident.own", "incident.note", "incident.action", "incident.escalate", "incident.close")
+CASE_TEAM = DESK_ROLES
+ACT_VERBS = ("incident.own", "incident.note", "incident.action", "incident.escalate", "incident.close",
+             "incident.move", "incident.recategorise", "incident.reopen")
 
 
 def install(wiring: Wiring) -> None:
@@ -43,8 +43,8 @@ def install(wiring: Wiring) -> None:
     services.add_command(Command("report", "Report a concern", "tell the safeguarding team about an online-safety "
                                  "worry", report))
     services.add_command(Command("my reports", "My reports", "see where your reports are up to", my_reports))
-    services.add_command(Command("case", "Open a case", "see a case you are handling, with its chronology", case,
-                                 roles=CASE_TEAM, in_help=False))
+    services.add_command(Command("case", "Open a case", "open one case: type `case` and its reference", case,
+                                 roles=CASE_TEAM))
 
     async def view(actor: Actor, data: dict[str, Any]) -> CardReply:
         # No roles here: the service applies the case's own access rule, and refuses (audited) with one card that

@@ -8,6 +8,7 @@ command -v squid >/dev/null 2>&1 || [ -x /usr/sbin/squid ] || missing+=(squid)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)  # Unicode text in PDF exports
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != "0" ]; then
     echo "system-deps: please install: ${missing[*]} (needs root)" >&2
@@ -25,4 +26,7 @@ if [ -f tools/playground/package.json ] && [ ! -d tools/playground/node_modules 
 fi
 if [ -f tools/validators/package.json ] && [ ! -d tools/validators/node_modules ]; then
   (cd tools/validators && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+if [ -f tools/tab/package.json ] && [ ! -d tools/tab/node_modules ]; then
+  (cd tools/tab && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

@@ -50,6 +50,32 @@ class SqlDeliveries:
                                   WorkRow.finished_at >= since).order_by(WorkRow.finished_at.desc()))).all()
         return [self._outcome(r) for r in rows]
 
+    async def sent_about(self, school_id: str, about: str) -> list[tuple[dict[str, str], str]]:
+        """Every message posted about a case that arrived: (target, activity id), newest version of each once."""
+        rows = (await self._session.scalars(
+            select(WorkRow).where(WorkRow.school_id == school_id, WorkRow.about == about, WorkRow.kind == SEND_KIND,
+                                  WorkRow.status == "done").order_by(WorkRow.id))).all()
+        posted: dict[str, tuple[dict[str, str], str]] = {}
+        for row in rows:
+            payload = self._payload(row)
+            activity_id = payload.get("update_of") or (row.result or "").removeprefix("sent:")
+            if activity_id and (row.result or "").startswith("sent:"):
+                posted[activity_id] = (payload["target"], activity_id)
+        return list(posted.values())
+
+    async def withdraw_unsent_about(self, school_id: str, about: str, keep_people: set[str]) -> int:
+        """Cancel 1:1 messages about a case not yet sent to people who may no longer see it; the count."""
+        rows = (await self._session.scalars(
+            select(WorkRow).where(WorkRow.school_id == school_id, WorkRow.about == about, WorkRow.kind == SEND_KIND,
+                                  WorkRow.status == "pending"))).all()
+        withdrawn = 0
+        for row in rows:
+            target = self._payload(row)["target"]
+            if target["kind"] == "person" and target["id"] not in keep_people:
+                row.status, row.result = "cancelled", "withdrawn: access to the case changed"
+                withdrawn += 1
+        return withdrawn
+
     async def count_failed(self, since: dt.datetime) -> int:
         """How many tracked sends failed since a time, across schools (for /readyz); no payload is read."""
         return await self._session.scalar(select(func.count()).select_from(WorkRow).where(

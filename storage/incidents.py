@@ -85,6 +85,7 @@ class IncidentEventRow(Base):
     actor_name: Mapped[str | None] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)  # encrypted: notes can name children
+    occurred_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # when it happened, if someone said
 
 
 def incident_context(field: str, school_id: str, reference: str) -> str:
@@ -200,11 +201,11 @@ class SqlIncidents:
             IncidentRow.school_id == school_id, IncidentRow.id == incident_id).values(sla_breached=True))
 
     async def append_event(self, school_id: str, incident_id: int, actor_id: str | None, actor_name: str | None,
-                           kind: str, detail: str | None = None) -> None:
+                           kind: str, detail: str | None = None, *, occurred_at: dt.datetime | None = None) -> None:
         at = self._clock.now()
         self._session.add(IncidentEventRow(
             incident_id=incident_id, school_id=school_id, at=at, actor_id=actor_id,
-            actor_name=actor_name, kind=kind,
+            actor_name=actor_name, kind=kind, occurred_at=occurred_at,
             detail=self._cipher.encrypt(detail, event_context(school_id, incident_id, at, kind)),
         ))
         await self._session.flush()
@@ -224,15 +225,27 @@ class SqlIncidents:
             excluded_ids=tuple(row.excluded_ids or []), acknowledged_at=row.acknowledged_at,
             closed_at=row.closed_at, sla_breached=row.sla_breached, version=row.version, token=row.token or "",
             events=[Event(e.at, e.actor_id, e.actor_name, e.kind,
-                          self._cipher.decrypt(e.detail, event_context(e.school_id, e.incident_id, e.at, e.kind)))
+                          self._cipher.decrypt(e.detail, event_context(e.school_id, e.incident_id, e.at, e.kind)),
+                          occurred_at=e.occurred_at)
                     for e in events],
             **{field: self._open(field, row) for field in SECRET_FIELDS},
         )
+
+    async def open_summaries(self, school_id: str) -> list[IncidentSummary]:
+        """Every open case of a school in one query, without sealed fields: the caller applies the access rule."""
+        rows = (await self._session.scalars(
+            select(IncidentRow).where(IncidentRow.school_id == school_id, IncidentRow.status != Status.CLOSED.value)
+            .order_by(IncidentRow.reported_at)
+        )).all()
+        return [self._to_summary(r) for r in rows]
 
     @staticmethod
     def _to_summary(row: IncidentRow) -> IncidentSummary:
         return IncidentSummary(id=row.id, reference=row.reference, category=row.category,
                                category_group=row.category_group, severity=row.severity,
                                status=Status(row.status), reported_at=row.reported_at, reporter_id=row.reporter_id,
-                               subject_kind=row.subject_kind, excluded_ids=tuple(row.excluded_ids or []))
+                               subject_kind=row.subject_kind, excluded_ids=tuple(row.excluded_ids or []),
+                               token=row.token or "", case_roles=tuple(row.case_roles or []),
+                               viewer_ids=tuple(row.viewer_ids or []), owner_id=row.owner_id,
+                               owner_name=row.owner_name, urgent=row.urgent, sla_breached=row.sla_breached)
 

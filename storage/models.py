@@ -78,7 +78,8 @@ class WorkRow(Base):
     """Durable work: proactive sends (kind 'send') and everything scheduled for later."""
 
     __tablename__ = "work_items"
-    __table_args__ = (Index("ix_work_due", "status", "run_at"), Index("ix_work_delivery_group", "delivery_group"))
+    __table_args__ = (Index("ix_work_due", "status", "run_at"), Index("ix_work_delivery_group", "delivery_group"),
+                      Index("ix_work_about", "school_id", "about"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     school_id: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(64))
@@ -95,6 +96,8 @@ class WorkRow(Base):
     dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     # The delivery group a send belongs to (bot.delivery), so a group's outcomes are found without decrypting.
     delivery_group: Mapped[str | None] = mapped_column(String(255))
+    # The case a send shows (its reference), so its posted cards can be found and replaced when access changes.
+    about: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 

@@ -115,14 +115,14 @@ class SqlWorkQueue:
 
     async def schedule(
         self, school_id: str, kind: str, run_at: dt.datetime, payload: dict[str, Any], *, dedupe_key: str | None = None,
-        delivery_group: str | None = None,
+        delivery_group: str | None = None, about: str | None = None,
     ) -> None:
         row_key = secrets.token_hex(16)
         values = dict(
             school_id=school_id, kind=kind, run_at=run_at, status="pending", attempts=0, row_key=row_key,
             payload=self._cipher.encrypt(json.dumps(payload), work_payload_context(school_id, row_key)),
             dedupe_key=dedupe_key,
-            created_at=self._clock.now(), delivery_group=delivery_group,
+            created_at=self._clock.now(), delivery_group=delivery_group, about=about,
         )
         statement = insert_for(self._session)(WorkRow).values(**values)
         if dedupe_key:
@@ -146,28 +146,40 @@ class SqlNotifier:
 
     async def to_person(self, school_id: str, person_id: str, *, text: str | None = None,
                         card: dict[str, Any] | None = None, dedupe_key: str | None = None,
-                        delivery: Delivery | None = None, plain: bool = False) -> None:
-        await self._queue(school_id, {"kind": "person", "id": person_id}, text, card, dedupe_key, delivery, plain)
+                        delivery: Delivery | None = None, plain: bool = False, about: str | None = None,
+                        update_of: str | None = None, attachment: dict[str, Any] | None = None) -> None:
+        await self._queue(school_id, {"kind": "person", "id": person_id}, text, card, dedupe_key, delivery, plain,
+                          about=about, update_of=update_of, attachment=attachment)
 
     async def to_channel(self, school_id: str, purpose: str, *, text: str | None = None,
                          card: dict[str, Any] | None = None, dedupe_key: str | None = None,
-                         delivery: Delivery | None = None) -> None:
-        await self._queue(school_id, {"kind": "channel", "purpose": purpose}, text, card, dedupe_key, delivery)
+                         delivery: Delivery | None = None, about: str | None = None,
+                         update_of: str | None = None) -> None:
+        await self._queue(school_id, {"kind": "channel", "purpose": purpose}, text, card, dedupe_key, delivery,
+                          about=about, update_of=update_of)
 
     async def _queue(self, school_id: str, target: dict[str, str], text: str | None, card: dict[str, Any] | None,
-                     dedupe_key: str | None, delivery: Delivery | None, plain: bool = False) -> None:
-        if text is None and card is None:
-            raise ValueError("a message needs text or a card")
+                     dedupe_key: str | None, delivery: Delivery | None, plain: bool = False, *,
+                     about: str | None = None, update_of: str | None = None,
+                     attachment: dict[str, Any] | None = None) -> None:
+        if text is None and card is None and attachment is None:
+            raise ValueError("a message needs text, a card or an attachment")
         payload: dict[str, Any] = {"target": target, "text": text, "card": card}
         if plain:
             payload["plain"] = True
+        if attachment is not None:
+            payload["attachment"] = attachment  # a Teams attachment as JSON, e.g. a file consent card
+        if update_of:
+            payload["update_of"] = update_of  # replace that posted message instead of sending a new one
+        if about:
+            payload["about"] = about
         group = None
         if delivery is not None:
             payload["delivery"] = delivery.as_json()
             group = delivery.group
             dedupe_key = dedupe_key or f"{group}:{target_key(target)}"  # one send per person per group
         await self._work.schedule(school_id, SEND_KIND, self._clock.now(), payload, dedupe_key=dedupe_key,
-                                  delivery_group=group)
+                                  delivery_group=group, about=about)
 
 
 @dataclass(frozen=True)
@@ -246,8 +258,10 @@ class WorkClaims:
                 return False  # another worker took it over after our lease ran out: its outcome stands
             queue = SqlWorkQueue(session, self._cipher, self._clock)
             for follow in then:
+                # A re-routed send shows the same case: it keeps the case it is about, to be found if access changes.
                 await queue.schedule(item.school_id, follow.kind, follow.run_at or self._clock.now(), follow.payload,
-                                     dedupe_key=follow.dedupe_key, delivery_group=follow.delivery_group)
+                                     dedupe_key=follow.dedupe_key, delivery_group=follow.delivery_group,
+                                     about=follow.payload.get("about") if follow.kind == SEND_KIND else None)
         return True
 
     async def retry(self, item: WorkItem, worker: str, at: dt.datetime, error: str) -> None:

@@ -16,6 +16,8 @@ from sqlalchemy import inspect, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.bot_storage import document_context
+from storage.children import SECRET_FIELDS as CHILD_FIELDS
+from storage.children import CaseLinkRow, ChildRow, child_context, staff_context
 from storage.crypto import FieldCipher
 from storage.filtering import FilterRequestRow, reason_context
 from storage.inbound import InboundClaimRow, response_context
@@ -45,6 +47,8 @@ SEALED: tuple[Sealed, ...] = (
     Sealed(BotStateRow, "document", lambda r: document_context(r.key_hash)),
     Sealed(InboundClaimRow, "response", lambda r: response_context(r.key)),
     Sealed(WorkRow, "payload", lambda r: work_payload_context(r.school_id, r.row_key)),
+    *(Sealed(ChildRow, field, lambda r, f=field: child_context(f, r.school_id, r.token)) for field in CHILD_FIELDS),
+    Sealed(CaseLinkRow, "staff_name", lambda r: staff_context(r.school_id, r.incident_id, r.staff_id)),
 )
 
 

@@ -10,8 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.audit import AuditKeys
 from bot.protocols import Clock
 from storage import aup as aup_store
+from storage import children as child_store
 from storage import delivery as delivery_store
 from storage import digest as digest_store
+from storage import exports as export_store
 from storage import filtering as filtering_store
 from storage import graph_state as graph_store
 from storage import incidents as incident_store
@@ -38,12 +40,14 @@ class SqlUnitOfWork:
         self.work = SqlWorkQueue(self.session, self._cipher, self._clock)
         self.notify = SqlNotifier(self.work, self._clock)
         self.incidents = incident_store.SqlIncidents(self.session, self._cipher, self._clock)
+        self.children = child_store.SqlChildren(self.session, self._cipher, self._clock)
         self.filtering = filtering_store.SqlFilterRequests(self.session, self._cipher, self._clock)
         self.aup = aup_store.SqlAup(self.session, self._cipher, self._clock)
         self.reviews = review_store.SqlReviews(self.session, self._cipher, self._clock)
         self.digest = digest_store.SqlDigestSource(self.session)
         self.graph = graph_store.SqlGraphState(self.session, self._clock)
         self.deliveries = delivery_store.SqlDeliveries(self.session, self._cipher)
+        self.exports = export_store.SqlExports(self.session, self._clock)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:

@@ -31,29 +31,33 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
 LEAH_ID = "00000000-0000-4000-8000-000000000009"
 
 
-def _playground_config(harness: Harness, path: Path) -> None:
-    """Mock Teams data: the current user is Leah Brooks of the demo school (the playground wants five users)."""
+def _playground_config(harness: Harness, path: Path, current_user_id: str = LEAH_ID) -> None:
+    """Mock Teams data: the current user is someone of the demo school, by default Leah Brooks (the playground
+    wants five other users)."""
     school = harness.school
-    people = [p for p in school.people if p.id != LEAH_ID][:5]
+    me = next(p for p in school.people if p.id == current_user_id)
+    first, last = me.name.split()[0], me.name.split()[-1]
+    people = [p for p in school.people if p.id != current_user_id][:5]
     users = "".join(
         f"  - id: user-{n}\n    name: {p.name}\n    userPrincipleName: {p.email}\n    aadObjectId: {p.id}\n"
         f"    givenName: {p.name.split()[0]}\n    surname: {p.name.split()[-1]}\n    email: {p.email}\n"
         for n, p in enumerate(people, start=1))
     path.write_text(
         f'version: "0.1.1"\ntenantId: {school.tenant_id}\nbot:\n  id: 00000000-0000-0000-0000-00000000000011\n'
-        f"  name: eSafety\ncurrentUser:\n  id: user-0\n  name: Leah Brooks\n"
-        f"  userPrincipleName: leah.brooks@oakfield.example\n  aadObjectId: {LEAH_ID}\n  givenName: Leah\n"
-        f"  surname: Brooks\n  email: leah.brooks@oakfield.example\nusers:\n{users}"
-        f"personalChat:\n  id: personal-chat-leah\ngroupChat:\n  id: group-chat-1\n  name: Group Chat\n"
+        f"  name: eSafety\ncurrentUser:\n  id: user-0\n  name: {me.name}\n"
+        f"  userPrincipleName: {me.email}\n  aadObjectId: {me.id}\n  givenName: {first}\n"
+        f"  surname: {last}\n  email: {me.email}\nusers:\n{users}"
+        f"personalChat:\n  id: personal-chat-{first.lower()}\ngroupChat:\n  id: group-chat-1\n  name: Group Chat\n"
         f"team:\n  id: team-id\n  name: My Team\n  aadGroupId: 00000000-0000-0000-0000-000000000031\n"
         f"  channels:\n    - id: channel-general-id\n      name: General\n")
 
 
 @contextlib.asynccontextmanager
-async def running_playground(harness: Harness, workdir: Path) -> AsyncIterator[str]:
+async def running_playground(harness: Harness, workdir: Path, *, current_user_id: str = LEAH_ID
+                             ) -> AsyncIterator[str]:
     port = free_port()
     config = workdir / "playground.yml"
-    _playground_config(harness, config)
+    _playground_config(harness, config, current_user_id)
     env = {**os.environ, "BOT_URL": f"{harness.url}/api/messages", "PLAYGROUND_PORT": str(port),
            "PLAYGROUND_CONFIG": str(config), "PLAYGROUND_LOG": str(workdir / "playground.log")}
     log = os.open(workdir / "playground.out", os.O_WRONLY | os.O_CREAT, 0o644)

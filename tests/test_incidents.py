@@ -248,9 +248,13 @@ async def test_a_dsl_owns_notes_records_escalates_and_closes_with_a_chronology(h
                                                       "outcome": "resolved_in_school",
                                                       "close_note": "Sorted with parents"})).invoke_card
     chronology = json.dumps(closed)
-    for step in ("owned", "Spoke to the pupil", "Inform parents", "escalated", "closed", "Resolved in school"):
+    # Plain events, as a person reads them: never log codes such as "owned".
+    assert ", owned" not in chronology
+    for step in ("Taken on by Priya Shah", "Note from Priya Shah: Spoke to the pupil", "Inform parents",
+                 "Escalated by Priya Shah to", "Closed by Priya Shah. Outcome: Resolved in school"):
         assert step in chronology, step
-    assert not closed.get("actions")
+    # A closed case can only be reopened (with a reason) or exported.
+    assert [a["title"] for a in closed["actions"]] == ["Reopen", "More"]
     await harness.connector.wait_for(lambda sent: [s for s in sent if s.conversation_id ==
                                                    users["Leah Brooks"].conversation_id and "closed" in s.text])
     assert "Noted" not in json.dumps(noted)

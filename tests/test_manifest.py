@@ -91,7 +91,14 @@ def test_the_package_is_valid_against_microsofts_manifest_schema(tmp_path: Path)
     assert manifest["manifestVersion"].startswith("1.2")
     assert _errors(manifest) == []
     assert manifest["id"] == APP_ID and manifest["webApplicationInfo"]["id"] == APP_ID
-    assert manifest["webApplicationInfo"]["resource"] == f"api://botid-{APP_ID}"
+    # Teams SSO for the desk tab: the resource is the app's API on the tab's own domain, and the server accepts
+    # exactly the tokens Teams issues for it.
+    assert manifest["webApplicationInfo"]["resource"] == f"api://esafety.oakfield.example/{APP_ID}"
+    assert manifest["webApplicationInfo"]["resource"] in _settings().tab_audiences
+    tabs = {tab["entityId"]: tab for tab in manifest["staticTabs"]}
+    assert tabs["desk"]["name"] == "Safeguarding desk" and tabs["desk"]["scopes"] == ["personal"]
+    assert tabs["desk"]["contentUrl"] == "https://esafety.oakfield.example/tab"
+    assert tabs["conversations"]["scopes"] == ["personal"], "a static tab must not hide the bot's chat"
     assert manifest["validDomains"] == ["esafety.oakfield.example"]
     assert manifest["developer"]["name"] == "Oakfield Primary School"
     (bot,) = manifest["bots"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.cards.common import card, execute, facts, heading, submit, text, typed
+from bot.case_record import ChildRef, entries_for
 from bot.incidents import (
     LOCATIONS,
     SEVERITY_LABELS,
@@ -50,6 +51,11 @@ class CaseView:
     refresh_user_ids: list[str] = field(default_factory=list)
     notice: str | None = None
     lado_prompt: bool = False
+    children: tuple[ChildRef, ...] = ()
+    staff_member: str | None = None
+    categories: list[Option] = field(default_factory=list)  # every type, for re-categorising
+    can_move: bool = False  # may change what it is about (bot.incidents.may_correct_routing)
+    can_link: bool = False  # may link child records (bot.children.may_use_child_records)
 
 
 def _local(when: dt.datetime, timezone: Any) -> str:
@@ -130,23 +136,96 @@ def build_case_card(view: CaseView) -> dict[str, Any]:
     if incident.recorded_actions:
         body.append(text("**Actions recorded**", spacing="Medium"))
         body.append(text("\n".join(f"- {a}" for a in incident.recorded_actions), spacing="None"))
+    if view.children or view.staff_member:
+        body.append(text("**Linked records**", spacing="Medium"))
+        for child in view.children:
+            body.append(typed(f"{child.name}" + (f", {child.year_group}" if child.year_group else ""),
+                              label="Child", spacing="None"))
+        if view.staff_member:
+            body.append(typed(view.staff_member, label="Member of staff", spacing="None"))
     body.extend(_chronology(incident, view.timezone))
-    actions = _case_actions(view) if view.can_act and incident.is_open else []
+    actions: list[dict[str, Any]] = []
+    if view.can_act and incident.is_open:
+        actions = _case_actions(view)
+    elif view.can_act:
+        actions = [_show("Reopen", [_text_input("reopen_reason", "Why is it being reopened?")],
+                         execute("Reopen case", "incident.reopen", _data(incident)))]
+    if view.can_act:
+        actions.append(_more(view))
+    elif view.can_move and incident.is_open:
+        actions.append(_show("Change who it is about", _move_inputs(view), execute(
+            "Move case", "incident.move", _data(incident), style="destructive")))
     return card(body, actions, fallback_text=title, **_refresh(incident.token, view.refresh_user_ids))
 
 
 def _chronology(incident: Incident, timezone: Any) -> list[dict[str, Any]]:
-    shown = [e for e in incident.events if e.kind != "viewed"][-MAX_EVENTS_SHOWN:]
+    shown = list(entries_for(incident))[-MAX_EVENTS_SHOWN:]
     if not shown:
         return []
     blocks = [text("**Chronology**", spacing="Medium")]
-    for event in shown:
+    for entry in shown:
         # Notes, reasons and names are typed by people: one text-only block per entry.
-        who = event.actor_name or "eSafety"
-        detail = f": {event.detail}" if event.detail else ""
-        blocks.append(typed(f"{_local(event.at, timezone)}, {who}, {event.kind.replace('_', ' ')}{detail}",
-                            spacing="None"))
+        recorded = "" if abs((entry.recorded_at - entry.happened_at).total_seconds()) < 120 else \
+            f" (recorded {_local(entry.recorded_at, timezone)})"
+        blocks.append(typed(f"{_local(entry.happened_at, timezone)}{recorded}: {entry.text}", spacing="None"))
     return blocks
+
+
+def _data(incident: Incident) -> dict[str, Any]:
+    return {"token": incident.token, "version": incident.version}
+
+
+def _show(title: str, inputs: list[dict[str, Any]], action: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "Action.ShowCard", "title": title, "card": _inputs_card(inputs, action)}
+
+
+def _happened_inputs(view: CaseView, prefix: str) -> list[dict[str, Any]]:
+    """When it happened, defaulting to now: the chronology keeps this apart from when it was written down.
+    Input ids are unique on a card, so each form has its own `prefix`."""
+    local = view.now.astimezone(view.timezone)
+    return [{"type": "Input.Date", "id": f"{prefix}_on", "label": "When did it happen?",
+             "value": local.strftime("%Y-%m-%d"), "max": local.strftime("%Y-%m-%d")},
+            {"type": "Input.Time", "id": f"{prefix}_time", "label": "Time", "value": local.strftime("%H:%M")}]
+
+
+def _move_inputs(view: CaseView) -> list[dict[str, Any]]:
+    about = [Option(k, label) for k, label in SUBJECT_KINDS.items() if k != view.incident.subject_kind]
+    return [_choice_set("subject_kind", "Who is the concern about?", about),
+            text("The case goes to the case managers the policy names for this, and everyone else loses access "
+                 "at once.", subtle=True),
+            _text_input("move_reason", "Reason (goes on the chronology)")]
+
+
+def _more(view: CaseView) -> dict[str, Any]:
+    """Less frequent actions behind one button: Teams shows at most six on a card."""
+    incident = view.incident
+    data = _data(incident)
+    actions: list[dict[str, Any]] = []
+    if view.can_link and incident.is_open:
+        actions.append(execute("Link a child", "child.find", {"token": incident.token}))
+    if incident.is_open and view.categories:
+        types = [o for o in view.categories if o.key != incident.category]
+        actions.append(_show("Change the type", [
+            _choice_set("category", "What type of concern is it?", types),
+            _text_input("category_reason", "Reason (goes on the chronology)")],
+            execute("Change type", "incident.recategorise", data)))
+    if incident.is_open and view.can_move:
+        actions.append(_show("Change who it is about", _move_inputs(view),
+                             execute("Move case", "incident.move", data, style="destructive")))
+    actions.append(execute("Export PDF", "case.export", {"token": incident.token, "format": "pdf"}))
+    actions.append(execute("Export JSON", "case.export", {"token": incident.token, "format": "json"}))
+    return {"type": "Action.ShowCard", "title": "More", "card": {
+        "type": "AdaptiveCard", "body": [text("Exports go only to you, in your chat with me.", subtle=True)],
+        "actions": actions}}
+
+
+def build_moved_card(reference: str, notice: str | None) -> dict[str, Any]:
+    """What replaces a case card for someone who no longer handles the case: no details at all."""
+    body = [text(notice, color="Warning", weight="Bolder")] if notice else []
+    body.append(heading(f"{reference} has moved"))
+    body.append(text("Other people handle this case now, so its details are no longer shown here. If you need to "
+                     "know more, speak to your DSL."))
+    return card(body, fallback_text=f"{reference} has moved")
 
 
 def _inputs_card(inputs: list[dict[str, Any]], action: dict[str, Any]) -> dict[str, Any]:
@@ -172,11 +251,12 @@ def _case_actions(view: CaseView) -> list[dict[str, Any]]:
     if incident.status == Status.NEW:
         actions.append(execute("Take ownership", "incident.own", data, style="positive"))
     actions.append({"type": "Action.ShowCard", "title": "Add note", "card": _inputs_card(
-        [_text_input("note", "Note for the chronology")], execute("Save note", "incident.note", data))})
+        [_text_input("note", "Note for the chronology"), *_happened_inputs(view, "note")],
+        execute("Save note", "incident.note", data))})
     if view.suggested_actions:
         actions.append({"type": "Action.ShowCard", "title": "Record action", "card": _inputs_card(
             [_choice_set("action_key", "Action taken (suggested for this kind of concern)", view.suggested_actions),
-             _text_input("action_note", "Details (optional)", required=False)],
+             _text_input("action_note", "Details (optional)", required=False), *_happened_inputs(view, "action")],
             execute("Record", "incident.action", data))})
     if view.escalation_targets:
         actions.append({"type": "Action.ShowCard", "title": "Escalate", "card": _inputs_card(

@@ -76,6 +76,9 @@ class IdentityProvider:
         self.key = SigningKey(f"test-{self.instance[:8]}")
         self.endorsements = list(endorsements)
         self.token_requests: list[dict[str, str]] = []
+        # Entra's own signing keys, for Teams SSO tokens (the tab): separate from the Bot Framework's.
+        self.tab_keys = [SigningKey(f"entra-{self.instance[:8]}")]
+        self.tab_fetches: list[str] = []  # metadata and key requests, for the cache's tests
         self.cert_path, key_path = _self_signed(directory)
         provider = self
 
@@ -100,9 +103,17 @@ class IdentityProvider:
                     self._json({"keys": [provider.key.jwk(provider.endorsements)]})
                 elif path.endswith("/v2.0/.well-known/openid-configuration"):
                     tenant = path.split("/")[1]
-                    self._json({"issuer": f"{provider.base}/{tenant}/v2.0",
+                    provider.tab_fetches.append(path)
+                    # As Entra: the multi-tenant endpoints publish an issuer template with {tenantid}.
+                    issuer_tenant = "{tenantid}" if tenant in ("common", "organizations") else tenant
+                    self._json({"issuer": f"{provider.base}/{issuer_tenant}/v2.0",
                                 "authorization_endpoint": f"{provider.base}/{tenant}/oauth2/v2.0/authorize",
-                                "token_endpoint": f"{provider.base}/{tenant}/oauth2/v2.0/token"})
+                                "token_endpoint": f"{provider.base}/{tenant}/oauth2/v2.0/token",
+                                "jwks_uri": f"{provider.base}/{tenant}/discovery/v2.0/keys",
+                                "id_token_signing_alg_values_supported": ["RS256"]})
+                elif path.endswith("/discovery/v2.0/keys"):
+                    provider.tab_fetches.append(path)
+                    self._json({"keys": [{**key.jwk([]), "x5t": key.kid} for key in provider.tab_keys]})
                 else:
                     self._json({"error": "not_found"}, 404)
 
@@ -145,3 +156,28 @@ class IdentityProvider:
                    "iat": now - 60, "exp": now + expires_in, **claims}
         signer = key or self.key
         return jwt.encode(payload, signer.pem(), algorithm="RS256", headers={"kid": signer.kid})
+
+    @property
+    def tab_metadata_url(self) -> str:
+        """Entra's multi-tenant OpenID metadata, as ESAFETY_TAB_OPENID_METADATA points at it."""
+        return f"{self.base}/common/v2.0/.well-known/openid-configuration"
+
+    def rotate_tab_key(self) -> SigningKey:
+        """Entra publishes a new signing key (and keeps the old one, as it does during a rollover)."""
+        key = SigningKey(f"entra-{uuid.uuid4().hex[:8]}")
+        self.tab_keys.append(key)
+        return key
+
+    def tab_token(self, *, tenant_id: str, object_id: str, audience: str, expires_in: int = 3600,
+                  issuer: str | None = None, key: SigningKey | None = None, scope: str = "access_as_user",
+                  algorithm: str = "RS256", **claims: Any) -> str:
+        """A Teams SSO token as getAuthToken hands it to a tab: an Entra v2 access token for the app's own API."""
+        now = int(time.time())
+        payload = {"iss": issuer or f"{self.base}/{tenant_id}/v2.0", "aud": audience, "tid": tenant_id,
+                   "oid": object_id, "scp": scope, "ver": "2.0", "nbf": now - 60, "iat": now - 60,
+                   "exp": now + expires_in, **claims}
+        signer = key or self.tab_keys[0]
+        if algorithm == "HS256":  # a forgery: "signed" with a shared secret anyone can pick
+            return jwt.encode(payload, "a-secret-anyone-could-pick-0123456789", algorithm="HS256",
+                              headers={"kid": signer.kid})
+        return jwt.encode(payload, signer.pem(), algorithm=algorithm, headers={"kid": signer.kid})

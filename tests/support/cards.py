@@ -24,7 +24,9 @@ from bot.aup import (
     with_version,
 )
 from bot.cards import aup as aup_cards
+from bot.cards import children as child_cards
 from bot.cards import delivery as delivery_cards
+from bot.cards import desk as desk_cards
 from bot.cards import digest as digest_cards
 from bot.cards import filtering as filtering_cards
 from bot.cards import help as help_cards
@@ -32,7 +34,11 @@ from bot.cards import incident as incident_cards
 from bot.cards import reviews as review_cards
 from bot.cards.help import CommandHelp
 from bot.cards.incident import CaseView, Labels, Option, ReportAnswers
+from bot.case_record import ChildDetails, ChildFile, ChildRef, ChronologyEntry
+from bot.child_service import LinkView
+from bot.children import ChildMatch
 from bot.delivery import UndeliveredView
+from bot.desk import CaseFilter, CasePage, CaseRow
 from bot.digest import AupCompliance, Figures, ReviewDue
 from bot.filtering import Draft, FilterRequest, LogEntry
 from bot.incidents import Event, Incident, IncidentSummary, Status
@@ -175,10 +181,34 @@ def all_cards() -> dict[str, dict[str, Any]]:
         "incident-case": _use(incident_cards, "build_case_card", CaseView(
             incident=incident, labels=labels, now=NOW, timezone=TZ, can_act=True, suggested_actions=options,
             outcomes=outcomes, escalation_targets=[Option("headteacher", "Headteacher"), Option("police", "Police")],
-            refresh_user_ids=dsl_ids, notice="Saved.", lado_prompt=False)),
+            refresh_user_ids=dsl_ids, notice="Saved.", lado_prompt=False,
+            children=(ChildRef("c" * 32, "Jamie Smith", "Year 6"),),
+            categories=[Option(c.key, c.label) for c in policy.categories], can_move=True, can_link=True)),
         "incident-case-closed": _use(incident_cards, "build_case_card", CaseView(
             incident=_incident(Status.CLOSED), labels=labels, now=NOW, timezone=TZ, can_act=False)),
         "incident-not-allowed": _use(incident_cards, "build_not_allowed_card"),
+        "child-link": _use(child_cards, "build_child_link_card", LinkView(
+            reference="ES-2026-0042", case_token="t" * 32, children=(ChildRef("c" * 32, "Jamie Smith", "Year 6"),),
+            staff_member=None, may_link_children=True, may_link_staff=False, query="jamie",
+            matches=[ChildMatch("Jamie Smithson", "Year 3", dt.date(2018, 2, 1), pupil_id="pupil-9",
+                                classes=("3 Elm",))],
+            notice="Jamie Smith is now linked to ES-2026-0042.")),
+        "child-search": _use(child_cards, "build_child_search_card", child_cards.SearchView("jamie", [
+            ChildMatch("Jamie Smith", "Year 6", dt.date(2015, 1, 22), token="c" * 32)])),
+        "child-file": _use(child_cards, "build_child_file_card", child_cards.ChildFileView(ChildFile(
+            ChildDetails("c" * 32, "Jamie Smith", "Year 6", dt.date(2015, 1, 22), "B210987654321", None), (),
+            hidden_cases=1, entries=(ChronologyEntry(NOW, NOW, "ES-2026-0042", "note",
+                                                     "Note from Priya Shah: Spoke to his parents"),)), TZ)),
+        "incident-moved": _use(incident_cards, "build_moved_card", "ES-2026-0042", None),
+        "desk-caseload": _use(desk_cards, "build_caseload_card", CasePage(
+            rows=[CaseRow("t" * 32, f"ES-2026-00{40 + n}", "Cyberbullying or harassment", "Conduct",
+                          ("critical", "high", "medium", "low")[n % 4], "New", NOW - dt.timedelta(hours=n * 5),
+                          None if n % 2 else "Priya Shah", n == 0, n < 2, 1 if n == 0 else 0) for n in range(8)],
+            filter=CaseFilter("open", None, 2), total=20, pages=3,
+            groups=[(g.key, g.label) for g in policy.category_groups]), NOW),
+        "desk-caseload-empty": _use(desk_cards, "build_caseload_card", CasePage(
+            rows=[], filter=CaseFilter("mine", "conduct", 1), total=0, pages=1,
+            groups=[(g.key, g.label) for g in policy.category_groups]), NOW),
         "incident-confirmation": _use(incident_cards, "build_confirmation_card", "ES-2026-0042",
                                       ["The safeguarding team has your report.", "Keep any evidence safe."],
                                       "Do not look for more evidence yourself."),

@@ -71,6 +71,15 @@ class Hang:
 
 
 @dataclass
+class Upload:
+    """One file the bot PUT to an upload session URL (as OneDrive's upload session answers a Teams bot)."""
+
+    session: str
+    content_range: str | None
+    body: bytes
+
+
+@dataclass
 class Fault:
     status: int
     times: int
@@ -86,6 +95,7 @@ class RecordingConnector:
         self.failed: list[tuple[int, str]] = []
         self.created: list[dict[str, Any]] = []
         self.authorizations: list[str | None] = []  # the Authorization header of every call, in order
+        self.uploads: list[Upload] = []
         self._changed = asyncio.Condition()
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -98,6 +108,7 @@ class RecordingConnector:
         app.router.add_post("/v3/conversations/{cid}/activities/{aid}", self._reply)
         app.router.add_put("/v3/conversations/{cid}/activities/{aid}", self._update)
         app.router.add_delete("/v3/conversations/{cid}/activities/{aid}", self._delete)
+        app.router.add_put("/upload/{session}", self._upload)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -172,6 +183,20 @@ class RecordingConnector:
 
     async def _delete(self, request: web.Request) -> web.Response:
         return await self._record(Sent("delete", request.match_info["cid"], {}, request.match_info["aid"]))
+
+    def upload_url(self, session: str) -> str:
+        """An upload session URL as Teams puts in a fileConsent invoke's uploadInfo, served here."""
+        return f"{self.url}upload/{session}"
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        upload = Upload(request.match_info["session"], request.headers.get("Content-Range"), body)
+        async with self._changed:
+            self.uploads.append(upload)
+            self._changed.notify_all()
+        # OneDrive answers the last range of an upload session with the new driveItem.
+        return web.json_response({"id": f"item-{upload.session}", "name": upload.session, "size": len(body)},
+                                 status=201)
 
     async def _create_conversation(self, request: web.Request) -> web.Response:
         body = await request.json()

@@ -84,6 +84,10 @@ class FakeGraph:
         self._tokens: set[str] = set()
         self._group_log: dict[str, list[tuple[str, str]]] = {}  # group -> [(added|removed, user id)]
         self._ids = itertools.count(1)
+        # School Data Sync: education users (students and teachers), classes and which users are in which class.
+        self.education_users: dict[str, dict[str, Any]] = {}
+        self.classes: dict[str, dict[str, Any]] = {}
+        self.class_members: dict[str, list[str]] = {}
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -105,6 +109,24 @@ class FakeGraph:
         if user_id in members:
             members.remove(user_id)
             self._group_log.setdefault(group_id, []).append(("removed", user_id))
+
+    def add_pupil(self, user_id: str, given: str, surname: str, *, birth_date: str | None = None,
+                  grade: str | None = None, external_id: str | None = None, student_number: str | None = None,
+                  classes: tuple[str, ...] = (), role: str = "student") -> None:
+        """An educationUser as School Data Sync creates it; `role` 'teacher' makes a teacher instead."""
+        self.education_users[user_id] = {
+            "id": user_id, "displayName": f"{given} {surname}", "givenName": given, "surname": surname,
+            "primaryRole": role, "externalSource": "sis",
+            "student": {"birthDate": birth_date, "externalId": external_id, "gender": None, "grade": grade,
+                        "graduationYear": None, "studentNumber": student_number} if role == "student" else None,
+        }
+        for class_id in classes:
+            members = self.class_members.setdefault(class_id, [])
+            if user_id not in members:
+                members.append(user_id)
+
+    def add_class(self, class_id: str, name: str, *, grade: str | None = None) -> None:
+        self.classes[class_id] = {"id": class_id, "displayName": name, "grade": grade, "externalSource": "sis"}
 
     def fail_next(self, status: int, times: int = 1, *, path: str | None = None,
                   headers: dict[str, str] | None = None) -> None:
@@ -130,6 +152,9 @@ class FakeGraph:
         app.router.add_get("/v1.0/users/{uid}/manager", self._manager)
         app.router.add_post("/v1.0/users/{uid}/teamwork/installedApps", self._install_app)
         app.router.add_get("/v1.0/groups/delta", self._group_delta)
+        app.router.add_get("/v1.0/education/users", self._education_users)
+        app.router.add_get("/v1.0/education/users/{uid}", self._education_user)
+        app.router.add_get("/v1.0/education/users/{uid}/classes", self._education_user_classes)
         app.router.add_get("/v1.0/groups/delta()", self._group_delta)
         app.router.add_get("/v1.0/groups/{gid}/transitiveMembers", self._transitive_members)
         app.router.add_get("/v1.0/groups/{gid}/transitiveMembers/microsoft.graph.user", self._transitive_members)
@@ -287,6 +312,49 @@ class FakeGraph:
         return web.json_response({"@odata.context": f"{self.base_url}/$metadata#groups(members)",
                                   "@odata.deltaLink": delta_link, "value": value})
 
+    # --- School Data Sync (education) ------------------------------------------------------------------------
+
+    def _education_json(self, user_id: str, request: web.Request) -> dict[str, Any]:
+        user = self.education_users[user_id]
+        wanted = _select(request)
+        return {k: v for k, v in user.items() if not wanted or k in wanted}
+
+    async def _education_users(self, request: web.Request) -> web.Response:
+        """GET /education/users?$filter=startswith(displayName,'x') or ... (case-insensitive, as Graph is)."""
+        expression = request.query.get("$filter", "")
+        clauses = _education_filter(expression) if expression else []
+        if clauses is None:
+            return _error(400, "BadRequest", "Invalid filter clause.")
+
+        def matches(user: dict[str, Any]) -> bool:
+            for op, name, value in clauses:
+                have = str(user.get(name) or "").lower()
+                if (op == "eq" and have == value.lower()) or (op == "startswith" and have.startswith(value.lower())):
+                    return True
+            return not clauses
+
+        top = int(request.query.get("$top", "100"))
+        found = [uid for uid, user in self.education_users.items() if matches(user)][:top]
+        return web.json_response({"@odata.context": f"{self.base_url}/$metadata#education/users",
+                                  "value": [self._education_json(uid, request) for uid in found]})
+
+    async def _education_user(self, request: web.Request) -> web.Response:
+        uid = request.match_info["uid"]
+        if uid not in self.education_users:
+            return _not_found(uid)
+        return web.json_response({"@odata.context": f"{self.base_url}/$metadata#education/users/$entity",
+                                  **self._education_json(uid, request)})
+
+    async def _education_user_classes(self, request: web.Request) -> web.Response:
+        uid = request.match_info["uid"]
+        if uid not in self.education_users:
+            return _not_found(uid)
+        wanted = _select(request)
+        classes = [self.classes[c] for c, members in self.class_members.items() if uid in members and c in self.classes]
+        return web.json_response({"@odata.context": f"{self.base_url}/$metadata#education/classes",
+                                  "value": [{k: v for k, v in c.items() if not wanted or k in wanted}
+                                            for c in classes]})
+
     # --- Teams app installation ---------------------------------------------------------------------------------
 
     async def _install_app(self, request: web.Request) -> web.Response:
@@ -303,6 +371,24 @@ class FakeGraph:
             return _error(409, "Conflict", "App is already installed for this user.")
         apps.add(match.group(1))
         return web.Response(status=201)
+
+
+_STARTSWITH = re.compile(r"startswith\((\w+),\s*'((?:[^']|'')*)'\)")
+
+
+def _education_filter(expression: str) -> list[tuple[str, str, str]] | None:
+    """(op, field, value) for clauses `startswith(field,'v')` or `field eq 'v'` joined by `or`; None if other."""
+    found = []
+    for clause in (c.strip() for c in expression.split(" or ")):
+        match = _STARTSWITH.fullmatch(clause)
+        if match:
+            found.append(("startswith", match.group(1), match.group(2).replace("''", "'")))
+            continue
+        match = _CLAUSE.fullmatch(clause)
+        if not match:
+            return None
+        found.append(("eq", match.group(1), match.group(2).replace("''", "'")))
+    return found
 
 
 def _member_delta(user_id: str, removed: bool) -> dict[str, Any]:

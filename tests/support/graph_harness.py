@@ -73,7 +73,7 @@ async def graph_harness(database_url: str, clock: SettableClock, var_dir: Path, 
     settings = test_settings(
         database_url, var_dir, directory="graph", graph_base_url=graph.base_url,
         graph_authority=graph.url, graph_client_id="esafety-graph-app", graph_client_secret="not-a-real-secret",
-        graph_ca_bundle=graph.cert_path, graph_timeout_seconds=5.0, graph_bulk_timeout_seconds=10.0,
+        graph_ca_bundle=graph.cert_path, graph_timeout_seconds=15.0, graph_bulk_timeout_seconds=20.0,
         teams_app_catalog_id=CATALOG_APP_ID, teams_service_url=connector.url,
         worker_enabled=False,  # due work runs only when the test says so
     )

@@ -1,0 +1,57 @@
+"""The caseload: open cases a person may see, from one transaction, filtered and paged for a card or the tab."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from bot.actor import Actor
+from bot.delivery import UNDELIVERED_DAYS
+from bot.desk import CaseFilter, CasePage, CaseRow, is_overdue, may_use_desk, page_of, parse_filter, select_cases
+from bot.incidents import STATUS_LABELS, IncidentSummary
+from bot.policy import Policy
+from bot.protocols import Clock, UnitOfWorkFactory
+
+
+class DeskService:
+    def __init__(self, uow: UnitOfWorkFactory, policy: Policy, clock: Clock) -> None:
+        self._uow = uow
+        self._policy = policy
+        self._clock = clock
+
+    may_use_desk = staticmethod(may_use_desk)
+
+    def filter_from(self, view: object = None, group: object = None, page: object = None) -> CaseFilter:
+        return parse_filter(view, group, page, {g.key for g in self._policy.category_groups})
+
+    async def caseload(self, actor: Actor, chosen: CaseFilter) -> CasePage:
+        """Audited as one read of the list: which cases were listed, not their contents (none are shown)."""
+        now = self._clock.now()
+        school = actor.school
+        async with self._uow() as uow:
+            cases = await uow.incidents.open_summaries(school.id)
+            failed = await uow.deliveries.failed(school.id, now - dt.timedelta(days=UNDELIVERED_DAYS))
+            roles = {r.value for r in actor.person.roles}
+            undelivered: dict[str, int] = {}
+            for outcome in failed:
+                if roles & set(outcome.delivery.team_roles):
+                    undelivered[outcome.delivery.about] = undelivered.get(outcome.delivery.about, 0) + 1
+            sla = (school.sla_minutes.normal, school.sla_minutes.urgent)
+            chosen_cases = select_cases(cases, actor.person, chosen, now=now, sla_minutes=sla,
+                                        undelivered=undelivered) if may_use_desk(actor.person) else []
+            shown, page, pages = page_of(chosen_cases, chosen.page)
+            await uow.audit.record(school.id, actor.person.id, "caseload.viewed", "caseload", chosen.view,
+                                   {"group": chosen.group, "page": page, "listed": [c.reference for c in shown]})
+        rows = [self._row(c, now, sla, undelivered) for c in shown]
+        return CasePage(rows=rows, filter=CaseFilter(chosen.view, chosen.group, page), total=len(chosen_cases),
+                        pages=pages, groups=[(g.key, g.label) for g in self._policy.category_groups])
+
+    def _row(self, case: IncidentSummary, now: dt.datetime, sla: tuple[int, int], undelivered: dict[str, Any]
+             ) -> CaseRow:
+        return CaseRow(
+            token=case.token, reference=case.reference, category=self._policy.category(case.category).label,
+            group=self._policy.group(case.category_group).label, severity=case.severity,
+            status=STATUS_LABELS[case.status], reported_at=case.reported_at, owner=case.owner_name,
+            urgent=case.urgent, overdue=is_overdue(case, now, sla[1] if case.urgent else sla[0]),
+            undelivered=undelivered.get(case.reference, 0),
+        )
