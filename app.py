@@ -55,10 +55,24 @@ Feature = Callable[[Wiring], None]
 def _features() -> list[Feature]:
     """Each capability installs its commands, card actions, dialogs and work handlers."""
     from adapters import pupils
-    from dialogs import audit, aup, children, deliveries, desk, exports, filtering, incidents, reviews
+    from dialogs import (
+        allegations,
+        audit,
+        aup,
+        children,
+        deliveries,
+        desk,
+        exports,
+        filtering,
+        incidents,
+        referrals,
+        retention,
+        reviews,
+    )
 
-    return [deliveries.install, incidents.install, pupils.install, children.install, exports.install, desk.install,
-            filtering.install, aup.install, reviews.install, audit.install]
+    return [deliveries.install, incidents.install, referrals.install, allegations.install, pupils.install,
+            children.install, exports.install, desk.install, filtering.install, aup.install, reviews.install,
+            audit.install, retention.install]
 
 
 @dataclass

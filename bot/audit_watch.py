@@ -106,10 +106,7 @@ class AuditWatch:
         school = self.config.school(school_id) if self.config else None
         if school is None:
             return
-        day = schooltime.local(school, after).date()
-        at = schooltime.at_local(school, day, DAILY_AT)
-        if at <= after:
-            at = schooltime.at_local(school, day + dt.timedelta(days=1), DAILY_AT)
+        at = schooltime.next_daily(school, after, DAILY_AT)
         await uow.work.schedule(school_id, VERIFY_KIND, at, {},
                                 dedupe_key=f"{VERIFY_KIND}:{school_id}:{at.date().isoformat()}")
 

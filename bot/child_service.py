@@ -28,7 +28,8 @@ from bot.policy import Policy
 from bot.protocols import Clock, Directory, PupilDirectory, UnitOfWorkFactory
 
 MAX_MATCHES = 8
-STAFF_KINDS = frozenset({"staff"})  # allegations about a member of staff (the Headteacher has their own route)
+# Concerns about a member of staff, allegations and low-level (the Headteacher has their own route).
+STAFF_KINDS = frozenset({"staff", "staff_low_level"})
 UNAVAILABLE = "The school's pupil list did not answer just now, so only records already here are shown."
 
 

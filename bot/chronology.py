@@ -49,8 +49,30 @@ def describe(event: Event) -> str:
             return f"Member of staff named by {who}; they cannot see this case"
         case "child_unlinked":
             return f"Unlinked from a child's record by {who}" + (f": {detail}" if detail else "")
+        case "referral_made":
+            agency, _, reference = detail.partition("\n")
+            return f"Referred to {agency} by {who}" + (f". Their reference: {reference}" if reference else "")
+        case "referral_not_made":
+            agency, _, reason = detail.partition("\n")
+            return f"Not referred to {agency}. Reason given by {who} when closing: {reason}"
+        case "referral_not_needed":
+            return f"A referral to {detail} is no longer needed: the case's type or who it is about changed"
+        case "referral_overdue":
+            return f"Referral overdue. {detail}"
+        case "ukcis_review":
+            return f"UKCIS initial review by {who}: {detail}"
+        case "ukcis_referral":
+            return f"Immediate referral to {detail} needed after the UKCIS review (recorded by {who})"
+        case "allegation_decision":
+            return f"Decision recorded by {who}: {detail}"
         case "exported":
             return f"Exported by {who}" + (f" ({detail})" if detail else "")
+        case "legal_hold":
+            return f"Legal hold placed by {who}" + (f": {detail}" if detail else "")
+        case "hold_released":
+            return f"Legal hold released by {who}" + (f": {detail}" if detail else "")
+        case "anonymised":
+            return "Anonymised under the retention schedule: names, accounts and typed details removed"
         case _:
             text = event.kind.replace("_", " ").capitalize()
             return f"{text} by {who}" + (f": {detail}" if detail else "")

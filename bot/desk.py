@@ -48,8 +48,8 @@ class CasePage:
 
 # Who gets `cases` and the desk tab: the DSL team and every case manager the routing rules name. What each of them
 # then sees is decided per case by the one access rule (bot.incidents.may_view_case).
-DESK_ROLES = frozenset({Role.DSL, Role.DEPUTY_DSL, Role.HEADTEACHER, Role.CHAIR_OF_GOVERNORS, Role.TECHNICIAN,
-                        Role.ONLINE_SAFETY_LEAD, Role.DPO})
+DESK_ROLES = frozenset({Role.DSL, Role.DEPUTY_DSL, Role.HEADTEACHER, Role.CHAIR_OF_GOVERNORS,
+                        Role.VICE_CHAIR_OF_GOVERNORS, Role.TECHNICIAN, Role.ONLINE_SAFETY_LEAD, Role.DPO})
 _SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
@@ -68,18 +68,20 @@ def parse_filter(view: object, group: object, page: object, groups: set[str]) ->
     return CaseFilter(view=chosen_view, group=chosen_group, page=number)
 
 
-def is_overdue(case: IncidentSummary, now: dt.datetime, sla_minutes: int) -> bool:
-    """Not taken on within the school's time for acknowledging a concern."""
-    return case.status == Status.NEW and (case.sla_breached or now >= case.reported_at + dt.timedelta(
+def is_overdue(case: IncidentSummary, now: dt.datetime, sla_minutes: int, late_referral: bool = False) -> bool:
+    """Not taken on within the school's time for acknowledging a concern, or a statutory referral (the LADO,
+    the police, the ICO...) past its deadline."""
+    return late_referral or case.status == Status.NEW and (case.sla_breached or now >= case.reported_at + dt.timedelta(
         minutes=sla_minutes))
 
 
 def select_cases(cases: list[IncidentSummary], viewer: Person, chosen: CaseFilter, *, now: dt.datetime,
-                 sla_minutes: tuple[int, int], undelivered: dict[str, int]) -> list[IncidentSummary]:
+                 sla_minutes: tuple[int, int], undelivered: dict[str, int], late_referrals: frozenset[int] = frozenset()
+                 ) -> list[IncidentSummary]:
     """The viewer's open cases for a filter, most pressing first: undelivered alerts, then overdue, then
     severity, then the oldest. `sla_minutes` is (normal, urgent)."""
     def overdue(case: IncidentSummary) -> bool:
-        return is_overdue(case, now, sla_minutes[1] if case.urgent else sla_minutes[0])
+        return is_overdue(case, now, sla_minutes[1] if case.urgent else sla_minutes[0], case.id in late_referrals)
 
     tests = {
         "open": lambda c: True,

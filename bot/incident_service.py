@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.actor import Actor, CardReply
 from bot.cards.incident import (
+    CasePart,
     CaseView,
     Labels,
     Option,
@@ -20,7 +21,7 @@ from bot.cards.incident import (
     build_not_allowed_card,
 )
 from bot.case_record import CaseRecord, ChildRef, case_record
-from bot.children import may_use_child_records
+from bot.children import may_use_child_records, name_matches, query_words
 from bot.chronology import parse_happened
 from bot.config import AppConfig, SchoolConfig
 from bot.delivery import Contact, Delivery, Watch, keep_watch, labelled
@@ -42,16 +43,19 @@ from bot.incidents import (
 from bot.people import ROLE_LABELS, Person, Role
 from bot.policy import Policy
 from bot.protocols import Clock, Directory, UnitOfWorkFactory
-from bot.routing import RouteInput, RoutingPlan, route
+from bot.routing import STAND_INS, RouteInput, RoutingPlan, route, with_stand_ins
 
 SLA_KIND = "incident.sla"
 REROUTE_KIND = "incident.reroute"
 CHANNEL_LABELS = {"dsl": "the safeguarding channel", "technicians": "the IT channel", "slt": "the SLT channel"}
 _TEAM_NAMES = {(Role.HEADTEACHER,): "the Headteacher", (Role.CHAIR_OF_GOVERNORS,): "the Chair of Governors",
+               (Role.VICE_CHAIR_OF_GOVERNORS,): "the Vice-Chair of Governors",
                (Role.TECHNICIAN, Role.ONLINE_SAFETY_LEAD): "the IT team and the online-safety lead",
                (Role.DPO, Role.ONLINE_SAFETY_LEAD): "the Data Protection Officer and the online-safety lead"}
-_SLA_ORDER = (Role.DSL, Role.DEPUTY_DSL, Role.HEADTEACHER, Role.CHAIR_OF_GOVERNORS, Role.ONLINE_SAFETY_LEAD)
+_SLA_ORDER = (Role.DSL, Role.DEPUTY_DSL, Role.HEADTEACHER, Role.CHAIR_OF_GOVERNORS, Role.VICE_CHAIR_OF_GOVERNORS,
+              Role.ONLINE_SAFETY_LEAD)
 CONFLICT_NOTICE = "Someone else updated this case a moment ago. This is the latest version: please check it first."
+CLOSED_NOTICE = "This case is closed. Reopen it first, giving a reason, to record anything more."
 MAX_REFRESH_IDS = 60
 
 
@@ -68,6 +72,15 @@ class ReportInput:
     narrative: str | None = None
     evidence: str | None = None
     actions_taken: str | None = None
+    subject_person_id: str | None = None  # the member of staff it is about, picked from the directory
+
+
+class ActionStopped(Exception):  # noqa: N818 - an outcome shown on the card, not a fault
+    """A check stopped a change part-way: the unit of work rolls back and the card says why."""
+
+    def __init__(self, notice: str) -> None:
+        super().__init__(notice)
+        self.notice = notice
 
 
 class IncidentService:
@@ -80,6 +93,12 @@ class IncidentService:
         self._clock = clock
         # async (uow, school_id, incident_id) -> (children, staff member name): set by the child-records feature.
         self.linked: Callable[[Any, str, int], Awaitable[tuple[tuple[ChildRef, ...], str | None]]] | None = None
+        # Other features' sections of the case card: async (uow, school, incident, viewer) -> CasePart | None.
+        self.card_parts: list[Callable[[Any, SchoolConfig, Incident, Person], Awaitable[CasePart | None]]] = []
+        # Checks before a case may close: async (uow, incident, data, actor) -> a notice that stops it, or None.
+        self.close_guards: list[Callable[[Any, Incident, dict[str, Any], Actor], Awaitable[str | None]]] = []
+        # After a case is created or re-routed, in its transaction: async (uow, incident) -> None (referral clocks).
+        self.on_routed: list[Callable[[Any, Incident], Awaitable[None]]] = []
 
     # --- reporting -------------------------------------------------------------------------------------------
 
@@ -115,22 +134,35 @@ class IncidentService:
             incident = await uow.incidents.get(actor.school_id, early_incident_id)
             if not completed:
                 return incident  # the details were added (and sent) by an earlier press of Submit
+            for hook in self.on_routed:  # the answers may have changed its type or who it is about
+                await hook(uow, incident)
             await uow.incidents.append_event(actor.school_id, incident.id, actor.person.id, actor.person.name,
                                              "updated", "The reporter added the remaining details.")
             await uow.audit.record(actor.school_id, actor.person.id, "incident.completed", "incident",
                                    incident.reference)
-            plan = self.plan_for(incident.subject_kind, incident.category, incident.immediate_danger)
+            plan = await self._with_stand_ins(actor.school_id, self.plan_for(
+                incident.subject_kind, incident.category, incident.immediate_danger))
             for person in await self._people(actor.school, plan.urgent_roles + plan.alert_roles, incident):
                 await uow.notify.to_person(actor.school_id, person.id, text=f"Details added to {incident.reference}.",
-                                           card=await self._case_card(actor.school, incident, person),
+                                           card=await self._case_card(actor.school, incident, person, uow=uow),
                                            about=incident.reference)
         return incident
 
+    async def _with_stand_ins(self, school_id: str, plan: RoutingPlan) -> RoutingPlan:
+        """The plan for the people this school has: a role nobody holds hands its cases to its stand-in."""
+        held = frozenset([role for role in {*STAND_INS, *STAND_INS.values()}
+                          if await self._directory.people_with_role(school_id, role)])
+        return with_stand_ins(plan, held)
+
     async def _draft(self, actor: Actor, report: ReportInput) -> IncidentDraft:
         category = self._policy.category(report.category)
-        plan = self.plan_for(report.subject_kind, report.category, report.immediate_danger)
+        plan = await self._with_stand_ins(actor.school_id, self.plan_for(
+            report.subject_kind, report.category, report.immediate_danger))
         excluded = [p.id for role in plan.never_roles
                     for p in await self._directory.people_with_role(actor.school_id, role)]
+        # The person it is about is excluded by who they are, whatever roles they hold (a deputy DSL included).
+        if report.subject_person_id and report.subject_person_id not in excluded:
+            excluded.append(report.subject_person_id)
         viewers = [p.id for p in await self._people(actor.school, plan.urgent_roles + plan.alert_roles)
                    if p.id not in excluded]
         return IncidentDraft(
@@ -173,15 +205,22 @@ class IncidentService:
                                              "Immediate danger reported." if report.immediate_danger else None)
             await uow.audit.record(school.id, actor.person.id, "incident.reported", "incident", reference,
                                    {"category": draft.category, "severity": draft.severity})
+            named = await self._directory.person(school.id, report.subject_person_id) \
+                if report.subject_person_id else None
+            if named is not None:  # the reporter named them: the case shows who, and exclusion is by person
+                await uow.children.link_staff(school.id, incident.id, named.id, named.name, actor.person.id)
             await self._notify_new(uow, school, incident, plan)
             minutes = school.sla_minutes.urgent if incident.urgent else school.sla_minutes.normal
             await uow.work.schedule(school.id, SLA_KIND, draft.reported_at + dt.timedelta(minutes=minutes),
                                     {"incident_id": incident.id, "stage": 0},
                                     dedupe_key=f"incident:{school.id}:{incident.id}:sla:0")
+            for hook in self.on_routed:
+                await hook(uow, incident)
             return await uow.incidents.get(school.id, incident.id)
 
     async def _notify_new(self, uow: Any, school: SchoolConfig, incident: Incident, plan: RoutingPlan) -> None:
         """Queue every alert as one tracked delivery group, and the promise to the reporter that goes with it."""
+        plan = await self._with_stand_ins(school.id, plan)
         labels = self.labels(incident)
         team_ids = await self._refresh_ids(school, incident)
         group = f"incident:{school.id}:{incident.id}:raised"
@@ -217,7 +256,7 @@ class IncidentService:
             text = (f"Urgent online-safety concern {incident.reference}. Please act now." if person in urgent
                     else f"New online-safety concern {incident.reference} for you.")
             await uow.notify.to_person(school.id, person.id, text=text, about=incident.reference,
-                                       card=await self._case_card(school, incident, person),
+                                       card=await self._case_card(school, incident, person, uow=uow),
                                        delivery=delivery(labelled(person, ROLE_LABELS[role]).label,
                                                          contacts(holders, (role,), direct)))
         notice = build_case_notice_card(incident, labels, self._clock.now(), school.tz,
@@ -255,6 +294,23 @@ class IncidentService:
             await uow.audit.record(school_id, None, "incident.rerouted", "incident", incident.reference,
                                    {"failed": payload["failed"], "reason": payload.get("reason"),
                                     "to": [c["id"] for c in payload["to"]]})
+
+    # --- for the report dialog -------------------------------------------------------------------------------
+
+    async def people_named(self, actor: Actor, query: str, limit: int = 8) -> list[Person]:
+        """Adults in the school's directory whose name matches what the reporter typed (never the reporter)."""
+        words = query_words(query)
+        return [p for p in await self._directory.everyone(actor.school_id)
+                if p.id != actor.person.id and p.roles and name_matches(words, p.name)][:limit]
+
+    async def person(self, actor: Actor, person_id: str) -> Person | None:
+        return await self._directory.person(actor.school_id, person_id)
+
+    async def handled_by(self, actor: Actor, subject_kind: str, category_key: str, immediate_danger: bool) -> str:
+        """Who a report like this goes to, as the reporter reads it: the stand-in when the role is empty."""
+        plan = await self._with_stand_ins(actor.school_id, self.plan_for(subject_kind, category_key,
+                                                                         immediate_danger))
+        return _TEAM_NAMES.get(plan.case_roles, "the safeguarding team")
 
     # --- reading ---------------------------------------------------------------------------------------------
 
@@ -330,16 +386,18 @@ class IncidentService:
         """The case card for one viewer; with `uow`, it also shows the children linked to the case."""
         plan = self.plan_for(incident.subject_kind, incident.category, incident.immediate_danger)
         children, staff = await self._links(uow, incident) if uow is not None else ((), None)
+        parts = [part for make in self.card_parts if uow is not None
+                 and (part := await make(uow, school, incident, viewer)) is not None]
         return build_case_card(CaseView(
             incident=incident, labels=self.labels(incident), now=self._clock.now(), timezone=school.tz,
             can_act=may_act_on_case(viewer, incident),
             suggested_actions=[Option(k, self._policy.action_label(k))
                                for k in self._policy.suggested_actions(incident.category, incident.subject_kind)],
-            outcomes=[Option(o.key, o.label) for o in self._policy.outcomes],
+            outcomes=[Option(o.key, o.label) for o in self._policy.outcomes_for(incident.subject_kind)],
             escalation_targets=self._targets(incident, viewer),
             refresh_user_ids=await self._refresh_ids(school, incident), notice=notice, lado_prompt=plan.lado_prompt,
             children=children, staff_member=staff, categories=self._category_options(),
-            can_move=may_correct_routing(viewer, incident), can_link=may_use_child_records(viewer),
+            can_move=may_correct_routing(viewer, incident), can_link=may_use_child_records(viewer), parts=parts,
         ))
 
     def _category_options(self) -> list[Option]:
@@ -379,18 +437,53 @@ class IncidentService:
         """Authorise from the directory, check the version, apply the change, answer with the fresh card."""
         token = data.get("token")
         allowed = may_correct_routing if verb in ("incident.move", "incident.recategorise") else may_act_on_case
+        try:
+            async with self._uow() as uow:
+                incident = await self._find(uow, actor, token=token)
+                if incident is None or not allowed(actor.person, incident):
+                    return CardReply(card=await self._refuse(uow, actor, verb, token=token, incident=incident))
+                if _int(data.get("version")) != incident.version:
+                    notice = CONFLICT_NOTICE
+                else:
+                    notice = await self._apply(uow, actor, incident, verb, data)
+                fresh = await uow.incidents.get(actor.school_id, incident.id)
+                if not may_view_case(actor.person, fresh):  # they moved it away from themselves: nothing to show
+                    return CardReply(card=build_moved_card(fresh.reference, notice))
+                return CardReply(card=await self._case_card(actor.school, fresh, actor.person, notice, uow=uow))
+        except ActionStopped as stopped:
+            # Nothing of the change was kept (the unit of work rolled back): show the case as it is, and why.
+            async with self._uow() as uow:
+                fresh = await uow.incidents.get(actor.school_id, incident.id)
+                return CardReply(card=await self._case_card(actor.school, fresh, actor.person, stopped.notice,
+                                                            uow=uow))
+
+    async def act_on_case(self, actor: Actor, data: dict[str, Any], verb: str,
+                          change: Callable[[Any, Actor, Incident, dict[str, Any]], Awaitable[str | None]], *,
+                          check_version: bool = True, closed_ok: bool = False) -> CardReply:
+        """The frame every other feature's case-card button shares: the case by its token in the actor's school,
+        the one access rule (an audited refusal), the closed and version checks, the change (a notice for the
+        card, or None), and the fresh case card, all in one unit of work."""
+        token = data.get("token")
         async with self._uow() as uow:
             incident = await self._find(uow, actor, token=token)
-            if incident is None or not allowed(actor.person, incident):
+            if incident is None or not may_act_on_case(actor.person, incident):
                 return CardReply(card=await self._refuse(uow, actor, verb, token=token, incident=incident))
-            if _int(data.get("version")) != incident.version:
+            if not incident.is_open and not closed_ok:
+                notice = CLOSED_NOTICE
+            elif check_version and _int(data.get("version")) != incident.version:
                 notice = CONFLICT_NOTICE
             else:
-                notice = await self._apply(uow, actor, incident, verb, data)
+                try:
+                    notice = await change(uow, actor, incident, data)
+                except VersionConflict:
+                    notice = CONFLICT_NOTICE
             fresh = await uow.incidents.get(actor.school_id, incident.id)
-            if not may_view_case(actor.person, fresh):  # they moved it away from themselves: nothing more to show
-                return CardReply(card=build_moved_card(fresh.reference, notice))
             return CardReply(card=await self._case_card(actor.school, fresh, actor.person, notice, uow=uow))
+
+    async def case_card(self, school: SchoolConfig, incident: Incident, viewer: Person, notice: str | None = None,
+                        uow: Any = None) -> dict[str, Any]:
+        """The one case card, for other features' messages about a case."""
+        return await self._case_card(school, incident, viewer, notice, uow=uow)
 
     async def _apply(self, uow: Any, actor: Actor, incident: Incident, verb: str, data: dict[str, Any]
                      ) -> str | None:
@@ -402,7 +495,7 @@ class IncidentService:
         if verb == "incident.reopen" and incident.is_open:
             return "This case is already open."
         if verb != "incident.reopen" and not incident.is_open:
-            return "This case is closed. Reopen it first, giving a reason, to record anything more."
+            return CLOSED_NOTICE
         try:
             return await handlers[verb](uow, actor, incident, data)
         except VersionConflict:
@@ -496,14 +589,20 @@ class IncidentService:
 
     async def _close(self, uow: Any, actor: Actor, incident: Incident, data: dict[str, Any]) -> str | None:
         key, note = _text(data.get("outcome")), _clip(_text(data.get("close_note")))
-        if key not in {o.key for o in self._policy.outcomes}:
+        offered = {o.key: o.label for o in self._policy.outcomes_for(incident.subject_kind)}
+        if key not in offered:
             return "Please choose an outcome before closing."
         if not note:
             return "Please add a closing note before closing the case."
-        label = self._policy.outcome_label(key)
+        label = offered[key]
+        # The change first, so a version conflict stops before any guard has written anything; a guard that stops
+        # the close rolls back the whole unit, its own writes (a reason it recorded) too.
         await uow.incidents.change(actor.school_id, incident.id, incident.version, status=Status.CLOSED.value,
                                    closed_at=self._clock.now(), outcome=label,
                                    **{k: v for k, v in self._progress(actor, incident).items() if k != "status"})
+        for guard in self.close_guards:
+            if (stop := await guard(uow, incident, data, actor)) is not None:
+                raise ActionStopped(stop)
         await self._record(uow, actor, incident, "closed", f"{label}: {note}")
         await self._stop_sla(uow, incident)
         reporter = await self._directory.person(actor.school_id, incident.reporter_id)
@@ -545,7 +644,7 @@ class IncidentService:
         old_plan = self.plan_for(incident.subject_kind, incident.category, incident.immediate_danger)
         plan = self.plan_for(subject_kind, category_key, incident.immediate_danger)
         excluded = sorted({p.id for role in plan.never_roles for p in await self._directory.people_with_role(
-            school.id, role)})
+            school.id, role)} | await self._named_exclusions(school.id, incident, old_plan))
         same_team = plan.case_roles == old_plan.case_roles and not set(excluded) - set(incident.excluded_ids)
         fresh_viewers = [p.id for p in await self._people(school, plan.urgent_roles + plan.alert_roles)
                          if p.id not in excluded]
@@ -562,6 +661,8 @@ class IncidentService:
         )
         await uow.incidents.append_event(school.id, incident.id, actor.person.id, actor.person.name, kind, detail)
         moved = await uow.incidents.get(school.id, incident.id)
+        for hook in self.on_routed:
+            await hook(uow, moved)
         after = {p.id: p for p in await self._allowed(school, moved)}
         revoked, granted = sorted(before - set(after)), sorted(set(after) - before)
         await uow.audit.record(school.id, actor.person.id, f"incident.{kind}", "incident", incident.reference,
@@ -582,6 +683,12 @@ class IncidentService:
         if not same_team:
             return "Moved. The new case managers have been told, and nobody else can see it now."
         return None
+
+    async def _named_exclusions(self, school_id: str, incident: Incident, plan: RoutingPlan) -> set[str]:
+        """The people excluded from a case by who they are (named by the reporter or on the case), not by a role:
+        a move or a change of type keeps them out."""
+        by_role = {p.id for role in plan.never_roles for p in await self._directory.people_with_role(school_id, role)}
+        return set(incident.excluded_ids) - by_role
 
     async def access_narrowed(self, uow: Any, school_id: str, incident_id: int) -> None:
         """Someone was removed from a case by another feature: their posted cards stop showing it at once."""

@@ -26,6 +26,7 @@ STATUS_LABELS = {
 SUBJECT_KINDS = {
     "pupil": "A pupil",
     "staff": "A member of staff",
+    "staff_low_level": "A member of staff: a low-level concern",
     "headteacher": "The Headteacher",
     "visitor": "A visitor or someone outside school",
     "unknown": "Not sure",

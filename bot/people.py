@@ -17,6 +17,7 @@ class Role(StrEnum):
     TECHNICIAN = "technician"
     DPO = "dpo"
     CHAIR_OF_GOVERNORS = "chair_of_governors"
+    VICE_CHAIR_OF_GOVERNORS = "vice_chair_of_governors"  # stands in when the Chair is absent or unreachable
     GOVERNOR = "governor"
     VOLUNTEER = "volunteer"
 
@@ -25,6 +26,7 @@ ROLE_LABELS = {
     Role.STAFF: "staff", Role.DSL: "DSL", Role.DEPUTY_DSL: "deputy DSL", Role.HEADTEACHER: "Headteacher",
     Role.ONLINE_SAFETY_LEAD: "online-safety lead", Role.SLT: "SLT", Role.FILTERING_APPROVER: "filtering approver",
     Role.TECHNICIAN: "IT technician", Role.DPO: "DPO", Role.CHAIR_OF_GOVERNORS: "Chair of Governors",
+    Role.VICE_CHAIR_OF_GOVERNORS: "Vice-Chair of Governors",
     Role.GOVERNOR: "governor", Role.VOLUNTEER: "volunteer",
 }
 

@@ -41,6 +41,13 @@ def at_local(school: SchoolConfig, day: dt.date, time: dt.time) -> dt.datetime:
     return dt.datetime.combine(day, time, tzinfo=school.tz).astimezone(dt.UTC)
 
 
+def next_daily(school: SchoolConfig, after: dt.datetime, time: dt.time) -> dt.datetime:
+    """The next time the school's clock shows `time`, strictly after `after` (daily jobs: checks, sweeps)."""
+    day = local(school, after).date()
+    at = at_local(school, day, time)
+    return at if at > after else at_local(school, day + dt.timedelta(days=1), time)
+
+
 def next_sendable(school: SchoolConfig, when: dt.datetime) -> dt.datetime:
     """The first moment at or after `when` that falls in school hours on a school day, in UTC."""
     hours = school.school_hours

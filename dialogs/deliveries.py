@@ -8,8 +8,9 @@ from bot.delivery import CONFIRM_KIND, DEADLINE_KIND, DeliveryTracker
 from bot.people import Role
 from bot.wiring import Wiring
 
-TEAM_ROLES = frozenset({Role.DSL, Role.DEPUTY_DSL, Role.HEADTEACHER, Role.CHAIR_OF_GOVERNORS, Role.TECHNICIAN,
-                        Role.ONLINE_SAFETY_LEAD, Role.DPO, Role.FILTERING_APPROVER})
+TEAM_ROLES = frozenset({Role.DSL, Role.DEPUTY_DSL, Role.HEADTEACHER, Role.CHAIR_OF_GOVERNORS,
+                        Role.VICE_CHAIR_OF_GOVERNORS, Role.TECHNICIAN, Role.ONLINE_SAFETY_LEAD, Role.DPO,
+                        Role.FILTERING_APPROVER})
 
 
 def install(wiring: Wiring) -> None:

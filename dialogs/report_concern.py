@@ -23,12 +23,18 @@ from bot.cards.incident import ReportAnswers, build_confirmation_card, build_rep
 from bot.handler import message_with_card
 from bot.incident_service import IncidentService, ReportInput
 from bot.incidents import LOCATIONS, MAX_ANSWER_CHARS, SUBJECT_KINDS
+from bot.people import ROLE_LABELS, Role
 from bot.policy import Policy
 
 REPORT_DIALOG = "report_concern"
 _LOOP, _CHOICE, _TEXT = "report_concern.loop", "report_concern.choice", "report_concern.text"
 _URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
 DANGER_CHOICES = ["Yes, someone is in danger now", "No"]
+# Who the reporter names from the directory, so the person is kept out of the case by who they are.
+NAMED_KINDS = ("staff", "staff_low_level")
+SEARCH_AGAIN, NOT_SAYING = "Someone else: search again", "I'd rather not say"
+_NOT_SAYING_WORDS = {"rather not say", "i'd rather not say", "i would rather not say", "prefer not to say",
+                     "not saying", "skip"}
 CONFIRM_CHOICES = [Choice("Submit report", synonyms=["submit", "send", "yes"]),
                    Choice("Change an answer", synonyms=["change", "edit"])]
 CHANGEABLE = {
@@ -43,6 +49,9 @@ class ReportState:
     """Everything answered so far; a missing answer is None. Saved in SQL between turns."""
 
     subject_kind: str | None = None
+    subject_person: str | None = None  # the member of staff's directory id; "" when not named or not staff
+    subject_name: str | None = None
+    person_matches: list[list[str]] | None = None  # [id, name] pairs from the reporter's last search
     group: str | None = None
     category: str | None = None
     immediate_danger: bool | None = None
@@ -62,8 +71,8 @@ class ReportState:
     submit_key: str | None = None
 
 
-QUESTION_ORDER = ["subject_kind", "group", "category", "immediate_danger", "location", "occurred", "subjects",
-                  "narrative", "evidence", "actions_taken"]
+QUESTION_ORDER = ["subject_kind", "subject_person", "group", "category", "immediate_danger", "location", "occurred",
+                  "subjects", "narrative", "evidence", "actions_taken"]
 
 
 def next_question(state: ReportState) -> str | None:
@@ -149,6 +158,14 @@ class ReportConcernDialog(ComponentDialog):
         return await self._choose(step, "Who is the concern about?",
                                   list(SUBJECT_KINDS.values()))
 
+    async def _ask_subject_person(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
+        """Which member of staff? A search by name, then a pick from what the directory found."""
+        if state.person_matches:
+            return await self._choose(step, "Which of these is it?",
+                                      [name for _, name in state.person_matches] + [SEARCH_AGAIN, NOT_SAYING])
+        return await self._text(step, "Who is the member of staff? Type their name, or part of it, and I will "
+                                "look them up. If you would rather not say, type \"rather not say\".")
+
     async def _ask_group(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
         """Which kind of concern is it?"""
         return await self._choose(step, "What kind of concern is it? Pick the closest; it does "
@@ -200,10 +217,51 @@ class ReportConcernDialog(ComponentDialog):
     async def _save_subject_kind(self, step: WaterfallStepContext, state: ReportState, found: FoundChoice) -> None:
         """Store who the concern is about; allegations about adults get a word of guidance."""
         state.subject_kind = list(SUBJECT_KINDS)[found.index]
-        if state.subject_kind in ("staff", "headteacher"):
-            who = "the Chair of Governors" if state.subject_kind == "headteacher" else "the Headteacher"
+        state.subject_person = None if state.subject_kind in NAMED_KINDS else ""
+        if state.subject_kind == "staff_low_level":
+            await step.context.send_activity("Thank you. A low-level concern goes to the Headteacher, who keeps "
+                                             "the record of them. Please do not discuss it with the person "
+                                             "concerned.")
+        elif state.subject_kind in ("staff", "headteacher"):
+            who = await self._service.handled_by(_actor(step), state.subject_kind, self._policy.categories[0].key,
+                                                 False)
             await step.context.send_activity(f"Thank you. This will go only to {who}. Please do not discuss it with "
                                              "the person concerned or try to find out more yourself.")
+
+    async def _save_subject_person(self, step: WaterfallStepContext, state: ReportState,
+                                   result: FoundChoice | str) -> None:
+        """Keep the person's directory id; an unknown name is asked again, and not saying is fine."""
+        if isinstance(result, FoundChoice):
+            matches, state.person_matches = state.person_matches or [], None
+            if result.index < len(matches):
+                await self._name_person(step, state, matches[result.index][0])
+            elif result.index == len(matches) + 1:
+                state.subject_person = ""
+            return
+        typed = result.strip()
+        if typed.casefold().strip(" .!") in _NOT_SAYING_WORDS:
+            state.subject_person = ""
+            return
+        found = await self._service.people_named(_actor(step), typed)
+        if not found:
+            await step.context.send_activity("I could not find anyone with that name in the school's directory. "
+                                             "Please try part of their first or last name, or type \"rather not "
+                                             "say\".")
+            return
+        state.person_matches = [[p.id, p.name] for p in found]
+
+    async def _name_person(self, step: WaterfallStepContext, state: ReportState, person_id: str) -> None:
+        person = await self._service.person(_actor(step), person_id)
+        if person is None:
+            await step.context.send_activity("I could not find that person any more. Please search again.")
+            return
+        state.subject_person, state.subject_name = person.id, person.name
+        if person.has(Role.HEADTEACHER):
+            state.subject_kind = "headteacher"  # the policies send a concern about the Headteacher elsewhere
+            who = await self._service.handled_by(_actor(step), "headteacher", self._policy.categories[0].key, False)
+            await step.context.send_activity(f"As this is about the Headteacher, it will go only to {who}.")
+        await step.context.send_activity(f"Thank you. {person.name} will not be told about this report and will "
+                                         "not be able to see it.")
 
     async def _save_group(self, step: WaterfallStepContext, state: ReportState, found: FoundChoice) -> None:
         """Store the group; 'not sure' needs no second question."""
@@ -225,11 +283,23 @@ class ReportConcernDialog(ComponentDialog):
                 f"to me or anyone else. Secure the device and leave it as it is. {category.guidance}")
         elif category.illegal or category.urgent:
             await step.context.send_activity(category.guidance)
+        if category.illegal:
+            await self._above_threshold(step, state)
+
+    async def _above_threshold(self, step: WaterfallStepContext, state: ReportState) -> None:
+        """A low-level concern is below the harm threshold: illegal material or danger now makes it an allegation."""
+        if state.subject_kind != "staff_low_level":
+            return
+        state.subject_kind = "staff"
+        await step.context.send_activity("This is more than a low-level concern, so I will treat it as an "
+                                         "allegation about a member of staff.")
 
     async def _save_immediate_danger(self, step: WaterfallStepContext, state: ReportState,
                                      found: FoundChoice) -> None:
         """If someone is in danger, raise the urgent alert now, before anything else."""
         state.immediate_danger = found.index == 0
+        if state.immediate_danger:
+            await self._above_threshold(step, state)
         if not state.immediate_danger or state.early_incident_id is not None:
             return
         await step.context.send_activity("Call 999 now if you have not already, then find the DSL in person "
@@ -277,20 +347,24 @@ class ReportConcernDialog(ComponentDialog):
         category = self._policy.category(incident.category)
         guidance = category.guidance if plan.do_not_investigate or category.no_imagery else None
         await step.context.send_activity(message_with_card(build_confirmation_card(
-            incident.reference, _next_steps(actor, incident.subject_kind, category.routing), guidance)))
+            incident.reference, _next_steps(actor, incident.subject_kind, category.routing, incident.case_roles),
+            guidance)))
         return await step.end_dialog(incident.reference)
 
     def _input(self, state: ReportState) -> ReportInput:
         return ReportInput(subject_kind=state.subject_kind, category=state.category,
                            immediate_danger=bool(state.immediate_danger), location=state.location,
                            occurred=state.occurred, subjects=state.subjects, narrative=state.narrative,
-                           evidence=state.evidence, actions_taken=state.actions_taken)
+                           evidence=state.evidence, actions_taken=state.actions_taken,
+                           subject_person_id=state.subject_person or None)
 
     def _answers(self, state: ReportState) -> ReportAnswers:
         category = self._policy.category(state.category)
         group = self._policy.group(category.group).label
         return ReportAnswers(
-            subject=SUBJECT_KINDS[state.subject_kind], category=f"{category.label} ({group})",
+            subject=SUBJECT_KINDS[state.subject_kind] + (f" ({state.subject_name})" if state.subject_person
+                                                         and state.subject_name else ""),
+            category=f"{category.label} ({group})",
             danger="Yes" if state.immediate_danger else "No", occurred=state.occurred,
             location=LOCATIONS[state.location], subjects=state.subjects, narrative=state.narrative,
             evidence=state.evidence, actions_taken=state.actions_taken)
@@ -301,15 +375,17 @@ class ReportConcernDialog(ComponentDialog):
         return not (state.early_incident_id and key in ("subject_kind", "category"))
 
 
-def _next_steps(actor: Actor, subject_kind: str, routing: str) -> list[str]:
+def _next_steps(actor: Actor, subject_kind: str, routing: str, case_roles: tuple[str, ...] = ()) -> list[str]:
     """What happens next, promising only what the bot will do: delivery is confirmed in a later message."""
     sla = actor.school.sla_minutes
+    # Whoever the case actually went to (the Vice-Chair when there is no Chair), never the usual role regardless.
+    manager = f"the {ROLE_LABELS[Role(case_roles[0])]}" if case_roles and case_roles[0] in set(Role) else None
     if subject_kind == "headteacher":
-        first = ("I am sending it to the Chair of Governors now. Please do not discuss this with the "
-                 "Headteacher.")
-    elif subject_kind == "staff":
-        first = ("I am sending it to the Headteacher now. Please do not discuss this with the member of staff "
-                 "concerned.")
+        first = (f"I am sending it to {manager or 'the Chair of Governors'} now. Please do not discuss this with "
+                 "the Headteacher.")
+    elif subject_kind in ("staff", "staff_low_level"):
+        first = (f"I am sending it to {manager or 'the Headteacher'} now. Please do not discuss this with the "
+                 "member of staff concerned.")
     elif routing == "technical":
         first = "I am sending it to the IT technicians and the online-safety lead now."
     elif routing == "data_protection":
@@ -330,6 +406,8 @@ def _new_key() -> str:
 
 def _forget(state: ReportState, key: str) -> None:
     setattr(state, key, None)
+    if key == "subject_kind":
+        state.subject_person = state.subject_name = state.person_matches = None
     if key == "category":
         state.group = None
 

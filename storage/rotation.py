@@ -23,7 +23,9 @@ from storage.filtering import FilterRequestRow, reason_context
 from storage.inbound import InboundClaimRow, response_context
 from storage.incidents import SECRET_FIELDS, IncidentEventRow, IncidentRow, event_context, incident_context
 from storage.models import BotStateRow, ConversationRefRow, WorkRow
+from storage.referrals import REFERRAL_FIELDS, ReferralClockRow, ReferralRow, referral_context, waived_context
 from storage.repos import REFERENCE_NAME_FIELDS, without_names, work_payload_context
+from storage.retention import LegalHoldRow, hold_context
 from storage.reviews import ReviewRow, notes_context
 
 BATCH = 100
@@ -49,6 +51,11 @@ SEALED: tuple[Sealed, ...] = (
     Sealed(WorkRow, "payload", lambda r: work_payload_context(r.school_id, r.row_key)),
     *(Sealed(ChildRow, field, lambda r, f=field: child_context(f, r.school_id, r.token)) for field in CHILD_FIELDS),
     Sealed(CaseLinkRow, "staff_name", lambda r: staff_context(r.school_id, r.incident_id, r.staff_id)),
+    *(Sealed(ReferralRow, field, lambda r, f=field: referral_context(f, r.school_id, r.incident_id, r.row_key))
+      for field in REFERRAL_FIELDS),
+    Sealed(ReferralClockRow, "waived_reason", lambda r: waived_context(r.school_id, r.incident_id, r.agency)),
+    Sealed(LegalHoldRow, "reason", lambda r: hold_context("reason", r.school_id, r.id)),
+    Sealed(LegalHoldRow, "release_reason", lambda r: hold_context("release_reason", r.school_id, r.id)),
 )
 
 

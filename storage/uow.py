@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.audit import AuditKeys
 from bot.protocols import Clock
+from storage import allegations as allegation_store
 from storage import aup as aup_store
 from storage import children as child_store
 from storage import delivery as delivery_store
@@ -17,6 +18,8 @@ from storage import exports as export_store
 from storage import filtering as filtering_store
 from storage import graph_state as graph_store
 from storage import incidents as incident_store
+from storage import referrals as referral_store
+from storage import retention as retention_store
 from storage import reviews as review_store
 from storage.crypto import FieldCipher
 from storage.repos import SqlAuditLog, SqlNotifier, SqlWorkQueue
@@ -48,6 +51,9 @@ class SqlUnitOfWork:
         self.graph = graph_store.SqlGraphState(self.session, self._clock)
         self.deliveries = delivery_store.SqlDeliveries(self.session, self._cipher)
         self.exports = export_store.SqlExports(self.session, self._clock)
+        self.allegations = allegation_store.SqlAllegations(self.session, self._clock)
+        self.referrals = referral_store.SqlReferrals(self.session, self._cipher, self._clock)
+        self.retention = retention_store.SqlRetention(self.session, self._cipher, self._clock)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:

@@ -221,3 +221,19 @@ async def test_change_type_reopen_and_when_it_happened_go_on_the_chronology(harn
     assert "Reopened by Priya Shah: A second screenshot came in" in json.dumps(reopened)
     assert "In progress" in json.dumps(reopened)
     assert "Take ownership" not in json.dumps(reopened) and "Add note" in json.dumps(reopened)
+
+
+async def test_a_case_past_a_statutory_referral_deadline_is_overdue_even_when_taken_on(harness: Harness) -> None:
+    users = await everyone_says_hello(harness, "Priya Shah", "Tom Reed", "Chris Doyle", "Grace Okafor")
+    priya = users["Priya Shah"]
+    reference = await submit_report(harness.user("Leah Brooks"), group="illegal", category="indecent_images",
+                                    what="An image was shared", evidence="Not seen")
+    token = open_token(caseload(await priya.says("cases")), reference)
+    await priya.executes("incident.own", {"token": token, "version": 1})
+    harness.clock.advance(minutes=30)
+    assert listed(await filtered(priya, view="overdue", group="all", page=1)) == []
+    harness.clock.advance(minutes=45)  # the police should have had it within the hour
+    assert listed(await filtered(priya, view="overdue", group="all", page=1)) == [reference]
+    await priya.executes("referral.record", {"token": token, "version": 2, "referral_agency": "police",
+                                             "referral_reference": "CAD 77"})
+    assert listed(await filtered(priya, view="overdue", group="all", page=1)) == []

@@ -33,6 +33,8 @@ async def answer(user: TeamsUser, *, subject: str = "A pupil", group: str = "con
     group_answer, category_answer = _choice(group, category)
     await user.says("report")
     await user.says(subject)
+    if subject.startswith("A member of staff"):
+        await user.says("rather not say")  # who it is: the reporter may decline to name them
     await user.says(group_answer)
     if category_answer:
         await user.says(category_answer)

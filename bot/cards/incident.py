@@ -39,6 +39,16 @@ class Option:
 
 
 @dataclass(frozen=True)
+class CasePart:
+    """A feature's section of the case card (referrals, a review, a hold): blocks shown before the chronology
+    (they may hold their own ActionSet), and actions offered under "More"."""
+
+    body: list[dict[str, Any]] = field(default_factory=list)
+    more: list[dict[str, Any]] = field(default_factory=list)
+    close_inputs: list[dict[str, Any]] = field(default_factory=list)  # optional inputs added to the Close form
+
+
+@dataclass(frozen=True)
 class CaseView:
     incident: Incident
     labels: Labels
@@ -56,6 +66,7 @@ class CaseView:
     categories: list[Option] = field(default_factory=list)  # every type, for re-categorising
     can_move: bool = False  # may change what it is about (bot.incidents.may_correct_routing)
     can_link: bool = False  # may link child records (bot.children.may_use_child_records)
+    parts: list[CasePart] = field(default_factory=list)  # other features' sections, in registration order
 
 
 def _local(when: dt.datetime, timezone: Any) -> str:
@@ -143,6 +154,8 @@ def build_case_card(view: CaseView) -> dict[str, Any]:
                               label="Child", spacing="None"))
         if view.staff_member:
             body.append(typed(view.staff_member, label="Member of staff", spacing="None"))
+    for part in view.parts:
+        body.extend(part.body)
     body.extend(_chronology(incident, view.timezone))
     actions: list[dict[str, Any]] = []
     if view.can_act and incident.is_open:
@@ -212,6 +225,8 @@ def _more(view: CaseView) -> dict[str, Any]:
     if incident.is_open and view.can_move:
         actions.append(_show("Change who it is about", _move_inputs(view),
                              execute("Move case", "incident.move", data, style="destructive")))
+    for part in view.parts:
+        actions.extend(part.more)
     actions.append(execute("Export PDF", "case.export", {"token": incident.token, "format": "pdf"}))
     actions.append(execute("Export JSON", "case.export", {"token": incident.token, "format": "json"}))
     return {"type": "Action.ShowCard", "title": "More", "card": {
@@ -263,7 +278,8 @@ def _case_actions(view: CaseView) -> list[dict[str, Any]]:
             [_choice_set("target", "Escalate to", view.escalation_targets), _text_input("reason", "Reason")],
             execute("Escalate", "incident.escalate", data, style="destructive"))})
     actions.append({"type": "Action.ShowCard", "title": "Close", "card": _inputs_card(
-        [_choice_set("outcome", "Outcome", view.outcomes), _text_input("close_note", "Closing note")],
+        [_choice_set("outcome", "Outcome", view.outcomes), _text_input("close_note", "Closing note"),
+         *(block for part in view.parts for block in part.close_inputs)],
         execute("Close case", "incident.close", data))})
     return actions
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.allegations import CaseDecision, RegisterRow
 from bot.aup import (
     Acknowledgement,
     Audience,
@@ -23,6 +24,7 @@ from bot.aup import (
     parse_markdown,
     with_version,
 )
+from bot.cards import allegations as allegation_cards
 from bot.cards import aup as aup_cards
 from bot.cards import children as child_cards
 from bot.cards import delivery as delivery_cards
@@ -31,9 +33,13 @@ from bot.cards import digest as digest_cards
 from bot.cards import filtering as filtering_cards
 from bot.cards import help as help_cards
 from bot.cards import incident as incident_cards
+from bot.cards import retention as retention_cards
 from bot.cards import reviews as review_cards
+from bot.cards.allegations import DecisionsView, UkcisView, build_decisions_part, build_ukcis_part
 from bot.cards.help import CommandHelp
-from bot.cards.incident import CaseView, Labels, Option, ReportAnswers
+from bot.cards.incident import CasePart, CaseView, Labels, Option, ReportAnswers
+from bot.cards.referrals import ClockLine, MadeLine, ReferralView, referral_part
+from bot.cards.retention import HoldView, RetentionView
 from bot.case_record import ChildDetails, ChildFile, ChildRef, ChronologyEntry
 from bot.child_service import LinkView
 from bot.children import ChildMatch
@@ -44,6 +50,8 @@ from bot.filtering import Draft, FilterRequest, LogEntry
 from bot.incidents import Event, Incident, IncidentSummary, Status
 from bot.people import Person, Role
 from bot.policy import load_policy
+from bot.referrals import ClockStatus, Referral, RequiredReferral
+from bot.retention import INBOUND_NOTE, schedule_lines
 from bot.reviews import ReviewItem, ReviewView
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,6 +192,50 @@ def all_cards() -> dict[str, dict[str, Any]]:
             refresh_user_ids=dsl_ids, notice="Saved.", lado_prompt=False,
             children=(ChildRef("c" * 32, "Jamie Smith", "Year 6"),),
             categories=[Option(c.key, c.label) for c in policy.categories], can_move=True, can_link=True)),
+        "incident-case-referrals": _use(incident_cards, "build_case_card", CaseView(
+            incident=incident, labels=labels, now=NOW, timezone=TZ, can_act=True, outcomes=outcomes,
+            refresh_user_ids=dsl_ids, parts=[referral_part(ReferralView(
+                token=incident.token, version=incident.version, case_open=True, can_act=True, now=NOW, timezone=TZ,
+                agencies=[Option("lado", "LADO"), Option("police", "Police")],
+                clocks=[ClockLine(RequiredReferral(1, "oakfield", 42, "lado", NOW - dt.timedelta(days=2),
+                                                   NOW - dt.timedelta(hours=3), ClockStatus.OPEN),
+                                  "the LADO", False, "An allegation about a member of staff")],
+                made=[MadeLine(Referral(2, "oakfield", 42, "police", NOW - dt.timedelta(hours=5), PRIYA,
+                                        "Priya Shah", "CAD 1234", NOW - dt.timedelta(hours=5)), "Police")],
+                not_made_prompt="Why was the LADO not told?"))])),
+        "low-level-register": _use(allegation_cards, "build_low_level_register_card", [
+            RegisterRow(ALEX, "Alex Morgan", ("ES-2026-0003", "ES-2026-0007"), 2, NOW - dt.timedelta(days=1)),
+            RegisterRow(LEAH, "Leah Brooks", ("ES-2026-0005",), 0, NOW - dt.timedelta(days=9)),
+            RegisterRow(None, "Not named by the reporter", ("ES-2026-0009",), 1, NOW)], TZ),
+        "low-level-register-empty": _use(allegation_cards, "build_low_level_register_card", [], TZ),
+        "incident-case-ukcis-form": _use(incident_cards, "build_case_card", CaseView(
+            incident=incident, labels=labels, now=NOW, timezone=TZ, can_act=True, outcomes=outcomes,
+            refresh_user_ids=dsl_ids, parts=[build_ukcis_part(UkcisView(
+                incident.token, incident.version, list(policy.sexting_referral_criteria), TZ, can_act=True))])),
+        "incident-case-allegation": _use(incident_cards, "build_case_card", CaseView(
+            incident=incident, labels=labels, now=NOW, timezone=TZ, can_act=True, outcomes=outcomes,
+            refresh_user_ids=dsl_ids, parts=[
+                build_ukcis_part(UkcisView(
+                    incident.token, incident.version, list(policy.sexting_referral_criteria), TZ,
+                    done=CaseDecision("ukcis", {"answers": [False, True, False, False, False], "parents_told": True,
+                                                "agency": "police", "no_image_viewed": True},
+                                      PRIYA, "Priya Shah", NOW), can_act=True)),
+                build_decisions_part(DecisionsView(
+                    incident.token, incident.version, list(policy.allegations.decisions), TZ,
+                    recorded={"suspension": CaseDecision("decision.suspension", {"considered": False}, PRIYA,
+                                                         "Grace Okafor", NOW)}, can_act=True))])),
+        "retention": _use(retention_cards, "build_retention_card", RetentionView(
+            school="Oakfield Primary School", schedule=schedule_lines(policy.retention), timezone=TZ,
+            last_run_at=NOW - dt.timedelta(hours=8),
+            last_figures=[("Safeguarding case files", "2 anonymised, 1 kept because of a legal hold")],
+            next_run_at=NOW + dt.timedelta(hours=16), note=INBOUND_NOTE)),
+        "retention-empty": _use(retention_cards, "build_retention_card", RetentionView(
+            school="Oakfield Primary School", schedule=schedule_lines(policy.retention), timezone=TZ)),
+        "incident-case-held": _use(incident_cards, "build_case_card", CaseView(
+            incident=_incident(Status.CLOSED), labels=labels, now=NOW, timezone=TZ, can_act=True,
+            parts=[CasePart(*retention_cards.build_hold_section(HoldView(
+                token="c" * 32, timezone=TZ, held_since=NOW, held_by="Priya Shah",
+                reason="A claim has been made", can_act=True)))])),
         "incident-case-closed": _use(incident_cards, "build_case_card", CaseView(
             incident=_incident(Status.CLOSED), labels=labels, now=NOW, timezone=TZ, can_act=False)),
         "incident-not-allowed": _use(incident_cards, "build_not_allowed_card"),
