@@ -21,7 +21,7 @@ from adapters.directory_static import StaticDirectory
 from adapters.filter_backends import backend_for
 from adapters.graph_directory import GraphDirectory
 from adapters.graph_install import GraphInstaller, start_staff_delta
-from adapters.outbox import SEND_LEASE, OutboxSender, tenant_route
+from adapters.outbox import SEND_LEASE, OutboxSender, QuietRule, tenant_route
 from adapters.scheduler import start_wake_scheduler, stop_wake_scheduler
 from adapters.tab import add_tab_routes
 from adapters.worker import WorkRunner, default_worker_name
@@ -39,6 +39,7 @@ from storage.crypto import FieldCipher, KeyError_, dev_key, parse_key
 from storage.db import create_engine, session_factory
 from storage.inbound import SqlInboundClaims
 from storage.migrate import pending_migrations, upgrade
+from storage.quiet import SqlConversationActivity, SqlGreetings
 from storage.repos import SEND_KIND, ConversationRefs, WorkClaims
 from storage.uow import unit_of_work_factory
 
@@ -65,14 +66,15 @@ def _features() -> list[Feature]:
         exports,
         filtering,
         incidents,
+        message_action,
         referrals,
         retention,
         reviews,
     )
 
-    return [deliveries.install, incidents.install, referrals.install, allegations.install, pupils.install,
-            children.install, exports.install, desk.install, filtering.install, aup.install, reviews.install,
-            audit.install, retention.install]
+    return [deliveries.install, incidents.install, message_action.install, referrals.install, allegations.install,
+            pupils.install, children.install, exports.install, desk.install, filtering.install, aup.install,
+            reviews.install, audit.install, retention.install]
 
 
 @dataclass
@@ -155,18 +157,21 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     read_engine = create_engine(settings.database_url, reads_only=True) if settings.is_sqlite else parts.engine
     storage = SqlStorage(sessions, cipher, parts.clock, read_sessions=session_factory(read_engine))
     inbound = SqlInboundClaims(sessions, cipher, parts.clock, read_sessions=session_factory(read_engine))
+    activity = SqlConversationActivity(sessions, parts.clock, read_sessions=session_factory(read_engine))
     services = BotServices(
         config=parts.config, directory=parts.directory, uow=parts.uow, refs=parts.refs,
         conversation_state=ConversationState(storage), user_state=UserState(storage), dev=settings.dev,
-        inbound=inbound,
+        inbound=inbound, activity=activity, greetings=SqlGreetings(sessions, parts.clock),
     )
     parts.runner = WorkRunner(parts.claims, parts.clock, default_worker_name(settings.replica_name))
     sender = ProactiveSender(parts.adapter, settings.app_id)
     graph = parts.directory if isinstance(parts.directory, GraphDirectory) else None
     reach = GraphInstaller(settings, parts.config, graph, parts.refs, sender, parts.uow).reach if graph else None
     route = tenant_route(parts.refs, settings.teams_service_url, settings.app_id)
+    quiet = QuietRule(parts.config, activity, parts.clock, idle=dt.timedelta(minutes=settings.quiet_idle_minutes),
+                      hold=dt.timedelta(hours=settings.quiet_hold_hours))
     parts.runner.register(SEND_KIND, OutboxSender(parts.config, parts.refs, sender, parts.clock, parts.uow,
-                                                  route=route, reach=reach), lease=SEND_LEASE)
+                                                  route=route, reach=reach, quiet=quiet), lease=SEND_LEASE)
     wiring = Wiring(config=parts.config, policy=parts.policy, directory=parts.directory, uow=parts.uow,
                     clock=parts.clock, services=services, work=parts.runner, extras=parts.extras,
                     filter_backend_for=backend_for)

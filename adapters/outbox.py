@@ -26,7 +26,8 @@ from adapters.connector_http import ConnectorHTTPError, ConnectorUnavailable, Se
 from bot.config import AppConfig
 from bot.delivery import confirm_after, fallback_sends
 from bot.protocols import Clock, UnitOfWorkFactory
-from bot.work import MAX_ATTEMPTS, Done, GiveUp, RetryLater, Then, WorkItem, parse_retry_after
+from bot.quiet import ConversationActivity, wait_before_sending
+from bot.work import MAX_ATTEMPTS, Done, GiveUp, NotYet, RetryLater, Then, WorkItem, parse_retry_after
 from storage.repos import ConversationRefs, SavedReference
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,32 @@ class Undeliverable(Exception):  # noqa: N818 - a signal, not an error
 Reach = Callable[..., Awaitable[SavedReference]]
 
 
+class QuietRule:
+    """Holds back a message marked quiet until its conversation is quiet, by putting its send back for later."""
+
+    def __init__(self, config: AppConfig, activity: ConversationActivity, clock: Clock, *, idle: dt.timedelta,
+                 hold: dt.timedelta) -> None:
+        self._config = config
+        self._activity = activity
+        self._clock = clock
+        self._idle = idle
+        self._hold = hold
+
+    async def wait_if_busy(self, item: WorkItem) -> None:
+        target = item.payload["target"]
+        if target["kind"] == "person":
+            kind, key = "person", target["id"]
+        else:
+            school = self._config.school(item.school_id)
+            kind, key = "channel", getattr(school.channels, target["purpose"], None) if school else None
+            if not key:
+                return  # the send itself will say why it cannot go
+        wait = wait_before_sending(await self._activity.last(item.school_id, kind, key), self._clock.now(),
+                                   self._idle, self._hold)
+        if wait is not None:
+            raise NotYet("waiting for a quiet moment in the conversation", wait)
+
+
 class OutboxSender:
     """The work handler for kind 'send'.
 
@@ -105,8 +132,10 @@ class OutboxSender:
 
     def __init__(self, config: AppConfig, refs: ConversationRefs, sender: ProactiveSender, clock: Clock,
                  uow: UnitOfWorkFactory, *, route: Callable[[str], Awaitable[tuple[str, dict[str, Any]]]],
-                 limiter: RateLimiter | None = None, reach: Reach | None = None) -> None:
+                 limiter: RateLimiter | None = None, reach: Reach | None = None,
+                 quiet: QuietRule | None = None) -> None:
         self._config = config
+        self._quiet = quiet
         self._reach = reach  # installs the app and starts a 1:1 chat for someone never seen (adapters.graph_install)
         self._refs = refs
         self._sender = sender
@@ -116,6 +145,8 @@ class OutboxSender:
         self._limiter = limiter or RateLimiter()
 
     async def __call__(self, item: WorkItem) -> Done:
+        if item.payload.get("quiet") and self._quiet is not None:
+            await self._quiet.wait_if_busy(item)
         try:
             result = await self._deliver(item)
         except Undeliverable as exc:

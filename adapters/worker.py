@@ -9,7 +9,7 @@ import os
 import socket
 
 from bot.protocols import Clock, WorkHandler
-from bot.work import MAX_ATTEMPTS, Done, GiveUp, RetryLater, WorkItem, backoff_delay
+from bot.work import MAX_ATTEMPTS, Done, GiveUp, NotYet, RetryLater, WorkItem, backoff_delay
 from storage.repos import WorkClaims
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,8 @@ class WorkRunner:
             try:
                 async with asyncio.timeout(budget):
                     result = await handler(item)
+            except NotYet as wait:
+                await self._claims.retry(item, self.name, self._clock.now() + wait.after, wait.reason, counted=False)
             except RetryLater as retry:
                 await self._retry(item, retry.reason, retry.after)
             except GiveUp as give_up:

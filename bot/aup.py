@@ -56,6 +56,8 @@ class Audience(StrEnum):
 
 
 AUDIENCE_LABELS = {Audience.STAFF: "Staff", Audience.GOVERNOR: "Governors", Audience.VOLUNTEER: "Volunteers"}
+# As in "the governors' AUP": staff-facing text never shows the audience's key.
+AUDIENCE_NAMES = {Audience.STAFF: "staff", Audience.GOVERNOR: "governors'", Audience.VOLUNTEER: "volunteers'"}
 
 
 def audience_for(person: Person) -> Audience | None:
@@ -217,6 +219,14 @@ class Acknowledgement:
     read_kcsie: bool
     agreed: bool
     at: dt.datetime
+
+    @property
+    def receipt(self) -> str:
+        """A short number to quote (e.g. "3F9A-C21B"), from the record's identity and the text's SHA-256, which
+        stays in the record: anyone holding the record can work the number out again to match a receipt to it."""
+        digest = sha256(f"{self.school_id}|{self.person_id}|{self.audience.value}|{self.version}|{self.cycle}|"
+                        f"{self.sha256}").upper()
+        return f"{digest[:4]}-{digest[4:8]}"
 
 
 @dataclass(frozen=True)
@@ -561,7 +571,7 @@ class AupService:
                          notice: str | None = None, text: str | None = None) -> None:
         await uow.notify.to_person(request.school_id, person.id, card=self._card(
             document, first_name=person.first_name, notice=notice),
-            text=text or "Please read and acknowledge the Acceptable Use Policy.", dedupe_key=key)
+            text=text or "Please read and acknowledge the Acceptable Use Policy.", dedupe_key=key, quiet=True)
         await uow.aup.update_request(request.id, last_card=key)
 
     async def follow_up(self, actor: Actor) -> dict[str, Any] | None:
@@ -641,10 +651,10 @@ class AupService:
         try:
             parsed = self._parsed_source(audience)
         except AupFormatError as exc:
-            raise Refused(f"The {audience.value} AUP file cannot be used yet: {exc}. Please fix it and try "
-                          "again.") from exc
+            raise Refused(f"The {AUDIENCE_NAMES[audience]} AUP file cannot be used yet: {exc}. Please fix it "
+                          "and try again.") from exc
         if parsed is None:
-            raise Refused(f"There is no {audience.value} AUP file in the app's repository (config/aup/).")
+            raise Refused(f"There is no {AUDIENCE_NAMES[audience]} AUP file in the app's repository (config/aup/).")
         people = [p for p in await self.directory.everyone(school.id) if audience_for(p) == audience]
         async with self.uow() as uow:
             current = await uow.aup.current(school.id, audience)
@@ -663,8 +673,8 @@ class AupService:
         preview = await self.preview(actor, audience)
         if str(data.get("version")) != str(preview.new_version) or data.get("content") != preview.parsed.content_hash:
             if preview.current and str(data.get("version")) == str(preview.current.version):
-                return CardReply(message=f"Version {preview.current.version} of the {audience.value} AUP is "
-                                         "already published. Nothing more to do.")
+                return CardReply(message=f"Version {preview.current.version} of the {AUDIENCE_NAMES[audience]} "
+                                         "AUP is already published. Nothing more to do.")
             return CardReply(card=self.cards.preview(preview, notice=(
                 "Something changed since you opened this preview. Please check it and press Publish again.")),
                 message="Please check the updated preview.")
@@ -672,13 +682,13 @@ class AupService:
         document = self._document(actor.school_id, audience, parsed, actor.person.id)
         async with self.uow() as uow:
             if not await uow.aup.add_document(document):
-                return CardReply(message=f"Version {document.version} of the {audience.value} AUP is already "
-                                         "published. Nothing more to do.")
+                return CardReply(message=f"Version {document.version} of the {AUDIENCE_NAMES[audience]} AUP is "
+                                         "already published. Nothing more to do.")
             await uow.audit.record(actor.school_id, actor.person.id, "published", "aup_document",
                                    f"{audience.value}:v{document.version}", {"sha256": document.sha256})
         asked = await self.deliver_owed(actor.school, audience)
         return CardReply(message=(
-            f"Published version {document.version} of the {audience.value} AUP. I have sent the card to "
+            f"Published version {document.version} of the {AUDIENCE_NAMES[audience]} AUP. I have sent the card to "
             f"{asked} {'person' if asked == 1 else 'people'}, and I will remind anyone who has not acknowledged it."))
 
     async def status(self, actor: Actor) -> StatusReport:
@@ -794,13 +804,13 @@ class AupService:
             key = f"{school.id}:{person.id}:{document.audience}:v{document.version}:{item.payload['cycle']}"
             told: list[str] = []
             manager = await self.directory.line_manager(school.id, person.id)
-            message = (f"{person.name} has not yet acknowledged the {document.audience.value} Acceptable Use Policy "
-                       f"(version {document.version}). We first asked them on {since} and have sent "
+            message = (f"{person.name} has not yet acknowledged the {AUDIENCE_NAMES[document.audience]} Acceptable "
+                       f"Use Policy (version {document.version}). We first asked them on {since} and have sent "
                        f"{request.reminders_sent} reminder{'' if request.reminders_sent == 1 else 's'}. ")
             if manager is not None and manager.id != person.id:
                 await uow.notify.to_person(school.id, manager.id, text=message + (
                     "As their line manager, please ask them to open the eSafety app and type `aup`."),
-                    dedupe_key=f"aup.escalate.manager:{key}")
+                    dedupe_key=f"aup.escalate.manager:{key}", quiet=True)
                 told.append(manager.id)
             for lead in await self.directory.people_with_role(school.id, Role.ONLINE_SAFETY_LEAD):
                 if lead.id in told or lead.id == person.id:
@@ -810,7 +820,7 @@ class AupService:
                           else "They have no line manager on record, so please follow this up yourself.")
                 await uow.notify.to_person(
                     school.id, lead.id, text=message + follow + " Type `aup status` to see everyone outstanding.",
-                    dedupe_key=f"aup.escalate.lead:{key}:{lead.id}")
+                    dedupe_key=f"aup.escalate.lead:{key}:{lead.id}", quiet=True)
                 told.append(lead.id)
             await uow.aup.update_request(request.id, escalated_at=self.clock.now())
             await uow.audit.record(school.id, None, "escalated", "aup_acknowledgement", person.id,

@@ -52,6 +52,9 @@ def describe(event: Event) -> str:
         case "referral_made":
             agency, _, reference = detail.partition("\n")
             return f"Referred to {agency} by {who}" + (f". Their reference: {reference}" if reference else "")
+        case "referral_outcome":
+            agency, _, outcome = detail.partition("\n")
+            return f"Outcome of the referral to {agency}, recorded by {who}: {outcome}"
         case "referral_not_made":
             agency, _, reason = detail.partition("\n")
             return f"Not referred to {agency}. Reason given by {who} when closing: {reason}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -108,9 +109,17 @@ class ChannelsConfig(_Strict):
     technicians: str | None = None
 
 
+class Phase(StrEnum):
+    """Which pupils the school teaches: examples in prompts name year groups the school has."""
+
+    PRIMARY = "primary"
+    SECONDARY = "secondary"
+
+
 class SchoolConfig(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,40}$")
     name: str
+    phase: Phase = Phase.PRIMARY
     reference_prefix: str = Field("ES", pattern=r"^[A-Z]{2,4}$")
     tenant_id: str
     team_id: str | None = None

@@ -299,7 +299,7 @@ class DigestService:
         async with self.uow() as uow:
             if school.channels.slt:
                 await uow.notify.to_channel(school.id, "slt", card=card,
-                                            dedupe_key=f"{item.dedupe_key or WEEKLY_KIND}:post")
+                                            dedupe_key=f"{item.dedupe_key or WEEKLY_KIND}:post", quiet=True)
             await self._schedule_next(uow, school, max(self.clock.now(), item.run_at))
         return "posted" if school.channels.slt else "no SLT channel configured"
 

@@ -181,6 +181,15 @@ AUDIENCE_LABELS = {Audience.ALL_PUPILS: "All pupils", Audience.YEAR_GROUPS: "Cho
                    Audience.STAFF: "Staff only"}
 
 
+def audience_text(audience: str | None, year_groups: tuple[str, ...] | list[str] = ()) -> str:
+    """Who a change is for, in words ("Year 5, Year 6", "All pupils"): never the stored key."""
+    if audience == Audience.YEAR_GROUPS and year_groups:
+        return ", ".join(year_groups)
+    if audience in set(Audience):
+        return AUDIENCE_LABELS[Audience(audience)]
+    return "-" if not audience else audience.replace("_", " ").capitalize()
+
+
 class Status(StrEnum):
     PENDING = "pending"
     INFO_REQUESTED = "info_requested"

@@ -30,6 +30,7 @@ from bot.filtering import (
     LogEntry,
     Site,
     Status,
+    audience_text,
     can_view,
     check_can_apply,
     check_can_decide,
@@ -179,7 +180,8 @@ class FilterService:
                 linked_to=earlier.reference if earlier else None,
             ), key=key)
             await self._log(uow, actor.school_id, "requested", actor.person, request.domain, request.reference,
-                            f"{KIND_LABELS[Kind(request.kind)]}; for {request.audience}")
+                            f"{KIND_LABELS[Kind(request.kind)]}; for "
+                            f"{audience_text(request.audience, request.year_groups)}")
             if earlier:
                 await self._log(uow, actor.school_id, "linked", actor.person, request.domain, request.reference,
                                 f"same site as {earlier.reference}")
@@ -419,7 +421,8 @@ class FilterService:
             request = await self._load(uow, actor, data.get("reference"))
             if request.status != Status.APPROVED:
                 return CardReply(card=_done_card(request, actor.school.tz),
-                                 message=f"{request.reference} is already {request.status.replace('_', ' ')}.")
+                                 message=f"{request.reference} is already "
+                                         f"{cards.STATUS_LABELS[Status(request.status)].lower()}.")
             technicians = await self._directory.people_with_role(actor.school_id, Role.TECHNICIAN)
             try:
                 check_can_apply(request, actor.person, technicians)

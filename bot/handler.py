@@ -9,6 +9,7 @@ import logging
 import re
 import uuid
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -25,8 +26,10 @@ from bot.config import AppConfig, SchoolConfig
 from bot.inbound import InboundClaims, InvokeAnswer, StateConflict, claim_key
 from bot.people import stranger
 from bot.protocols import ConversationStore, Directory, UnitOfWorkFactory
+from bot.quiet import ConversationActivity, Greetings
 
 log = logging.getLogger(__name__)
+InvokeAnswerRun = Callable[[Actor | None, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 CANCEL_WORDS = {"cancel", "stop", "quit", "exit"}
@@ -64,6 +67,12 @@ class BotServices:
     inbound: InboundClaims | None = None
     # Invokes other than Universal Actions that a feature answers, by invoke name (e.g. "fileConsent/invoke")
     invokes: dict[str, CardActionRun] = field(default_factory=dict)
+    # Invokes answered in the invoke response itself (compose extensions): the feature returns the body
+    answered_invokes: dict[str, InvokeAnswerRun] = field(default_factory=dict)
+    # When each conversation last had activity, so cards that are not urgent wait for a quiet moment (bot.quiet)
+    activity: ConversationActivity | None = None
+    # One greeting per install: Teams announces an install twice (installationUpdate and conversationUpdate)
+    greetings: Greetings | None = None
 
     def add_command(self, command: Command) -> None:
         self.commands.append(command)
@@ -74,6 +83,14 @@ class BotServices:
         if name in self.invokes:
             raise ValueError(f"invoke {name!r} registered twice")
         self.invokes[name] = run
+
+    def add_answered_invoke(self, name: str, run: InvokeAnswerRun) -> None:
+        """A feature answers this invoke in its response: `run(actor, value)` returns the body Teams reads (a
+        compose extension's task module, say), or None for an empty answer. The actor is None where the school is
+        not set up."""
+        if name in self.invokes or name in self.answered_invokes:
+            raise ValueError(f"invoke {name!r} registered twice")
+        self.answered_invokes[name] = run
 
     def add_card_action(self, action: CardAction) -> None:
         if action.verb in self.card_actions:
@@ -163,6 +180,8 @@ class EsafetyBot(TeamsActivityHandler):
                 await self._remember_conversation(turn_context, school)
             await super().on_turn(turn_context)
             await self._follow_up(turn_context)
+            if school is not None:
+                await self._record_activity(turn_context, school)
         finally:
             await self._save_state(turn_context)
 
@@ -203,10 +222,9 @@ class EsafetyBot(TeamsActivityHandler):
         activity = turn_context.activity
         if not self._services.follow_ups or turn_context.turn_state.get("esafety.school") is None:
             return
-        if activity.type == ActivityTypes.installation_update and activity.action != "add":
-            return
-        if activity.type not in (ActivityTypes.message, ActivityTypes.installation_update) or (
-                isinstance(activity.value, dict) and activity.value.get("verb")):
+        if activity.type != ActivityTypes.message and not turn_context.turn_state.get("esafety.greeted"):
+            return  # of an install's two announcements, only the one that greeted
+        if isinstance(activity.value, dict) and activity.value.get("verb"):
             return  # not invokes or card submits: those answer with their own card
         actor = await self._actor(turn_context)
         if actor is None or actor.conversation_kind != "personal" or not actor.person.roles:
@@ -222,6 +240,28 @@ class EsafetyBot(TeamsActivityHandler):
                 continue
             if card is not None:
                 await turn_context.send_activity(message_with_card(card))
+
+    async def _record_activity(self, turn_context: TurnContext, school: SchoolConfig) -> None:
+        """Note that someone spoke in this conversation, and whether a guided conversation is under way in it."""
+        activity = turn_context.activity
+        if self._services.activity is None or not activity.conversation or activity.type not in (
+                ActivityTypes.message, ActivityTypes.invoke):
+            return  # installs and membership changes are Teams speaking, not the person
+        kind = activity.conversation.conversation_type or "personal"
+        try:
+            if kind == "personal":
+                sender = activity.from_property or ChannelAccount()
+                key = sender.aad_object_id or sender.id
+                dialog_context = await self._dialogs.create_context(turn_context)
+                busy = dialog_context.active_dialog is not None
+                if key and len(key) <= MAX_STORED_KEY:
+                    await self._services.activity.record(school.id, "person", key, busy)
+            elif kind == "channel":
+                key = _channel_id(activity)
+                if key and len(key) <= MAX_STORED_KEY:
+                    await self._services.activity.record(school.id, "channel", key, False)
+        except Exception:  # noqa: BLE001 - the person's request succeeded; at worst a card comes a little early
+            log.exception("could not record conversation activity")
 
     def _school_for(self, activity: Activity) -> SchoolConfig | None:
         channel_data = activity.channel_data or {}
@@ -353,6 +393,11 @@ class EsafetyBot(TeamsActivityHandler):
         feature_invoke = self._services.invokes.get(turn_context.activity.name or "")
         if feature_invoke is not None:
             return await self._feature_invoke(turn_context, feature_invoke)
+        answered = self._services.answered_invokes.get(turn_context.activity.name or "")
+        if answered is not None:
+            value = turn_context.activity.value if isinstance(turn_context.activity.value, dict) else {}
+            body = await answered(await self._actor(turn_context), value)
+            return InvokeResponse(status=int(HTTPStatus.OK), body=body)
         if turn_context.activity.name != "adaptiveCard/action":
             response = await super().on_invoke_activity(turn_context)
             if response is None or response.status == int(HTTPStatus.NOT_IMPLEMENTED):
@@ -420,6 +465,12 @@ class EsafetyBot(TeamsActivityHandler):
     async def on_installation_update_add(self, turn_context: TurnContext) -> None:
         await self._greet(turn_context)
 
+    async def on_installation_update_remove(self, turn_context: TurnContext) -> None:
+        if turn_context.activity.action != "remove" or self._services.greetings is None:
+            return  # "remove-upgrade" is half of an upgrade, not an uninstall: the app stays
+        school: SchoolConfig | None = turn_context.turn_state.get("esafety.school")
+        await self._services.greetings.release(school.id if school else "", _greeting_key(turn_context.activity))
+
     async def on_teams_members_added(self, teams_members_added: list[Any], team_info: TeamInfo,
                                      turn_context: TurnContext) -> None:
         bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
@@ -427,6 +478,24 @@ class EsafetyBot(TeamsActivityHandler):
             await self._greet(turn_context)
 
     async def _greet(self, turn_context: TurnContext) -> None:
+        """Greet once per install, whichever of Teams' two announcements comes first, on any replica."""
+        greetings = self._services.greetings
+        if greetings is None:
+            await self._send_greeting(turn_context)
+            return
+        school: SchoolConfig | None = turn_context.turn_state.get("esafety.school")
+        school_id, conversation = (school.id if school else ""), _greeting_key(turn_context.activity)
+        if not await greetings.claim(school_id, conversation):
+            return
+        try:
+            await self._send_greeting(turn_context)
+        except BaseException:
+            await greetings.release(school_id, conversation)  # the other announcement, or a redelivery, may greet
+            raise
+        await greetings.greeted(school_id, conversation)
+        turn_context.turn_state["esafety.greeted"] = True
+
+    async def _send_greeting(self, turn_context: TurnContext) -> None:
         school: SchoolConfig | None = turn_context.turn_state.get("esafety.school")
         if school is None:
             await turn_context.send_activity(
@@ -434,14 +503,26 @@ class EsafetyBot(TeamsActivityHandler):
             )
             return
         if turn_context.activity.conversation and turn_context.activity.conversation.conversation_type == "channel":
-            channel_id = ((turn_context.activity.channel_data or {}).get("channel") or {}).get("id") or \
-                turn_context.activity.conversation.id.split(";")[0]
+            channel_id = _channel_id(turn_context.activity)
             purposes = [p for p, cid in school.channels.model_dump().items() if cid and cid == channel_id]
             await turn_context.send_activity(message_with_card(build_channel_welcome_card(school.name, purposes)))
             return
         actor = await self._actor(turn_context)
         card = build_personal_welcome_card(actor.person.first_name, school.name, self._help_items(actor))
         await turn_context.send_activity(message_with_card(card))
+
+
+def _channel_id(activity: Activity) -> str:
+    """A channel's own id: a channel conversation's id may carry the thread (";messageid=...")."""
+    return ((activity.channel_data or {}).get("channel") or {}).get("id") or \
+        (activity.conversation.id or "").split(";")[0]
+
+
+def _greeting_key(activity: Activity) -> str:
+    """What one install greets: the 1:1 or group chat, or the channel (whatever thread the announcement came in)."""
+    if activity.conversation.conversation_type == "channel":
+        return _channel_id(activity)
+    return (activity.conversation.id or "").split(";")[0]
 
 
 _HELP_ORDER = {"report": 0, "my reports": 1, "cases": 2, "filter": 3, "aup": 4}

@@ -284,9 +284,16 @@ class IncidentService:
                 return
             new_ids = [c["id"] for c in payload["to"] if c["id"] not in incident.viewer_ids
                        and c["id"] not in incident.excluded_ids]
-            if new_ids:
+            # A case manager who cannot be reached is stood in for (the Vice-Chair for the Chair): the stand-in
+            # manages the case, not only reads it.
+            stand_ins = {STAND_INS[Role(r)] for r in incident.case_roles if Role(r) in STAND_INS}
+            reached = [await self._directory.person(school_id, c["id"]) for c in payload["to"]]
+            managing = [r.value for r in stand_ins if r.value not in incident.case_roles
+                        and any(p is not None and p.has(r) for p in reached)]
+            if new_ids or managing:
                 await uow.incidents.change(school_id, incident.id, incident.version,
-                                           viewer_ids=list(incident.viewer_ids) + new_ids)
+                                           viewer_ids=list(incident.viewer_ids) + new_ids,
+                                           case_roles=list(incident.case_roles) + managing)
             to = ", ".join(c["label"] for c in payload["to"])
             await uow.incidents.append_event(school_id, incident.id, None, None, "rerouted",
                                              f"The alert to {payload['failed']} could not be delivered, so it was "

@@ -62,16 +62,18 @@ class Notifier(Protocol):
         self, school_id: str, person_id: str, *, text: str | None = None, card: dict[str, Any] | None = None,
         dedupe_key: str | None = None, delivery: Delivery | None = None, plain: bool = False,
         about: str | None = None, update_of: str | None = None, attachment: dict[str, Any] | None = None,
+        quiet: bool = False,
     ) -> None:
         """Queue a 1:1 message for a person; a `delivery` makes its arrival tracked (bot.delivery); `plain` shows
         the text exactly as written (no Markdown, links or mentions), for text that quotes what someone typed.
         `about` names the case a card shows, so it can be replaced later; `update_of` replaces a posted message.
-        `attachment` is a Teams attachment as JSON that is not an Adaptive Card (a file consent card)."""
+        `attachment` is a Teams attachment as JSON that is not an Adaptive Card (a file consent card).
+        `quiet` marks a message that is not urgent: it waits until the person's chat is quiet (bot.quiet)."""
 
     async def to_channel(
         self, school_id: str, purpose: str, *, text: str | None = None, card: dict[str, Any] | None = None,
         dedupe_key: str | None = None, delivery: Delivery | None = None, about: str | None = None,
-        update_of: str | None = None,
+        update_of: str | None = None, quiet: bool = False,
     ) -> None:
         """Queue a post to the team channel the school configured for a purpose (dsl, slt, technicians)."""
 

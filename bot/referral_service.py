@@ -8,7 +8,16 @@ from typing import Any
 
 from bot.actor import Actor, CardReply
 from bot.cards.incident import CasePart, Option
-from bot.cards.referrals import REASON_INPUT, RECORD_VERB, ClockLine, MadeLine, ReferralView, referral_part
+from bot.cards.referrals import (
+    MAX_OUTCOME_CHARS,
+    OUTCOME_VERB,
+    REASON_INPUT,
+    RECORD_VERB,
+    ClockLine,
+    MadeLine,
+    ReferralView,
+    referral_part,
+)
 from bot.config import AppConfig, SchoolConfig
 from bot.incident_service import IncidentService
 from bot.incidents import MAX_ANSWER_CHARS, Incident, is_excluded, may_act_on_case, may_view_case
@@ -194,6 +203,27 @@ class ReferralService:
         await uow.audit.record(incident.school_id, actor.person.id, "referral.recorded", "incident",
                                incident.reference, {"agency": agency, "met_required": met})
         return referral
+
+    async def act_outcome(self, actor: Actor, data: dict[str, Any]) -> CardReply:
+        """The case card's "Record an outcome" form: what the agency decided about a referral made."""
+        async def change(uow: Any, actor: Actor, incident: Incident, data: dict[str, Any]) -> str | None:
+            handle, outcome = data.get("referral_handle"), data.get("referral_outcome")
+            outcome = outcome.strip() if isinstance(outcome, str) else ""
+            if not outcome:
+                return "Please write what the agency decided."
+            if len(outcome) > MAX_OUTCOME_CHARS:
+                return f"Please keep the outcome to {MAX_OUTCOME_CHARS} characters; the chronology can hold more."
+            referral = await uow.referrals.set_outcome(incident.school_id, incident.id, handle, outcome) \
+                if isinstance(handle, str) and handle else None
+            if referral is None:
+                return "Please choose the referral from the list."
+            await uow.incidents.append_event(incident.school_id, incident.id, actor.person.id, actor.person.name,
+                                             "referral_outcome", f"{self._short(referral.agency)}\n{outcome}")
+            await uow.audit.record(incident.school_id, actor.person.id, "referral.outcome", "incident",
+                                   incident.reference, {"agency": referral.agency})
+            return None
+
+        return await self._incidents.act_on_case(actor, data, OUTCOME_VERB, change, check_version=False)
 
     async def act_record(self, actor: Actor, data: dict[str, Any]) -> CardReply:
         """The case card's "Record a referral" form."""

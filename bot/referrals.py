@@ -44,6 +44,7 @@ class Referral:
     recorded_at: dt.datetime
     outcome: str | None = None
     outcome_at: dt.datetime | None = None
+    handle: str = ""  # random, what a card carries to name this referral (never the database id)
 
 
 @dataclass(frozen=True)

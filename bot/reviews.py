@@ -283,7 +283,7 @@ class ReviewService:
                 await self.directory.people_with_role(school.id, Role.ONLINE_SAFETY_LEAD)  # nobody holds the role
             for person in owners:
                 await uow.notify.to_person(school.id, person.id, card=self.cards.build_reminder_card(view, school.tz),
-                                           dedupe_key=f"{remind_key(item, days)}:{person.id}")
+                                           dedupe_key=f"{remind_key(item, days)}:{person.id}", quiet=True)
             await uow.reviews.mark_reminded(item.id, label)
             await uow.audit.record(school.id, None, "reminded", "review", str(item.id),
                                    {"days_before": days, "recipients": len(owners)})
@@ -305,7 +305,7 @@ class ReviewService:
             key = work.dedupe_key or f"review:{item.id}:overdue"
             for person in heads:
                 await uow.notify.to_person(school.id, person.id, card=self.cards.build_overdue_card(view, school.tz),
-                                           dedupe_key=f"{key}:{person.id}")
+                                           dedupe_key=f"{key}:{person.id}", quiet=True)
             await uow.reviews.mark_reminded(item.id, f"overdue:{now.date().isoformat()}")
             await uow.audit.record(school.id, None, "escalated_overdue", "review", str(item.id),
                                    {"days_overdue": -view.days_left, "recipients": len(heads)})

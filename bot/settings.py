@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     # The app's public https address, for links in cards (e.g. the AUP full text); empty means http://host:port.
     public_url: str = Field("", validation_alias=_env("ESAFETY_PUBLIC_URL"))
 
+    # Cards that are not urgent (AUP, reminders, the digest) wait until nobody has spoken in the conversation for
+    # this long, and never arrive during a guided conversation unless it was left untouched for the hold.
+    quiet_idle_minutes: float = Field(3.0, ge=0, validation_alias=_env("ESAFETY_QUIET_IDLE_MINUTES"))
+    quiet_hold_hours: float = Field(24.0, gt=0, validation_alias=_env("ESAFETY_QUIET_HOLD_HOURS"))
+
     # Directory: the static YAML people, or Microsoft Graph (roles from Entra groups; see docs/graph.md).
     directory: Literal["static", "graph"] = Field("static", validation_alias=_env("ESAFETY_DIRECTORY"))
     graph_base_url: str = Field("https://graph.microsoft.com/v1.0", validation_alias=_env("GRAPH_BASE_URL"))

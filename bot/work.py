@@ -48,6 +48,14 @@ class RetryLater(Exception):  # noqa: N818 - a signal, not an error
         self.after = after
 
 
+class NotYet(RetryLater):
+    """The work is fine but should not happen yet (a quiet card waiting for a quiet moment): try again after
+    `after`. Unlike a retry it costs no attempt, so waiting never uses up the item's tries."""
+
+    def __init__(self, reason: str, after: dt.timedelta) -> None:
+        super().__init__(reason, after)
+
+
 class GiveUp(Exception):  # noqa: N818 - a signal, not an error
     """The work can never succeed (for example the person blocked the bot); record why and stop."""
 

@@ -30,6 +30,7 @@ from bot.filtering import (
 from bot.filtering_service import FilterService
 from bot.handler import message_with_card
 from bot.people import stranger
+from bot.phase import examples
 from bot.protocols import Clock, Directory
 
 FILTER_DIALOG = "filter_request"
@@ -127,7 +128,9 @@ class FilterRequestDialog(ComponentDialog):
         draft = _save(step, audience=str(step.result))
         if draft.audience != "year_groups":
             return await step.next(None)
-        return await step.prompt(_ASK, _ask("Which year groups? For example `Year 5, Year 6` or `7-9`.", key="years"))
+        example = examples(_school(step.context).phase)
+        return await step.prompt(_ASK, _ask(f"Which year groups? For example {example.years} or {example.year_range}.",
+                                            key="years"))
 
     async def ask_reason(self, step: WaterfallStepContext) -> DialogTurnResult:
         """Ask why the change is needed."""
@@ -226,10 +229,11 @@ class FilterRequestDialog(ComponentDialog):
         audience = parse_audience(text)
         return (str(audience), None) if audience else (None, "Please choose all pupils, chosen year groups or staff.")
 
-    async def _parse_years(self, text: str, _context: TurnContext) -> tuple[Any, str | None]:
+    async def _parse_years(self, text: str, context: TurnContext) -> tuple[Any, str | None]:
         years = parse_year_groups(text)
+        example = examples(_school(context).phase)
         return (list(years), None) if years else (None, "I couldn't read those year groups. Please type them like "
-                                                        "`Year 5, Year 6`, `Reception` or `7-9`.")
+                                                        f"{example.years} or {example.year_range}.")
 
     async def _parse_reason(self, text: str, _context: TurnContext) -> tuple[Any, str | None]:
         cleaned = " ".join(text.split())

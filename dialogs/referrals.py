@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.actor import Actor, CardAction, CardReply
-from bot.cards.referrals import RECORD_VERB
+from bot.cards.referrals import OUTCOME_VERB, RECORD_VERB
 from bot.referral_service import MISSED_KIND, REMIND_KIND, ReferralService
 from bot.wiring import Wiring
 from bot.work import WorkItem
@@ -26,6 +26,7 @@ def install(wiring: Wiring) -> None:
         return await service.act_record(actor, data)
 
     wiring.services.add_card_action(CardAction(RECORD_VERB, record))
+    wiring.services.add_card_action(CardAction(OUTCOME_VERB, service.act_outcome))
 
     async def remind(item: WorkItem) -> None:
         await service.remind(item.school_id, int(item.payload["clock_id"]))

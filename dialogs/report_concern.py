@@ -24,6 +24,7 @@ from bot.handler import message_with_card
 from bot.incident_service import IncidentService, ReportInput
 from bot.incidents import LOCATIONS, MAX_ANSWER_CHARS, SUBJECT_KINDS
 from bot.people import ROLE_LABELS, Role
+from bot.phase import examples
 from bot.policy import Policy
 
 REPORT_DIALOG = "report_concern"
@@ -192,8 +193,9 @@ class ReportConcernDialog(ComponentDialog):
 
     async def _ask_subjects(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
         """Who is involved?"""
+        example = examples(_actor(step).school.phase).pupil
         return await self._text(step, "Who is involved? Initials and year group are enough, for example "
-                                "\"JS, Year 8\". Write \"not known\" if you do not know.")
+                                f"\"{example}\". Write \"not known\" if you do not know.")
 
     async def _ask_narrative(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
         """What happened, in the reporter's words?"""
@@ -347,7 +349,7 @@ class ReportConcernDialog(ComponentDialog):
         category = self._policy.category(incident.category)
         guidance = category.guidance if plan.do_not_investigate or category.no_imagery else None
         await step.context.send_activity(message_with_card(build_confirmation_card(
-            incident.reference, _next_steps(actor, incident.subject_kind, category.routing, incident.case_roles),
+            incident.reference, next_steps(actor, incident.subject_kind, category.routing, incident.case_roles),
             guidance)))
         return await step.end_dialog(incident.reference)
 
@@ -375,8 +377,10 @@ class ReportConcernDialog(ComponentDialog):
         return not (state.early_incident_id and key in ("subject_kind", "category"))
 
 
-def _next_steps(actor: Actor, subject_kind: str, routing: str, case_roles: tuple[str, ...] = ()) -> list[str]:
-    """What happens next, promising only what the bot will do: delivery is confirmed in a later message."""
+def next_steps(actor: Actor, subject_kind: str, routing: str, case_roles: tuple[str, ...] = (), *,
+               where: str = "here") -> list[str]:
+    """What happens next, promising only what the bot will do: delivery is confirmed in a later message, `where`
+    the reporter will read it."""
     sla = actor.school.sla_minutes
     # Whoever the case actually went to (the Vice-Chair when there is no Chair), never the usual role regardless.
     manager = f"the {ROLE_LABELS[Role(case_roles[0])]}" if case_roles and case_roles[0] in set(Role) else None
@@ -394,8 +398,8 @@ def _next_steps(actor: Actor, subject_kind: str, routing: str, case_roles: tuple
         first = (f"I am sending it to the safeguarding team now. They should pick it up within {sla.normal} "
                  f"minutes ({sla.urgent} if urgent), and I will remind them if they do not.")
     return [first,
-            "I will tell you here as soon as it has reached them. If it cannot, I will tell you who to speak to in "
-            "person.",
+            f"I will tell you {where} as soon as it has reached them. If it cannot, I will tell you who to speak to "
+            "in person.",
             "Keep what you know confidential and share it only with the people handling it.",
             "If you learn something new, tell the DSL in person."]
 

@@ -94,7 +94,18 @@ class SqlReferrals:
         return Referral(id=row.id, school_id=row.school_id, incident_id=row.incident_id, agency=row.agency,
                         made_at=row.made_at, made_by_id=row.made_by_id, made_by_name=row.made_by_name,
                         their_reference=opened("their_reference"), recorded_at=row.recorded_at,
-                        outcome=opened("outcome"), outcome_at=row.outcome_at)
+                        outcome=opened("outcome"), outcome_at=row.outcome_at, handle=row.row_key)
+
+    async def set_outcome(self, school_id: str, incident_id: int, handle: str, outcome: str) -> Referral | None:
+        """What the agency decided, on the referral a card named by its handle; None when no such referral."""
+        row = await self._session.scalar(select(ReferralRow).where(
+            ReferralRow.school_id == school_id, ReferralRow.incident_id == incident_id, ReferralRow.row_key == handle))
+        if row is None:
+            return None
+        row.outcome = self._cipher.encrypt(outcome, referral_context("outcome", school_id, incident_id, row.row_key))
+        row.outcome_at = self._clock.now()
+        await self._session.flush()
+        return self._referral(row)
 
     # --- required referrals and their clocks -----------------------------------------------------------------
 

@@ -147,21 +147,22 @@ class SqlNotifier:
     async def to_person(self, school_id: str, person_id: str, *, text: str | None = None,
                         card: dict[str, Any] | None = None, dedupe_key: str | None = None,
                         delivery: Delivery | None = None, plain: bool = False, about: str | None = None,
-                        update_of: str | None = None, attachment: dict[str, Any] | None = None) -> None:
+                        update_of: str | None = None, attachment: dict[str, Any] | None = None,
+                        quiet: bool = False) -> None:
         await self._queue(school_id, {"kind": "person", "id": person_id}, text, card, dedupe_key, delivery, plain,
-                          about=about, update_of=update_of, attachment=attachment)
+                          about=about, update_of=update_of, attachment=attachment, quiet=quiet)
 
     async def to_channel(self, school_id: str, purpose: str, *, text: str | None = None,
                          card: dict[str, Any] | None = None, dedupe_key: str | None = None,
                          delivery: Delivery | None = None, about: str | None = None,
-                         update_of: str | None = None) -> None:
+                         update_of: str | None = None, quiet: bool = False) -> None:
         await self._queue(school_id, {"kind": "channel", "purpose": purpose}, text, card, dedupe_key, delivery,
-                          about=about, update_of=update_of)
+                          about=about, update_of=update_of, quiet=quiet)
 
     async def _queue(self, school_id: str, target: dict[str, str], text: str | None, card: dict[str, Any] | None,
                      dedupe_key: str | None, delivery: Delivery | None, plain: bool = False, *,
                      about: str | None = None, update_of: str | None = None,
-                     attachment: dict[str, Any] | None = None) -> None:
+                     attachment: dict[str, Any] | None = None, quiet: bool = False) -> None:
         if text is None and card is None and attachment is None:
             raise ValueError("a message needs text, a card or an attachment")
         payload: dict[str, Any] = {"target": target, "text": text, "card": card}
@@ -173,6 +174,8 @@ class SqlNotifier:
             payload["update_of"] = update_of  # replace that posted message instead of sending a new one
         if about:
             payload["about"] = about
+        if quiet:
+            payload["quiet"] = True  # not urgent: the outbox waits until the conversation is quiet (bot.quiet)
         group = None
         if delivery is not None:
             payload["delivery"] = delivery.as_json()
@@ -264,11 +267,14 @@ class WorkClaims:
                                      about=follow.payload.get("about") if follow.kind == SEND_KIND else None)
         return True
 
-    async def retry(self, item: WorkItem, worker: str, at: dt.datetime, error: str) -> None:
+    async def retry(self, item: WorkItem, worker: str, at: dt.datetime, error: str, *, counted: bool = True) -> None:
+        """Put the item back for `at`; an uncounted one (bot.work.NotYet) gives back the attempt its claim took."""
+        attempts = WorkRow.attempts if counted else WorkRow.attempts - 1
         async with self._sessions() as session, session.begin():
             await session.execute(
                 update(WorkRow).where(WorkRow.id == item.id, WorkRow.locked_by == worker)
-                .values(status="pending", run_at=at, last_error=error, locked_by=None, locked_until=None)
+                .values(status="pending", run_at=at, last_error=error, locked_by=None, locked_until=None,
+                        attempts=attempts)
             )
 
     async def next_due_at(self, kinds: list[str]) -> dt.datetime | None:

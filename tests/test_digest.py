@@ -88,7 +88,8 @@ async def test_digest_now_shows_charts_of_this_weeks_figures_and_no_names(harnes
     reply = await harness.user("Priya Shah").says("digest now")
     card = digest_card(reply.cards)
     assert len(json.dumps(card).encode()) < 40 * 1024
-    bars = chart(card, "Chart.VerticalBar")
+    bars = chart(card, "Chart.HorizontalBar")
+    assert bars["displayMode"] == "AbsoluteNoAxis"  # every label on its own line, and no axis to tick in halves
     by_group = {point["x"]: point["y"] for point in bars["data"]}
     assert by_group["Illegal"] == 0 and "Conduct" not in by_group and "Commerce" not in by_group  # 1 each: hidden
     assert bars["fallback"]["type"] == "FactSet"
@@ -98,6 +99,7 @@ async def test_digest_now_shows_charts_of_this_weeks_figures_and_no_names(harnes
     trend = line["data"][0]["values"]
     assert len(line["fallback"]["facts"]) == 12 and line["fallback"]["facts"][-1]["value"] == "fewer than 5"
     assert len(trend) == 9 and trend[-1]["y"] == 6 and sum(p["y"] for p in trend) == 6  # 6 last week: shown
+    assert (line["yMin"], line["yMax"]) == (0, 8)  # four steps of 2, where 0 to 6 would tick at 1.5
     body = json.dumps(card)
     assert "fewer than 5 incidents reported" in body and "Web filter changes" in body and "Reviews due" in body
     assert "Not in the chart, too few to show: Conduct (fewer than 5), Commerce (fewer than 5)." in body
@@ -118,7 +120,7 @@ async def test_weekly_digest_posts_to_the_slt_channel_on_monday_at_0730_then_eve
     harness.clock.set(at(2026, 11, 30, 7, 30))
     posts = await digests_posted(harness, 1)
     card = digest_card(posts)
-    assert chart(card, "Chart.VerticalBar") and chart(card, "Chart.Line")
+    assert chart(card, "Chart.HorizontalBar") and chart(card, "Chart.Line")
     assert "fewer than 5 incidents reported" in json.dumps(card)
     assert_no_names(harness, card)
     harness.clock.set(at(2026, 12, 7, 7, 30))
@@ -145,7 +147,7 @@ async def test_governors_report_card_csv_and_markdown_carry_counts_not_names(har
     card = digest_card((await ruth.says("governors report")).cards, "Governors' termly online-safety report")
     body = json.dumps(card)
     assert "Autumn 2026" in body and "Resolved in school" in body and "Still open" in body
-    bars = chart(card, "Chart.VerticalBar")
+    bars = chart(card, "Chart.HorizontalBar")
     assert "Commerce" not in {p["x"] for p in bars["data"]}  # one case: too few to draw
     assert {f["title"]: f["value"] for f in bars["fallback"]["facts"]}["Commerce"] == "fewer than 5"
     assert "Chart.Line" not in body

@@ -29,7 +29,7 @@ def facts_of(card: dict[str, Any]) -> dict[str, str]:
 
 def group_figures(card: dict[str, Any]) -> dict[str, str]:
     """Per category group, as a reader sees it: the bar chart's fallback when there is a chart, else the FactSet."""
-    bars = [e for e in elements(card) if e["type"] == "Chart.VerticalBar"]
+    bars = [e for e in elements(card) if e["type"] == "Chart.HorizontalBar"]
     found = bars[0]["fallback"]["facts"] if bars else next(
         e["facts"] for e in elements(card) if e["type"] == "FactSet" and e["facts"][0]["title"] == "Illegal")
     return {f["title"]: f["value"] for f in found}
@@ -104,7 +104,7 @@ async def test_small_numbers_show_as_fewer_than_5_and_charts_leave_them_out(harn
     card = digest_card((await harness.user("Grace Okafor").says("digest now")).cards)
     assert group_figures(card)["Conduct"] == FEWER
     assert "fewer than 5 incidents reported" in json.dumps(card)
-    bars = chart(card, "Chart.VerticalBar")
+    bars = chart(card, "Chart.HorizontalBar")
     assert "Conduct" not in {p["x"] for p in bars["data"]} and {p["y"] for p in bars["data"]} == {0}
     notes = [e["text"] for e in elements(card) if e["type"] == "TextBlock" and "Not in the chart" in e["text"]]
     assert any("Conduct (fewer than 5)" in n for n in notes)
@@ -123,7 +123,7 @@ async def test_small_numbers_show_as_fewer_than_5_and_charts_leave_them_out(harn
 
     await concerns(harness, 3, category="gambling")  # 6 and 6: nothing small, both shown
     card = digest_card((await harness.user("Priya Shah").says("digest now")).cards)
-    bars = {p["x"]: p["y"] for p in chart(card, "Chart.VerticalBar")["data"]}
+    bars = {p["x"]: p["y"] for p in chart(card, "Chart.HorizontalBar")["data"]}
     assert bars["Conduct"] == 6 and bars["Commerce"] == 6 and group_figures(card)["Conduct"] == "6"
     assert not [e for e in elements(card) if e["type"] == "TextBlock" and "Not in the chart, too few to show: C"
                 in e["text"]]
@@ -133,7 +133,7 @@ async def test_six_concerns_in_a_group_are_shown_as_six(harness: Harness) -> Non
     await concerns(harness, 6)
     reply = await harness.user("Priya Shah").says("digest now")
     card = digest_card(reply.cards)
-    assert {p["x"]: p["y"] for p in chart(card, "Chart.VerticalBar")["data"]}["Conduct"] == 6
+    assert {p["x"]: p["y"] for p in chart(card, "Chart.HorizontalBar")["data"]}["Conduct"] == 6
     assert group_figures(card)["Conduct"] == "6" and "6 incidents reported" in json.dumps(card)
     assert len(json.dumps(card).encode()) < 40 * 1024
 

@@ -17,6 +17,7 @@ import pytest
 from jsonschema import Draft4Validator, Draft7Validator, FormatChecker
 
 from bot.settings import Settings
+from dialogs.message_action import COMMAND_ID
 from manifest.package import PackageError, build_manifest, write_package
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +108,12 @@ def test_the_package_is_valid_against_microsofts_manifest_schema(tmp_path: Path)
     assert {"report", "my reports", "filter", "aup", "help"} <= set(by_scope["personal"])
     # Only commands that work in a channel are offered there; the rest ask people to message privately.
     assert set(by_scope["team"]) == {"digest now", "help"}
+    # "Report a concern" on any message's menu: a message action the bot answers with a task module.
+    (extension,) = manifest["composeExtensions"]
+    assert extension["botId"] == APP_ID
+    (command,) = extension["commands"]
+    assert command["id"] == COMMAND_ID and command["title"] == "Report a concern"
+    assert command["type"] == "action" and command["context"] == ["message"] and command["fetchTask"] is True
     assert manifest["authorization"]["permissions"]["resourceSpecific"] == []  # see docs/graph.md
     assert icons["color.png"] == (ROOT / "manifest" / "color.png").read_bytes()
 
@@ -116,8 +123,9 @@ def test_the_schema_check_can_fail() -> None:
     manifest["bots"][0]["scopes"] = ["personal", "staffroom"]
     manifest["name"]["short"] = "x" * 31
     del manifest["accentColor"]
+    manifest["composeExtensions"][0]["commands"][0]["context"] = ["message", "chatBubble"]
     errors = " | ".join(_errors(manifest))
-    assert "staffroom" in errors and "too long" in errors and "accentColor" in errors
+    assert "staffroom" in errors and "too long" in errors and "accentColor" in errors and "chatBubble" in errors
 
 
 def test_the_icons_are_the_sizes_teams_requires() -> None:

@@ -85,6 +85,22 @@ async def test_an_illegal_case_cannot_close_without_a_police_referral_or_a_reaso
     recorded_text = json.dumps(recorded)
     assert "Referred to the police by Priya Shah. Their reference: CAD 4471 23/11" in recorded_text
     assert "needed now" not in recorded_text and "no_referral_reason" not in close_form(recorded)
+    # What the police decided goes on the referral, named on the card by a random handle, never a database id.
+    outcome_form = next(a for block in recorded["body"] if block.get("type") == "ActionSet"
+                        for a in block["actions"] if a["title"] == "Record an outcome")
+    handle = outcome_form["card"]["body"][0]["choices"][0]["value"]
+    assert len(handle) >= 16 and not handle.isdigit()
+    blank = (await priya.executes("referral.outcome", {"token": token, "referral_handle": handle,
+                                                       "referral_outcome": " "})).invoke_card
+    assert "Please write what the agency decided." in json.dumps(blank)
+    forged = (await priya.executes("referral.outcome", {"token": token, "referral_handle": "1",
+                                                        "referral_outcome": "Forged"})).invoke_card
+    assert "Please choose the referral from the list." in json.dumps(forged) and "Forged" not in json.dumps(forged)
+    decided = json.dumps((await priya.executes("referral.outcome", {
+        "token": token, "referral_handle": handle, "referral_outcome": "Police will visit the family"})).invoke_card)
+    assert "Their reference: CAD 4471 23/11. Outcome: Police will visit the family" in decided
+    assert "Outcome of the referral to the police, recorded by Priya Shah: Police will visit the family" in decided
+    assert "Record an outcome" not in decided
     closed = (await priya.executes("incident.close", {"token": token, "version": 1, "outcome": "referred_on",
                                                       "close_note": "With the police"})).invoke_card
     assert "Closed by Priya Shah" in json.dumps(closed)

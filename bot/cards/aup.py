@@ -5,10 +5,22 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from bot.aup import ACK_VERB, AUDIENCE_LABELS, PUBLISH_VERB, Acknowledgement, AupDocument, Preview, StatusReport
+from bot.aup import (
+    ACK_VERB,
+    AUDIENCE_LABELS,
+    AUDIENCE_NAMES,
+    PUBLISH_VERB,
+    Acknowledgement,
+    Audience,
+    AupDocument,
+    Preview,
+    StatusReport,
+)
 from bot.cards.common import card, command_button, execute, facts, heading, text
 
 MAX_NAMES_PER_AUDIENCE = 40
+# The Department for Education's page for the current Keeping children safe in education (Part 1 is on it).
+KCSIE_URL = "https://www.gov.uk/government/publications/keeping-children-safe-in-education--2"
 
 
 MAX_BUTTONS_PER_ROW = 5  # Teams shows at most 6 actions in one set; keep a margin
@@ -44,6 +56,8 @@ def build_aup_card(document: AupDocument, *, link: str, first_name: str | None =
     body.append(_toggle("read_kcsie", "Keeping Children Safe in Education",
                         "I have read Part 1 of Keeping Children Safe in Education",
                         "Please confirm you have read Part 1 of Keeping Children Safe in Education."))
+    body.append({"type": "ActionSet", "spacing": "Small", "actions": [
+        {"type": "Action.OpenUrl", "title": "Read KCSIE Part 1 on GOV.UK", "url": KCSIE_URL}]})
     body.append(_toggle("agree", "This policy", "I agree to follow this Acceptable Use Policy",
                         "Please confirm you agree to follow this policy."))
     data = {"audience": document.audience.value, "version": document.version}
@@ -52,7 +66,7 @@ def build_aup_card(document: AupDocument, *, link: str, first_name: str | None =
 
 
 def build_acknowledged_card(document: AupDocument, ack: Acknowledgement, *, link: str, tz: Any) -> dict[str, Any]:
-    """The receipt: what was agreed, when, and the fingerprint of the exact text."""
+    """The receipt: what was agreed, when, and a short receipt number (the text's SHA-256 stays in the record)."""
     when = ack.at.astimezone(tz).strftime("%d %B %Y at %H:%M")
     body = [
         heading("Thank you. Your acknowledgement is recorded"),
@@ -62,7 +76,7 @@ def build_acknowledged_card(document: AupDocument, ack: Acknowledgement, *, link
                ("Read KCSIE Part 1", "Yes" if ack.read_kcsie else "No"),
                ("Agreed to follow it", "Yes" if ack.agreed else "No"),
                ("Recorded", when),
-               ("SHA-256 of the text", ack.sha256)]),
+               ("Receipt number", ack.receipt)]),
         {"type": "ActionSet", "actions": [{"type": "Action.OpenUrl", "title": "Read the full text", "url": link}]},
     ]
     return card(body, fallback_text=f"AUP version {ack.version} acknowledged on {when}.")
@@ -70,8 +84,9 @@ def build_acknowledged_card(document: AupDocument, ack: Acknowledgement, *, link
 
 def build_publish_preview_card(preview: Preview, *, notice: str | None = None) -> dict[str, Any]:
     audience = preview.audience.value
+    name = AUDIENCE_NAMES[Audience(audience)]
     current = preview.current
-    body: list[dict[str, Any]] = [heading(f"Publish the {audience} AUP as version {preview.new_version}?")]
+    body: list[dict[str, Any]] = [heading(f"Publish the {name} AUP as version {preview.new_version}?")]
     if notice:
         body.append(text(notice, color="Attention", weight="Bolder"))
     if current is None:
@@ -92,7 +107,7 @@ def build_publish_preview_card(preview: Preview, *, notice: str | None = None) -
     data = {"audience": audience, "version": preview.new_version, "content": preview.parsed.content_hash}
     return card(body, [_with_fallback(f"Publish version {preview.new_version}", PUBLISH_VERB, data,
                                       style="positive")],
-                fallback_text=f"Publish the {audience} AUP as version {preview.new_version}?")
+                fallback_text=f"Publish the {name} AUP as version {preview.new_version}?")
 
 
 def _date(when: dt.datetime | None, tz: Any) -> str:

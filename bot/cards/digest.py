@@ -1,7 +1,16 @@
 """The weekly digest and the governors' report as Adaptive Cards: charts, each with a FactSet fallback.
 
-Teams renders Chart.VerticalBar, Chart.Donut and Chart.Line; a client that does not know them shows the element's
+Teams renders Chart.HorizontalBar, Chart.Donut and Chart.Line; a client that does not know them shows the element's
 `fallback` (a FactSet with the same numbers) instead. Only counts and labels appear: no names, no narratives.
+
+How each chart is drawn (read from the Teams chart renderer that the Agents Playground ships):
+- Charts do not show their own `title`, so a TextBlock above each one names it (the title stays, for screen readers).
+- Categories: Chart.HorizontalBar with displayMode AbsoluteNoAxis. A vertical bar chart squeezes its labels under
+  the bars; here each label has its own line, the count is written at the end of its bar, and there is no value axis
+  (with an axis the renderer splits the range into six, so 3 incidents would tick at 0.5).
+- The weekly trend: Chart.Line splits its y axis from yMin to yMax into four steps, so yMax is set to a multiple of 4.
+- Status: a ring only with two or more slices; one slice is a sentence, and a ring with hidden slices left out of it
+  becomes the table, so it never looks as if one status were everything.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from bot.digest import Figures, adults_row, aup_text
 from bot.small_numbers import Cell, each, protect, shown
 
 NO_DATA = "No data yet."
+LINE_STEPS = 4  # the renderer's five y-axis ticks: 0 and four equal steps up to yMax
 
 
 def _fallback(cells: list[Cell]) -> dict[str, Any]:
@@ -30,17 +40,21 @@ def _left_out_note(cells: list[Cell]) -> list[dict[str, Any]]:
 def _charted(chart: dict[str, Any], cells: list[Cell]) -> list[dict[str, Any]]:
     """The chart and a note of what it leaves out; just the figures when nothing is left to draw."""
     points = chart["data"][0]["values"] if chart["type"] == "Chart.Line" else chart["data"]
-    return [chart, *_left_out_note(cells)] if points else [_fallback(cells)]
+    if not points:
+        return _titled_figures(chart["title"], cells)
+    return [text(chart["title"], weight="Bolder"), chart, *_left_out_note(cells)]
 
 
-def vertical_bar(title: str, cells: list[Cell], *, x_title: str | None = None) -> dict[str, Any]:
-    chart: dict[str, Any] = {"type": "Chart.VerticalBar", "title": title, "colorSet": "categorical",
-                             "data": [{"x": c.label, "y": c.value} for c in cells if c.value is not None],
-                             "fallback": _fallback(cells)}
-    if x_title:
-        chart["xAxisTitle"] = x_title
-    chart["yAxisTitle"] = "Incidents"
-    return chart
+def _titled_figures(title: str, cells: list[Cell]) -> list[dict[str, Any]]:
+    """The figures as a table under the chart's title, where a chart would mislead."""
+    return [text(title, weight="Bolder"), _fallback(cells)]
+
+
+def horizontal_bar(title: str, cells: list[Cell]) -> dict[str, Any]:
+    """Bars without a value axis: full labels, and the whole-number count shown at the end of each bar."""
+    return {"type": "Chart.HorizontalBar", "title": title, "displayMode": "AbsoluteNoAxis", "colorSet": "categorical",
+            "data": [{"x": c.label, "y": c.value} for c in cells if c.value is not None],
+            "fallback": _fallback(cells)}
 
 
 def donut(title: str, cells: list[Cell]) -> dict[str, Any]:
@@ -49,11 +63,26 @@ def donut(title: str, cells: list[Cell]) -> dict[str, Any]:
             "fallback": _fallback(cells)}
 
 
+def ring(title: str, cells: list[Cell]) -> list[dict[str, Any]]:
+    """A donut when at least two slices are drawn; one slice would look like everything, so words or a table."""
+    slices = [c for c in cells if c.value]
+    if len(slices) >= 2:
+        return _charted(donut(title, cells), cells)
+    if len(slices) == 1 and all(c.value is not None for c in cells):
+        return [text(f"{title}: all {slices[0].value} {slices[0].label.lower()}.")]
+    return _titled_figures(title, cells)
+
+
+def whole_steps_max(peak: int) -> int:
+    """The smallest yMax at or above the peak that the axis's four steps divide into whole numbers."""
+    return max(LINE_STEPS, -(-peak // LINE_STEPS) * LINE_STEPS)
+
+
 def line(title: str, series: str, cells: list[Cell]) -> dict[str, Any]:
+    values = [{"x": c.label, "y": c.value} for c in cells if c.value is not None]
     return {"type": "Chart.Line", "title": title, "xAxisTitle": "Week beginning", "yAxisTitle": "Incidents",
-            "data": [{"legend": series, "values": [{"x": c.label, "y": c.value} for c in cells
-                                                   if c.value is not None]}],
-            "fallback": _fallback(cells)}
+            "yMin": 0, "yMax": whole_steps_max(max((v["y"] for v in values), default=0)),
+            "data": [{"legend": series, "values": values}], "fallback": _fallback(cells)}
 
 
 def _facts(cells: list[Cell]) -> dict[str, Any]:
@@ -89,8 +118,9 @@ def build_digest_card(figures: Figures) -> dict[str, Any]:
     else:
         groups = protect(figures.by_group, limit)
         statuses = protect(figures.by_status or [], limit)
-        body += _charted(vertical_bar("By category group", groups, x_title="Category group"), groups)
-        body += _charted(donut("By status", statuses), statuses)
+        body += _charted(horizontal_bar("By category group", groups), groups)
+        body += ring("By status", statuses)
+        body.append(text("By severity", weight="Bolder"))
         body.append(_facts(protect(figures.by_severity or [], limit)))
         if figures.by_outcome:
             body.append(text("Outcomes", weight="Bolder"))

@@ -16,6 +16,7 @@ from bot.filtering import (
     Kind,
     LogEntry,
     Status,
+    audience_text,
     domain_display,
 )
 
@@ -68,9 +69,7 @@ def build_audience_card() -> dict[str, Any]:
 
 
 def _audience_text(audience: str | None, year_groups: tuple[str, ...] | list[str]) -> str:
-    if audience == Audience.YEAR_GROUPS and year_groups:
-        return ", ".join(year_groups)
-    return AUDIENCE_LABELS.get(Audience(audience), audience or "-") if audience else "-"
+    return audience_text(audience, year_groups)
 
 
 def _duration_text(until: dt.datetime | None, tz: dt.tzinfo, allows: bool) -> str:
@@ -150,7 +149,8 @@ def build_request_card(request: FilterRequest, tz: dt.tzinfo, title: str | None 
     """The current state of a request, with names: for the requester and approvers."""
     body = [heading(title or f"Filter request {request.reference}"),
             typed_facts(_request_facts(request, tz, names=True))]
-    return card(body, fallback_text=f"Filter request {request.reference}: {request.status}.")
+    return card(body, fallback_text=f"Filter request {request.reference}: "
+                                    f"{STATUS_LABELS[Status(request.status)].lower()}.")
 
 
 def build_info_request_card(request: FilterRequest, question: str) -> dict[str, Any]:

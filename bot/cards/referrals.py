@@ -11,6 +11,8 @@ from bot.cards.incident import CasePart, Option
 from bot.referrals import MAX_REFERENCE_CHARS, Referral, RequiredReferral, due_text
 
 RECORD_VERB = "referral.record"
+OUTCOME_VERB = "referral.outcome"
+MAX_OUTCOME_CHARS = 1000
 REASON_INPUT = "no_referral_reason"  # read by the close guard from the Close form
 
 
@@ -55,9 +57,12 @@ def referral_part(view: ReferralView) -> CasePart | None:
         words = f"{made.label}: referred {_local(referral.made_at, view.timezone)} by {referral.made_by_name}"
         if referral.their_reference:
             words += f". Their reference: {referral.their_reference}"
+        if referral.outcome:
+            words += f". Outcome: {referral.outcome}"
         body.append(typed(words, spacing="None"))  # names and references are typed: text only
     if form:
-        body.append({"type": "ActionSet", "actions": [form]})
+        waiting = [m for m in view.made if not m.referral.outcome]
+        body.append({"type": "ActionSet", "actions": [form, *([_outcome_form(view, waiting)] if waiting else [])]})
     close_inputs = []
     if view.not_made_prompt and view.can_act:
         close_inputs.append({"type": "Input.Text", "id": REASON_INPUT, "label": view.not_made_prompt,
@@ -102,6 +107,21 @@ def _record_form(view: ReferralView) -> dict[str, Any]:
     return {"type": "Action.ShowCard", "title": "Record a referral", "card": {
         "type": "AdaptiveCard", "body": inputs,
         "actions": [execute("Save referral", RECORD_VERB, {"token": view.token, "version": view.version})]}}
+
+
+def _outcome_form(view: ReferralView, waiting: list[MadeLine]) -> dict[str, Any]:
+    """What an agency decided, on one of the referrals made (named by its random handle)."""
+    inputs = [
+        {"type": "Input.ChoiceSet", "id": "referral_handle", "label": "Which referral?", "isRequired": True,
+         "errorMessage": "Please choose one.", "value": waiting[0].referral.handle,
+         "choices": [{"title": f"{m.label}, {_local(m.referral.made_at, view.timezone)}", "value": m.referral.handle}
+                     for m in waiting]},
+        {"type": "Input.Text", "id": "referral_outcome", "label": "What did they decide?", "isRequired": True,
+         "isMultiline": True, "maxLength": MAX_OUTCOME_CHARS, "errorMessage": "Please write a few words."},
+    ]
+    return {"type": "Action.ShowCard", "title": "Record an outcome", "card": {
+        "type": "AdaptiveCard", "body": inputs,
+        "actions": [execute("Save outcome", OUTCOME_VERB, {"token": view.token, "version": view.version})]}}
 
 
 def _local(when: dt.datetime, timezone: Any) -> str:

@@ -33,12 +33,14 @@ from bot.cards import digest as digest_cards
 from bot.cards import filtering as filtering_cards
 from bot.cards import help as help_cards
 from bot.cards import incident as incident_cards
+from bot.cards import report_form as report_form_cards
 from bot.cards import retention as retention_cards
 from bot.cards import reviews as review_cards
 from bot.cards.allegations import DecisionsView, UkcisView, build_decisions_part, build_ukcis_part
 from bot.cards.help import CommandHelp
 from bot.cards.incident import CasePart, CaseView, Labels, Option, ReportAnswers
 from bot.cards.referrals import ClockLine, MadeLine, ReferralView, referral_part
+from bot.cards.report_form import MessageRef
 from bot.cards.retention import HoldView, RetentionView
 from bot.case_record import ChildDetails, ChildFile, ChildRef, ChronologyEntry
 from bot.child_service import LinkView
@@ -51,6 +53,7 @@ from bot.incidents import Event, Incident, IncidentSummary, Status
 from bot.people import Person, Role
 from bot.policy import load_policy
 from bot.referrals import ClockStatus, Referral, RequiredReferral
+from bot.report_form import form_view
 from bot.retention import INBOUND_NOTE, schedule_lines
 from bot.reviews import ReviewItem, ReviewView
 
@@ -144,7 +147,7 @@ def _figures(governors: bool = False) -> Figures:
         open_breached=None if governors else 1,
         trend=[("Sep", 3), ("Oct", 5), ("Nov", 9)],
         filter_changes=[("Unblocked", 3), ("Blocked", 1), ("Declined", 1)],
-        aup=[AupCompliance("staff", 18, 20), AupCompliance("governor", 5, 6)],
+        aup=[AupCompliance("Staff", 18, 20), AupCompliance("Governors", 5, 6)],
         reviews_due=[ReviewDue("Online-safety policy review", (NOW + dt.timedelta(days=20)).date(), 20)],
         reviews_completed=[("Filtering and monitoring review", 1)], threshold=5,
         adult_allegations=2 if governors else None)
@@ -201,7 +204,8 @@ def all_cards() -> dict[str, dict[str, Any]]:
                                                    NOW - dt.timedelta(hours=3), ClockStatus.OPEN),
                                   "the LADO", False, "An allegation about a member of staff")],
                 made=[MadeLine(Referral(2, "oakfield", 42, "police", NOW - dt.timedelta(hours=5), PRIYA,
-                                        "Priya Shah", "CAD 1234", NOW - dt.timedelta(hours=5)), "Police")],
+                                        "Priya Shah", "CAD 1234", NOW - dt.timedelta(hours=5), handle="h" * 32),
+                                        "Police")],
                 not_made_prompt="Why was the LADO not told?"))])),
         "low-level-register": _use(allegation_cards, "build_low_level_register_card", [
             RegisterRow(ALEX, "Alex Morgan", ("ES-2026-0003", "ES-2026-0007"), 2, NOW - dt.timedelta(days=1)),
@@ -236,6 +240,13 @@ def all_cards() -> dict[str, dict[str, Any]]:
             parts=[CasePart(*retention_cards.build_hold_section(HoldView(
                 token="c" * 32, timezone=TZ, held_since=NOW, held_by="Priya Shah",
                 reason="A claim has been made", can_act=True)))])),
+        "report-form": _use(report_form_cards, "build_report_form_card", form_view(
+            policy, "0" * 32, MessageRef("Jo Hughes", "Monday 23 November 2026 at 09:58",
+                                         "https://teams.microsoft.com/l/message/19:abc@thread.v2/1763891892345",
+                                         "00000000-0000-4000-8000-000000000010"))),
+        "report-form-problems": _use(report_form_cards, "build_report_form_card", form_view(
+            policy, "0" * 32, MessageRef("Jo Hughes", "Monday 23 November 2026 at 09:58"),
+            {"subject_kind": "pupil", "subjects": "JS, Year 6"}, ["Please say what happened."])),
         "incident-case-closed": _use(incident_cards, "build_case_card", CaseView(
             incident=_incident(Status.CLOSED), labels=labels, now=NOW, timezone=TZ, can_act=False)),
         "incident-not-allowed": _use(incident_cards, "build_not_allowed_card"),

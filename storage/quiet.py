@@ -1,0 +1,103 @@
+"""Conversation activity and greeting claims in SQL (see bot/quiet.py for the rules).
+
+Both are single statements that are atomic across replicas on SQLite and PostgreSQL: a conditional upsert for
+activity (so an unchanged conversation is written at most once every RECORD_EVERY), and a primary-key insert that
+does nothing on conflict for a greeting, taken over only when its lease ran out unfinished.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from sqlalchemy import Boolean, String, and_, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bot.protocols import Clock
+from bot.quiet import GREETING_LEASE, RECORD_EVERY, LastActivity
+from storage.models import Base, UtcDateTime
+from storage.repos import insert_for
+
+
+class ConversationActivityRow(Base):
+    __tablename__ = "conversation_activity"
+    school_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # person | channel
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)  # Entra object id or channel id
+    last_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    in_conversation: Mapped[bool] = mapped_column(Boolean)
+
+
+class GreetingRow(Base):
+    __tablename__ = "greetings"
+    school_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # SHA-256 of the conversation id: ids of any length make a fixed-size key.
+    conversation_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    claimed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    lease_until: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    greeted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class SqlConversationActivity:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *,
+                 read_sessions: async_sessionmaker[AsyncSession] | None = None) -> None:
+        self._sessions = sessions
+        self._read_sessions = read_sessions or sessions
+        self._clock = clock
+
+    async def record(self, school_id: str, kind: str, key: str, in_conversation: bool) -> None:
+        now = self._clock.now()
+        table = ConversationActivityRow.__table__
+        async with self._sessions() as session, session.begin():
+            statement = insert_for(session)(ConversationActivityRow).values(
+                school_id=school_id, kind=kind, key=key, last_at=now, in_conversation=in_conversation)
+            await session.execute(statement.on_conflict_do_update(
+                index_elements=["school_id", "kind", "key"],
+                set_={"last_at": now, "in_conversation": in_conversation},
+                where=or_(table.c.in_conversation != in_conversation, table.c.last_at <= now - RECORD_EVERY)))
+
+    async def last(self, school_id: str, kind: str, key: str) -> LastActivity | None:
+        async with self._read_sessions() as session:
+            row = (await session.execute(
+                select(ConversationActivityRow.last_at, ConversationActivityRow.in_conversation).where(
+                    ConversationActivityRow.school_id == school_id, ConversationActivityRow.kind == kind,
+                    ConversationActivityRow.key == key))).first()
+        return LastActivity(row.last_at, bool(row.in_conversation)) if row else None
+
+
+def _conversation_key(conversation_id: str) -> str:
+    return hashlib.sha256(conversation_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class SqlGreetings:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    async def claim(self, school_id: str, conversation_id: str) -> bool:
+        now = self._clock.now()
+        key = _conversation_key(conversation_id)
+        async with self._sessions() as session, session.begin():
+            statement = insert_for(session)(GreetingRow).values(
+                school_id=school_id, conversation_key=key, claimed_at=now, lease_until=now + GREETING_LEASE)
+            won = await session.scalar(statement.on_conflict_do_nothing(
+                index_elements=["school_id", "conversation_key"]).returning(GreetingRow.conversation_key))
+            if won is None:  # a turn that claimed it and died before greeting leaves it to the next one
+                won = await session.scalar(update(GreetingRow).where(
+                    GreetingRow.school_id == school_id, GreetingRow.conversation_key == key,
+                    and_(GreetingRow.greeted_at.is_(None), GreetingRow.lease_until < now))
+                    .values(claimed_at=now, lease_until=now + GREETING_LEASE).returning(GreetingRow.conversation_key))
+        return won is not None
+
+    async def greeted(self, school_id: str, conversation_id: str) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(update(GreetingRow).where(
+                GreetingRow.school_id == school_id, GreetingRow.conversation_key == _conversation_key(conversation_id))
+                .values(greeted_at=self._clock.now()))
+
+    async def release(self, school_id: str, conversation_id: str) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(delete(GreetingRow).where(
+                GreetingRow.school_id == school_id,
+                GreetingRow.conversation_key == _conversation_key(conversation_id)))
