@@ -161,7 +161,8 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     services = BotServices(
         config=parts.config, directory=parts.directory, uow=parts.uow, refs=parts.refs,
         conversation_state=ConversationState(storage), user_state=UserState(storage), dev=settings.dev,
-        inbound=inbound, activity=activity, greetings=SqlGreetings(sessions, parts.clock),
+        inbound=inbound, activity=activity, greetings=SqlGreetings(sessions, parts.clock), clock=parts.clock,
+        conversation_timeout=dt.timedelta(hours=settings.conversation_timeout_hours),
     )
     parts.runner = WorkRunner(parts.claims, parts.clock, default_worker_name(settings.replica_name))
     sender = ProactiveSender(parts.adapter, settings.app_id)

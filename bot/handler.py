@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -16,7 +17,7 @@ from typing import Any
 
 from botbuilder.core import ConversationState, InvokeResponse, TurnContext, UserState
 from botbuilder.core.teams import TeamsActivityHandler
-from botbuilder.dialogs import Dialog, DialogSet, DialogTurnStatus
+from botbuilder.dialogs import Dialog, DialogContext, DialogSet, DialogTurnStatus
 from botbuilder.schema import Activity, ActivityTypes, Attachment, ChannelAccount
 from botbuilder.schema.teams import TeamInfo
 
@@ -25,7 +26,7 @@ from bot.cards.help import CommandHelp, build_channel_welcome_card, build_help_c
 from bot.config import AppConfig, SchoolConfig
 from bot.inbound import InboundClaims, InvokeAnswer, StateConflict, claim_key
 from bot.people import stranger
-from bot.protocols import ConversationStore, Directory, UnitOfWorkFactory
+from bot.protocols import Clock, ConversationStore, Directory, UnitOfWorkFactory
 from bot.quiet import ConversationActivity, Greetings
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ InvokeAnswerRun = Callable[[Actor | None, dict[str, Any]], Awaitable[dict[str, A
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 CANCEL_WORDS = {"cancel", "stop", "quit", "exit"}
+HELP_WORDS = {"help", "menu", "?"}
 HEALTH_CHECK = "healthCheck"  # Teams' invoke to check the bot answers; it has no effect, so it takes no claim
 HEALTH_CHECK_BODY = {"healthResults": {"success": True, "messages": ["Health check succeeded."]}}
 # A redelivered invoke waits at most this long for the first delivery's answer, then gets a neutral one: Teams itself
@@ -69,6 +71,9 @@ class BotServices:
     invokes: dict[str, CardActionRun] = field(default_factory=dict)
     # Invokes answered in the invoke response itself (compose extensions): the feature returns the body
     answered_invokes: dict[str, InvokeAnswerRun] = field(default_factory=dict)
+    # A guided conversation left longer than this ends, and what was half-written in it is deleted.
+    conversation_timeout: dt.timedelta = dt.timedelta(hours=24)
+    clock: Clock | None = None
     # When each conversation last had activity, so cards that are not urgent wait for a quiet moment (bot.quiet)
     activity: ConversationActivity | None = None
     # One greeting per install: Teams announces an install twice (installationUpdate and conversationUpdate)
@@ -112,11 +117,13 @@ def clean_text(activity: Activity) -> str:
 class _TurnAdapter:
     """The plain `Turn` a feature sees, backed by the SDK's TurnContext."""
 
-    def __init__(self, context: TurnContext, actor: Actor, text: str, dialogs: DialogSet) -> None:
+    def __init__(self, context: TurnContext, actor: Actor, text: str, dialogs: DialogSet,
+                 started: Any = None) -> None:
         self._context = context
         self.actor = actor
         self.text = text
         self._dialogs = dialogs
+        self._started = started  # async (context) -> None: notes when a guided conversation began
 
     async def say(self, text: str | None = None, card: dict[str, Any] | None = None) -> None:
         if card is not None:
@@ -126,6 +133,8 @@ class _TurnAdapter:
 
     async def begin_dialog(self, dialog_id: str, options: Any = None) -> None:
         dialog_context = await self._dialogs.create_context(self._context)
+        if self._started is not None:
+            await self._started(self._context)
         await dialog_context.begin_dialog(dialog_id, options)
 
 
@@ -134,6 +143,7 @@ class EsafetyBot(TeamsActivityHandler):
         super().__init__()
         self._services = services
         self._dialog_state = services.conversation_state.create_property("DialogState")
+        self._last_turn = services.conversation_state.create_property("LastTurnAt")
         self._dialogs = DialogSet(self._dialog_state)
         self._saved_references = _ByteBoundedDigests(SAVED_REFERENCES_BUDGET)
         for dialog in services.dialogs:
@@ -341,7 +351,23 @@ class EsafetyBot(TeamsActivityHandler):
         text = clean_text(turn_context.activity)
         dialog_context = await self._dialogs.create_context(turn_context)
         if dialog_context.active_dialog is not None:
+            # Kept only while a guided conversation runs, so other turns write no state for it.
+            last_turn = await self._last_turn.get(turn_context, None)
+            now = self._now()
+            await self._last_turn.set(turn_context, now.isoformat())
             active = self._dialogs.find_dialog(dialog_context.active_dialog.id)
+            if _older_than(last_turn, now, self._services.conversation_timeout):
+                # Left for too long: end it and delete what was half-written, then treat this as a fresh message.
+                await turn_context.send_activity(_stopped_text(active, dialog_context, "timed_out"))
+                await dialog_context.cancel_all_dialogs()
+                await self._run_command(turn_context, actor, text)
+                return
+            if self._is_command(text):
+                # Every command interrupts a guided conversation, which says what became of it.
+                await turn_context.send_activity(_stopped_text(active, dialog_context, "interrupted"))
+                await dialog_context.cancel_all_dialogs()
+                await self._run_command(turn_context, actor, text)
+                return
             if text.lower() in CANCEL_WORDS and not getattr(active, "handles_cancel", False):
                 await dialog_context.cancel_all_dialogs()
                 await turn_context.send_activity("Stopped. Nothing was saved. Type `help` to see what I can do.")
@@ -351,12 +377,24 @@ class EsafetyBot(TeamsActivityHandler):
                 return
         await self._run_command(turn_context, actor, text)
 
+    async def _note_start(self, turn_context: TurnContext) -> None:
+        await self._last_turn.set(turn_context, self._now().isoformat())
+
+    def _now(self) -> dt.datetime:
+        return self._services.clock.now() if self._services.clock is not None else dt.datetime.now(dt.UTC)
+
+    def _is_command(self, text: str) -> bool:
+        """Exactly a command's name (or help): a longer answer that starts with one ("report it to the police")
+        stays an answer."""
+        lowered = text.lower()
+        return lowered in HELP_WORDS or any(lowered == c.name for c in self._services.commands)
+
     async def _run_command(self, turn_context: TurnContext, actor: Actor, text: str) -> None:
         lowered = text.lower()
         if lowered in CANCEL_WORDS:
             await turn_context.send_activity("There is nothing to cancel. Type `help` to see what I can do.")
             return
-        if lowered in {"help", "hi", "hello", "menu", "?", ""}:
+        if lowered in HELP_WORDS or lowered in {"hi", "hello", ""}:
             await self._send_help(turn_context, actor)
             return
         for command in self._services.commands:
@@ -373,7 +411,7 @@ class EsafetyBot(TeamsActivityHandler):
                     )
                     return
                 args = text[len(command.name):].strip()
-                await command.run(_TurnAdapter(turn_context, actor, text, self._dialogs), args)
+                await command.run(_TurnAdapter(turn_context, actor, text, self._dialogs, self._note_start), args)
                 return
         await self._send_help(turn_context, actor, unknown_text=text)
 
@@ -526,6 +564,23 @@ def _greeting_key(activity: Activity) -> str:
 
 
 _HELP_ORDER = {"report": 0, "my reports": 1, "cases": 2, "filter": 3, "aup": 4}
+
+
+def _older_than(stamp: Any, now: dt.datetime, limit: dt.timedelta) -> bool:
+    try:
+        return isinstance(stamp, str) and now - dt.datetime.fromisoformat(stamp) > limit
+    except (TypeError, ValueError):
+        return False
+
+
+def _stopped_text(dialog: Any, dialog_context: DialogContext, reason: str) -> str:
+    """What became of the conversation, in the dialog's own words where it has them."""
+    words = getattr(dialog, "stopped_text", None)
+    if words is not None:
+        return words(dialog_context, reason)
+    if reason == "timed_out":
+        return "What we were doing was left for more than a day, so I have deleted it. Nothing was saved."
+    return "I have stopped what we were doing. Nothing was saved."
 
 
 def _invoke_message(status: HTTPStatus, message: str) -> InvokeResponse:

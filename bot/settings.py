@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     # this long, and never arrive during a guided conversation unless it was left untouched for the hold.
     quiet_idle_minutes: float = Field(3.0, ge=0, validation_alias=_env("ESAFETY_QUIET_IDLE_MINUTES"))
     quiet_hold_hours: float = Field(24.0, gt=0, validation_alias=_env("ESAFETY_QUIET_HOLD_HOURS"))
+    # A guided conversation (a report, a filter request) left this long ends, and its half-written answers go.
+    conversation_timeout_hours: float = Field(24.0, gt=0, validation_alias=_env("ESAFETY_CONVERSATION_TIMEOUT_HOURS"))
 
     # Directory: the static YAML people, or Microsoft Graph (roles from Entra groups; see docs/graph.md).
     directory: Literal["static", "graph"] = Field("static", validation_alias=_env("ESAFETY_DIRECTORY"))

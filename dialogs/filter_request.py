@@ -8,7 +8,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from botbuilder.core import MessageFactory, TurnContext
-from botbuilder.dialogs import ComponentDialog, DialogTurnResult, WaterfallDialog, WaterfallStepContext
+from botbuilder.dialogs import (
+    ComponentDialog,
+    DialogContext,
+    DialogTurnResult,
+    WaterfallDialog,
+    WaterfallStepContext,
+)
 from botbuilder.dialogs.prompts import Prompt, PromptOptions, PromptRecognizerResult, PromptValidatorContext
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount
 
@@ -86,6 +92,13 @@ class FilterRequestDialog(ComponentDialog):
             self.ask_duration, self.ask_until, self.ask_previewed, self.show_summary, self.send,
         ]))
         self.initial_dialog_id = _STEPS
+
+    def stopped_text(self, outer_dc: DialogContext, reason: str) -> str:
+        """What became of an unfinished request that a command interrupted or that was left too long."""
+        if reason == "timed_out":
+            return ("Your unfinished filter request was left for more than a day, so I have deleted it. Nothing was "
+                    "sent. Type `filter` to start again.")
+        return "I have stopped your unfinished filter request. Nothing was sent. Type `filter` to start again."
 
     # --- steps -----------------------------------------------------------------------------------------------
 

@@ -129,6 +129,17 @@ class ReportConcernDialog(ComponentDialog):
             await getattr(self, f"_save_{state.asked}")(step, state, result)
         return await step.replace_dialog(_LOOP, state)
 
+    def stopped_text(self, outer_dc: DialogContext, reason: str) -> str:
+        """What became of an unfinished report that a command interrupted or that was left too long."""
+        state = _state_in(outer_dc)
+        if state is not None and state.early_reference:
+            return (f"I have stopped your report. The safeguarding team already has your urgent alert "
+                    f"{state.early_reference}; tell the DSL anything else in person.")
+        if reason == "timed_out":
+            return ("Your unfinished report was left for more than a day, so I have deleted it. Nothing was sent. "
+                    "Type `report` to start again whenever you are ready.")
+        return "I have stopped your unfinished report. Nothing was sent. Type `report` to start again."
+
     async def on_continue_dialog(self, inner_dc: DialogContext) -> DialogTurnResult:
         text = (inner_dc.context.activity.text or "").strip().lower()
         if text in {"cancel", "stop", "quit", "exit"}:
@@ -418,6 +429,17 @@ def _forget(state: ReportState, key: str) -> None:
 
 def _state(step: WaterfallStepContext) -> ReportState:
     return step.options if isinstance(step.options, ReportState) else ReportState()
+
+
+def _state_in(outer_dc: DialogContext) -> ReportState | None:
+    """The report's answers, from the conversation's stack (this component keeps its own stack inside it)."""
+    instance = outer_dc.active_dialog
+    inner = instance.state.get(ComponentDialog.persisted_dialog_state) if instance else None
+    for entry in getattr(inner, "dialog_stack", None) or []:
+        options = entry.state.get("options") if isinstance(entry.state, dict) else None
+        if isinstance(options, ReportState):
+            return options
+    return None
 
 
 def _state_from(inner_dc: DialogContext) -> ReportState | None:
