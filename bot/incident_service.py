@@ -688,7 +688,7 @@ class IncidentService:
         if actor.person.id not in after:
             return None  # the card they pressed becomes the "moved" card
         if not same_team:
-            return "Moved. The new case managers have been told, and nobody else can see it now."
+            return "Moved. It is on its way to the new case managers now, and nobody else can see it."
         return None
 
     async def _named_exclusions(self, school_id: str, incident: Incident, plan: RoutingPlan) -> set[str]:

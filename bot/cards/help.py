@@ -33,7 +33,7 @@ def build_personal_welcome_card(first_name: str, school_name: str, commands: lis
         heading(f"Welcome, {first_name}"),
         text(f"I help staff at {school_name} follow the online-safety policy from Teams."),
         text("If you are worried about a child's safety online, type `report`. It takes about a minute, and "
-             "the right people are told straight away. If someone is in immediate danger, call 999 first."),
+             "I send it to the right people straight away. If someone is in immediate danger, call 999 first."),
     ]
     actions = [command_button(item.title, item.command) for item in commands[:4]]
     return card(body, actions, fallback_text="Welcome. Type help to see what I can do.")
