@@ -20,7 +20,7 @@ from bot.cards.allegations import (
 from bot.cards.incident import CasePart
 from bot.config import SchoolConfig
 from bot.incident_service import IncidentService
-from bot.incidents import Incident, may_act_on_case
+from bot.incidents import Incident, may_act_on_case, may_view_case
 from bot.people import Person
 from bot.policy import Policy
 from bot.protocols import Directory, UnitOfWorkFactory
@@ -127,7 +127,11 @@ class AllegationService:
         if not may_read_register(actor.person):
             return None
         async with self._uow() as uow:
-            concerns = await uow.allegations.low_level_concerns(actor.school_id)
+            # The one access rule decides which concerns the register may list, as for every other read path.
+            visible = {s.reference for s in await uow.incidents.summaries_about(actor.school_id, "staff_low_level")
+                       if may_view_case(actor.person, s)}
+            concerns = [c for c in await uow.allegations.low_level_concerns(actor.school_id)
+                        if c.reference in visible]
             rows = register(concerns, {p.id: p for p in await self._directory.everyone(actor.school_id)},
                             actor.person)
             await uow.audit.record(actor.school_id, actor.person.id, "allegations.register_viewed", "register",

@@ -239,6 +239,12 @@ class SqlIncidents:
         )).all()
         return [self._to_summary(r) for r in rows]
 
+    async def summaries_about(self, school_id: str, subject_kind: str) -> list[IncidentSummary]:
+        """Every case (open or closed) about one kind of subject, without sealed fields, for the access rule."""
+        rows = (await self._session.scalars(select(IncidentRow).where(
+            IncidentRow.school_id == school_id, IncidentRow.subject_kind == subject_kind))).all()
+        return [self._to_summary(r) for r in rows]
+
     @staticmethod
     def _to_summary(row: IncidentRow) -> IncidentSummary:
         return IncidentSummary(id=row.id, reference=row.reference, category=row.category,
