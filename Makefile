@@ -3,16 +3,24 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
+# Every package CI installs, pinned with hashes; `make lock` refreshes it (README: "Dependencies").
+LOCK := requirements.lock
 
-.PHONY: run test lint bench package venv system-deps key migrate clean
+.PHONY: run test lint lock bench package venv system-deps key migrate clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r $(LOCK)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
+
+# Re-resolve the lock from pyproject.toml, keeping current pins; `make lock LOCK_ARGS=--upgrade` moves them on.
+# setuptools is locked too, since the editable install builds without isolation.
+lock: venv
+	@printf 'setuptools>=68\n' | $(VENV)/bin/uv pip compile pyproject.toml - --extra dev --generate-hashes \
+		--python-version 3.11 --custom-compile-command 'make lock' --quiet $(LOCK_ARGS) -o $(LOCK)
 
 system-deps:
 	@bash scripts/system-deps.sh
@@ -28,6 +36,8 @@ test: venv system-deps
 
 lint: venv
 	@$(PY) -m ruff check .
+	@$(PY) -m ruff format --check .
+	@$(PY) -m mypy
 
 bench: venv system-deps
 	@$(PY) -m tests.bench
@@ -41,4 +51,4 @@ key: venv
 	@$(PY) -c "import secrets; print('ESAFETY_AUDIT_KEY=' + secrets.token_urlsafe(32))"
 
 clean:
-	rm -rf var/ .pytest_cache .ruff_cache
+	rm -rf var/ .pytest_cache .ruff_cache .mypy_cache

@@ -29,10 +29,11 @@ from bot.audit import AuditKeys
 from bot.audit_watch import AuditWatch
 from bot.config import AppConfig, ConfigError, load_config
 from bot.handler import BotServices, EsafetyBot, new_correlation_id
+from bot.permissions import use as use_permissions
 from bot.policy import Policy, load_policy
 from bot.protocols import Clock, Directory
 from bot.settings import Settings
-from bot.wiring import Wiring
+from bot.wiring import Features, Wiring
 from storage.audit_trail import CheckpointFile, audit_keys
 from storage.bot_storage import SqlStorage
 from storage.crypto import FieldCipher, KeyError_, dev_key, parse_key
@@ -46,9 +47,16 @@ from storage.uow import unit_of_work_factory
 log = logging.getLogger("esafety")
 
 KNOWN_ACTIVITY_TYPES = {
-    ActivityTypes.message, ActivityTypes.conversation_update, ActivityTypes.installation_update,
-    ActivityTypes.invoke, ActivityTypes.message_reaction, ActivityTypes.event, ActivityTypes.end_of_conversation,
-    ActivityTypes.message_update, ActivityTypes.message_delete, ActivityTypes.typing,
+    ActivityTypes.message,
+    ActivityTypes.conversation_update,
+    ActivityTypes.installation_update,
+    ActivityTypes.invoke,
+    ActivityTypes.message_reaction,
+    ActivityTypes.event,
+    ActivityTypes.end_of_conversation,
+    ActivityTypes.message_update,
+    ActivityTypes.message_delete,
+    ActivityTypes.typing,
 }
 Feature = Callable[[Wiring], None]
 
@@ -72,9 +80,22 @@ def _features() -> list[Feature]:
         reviews,
     )
 
-    return [deliveries.install, incidents.install, message_action.install, referrals.install, allegations.install,
-            pupils.install, children.install, exports.install, desk.install, filtering.install, aup.install,
-            reviews.install, audit.install, retention.install]
+    return [
+        deliveries.install,
+        incidents.install,
+        message_action.install,
+        referrals.install,
+        allegations.install,
+        pupils.install,
+        children.install,
+        exports.install,
+        desk.install,
+        filtering.install,
+        aup.install,
+        reviews.install,
+        audit.install,
+        retention.install,
+    ]
 
 
 @dataclass
@@ -93,7 +114,7 @@ class Components:
     refs: ConversationRefs | None = None
     claims: WorkClaims | None = None
     uow: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    features: Features = field(default_factory=Features)
 
 
 COMPONENTS = web.AppKey("esafety", Components)
@@ -111,8 +132,13 @@ def audit_keyring(settings: Settings) -> AuditKeys:
 
 
 async def create_app(
-    settings: Settings, config: AppConfig, *, clock: Clock | None = None, directory: Directory | None = None,
-    features: list[Feature] | None = None, policy: Policy | None = None,
+    settings: Settings,
+    config: AppConfig,
+    *,
+    clock: Clock | None = None,
+    directory: Directory | None = None,
+    features: list[Feature] | None = None,
+    policy: Policy | None = None,
 ) -> web.Application:
     """Build the aiohttp application; start-up and shutdown live in its cleanup context."""
     app = web.Application(client_max_size=settings.max_body_bytes)
@@ -120,8 +146,14 @@ async def create_app(
     if directory is None:
         graph = settings.directory == "graph"
         directory = GraphDirectory(settings, config, clock) if graph else StaticDirectory(config)
-    parts = Components(settings=settings, config=config, clock=clock, directory=directory,
-                       policy=policy or load_policy(settings.policy_path))
+    parts = Components(
+        settings=settings,
+        config=config,
+        clock=clock,
+        directory=directory,
+        policy=policy or load_policy(settings.policy_path),
+    )
+    use_permissions(parts.policy.permissions)  # commands, card actions and services all ask this policy's mapping
     app[COMPONENTS] = parts
     app.cleanup_ctx.append(lambda app: _lifecycle(app, parts, features if features is not None else _features()))
     app.router.add_post("/api/messages", _messages)
@@ -146,8 +178,12 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     await upgrade(parts.engine)
     sessions = session_factory(parts.engine)
     keys = audit_keyring(settings)
-    parts.uow = unit_of_work_factory(sessions, cipher, parts.clock, on_work_committed=lambda: parts.runner.wake(),
-                                     audit_keys=keys)
+
+    def wake_runner() -> None:
+        assert parts.runner is not None  # made below, before any unit of work commits
+        parts.runner.wake()
+
+    parts.uow = unit_of_work_factory(sessions, cipher, parts.clock, on_work_committed=wake_runner, audit_keys=keys)
     parts.refs = ConversationRefs(sessions, parts.clock)
     parts.claims = WorkClaims(sessions, cipher, parts.clock)
 
@@ -159,9 +195,17 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     inbound = SqlInboundClaims(sessions, cipher, parts.clock, read_sessions=session_factory(read_engine))
     activity = SqlConversationActivity(sessions, parts.clock, read_sessions=session_factory(read_engine))
     services = BotServices(
-        config=parts.config, directory=parts.directory, uow=parts.uow, refs=parts.refs,
-        conversation_state=ConversationState(storage), user_state=UserState(storage), dev=settings.dev,
-        inbound=inbound, activity=activity, greetings=SqlGreetings(sessions, parts.clock), clock=parts.clock,
+        config=parts.config,
+        directory=parts.directory,
+        uow=parts.uow,
+        refs=parts.refs,
+        conversation_state=ConversationState(storage),
+        user_state=UserState(storage),
+        dev=settings.dev,
+        inbound=inbound,
+        activity=activity,
+        greetings=SqlGreetings(sessions, parts.clock),
+        clock=parts.clock,
         conversation_timeout=dt.timedelta(hours=settings.conversation_timeout_hours),
     )
     parts.runner = WorkRunner(parts.claims, parts.clock, default_worker_name(settings.replica_name))
@@ -169,22 +213,38 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     graph = parts.directory if isinstance(parts.directory, GraphDirectory) else None
     reach = GraphInstaller(settings, parts.config, graph, parts.refs, sender, parts.uow).reach if graph else None
     route = tenant_route(parts.refs, settings.teams_service_url, settings.app_id)
-    quiet = QuietRule(parts.config, activity, parts.clock, idle=dt.timedelta(minutes=settings.quiet_idle_minutes),
-                      hold=dt.timedelta(hours=settings.quiet_hold_hours))
-    parts.runner.register(SEND_KIND, OutboxSender(parts.config, parts.refs, sender, parts.clock, parts.uow,
-                                                  route=route, reach=reach, quiet=quiet), lease=SEND_LEASE)
-    wiring = Wiring(config=parts.config, policy=parts.policy, directory=parts.directory, uow=parts.uow,
-                    clock=parts.clock, services=services, work=parts.runner, extras=parts.extras,
-                    filter_backend_for=backend_for)
-    parts.extras["public_url"] = settings.public_url or f"http://{settings.host}:{settings.port}"
-    parts.extras["settings"] = settings  # for features that build their own adapters (e.g. the export uploader)
+    quiet = QuietRule(
+        parts.config,
+        activity,
+        parts.clock,
+        idle=dt.timedelta(minutes=settings.quiet_idle_minutes),
+        hold=dt.timedelta(hours=settings.quiet_hold_hours),
+    )
+    parts.runner.register(
+        SEND_KIND,
+        OutboxSender(parts.config, parts.refs, sender, parts.clock, parts.uow, route=route, reach=reach, quiet=quiet),
+        lease=SEND_LEASE,
+    )
+    wiring = Wiring(
+        config=parts.config,
+        policy=parts.policy,
+        directory=parts.directory,
+        uow=parts.uow,
+        clock=parts.clock,
+        services=services,
+        work=parts.runner,
+        features=parts.features,
+        filter_backend_for=backend_for,
+    )
+    parts.features.public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    parts.features.settings = settings
     watch = AuditWatch(parts.uow, keys, CheckpointFile(settings.var_dir), parts.clock, parts.config, parts.directory)
-    parts.extras["audit_watch"] = watch
+    parts.features.audit_watch = watch
     for install in features:
         install(wiring)
     if graph is not None:
         await start_staff_delta(wiring, settings, graph)
-    for start in parts.extras.get("startup", []):  # features' start-up work, e.g. importing documents
+    for start in parts.features.startup:  # features' start-up work, e.g. importing documents
         await start()
     parts.bot = EsafetyBot(services)
     # A broken trail is logged at ERROR and shown by /readyz, but the app still serves: casework must go on.
@@ -193,10 +253,16 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     worker_task = None
     if settings.worker_enabled:
         worker_task = asyncio.create_task(parts.runner.run_forever(settings.worker_poll_seconds), name="work-runner")
-    scheduler = start_wake_scheduler(parts.runner.wake, parts.config, settings.worker_poll_seconds) \
-        if settings.worker_enabled else None
-    log.info("eSafety bot ready (%s mode, %s)", "local dev" if settings.dev else "production",
-             parts.engine.url.get_backend_name())
+    scheduler = (
+        start_wake_scheduler(parts.runner.wake, parts.config, settings.worker_poll_seconds)
+        if settings.worker_enabled
+        else None
+    )
+    log.info(
+        "eSafety bot ready (%s mode, %s)",
+        "local dev" if settings.dev else "production",
+        parts.engine.url.get_backend_name(),
+    )
     try:
         yield
     finally:
@@ -209,7 +275,7 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
             if not stopped:
                 log.error("the work runner did not stop within 30 s; shutting down without it")
         await pool.close()
-        for stop in parts.extras.get("shutdown", []):  # features' clients (e.g. the export uploader's session)
+        for stop in parts.features.shutdown:  # features' clients (e.g. the export uploader's session)
             await stop()
         if graph is not None:
             await graph.close()
@@ -222,8 +288,10 @@ async def _turn_error_handler(context: TurnContext, error: Exception) -> None:
     """Log with a correlation id; tell the person plainly, without internals."""
     correlation = new_correlation_id()
     log.error("turn failed [%s]: %s", correlation, error, exc_info=error)
-    message = (f"Sorry, something went wrong on my side and I could not finish that. Please try again. If it keeps "
-               f"happening, tell your IT team and quote {correlation}.")
+    message = (
+        f"Sorry, something went wrong on my side and I could not finish that. Please try again. If it keeps "
+        f"happening, tell your IT team and quote {correlation}."
+    )
     try:
         if context.activity.type == ActivityTypes.invoke:
             context.turn_state[context.adapter._INVOKE_RESPONSE_KEY] = Activity(  # noqa: SLF001 - SDK's own slot
@@ -239,9 +307,14 @@ async def _turn_error_handler(context: TurnContext, error: Exception) -> None:
 def _invoke_error_body(message: str) -> Any:
     from botbuilder.core import InvokeResponse
 
-    return InvokeResponse(status=200, body={
-        "statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": message,
-    })
+    return InvokeResponse(
+        status=200,
+        body={
+            "statusCode": 200,
+            "type": "application/vnd.microsoft.activity.message",
+            "value": message,
+        },
+    )
 
 
 def _bad_request(reason: str) -> web.Response:
@@ -291,16 +364,27 @@ async def _messages(request: web.Request) -> web.Response:
         return web.json_response({"error": "Unauthorized"}, status=401)
     if response is not None:
         body = response.body
-        return web.json_response(body, status=response.status) if body is not None else web.Response(
-            status=response.status)
+        return (
+            web.json_response(body, status=response.status)
+            if body is not None
+            else web.Response(status=response.status)
+        )
     return web.Response(status=200)
 
 
 async def _aup_page(request: web.Request) -> web.Response:
     """The full text of one AUP version (HTML, or the exact Markdown with ?format=md), for the card's link."""
-    page = request.app[COMPONENTS].extras.get("aup_page")
-    found = await page(request.match_info["school"], request.match_info["audience"], request.match_info["version"],
-                       request.query.get("format", "html")) if page else None
+    page = request.app[COMPONENTS].features.aup_page
+    found = (
+        await page(
+            request.match_info["school"],
+            request.match_info["audience"],
+            request.match_info["version"],
+            request.query.get("format", "html"),
+        )
+        if page
+        else None
+    )
     if found is None:
         return web.Response(status=404, text="There is no such policy version.")
     content_type, body = found
@@ -322,9 +406,10 @@ async def _readyz(request: web.Request) -> web.Response:
     # Ready still means ready; the count tells an operator that some alerts never reached a person this week.
     async with parts.uow() as uow:
         undelivered = await uow.deliveries.count_failed(parts.clock.now() - dt.timedelta(days=7))
-    watch = parts.extras.get("audit_watch")
-    return web.json_response({"status": "ready", "undelivered_last_7_days": undelivered,
-                              "audit": watch.status if watch else "not checked"})
+    watch = parts.features.audit_watch
+    return web.json_response(
+        {"status": "ready", "undelivered_last_7_days": undelivered, "audit": watch.status if watch else "not checked"}
+    )
 
 
 def _configure_logging(level: str) -> None:
@@ -381,8 +466,9 @@ async def _verify_audit(settings: Settings, config: AppConfig) -> int:
         if pending:
             print("The database needs migrating first: run `python app.py migrate`.", file=sys.stderr)
             return 3
-        uow = unit_of_work_factory(session_factory(engine), data_cipher(settings), SystemClock(),
-                                   audit_keys=audit_keyring(settings))
+        uow = unit_of_work_factory(
+            session_factory(engine), data_cipher(settings), SystemClock(), audit_keys=audit_keyring(settings)
+        )
         watch = AuditWatch(uow, audit_keyring(settings), CheckpointFile(settings.var_dir), SystemClock(), config)
         checks = await watch.check_all()
     finally:
@@ -416,8 +502,13 @@ def main(argv: list[str]) -> int:
     if command != "serve":
         print("usage: python app.py [serve|migrate|verify-audit|rotate-key]", file=sys.stderr)
         return 2
-    web.run_app(create_app(settings, config), host=settings.host, port=settings.port, shutdown_timeout=30,
-                print=lambda _: print(f"eSafety bot listening on http://{settings.host}:{settings.port}/api/messages"))
+    web.run_app(
+        create_app(settings, config),
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=30,
+        print=lambda _: print(f"eSafety bot listening on http://{settings.host}:{settings.port}/api/messages"),
+    )
     return 0
 
 

@@ -36,14 +36,46 @@ def activity_problem(body: dict[str, Any]) -> str | None:
 MAX_ID_CHARS = 512
 MAX_SERVICE_URL_CHARS = 2048
 MAX_NESTING = 64  # Teams' own payloads nest a few levels; Adaptive Card data a few more
-_TEXT_FIELDS = ("id", "channelId", "text", "textFormat", "locale", "name", "action", "replyToId", "timestamp",
-                "localTimestamp", "localTimezone", "callerId", "summary", "inputHint", "speak", "topicName",
-                "deliveryMode", "importance", "label", "valueType", "attachmentLayout", "expiration")
+_TEXT_FIELDS = (
+    "id",
+    "channelId",
+    "text",
+    "textFormat",
+    "locale",
+    "name",
+    "action",
+    "replyToId",
+    "timestamp",
+    "localTimestamp",
+    "localTimezone",
+    "callerId",
+    "summary",
+    "inputHint",
+    "speak",
+    "topicName",
+    "deliveryMode",
+    "importance",
+    "label",
+    "valueType",
+    "attachmentLayout",
+    "expiration",
+)
 _ACCOUNT_TEXT = ("id", "name", "aadObjectId", "role", "conversationType", "tenantId")
 _CHANNEL_DATA_PARTS = ("tenant", "team", "channel", "meeting", "settings", "notification")
 _LISTS = ("membersAdded", "membersRemoved", "attachments", "entities", "reactionsAdded", "reactionsRemoved")
-_IDS = ("id", "replyToId", "channelId", "from.id", "from.aadObjectId", "recipient.id", "conversation.id",
-        "conversation.tenantId", "channelData.tenant.id", "channelData.team.id", "channelData.channel.id")
+_IDS = (
+    "id",
+    "replyToId",
+    "channelId",
+    "from.id",
+    "from.aadObjectId",
+    "recipient.id",
+    "conversation.id",
+    "conversation.tenantId",
+    "channelData.tenant.id",
+    "channelData.team.id",
+    "channelData.channel.id",
+)
 
 
 def _reject_constant(name: str) -> Any:

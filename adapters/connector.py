@@ -76,10 +76,17 @@ class ClientPool:
     Clients own no sockets (the transport does), so an evicted client a turn still holds keeps working.
     """
 
-    def __init__(self, *, connect_timeout: float = 5.0, timeout: float = 15.0, connections_per_host: int = 32,
-                 max_clients: int = 256) -> None:
-        self.transport = ConnectorTransport(connect_timeout=connect_timeout, timeout=timeout,
-                                            connections_per_host=connections_per_host)
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 5.0,
+        timeout: float = 15.0,
+        connections_per_host: int = 32,
+        max_clients: int = 256,
+    ) -> None:
+        self.transport = ConnectorTransport(
+            connect_timeout=connect_timeout, timeout=timeout, connections_per_host=connections_per_host
+        )
         self.max_clients = max_clients
         self._connectors: OrderedDict[tuple[str | None, str, str | None], BotConnectorClient] = OrderedDict()
         self._tokens: dict[tuple[str | None, str | None], TokenSource] = {}  # a few: one app id, few audiences
@@ -88,9 +95,12 @@ class ClientPool:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClientPool:
-        return cls(connect_timeout=settings.connector_connect_timeout, timeout=settings.connector_timeout,
-                   connections_per_host=settings.connector_connections_per_host,
-                   max_clients=settings.connector_clients)
+        return cls(
+            connect_timeout=settings.connector_connect_timeout,
+            timeout=settings.connector_timeout,
+            connections_per_host=settings.connector_connections_per_host,
+            max_clients=settings.connector_clients,
+        )
 
     def __len__(self) -> int:
         return len(self._connectors)
@@ -110,8 +120,9 @@ class ClientPool:
         self._connectors.move_to_end(key)
         return client
 
-    async def _token_source(self, inner: ConnectorFactory, app_id: str | None, service_url: str,
-                            audience: str | None) -> TokenSource:
+    async def _token_source(
+        self, inner: ConnectorFactory, app_id: str | None, service_url: str, audience: str | None
+    ) -> TokenSource:
         async with self._credentials_lock:  # one credentials object (one msal cache) per key, even on a burst
             tokens = self._tokens.get((app_id, audience))
             if tokens is None:
@@ -123,8 +134,10 @@ class ClientPool:
             return tokens
 
     async def token_client(self, inner: BotFrameworkAuthentication, claims: ClaimsIdentity) -> UserTokenClient:
-        key = (claims.get_claim_value(AuthenticationConstants.AUDIENCE_CLAIM),
-               claims.get_claim_value(AuthenticationConstants.APP_ID_CLAIM))
+        key = (
+            claims.get_claim_value(AuthenticationConstants.AUDIENCE_CLAIM),
+            claims.get_claim_value(AuthenticationConstants.APP_ID_CLAIM),
+        )
         client = self._token_clients.get(key)
         if client is None:
             client = await inner.create_user_token_client(claims)
@@ -146,7 +159,7 @@ class _PooledConnectorFactory(ConnectorFactory):
         self._pool = pool
         self._policy = policy
 
-    async def create(self, service_url: str, audience: str = None) -> BotConnectorClient:  # noqa: RUF013 - SDK's
+    async def create(self, service_url: str, audience: str | None = None) -> BotConnectorClient:  # the SDK's signature
         try:
             self._policy.check(service_url)
         except ServiceUrlRefused as refused:
@@ -185,8 +198,7 @@ class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
         return await self._inner.authenticate_streaming_request(auth_header, channel_id_header)
 
     def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
-        return _PooledConnectorFactory(self._inner.create_connector_factory(claims_identity), self._pool,
-                                       self._policy)
+        return _PooledConnectorFactory(self._inner.create_connector_factory(claims_identity), self._pool, self._policy)
 
     async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
         return await self._pool.token_client(self._inner, claims_identity)
@@ -235,17 +247,26 @@ class AuthorityAwareCredentialFactory(ServiceClientCredentialsFactory):
     async def is_authentication_disabled(self) -> bool:
         return await self._inner.is_authentication_disabled()
 
-    async def create_credentials(self, app_id: str, oauth_scope: str, login_endpoint: str,
-                                 validate_authority: bool) -> Authentication:
+    async def create_credentials(
+        self, app_id: str, oauth_scope: str, login_endpoint: str, validate_authority: bool
+    ) -> Authentication:
         credentials = await self._inner.create_credentials(app_id, oauth_scope, login_endpoint, validate_authority)
-        if (isinstance(credentials, MicrosoftAppCredentials) and credentials.microsoft_app_id
-                and getattr(credentials, "app", None) is None):
+        if (
+            isinstance(credentials, MicrosoftAppCredentials)
+            and credentials.microsoft_app_id
+            and getattr(credentials, "app", None) is None
+        ):
             validate = validate_authority or not login_endpoint
-            credentials.app = _LazyMsalApp(lambda: ConfidentialClientApplication(
-                client_id=credentials.microsoft_app_id, client_credential=credentials.microsoft_app_password,
-                authority=credentials.oauth_endpoint, validate_authority=validate,
-                instance_discovery=None if validate else False, timeout=self._timeout,
-            ))
+            credentials.app = _LazyMsalApp(
+                lambda: ConfidentialClientApplication(
+                    client_id=credentials.microsoft_app_id,
+                    client_credential=credentials.microsoft_app_password,
+                    authority=credentials.oauth_endpoint,
+                    validate_authority=validate,
+                    instance_discovery=None if validate else False,
+                    timeout=self._timeout,
+                )
+            )
         return credentials
 
 
@@ -256,30 +277,38 @@ class BotConnectorAdapter(CloudAdapter):
         super().__init__(auth)
         self.client_pool = pool
 
-    async def process_activity(self, auth_header_or_authenticate_request_result: Any, activity: Activity,
-                               logic: Callable[[TurnContext], Awaitable]) -> InvokeResponse | None:
+    async def process_activity(
+        self,
+        auth_header_or_authenticate_request_result: Any,
+        activity: Activity,
+        logic: Callable[[TurnContext], Awaitable],
+    ) -> InvokeResponse | None:
         try:
             return await super().process_activity(auth_header_or_authenticate_request_result, activity, logic)
         except ServiceUrlRefused:
             # Raised before the turn runs (the SDK builds the turn's client first), so nothing happened and
             # nothing was saved: the bot could not have answered there. The factory has logged it.
-            return InvokeResponse(status=int(HTTPStatus.BAD_REQUEST), body={
-                "error": "Activity field 'serviceUrl' is not a Bot Connector address this bot replies to"})
+            return InvokeResponse(
+                status=int(HTTPStatus.BAD_REQUEST),
+                body={"error": "Activity field 'serviceUrl' is not a Bot Connector address this bot replies to"},
+            )
 
 
 def service_url_policy(settings: Settings) -> ServiceUrlPolicy:
     """Microsoft's hosts and ESAFETY_CONNECTOR_HOSTS; loopback too in dev mode, or when inbound tokens are checked
     against a loopback identity provider (an offline test rig: the service URLs it signs are on loopback too)."""
     local_signer = bool(settings.openid_metadata_url) and is_loopback_host(
-        urlsplit(settings.openid_metadata_url).hostname)
+        urlsplit(settings.openid_metadata_url or "").hostname
+    )
     return ServiceUrlPolicy(extra_hosts=settings.connector_extra_hosts, allow_loopback=settings.dev or local_signer)
 
 
 def build_adapter(settings: Settings, pool: ClientPool) -> BotConnectorAdapter:
     """CloudAdapter with ConfigurationBotFrameworkAuthentication, sending through the pool."""
     configuration = sdk_configuration(settings)
-    credentials = AuthorityAwareCredentialFactory(ConfigurationServiceClientCredentialFactory(configuration),
-                                                  settings.connector_timeout)
+    credentials = AuthorityAwareCredentialFactory(
+        ConfigurationServiceClientCredentialFactory(configuration), settings.connector_timeout
+    )
     auth = ConfigurationBotFrameworkAuthentication(configuration, credentials_factory=credentials)
     return BotConnectorAdapter(PooledBotFrameworkAuthentication(auth, pool, service_url_policy(settings)), pool)
 

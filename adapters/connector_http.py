@@ -41,12 +41,14 @@ TOKEN_THREADS = 2
 
 # Microsoft's documented Bot Connector addresses: Teams (public, GCC, GCC High, DoD) and the Bot Framework channels
 # (public cloud and Azure Government). Anything else needs ESAFETY_CONNECTOR_HOSTS.
-MICROSOFT_HOSTS = frozenset({
-    "smba.trafficmanager.net",
-    "smba.infra.gcc.teams.microsoft.com",
-    "smba.infra.gov.teams.microsoft.us",
-    "smba.infra.dod.teams.microsoft.us",
-})
+MICROSOFT_HOSTS = frozenset(
+    {
+        "smba.trafficmanager.net",
+        "smba.infra.gcc.teams.microsoft.com",
+        "smba.infra.gov.teams.microsoft.us",
+        "smba.infra.dod.teams.microsoft.us",
+    }
+)
 MICROSOFT_DOMAINS = ("*.botframework.com", "*.botframework.azure.us")
 
 
@@ -171,7 +173,8 @@ class ConnectorTransport:
         if self._session is None:  # built on first use: aiohttp wants a running event loop
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.connections_per_host)
             self._session = aiohttp.ClientSession(
-                connector=connector, headers={"User-Agent": USER_AGENT},
+                connector=connector,
+                headers={"User-Agent": USER_AGENT},
                 timeout=aiohttp.ClientTimeout(total=self.timeout, connect=self.connect_timeout),
                 trust_env=True,  # proxies from the environment, as `requests` (and so the SDK) honoured them
             )
@@ -189,8 +192,9 @@ class ConnectorTransport:
         host = urlsplit(url).netloc
         try:
             # encoded=True: the ids are already quoted as msrest quotes them; ':' and ';' must stay escaped.
-            async with self._http().request(method, yarl.URL(url, encoded=True), data=data, headers=headers,
-                                            allow_redirects=False) as response:
+            async with self._http().request(
+                method, yarl.URL(url, encoded=True), data=data, headers=headers, allow_redirects=False
+            ) as response:
                 body = await response.read()
                 if not 200 <= response.status < 300:
                     raise ConnectorHTTPError(response.status, response.headers, body.decode("utf-8", "replace"))
@@ -252,7 +256,8 @@ class TokenSource:
             token = await asyncio.wait_for(asyncio.shield(self._fetching), self._transport.timeout)
         except TimeoutError:
             raise ConnectorUnavailable(
-                f"no token from the login service within {self._transport.timeout:g} s") from None
+                f"no token from the login service within {self._transport.timeout:g} s"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - msal and requests raise many types; all mean "no token"
             raise ConnectorUnavailable(f"could not get a token: {exc.__class__.__name__}: {exc}") from exc
         return f"Bearer {token}"
@@ -289,7 +294,7 @@ class BotConnectorClient:
         """Nothing to release: the sockets belong to the shared transport, and a turn may still hold this client."""
 
 
-def _model(kind: type, data: Any) -> Any:
+def _model(kind: Any, data: Any) -> Any:  # an msrest model class: botbuilder ships no type information
     return kind.deserialize(data) if isinstance(data, dict) else None
 
 
@@ -307,19 +312,22 @@ class Conversations:
         url = self._client.url("v3/conversations/{}/activities", conversation_id)
         return _model(ResourceResponse, await self._client.call("POST", url, activity.serialize()))
 
-    async def reply_to_activity(self, conversation_id: str, activity_id: str,
-                                activity: Activity) -> ResourceResponse | None:
+    async def reply_to_activity(
+        self, conversation_id: str, activity_id: str, activity: Activity
+    ) -> ResourceResponse | None:
         url = self._client.url("v3/conversations/{}/activities/{}", conversation_id, activity_id)
         return _model(ResourceResponse, await self._client.call("POST", url, activity.serialize()))
 
-    async def update_activity(self, conversation_id: str, activity_id: str,
-                              activity: Activity) -> ResourceResponse | None:
+    async def update_activity(
+        self, conversation_id: str, activity_id: str, activity: Activity
+    ) -> ResourceResponse | None:
         url = self._client.url("v3/conversations/{}/activities/{}", conversation_id, activity_id)
         return _model(ResourceResponse, await self._client.call("PUT", url, activity.serialize()))
 
     async def delete_activity(self, conversation_id: str, activity_id: str) -> None:
-        await self._client.call("DELETE", self._client.url("v3/conversations/{}/activities/{}", conversation_id,
-                                                           activity_id))
+        await self._client.call(
+            "DELETE", self._client.url("v3/conversations/{}/activities/{}", conversation_id, activity_id)
+        )
 
     async def create_conversation(self, parameters: ConversationParameters) -> ConversationResourceResponse | None:
         url = self._client.url("v3/conversations")

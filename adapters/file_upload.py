@@ -59,15 +59,18 @@ class FileUploader:
         """The whole file in one request, as Teams' bot file flow does for files this size."""
         self.policy.check(url)
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=aiohttp.TCPConnector(
-                limit_per_host=8))
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=aiohttp.TCPConnector(limit_per_host=8)
+            )
         headers = {"Content-Length": str(len(body)), "Content-Range": f"bytes 0-{len(body) - 1}/{len(body)}"}
         try:
             async with self._session.put(url, data=body, headers=headers, allow_redirects=False) as response:
                 if response.status in (200, 201):
                     return
-                raise UploadFailed(f"the upload answered {response.status}",
-                                   retryable=response.status in (408, 429, 500, 502, 503, 504))
+                raise UploadFailed(
+                    f"the upload answered {response.status}",
+                    retryable=response.status in (408, 429, 500, 502, 503, 504),
+                )
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             raise UploadFailed(f"the upload did not finish: {exc.__class__.__name__}", retryable=True) from exc
 

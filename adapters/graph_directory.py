@@ -115,8 +115,14 @@ def _odata_quote(value: str) -> str:
 class GraphDirectory:
     """Implements bot.protocols.Directory over Microsoft Graph with msgraph-sdk and azure-identity."""
 
-    def __init__(self, settings: Settings, config: AppConfig, clock: Clock,
-                 *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config: AppConfig,
+        clock: Clock,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._settings = settings
         self._config = config
         self._clock = clock
@@ -130,8 +136,9 @@ class GraphDirectory:
         self._stale = dt.timedelta(seconds=settings.graph_stale_seconds)
         for school in config.schools:
             if not school.role_groups:
-                log.warning("school %s maps no roles to Entra groups (role_groups): nobody there will hold a role",
-                            school.id)
+                log.warning(
+                    "school %s maps no roles to Entra groups (role_groups): nobody there will hold a role", school.id
+                )
         for tenant in dict.fromkeys(school.tenant_id for school in config.schools):
             # Built now (no network yet) so that an unusable credential stops start-up rather than a turn.
             self._clients[tenant] = self._build_client(tenant)
@@ -176,8 +183,9 @@ class GraphDirectory:
             return None
         if manager is None:
             return None
-        return Person(id=manager.id, name=manager.name, email=manager.email,
-                      roles=await self._roles(school, manager.id))
+        return Person(
+            id=manager.id, name=manager.name, email=manager.email, roles=await self._roles(school, manager.id)
+        )
 
     async def find_by_email(self, school_id: str, email: str) -> Person | None:
         school = self._config.school(school_id)
@@ -188,7 +196,8 @@ class GraphDirectory:
         async def fetch(client: GraphServiceClient) -> _User | None:
             quoted = _odata_quote(wanted)
             query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
-                filter=f"mail eq '{quoted}' or userPrincipalName eq '{quoted}'", select=USER_SELECT, top=2)
+                filter=f"mail eq '{quoted}' or userPrincipalName eq '{quoted}'", select=USER_SELECT, top=2
+            )
             found = await client.users.get(request_configuration=RequestConfiguration(query_parameters=query))
             users = [u for u in (found.value if found else None) or [] if u.id]
             return _user(users[0]) if users else None
@@ -228,15 +237,19 @@ class GraphDirectory:
                 except APIError as refused:
                     if refused.response_status_code not in (400, 410):  # the token expired: Graph wants a full sync
                         raise
-                    log.warning("staff delta link for %s was refused (%s); starting a full sync", school_id,
-                                refused.response_status_code)
+                    log.warning(
+                        "staff delta link for %s was refused (%s); starting a full sync",
+                        school_id,
+                        refused.response_status_code,
+                    )
                     return await fetch_full(client)
                 return await collect(page, baseline=False)
             return await fetch_full(client)
 
         async def fetch_full(client: GraphServiceClient) -> StaffChanges:
             query = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
-                filter=f"id eq '{_odata_quote(group_id)}'", select=["members"])
+                filter=f"id eq '{_odata_quote(group_id)}'", select=["members"]
+            )
             page = await client.groups.delta.get(request_configuration=RequestConfiguration(query_parameters=query))
             return await collect(page, baseline=True)
 
@@ -260,8 +273,12 @@ class GraphDirectory:
                 link = page.odata_delta_link if page is not None else None
                 if not link:
                     raise GraphUnavailable("Graph's delta answer had no delta link")
-                return StaffChanges(added=list(dict.fromkeys(added)), removed=list(dict.fromkeys(removed)),
-                                    delta_link=link, baseline=baseline)
+                return StaffChanges(
+                    added=list(dict.fromkeys(added)),
+                    removed=list(dict.fromkeys(removed)),
+                    delta_link=link,
+                    baseline=baseline,
+                )
 
         return await self._call(school, "staff delta", fetch, bulk=True)
 
@@ -309,7 +326,8 @@ class GraphDirectory:
             query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=USER_SELECT)
             try:
                 user = await client.users.by_user_id(person_id).get(
-                    request_configuration=RequestConfiguration(query_parameters=query))
+                    request_configuration=RequestConfiguration(query_parameters=query)
+                )
             except APIError as refused:
                 if refused.response_status_code == 404:
                     return None
@@ -330,7 +348,7 @@ class GraphDirectory:
         async def fetch(client: GraphServiceClient) -> frozenset[Role]:
             found: set[str] = set()
             for start in range(0, len(groups), 20):  # checkMemberGroups takes at most 20 ids
-                body = CheckMemberGroupsPostRequestBody(group_ids=groups[start:start + 20])
+                body = CheckMemberGroupsPostRequestBody(group_ids=groups[start : start + 20])
                 try:
                     answer = await client.users.by_user_id(person_id).check_member_groups.post(body)
                 except APIError as refused:
@@ -347,8 +365,7 @@ class GraphDirectory:
 
     async def _group_members(self, school: SchoolConfig, group_id: str) -> list[_User]:
         async def fetch(client: GraphServiceClient) -> list[_User]:
-            query = GraphUserRequestBuilder.GraphUserRequestBuilderGetQueryParameters(select=USER_SELECT,
-                                                                                       top=PAGE_SIZE)
+            query = GraphUserRequestBuilder.GraphUserRequestBuilderGetQueryParameters(select=USER_SELECT, top=PAGE_SIZE)
             builder = client.groups.by_group_id(group_id).transitive_members.graph_user
             page = await builder.get(request_configuration=RequestConfiguration(query_parameters=query))
             members: dict[str, _User] = {}
@@ -369,21 +386,29 @@ class GraphDirectory:
     async def _people_by_role(self, school: SchoolConfig) -> dict[str, Person]:
         """Everyone in any role group, each with exactly the roles whose group membership Graph confirmed."""
         groups = sorted(set(school.role_groups.values()))
-        memberships = dict(zip(groups, await asyncio.gather(*(self._group_members(school, g) for g in groups)),
-                               strict=True))
+        memberships = dict(
+            zip(groups, await asyncio.gather(*(self._group_members(school, g) for g in groups)), strict=True)
+        )
         users: dict[str, _User] = {}
         roles: dict[str, set[Role]] = {}
         for role, group in school.role_groups.items():
             for user in memberships[group]:
                 users[user.id] = user
                 roles.setdefault(user.id, set()).add(role)
-        return {uid: Person(id=uid, name=u.name, email=u.email, roles=frozenset(roles[uid]))
-                for uid, u in users.items()}
+        return {
+            uid: Person(id=uid, name=u.name, email=u.email, roles=frozenset(roles[uid])) for uid, u in users.items()
+        }
 
     # --- cache, throttling and retries --------------------------------------------------------------------------
 
-    async def _cached(self, school: SchoolConfig, key: tuple[str, ...],
-                      fetch: Callable[[GraphServiceClient], Awaitable[T]], *, bulk: bool = False) -> T:
+    async def _cached(
+        self,
+        school: SchoolConfig,
+        key: tuple[str, ...],
+        fetch: Callable[[GraphServiceClient], Awaitable[T]],
+        *,
+        bulk: bool = False,
+    ) -> T:
         full_key = (school.id, *key)
         entry = self._cache.get(full_key)
         now = self._clock.now()
@@ -393,17 +418,32 @@ class GraphDirectory:
             value = await self._call(school, key[0], fetch, bulk=bulk)
         except GraphUnavailable as exc:
             if entry is not None and now - entry.fetched_at < self._stale:
-                log.warning("Graph unavailable for %s lookup in %s (%s); using the answer from %s", key[0],
-                            school.id, exc.reason, entry.fetched_at.isoformat())
+                log.warning(
+                    "Graph unavailable for %s lookup in %s (%s); using the answer from %s",
+                    key[0],
+                    school.id,
+                    exc.reason,
+                    entry.fetched_at.isoformat(),
+                )
                 return entry.value
-            log.warning("Graph unavailable for %s lookup in %s (%s) and there is no earlier answer", key[0],
-                        school.id, exc.reason)
+            log.warning(
+                "Graph unavailable for %s lookup in %s (%s) and there is no earlier answer",
+                key[0],
+                school.id,
+                exc.reason,
+            )
             raise
         self._cache[full_key] = _Entry(value, self._clock.now())
         return value
 
-    async def _call(self, school: SchoolConfig, what: str, operation: Callable[[GraphServiceClient], Awaitable[T]],
-                    *, bulk: bool = False) -> T:
+    async def _call(
+        self,
+        school: SchoolConfig,
+        what: str,
+        operation: Callable[[GraphServiceClient], Awaitable[T]],
+        *,
+        bulk: bool = False,
+    ) -> T:
         """Run one Graph operation within the time budget, honouring Retry-After and backing off on 5xx."""
         tenant = school.tenant_id
         gate = self._not_before.get(tenant)
@@ -418,8 +458,9 @@ class GraphDirectory:
             self._pause(tenant, None)
             raise GraphUnavailable(f"Graph did not answer the {what} lookup within {budget:g}s") from None
 
-    async def _attempts(self, school: SchoolConfig, operation: Callable[[GraphServiceClient], Awaitable[T]],
-                        deadline: float) -> T:
+    async def _attempts(
+        self, school: SchoolConfig, operation: Callable[[GraphServiceClient], Awaitable[T]], deadline: float
+    ) -> T:
         tenant = school.tenant_id
         client = await self._client(school)
         for attempt in range(1, TRIES + 1):
@@ -438,8 +479,9 @@ class GraphDirectory:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _translated(self, operation: Callable[[GraphServiceClient], Awaitable[T]],
-                          client: GraphServiceClient) -> T:
+    async def _translated(
+        self, operation: Callable[[GraphServiceClient], Awaitable[T]], client: GraphServiceClient
+    ) -> T:
         """Turn SDK and transport errors into GraphUnavailable (try again later) or GraphRefused (definite)."""
         try:
             return await operation(client)
@@ -448,11 +490,13 @@ class GraphDirectory:
             message = getattr(getattr(exc, "error", None), "message", None) or str(exc.message or "")
             if status == 429:
                 after = _retry_after(exc.response_headers, self._clock.now())
-                raise GraphUnavailable("throttled by Graph (429)",
-                                       after if after is not None else dt.timedelta(seconds=5)) from exc
+                raise GraphUnavailable(
+                    "throttled by Graph (429)", after if after is not None else dt.timedelta(seconds=5)
+                ) from exc
             if status in RETRYABLE or status >= 500:
-                raise GraphUnavailable(f"Graph answered {status}",
-                                       _retry_after(exc.response_headers, self._clock.now())) from exc
+                raise GraphUnavailable(
+                    f"Graph answered {status}", _retry_after(exc.response_headers, self._clock.now())
+                ) from exc
             raise GraphRefused(status, message) from exc
         except (httpx.HTTPError, AzureError, OSError) as exc:
             raise GraphUnavailable(f"Graph unreachable ({exc.__class__.__name__})") from exc
@@ -479,8 +523,9 @@ class GraphDirectory:
         base = urlsplit(settings.graph_base_url)
         credential = self._credential(tenant_id)
         self._closers.append(credential.close)
-        auth = AzureIdentityAuthenticationProvider(credential, scopes=[f"{base.scheme}://{base.netloc}/.default"],
-                                                   allowed_hosts=[base.hostname or ""])
+        auth = AzureIdentityAuthenticationProvider(
+            credential, scopes=[f"{base.scheme}://{base.netloc}/.default"], allowed_hosts=[base.hostname or ""]
+        )
         verify: ssl.SSLContext | bool = True
         if settings.graph_ca_bundle:
             verify = ssl.create_default_context(cafile=str(settings.graph_ca_bundle))
@@ -503,10 +548,16 @@ class GraphDirectory:
             options["connection_verify"] = str(settings.graph_ca_bundle)
         client_id = settings.graph_client_id or settings.app_id
         if settings.graph_certificate_path:
-            return CertificateCredential(tenant_id, client_id, certificate_path=str(settings.graph_certificate_path),
-                                         authority=settings.graph_authority, **options)
+            return CertificateCredential(
+                tenant_id,
+                client_id,
+                certificate_path=str(settings.graph_certificate_path),
+                authority=settings.graph_authority,
+                **options,
+            )
         if settings.graph_managed_identity:
             return ManagedIdentityCredential(client_id=client_id or None, **options)
         secret = settings.graph_client_secret or settings.app_password
-        return ClientSecretCredential(tenant_id, client_id, secret.get_secret_value(),
-                                      authority=settings.graph_authority, **options)
+        return ClientSecretCredential(
+            tenant_id, client_id, secret.get_secret_value(), authority=settings.graph_authority, **options
+        )

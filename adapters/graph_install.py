@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -21,22 +20,28 @@ from bot.config import AppConfig
 from bot.people import Person, Role
 from bot.protocols import Clock, UnitOfWorkFactory
 from bot.settings import Settings
+from bot.wiring import NewStaffListener, Wiring
 from bot.work import GiveUp, RetryLater, WorkItem
 from storage.repos import ConversationRefs, SavedReference
 
 log = logging.getLogger(__name__)
 
 STAFF_DELTA_KIND = "graph.staff_delta"
-NEW_STAFF_LISTENERS = "directory.new_staff_listeners"  # Wiring.extras key: async (uow, school_id, person) -> None
 RETRYABLE = {408, 412, 429, 500, 502, 503, 504}
-NewStaffListener = Callable[[Any, str, Person], Awaitable[None]]
 
 
 class GraphInstaller:
     """Installs the Teams app for a user with Graph, then creates the 1:1 conversation through the Bot Connector."""
 
-    def __init__(self, settings: Settings, config: AppConfig, directory: GraphDirectory, refs: ConversationRefs,
-                 sender: ProactiveSender, uow: UnitOfWorkFactory) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config: AppConfig,
+        directory: GraphDirectory,
+        refs: ConversationRefs,
+        sender: ProactiveSender,
+        uow: UnitOfWorkFactory,
+    ) -> None:
         self._settings = settings
         self._config = config
         self._directory = directory
@@ -65,8 +70,10 @@ class GraphInstaller:
             raise GiveUp("unknown school")
         catalog_id = self._settings.teams_app_catalog_id
         if not catalog_id:
-            raise GiveUp("no conversation with this person yet, and TEAMS_APP_CATALOG_ID is not set, so the app "
-                         "cannot be installed for them")
+            raise GiveUp(
+                "no conversation with this person yet, and TEAMS_APP_CATALOG_ID is not set, so the app "
+                "cannot be installed for them"
+            )
         try:
             outcome = await self._directory.install_app_for_user(school_id, person_id, catalog_id)
         except GraphUnavailable as exc:
@@ -74,30 +81,46 @@ class GraphInstaller:
         except GraphRefused as exc:
             raise GiveUp(f"Graph refused to install the app for this person ({exc.status}): {exc.message}") from exc
         async with self._uow() as uow:
-            await uow.audit.record(school_id, None, "teams_app.install_for_user", "person", person_id,
-                                   {"outcome": outcome, "catalog_app_id": catalog_id})
+            await uow.audit.record(
+                school_id,
+                None,
+                "teams_app.install_for_user",
+                "person",
+                person_id,
+                {"outcome": outcome, "catalog_app_id": catalog_id},
+            )
         service_url, bot = await self._route(school_id)  # the tenant's, as the outbox reaches channels
         parameters = ConversationParameters(
-            is_group=False, bot=ChannelAccount(id=bot.get("id"), name=bot.get("name")),
-            members=[ChannelAccount(id=person_id)], tenant_id=school.tenant_id,
+            is_group=False,
+            bot=ChannelAccount(id=bot.get("id"), name=bot.get("name")),
+            members=[ChannelAccount(id=person_id)],
+            tenant_id=school.tenant_id,
             channel_data={"tenant": {"id": school.tenant_id}},
         )
         try:
             client = await self._sender.connector_for(service_url)
             created = await client.conversations.create_conversation(parameters)
+            assert created is not None, "the connector did not say which chat it started"
         except ErrorResponseException as exc:
             raise _classify(exc) from exc
         except (ClientRequestError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             raise RetryLater(f"connector unreachable while starting the chat: {exc.__class__.__name__}") from exc
         reference = {
-            "bot": bot, "user": {"id": person_id, "aadObjectId": person_id},
-            "conversation": {"id": created.id, "tenantId": school.tenant_id, "conversationType": "personal",
-                             "isGroup": False},
-            "channelId": "msteams", "serviceUrl": created.service_url or service_url,
+            "bot": bot,
+            "user": {"id": person_id, "aadObjectId": person_id},
+            "conversation": {
+                "id": created.id,
+                "tenantId": school.tenant_id,
+                "conversationType": "personal",
+                "isGroup": False,
+            },
+            "channelId": "msteams",
+            "serviceUrl": created.service_url or service_url,
         }
         await self._refs.save(school_id, "person", person_id, reference)
         log.info("started a 1:1 chat with %s in %s after installing the app (%s)", person_id, school_id, outcome)
         return SavedReference(school_id, "person", person_id, None, None, reference)
+
 
 def _classify(exc: ErrorResponseException) -> Exception:
     response = getattr(exc, "response", None)
@@ -108,16 +131,25 @@ def _classify(exc: ErrorResponseException) -> Exception:
 
 
 def welcome_text(school_name: str) -> str:
-    return (f"Welcome to {school_name}. I'm the school's online-safety assistant. If anything online ever worries "
-            "you, type `report` here and I'll take you through it step by step. Type `help` to see what else I can "
-            "do.")
+    return (
+        f"Welcome to {school_name}. I'm the school's online-safety assistant. If anything online ever worries "
+        "you, type `report` here and I'll take you through it step by step. Type `help` to see what else I can "
+        "do."
+    )
 
 
 class StaffDeltaHandler:
     """Work kind graph.staff_delta: a delta query on the staff group; newcomers are welcomed and announced."""
 
-    def __init__(self, settings: Settings, config: AppConfig, directory: GraphDirectory, uow: UnitOfWorkFactory,
-                 clock: Clock, listeners: list[NewStaffListener]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config: AppConfig,
+        directory: GraphDirectory,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        listeners: list[NewStaffListener],
+    ) -> None:
         self._settings = settings
         self._config = config
         self._directory = directory
@@ -152,10 +184,15 @@ class StaffDeltaHandler:
         async with self._uow() as uow:
             await uow.graph.save_delta_link(school_id, "staff", changes.delta_link)
             for person in newcomers:
-                await uow.audit.record(school_id, None, "directory.new_staff", "person", person.id,
-                                       {"source": "graph delta"})
-                await uow.notify.to_person(school_id, person.id, text=welcome_text(school.name),
-                                           dedupe_key=f"graph.welcome:{school_id}:{person.id}")
+                await uow.audit.record(
+                    school_id, None, "directory.new_staff", "person", person.id, {"source": "graph delta"}
+                )
+                await uow.notify.to_person(
+                    school_id,
+                    person.id,
+                    text=welcome_text(school.name),
+                    dedupe_key=f"graph.welcome:{school_id}:{person.id}",
+                )
                 for listener in self._listeners:
                     await listener(uow, school_id, person)
             await schedule_next(uow, school_id, self._clock.now(), self._settings.graph_delta_minutes)
@@ -176,15 +213,17 @@ async def schedule_next(uow: Any, school_id: str, now: dt.datetime, minutes: int
     await uow.work.schedule(school_id, STAFF_DELTA_KIND, run_at, {}, dedupe_key=key)
 
 
-async def start_staff_delta(wiring: Any, settings: Settings, directory: GraphDirectory) -> None:
+async def start_staff_delta(wiring: Wiring, settings: Settings, directory: GraphDirectory) -> None:
     """Register the delta handler and make sure each school with a staff group has its chain of checks."""
-    listeners: list[NewStaffListener] = wiring.extras.setdefault(NEW_STAFF_LISTENERS, [])
-    wiring.work.register(STAFF_DELTA_KIND, StaffDeltaHandler(settings, wiring.config, directory, wiring.uow,
-                                                             wiring.clock, listeners))
+    listeners = wiring.features.new_staff_listeners
+    wiring.work.register(
+        STAFF_DELTA_KIND, StaffDeltaHandler(settings, wiring.config, directory, wiring.uow, wiring.clock, listeners)
+    )
     now = wiring.clock.now()
     slot = _slot(now, settings.graph_delta_minutes)
     async with wiring.uow() as uow:
         for school in wiring.config.schools:
             if Role.STAFF in school.role_groups:
-                await uow.work.schedule(school.id, STAFF_DELTA_KIND, now, {},
-                                        dedupe_key=f"{STAFF_DELTA_KIND}:{school.id}:{slot}")
+                await uow.work.schedule(
+                    school.id, STAFF_DELTA_KIND, now, {}, dedupe_key=f"{STAFF_DELTA_KIND}:{school.id}:{slot}"
+                )

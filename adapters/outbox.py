@@ -8,7 +8,7 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from botbuilder.schema import (
@@ -81,8 +81,12 @@ def message_activity(text: str | None, card: dict[str, Any] | None, plain: bool 
 
 def raw_attachment(value: dict[str, Any]) -> Attachment:
     """A queued attachment that is not an Adaptive Card (Teams' file consent and file info cards)."""
-    return Attachment(content_type=value.get("contentType"), content=value.get("content"), name=value.get("name"),
-                      content_url=value.get("contentUrl"))
+    return Attachment(
+        content_type=value.get("contentType"),
+        content=value.get("content"),
+        name=value.get("name"),
+        content_url=value.get("contentUrl"),
+    )
 
 
 class Undeliverable(Exception):  # noqa: N818 - a signal, not an error
@@ -99,8 +103,9 @@ Reach = Callable[..., Awaitable[SavedReference]]
 class QuietRule:
     """Holds back a message marked quiet until its conversation is quiet, by putting its send back for later."""
 
-    def __init__(self, config: AppConfig, activity: ConversationActivity, clock: Clock, *, idle: dt.timedelta,
-                 hold: dt.timedelta) -> None:
+    def __init__(
+        self, config: AppConfig, activity: ConversationActivity, clock: Clock, *, idle: dt.timedelta, hold: dt.timedelta
+    ) -> None:
         self._config = config
         self._activity = activity
         self._clock = clock
@@ -116,8 +121,9 @@ class QuietRule:
             kind, key = "channel", getattr(school.channels, target["purpose"], None) if school else None
             if not key:
                 return  # the send itself will say why it cannot go
-        wait = wait_before_sending(await self._activity.last(item.school_id, kind, key), self._clock.now(),
-                                   self._idle, self._hold)
+        wait = wait_before_sending(
+            await self._activity.last(item.school_id, kind, key), self._clock.now(), self._idle, self._hold
+        )
         if wait is not None:
             raise NotYet("waiting for a quiet moment in the conversation", wait)
 
@@ -130,10 +136,19 @@ class OutboxSender:
     escalation). Its outcome, and any follow-up, is recorded by the worker in one transaction.
     """
 
-    def __init__(self, config: AppConfig, refs: ConversationRefs, sender: ProactiveSender, clock: Clock,
-                 uow: UnitOfWorkFactory, *, route: Callable[[str], Awaitable[tuple[str, dict[str, Any]]]],
-                 limiter: RateLimiter | None = None, reach: Reach | None = None,
-                 quiet: QuietRule | None = None) -> None:
+    def __init__(
+        self,
+        config: AppConfig,
+        refs: ConversationRefs,
+        sender: ProactiveSender,
+        clock: Clock,
+        uow: UnitOfWorkFactory,
+        *,
+        route: Callable[[str], Awaitable[tuple[str, dict[str, Any]]]],
+        limiter: RateLimiter | None = None,
+        reach: Reach | None = None,
+        quiet: QuietRule | None = None,
+    ) -> None:
         self._config = config
         self._quiet = quiet
         self._reach = reach  # installs the app and starts a 1:1 chat for someone never seen (adapters.graph_install)
@@ -167,8 +182,7 @@ class OutboxSender:
         label = item.payload["delivery"].get("label") or "a recipient"
         then = fallback_sends(item.payload, targeted, item.school_id, label, reason)
         if then:
-            log.warning("send %s could not reach %s (%s); re-routed to the next people in line", item.id, label,
-                        reason)
+            log.warning("send %s could not reach %s (%s); re-routed to the next people in line", item.id, label, reason)
         return then
 
     async def _deliver(self, item: WorkItem) -> str:
@@ -184,7 +198,8 @@ class OutboxSender:
 
     async def _send(self, item: WorkItem, reference: SavedReference) -> str:
         conversation = reference.reference.get("conversation") or {}
-        service_url = reference.reference.get("serviceUrl") or reference.reference.get("service_url")
+        # A saved reference always has its service URL, under one spelling or the other.
+        service_url = cast(str, reference.reference.get("serviceUrl") or reference.reference.get("service_url"))
         activity = message_activity(item.payload.get("text"), item.payload.get("card"), bool(item.payload.get("plain")))
         if item.payload.get("attachment"):
             activity.attachments = [*(activity.attachments or []), raw_attachment(item.payload["attachment"])]
@@ -239,20 +254,30 @@ class OutboxSender:
         channel_id = getattr(school.channels, target["purpose"], None) if school else None
         if not channel_id:
             raise Undeliverable(f"no {target['purpose']} channel is configured for this school")
+        assert school is not None  # the channel id came from it
         saved = await self._refs.get(school_id, "channel", channel_id)
         if saved is not None:
             return saved
         # Posting to a channel id starts a new thread there, so the bot needs no earlier message in that channel:
         # only the tenant's service URL and the bot's own account.
         service_url, bot = await self._route(school_id)
-        reference = {"bot": bot, "channelId": "msteams", "serviceUrl": service_url,
-                     "conversation": {"id": channel_id, "tenantId": school.tenant_id, "conversationType": "channel",
-                                      "isGroup": True}}
+        reference = {
+            "bot": bot,
+            "channelId": "msteams",
+            "serviceUrl": service_url,
+            "conversation": {
+                "id": channel_id,
+                "tenantId": school.tenant_id,
+                "conversationType": "channel",
+                "isGroup": True,
+            },
+        }
         return SavedReference(school_id, "channel", channel_id, None, school.team_id, reference)
 
 
-def tenant_route(refs: ConversationRefs, default_service_url: str, app_id: str
-                 ) -> Callable[[str], Awaitable[tuple[str, dict[str, Any]]]]:
+def tenant_route(
+    refs: ConversationRefs, default_service_url: str, app_id: str
+) -> Callable[[str], Awaitable[tuple[str, dict[str, Any]]]]:
     """The service URL and bot account for a school: from a conversation the bot already has, else from settings."""
 
     async def route(school_id: str) -> tuple[str, dict[str, Any]]:

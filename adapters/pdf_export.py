@@ -37,8 +37,11 @@ class _Pdf(FPDF):
             self.body_font = "Body"
             self.unicode_ok = True
         else:
-            log.warning("%s is missing (install fonts-dejavu-core): the export uses a Latin-1 font, and characters "
-                        "outside it are shown as '?'", regular)
+            log.warning(
+                "%s is missing (install fonts-dejavu-core): the export uses a Latin-1 font, and characters "
+                "outside it are shown as '?'",
+                regular,
+            )
             self.body_font = "Helvetica"
             self.unicode_ok = False
         self.set_title(title)
@@ -53,8 +56,12 @@ class _Pdf(FPDF):
     def footer(self) -> None:
         self.set_y(-12)
         self.set_font(self.body_font, "", 8)
-        self.cell(0, 6, self.text_of(f"{self._title}. Confidential: safeguarding record. Page {self.page_no()} "
-                                     "of {nb}"), align="C")
+        self.cell(
+            0,
+            6,
+            self.text_of(f"{self._title}. Confidential: safeguarding record. Page {self.page_no()} of {{nb}}"),
+            align="C",
+        )
 
     def heading(self, text: str, size: int = 16) -> None:
         self.set_font(self.body_font, "B", size)
@@ -67,8 +74,13 @@ class _Pdf(FPDF):
 
     def fields(self, rows: Iterable[tuple[str, str | None]]) -> None:
         self.set_font(self.body_font, "", 10)
-        with self.table(col_widths=(45, 135), first_row_as_headings=False, text_align="LEFT", line_height=LINE,
-                        borders_layout="HORIZONTAL_LINES") as table:
+        with self.table(
+            col_widths=(45, 135),
+            first_row_as_headings=False,
+            text_align="LEFT",
+            line_height=LINE,
+            borders_layout="HORIZONTAL_LINES",
+        ) as table:
             for label, value in rows:
                 row = table.row()
                 row.cell(self.text_of(label), style=FontFace(emphasis="BOLD"))
@@ -81,8 +93,12 @@ class _Pdf(FPDF):
             self.line_of("Nothing has been recorded yet.")
             return
         self.set_font(self.body_font, "", 9)
-        with self.table(col_widths=(30, 30, 28, 92), text_align="LEFT", line_height=LINE - 0.5,
-                        headings_style=FontFace(emphasis="BOLD", fill_color=(230, 230, 230))) as table:
+        with self.table(
+            col_widths=(30, 30, 28, 92),
+            text_align="LEFT",
+            line_height=LINE - 0.5,
+            headings_style=FontFace(emphasis="BOLD", fill_color=(230, 230, 230)),
+        ) as table:
             heading = table.row()
             for title in ("Happened at", "Recorded at", "Case", "Entry"):
                 heading.cell(title)
@@ -111,13 +127,23 @@ def _front(pdf: _Pdf, title: str, header: ExportHeader, zone: ZoneInfo) -> None:
 def _case_fields(record: CaseRecord, zone: ZoneInfo) -> list[tuple[str, str | None]]:
     children = ", ".join(c.name + (f" ({c.year_group})" if c.year_group else "") for c in record.children)
     return [
-        ("Reference", record.reference), ("Status", record.status), ("Type", f"{record.category} ({record.group})"),
-        ("Severity", record.severity), ("About", record.about), ("Where", record.where),
-        ("Reported", f"{_when(record.reported_at, zone)} by {record.reported_by}"), ("Owner", record.owner),
-        ("When it happened", record.when), ("Who is involved", record.who_is_involved),
-        ("What happened", record.what_happened), ("Evidence", record.evidence),
-        ("Already done", record.already_done), ("Actions recorded", "; ".join(record.actions) or None),
-        ("Children", children or None), ("Member of staff", record.staff_member), ("Outcome", record.outcome),
+        ("Reference", record.reference),
+        ("Status", record.status),
+        ("Type", f"{record.category} ({record.group})"),
+        ("Severity", record.severity),
+        ("About", record.about),
+        ("Where", record.where),
+        ("Reported", f"{_when(record.reported_at, zone)} by {record.reported_by}"),
+        ("Owner", record.owner),
+        ("When it happened", record.when),
+        ("Who is involved", record.who_is_involved),
+        ("What happened", record.what_happened),
+        ("Evidence", record.evidence),
+        ("Already done", record.already_done),
+        ("Actions recorded", "; ".join(record.actions) or None),
+        ("Children", children or None),
+        ("Member of staff", record.staff_member),
+        ("Outcome", record.outcome),
     ]
 
 
@@ -137,9 +163,15 @@ def child_pdf(header: ExportHeader, file: ChildFile, zone: ZoneInfo, *, font_dir
     pdf = _Pdf(title, font_dir)
     _front(pdf, title, header, zone)
     pdf.heading("Child", 13)
-    pdf.fields([("Name", child.name), ("Year group", child.year_group),
-                ("Date of birth", child.date_of_birth.strftime("%d %b %Y") if child.date_of_birth else None),
-                ("UPN", child.upn), ("MIS id", child.mis_id)])
+    pdf.fields(
+        [
+            ("Name", child.name),
+            ("Year group", child.year_group),
+            ("Date of birth", child.date_of_birth.strftime("%d %b %Y") if child.date_of_birth else None),
+            ("UPN", child.upn),
+            ("MIS id", child.mis_id),
+        ]
+    )
     pdf.heading("Cases", 13)
     if not file.cases:
         pdf.line_of("No linked cases you may see.")

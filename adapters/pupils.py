@@ -38,8 +38,18 @@ class StaticPupils:
 
     def __init__(self, config: AppConfig) -> None:
         self._pupils = {
-            school.id: [Pupil(id=p.id, name=p.name, year_group=p.year_group, date_of_birth=p.date_of_birth,
-                              upn=p.upn, mis_id=p.mis_id, classes=tuple(p.classes)) for p in school.pupils]
+            school.id: [
+                Pupil(
+                    id=p.id,
+                    name=p.name,
+                    year_group=p.year_group,
+                    date_of_birth=p.date_of_birth,
+                    upn=p.upn,
+                    mis_id=p.mis_id,
+                    classes=tuple(p.classes),
+                )
+                for p in school.pupils
+            ]
             for school in config.schools
         }
 
@@ -61,12 +71,16 @@ def _pupil(user: Any, classes: tuple[str, ...] = ()) -> Pupil:
     name = user.display_name or " ".join(p for p in (user.given_name, user.surname) if p) or user.id
     grade = getattr(student, "grade", None) if student else None
     return Pupil(
-        id=user.id, name=name, year_group=grade or (classes[0] if classes else None),
+        id=user.id,
+        name=name,
+        year_group=grade or (classes[0] if classes else None),
         date_of_birth=getattr(student, "birth_date", None) if student else None,
         # SDS has no UPN field; UK schools commonly sync it as the student number, so it is offered as one and
         # kept only when it has a UPN's shape (bot.children.from_pupil).
         upn=getattr(student, "student_number", None) if student else None,
-        mis_id=getattr(student, "external_id", None) if student else None, classes=classes)
+        mis_id=getattr(student, "external_id", None) if student else None,
+        classes=classes,
+    )
 
 
 def _is_student(user: Any) -> bool:
@@ -87,14 +101,15 @@ class GraphPupils:
             return []
         # Graph filters on one word (the longest narrows most); the rest are checked here, as for local records.
         word = _quote(max(words, key=len))
-        name_filter = (f"startswith(displayName,'{word}') or startswith(givenName,'{word}') or "
-                       f"startswith(surname,'{word}')")
+        name_filter = (
+            f"startswith(displayName,'{word}') or startswith(givenName,'{word}') or startswith(surname,'{word}')"
+        )
 
         async def fetch(client: GraphServiceClient) -> list[Any]:
             params = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
-                filter=name_filter, select=EDUCATION_SELECT, top=25)
-            page = await client.education.users.get(
-                request_configuration=RequestConfiguration(query_parameters=params))
+                filter=name_filter, select=EDUCATION_SELECT, top=25
+            )
+            page = await client.education.users.get(request_configuration=RequestConfiguration(query_parameters=params))
             users = [u for u in (page.value if page else None) or [] if u.id and _is_student(u)]
             return [u for u in users if name_matches(words, u.display_name or "")][:MAX_RESULTS]
 
@@ -109,10 +124,12 @@ class GraphPupils:
 
         async def fetch(client: GraphServiceClient) -> Any:
             params = EducationUserItemRequestBuilder.EducationUserItemRequestBuilderGetQueryParameters(
-                select=EDUCATION_SELECT)
+                select=EDUCATION_SELECT
+            )
             try:
                 return await client.education.users.by_education_user_id(pupil_id).get(
-                    request_configuration=RequestConfiguration(query_parameters=params))
+                    request_configuration=RequestConfiguration(query_parameters=params)
+                )
             except APIError as refused:
                 if refused.response_status_code == 404:
                     return None
@@ -125,10 +142,12 @@ class GraphPupils:
 
     async def _classes(self, school: Any, user_id: str) -> tuple[str, ...]:
         """The pupil's class names, to tell two pupils of the same name apart; none if Graph cannot say."""
+
         async def fetch(client: GraphServiceClient) -> tuple[str, ...]:
             params = ClassesRequestBuilder.ClassesRequestBuilderGetQueryParameters(select=CLASS_SELECT)
             page = await client.education.users.by_education_user_id(user_id).classes.get(
-                request_configuration=RequestConfiguration(query_parameters=params))
+                request_configuration=RequestConfiguration(query_parameters=params)
+            )
             return tuple(c.display_name for c in (page.value if page else None) or [] if c.display_name)
 
         try:
@@ -145,8 +164,12 @@ class GraphPupils:
             raise PupilsUnavailable(exc.reason) from exc
         except GraphRefused as exc:
             # 403: the app has no EduRoster permission, or the school does not use School Data Sync.
-            log.warning("Graph refused a %s in %s (%s); is EduRoster.Read.All granted and SDS in use?", what,
-                        school.id, exc.status)
+            log.warning(
+                "Graph refused a %s in %s (%s); is EduRoster.Read.All granted and SDS in use?",
+                what,
+                school.id,
+                exc.status,
+            )
             raise PupilsUnavailable(f"Graph refused ({exc.status})") from exc
 
 
@@ -158,5 +181,5 @@ def pupil_directory(config: AppConfig, directory: Directory) -> PupilDirectory:
 
 
 def install(wiring: Wiring) -> None:
-    """A feature step for app._features(), before dialogs.children.install: provides wiring.extras['pupils']."""
-    wiring.extras["pupils"] = pupil_directory(wiring.config, wiring.directory)
+    """A feature step for app._features(), before dialogs.children.install: provides wiring.features.pupils."""
+    wiring.features.pupils = pupil_directory(wiring.config, wiring.directory)

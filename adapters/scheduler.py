@@ -24,16 +24,35 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 def start_wake_scheduler(wake: Callable[[], None], config: AppConfig, poll_seconds: float) -> AsyncIOScheduler:
     """Start (in the running event loop) a scheduler whose every job is `wake`."""
     scheduler = AsyncIOScheduler(timezone=dt.UTC)
-    scheduler.add_job(wake, IntervalTrigger(seconds=max(poll_seconds, 0.05)), id="wake:poll", coalesce=True,
-                      max_instances=1)
+    scheduler.add_job(
+        wake, IntervalTrigger(seconds=max(poll_seconds, 0.05)), id="wake:poll", coalesce=True, max_instances=1
+    )
     for school in config.schools:
-        scheduler.add_job(wake, CronTrigger(day_of_week=DAYS[school.digest.weekday], hour=school.digest.time.hour,
-                                            minute=school.digest.time.minute, timezone=school.tz),
-                          id=f"wake:digest:{school.id}", coalesce=True, misfire_grace_time=None)
+        scheduler.add_job(
+            wake,
+            CronTrigger(
+                day_of_week=DAYS[school.digest.weekday],
+                hour=school.digest.time.hour,
+                minute=school.digest.time.minute,
+                timezone=school.tz,
+            ),
+            id=f"wake:digest:{school.id}",
+            coalesce=True,
+            misfire_grace_time=None,
+        )
         weekdays = ",".join(DAYS[d] for d in school.school_hours.weekdays) or "mon-fri"
-        scheduler.add_job(wake, CronTrigger(day_of_week=weekdays, hour=school.school_hours.start.hour,
-                                            minute=school.school_hours.start.minute, timezone=school.tz),
-                          id=f"wake:school-day:{school.id}", coalesce=True, misfire_grace_time=None)
+        scheduler.add_job(
+            wake,
+            CronTrigger(
+                day_of_week=weekdays,
+                hour=school.school_hours.start.hour,
+                minute=school.school_hours.start.minute,
+                timezone=school.tz,
+            ),
+            id=f"wake:school-day:{school.id}",
+            coalesce=True,
+            misfire_grace_time=None,
+        )
     scheduler.start()
     log.info("wake scheduler started with %d jobs", len(scheduler.get_jobs()))
     return scheduler

@@ -11,7 +11,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from aiohttp import web
@@ -21,6 +21,7 @@ from bot.actor import Actor, Refused
 from bot.case_record import case_record_json, child_file_json
 from bot.desk import VIEWS, CaseFilter, CasePage
 from bot.incidents import SEVERITY_LABELS
+from bot.wiring import Features
 
 log = logging.getLogger("esafety.tab")
 
@@ -33,7 +34,7 @@ SEARCH_MIN, SEARCH_MAX = 2, 80
 FRAME_ANCESTORS = "'self' https://teams.microsoft.com https://*.teams.microsoft.com https://*.office.com"
 SECURITY_HEADERS = {
     "Content-Security-Policy": f"default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-                               f"frame-ancestors {FRAME_ANCESTORS}",
+    f"frame-ancestors {FRAME_ANCESTORS}",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
@@ -54,14 +55,17 @@ TAB = web.AppKey("esafety_tab", _Tab)
 def add_tab_routes(app: web.Application, parts: Any) -> None:
     """Mount the tab on the app; its HTTP client for Entra's metadata closes with the app."""
     settings = parts.settings
-    keys = OpenIdKeys(settings.tab_openid_metadata, timeout=settings.tab_timeout_seconds,
-                      ca_bundle=settings.tab_ca_bundle)
-    auth = TabAuth(keys, audiences=settings.tab_audiences, scope=settings.tab_scope, config=parts.config,
-                   directory=parts.directory)
+    keys = OpenIdKeys(
+        settings.tab_openid_metadata, timeout=settings.tab_timeout_seconds, ca_bundle=settings.tab_ca_bundle
+    )
+    auth = TabAuth(
+        keys, audiences=settings.tab_audiences, scope=settings.tab_scope, config=parts.config, directory=parts.directory
+    )
     teams_js = settings.tab_teams_js if settings.tab_teams_js.is_absolute() else ROOT / settings.tab_teams_js
     if not teams_js.exists():
-        log.warning("the desk tab cannot sign anyone in from Teams: %s is missing (run scripts/system-deps.sh)",
-                    teams_js)
+        log.warning(
+            "the desk tab cannot sign anyone in from Teams: %s is missing (run scripts/system-deps.sh)", teams_js
+        )
     if not settings.tab_audiences:
         log.warning("the desk tab will sign nobody in: set MicrosoftAppId (or ESAFETY_TAB_AUDIENCE)")
     app[TAB] = _Tab(parts=parts, auth=auth, teams_js=teams_js)
@@ -81,7 +85,8 @@ def add_tab_routes(app: web.Application, parts: Any) -> None:
 
 # --- the page -----------------------------------------------------------------------------------------------------
 
-async def _page(_request: web.Request) -> web.Response:
+
+async def _page(_request: web.Request) -> web.StreamResponse:
     return _secured(web.FileResponse(STATIC / "index.html", headers={"Content-Type": "text/html; charset=utf-8"}))
 
 
@@ -95,16 +100,21 @@ async def _static(request: web.Request) -> web.StreamResponse:
         return _secured(web.Response(status=404, text="There is no such file."))
     if not path.exists():
         return _secured(web.Response(status=404, text="There is no such file."))
-    return _secured(web.FileResponse(path, headers={"Content-Type": f"{media}; charset=utf-8",
-                                                    "Cache-Control": "no-cache"}))
+    return _secured(
+        web.FileResponse(path, headers={"Content-Type": f"{media}; charset=utf-8", "Cache-Control": "no-cache"})
+    )
 
 
-def _secured(response: web.StreamResponse) -> web.StreamResponse:
+Secured = TypeVar("Secured", bound=web.StreamResponse)
+
+
+def _secured(response: Secured) -> Secured:
     response.headers.update(SECURITY_HEADERS)
     return response
 
 
 # --- the API ------------------------------------------------------------------------------------------------------
+
 
 class _Answer(Exception):  # noqa: N818 - a finished response, raised out of the checks
     def __init__(self, response: web.Response) -> None:
@@ -121,7 +131,7 @@ def _error(status: int, message: str) -> _Answer:
     return _Answer(_json({"error": message}, status))
 
 
-async def _desk_user(request: web.Request) -> tuple[Actor, dict[str, Any]]:
+async def _desk_user(request: web.Request) -> tuple[Actor, Features]:
     """The signed-in person who may use the desk, and the services; or the 401/403/503 to answer instead."""
     tab = request.app[TAB]
     try:
@@ -133,17 +143,19 @@ async def _desk_user(request: web.Request) -> tuple[Actor, dict[str, Any]]:
         raise _Answer(response) from None
     except SignInUnavailable:
         raise _error(503, "Sign-in cannot be checked just now. Please try again in a minute.") from None
-    extras = tab.parts.extras
-    desk = extras.get("desk")
+    features: Features = tab.parts.features
+    desk = features.desk
     if desk is None:
         raise _error(503, "The safeguarding desk is not available just now.")
     if not desk.may_use_desk(actor.person):
         raise _Answer(_secured(web.Response(status=403, headers=NO_STORE)))  # nothing at all about any case
-    return actor, extras
+    return actor, features
 
 
-def _service(extras: dict[str, Any], name: str) -> Any:
-    service = extras.get(name)
+T = TypeVar("T")
+
+
+def _service(service: T | None) -> T:
     if service is None:
         raise _error(503, "That part of the desk is not available just now.")
     return service
@@ -159,19 +171,20 @@ def _token(request: web.Request, what: str) -> str:
 def _api(handler):  # noqa: ANN001, ANN202 - a small decorator for the routes below
     async def run(request: web.Request) -> web.StreamResponse:
         try:
-            actor, extras = await _desk_user(request)
-            return await handler(request, actor, extras)
+            actor, features = await _desk_user(request)
+            return await handler(request, actor, features)
         except _Answer as answer:
             return answer.response
         except Refused as refused:
             return _json({"error": refused.message}, 403)
+
     return run
 
 
 @_api
-async def _cases(request: web.Request, actor: Actor, extras: dict[str, Any]) -> web.Response:
+async def _cases(request: web.Request, actor: Actor, features: Features) -> web.Response:
     chosen = _case_filter(request, request.app[TAB].parts.policy)
-    page: CasePage = await extras["desk"].caseload(actor, chosen)
+    page: CasePage = await _service(features.desk).caseload(actor, chosen)
     return _json(_page_json(page))
 
 
@@ -193,52 +206,74 @@ def _case_filter(request: web.Request, policy: Any) -> CaseFilter:
 def _page_json(page: CasePage) -> dict[str, Any]:
     return {
         "filter": {"view": page.filter.view, "group": page.filter.group, "page": page.filter.page},
-        "total": page.total, "pages": page.pages,
+        "total": page.total,
+        "pages": page.pages,
         "views": [{"key": key, "label": label} for key, label in VIEWS.items()],
         "groups": [{"key": key, "label": label} for key, label in page.groups],
-        "rows": [{
-            "token": row.token, "reference": row.reference, "category": row.category, "group": row.group,
-            "severity": SEVERITY_LABELS.get(row.severity, row.severity), "status": row.status,
-            "reported_at": row.reported_at.isoformat(), "owner": row.owner, "urgent": row.urgent,
-            "overdue": row.overdue, "undelivered": row.undelivered,
-        } for row in page.rows],
+        "rows": [
+            {
+                "token": row.token,
+                "reference": row.reference,
+                "category": row.category,
+                "group": row.group,
+                "severity": SEVERITY_LABELS.get(row.severity, row.severity),
+                "status": row.status,
+                "reported_at": row.reported_at.isoformat(),
+                "owner": row.owner,
+                "urgent": row.urgent,
+                "overdue": row.overdue,
+                "undelivered": row.undelivered,
+            }
+            for row in page.rows
+        ],
     }
 
 
 @_api
-async def _case(request: web.Request, actor: Actor, extras: dict[str, Any]) -> web.Response:
+async def _case(request: web.Request, actor: Actor, features: Features) -> web.Response:
     token = _token(request, "case")
-    record = await _service(extras, "incidents").record_for(actor, token=token, path="tab")
+    record = await _service(features.incidents).record_for(actor, token=token, path="tab")
     if record is None:  # refused (and audited) or unknown: the same answer, so tokens cannot be probed
         raise _error(404, "There is no such case, or you can't open it.")
     return _json(case_record_json(record))
 
 
 @_api
-async def _search(request: web.Request, actor: Actor, extras: dict[str, Any]) -> web.Response:
+async def _search(request: web.Request, actor: Actor, features: Features) -> web.Response:
     query = " ".join(request.query.get("q", "").split())
     if len(query) < SEARCH_MIN:
         raise _error(400, f"Type at least {SEARCH_MIN} letters of the child's name.")
     if len(query) > SEARCH_MAX:
         raise _error(400, f"That is too long for a name: use up to {SEARCH_MAX} characters.")
-    matches = await _service(extras, "children").search(actor, query)
-    return _json({"query": query, "children": [{
-        "token": m.token, "name": m.name, "year_group": m.year_group,
-        "date_of_birth": m.date_of_birth.isoformat() if m.date_of_birth else None,
-    } for m in matches if m.token]})  # only existing records have a file; directory pupils are linked from a case
+    matches = await _service(features.children).search(actor, query)
+    return _json(
+        {
+            "query": query,
+            "children": [
+                {
+                    "token": m.token,
+                    "name": m.name,
+                    "year_group": m.year_group,
+                    "date_of_birth": m.date_of_birth.isoformat() if m.date_of_birth else None,
+                }
+                for m in matches
+                if m.token
+            ],
+        }
+    )  # only existing records have a file; directory pupils are linked from a case
 
 
 @_api
-async def _child(request: web.Request, actor: Actor, extras: dict[str, Any]) -> web.Response:
+async def _child(request: web.Request, actor: Actor, features: Features) -> web.Response:
     token = _token(request, "child")
-    file = await _service(extras, "children").file(actor, token)
+    file = await _service(features.children).file(actor, token)
     if file is None:
         raise _error(404, "There is no such child, or you can't open their file.")
     return _json(child_file_json(file))
 
 
 @_api
-async def _export(request: web.Request, actor: Actor, extras: dict[str, Any]) -> web.Response:
+async def _export(request: web.Request, actor: Actor, features: Features) -> web.Response:
     kind = request.match_info["kind"]
     if kind not in ("case", "child"):
         raise _error(404, "You can export a case or a child's file.")
@@ -246,11 +281,13 @@ async def _export(request: web.Request, actor: Actor, extras: dict[str, Any]) ->
     if fmt not in ("pdf", "json"):
         raise _error(400, "Choose PDF or JSON for the export.")
     token = _token(request, "case" if kind == "case" else "child")
-    exported = await _service(extras, "exports").render(actor, kind, token, fmt)
+    exported = await _service(features.exports).render(actor, kind, token, fmt)
     if exported is None:
         raise _error(404, "There is nothing to export there, or you can't export it.")
-    response = web.Response(body=exported.body, headers={
-        **NO_STORE, "Content-Type": exported.media_type, "Content-Disposition": _attachment(exported.name)})
+    response = web.Response(
+        body=exported.body,
+        headers={**NO_STORE, "Content-Type": exported.media_type, "Content-Disposition": _attachment(exported.name)},
+    )
     _secured(response)
     return response
 

@@ -53,8 +53,9 @@ class OpenIdKeys:
     """Entra's OpenID metadata and signing keys: fetched with aiohttp, cached, refreshed when a token names a key id
     we have not seen (Entra has rotated), and never fetched by more than one request at a time."""
 
-    def __init__(self, metadata_url: str, *, timeout: float, ca_bundle: Path | None = None,
-                 max_age: float = METADATA_MAX_AGE) -> None:
+    def __init__(
+        self, metadata_url: str, *, timeout: float, ca_bundle: Path | None = None, max_age: float = METADATA_MAX_AGE
+    ) -> None:
         self._url = metadata_url
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
         self._ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle else True
@@ -112,8 +113,12 @@ class OpenIdKeys:
         jwks = await self._get_json(jwks_uri)
         keys: dict[str, jwt.PyJWK] = {}
         for entry in jwks.get("keys", []):
-            if isinstance(entry, dict) and entry.get("kty") == "RSA" and isinstance(entry.get("kid"), str) \
-                    and entry.get("use", "sig") == "sig":
+            if (
+                isinstance(entry, dict)
+                and entry.get("kty") == "RSA"
+                and isinstance(entry.get("kid"), str)
+                and entry.get("use", "sig") == "sig"
+            ):
                 try:
                     keys[entry["kid"]] = jwt.PyJWK(entry, algorithm=ALGORITHM)
                 except (jwt.PyJWKError, ValueError, TypeError):
@@ -133,8 +138,9 @@ class OpenIdKeys:
 class TabAuth:
     """Who is asking: an Actor for a valid token, NotSignedIn for anything else."""
 
-    def __init__(self, keys: OpenIdKeys, *, audiences: tuple[str, ...], scope: str, config: AppConfig,
-                 directory: Directory) -> None:
+    def __init__(
+        self, keys: OpenIdKeys, *, audiences: tuple[str, ...], scope: str, config: AppConfig, directory: Directory
+    ) -> None:
         self._keys = keys
         self._audiences = list(audiences)
         self._scope = scope
@@ -173,8 +179,12 @@ class TabAuth:
             raise NotSignedIn("token is signed with a key Entra does not publish")
         try:
             claims = jwt.decode(
-                token, key.key, algorithms=[ALGORITHM], audience=self._audiences,
-                issuer=template.replace("{tenantid}", tenant), leeway=LEEWAY_SECONDS,
+                token,
+                key.key,
+                algorithms=[ALGORITHM],
+                audience=self._audiences,
+                issuer=template.replace("{tenantid}", tenant),
+                leeway=LEEWAY_SECONDS,
                 options={"require": ["exp", "nbf", "iss", "aud", "tid", "oid"]},
             )
         except jwt.PyJWTError as problem:

@@ -20,8 +20,16 @@ def default_worker_name(replica: str = "") -> str:
 
 
 class WorkRunner:
-    def __init__(self, claims: WorkClaims, clock: Clock, name: str, *, batch: int = 20, concurrency: int = 8,
-                 lease: dt.timedelta = dt.timedelta(minutes=2)) -> None:
+    def __init__(
+        self,
+        claims: WorkClaims,
+        clock: Clock,
+        name: str,
+        *,
+        batch: int = 20,
+        concurrency: int = 8,
+        lease: dt.timedelta = dt.timedelta(minutes=2),
+    ) -> None:
         self._claims = claims
         self._clock = clock
         self.name = name
@@ -53,8 +61,9 @@ class WorkRunner:
                 return total
             self._in_hand += 1  # a claim under way counts as work in hand: it may be taking items right now
             try:
-                items = await self._claims.claim(self.name, list(self._handlers), self._batch, self._lease,
-                                                 self._leases)
+                items = await self._claims.claim(
+                    self.name, list(self._handlers), self._batch, self._lease, self._leases
+                )
                 self._in_hand += len(items)
             finally:
                 await self._release()
@@ -133,8 +142,9 @@ class WorkRunner:
                 if isinstance(result, Done):
                     await self._claims.finish(item, self.name, "done", result=result.result, then=result.then)
                 else:
-                    await self._claims.finish(item, self.name, "done",
-                                              result=result if isinstance(result, str) else None)
+                    await self._claims.finish(
+                        item, self.name, "done", result=result if isinstance(result, str) else None
+                    )
 
     async def _retry(self, item: WorkItem, reason: str, after: dt.timedelta | None) -> None:
         if item.attempts >= MAX_ATTEMPTS:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.config import SchoolConfig
 from bot.people import Person, Role
+from bot.permissions import PERMISSIONS, may
 
 
 @dataclass(frozen=True)
@@ -57,28 +58,54 @@ CommandRun = Callable[[Turn, str], Awaitable[None]]
 CardActionRun = Callable[[Actor, dict[str, Any]], Awaitable[CardReply]]
 
 
+MENU_SCOPES = ("personal", "team")  # the Teams app's command menus (manifest commandLists)
+
+
 @dataclass(frozen=True)
 class Command:
-    """A typed command; `roles` empty means anyone the school's directory knows."""
+    """A typed command. `permission` None means anyone the school's directory knows; `title` and `description` show
+    on the help card, and `menu` names the Teams command menus it is offered in (manifest/commands.py)."""
 
     name: str
     title: str
     description: str
     run: CommandRun
-    roles: frozenset[Role] = frozenset()
+    permission: str | None = None
     in_help: bool = True
     channel_ok: bool = False
+    menu: tuple[str, ...] = ()
+    rank: int = 100  # lower comes first on the help card and in the menus; ties keep the registry's order
+
+    def __post_init__(self) -> None:
+        if self.permission is not None and self.permission not in PERMISSIONS:
+            raise ValueError(f"command {self.name!r}: unknown permission {self.permission!r}")
+        if set(self.menu) - set(MENU_SCOPES) or ("team" in self.menu and not self.channel_ok):
+            raise ValueError(
+                f"command {self.name!r}: menu scopes must be personal or team, and team only when it works in a channel"
+            )
 
     def allowed(self, actor: Actor) -> bool:
         if not actor.person.roles:
             return False
-        return not self.roles or bool(actor.person.roles & self.roles)
+        return self.permission is None or may(actor.person, self.permission)
 
 
 @dataclass(frozen=True)
 class CardAction:
-    """A card button handled on the server; `roles` are checked against the directory, never the card."""
+    """A card button handled on the server; `permission` is checked against the directory's roles, never the card."""
 
     verb: str
     run: CardActionRun
-    roles: frozenset[Role] = frozenset()
+    permission: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.permission is not None and self.permission not in PERMISSIONS:
+            raise ValueError(f"card action {self.verb!r}: unknown permission {self.permission!r}")
+
+    def allowed(self, actor: Actor) -> bool:
+        return self.permission is None or may(actor.person, self.permission)
+
+
+def in_menu_order(commands: Sequence[Command]) -> list[Command]:
+    """Commands by rank; equal ranks keep the registry's order."""
+    return sorted(commands, key=lambda c: c.rank)

@@ -7,12 +7,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from bot.people import Person, Role
+from bot.people import Person
+from bot.permissions import may
 
 DECISION_PREFIX = "decision."
 INPUT_PREFIX = "alleg_"  # card input ids are unique on the whole case card
 LOW_LEVEL_KIND = "staff_low_level"
-REGISTER_ROLES = frozenset({Role.HEADTEACHER})  # concerns about staff go to the Headteacher (policy 002)
 MAX_NOTE = 2000
 
 
@@ -85,15 +85,25 @@ def register(concerns: list[LowLevelConcern], people: dict[str, Person], viewer:
     rows = []
     for person_id, items in groups.items():
         person = people.get(person_id) if person_id else None
-        name = person.name if person else ("Not named by the reporter" if person_id is None
-                                           else "Someone no longer in the directory")
-        rows.append(RegisterRow(person_id, name, tuple(c.reference for c in items),
-                                sum(1 for c in items if not c.closed), max(c.reported_at for c in items)))
+        name = (
+            person.name
+            if person
+            else ("Not named by the reporter" if person_id is None else "Someone no longer in the directory")
+        )
+        rows.append(
+            RegisterRow(
+                person_id,
+                name,
+                tuple(c.reference for c in items),
+                sum(1 for c in items if not c.closed),
+                max(c.reported_at for c in items),
+            )
+        )
     return sorted(rows, key=lambda r: (r.person_id is None, -r.count, r.name.casefold()))
 
 
 def may_read_register(person: Person) -> bool:
-    return person.has(*REGISTER_ROLES)
+    return may(person, "lowlevel.register")
 
 
 def _text(value: Any) -> str:

@@ -24,8 +24,10 @@ from typing import Any
 
 GENESIS_HASH = "0" * 64
 CHECKPOINT_PREFIX = "audit checkpoint"
-_CHECKPOINT = re.compile(r"audit checkpoint school=(?P<school>\S+) seq=(?P<seq>\d+) head=(?P<head>[0-9a-f]{64})"
-                         r"(?: at=(?P<at>[0-9][0-9T:.+-]*))?")
+_CHECKPOINT = re.compile(
+    r"audit checkpoint school=(?P<school>\S+) seq=(?P<seq>\d+) head=(?P<head>[0-9a-f]{64})"
+    r"(?: at=(?P<at>[0-9][0-9T:.+-]*))?"
+)
 
 
 @dataclass(frozen=True)
@@ -47,33 +49,74 @@ class AuditEntry:
         return Checkpoint(self.school_id, self.seq, self.hash, self.at)
 
 
-def _canonical(prev_hash: str, school_id: str, seq: int, at: dt.datetime, actor_id: str | None, action: str,
-               record_type: str, record_id: str | None, detail: dict[str, Any]) -> list[Any]:
-    return [prev_hash, school_id, seq, at.astimezone(dt.UTC).isoformat(), actor_id, action, record_type, record_id,
-            detail]
+def _canonical(
+    prev_hash: str,
+    school_id: str,
+    seq: int,
+    at: dt.datetime,
+    actor_id: str | None,
+    action: str,
+    record_type: str,
+    record_id: str | None,
+    detail: dict[str, Any],
+) -> list[Any]:
+    return [
+        prev_hash,
+        school_id,
+        seq,
+        at.astimezone(dt.UTC).isoformat(),
+        actor_id,
+        action,
+        record_type,
+        record_id,
+        detail,
+    ]
 
 
 def entry_hash(
-    prev_hash: str, school_id: str, seq: int, at: dt.datetime, actor_id: str | None, action: str,
-    record_type: str, record_id: str | None, detail: dict[str, Any],
+    prev_hash: str,
+    school_id: str,
+    seq: int,
+    at: dt.datetime,
+    actor_id: str | None,
+    action: str,
+    record_type: str,
+    record_id: str | None,
+    detail: dict[str, Any],
 ) -> str:
     """SHA-256 over the previous hash and a canonical form of this entry."""
     canonical = json.dumps(
         _canonical(prev_hash, school_id, seq, at, actor_id, action, record_type, record_id, detail),
-        sort_keys=True, separators=(",", ":"), default=str,
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def entry_mac(
-    key: bytes, key_id: str, prev_hash: str, school_id: str, seq: int, at: dt.datetime, actor_id: str | None,
-    action: str, record_type: str, record_id: str | None, detail: dict[str, Any],
+    key: bytes,
+    key_id: str,
+    prev_hash: str,
+    school_id: str,
+    seq: int,
+    at: dt.datetime,
+    actor_id: str | None,
+    action: str,
+    record_type: str,
+    record_id: str | None,
+    detail: dict[str, Any],
 ) -> str:
     """HMAC-SHA256 over the key id, the previous hash and a canonical form of this entry."""
     canonical = json.dumps(
-        ["hmac-v1", key_id, *_canonical(prev_hash, school_id, seq, at, actor_id, action, record_type, record_id,
-                                        detail)],
-        sort_keys=True, separators=(",", ":"), default=str,
+        [
+            "hmac-v1",
+            key_id,
+            *_canonical(prev_hash, school_id, seq, at, actor_id, action, record_type, record_id, detail),
+        ],
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
     )
     return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
@@ -97,12 +140,23 @@ class AuditKeys:
     def by_id(self, key_id: str) -> bytes | None:
         return next((k for k in (self.current, *self.old) if hmac.compare_digest(key_id_of(k), key_id)), None)
 
-    def seal(self, prev_hash: str, school_id: str, seq: int, at: dt.datetime, actor_id: str | None, action: str,
-             record_type: str, record_id: str | None, detail: dict[str, Any]) -> tuple[str, str]:
+    def seal(
+        self,
+        prev_hash: str,
+        school_id: str,
+        seq: int,
+        at: dt.datetime,
+        actor_id: str | None,
+        action: str,
+        record_type: str,
+        record_id: str | None,
+        detail: dict[str, Any],
+    ) -> tuple[str, str]:
         """(key id, hash) for a new entry under the current key."""
         key_id = self.current_id
-        return key_id, entry_mac(self.current, key_id, prev_hash, school_id, seq, at, actor_id, action, record_type,
-                                 record_id, detail)
+        return key_id, entry_mac(
+            self.current, key_id, prev_hash, school_id, seq, at, actor_id, action, record_type, record_id, detail
+        )
 
 
 @dataclass(frozen=True)
@@ -138,8 +192,13 @@ class Break:
         return f"broken: school {self.school_id} at seq {self.seq}"
 
 
-def verify(school_id: str, entries: list[AuditEntry], keys: AuditKeys, checkpoint: Checkpoint | None = None,
-           head: tuple[int, str] | None = None) -> Break | None:
+def verify(
+    school_id: str,
+    entries: list[AuditEntry],
+    keys: AuditKeys,
+    checkpoint: Checkpoint | None = None,
+    head: tuple[int, str] | None = None,
+) -> Break | None:
     """The first break in a school's chain (entries in seq order), or None when all of it holds.
 
     `head` is the database's own head row (seq, hash); `checkpoint` the last one written outside the database.
@@ -153,22 +212,45 @@ def verify(school_id: str, entries: list[AuditEntry], keys: AuditKeys, checkpoin
         if entry.key_id is None:
             if sealed:
                 return Break(school_id, entry.seq, "unsigned entry after the HMAC chain began")
-            expected = entry_hash(prev, entry.school_id, entry.seq, entry.at, entry.actor_id, entry.action,
-                                  entry.record_type, entry.record_id, entry.detail)
+            expected = entry_hash(
+                prev,
+                entry.school_id,
+                entry.seq,
+                entry.at,
+                entry.actor_id,
+                entry.action,
+                entry.record_type,
+                entry.record_id,
+                entry.detail,
+            )
         else:
             key = keys.by_id(entry.key_id)
             if key is None:
                 return Break(school_id, entry.seq, f"signed with key {entry.key_id}, which this app does not hold")
             sealed = True
-            expected = entry_mac(key, entry.key_id, prev, entry.school_id, entry.seq, entry.at, entry.actor_id,
-                                 entry.action, entry.record_type, entry.record_id, entry.detail)
+            expected = entry_mac(
+                key,
+                entry.key_id,
+                prev,
+                entry.school_id,
+                entry.seq,
+                entry.at,
+                entry.actor_id,
+                entry.action,
+                entry.record_type,
+                entry.record_id,
+                entry.detail,
+            )
         if entry.school_id != school_id or not hmac.compare_digest(entry.hash, expected):
             return Break(school_id, entry.seq, "entry was changed (hash does not match)")
         prev, expected_seq = entry.hash, expected_seq + 1
     last = expected_seq - 1
     if head is not None and (head[0] != last or head[1] != prev):
-        return Break(school_id, last + 1 if head[0] > last else last,
-                     f"the chain ends at seq {last} but its head row says seq {head[0]}")
+        return Break(
+            school_id,
+            last + 1 if head[0] > last else last,
+            f"the chain ends at seq {last} but its head row says seq {head[0]}",
+        )
     if checkpoint is not None:
         if checkpoint.seq > last:
             return Break(school_id, last + 1, f"entries after seq {last} are gone (checkpoint at seq {checkpoint.seq})")

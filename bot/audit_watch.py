@@ -51,8 +51,15 @@ class SchoolCheck:
 
 
 class AuditWatch:
-    def __init__(self, uow: Any, keys: AuditKeys, checkpoints: CheckpointStore, clock: Clock,
-                 config: AppConfig | None = None, directory: Directory | None = None) -> None:
+    def __init__(
+        self,
+        uow: Any,
+        keys: AuditKeys,
+        checkpoints: CheckpointStore,
+        clock: Clock,
+        config: AppConfig | None = None,
+        directory: Directory | None = None,
+    ) -> None:
         self.uow = uow
         self.keys = keys
         self.checkpoints = checkpoints
@@ -107,8 +114,9 @@ class AuditWatch:
         if school is None:
             return
         at = schooltime.next_daily(school, after, DAILY_AT)
-        await uow.work.schedule(school_id, VERIFY_KIND, at, {},
-                                dedupe_key=f"{VERIFY_KIND}:{school_id}:{at.date().isoformat()}")
+        await uow.work.schedule(
+            school_id, VERIFY_KIND, at, {}, dedupe_key=f"{VERIFY_KIND}:{school_id}:{at.date().isoformat()}"
+        )
 
     async def run_daily(self, item: WorkItem) -> str:
         check = await self.check_school(item.school_id, checkpoint=True)
@@ -121,16 +129,22 @@ class AuditWatch:
     async def _alert(self, uow: Any, item: WorkItem, broken: Break) -> None:
         school = self.config.school(item.school_id) if self.config else None
         name = school.name if school else item.school_id
-        text = (f"The audit trail for {name} failed today's integrity check at entry {broken.seq}: {broken.reason}. "
-                "This can mean that someone changed or removed records directly in the database. The bot is still "
-                "recording and reporting as normal. Please ask your IT team to keep the database as it is, and to "
-                "compare it with the last audit checkpoint (in var/audit-checkpoints.log and in the footer of the "
-                "weekly digest) by running `python app.py verify-audit`.")
+        text = (
+            f"The audit trail for {name} failed today's integrity check at entry {broken.seq}: {broken.reason}. "
+            "This can mean that someone changed or removed records directly in the database. The bot is still "
+            "recording and reporting as normal. Please ask your IT team to keep the database as it is, and to "
+            "compare it with the last audit checkpoint (in var/audit-checkpoints.log and in the footer of the "
+            "weekly digest) by running `python app.py verify-audit`."
+        )
         notified: set[str] = set()
         for role in ALERTED:
             for person in await self.directory.people_with_role(item.school_id, role) if self.directory else []:
                 if person.id in notified:
                     continue
                 notified.add(person.id)
-                await uow.notify.to_person(item.school_id, person.id, text=text,
-                                           dedupe_key=f"{item.dedupe_key or VERIFY_KIND}:alert:{person.id}")
+                await uow.notify.to_person(
+                    item.school_id,
+                    person.id,
+                    text=text,
+                    dedupe_key=f"{item.dedupe_key or VERIFY_KIND}:alert:{person.id}",
+                )

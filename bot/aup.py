@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from bot.actor import Actor, CardReply, Refused
 from bot.config import AupConfig, SchoolConfig
 from bot.people import Person, Role
-from bot.protocols import Clock, Directory
+from bot.protocols import Clock, Directory, UnitOfWork, UnitOfWorkFactory
 from bot.work import WorkItem
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,6 @@ DELIVER_KIND = "aup.deliver"
 FIRST_CONTACT_DELAY = dt.timedelta(minutes=1)
 ACK_VERB = "aup.acknowledge"
 PUBLISH_VERB = "aup.publish"
-STATUS_READERS = frozenset({Role.ONLINE_SAFETY_LEAD, Role.SLT, Role.HEADTEACHER})
-PUBLISHERS = frozenset({Role.ONLINE_SAFETY_LEAD})
 
 
 class Audience(StrEnum):
@@ -73,8 +71,12 @@ def audience_for(person: Person) -> Audience | None:
 
 def parse_audience(value: str) -> Audience | None:
     cleaned = value.strip().lower().rstrip("s")
-    aliases = {"staff": Audience.STAFF, "governor": Audience.GOVERNOR, "volunteer": Audience.VOLUNTEER,
-               "visitor": Audience.VOLUNTEER}
+    aliases = {
+        "staff": Audience.STAFF,
+        "governor": Audience.GOVERNOR,
+        "volunteer": Audience.VOLUNTEER,
+        "visitor": Audience.VOLUNTEER,
+    }
     return aliases.get(cleaned)
 
 
@@ -156,7 +158,7 @@ def parse_markdown(markdown: str) -> ParsedAup:
         elif (match := _VERSION_LINE.match(line)) and current is None:
             version = int(match.group(1))
         elif line.startswith("Summary:") and current is None:
-            summary = line[len("Summary:"):].strip()
+            summary = line[len("Summary:") :].strip()
         elif line.startswith("- ") and current is not None:
             current[1].append(line[2:].strip())
         elif current is not None and current[1]:
@@ -186,14 +188,14 @@ def render_html(document: AupDocument) -> str:
     """The full text as a small, self-contained HTML page."""
     parsed = parse_markdown(document.text)
     parts = [
-        "<!doctype html>", '<html lang="en-GB"><head><meta charset="utf-8">',
+        "<!doctype html>",
+        '<html lang="en-GB"><head><meta charset="utf-8">',
         f"<title>{html.escape(parsed.title)} (version {document.version})</title>",
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<style>body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;"
         "line-height:1.5}footer{color:#555;font-size:.9rem}</style></head><body>",
         f"<h1>{html.escape(parsed.title)}</h1>",
-        f"<p><strong>Version {document.version}</strong>, published "
-        f"{document.published_at.strftime('%d %B %Y')}</p>",
+        f"<p><strong>Version {document.version}</strong>, published {document.published_at.strftime('%d %B %Y')}</p>",
         f"<p>{html.escape(parsed.summary)}</p>",
     ]
     for section in parsed.sections:
@@ -224,8 +226,9 @@ class Acknowledgement:
     def receipt(self) -> str:
         """A short number to quote (e.g. "3F9A-C21B"), from the record's identity and the text's SHA-256, which
         stays in the record: anyone holding the record can work the number out again to match a receipt to it."""
-        digest = sha256(f"{self.school_id}|{self.person_id}|{self.audience.value}|{self.version}|{self.cycle}|"
-                        f"{self.sha256}").upper()
+        digest = sha256(
+            f"{self.school_id}|{self.person_id}|{self.audience.value}|{self.version}|{self.cycle}|{self.sha256}"
+        ).upper()
         return f"{digest[:4]}-{digest[4:8]}"
 
 
@@ -326,17 +329,36 @@ class StatusReport:
 def status_csv(report: StatusReport, tz: ZoneInfo) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["audience", "version", "name", "email", "status", "acknowledged_at", "asked_since",
-                     "reminders_sent", "escalated", "sha256"])
+    writer.writerow(
+        [
+            "audience",
+            "version",
+            "name",
+            "email",
+            "status",
+            "acknowledged_at",
+            "asked_since",
+            "reminders_sent",
+            "escalated",
+            "sha256",
+        ]
+    )
     for group in report.audiences:
         for line in group.lines:
-            writer.writerow([
-                group.audience.value, group.document.version if group.document else "",
-                _csv_safe(line.person.name), _csv_safe(line.person.email),
-                "acknowledged" if line.acknowledged_at else "outstanding",
-                _local(line.acknowledged_at, tz), _local(line.owed_since, tz), line.reminders_sent,
-                "yes" if line.escalated else "no", line.sha256 or "",
-            ])
+            writer.writerow(
+                [
+                    group.audience.value,
+                    group.document.version if group.document else "",
+                    _csv_safe(line.person.name),
+                    _csv_safe(line.person.email),
+                    "acknowledged" if line.acknowledged_at else "outstanding",
+                    _local(line.acknowledged_at, tz),
+                    _local(line.owed_since, tz),
+                    line.reminders_sent,
+                    "yes" if line.escalated else "no",
+                    line.sha256 or "",
+                ]
+            )
     return out.getvalue()
 
 
@@ -376,19 +398,23 @@ class AupRepository(Protocol):
 
     async def add_document(self, document: AupDocument) -> bool: ...
 
-    async def acknowledgement(self, school_id: str, person_id: str, audience: Audience, version: int,
-                              cycle: str) -> Acknowledgement | None: ...
+    async def acknowledgement(
+        self, school_id: str, person_id: str, audience: Audience, version: int, cycle: str
+    ) -> Acknowledgement | None: ...
 
-    async def acknowledgements(self, school_id: str, audience: Audience, version: int,
-                               cycle: str) -> list[Acknowledgement]: ...
+    async def acknowledgements(
+        self, school_id: str, audience: Audience, version: int, cycle: str
+    ) -> list[Acknowledgement]: ...
 
     async def add_acknowledgement(self, ack: Acknowledgement) -> bool: ...
 
-    async def open_request(self, school_id: str, person_id: str, audience: Audience, version: int, cycle: str,
-                           at: dt.datetime) -> tuple[AupRequest, bool]: ...
+    async def open_request(
+        self, school_id: str, person_id: str, audience: Audience, version: int, cycle: str, at: dt.datetime
+    ) -> tuple[AupRequest, bool]: ...
 
-    async def request(self, school_id: str, person_id: str, audience: Audience, version: int,
-                      cycle: str) -> AupRequest | None: ...
+    async def request(
+        self, school_id: str, person_id: str, audience: Audience, version: int, cycle: str
+    ) -> AupRequest | None: ...
 
     async def requests(self, school_id: str, audience: Audience, version: int, cycle: str) -> list[AupRequest]: ...
 
@@ -423,7 +449,7 @@ class Preview:
 
 @dataclass
 class AupService:
-    uow: Callable[[], Any]
+    uow: UnitOfWorkFactory
     directory: Directory
     clock: Clock
     school: Callable[[str], SchoolConfig | None]
@@ -441,8 +467,9 @@ class AupService:
         return cycle_key(now or self.clock.now(), school.aup.renewal_month_day, school.tz)
 
     def _card(self, document: AupDocument, **extra: Any) -> dict[str, Any]:
-        return self.cards.aup(document, link=self.link(document.school_id, document.audience, document.version),
-                              **extra)
+        return self.cards.aup(
+            document, link=self.link(document.school_id, document.audience, document.version), **extra
+        )
 
     def _parsed_source(self, audience: Audience) -> ParsedAup | None:
         markdown = self.source(audience)
@@ -467,14 +494,29 @@ class AupService:
                     continue
                 document = self._document(school.id, audience, parsed, None)
                 if await uow.aup.add_document(document):
-                    await uow.audit.record(school.id, None, "imported", "aup_document",
-                                           f"{audience.value}:v{parsed.version}", {"sha256": document.sha256})
+                    await uow.audit.record(
+                        school.id,
+                        None,
+                        "imported",
+                        "aup_document",
+                        f"{audience.value}:v{parsed.version}",
+                        {"sha256": document.sha256},
+                    )
                     added.append(document)
         return added
 
     def _document(self, school_id: str, audience: Audience, parsed: ParsedAup, by: str | None) -> AupDocument:
-        return AupDocument(school_id, audience, parsed.version, parsed.title, parsed.summary, parsed.text,
-                           sha256(parsed.text), self.clock.now(), by)
+        return AupDocument(
+            school_id,
+            audience,
+            parsed.version,
+            parsed.title,
+            parsed.summary,
+            parsed.text,
+            sha256(parsed.text),
+            self.clock.now(),
+            by,
+        )
 
     async def start(self, school: SchoolConfig) -> None:
         """At start-up: import documents, then make sure the sweep and the next renewal are scheduled."""
@@ -484,41 +526,80 @@ class AupService:
             today = now.astimezone(school.tz).date().isoformat()
             await uow.work.schedule(school.id, SWEEP_KIND, now, {}, dedupe_key=f"{SWEEP_KIND}:{school.id}:{today}")
             for document in added:
-                await uow.work.schedule(school.id, SWEEP_KIND, now, {"audience": document.audience.value},
-                                        dedupe_key=f"{SWEEP_KIND}:{school.id}:{document.audience}:v{document.version}")
+                await uow.work.schedule(
+                    school.id,
+                    SWEEP_KIND,
+                    now,
+                    {"audience": document.audience.value},
+                    dedupe_key=f"{SWEEP_KIND}:{school.id}:{document.audience}:v{document.version}",
+                )
             await self._schedule_renewal(uow, school, now)
 
     async def _schedule_renewal(self, uow: Any, school: SchoolConfig, now: dt.datetime) -> None:
         at = next_renewal(now, school.aup.renewal_month_day, school.tz)
         cycle = at.astimezone(school.tz).date().isoformat()
-        await uow.work.schedule(school.id, RENEWAL_KIND, at, {"cycle": cycle},
-                                dedupe_key=f"{RENEWAL_KIND}:{school.id}:{cycle}")
+        await uow.work.schedule(
+            school.id, RENEWAL_KIND, at, {"cycle": cycle}, dedupe_key=f"{RENEWAL_KIND}:{school.id}:{cycle}"
+        )
 
     # --- who owes ---
 
-    async def _ask(self, uow: Any, school: SchoolConfig, person: Person, document: AupDocument, cycle: str, *,
-                   proactive: bool) -> AupRequest | None:
+    async def _ask(
+        self,
+        uow: UnitOfWork,
+        school: SchoolConfig,
+        person: Person,
+        document: AupDocument,
+        cycle: str,
+        *,
+        proactive: bool,
+    ) -> AupRequest | None:
         """Open a request for a person who owes; the first time, queue the card and schedule the follow-ups."""
         if await uow.aup.acknowledgement(school.id, person.id, document.audience, document.version, cycle):
             return None
         now = self.clock.now()
-        request, created = await uow.aup.open_request(school.id, person.id, document.audience, document.version,
-                                                      cycle, now)
+        request, created = await uow.aup.open_request(
+            school.id, person.id, document.audience, document.version, cycle, now
+        )
         if not created:
             return request
         key = f"{school.id}:{person.id}:{document.audience}:v{document.version}:{cycle}"
         if proactive:
             await self._send_card(uow, person, document, request, f"aup.card:{key}")
-        payload = {"person_id": person.id, "audience": document.audience.value, "version": document.version,
-                   "cycle": cycle}
+        payload = {
+            "person_id": person.id,
+            "audience": document.audience.value,
+            "version": document.version,
+            "cycle": cycle,
+        }
         config = school.aup
-        await uow.work.schedule(school.id, REMIND_KIND, now + dt.timedelta(days=config.reminder_every_days),
-                                {**payload, "number": 1}, dedupe_key=f"{REMIND_KIND}:{key}:1")
-        await uow.work.schedule(school.id, ESCALATE_KIND, now + dt.timedelta(days=config.escalate_after_days),
-                                payload, dedupe_key=f"{ESCALATE_KIND}:{key}")
-        await uow.audit.record(school.id, None, "requested", "aup_acknowledgement", person.id,
-                               {"audience": document.audience.value, "version": document.version, "cycle": cycle,
-                                "delivery": "proactive" if proactive else "in chat"})
+        await uow.work.schedule(
+            school.id,
+            REMIND_KIND,
+            now + dt.timedelta(days=config.reminder_every_days),
+            {**payload, "number": 1},
+            dedupe_key=f"{REMIND_KIND}:{key}:1",
+        )
+        await uow.work.schedule(
+            school.id,
+            ESCALATE_KIND,
+            now + dt.timedelta(days=config.escalate_after_days),
+            payload,
+            dedupe_key=f"{ESCALATE_KIND}:{key}",
+        )
+        await uow.audit.record(
+            school.id,
+            None,
+            "requested",
+            "aup_acknowledgement",
+            person.id,
+            {
+                "audience": document.audience.value,
+                "version": document.version,
+                "cycle": cycle,
+                "delivery": "proactive" if proactive else "in chat",
+            },
+        )
         return request
 
     async def deliver_owed(self, school: SchoolConfig, audience: Audience | None = None) -> int:
@@ -530,17 +611,19 @@ class AupService:
             documents = {a: await uow.aup.current(school.id, a) for a in Audience}
         for person in people:  # one short transaction each, so a big school never holds the audit chain for long
             wanted = audience_for(person)
-            if wanted is None or (audience and wanted != audience) or documents[wanted] is None:
+            document = documents[wanted] if wanted is not None else None
+            if wanted is None or (audience and wanted != audience) or document is None:
                 continue
             async with self.uow() as uow:
-                before = await uow.aup.request(school.id, person.id, wanted, documents[wanted].version, cycle)
-                request = await self._ask(uow, school, person, documents[wanted], cycle, proactive=True)
+                before = await uow.aup.request(school.id, person.id, wanted, document.version, cycle)
+                request = await self._ask(uow, school, person, document, cycle, proactive=True)
             if request is not None and before is None:
                 asked += 1
         return asked
 
-    async def _owed(self, uow: Any, school: SchoolConfig, person: Person
-                    ) -> tuple[AupDocument | None, Acknowledgement | None]:
+    async def _owed(
+        self, uow: Any, school: SchoolConfig, person: Person
+    ) -> tuple[AupDocument | None, Acknowledgement | None]:
         audience = audience_for(person)
         if audience is None:
             return None, None
@@ -557,21 +640,42 @@ class AupService:
         async with self.uow() as uow:
             document, ack = await self._owed(uow, actor.school, actor.person)
             if document is None:
-                return ("There is no Acceptable Use Policy for you to acknowledge here. If you think there should "
-                        "be, please speak to the online-safety lead."), None
-            await uow.audit.record(actor.school_id, actor.person.id, "viewed", "aup_document",
-                                   f"{document.audience}:v{document.version}")
+                return (
+                    "There is no Acceptable Use Policy for you to acknowledge here. If you think there should "
+                    "be, please speak to the online-safety lead."
+                ), None
+            await uow.audit.record(
+                actor.school_id, actor.person.id, "viewed", "aup_document", f"{document.audience}:v{document.version}"
+            )
             if ack is not None:
-                return None, self.cards.acknowledged(document, ack, link=self.link(
-                    actor.school_id, document.audience, document.version), tz=actor.school.tz)
+                return None, self.cards.acknowledged(
+                    document,
+                    ack,
+                    link=self.link(actor.school_id, document.audience, document.version),
+                    tz=actor.school.tz,
+                )
             await self._ask(uow, actor.school, actor.person, document, self._cycle(actor.school), proactive=False)
             return None, self._card(document, first_name=actor.person.first_name)
 
-    async def _send_card(self, uow: Any, person: Person, document: AupDocument, request: AupRequest, key: str, *,
-                         notice: str | None = None, text: str | None = None) -> None:
-        await uow.notify.to_person(request.school_id, person.id, card=self._card(
-            document, first_name=person.first_name, notice=notice),
-            text=text or "Please read and acknowledge the Acceptable Use Policy.", dedupe_key=key, quiet=True)
+    async def _send_card(
+        self,
+        uow: Any,
+        person: Person,
+        document: AupDocument,
+        request: AupRequest,
+        key: str,
+        *,
+        notice: str | None = None,
+        text: str | None = None,
+    ) -> None:
+        await uow.notify.to_person(
+            request.school_id,
+            person.id,
+            card=self._card(document, first_name=person.first_name, notice=notice),
+            text=text or "Please read and acknowledge the Acceptable Use Policy.",
+            dedupe_key=key,
+            quiet=True,
+        )
         await uow.aup.update_request(request.id, last_card=key)
 
     async def follow_up(self, actor: Actor) -> dict[str, Any] | None:
@@ -600,9 +704,18 @@ class AupService:
                     return None  # delivered, or still to be sent
             now = self.clock.now()
             today = now.astimezone(school.tz).date().isoformat()
-            await uow.work.schedule(school.id, DELIVER_KIND, now + FIRST_CONTACT_DELAY, {
-                "person_id": actor.person.id, "audience": document.audience.value, "version": document.version,
-                "cycle": cycle}, dedupe_key=f"{DELIVER_KIND}:{_request_key(request)}:{today}")
+            await uow.work.schedule(
+                school.id,
+                DELIVER_KIND,
+                now + FIRST_CONTACT_DELAY,
+                {
+                    "person_id": actor.person.id,
+                    "audience": document.audience.value,
+                    "version": document.version,
+                    "cycle": cycle,
+                },
+                dedupe_key=f"{DELIVER_KIND}:{_request_key(request)}:{today}",
+            )
         return None
 
     async def acknowledge(self, actor: Actor, data: dict[str, Any]) -> CardReply:
@@ -613,46 +726,88 @@ class AupService:
             if document is None:
                 raise Refused("There is no Acceptable Use Policy for you to acknowledge here.")
             link = self.link(school.id, document.audience, document.version)
+            given: Any = data.get("version")
             try:
-                version = int(data.get("version"))
+                version = int(given)
             except (TypeError, ValueError):
                 version = None
             if ack is not None:
-                return CardReply(card=self.cards.acknowledged(document, ack, link=link, tz=school.tz),
-                                 message="You have already acknowledged this version. Nothing more to do.")
+                return CardReply(
+                    card=self.cards.acknowledged(document, ack, link=link, tz=school.tz),
+                    message="You have already acknowledged this version. Nothing more to do.",
+                )
             if data.get("audience") != document.audience.value or version != document.version:
-                return CardReply(card=self._card(document, first_name=person.first_name, notice=(
-                    f"This policy has been updated to version {document.version}. Please read this version and "
-                    "confirm again.")), message="A newer version of the policy is waiting for you.")
+                return CardReply(
+                    card=self._card(
+                        document,
+                        first_name=person.first_name,
+                        notice=(
+                            f"This policy has been updated to version {document.version}. Please read this version and "
+                            "confirm again."
+                        ),
+                    ),
+                    message="A newer version of the policy is waiting for you.",
+                )
             read_kcsie = _ticked(data.get("read_kcsie"))
             agreed = _ticked(data.get("agree"))
             if not (read_kcsie and agreed):
-                return CardReply(card=self._card(document, first_name=person.first_name, notice=(
-                    "Please tick both boxes to confirm, then press Submit. If you have not read Part 1 of Keeping "
-                    "Children Safe in Education yet, please read it first.")),
-                    message="Please tick both boxes, then press Submit.")
+                return CardReply(
+                    card=self._card(
+                        document,
+                        first_name=person.first_name,
+                        notice=(
+                            "Please tick both boxes to confirm, then press Submit. If you have not read Part 1 of "
+                            "Keeping Children Safe in Education yet, please read it first."
+                        ),
+                    ),
+                    message="Please tick both boxes, then press Submit.",
+                )
             cycle = self._cycle(school)
-            new = Acknowledgement(school.id, person.id, person.name, document.audience, document.version, cycle,
-                                  document.sha256, read_kcsie, agreed, self.clock.now())
+            new = Acknowledgement(
+                school.id,
+                person.id,
+                person.name,
+                document.audience,
+                document.version,
+                cycle,
+                document.sha256,
+                read_kcsie,
+                agreed,
+                self.clock.now(),
+            )
             if await uow.aup.add_acknowledgement(new):
-                await uow.audit.record(school.id, person.id, "acknowledged", "aup_acknowledgement", person.id, {
-                    "audience": document.audience.value, "version": document.version, "cycle": cycle,
-                    "sha256": document.sha256, "read_kcsie": read_kcsie, "agreed": agreed})
+                await uow.audit.record(
+                    school.id,
+                    person.id,
+                    "acknowledged",
+                    "aup_acknowledgement",
+                    person.id,
+                    {
+                        "audience": document.audience.value,
+                        "version": document.version,
+                        "cycle": cycle,
+                        "sha256": document.sha256,
+                        "read_kcsie": read_kcsie,
+                        "agreed": agreed,
+                    },
+                )
                 request = await uow.aup.request(school.id, person.id, document.audience, document.version, cycle)
                 if request is not None:
                     await uow.aup.update_request(request.id, acknowledged_at=new.at)
-            recorded = await uow.aup.acknowledgement(school.id, person.id, document.audience, document.version,
-                                                     cycle)
-            return CardReply(card=self.cards.acknowledged(document, recorded or new, link=link, tz=school.tz),
-                             message="Thank you. Your acknowledgement is recorded.")
+            recorded = await uow.aup.acknowledgement(school.id, person.id, document.audience, document.version, cycle)
+            return CardReply(
+                card=self.cards.acknowledged(document, recorded or new, link=link, tz=school.tz),
+                message="Thank you. Your acknowledgement is recorded.",
+            )
 
     async def preview(self, actor: Actor, audience: Audience) -> Preview:
         school = actor.school
         try:
             parsed = self._parsed_source(audience)
         except AupFormatError as exc:
-            raise Refused(f"The {AUDIENCE_NAMES[audience]} AUP file cannot be used yet: {exc}. Please fix it "
-                          "and try again.") from exc
+            raise Refused(
+                f"The {AUDIENCE_NAMES[audience]} AUP file cannot be used yet: {exc}. Please fix it and try again."
+            ) from exc
         if parsed is None:
             raise Refused(f"There is no {AUDIENCE_NAMES[audience]} AUP file in the app's repository (config/aup/).")
         people = [p for p in await self.directory.everyone(school.id) if audience_for(p) == audience]
@@ -668,28 +823,49 @@ class AupService:
     async def publish(self, actor: Actor, data: dict[str, Any]) -> CardReply:
         audience = parse_audience(str(data.get("audience") or ""))
         if audience is None:
-            return CardReply(message="Sorry, I could not tell which AUP to publish. Type `aup publish staff`, "
-                                     "`aup publish governor` or `aup publish volunteer`.")
+            return CardReply(
+                message="Sorry, I could not tell which AUP to publish. Type `aup publish staff`, "
+                "`aup publish governor` or `aup publish volunteer`."
+            )
         preview = await self.preview(actor, audience)
         if str(data.get("version")) != str(preview.new_version) or data.get("content") != preview.parsed.content_hash:
             if preview.current and str(data.get("version")) == str(preview.current.version):
-                return CardReply(message=f"Version {preview.current.version} of the {AUDIENCE_NAMES[audience]} "
-                                         "AUP is already published. Nothing more to do.")
-            return CardReply(card=self.cards.preview(preview, notice=(
-                "Something changed since you opened this preview. Please check it and press Publish again.")),
-                message="Please check the updated preview.")
+                return CardReply(
+                    message=f"Version {preview.current.version} of the {AUDIENCE_NAMES[audience]} "
+                    "AUP is already published. Nothing more to do."
+                )
+            return CardReply(
+                card=self.cards.preview(
+                    preview,
+                    notice=(
+                        "Something changed since you opened this preview. Please check it and press Publish again."
+                    ),
+                ),
+                message="Please check the updated preview.",
+            )
         parsed = with_version(preview.parsed, preview.new_version)
         document = self._document(actor.school_id, audience, parsed, actor.person.id)
         async with self.uow() as uow:
             if not await uow.aup.add_document(document):
-                return CardReply(message=f"Version {document.version} of the {AUDIENCE_NAMES[audience]} AUP is "
-                                         "already published. Nothing more to do.")
-            await uow.audit.record(actor.school_id, actor.person.id, "published", "aup_document",
-                                   f"{audience.value}:v{document.version}", {"sha256": document.sha256})
+                return CardReply(
+                    message=f"Version {document.version} of the {AUDIENCE_NAMES[audience]} AUP is "
+                    "already published. Nothing more to do."
+                )
+            await uow.audit.record(
+                actor.school_id,
+                actor.person.id,
+                "published",
+                "aup_document",
+                f"{audience.value}:v{document.version}",
+                {"sha256": document.sha256},
+            )
         asked = await self.deliver_owed(actor.school, audience)
-        return CardReply(message=(
-            f"Published version {document.version} of the {AUDIENCE_NAMES[audience]} AUP. I have sent the card to "
-            f"{asked} {'person' if asked == 1 else 'people'}, and I will remind anyone who has not acknowledged it."))
+        return CardReply(
+            message=(
+                f"Published version {document.version} of the {AUDIENCE_NAMES[audience]} AUP. I have sent the card to "
+                f"{asked} {'person' if asked == 1 else 'people'}, and I will remind anyone who has not acknowledged it."
+            )
+        )
 
     async def status(self, actor: Actor) -> StatusReport:
         school = actor.school
@@ -702,19 +878,34 @@ class AupService:
                 members = [p for p in people if audience_for(p) == audience]
                 acks, requests = {}, {}
                 if document is not None:
-                    acks = {a.person_id: a for a in await uow.aup.acknowledgements(
-                        school.id, audience, document.version, cycle)}
-                    requests = {r.person_id: r for r in await uow.aup.requests(
-                        school.id, audience, document.version, cycle)}
-                lines = [StatusLine(p, acks[p.id].at if p.id in acks else None,
-                                    requests[p.id].owed_since if p.id in requests else None,
-                                    requests[p.id].reminders_sent if p.id in requests else 0,
-                                    bool(p.id in requests and requests[p.id].escalated_at),
-                                    acks[p.id].sha256 if p.id in acks else None) for p in members]
+                    acks = {
+                        a.person_id: a
+                        for a in await uow.aup.acknowledgements(school.id, audience, document.version, cycle)
+                    }
+                    requests = {
+                        r.person_id: r for r in await uow.aup.requests(school.id, audience, document.version, cycle)
+                    }
+                lines = [
+                    StatusLine(
+                        p,
+                        acks[p.id].at if p.id in acks else None,
+                        requests[p.id].owed_since if p.id in requests else None,
+                        requests[p.id].reminders_sent if p.id in requests else 0,
+                        bool(p.id in requests and requests[p.id].escalated_at),
+                        acks[p.id].sha256 if p.id in acks else None,
+                    )
+                    for p in members
+                ]
                 if members or document is not None:
                     groups.append(AudienceStatus(audience, document, lines))
-            await uow.audit.record(school.id, actor.person.id, "viewed", "aup_status", cycle,
-                                   {"outstanding": sum(len(g.outstanding) for g in groups)})
+            await uow.audit.record(
+                school.id,
+                actor.person.id,
+                "viewed",
+                "aup_status",
+                cycle,
+                {"outstanding": sum(len(g.outstanding) for g in groups)},
+            )
         return StatusReport(school.name, cycle, self.clock.now(), groups)
 
     # --- durable work ---
@@ -729,8 +920,13 @@ class AupService:
             now = self.clock.now()
             tomorrow = now + dt.timedelta(days=1)
             async with self.uow() as uow:
-                await uow.work.schedule(school.id, SWEEP_KIND, tomorrow, {}, dedupe_key=(
-                    f"{SWEEP_KIND}:{school.id}:{tomorrow.astimezone(school.tz).date().isoformat()}"))
+                await uow.work.schedule(
+                    school.id,
+                    SWEEP_KIND,
+                    tomorrow,
+                    {},
+                    dedupe_key=(f"{SWEEP_KIND}:{school.id}:{tomorrow.astimezone(school.tz).date().isoformat()}"),
+                )
         return f"asked {asked}"
 
     async def run_renewal(self, item: WorkItem) -> str:
@@ -743,8 +939,9 @@ class AupService:
         asked = await self.deliver_owed(school)
         return f"asked {asked}"
 
-    async def _still_owed(self, uow: Any, item: WorkItem) -> tuple[SchoolConfig, Person, AupDocument,
-                                                                   AupRequest] | None:
+    async def _still_owed(
+        self, uow: Any, item: WorkItem
+    ) -> tuple[SchoolConfig, Person, AupDocument, AupRequest] | None:
         school = self.school(item.school_id)
         payload = item.payload
         if school is None or payload.get("cycle") != self._cycle(school):
@@ -770,15 +967,31 @@ class AupService:
             number = int(item.payload.get("number", 1))
             key = f"{school.id}:{person.id}:{document.audience}:v{document.version}:{item.payload['cycle']}"
             since = request.owed_since.astimezone(school.tz).strftime("%d %B")
-            await self._send_card(uow, person, document, request, f"aup.reminder:{key}:{number}",
-                                  notice=f"Reminder: we first asked you on {since}. It takes a few minutes.",
-                                  text="Reminder: please acknowledge the Acceptable Use Policy.")
+            await self._send_card(
+                uow,
+                person,
+                document,
+                request,
+                f"aup.reminder:{key}:{number}",
+                notice=f"Reminder: we first asked you on {since}. It takes a few minutes.",
+                text="Reminder: please acknowledge the Acceptable Use Policy.",
+            )
             await uow.aup.update_request(request.id, reminders_sent=request.reminders_sent + 1)
             await uow.work.schedule(
-                school.id, REMIND_KIND, self.clock.now() + dt.timedelta(days=school.aup.reminder_every_days),
-                {**item.payload, "number": number + 1}, dedupe_key=f"{REMIND_KIND}:{key}:{number + 1}")
-            await uow.audit.record(school.id, None, "reminded", "aup_acknowledgement", person.id,
-                                   {"version": document.version, "number": number})
+                school.id,
+                REMIND_KIND,
+                self.clock.now() + dt.timedelta(days=school.aup.reminder_every_days),
+                {**item.payload, "number": number + 1},
+                dedupe_key=f"{REMIND_KIND}:{key}:{number + 1}",
+            )
+            await uow.audit.record(
+                school.id,
+                None,
+                "reminded",
+                "aup_acknowledgement",
+                person.id,
+                {"version": document.version, "number": number},
+            )
         return f"reminder {number}"
 
     async def run_delivery(self, item: WorkItem) -> str:
@@ -804,27 +1017,45 @@ class AupService:
             key = f"{school.id}:{person.id}:{document.audience}:v{document.version}:{item.payload['cycle']}"
             told: list[str] = []
             manager = await self.directory.line_manager(school.id, person.id)
-            message = (f"{person.name} has not yet acknowledged the {AUDIENCE_NAMES[document.audience]} Acceptable "
-                       f"Use Policy (version {document.version}). We first asked them on {since} and have sent "
-                       f"{request.reminders_sent} reminder{'' if request.reminders_sent == 1 else 's'}. ")
+            message = (
+                f"{person.name} has not yet acknowledged the {AUDIENCE_NAMES[document.audience]} Acceptable "
+                f"Use Policy (version {document.version}). We first asked them on {since} and have sent "
+                f"{request.reminders_sent} reminder{'' if request.reminders_sent == 1 else 's'}. "
+            )
             if manager is not None and manager.id != person.id:
-                await uow.notify.to_person(school.id, manager.id, text=message + (
-                    "As their line manager, please ask them to open the eSafety app and type `aup`."),
-                    dedupe_key=f"aup.escalate.manager:{key}", quiet=True)
+                await uow.notify.to_person(
+                    school.id,
+                    manager.id,
+                    text=message + ("As their line manager, please ask them to open the eSafety app and type `aup`."),
+                    dedupe_key=f"aup.escalate.manager:{key}",
+                    quiet=True,
+                )
                 told.append(manager.id)
             for lead in await self.directory.people_with_role(school.id, Role.ONLINE_SAFETY_LEAD):
                 if lead.id in told or lead.id == person.id:
                     continue
-                follow = (f"I am letting their line manager, {manager.name}, know too."
-                          if manager and manager.id in told
-                          else "They have no line manager on record, so please follow this up yourself.")
+                follow = (
+                    f"I am letting their line manager, {manager.name}, know too."
+                    if manager and manager.id in told
+                    else "They have no line manager on record, so please follow this up yourself."
+                )
                 await uow.notify.to_person(
-                    school.id, lead.id, text=message + follow + " Type `aup status` to see everyone outstanding.",
-                    dedupe_key=f"aup.escalate.lead:{key}:{lead.id}", quiet=True)
+                    school.id,
+                    lead.id,
+                    text=message + follow + " Type `aup status` to see everyone outstanding.",
+                    dedupe_key=f"aup.escalate.lead:{key}:{lead.id}",
+                    quiet=True,
+                )
                 told.append(lead.id)
             await uow.aup.update_request(request.id, escalated_at=self.clock.now())
-            await uow.audit.record(school.id, None, "escalated", "aup_acknowledgement", person.id,
-                                   {"version": document.version, "told": told})
+            await uow.audit.record(
+                school.id,
+                None,
+                "escalated",
+                "aup_acknowledgement",
+                person.id,
+                {"version": document.version, "told": told},
+            )
         return f"told {len(told)}"
 
 

@@ -82,28 +82,53 @@ def entries_for(incident: Incident) -> tuple[ChronologyEntry, ...]:
 
 
 def _entry(reference: str, event: Event) -> ChronologyEntry:
-    return ChronologyEntry(happened_at=event.happened_at, recorded_at=event.at, reference=reference, kind=event.kind,
-                           text=describe(event))
+    return ChronologyEntry(
+        happened_at=event.happened_at, recorded_at=event.at, reference=reference, kind=event.kind, text=describe(event)
+    )
 
 
-def case_record(incident: Incident, *, category: str, group: str, children: tuple[ChildRef, ...] = (),
-                staff_member: str | None = None) -> CaseRecord:
+def case_record(
+    incident: Incident,
+    *,
+    category: str,
+    group: str,
+    children: tuple[ChildRef, ...] = (),
+    staff_member: str | None = None,
+) -> CaseRecord:
     return CaseRecord(
-        reference=incident.reference, token=incident.token, category=category, group=group,
+        reference=incident.reference,
+        token=incident.token,
+        category=category,
+        group=group,
         severity=SEVERITY_LABELS.get(incident.severity, incident.severity),
-        status=STATUS_LABELS[incident.status], about=SUBJECT_KINDS.get(incident.subject_kind, incident.subject_kind),
-        where=LOCATIONS.get(incident.location or "", "Not given"), reported_at=incident.reported_at,
-        reported_by=incident.reporter_name, owner=incident.owner_name, outcome=incident.outcome,
-        when=incident.occurred, who_is_involved=incident.subjects, what_happened=incident.narrative,
-        evidence=incident.evidence, already_done=incident.actions_taken, actions=tuple(incident.recorded_actions),
-        children=children, staff_member=staff_member, entries=entries_for(incident), is_open=incident.is_open,
+        status=STATUS_LABELS[incident.status],
+        about=SUBJECT_KINDS.get(incident.subject_kind, incident.subject_kind),
+        where=LOCATIONS.get(incident.location or "", "Not given"),
+        reported_at=incident.reported_at,
+        reported_by=incident.reporter_name,
+        owner=incident.owner_name,
+        outcome=incident.outcome,
+        when=incident.occurred,
+        who_is_involved=incident.subjects,
+        what_happened=incident.narrative,
+        evidence=incident.evidence,
+        already_done=incident.actions_taken,
+        actions=tuple(incident.recorded_actions),
+        children=children,
+        staff_member=staff_member,
+        entries=entries_for(incident),
+        is_open=incident.is_open,
     )
 
 
 def child_file(child: ChildDetails, cases: list[CaseRecord], hidden_cases: int = 0) -> ChildFile:
     entries = sorted((e for c in cases for e in c.entries), key=lambda e: (e.happened_at, e.recorded_at))
-    return ChildFile(child=child, cases=tuple(sorted(cases, key=lambda c: c.reported_at)), hidden_cases=hidden_cases,
-                     entries=tuple(entries))
+    return ChildFile(
+        child=child,
+        cases=tuple(sorted(cases, key=lambda c: c.reported_at)),
+        hidden_cases=hidden_cases,
+        entries=tuple(entries),
+    )
 
 
 def _when(value: dt.datetime | dt.date | None) -> str | None:
@@ -111,19 +136,37 @@ def _when(value: dt.datetime | dt.date | None) -> str | None:
 
 
 def _entry_json(entry: ChronologyEntry) -> dict[str, Any]:
-    return {"happened_at": _when(entry.happened_at), "recorded_at": _when(entry.recorded_at),
-            "case": entry.reference, "kind": entry.kind, "text": entry.text}
+    return {
+        "happened_at": _when(entry.happened_at),
+        "recorded_at": _when(entry.recorded_at),
+        "case": entry.reference,
+        "kind": entry.kind,
+        "text": entry.text,
+    }
 
 
 def case_record_json(record: CaseRecord) -> dict[str, Any]:
     """The JSON form (an export, and the tab's case detail): ids are the opaque tokens, never database ids."""
     return {
-        "reference": record.reference, "token": record.token, "category": record.category, "group": record.group,
-        "severity": record.severity, "status": record.status, "open": record.is_open, "about": record.about,
-        "where": record.where, "reported_at": _when(record.reported_at), "reported_by": record.reported_by,
-        "owner": record.owner, "outcome": record.outcome, "when": record.when,
-        "who_is_involved": record.who_is_involved, "what_happened": record.what_happened,
-        "evidence": record.evidence, "already_done": record.already_done, "actions": list(record.actions),
+        "reference": record.reference,
+        "token": record.token,
+        "category": record.category,
+        "group": record.group,
+        "severity": record.severity,
+        "status": record.status,
+        "open": record.is_open,
+        "about": record.about,
+        "where": record.where,
+        "reported_at": _when(record.reported_at),
+        "reported_by": record.reported_by,
+        "owner": record.owner,
+        "outcome": record.outcome,
+        "when": record.when,
+        "who_is_involved": record.who_is_involved,
+        "what_happened": record.what_happened,
+        "evidence": record.evidence,
+        "already_done": record.already_done,
+        "actions": list(record.actions),
         "children": [{"token": c.token, "name": c.name, "year_group": c.year_group} for c in record.children],
         "staff_member": record.staff_member,
         "chronology": [_entry_json(e) for e in record.entries],
@@ -133,8 +176,14 @@ def case_record_json(record: CaseRecord) -> dict[str, Any]:
 def child_file_json(file: ChildFile) -> dict[str, Any]:
     child = file.child
     return {
-        "child": {"token": child.token, "name": child.name, "year_group": child.year_group,
-                  "date_of_birth": _when(child.date_of_birth), "upn": child.upn, "mis_id": child.mis_id},
+        "child": {
+            "token": child.token,
+            "name": child.name,
+            "year_group": child.year_group,
+            "date_of_birth": _when(child.date_of_birth),
+            "upn": child.upn,
+            "mis_id": child.mis_id,
+        },
         "cases": [case_record_json(c) for c in file.cases],
         "cases_not_shown": file.hidden_cases,
         "chronology": [_entry_json(e) for e in file.entries],

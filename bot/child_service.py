@@ -25,7 +25,7 @@ from bot.children import (
 )
 from bot.incidents import Incident, VersionConflict, may_act_on_case, may_view_case
 from bot.policy import Policy
-from bot.protocols import Clock, Directory, PupilDirectory, UnitOfWorkFactory
+from bot.protocols import Clock, Directory, PupilDirectory, UnitOfWork, UnitOfWorkFactory
 
 MAX_MATCHES = 8
 # Concerns about a member of staff, allegations and low-level (the Headteacher has their own route).
@@ -77,8 +77,9 @@ REFUSED = Outcome(refused=True)
 
 
 class ChildService:
-    def __init__(self, uow: UnitOfWorkFactory, directory: Directory, pupils: PupilDirectory | None, policy: Policy,
-                 clock: Clock) -> None:
+    def __init__(
+        self, uow: UnitOfWorkFactory, directory: Directory, pupils: PupilDirectory | None, policy: Policy, clock: Clock
+    ) -> None:
         self._uow = uow
         self._directory = directory
         self._pupils = pupils
@@ -103,10 +104,13 @@ class ChildService:
             return SearchResult([])
         async with self._uow() as uow:
             records = await uow.children.search(actor.school_id, query, limit=MAX_MATCHES)
-            await uow.audit.record(actor.school_id, actor.person.id, "child.searched", "child", None,
-                                   {"found": len(records)})  # never the query: it is a child's name
-        matches = [ChildMatch(name=c.name, year_group=c.year_group, date_of_birth=c.date_of_birth, token=c.token)
-                   for c in records]
+            await uow.audit.record(
+                actor.school_id, actor.person.id, "child.searched", "child", None, {"found": len(records)}
+            )  # never the query: it is a child's name
+        matches = [
+            ChildMatch(name=c.name, year_group=c.year_group, date_of_birth=c.date_of_birth, token=c.token)
+            for c in records
+        ]
         failed = False
         pupils: list[Pupil] = []
         if self._pupils is not None:
@@ -120,8 +124,13 @@ class ChildService:
                 for pupil in pupils:
                     if pupil.id not in known and await uow.children.by_directory_id(actor.school_id, pupil.id):
                         known.add(pupil.id)
-        matches += [ChildMatch(name=p.name, year_group=p.year_group, date_of_birth=p.date_of_birth, pupil_id=p.id,
-                               classes=p.classes) for p in pupils if p.id not in known]
+        matches += [
+            ChildMatch(
+                name=p.name, year_group=p.year_group, date_of_birth=p.date_of_birth, pupil_id=p.id, classes=p.classes
+            )
+            for p in pupils
+            if p.id not in known
+        ]
         return SearchResult(matches[:MAX_MATCHES], failed)
 
     async def create(self, actor: Actor, fields: dict[str, Any], *, case_token: Any = None) -> Outcome:
@@ -153,20 +162,27 @@ class ChildService:
             try:
                 pupil = await self._pupils.pupil(actor.school_id, pupil_id) if self._pupils else None
             except PupilsUnavailable:
-                return None, ["The school's pupil list did not answer just now. Please try again in a minute, "
-                              "or add the child's details yourself."]
+                return None, [
+                    "The school's pupil list did not answer just now. Please try again in a minute, "
+                    "or add the child's details yourself."
+                ]
             if pupil is None:
                 return None, ["That pupil is no longer in the school's pupil list. Please search again."]
-            child = await uow.children.add(actor.school_id, from_pupil(pupil), source="directory",
-                                           directory_id=pupil.id, created_by=actor.person.id)
+            child = await uow.children.add(
+                actor.school_id,
+                from_pupil(pupil),
+                source="directory",
+                directory_id=pupil.id,
+                created_by=actor.person.id,
+            )
         else:
             checked = check_child(fields, self._clock.now().astimezone(actor.school.tz).date())
             if checked.value is None:
                 return None, checked.problems
-            child = await uow.children.add(actor.school_id, checked.value, source="local",
-                                           created_by=actor.person.id)
-        await uow.audit.record(actor.school_id, actor.person.id, "child.created", "child", child.token,
-                               {"source": child.source})
+            child = await uow.children.add(actor.school_id, checked.value, source="local", created_by=actor.person.id)
+        await uow.audit.record(
+            actor.school_id, actor.person.id, "child.created", "child", child.token, {"source": child.source}
+        )
         return child, []
 
     # --- links ----------------------------------------------------------------------------------------------
@@ -197,10 +213,12 @@ class ChildService:
         if not await uow.children.link_child(actor.school_id, incident.id, child.id, actor.person.id):
             return False
         # The chronology is read by the whole case team and exported: the name stays in the child's record.
-        await uow.incidents.append_event(actor.school_id, incident.id, actor.person.id, actor.person.name,
-                                         "child_linked", child.year_group)
-        await uow.audit.record(actor.school_id, actor.person.id, "child.linked", "incident", incident.reference,
-                               {"child": child.token})
+        await uow.incidents.append_event(
+            actor.school_id, incident.id, actor.person.id, actor.person.name, "child_linked", child.year_group
+        )
+        await uow.audit.record(
+            actor.school_id, actor.person.id, "child.linked", "incident", incident.reference, {"child": child.token}
+        )
         return True
 
     async def unlink(self, actor: Actor, case_token: Any, child_token: Any) -> Outcome:
@@ -208,14 +226,20 @@ class ChildService:
             incident = await self._case(uow, actor, case_token)
             if incident is None or not may_use_child_records(actor.person):
                 return await self._refused(uow, actor, "child.unlink", case_token)
-            child = await uow.children.by_token(actor.school_id, child_token) if isinstance(child_token, str) \
-                else None
+            child = await uow.children.by_token(actor.school_id, child_token) if isinstance(child_token, str) else None
             if child is None or not await uow.children.unlink_child(actor.school_id, incident.id, child.id):
                 return Outcome(notice="That child is not linked to this case.")
-            await uow.incidents.append_event(actor.school_id, incident.id, actor.person.id, actor.person.name,
-                                             "child_unlinked", child.year_group)
-            await uow.audit.record(actor.school_id, actor.person.id, "child.unlinked", "incident",
-                                   incident.reference, {"child": child.token})
+            await uow.incidents.append_event(
+                actor.school_id, incident.id, actor.person.id, actor.person.name, "child_unlinked", child.year_group
+            )
+            await uow.audit.record(
+                actor.school_id,
+                actor.person.id,
+                "child.unlinked",
+                "incident",
+                incident.reference,
+                {"child": child.token},
+            )
         return Outcome(notice=f"{child.name} is no longer linked to {incident.reference}.")
 
     async def link_staff(self, actor: Actor, case_token: Any, person_id: Any) -> Outcome:
@@ -231,29 +255,41 @@ class ChildService:
             incident = await self._case(uow, actor, case_token)
             if incident is None or incident.subject_kind not in STAFF_KINDS:
                 return await self._refused(uow, actor, "case.link_staff", case_token)
-            person = await self._directory.person(actor.school_id, person_id) if isinstance(person_id, str) \
-                else None
+            person = await self._directory.person(actor.school_id, person_id) if isinstance(person_id, str) else None
             if person is None:
                 return Outcome(problems=["Please choose a member of staff from the list."])
             if person.id == actor.person.id:
-                return Outcome(problems=["You can't name yourself here. If this concern is about you, please tell "
-                                         "the Chair of Governors."])
-            if not await uow.children.link_staff(actor.school_id, incident.id, person.id, person.name,
-                                                 actor.person.id):
+                return Outcome(
+                    problems=[
+                        "You can't name yourself here. If this concern is about you, please tell "
+                        "the Chair of Governors."
+                    ]
+                )
+            if not await uow.children.link_staff(actor.school_id, incident.id, person.id, person.name, actor.person.id):
                 return Outcome(notice=f"{person.name} was already named on {incident.reference}.")
             try:
                 await uow.incidents.change(
-                    actor.school_id, incident.id, incident.version,
+                    actor.school_id,
+                    incident.id,
+                    incident.version,
                     excluded_ids=sorted({*incident.excluded_ids, person.id}),
-                    viewer_ids=[i for i in incident.viewer_ids if i != person.id])
+                    viewer_ids=[i for i in incident.viewer_ids if i != person.id],
+                )
             except VersionConflict:
                 raise _Retry from None
-            await uow.incidents.append_event(actor.school_id, incident.id, actor.person.id, actor.person.name,
-                                             "staff_linked", None)
+            await uow.incidents.append_event(
+                actor.school_id, incident.id, actor.person.id, actor.person.name, "staff_linked", None
+            )
             if self.access_narrowed is not None:
                 await self.access_narrowed(uow, actor.school_id, incident.id)
-            await uow.audit.record(actor.school_id, actor.person.id, "case.staff_linked", "incident",
-                                   incident.reference, {"staff": person.id})
+            await uow.audit.record(
+                actor.school_id,
+                actor.person.id,
+                "case.staff_linked",
+                "incident",
+                incident.reference,
+                {"staff": person.id},
+            )
         return Outcome(notice=f"{person.name} is now named on {incident.reference} and cannot see it.")
 
     async def linked(self, uow: Any, school_id: str, incident_id: int) -> tuple[tuple[ChildRef, ...], str | None]:
@@ -261,13 +297,16 @@ class ChildService:
         decided the reader may see the case)."""
         children = await uow.children.children_of(school_id, incident_id)
         staff = await uow.children.staff_of(school_id, incident_id)
-        return (tuple(ChildRef(token=c.token, name=c.name, year_group=c.year_group) for c in children),
-                staff[1] if staff else None)
+        return (
+            tuple(ChildRef(token=c.token, name=c.name, year_group=c.year_group) for c in children),
+            staff[1] if staff else None,
+        )
 
     # --- the link card's data ---------------------------------------------------------------------------------
 
-    async def link_view(self, actor: Actor, case_token: Any, *, query: str = "", outcome: Outcome | None = None
-                        ) -> LinkView | None:
+    async def link_view(
+        self, actor: Actor, case_token: Any, *, query: str = "", outcome: Outcome | None = None
+    ) -> LinkView | None:
         """None when the person may not link anything to this case (the caller shows the one refusal)."""
         async with self._uow() as uow:
             incident = await self._case(uow, actor, case_token)
@@ -276,30 +315,44 @@ class ChildService:
             if not (children_ok or staff_ok):
                 await self._refused(uow, actor, "child.find", case_token)
                 return None
+            assert incident is not None  # either way above needs the case
             children, staff = await self.linked(uow, actor.school_id, incident.id)
         result = await self.search_result(actor, query) if children_ok and query_words(query) else SearchResult([])
         linked_tokens = {c.token for c in children}
         staff_matches = await self._staff_matches(actor, query) if staff_ok and query_words(query) else []
         outcome = outcome or Outcome()
         return LinkView(
-            reference=incident.reference, case_token=incident.token, children=children, staff_member=staff,
-            may_link_children=children_ok, may_link_staff=staff_ok, query=query,
-            matches=[m for m in result.matches if m.token not in linked_tokens], staff_matches=staff_matches,
-            notice=outcome.notice, problems=outcome.problems, directory_failed=result.directory_failed)
+            reference=incident.reference,
+            case_token=incident.token,
+            children=children,
+            staff_member=staff,
+            may_link_children=children_ok,
+            may_link_staff=staff_ok,
+            query=query,
+            matches=[m for m in result.matches if m.token not in linked_tokens],
+            staff_matches=staff_matches,
+            notice=outcome.notice,
+            problems=outcome.problems,
+            directory_failed=result.directory_failed,
+        )
 
     async def _staff_matches(self, actor: Actor, query: str) -> list[StaffMatch]:
         words = query_words(query)
         people = await self._directory.everyone(actor.school_id)
-        return [StaffMatch(p.id, p.name) for p in people
-                if p.id != actor.person.id and name_matches(words, p.name)][:MAX_MATCHES]
+        return [StaffMatch(p.id, p.name) for p in people if p.id != actor.person.id and name_matches(words, p.name)][
+            :MAX_MATCHES
+        ]
 
     # --- a child's file ---------------------------------------------------------------------------------------
 
     async def file(self, actor: Actor, child_token: Any) -> ChildFile | None:
         """Every linked case the person may see, as one chronology; the rest are counted, never described."""
         async with self._uow() as uow:
-            child = await uow.children.by_token(actor.school_id, child_token) \
-                if isinstance(child_token, str) and child_token else None
+            child = (
+                await uow.children.by_token(actor.school_id, child_token)
+                if isinstance(child_token, str) and child_token
+                else None
+            )
             if child is None or not may_use_child_records(actor.person):
                 await self._refused(uow, actor, "child.view", child_token, record_type="child")
                 return None
@@ -310,18 +363,36 @@ class ChildService:
                     hidden += 1
                     continue
                 children, staff = await self.linked(uow, actor.school_id, incident.id)
-                records.append(case_record(incident, category=self._policy.category(incident.category).label,
-                                           group=self._policy.group(incident.category_group).label,
-                                           children=children, staff_member=staff))
-            await uow.audit.record(actor.school_id, actor.person.id, "child.viewed", "child", child.token,
-                                   {"cases": len(records), "hidden": hidden})
-        details = ChildDetails(token=child.token, name=child.name, year_group=child.year_group,
-                               date_of_birth=child.date_of_birth, upn=child.upn, mis_id=child.mis_id)
+                records.append(
+                    case_record(
+                        incident,
+                        category=self._policy.category(incident.category).label,
+                        group=self._policy.group(incident.category_group).label,
+                        children=children,
+                        staff_member=staff,
+                    )
+                )
+            await uow.audit.record(
+                actor.school_id,
+                actor.person.id,
+                "child.viewed",
+                "child",
+                child.token,
+                {"cases": len(records), "hidden": hidden},
+            )
+        details = ChildDetails(
+            token=child.token,
+            name=child.name,
+            year_group=child.year_group,
+            date_of_birth=child.date_of_birth,
+            upn=child.upn,
+            mis_id=child.mis_id,
+        )
         return child_file(details, records, hidden)
 
     # --- shared -----------------------------------------------------------------------------------------------
 
-    async def _case(self, uow: Any, actor: Actor, token: Any) -> Incident | None:
+    async def _case(self, uow: UnitOfWork, actor: Actor, token: Any) -> Incident | None:
         """The case a card points at, if this person may act on it; None otherwise (the caller refuses)."""
         if not isinstance(token, str) or not token:
             return None
@@ -330,10 +401,17 @@ class ChildService:
             return None
         return incident
 
-    async def _refused(self, uow: Any, actor: Actor, path: str, tried: Any = None, *,
-                       record_type: str = "incident") -> Outcome:
-        await uow.audit.record(actor.school_id, actor.person.id, "child.access_refused", record_type, None,
-                               {"path": path, "tried": str(tried)[:120] if tried is not None else None})
+    async def _refused(
+        self, uow: Any, actor: Actor, path: str, tried: Any = None, *, record_type: str = "incident"
+    ) -> Outcome:
+        await uow.audit.record(
+            actor.school_id,
+            actor.person.id,
+            "child.access_refused",
+            record_type,
+            None,
+            {"path": path, "tried": str(tried)[:120] if tried is not None else None},
+        )
         return REFUSED
 
 

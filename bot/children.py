@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.people import Person, Role
+from bot.people import Person
+from bot.permissions import may
 
 MAX_NAME = 120
 MAX_YEAR_GROUP = 40
@@ -90,7 +91,7 @@ class PupilsUnavailable(Exception):  # noqa: N818 - a condition the service show
 
 def may_use_child_records(person: Person) -> bool:
     """Child records (search, create, link, read a child's file) are for the DSL and deputies only."""
-    return person.has(Role.DSL, Role.DEPUTY_DSL)
+    return may(person, "child.view")
 
 
 def _text(value: Any) -> str:
@@ -163,10 +164,13 @@ def check_child(fields: dict[str, Any], today: dt.date) -> Checked:
 def from_pupil(pupil: Pupil) -> ChildInput:
     """A directory pupil as a record's details; the directory's own values are kept, tidied only."""
     upn = (pupil.upn or "").replace(" ", "").upper()
-    return ChildInput(name=_text(pupil.name)[:MAX_NAME] or "Unnamed pupil",
-                      year_group=year_group(pupil.year_group or "") if pupil.year_group else None,
-                      date_of_birth=pupil.date_of_birth, upn=upn if UPN.match(upn) else None,
-                      mis_id=(pupil.mis_id or None) and pupil.mis_id[:MAX_MIS_ID])
+    return ChildInput(
+        name=_text(pupil.name)[:MAX_NAME] or "Unnamed pupil",
+        year_group=year_group(pupil.year_group or "") if pupil.year_group else None,
+        date_of_birth=pupil.date_of_birth,
+        upn=upn if UPN.match(upn) else None,
+        mis_id=(pupil.mis_id or None) and pupil.mis_id[:MAX_MIS_ID],
+    )
 
 
 def _years_before(day: dt.date, years: int) -> dt.date:

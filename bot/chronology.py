@@ -81,8 +81,7 @@ def describe(event: Event) -> str:
             return f"{text} by {who}" + (f": {detail}" if detail else "")
 
 
-def parse_happened(day: object, time: object, timezone: Any, now: dt.datetime
-                   ) -> tuple[dt.datetime | None, str | None]:
+def parse_happened(day: object, time: object, timezone: Any, now: dt.datetime) -> tuple[dt.datetime | None, str | None]:
     """When something happened, from a card's date and time inputs in the school's time zone.
 
     Nothing given means "now" (None: the entry happened when it was recorded). The future is refused: a

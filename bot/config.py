@@ -87,13 +87,35 @@ class SquidConfig(_Strict):
     reload_command: list[str] = Field(default_factory=lambda: ["squid", "-k", "reconfigure"])
 
 
+class DnsmasqConfig(_Strict):
+    """DNS filtering: the bot keeps the lists and renders servers_file, which dnsmasq's --servers-file reads."""
+
+    allow_file: Path = Path("var/dnsmasq/allow.txt")
+    block_file: Path = Path("var/dnsmasq/block.txt")
+    servers_file: Path = Path("var/dnsmasq/servers.conf")
+    # Debian's dnsmasq.service reloads with SIGHUP, which re-reads the servers file without dropping queries.
+    reload_command: list[str] = Field(default_factory=lambda: ["systemctl", "reload", "dnsmasq"])
+
+
 class FilteringConfig(_Strict):
     backend: str = "manual"
     squid: SquidConfig = SquidConfig()
+    dnsmasq: DnsmasqConfig = DnsmasqConfig()
     never_unblock_domains: list[str] = Field(default_factory=list)
     # Sites the school's filter vendor has categorised, e.g. {bet365.com: gambling}; checked against the policy's
     # never-unblock and Headteacher-approval categories.
     domain_categories: dict[str, str] = Field(default_factory=dict)
+    # The school's own category lists on top of the policy's (UT1 layout: <folder>/<list>/domains, e.g. a
+    # gambling/domains file); a list counts as the category the policy maps its name to, or as its own name.
+    category_dirs: list[Path] = Field(default_factory=list)
+
+    @field_validator("category_dirs")
+    @classmethod
+    def _folders_exist(cls, value: list[Path]) -> list[Path]:
+        missing = [str(folder) for folder in value if not folder.is_dir()]
+        if missing:
+            raise ValueError(f"no such folder {missing[0]} (expected <folder>/<list>/domains)")
+        return value
 
 
 class DeliveryConfig(_Strict):

@@ -44,21 +44,32 @@ class Delivery:
     reroute_kind: str | None = None  # work that gives a fallback person access to the record
 
     def as_json(self) -> dict[str, Any]:
-        return {"group": self.group, "label": self.label, "about": self.about, "case_team": self.case_team,
-                "team_roles": list(self.team_roles), "reroute_kind": self.reroute_kind,
-                "fallbacks": [[{"id": c.id, "label": c.label} for c in stage] for stage in self.fallbacks]}
+        return {
+            "group": self.group,
+            "label": self.label,
+            "about": self.about,
+            "case_team": self.case_team,
+            "team_roles": list(self.team_roles),
+            "reroute_kind": self.reroute_kind,
+            "fallbacks": [[{"id": c.id, "label": c.label} for c in stage] for stage in self.fallbacks],
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Delivery:
-        return cls(group=data["group"], label=data["label"], about=data.get("about", ""),
-                   case_team=bool(data.get("case_team", True)), team_roles=tuple(data.get("team_roles") or ()),
-                   reroute_kind=data.get("reroute_kind"),
-                   fallbacks=tuple(tuple(Contact(c["id"], c["label"]) for c in stage)
-                                   for stage in data.get("fallbacks") or ()))
+        return cls(
+            group=data["group"],
+            label=data["label"],
+            about=data.get("about", ""),
+            case_team=bool(data.get("case_team", True)),
+            team_roles=tuple(data.get("team_roles") or ()),
+            reroute_kind=data.get("reroute_kind"),
+            fallbacks=tuple(
+                tuple(Contact(c["id"], c["label"]) for c in stage) for stage in data.get("fallbacks") or ()
+            ),
+        )
 
     def rerouted(self, contact: Contact, rest: tuple[tuple[Contact, ...], ...]) -> Delivery:
-        return Delivery(self.group, contact.label, self.about, self.case_team, self.team_roles, rest,
-                        self.reroute_kind)
+        return Delivery(self.group, contact.label, self.about, self.case_team, self.team_roles, rest, self.reroute_kind)
 
 
 @dataclass(frozen=True)
@@ -84,8 +95,14 @@ class Watch:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Watch:
-        return cls(**{**data, "in_person": tuple(data["in_person"]), "team_roles": tuple(data["team_roles"]),
-                      "notify": tuple(Contact(**c) for c in data["notify"])})
+        return cls(
+            **{
+                **data,
+                "in_person": tuple(data["in_person"]),
+                "team_roles": tuple(data["team_roles"]),
+                "notify": tuple(Contact(**c) for c in data["notify"]),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -114,12 +131,13 @@ def next_stage(delivery: Delivery, targeted: set[str]) -> tuple[list[Contact], t
     for index, stage in enumerate(stages):
         fresh = [c for c in stage if f"person:{c.id}" not in targeted]
         if fresh:
-            return fresh, stages[index + 1:]
+            return fresh, stages[index + 1 :]
     return [], ()
 
 
-def fallback_sends(item_payload: dict[str, Any], targeted: set[str], school_id: str, failed_label: str,
-                   reason: str) -> tuple[Then, ...]:
+def fallback_sends(
+    item_payload: dict[str, Any], targeted: set[str], school_id: str, failed_label: str, reason: str
+) -> tuple[Then, ...]:
     """What to queue when a send cannot reach its recipient: the same message to the next people in line."""
     raw = item_payload.get("delivery")
     if not raw:
@@ -128,15 +146,28 @@ def fallback_sends(item_payload: dict[str, Any], targeted: set[str], school_id: 
     contacts, rest = next_stage(delivery, targeted)
     then: list[Then] = []
     for contact in contacts:
-        payload = {**item_payload, "target": {"kind": "person", "id": contact.id},
-                   "delivery": delivery.rerouted(contact, rest).as_json()}
-        then.append(Then("send", payload, dedupe_key=f"{delivery.group}:person:{contact.id}",
-                         delivery_group=delivery.group))
+        payload = {
+            **item_payload,
+            "target": {"kind": "person", "id": contact.id},
+            "delivery": delivery.rerouted(contact, rest).as_json(),
+        }
+        then.append(
+            Then("send", payload, dedupe_key=f"{delivery.group}:person:{contact.id}", delivery_group=delivery.group)
+        )
     if contacts and delivery.reroute_kind:
-        then.append(Then(delivery.reroute_kind, {
-            "group": delivery.group, "about": delivery.about, "failed": failed_label, "reason": reason,
-            "to": [{"id": c.id, "label": c.label} for c in contacts]},
-            dedupe_key=f"{delivery.group}:reroute:{','.join(sorted(c.id for c in contacts))}"))
+        then.append(
+            Then(
+                delivery.reroute_kind,
+                {
+                    "group": delivery.group,
+                    "about": delivery.about,
+                    "failed": failed_label,
+                    "reason": reason,
+                    "to": [{"id": c.id, "label": c.label} for c in contacts],
+                },
+                dedupe_key=f"{delivery.group}:reroute:{','.join(sorted(c.id for c in contacts))}",
+            )
+        )
     return tuple(then)
 
 
@@ -151,6 +182,7 @@ def confirm_after(item_payload: dict[str, Any]) -> tuple[Then, ...]:
 
 # --- what people read ---------------------------------------------------------------------------------------------
 
+
 def _join(labels: list[str]) -> str:
     if len(labels) <= 1:
         return "".join(labels)
@@ -159,22 +191,27 @@ def _join(labels: list[str]) -> str:
 
 def reached_text(watch: Watch, reached: list[str], late: bool) -> str:
     if late:
-        return (f"Update: {watch.what} has now reached {_join(reached)}. Thank you for telling someone in person "
-                "as well.")
+        return (
+            f"Update: {watch.what} has now reached {_join(reached)}. Thank you for telling someone in person as well."
+        )
     return f"{watch.what} has reached {watch.team}: {_join(reached)}. {watch.next_step}"
 
 
 def in_person_text(watch: Watch) -> str:
     who = _join(list(watch.in_person)) or "the DSL"
     phone = f" The safeguarding phone is {watch.phone}." if watch.phone else ""
-    return (f"I could not reach {watch.team} about {watch.about} yet. Please tell {who} in person now.{phone} "
-            f"{watch.what} is saved, and I will keep trying to deliver it.")
+    return (
+        f"I could not reach {watch.team} about {watch.about} yet. Please tell {who} in person now.{phone} "
+        f"{watch.what} is saved, and I will keep trying to deliver it."
+    )
 
 
 def notice_text(watch: Watch, failed: list[str]) -> str:
     who = _join(failed) or "the people who should have it"
-    return (f"An alert about {watch.about} has not reached {who}. The person who raised it has been asked to tell "
-            f"{watch.team} in person. Type `undelivered` to see what has not arrived.")
+    return (
+        f"An alert about {watch.about} has not reached {who}. The person who raised it has been asked to tell "
+        f"{watch.team} in person. Type `undelivered` to see what has not arrived."
+    )
 
 
 @dataclass(frozen=True)
@@ -203,8 +240,9 @@ def plain_reason(error: str | None) -> str:
 
 async def keep_watch(uow: Any, watch: Watch, deadline: dt.datetime) -> None:
     """Inside the caller's unit of work, so the promise to the owner commits with the sends it is about."""
-    await uow.work.schedule(watch.school_id, DEADLINE_KIND, deadline, watch.as_json(),
-                            dedupe_key=f"{watch.group}:deadline")
+    await uow.work.schedule(
+        watch.school_id, DEADLINE_KIND, deadline, watch.as_json(), dedupe_key=f"{watch.group}:deadline"
+    )
 
 
 class DeliveryTracker:
@@ -225,8 +263,12 @@ class DeliveryTracker:
             if not reached:
                 return Done("nothing reached yet")
             late = await uow.deliveries.deadline_missed(item.school_id, group)
-            await uow.notify.to_person(watch.school_id, watch.owner_id, text=reached_text(watch, reached, late),
-                                       dedupe_key=f"{group}:confirmed")
+            await uow.notify.to_person(
+                watch.school_id,
+                watch.owner_id,
+                text=reached_text(watch, reached, late),
+                dedupe_key=f"{group}:confirmed",
+            )
         return Done(f"told the owner: {len(reached)} reached")
 
     async def deadline(self, item: WorkItem) -> Done:
@@ -237,15 +279,30 @@ class DeliveryTracker:
                 return Done("delivered")
             failed = [o.delivery.label for o in outcomes if o.delivery.case_team]
             if watch.owner_id:
-                await uow.notify.to_person(watch.school_id, watch.owner_id, text=in_person_text(watch),
-                                           dedupe_key=f"{watch.group}:in-person")
+                await uow.notify.to_person(
+                    watch.school_id, watch.owner_id, text=in_person_text(watch), dedupe_key=f"{watch.group}:in-person"
+                )
             for contact in watch.notify:
                 await uow.notify.to_person(
-                    watch.school_id, contact.id, text=notice_text(watch, failed),
-                    delivery=Delivery(f"{watch.group}:notice", contact.label, watch.about, case_team=False,
-                                      team_roles=watch.team_roles))
-            await uow.audit.record(watch.school_id, None, "delivery.undelivered", watch.record_type, watch.record_id,
-                                   {"not_reached": failed, "told_in_person": bool(watch.owner_id)})
+                    watch.school_id,
+                    contact.id,
+                    text=notice_text(watch, failed),
+                    delivery=Delivery(
+                        f"{watch.group}:notice",
+                        contact.label,
+                        watch.about,
+                        case_team=False,
+                        team_roles=watch.team_roles,
+                    ),
+                )
+            await uow.audit.record(
+                watch.school_id,
+                None,
+                "delivery.undelivered",
+                watch.record_type,
+                watch.record_id,
+                {"not_reached": failed, "told_in_person": bool(watch.owner_id)},
+            )
         log.warning("delivery group %s: nothing reached the team by the deadline", watch.group)
         return Done("undelivered")
 
@@ -255,6 +312,8 @@ class DeliveryTracker:
         async with self._uow() as uow:
             outcomes = await uow.deliveries.failed(school_id, since)
         roles = {r.value for r in viewer.roles}
-        return [UndeliveredView(o.delivery.about, o.delivery.label or "a member of the team",
-                                plain_reason(o.error), o.at)
-                for o in outcomes if roles & set(o.delivery.team_roles)]
+        return [
+            UndeliveredView(o.delivery.about, o.delivery.label or "a member of the team", plain_reason(o.error), o.at)
+            for o in outcomes
+            if roles & set(o.delivery.team_roles)
+        ]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from bot.incidents import IncidentSummary, Status, may_view_case
-from bot.people import Person, Role
+from bot.people import Person
+from bot.permissions import may
 
 T = TypeVar("T")
 
@@ -46,15 +48,12 @@ class CasePage:
     groups: list[tuple[str, str]] = field(default_factory=list)  # (key, label) for the group filter
 
 
-# Who gets `cases` and the desk tab: the DSL team and every case manager the routing rules name. What each of them
-# then sees is decided per case by the one access rule (bot.incidents.may_view_case).
-DESK_ROLES = frozenset({Role.DSL, Role.DEPUTY_DSL, Role.HEADTEACHER, Role.CHAIR_OF_GOVERNORS,
-                        Role.VICE_CHAIR_OF_GOVERNORS, Role.TECHNICIAN, Role.ONLINE_SAFETY_LEAD, Role.DPO})
 _SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
 def may_use_desk(person: Person) -> bool:
-    return bool(person.roles & DESK_ROLES)
+    # Who gets `cases` and the desk tab; what each of them then sees is the one per-case rule (may_view_case).
+    return may(person, "case.desk")
 
 
 def parse_filter(view: object, group: object, page: object, groups: set[str]) -> CaseFilter:
@@ -71,19 +70,30 @@ def parse_filter(view: object, group: object, page: object, groups: set[str]) ->
 def is_overdue(case: IncidentSummary, now: dt.datetime, sla_minutes: int, late_referral: bool = False) -> bool:
     """Not taken on within the school's time for acknowledging a concern, or a statutory referral (the LADO,
     the police, the ICO...) past its deadline."""
-    return late_referral or case.status == Status.NEW and (case.sla_breached or now >= case.reported_at + dt.timedelta(
-        minutes=sla_minutes))
+    return (
+        late_referral
+        or case.status == Status.NEW
+        and (case.sla_breached or now >= case.reported_at + dt.timedelta(minutes=sla_minutes))
+    )
 
 
-def select_cases(cases: list[IncidentSummary], viewer: Person, chosen: CaseFilter, *, now: dt.datetime,
-                 sla_minutes: tuple[int, int], undelivered: dict[str, int], late_referrals: frozenset[int] = frozenset()
-                 ) -> list[IncidentSummary]:
+def select_cases(
+    cases: list[IncidentSummary],
+    viewer: Person,
+    chosen: CaseFilter,
+    *,
+    now: dt.datetime,
+    sla_minutes: tuple[int, int],
+    undelivered: dict[str, int],
+    late_referrals: frozenset[int] = frozenset(),
+) -> list[IncidentSummary]:
     """The viewer's open cases for a filter, most pressing first: undelivered alerts, then overdue, then
     severity, then the oldest. `sla_minutes` is (normal, urgent)."""
+
     def overdue(case: IncidentSummary) -> bool:
         return is_overdue(case, now, sla_minutes[1] if case.urgent else sla_minutes[0], case.id in late_referrals)
 
-    tests = {
+    tests: dict[str, Callable[[IncidentSummary], bool]] = {
         "open": lambda c: True,
         "unowned": lambda c: c.owner_id is None,
         "mine": lambda c: c.owner_id == viewer.id,
@@ -91,14 +101,27 @@ def select_cases(cases: list[IncidentSummary], viewer: Person, chosen: CaseFilte
         "urgent": lambda c: c.urgent,
     }
     keep = tests[chosen.view]
-    chosen_cases = [c for c in cases if c.status != Status.CLOSED and may_view_case(viewer, c) and keep(c)
-                    and (chosen.group is None or c.category_group == chosen.group)]
-    return sorted(chosen_cases, key=lambda c: (undelivered.get(c.reference, 0) == 0, not overdue(c),
-                                               _SEVERITY_RANK.get(c.severity, 9), c.reported_at))
+    chosen_cases = [
+        c
+        for c in cases
+        if c.status != Status.CLOSED
+        and may_view_case(viewer, c)
+        and keep(c)
+        and (chosen.group is None or c.category_group == chosen.group)
+    ]
+    return sorted(
+        chosen_cases,
+        key=lambda c: (
+            undelivered.get(c.reference, 0) == 0,
+            not overdue(c),
+            _SEVERITY_RANK.get(c.severity, 9),
+            c.reported_at,
+        ),
+    )
 
 
 def page_of(items: list[T], page: int, size: int = PAGE_SIZE) -> tuple[list[T], int, int]:
     """The items on one page, the page actually shown (clamped) and the number of pages."""
     pages = max(1, -(-len(items) // size))
     shown = min(max(1, page), pages)
-    return items[(shown - 1) * size: shown * size], shown, pages
+    return items[(shown - 1) * size : shown * size], shown, pages

@@ -38,22 +38,49 @@ class DeskService:
                     undelivered[outcome.delivery.about] = undelivered.get(outcome.delivery.about, 0) + 1
             sla = (school.sla_minutes.normal, school.sla_minutes.urgent)
             late = frozenset(await uow.referrals.overdue_cases(school.id, now))
-            chosen_cases = select_cases(cases, actor.person, chosen, now=now, sla_minutes=sla,
-                                        undelivered=undelivered, late_referrals=late) if may_use_desk(actor.person) \
+            chosen_cases = (
+                select_cases(
+                    cases, actor.person, chosen, now=now, sla_minutes=sla, undelivered=undelivered, late_referrals=late
+                )
+                if may_use_desk(actor.person)
                 else []
+            )
             shown, page, pages = page_of(chosen_cases, chosen.page)
-            await uow.audit.record(school.id, actor.person.id, "caseload.viewed", "caseload", chosen.view,
-                                   {"group": chosen.group, "page": page, "listed": [c.reference for c in shown]})
+            await uow.audit.record(
+                school.id,
+                actor.person.id,
+                "caseload.viewed",
+                "caseload",
+                chosen.view,
+                {"group": chosen.group, "page": page, "listed": [c.reference for c in shown]},
+            )
         rows = [self._row(c, now, sla, undelivered, c.id in late) for c in shown]
-        return CasePage(rows=rows, filter=CaseFilter(chosen.view, chosen.group, page), total=len(chosen_cases),
-                        pages=pages, groups=[(g.key, g.label) for g in self._policy.category_groups])
+        return CasePage(
+            rows=rows,
+            filter=CaseFilter(chosen.view, chosen.group, page),
+            total=len(chosen_cases),
+            pages=pages,
+            groups=[(g.key, g.label) for g in self._policy.category_groups],
+        )
 
-    def _row(self, case: IncidentSummary, now: dt.datetime, sla: tuple[int, int], undelivered: dict[str, Any],
-             late_referral: bool) -> CaseRow:
+    def _row(
+        self,
+        case: IncidentSummary,
+        now: dt.datetime,
+        sla: tuple[int, int],
+        undelivered: dict[str, Any],
+        late_referral: bool,
+    ) -> CaseRow:
         return CaseRow(
-            token=case.token, reference=case.reference, category=self._policy.category(case.category).label,
-            group=self._policy.group(case.category_group).label, severity=case.severity,
-            status=STATUS_LABELS[case.status], reported_at=case.reported_at, owner=case.owner_name,
-            urgent=case.urgent, overdue=is_overdue(case, now, sla[1] if case.urgent else sla[0], late_referral),
+            token=case.token,
+            reference=case.reference,
+            category=self._policy.category(case.category).label,
+            group=self._policy.group(case.category_group).label,
+            severity=case.severity,
+            status=STATUS_LABELS[case.status],
+            reported_at=case.reported_at,
+            owner=case.owner_name,
+            urgent=case.urgent,
+            overdue=is_overdue(case, now, sla[1] if case.urgent else sla[0], late_referral),
             undelivered=undelivered.get(case.reference, 0),
         )

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from bot import schooltime, small_numbers
 from bot.actor import Actor
 from bot.config import SchoolConfig
+from bot.filtering_check import report_rows
 from bot.people import Person, Role
 from bot.policy import Policy
 from bot.protocols import Clock, Directory
@@ -35,18 +36,29 @@ from bot.small_numbers import each, protect, shown
 from bot.work import WorkItem
 
 WEEKLY_KIND = "digest.weekly"
-READERS = frozenset({Role.SLT, Role.HEADTEACHER, Role.DSL, Role.ONLINE_SAFETY_LEAD})
-GOVERNOR_READERS = frozenset({Role.GOVERNOR, Role.CHAIR_OF_GOVERNORS, Role.HEADTEACHER, Role.SLT,
-                              Role.ONLINE_SAFETY_LEAD, Role.DSL})
 TREND_WEEKS = 12
-AGE_BUCKETS = (("Under 1 day", dt.timedelta(days=1)), ("1 to 7 days", dt.timedelta(days=7)),
-               ("8 to 30 days", dt.timedelta(days=30)), ("Over 30 days", None))
+AGE_BUCKETS = (
+    ("Under 1 day", dt.timedelta(days=1)),
+    ("1 to 7 days", dt.timedelta(days=7)),
+    ("8 to 30 days", dt.timedelta(days=30)),
+    ("Over 30 days", None),
+)
 SEVERITIES = ("critical", "high", "medium", "low")
 STATUSES = ("new", "acknowledged", "in_progress", "escalated", "closed")
-STATUS_LABELS = {"new": "New", "acknowledged": "Acknowledged", "in_progress": "In progress",
-                 "escalated": "Escalated", "closed": "Closed"}
-FILTER_ACTIONS = (("Requested", ("requested",)), ("Approved", ("approved",)), ("Applied", ("applied",)),
-                  ("Ended or reverted", ("reverted", "expired")), ("Declined", ("declined",)))
+STATUS_LABELS = {
+    "new": "New",
+    "acknowledged": "Acknowledged",
+    "in_progress": "In progress",
+    "escalated": "Escalated",
+    "closed": "Closed",
+}
+FILTER_ACTIONS = (
+    ("Requested", ("requested",)),
+    ("Approved", ("approved",)),
+    ("Applied", ("applied",)),
+    ("Ended or reverted", ("reverted", "expired")),
+    ("Declined", ("declined",)),
+)
 AUDIENCES = (("staff", "Staff"), ("governor", "Governors"), ("volunteer", "Volunteers"))
 
 Counts = dict[str, int]
@@ -55,8 +67,7 @@ Counts = dict[str, int]
 class DigestSource(Protocol):
     """Aggregate queries; each answers None when the feature's tables do not exist yet."""
 
-    async def incident_counts(self, school_id: str, start: dt.datetime, end: dt.datetime, column: str
-                              ) -> Counts | None:
+    async def incident_counts(self, school_id: str, start: dt.datetime, end: dt.datetime, column: str) -> Counts | None:
         """Incidents reported in [start, end] grouped by one column (category_group, severity, status, outcome)."""
 
     async def sla_breaches(self, school_id: str, start: dt.datetime, end: dt.datetime) -> int | None:
@@ -122,6 +133,7 @@ class Figures:
     aup: list[AupCompliance] | None = None
     reviews_due: list[ReviewDue] = field(default_factory=list)
     reviews_completed: list[tuple[str, int]] | None = None
+    filtering_checks: list[tuple[str, str]] | None = None  # governors' report: each check's date, role and result
     threshold: int = 5  # small-number suppression, from the policy
     adult_allegations: int | None = None  # governors' report, for readers who cannot be the subject
     adults_withheld: bool = False  # governors' report for a member of staff: the line says where they go instead
@@ -150,7 +162,8 @@ def audience_of(person: Person) -> str | None:
 def sees_adult_allegations(person: Person) -> bool:
     """Only a governor who is not staff can never be the subject of an allegation about an adult here."""
     return person.has(Role.GOVERNOR, Role.CHAIR_OF_GOVERNORS) and not person.has(
-        Role.STAFF, Role.HEADTEACHER, Role.SLT, Role.DSL, Role.DEPUTY_DSL, Role.ONLINE_SAFETY_LEAD)
+        Role.STAFF, Role.HEADTEACHER, Role.SLT, Role.DSL, Role.DEPUTY_DSL, Role.ONLINE_SAFETY_LEAD
+    )
 
 
 def aup_cycle(school: SchoolConfig, today: dt.date) -> str:
@@ -167,8 +180,9 @@ def aup_cycle(school: SchoolConfig, today: dt.date) -> str:
     return start.isoformat()
 
 
-def _ordered(counts: Counts | None, keys: list[tuple[str, str]], *, keep_zero: bool = True,
-             other: str | None = "Other") -> list[tuple[str, int]] | None:
+def _ordered(
+    counts: Counts | None, keys: list[tuple[str, str]], *, keep_zero: bool = True, other: str | None = "Other"
+) -> list[tuple[str, int]] | None:
     """Counts in a fixed order with labels; unknown keys are summed under `other`."""
     if counts is None:
         return None
@@ -181,8 +195,9 @@ def _ordered(counts: Counts | None, keys: list[tuple[str, str]], *, keep_zero: b
 
 
 class DigestService:
-    def __init__(self, uow: Any, directory: Directory, clock: Clock, policy: Policy, school: Any,
-                 reviews: Any, cards: Any) -> None:
+    def __init__(
+        self, uow: Any, directory: Directory, clock: Clock, policy: Policy, school: Any, reviews: Any, cards: Any
+    ) -> None:
         self.uow = uow
         self.directory = directory
         self.clock = clock
@@ -191,9 +206,19 @@ class DigestService:
         self.reviews = reviews  # bot.reviews.ReviewService, for kind labels
         self.cards = cards  # bot.cards.digest module
 
-    async def figures(self, school: SchoolConfig, title: str, period_label: str, start: dt.datetime,
-                      end: dt.datetime, *, trend: bool, outcomes: bool, actor_id: str | None,
-                      adults: bool | None = None) -> Figures:
+    async def figures(
+        self,
+        school: SchoolConfig,
+        title: str,
+        period_label: str,
+        start: dt.datetime,
+        end: dt.datetime,
+        *,
+        trend: bool,
+        outcomes: bool,
+        actor_id: str | None,
+        adults: bool | None = None,
+    ) -> Figures:
         """Gather every count for a period in one unit of work (audited: the log says who looked)."""
         groups = [(g.key, g.label) for g in self.policy.category_groups]
         now = self.clock.now()
@@ -201,12 +226,24 @@ class DigestService:
         async with self.uow() as uow:
             source: DigestSource = uow.digest
             by_group = _ordered(await source.incident_counts(school.id, start, end, "category_group"), groups)
-            by_severity = _ordered(await source.incident_counts(school.id, start, end, "severity"),
-                                   [(s, s.capitalize()) for s in SEVERITIES])
-            by_status = _ordered(await source.incident_counts(school.id, start, end, "status"),
-                                 [(s, STATUS_LABELS[s]) for s in STATUSES])
-            figures = Figures(title, school.name, period_label, start, end, by_group, by_severity, by_status,
-                              threshold=self.policy.small_number_threshold)
+            by_severity = _ordered(
+                await source.incident_counts(school.id, start, end, "severity"),
+                [(s, s.capitalize()) for s in SEVERITIES],
+            )
+            by_status = _ordered(
+                await source.incident_counts(school.id, start, end, "status"), [(s, STATUS_LABELS[s]) for s in STATUSES]
+            )
+            figures = Figures(
+                title,
+                school.name,
+                period_label,
+                start,
+                end,
+                by_group,
+                by_severity,
+                by_status,
+                threshold=self.policy.small_number_threshold,
+            )
             if outcomes:
                 outcome_keys = [(o.key, o.label) for o in self.policy.outcomes]
                 raw = await source.incident_counts(school.id, start, end, "outcome")
@@ -220,25 +257,31 @@ class DigestService:
                 figures.adults_withheld = not adults
             bounds = [now - limit for _, limit in AGE_BUCKETS if limit is not None]
             ages = await source.open_by_age(school.id, now, bounds)
-            figures.open_by_age = [(label, n) for (label, _), n in zip(AGE_BUCKETS, ages, strict=True)] \
-                if ages is not None else None
+            figures.open_by_age = (
+                [(label, n) for (label, _), n in zip(AGE_BUCKETS, ages, strict=True)] if ages is not None else None
+            )
             figures.open_breached = await source.open_breached(school.id)
             if trend:
                 edges = [end - dt.timedelta(weeks=TREND_WEEKS - i) for i in range(TREND_WEEKS + 1)]
                 weekly = await source.weekly_counts(school.id, edges)
                 if weekly is not None:
-                    figures.trend = [(f"{schooltime.local(school, edges[i]).date():%-d %b}", n)
-                                     for i, n in enumerate(weekly)]
+                    figures.trend = [
+                        (f"{schooltime.local(school, edges[i]).date():%-d %b}", n) for i, n in enumerate(weekly)
+                    ]
             actions = await source.filter_actions(school.id, start, end)
             if actions is not None:
-                figures.filter_changes = [(label, sum(actions.get(a, 0) for a in names))
-                                          for label, names in FILTER_ACTIONS]
+                figures.filter_changes = [
+                    (label, sum(actions.get(a, 0) for a in names)) for label, names in FILTER_ACTIONS
+                ]
             acknowledged = await source.aup_acknowledged(school.id, aup_cycle(school, today))
             if acknowledged is not None:
                 everyone = await self.directory.everyone(school.id)
                 expected = {key: sum(1 for p in everyone if audience_of(p) == key) for key, _ in AUDIENCES}
-                figures.aup = [AupCompliance(label, min(acknowledged.get(key, 0), expected[key]), expected[key])
-                               for key, label in AUDIENCES if expected[key]]
+                figures.aup = [
+                    AupCompliance(label, min(acknowledged.get(key, 0), expected[key]), expected[key])
+                    for key, label in AUDIENCES
+                    if expected[key]
+                ]
             for item in await uow.reviews.open_items(school.id):
                 kind = self.reviews.kind(item.kind)
                 days_left = (item.due_on - today).days
@@ -248,21 +291,31 @@ class DigestService:
                 done = await source.reviews_completed(school.id, start, end)
                 labels = [(k.key, k.label) for k in self.policy.reviews]
                 figures.reviews_completed = _ordered(done, labels, keep_zero=False, other=None)
-            viewed = await uow.audit.record(school.id, actor_id, "viewed", "aggregate_report", title,
-                                            {"from": start.isoformat(), "to": end.isoformat()})
+                figures.filtering_checks = report_rows(
+                    await uow.filtering_checks.between(school.id, start, end), school.tz
+                )
+            viewed = await uow.audit.record(
+                school.id,
+                actor_id,
+                "viewed",
+                "aggregate_report",
+                title,
+                {"from": start.isoformat(), "to": end.isoformat()},
+            )
             figures.checkpoint = viewed.checkpoint().line()
         return figures
 
     async def weekly(self, school: SchoolConfig, actor_id: str | None = None) -> Figures:
         end = self.clock.now()
         start = end - dt.timedelta(days=7)
-        label = (f"{schooltime.local(school, start).date():%-d %b} to "
-                 f"{schooltime.local(school, end).date():%-d %b %Y}")
-        return await self.figures(school, "Weekly online-safety digest", label, start, end, trend=True,
-                                  outcomes=False, actor_id=actor_id)
+        label = f"{schooltime.local(school, start).date():%-d %b} to {schooltime.local(school, end).date():%-d %b %Y}"
+        return await self.figures(
+            school, "Weekly online-safety digest", label, start, end, trend=True, outcomes=False, actor_id=actor_id
+        )
 
-    async def termly(self, school: SchoolConfig, actor_id: str | None = None, *,
-                     reader: Person | None = None) -> Figures:
+    async def termly(
+        self, school: SchoolConfig, actor_id: str | None = None, *, reader: Person | None = None
+    ) -> Figures:
         """The governors' report; the allegations-about-adults line only for a reader who cannot be its subject."""
         now = self.clock.now()
         today = schooltime.local(school, now).date()
@@ -274,9 +327,17 @@ class DigestService:
         start = schooltime.at_local(school, first, dt.time(0, 0))
         end = min(now, schooltime.at_local(school, last + dt.timedelta(days=1), dt.time(0, 0)))
         label = f"{name}: {first:%-d %b %Y} to {min(last, today):%-d %b %Y}"
-        return await self.figures(school, "Governors' termly online-safety report", label, start, end,
-                                  trend=False, outcomes=True, actor_id=actor_id,
-                                  adults=reader is not None and sees_adult_allegations(reader))
+        return await self.figures(
+            school,
+            "Governors' termly online-safety report",
+            label,
+            start,
+            end,
+            trend=False,
+            outcomes=True,
+            actor_id=actor_id,
+            adults=reader is not None and sees_adult_allegations(reader),
+        )
 
     # --- the schedule ---
 
@@ -287,8 +348,9 @@ class DigestService:
 
     async def _schedule_next(self, uow: Any, school: SchoolConfig, after: dt.datetime) -> None:
         at = schooltime.next_weekly(school, after, school.digest.weekday, school.digest.time)
-        await uow.work.schedule(school.id, WEEKLY_KIND, at, {},
-                                dedupe_key=f"{WEEKLY_KIND}:{school.id}:{at.date().isoformat()}")
+        await uow.work.schedule(
+            school.id, WEEKLY_KIND, at, {}, dedupe_key=f"{WEEKLY_KIND}:{school.id}:{at.date().isoformat()}"
+        )
 
     async def run_weekly(self, item: WorkItem) -> str:
         school = self.school(item.school_id)
@@ -298,13 +360,15 @@ class DigestService:
         card = self.cards.build_digest_card(figures)
         async with self.uow() as uow:
             if school.channels.slt:
-                await uow.notify.to_channel(school.id, "slt", card=card,
-                                            dedupe_key=f"{item.dedupe_key or WEEKLY_KIND}:post", quiet=True)
+                await uow.notify.to_channel(
+                    school.id, "slt", card=card, dedupe_key=f"{item.dedupe_key or WEEKLY_KIND}:post", quiet=True
+                )
             await self._schedule_next(uow, school, max(self.clock.now(), item.run_at))
         return "posted" if school.channels.slt else "no SLT channel configured"
 
     async def on_demand(self, actor: Actor) -> dict[str, Any]:
-        return self.cards.build_digest_card(await self.weekly(actor.school, actor.person.id))
+        card: dict[str, Any] = self.cards.build_digest_card(await self.weekly(actor.school, actor.person.id))
+        return card
 
 
 def figures_csv(figures: Figures) -> str:
@@ -322,8 +386,16 @@ def figures_csv(figures: Figures) -> str:
 
 
 def figures_markdown(figures: Figures) -> str:
-    lines = [f"# {figures.title}", "", f"{figures.school_name}. {figures.period_label}.", "",
-             "Figures only: no names and no details of any case.", "", small_numbers.note(figures.threshold), ""]
+    lines = [
+        f"# {figures.title}",
+        "",
+        f"{figures.school_name}. {figures.period_label}.",
+        "",
+        "Figures only: no names and no details of any case.",
+        "",
+        small_numbers.note(figures.threshold),
+        "",
+    ]
     for section, rows in _sections(figures):
         lines += [f"## {section}", "", "| | Count |", "|---|---:|"]
         lines += [f"| {name} | {value} |" for name, value in rows] or ["| No data yet | |"]
@@ -365,17 +437,33 @@ def _sections(figures: Figures) -> list[tuple[str, list[tuple[str, Any]]]]:
     if figures.by_outcome is not None:
         sections.append(("Incidents by outcome", protected(figures.by_outcome)))
     if figures.sla_breaches is not None:
-        sections.append(("Response times", [("Reported in the period", shown(figures.total or 0, limit)),
-                                            ("Not acknowledged in time", shown(figures.sla_breaches, limit))]))
+        sections.append(
+            (
+                "Response times",
+                [
+                    ("Reported in the period", shown(figures.total or 0, limit)),
+                    ("Not acknowledged in time", shown(figures.sla_breaches, limit)),
+                ],
+            )
+        )
     adults = adults_row(figures)
     if adults is not None:
         sections.append(("Allegations about adults", [adults]))
     if figures.filter_changes is not None:
         sections.append(("Web filter changes", [(c.label, c.text) for c in each(figures.filter_changes, limit)]))
     if figures.aup is not None:
-        sections.append(("Acceptable use agreements",
-                         [(f"{a.audience} ({percent})" if percent else a.audience, count)
-                          for a in figures.aup for count, percent in [aup_text(figures, a)]]))
+        sections.append(
+            (
+                "Acceptable use agreements",
+                [
+                    (f"{a.audience} ({percent})" if percent else a.audience, count)
+                    for a in figures.aup
+                    for count, percent in [aup_text(figures, a)]
+                ],
+            )
+        )
     if figures.reviews_completed is not None:
         sections.append(("Reviews completed", figures.reviews_completed))
+    if figures.filtering_checks is not None:
+        sections.append(("Filtering checks", figures.filtering_checks or [("None recorded this term", "-")]))
     return sections

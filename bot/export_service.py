@@ -34,6 +34,7 @@ from bot.exports import (
     request_token_from,
 )
 from bot.protocols import Clock, Directory, UnitOfWorkFactory
+from bot.wiring import Features
 from bot.work import RetryLater, WorkItem
 
 log = logging.getLogger(__name__)
@@ -41,15 +42,18 @@ log = logging.getLogger(__name__)
 UPLOAD_KIND = "export.upload"
 OFFER_LIFETIME = dt.timedelta(days=1)  # an old card in someone's chat should not export today's record unasked
 UPLOAD_ATTEMPTS = 4  # an upload session URL does not last long: a few tries, then ask the person to start again
-NOT_ALLOWED = ("I can't export that. It may not exist, or it may not be one you handle. If you think you should "
-               "have access, speak to your DSL.")
+NOT_ALLOWED = (
+    "I can't export that. It may not exist, or it may not be one you handle. If you think you should "
+    "have access, speak to your DSL."
+)
 NOT_YOURS = "That file was offered to someone else, so I have not sent it to you."
 NOT_SENT = "OK, I have not sent the file. Nothing was saved to your OneDrive."
 EXPIRED = "That file offer has expired, so I have not sent it. Please ask for the export again."
 ALREADY_ANSWERED = "You have already answered that file offer. Ask for the export again if you need another copy."
 UPLOAD_FAILED = "Sorry, I could not save the export to your OneDrive. Please ask for it again."
-NO_LONGER_ALLOWED = ("I did not send the export: you can no longer see that record. If you think you should, "
-                     "speak to your DSL.")
+NO_LONGER_ALLOWED = (
+    "I did not send the export: you can no longer see that record. If you think you should, speak to your DSL."
+)
 
 
 class PdfRenderer(Protocol):
@@ -76,13 +80,22 @@ class _Built:
 
 
 class ExportService:
-    def __init__(self, uow: UnitOfWorkFactory, directory: Directory, config: AppConfig, clock: Clock,
-                 extras: dict[str, Any], *, pdf: PdfRenderer, uploader: Uploader) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        directory: Directory,
+        config: AppConfig,
+        clock: Clock,
+        features: Features,
+        *,
+        pdf: PdfRenderer,
+        uploader: Uploader,
+    ) -> None:
         self._uow = uow
         self._directory = directory
         self._config = config
         self._clock = clock
-        self._extras = extras  # the case and child services, looked up when used (features install in any order)
+        self._features = features  # the case and child services, looked up when used (features install in any order)
         self._pdf = pdf
         self._uploader = uploader
 
@@ -98,8 +111,9 @@ class ExportService:
             await self._record(uow, actor, built, fmt)
         return built.file
 
-    async def _build(self, actor: Actor, kind: str, token: Any, fmt: str, *, reference: str | None = None
-                     ) -> _Built | None:
+    async def _build(
+        self, actor: Actor, kind: str, token: Any, fmt: str, *, reference: str | None = None
+    ) -> _Built | None:
         if kind not in KINDS or fmt not in FORMATS:
             return None
         token = token if isinstance(token, str) and token else None
@@ -107,15 +121,20 @@ class ExportService:
         if kind == CASE:
             if token is None and reference is None:
                 return None
-            record = await self._extras["incidents"].record_for(actor, token=token, reference=reference,
-                                                                path="export")
+            incidents = self._features.incidents
+            assert incidents is not None, "the exports feature needs the incidents feature"
+            record = await incidents.record_for(actor, token=token, reference=reference, path="export")
             if record is None:
                 return None
-            body = case_json(header, record) if fmt == "json" else await self._pdf.case(header, record,
-                                                                                         actor.school.tz)
-            return _Built(CASE, record.token, record.reference, (record,),
-                          ExportFile(file_name(CASE, record.reference, fmt), MEDIA_TYPES[fmt], body))
-        children = self._extras.get("children")
+            body = case_json(header, record) if fmt == "json" else await self._pdf.case(header, record, actor.school.tz)
+            return _Built(
+                CASE,
+                record.token,
+                record.reference,
+                (record,),
+                ExportFile(file_name(CASE, record.reference, fmt), MEDIA_TYPES[fmt], body),
+            )
+        children = self._features.children
         if children is None or token is None:
             return None
         file = await children.file(actor, token)
@@ -123,22 +142,29 @@ class ExportService:
             return None
         body = child_json(header, file) if fmt == "json" else await self._pdf.child(header, file, actor.school.tz)
         name = file_name(CHILD, child_label(file.child.token), fmt)
-        return _Built(CHILD, file.child.token, "the child's file", file.cases,
-                      ExportFile(name, MEDIA_TYPES[fmt], body))
+        return _Built(CHILD, file.child.token, "the child's file", file.cases, ExportFile(name, MEDIA_TYPES[fmt], body))
 
     async def _record(self, uow: Any, actor: Actor, built: _Built, fmt: str) -> None:
         detail = FORMAT_LABELS[fmt] if built.kind == CASE else f"{FORMAT_LABELS[fmt]}, in a child's file"
         for record in built.cases:
             incident = await uow.incidents.by_token(actor.school_id, record.token)
             if incident is not None:
-                await uow.incidents.append_event(actor.school_id, incident.id, actor.person.id, actor.person.name,
-                                                 "exported", detail)
+                await uow.incidents.append_event(
+                    actor.school_id, incident.id, actor.person.id, actor.person.name, "exported", detail
+                )
         if built.kind == CASE:
-            await uow.audit.record(actor.school_id, actor.person.id, "incident.exported", "incident", built.label,
-                                   {"format": fmt})
+            await uow.audit.record(
+                actor.school_id, actor.person.id, "incident.exported", "incident", built.label, {"format": fmt}
+            )
         else:
-            await uow.audit.record(actor.school_id, actor.person.id, "child.exported", "child", built.subject,
-                                   {"format": fmt, "cases": [c.reference for c in built.cases]})
+            await uow.audit.record(
+                actor.school_id,
+                actor.person.id,
+                "child.exported",
+                "child",
+                built.subject,
+                {"format": fmt, "cases": [c.reference for c in built.cases]},
+            )
 
     # --- chat: offer the file in the asker's 1:1 chat --------------------------------------------------------
 
@@ -153,12 +179,23 @@ class ExportService:
         async with self._uow() as uow:
             offer = await uow.exports.add(actor.school_id, actor.person.id, kind, built.subject, fmt)
             await uow.notify.to_person(
-                actor.school_id, actor.person.id, dedupe_key=f"export:{offer.token}:offer",
-                attachment=consent_attachment(built.file.name, len(built.file.body), offer.token, description))
-            await uow.audit.record(actor.school_id, actor.person.id, "export.offered", kind,
-                                   built.label if kind == CASE else built.subject, {"format": fmt})
-        return (f"The {FORMAT_LABELS[fmt]} export of {built.label} is on its way to your 1:1 chat with me. Choose "
-                "Allow there to save it to your OneDrive.")
+                actor.school_id,
+                actor.person.id,
+                dedupe_key=f"export:{offer.token}:offer",
+                attachment=consent_attachment(built.file.name, len(built.file.body), offer.token, description),
+            )
+            await uow.audit.record(
+                actor.school_id,
+                actor.person.id,
+                "export.offered",
+                kind,
+                built.label if kind == CASE else built.subject,
+                {"format": fmt},
+            )
+        return (
+            f"The {FORMAT_LABELS[fmt]} export of {built.label} is on its way to your 1:1 chat with me. Choose "
+            "Allow there to save it to your OneDrive."
+        )
 
     async def consent(self, actor: Actor, value: dict[str, Any]) -> CardReply:
         """Teams' fileConsent/invoke: only the person who asked may accept, and only once."""
@@ -169,8 +206,14 @@ class ExportService:
         async with self._uow() as uow:
             offer = await uow.exports.get(actor.school_id, token)
             if offer is None or offer.person_id != actor.person.id:
-                await uow.audit.record(actor.school_id, actor.person.id, "export.refused", "export", None,
-                                       {"action": action, "found": offer is not None})
+                await uow.audit.record(
+                    actor.school_id,
+                    actor.person.id,
+                    "export.refused",
+                    "export",
+                    None,
+                    {"action": action, "found": offer is not None},
+                )
                 return CardReply(message=NOT_YOURS)
             if action == "decline":
                 if await uow.exports.move(actor.school_id, token, "offered", "declined"):
@@ -193,13 +236,19 @@ class ExportService:
             if not await uow.exports.move(actor.school_id, token, "offered", "accepted"):
                 return CardReply(message=ALREADY_ANSWERED)
             # The upload is durable work: it survives a restart, and a slow OneDrive never holds Teams' invoke.
-            await uow.work.schedule(actor.school_id, UPLOAD_KIND, self._clock.now(),
-                                    {"request": token, "upload": upload.as_json()}, dedupe_key=f"export:{token}:upload")
+            await uow.work.schedule(
+                actor.school_id,
+                UPLOAD_KIND,
+                self._clock.now(),
+                {"request": token, "upload": upload.as_json()},
+                dedupe_key=f"export:{token}:upload",
+            )
             await self._audit_offer(uow, actor, offer, "export.accepted")
         return CardReply()
 
-    async def _audit_offer(self, uow: Any, actor: Actor, offer: ExportRequest, action: str,
-                           reason: str | None = None) -> None:
+    async def _audit_offer(
+        self, uow: Any, actor: Actor, offer: ExportRequest, action: str, reason: str | None = None
+    ) -> None:
         detail = {"format": offer.format, **({"reason": reason} if reason else {})}
         await uow.audit.record(actor.school_id, actor.person.id, action, offer.kind, offer.subject, detail)
 
@@ -236,15 +285,27 @@ class ExportService:
             if not await uow.exports.move(item.school_id, token, "accepted", "sent"):
                 return
             await self._record(uow, actor, built, offer.format)
-            await uow.notify.to_person(item.school_id, person.id, text=f"Here is the export of {built.label}.",
-                                       attachment=file_info_attachment(upload), dedupe_key=f"export:{token}:sent")
+            await uow.notify.to_person(
+                item.school_id,
+                person.id,
+                text=f"Here is the export of {built.label}.",
+                attachment=file_info_attachment(upload),
+                dedupe_key=f"export:{token}:sent",
+            )
 
     async def _fail(self, offer: ExportRequest, message: str, reason: str) -> None:
         log.warning("export %s… not sent: %s", offer.token[:6], reason)
         async with self._uow() as uow:
             if not await uow.exports.move(offer.school_id, offer.token, "accepted", "failed"):
                 return
-            await uow.audit.record(offer.school_id, offer.person_id, "export.failed", offer.kind, offer.subject,
-                                   {"format": offer.format, "reason": reason})
-            await uow.notify.to_person(offer.school_id, offer.person_id, text=message,
-                                       dedupe_key=f"export:{offer.token}:failed")
+            await uow.audit.record(
+                offer.school_id,
+                offer.person_id,
+                "export.failed",
+                offer.kind,
+                offer.subject,
+                {"format": offer.format, "reason": reason},
+            )
+            await uow.notify.to_person(
+                offer.school_id, offer.person_id, text=message, dedupe_key=f"export:{offer.token}:failed"
+            )

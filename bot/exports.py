@@ -79,14 +79,20 @@ class UploadInfo:
         info = value.get("uploadInfo") if isinstance(value, dict) else None
         if not isinstance(info, dict):
             return None
-        fields = {key: info.get(key) for key in ("uploadUrl", "contentUrl", "name", "uniqueId", "fileType")}
-        if not all(isinstance(v, str) and v and len(v) <= 4096 for v in fields.values()):
+        fields = [info.get(key) for key in ("uploadUrl", "contentUrl", "name", "uniqueId", "fileType")]
+        values = [v for v in fields if isinstance(v, str) and v and len(v) <= 4096]
+        if len(values) != len(fields):
             return None
-        return cls(fields["uploadUrl"], fields["contentUrl"], fields["name"], fields["uniqueId"], fields["fileType"])
+        return cls(*values)
 
     def as_json(self) -> dict[str, str]:
-        return {"uploadUrl": self.upload_url, "contentUrl": self.content_url, "name": self.name,
-                "uniqueId": self.unique_id, "fileType": self.file_type}
+        return {
+            "uploadUrl": self.upload_url,
+            "contentUrl": self.content_url,
+            "name": self.name,
+            "uniqueId": self.unique_id,
+            "fileType": self.file_type,
+        }
 
 
 def file_name(kind: str, label: str, fmt: str) -> str:
@@ -102,8 +108,12 @@ def child_label(child_token: str) -> str:
 
 
 def header_json(header: ExportHeader) -> dict[str, Any]:
-    return {"school": header.school, "exported_at": header.exported_at.isoformat(),
-            "exported_by": header.exported_by, "purpose": header.purpose}
+    return {
+        "school": header.school,
+        "exported_at": header.exported_at.isoformat(),
+        "exported_by": header.exported_by,
+        "purpose": header.purpose,
+    }
 
 
 def case_json(header: ExportHeader, record: CaseRecord) -> bytes:
@@ -122,14 +132,26 @@ def consent_attachment(name: str, size: int, request_token: str, description: st
     """Teams' FileConsentCard: the person chooses Allow (the file goes to their OneDrive) or Decline. Its contexts
     carry only the request's random token; who may accept is decided on the server."""
     context = {"export": request_token}
-    return {"contentType": FILE_CONSENT, "name": name, "content": {
-        "description": description, "sizeInBytes": size, "acceptContext": context, "declineContext": context}}
+    return {
+        "contentType": FILE_CONSENT,
+        "name": name,
+        "content": {
+            "description": description,
+            "sizeInBytes": size,
+            "acceptContext": context,
+            "declineContext": context,
+        },
+    }
 
 
 def file_info_attachment(upload: UploadInfo) -> dict[str, Any]:
     """Teams' FileInfoCard: a link to the file now in the person's OneDrive."""
-    return {"contentType": FILE_INFO, "contentUrl": upload.content_url, "name": upload.name,
-            "content": {"uniqueId": upload.unique_id, "fileType": upload.file_type}}
+    return {
+        "contentType": FILE_INFO,
+        "contentUrl": upload.content_url,
+        "name": upload.name,
+        "content": {"uniqueId": upload.unique_id, "fileType": upload.file_type},
+    }
 
 
 def request_token_from(value: Any) -> str | None:

@@ -8,38 +8,36 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import idna
+from publicsuffixlist import PSLFILE, PublicSuffixList
 
 from bot.people import Person, Role
+from bot.permissions import may
+from bot.site_categories import SiteLists, cached_folder, lists_used
 
 # --- sites ---------------------------------------------------------------------------------------------------
 
-# Public suffixes with more than one label, plus the wildcard rules that matter for schools. A small list kept in
-# the repo (rather than tldextract's 200 KB snapshot) because the filter needs the registrable domain of sites
-# teachers ask about, and any suffix missing here falls back to "the last label is the suffix", which only ever
-# makes the domain *shorter* for an unlisted multi-label suffix: the request then names a broader site, which
-# the approver sees on the card before anything is changed.
-MULTI_LABEL_SUFFIXES = frozenset({
-    # United Kingdom
-    "co.uk", "org.uk", "me.uk", "ltd.uk", "plc.uk", "net.uk", "ac.uk", "gov.uk", "nhs.uk", "police.uk", "mod.uk",
-    "nic.uk", "sch.uk", "parliament.uk", "judiciary.uk",
-    # Ireland, Australia, New Zealand, South Africa, India, Japan, Brazil, others often seen in lessons
-    "gov.ie", "com.au", "net.au", "org.au", "edu.au", "gov.au", "co.nz", "org.nz", "govt.nz", "ac.nz", "co.za",
-    "org.za", "gov.za", "ac.za", "co.in", "org.in", "gov.in", "ac.in", "co.jp", "ac.jp", "or.jp", "com.br",
-    "org.br", "gov.br", "com.cn", "edu.cn", "com.sg", "edu.sg", "com.hk", "co.kr", "com.mx", "com.tr", "co.il",
-    "com.ar", "europa.eu",
-    # Hosting platforms where each customer has their own site (private section of the Public Suffix List)
-    "github.io", "gitlab.io", "blogspot.com", "herokuapp.com", "azurewebsites.net", "cloudfront.net",
-    "appspot.com", "pages.dev", "netlify.app", "vercel.app", "web.app", "firebaseapp.com", "glitch.me",
-    "neocities.org", "wixsite.com", "weebly.com", "substack.com", "translate.goog", "repl.co", "onrender.com",
-})
-# "*.sch.uk": English schools sit one level further down, e.g. oakfield.kent.sch.uk.
-WILDCARD_SUFFIXES = frozenset({"sch.uk"})
+# Registrable domains come from the Public Suffix List that `publicsuffixlist` bundles (ICANN and private
+# suffixes: github.io, myshopify.com, *.sch.uk, ...). It is read once, at import, so no turn waits for it and
+# nothing is fetched at run time; a newer list arrives with a newer release of the package.
+# Platforms where each customer has a site of their own but which are not on the list: without these, one
+# school's SharePoint or one blog would become the whole platform. A bare platform name is its own site.
+EXTRA_PRIVATE_SUFFIXES = ("sharepoint.com", "substack.com", "weebly.com", "glitch.me", "neocities.org")
+
+
+def _public_suffix_list() -> PublicSuffixList:
+    with open(PSLFILE, "rb") as bundled:
+        return PublicSuffixList([*bundled, *(suffix.encode() for suffix in EXTRA_PRIVATE_SUFFIXES)])
+
+
+_PSL = _public_suffix_list()
 _LABEL = re.compile(r"^(xn--)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _TLD = re.compile(r"^([a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
 
@@ -77,23 +75,20 @@ def domain_display(domain: str) -> str:
 
 
 def registrable_domain(host: str) -> str:
-    """The part of a host name someone can register: one label more than its public suffix."""
-    labels = host.split(".")
-    for size in range(min(len(labels), 4), 0, -1):
-        candidate = ".".join(labels[-size:])
-        parent = ".".join(labels[-size + 1:]) if size > 1 else ""
-        if parent in WILDCARD_SUFFIXES and size >= 2:
-            suffix_size = size
-            break
-        if candidate in MULTI_LABEL_SUFFIXES:
-            suffix_size = size
-            break
-    else:
-        suffix_size = 1
-    if len(labels) <= suffix_size:
-        raise BadSite(f"\"{host}\" is only the end of a web address. Please give the whole site name, for example "
-                      f"bbc.co.uk.")
-    return ".".join(labels[-(suffix_size + 1):])
+    """The part of a host name someone can register: one label more than its public suffix.
+
+    An unknown top-level domain counts as a suffix (the Public Suffix List's default rule), so an intranet name
+    like portal.school-intranet still names one site.
+    """
+    host = host.lower().rstrip(".")
+    domain = _PSL.privatesuffix(host)
+    if domain is None and host in EXTRA_PRIVATE_SUFFIXES:
+        return host
+    if domain is None:
+        raise BadSite(
+            f'"{host}" is only the end of a web address. Please give the whole site name, for example bbc.co.uk.'
+        )
+    return domain
 
 
 def normalise_site(text: str) -> Site:
@@ -104,12 +99,12 @@ def normalise_site(text: str) -> Site:
     if len(raw) > 2000:
         raise BadSite("That web address is too long. Please paste just the site's main address.")
     if any(ch.isspace() for ch in raw):
-        raise BadSite("A web address has no spaces in it. Please paste just the address, for example "
-                      "www.bbc.co.uk.")
+        raise BadSite("A web address has no spaces in it. Please paste just the address, for example www.bbc.co.uk.")
     other_scheme = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*):(?!\d)", raw)
     if other_scheme and other_scheme.group(1).lower() not in ("http", "https"):
-        raise BadSite("Only web sites (addresses starting http or https) can be filtered. Please paste the site's "
-                      "web address.")
+        raise BadSite(
+            "Only web sites (addresses starting http or https) can be filtered. Please paste the site's web address."
+        )
     if "://" not in raw:
         raw = "https://" + raw.lstrip("/")
     try:
@@ -117,12 +112,14 @@ def normalise_site(text: str) -> Site:
         host = parts.hostname or ""
         port = parts.port
     except ValueError:
-        raise BadSite("I couldn't read that as a web address. Please paste it again, for example "
-                      "https://www.bbc.co.uk.") from None
+        raise BadSite(
+            "I couldn't read that as a web address. Please paste it again, for example https://www.bbc.co.uk."
+        ) from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
-        raise BadSite("Only web sites (addresses starting http or https) can be filtered. Please paste the site's "
-                      "web address.")
+        raise BadSite(
+            "Only web sites (addresses starting http or https) can be filtered. Please paste the site's web address."
+        )
     host = host.rstrip(".")
     if not host:
         raise BadSite("I couldn't find a site name in that. Please paste the address, for example www.bbc.co.uk.")
@@ -131,16 +128,18 @@ def normalise_site(text: str) -> Site:
     except ValueError:
         pass
     else:
-        raise BadSite("Please give the site's name rather than a number address (IP address), so the filter can "
-                      "match it.")
+        raise BadSite(
+            "Please give the site's name rather than a number address (IP address), so the filter can match it."
+        )
     try:
         ascii_host = idna.encode(host, uts46=True).decode("ascii").lower()
     except (idna.IDNAError, UnicodeError):
-        raise BadSite(f"\"{host[:60]}\" is not a valid site name. Please check the spelling and paste it "
-                      f"again.") from None
+        raise BadSite(
+            f'"{host[:60]}" is not a valid site name. Please check the spelling and paste it again.'
+        ) from None
     labels = ascii_host.split(".")
     if len(labels) < 2 or not all(_LABEL.match(label) for label in labels) or not _TLD.match(labels[-1]):
-        raise BadSite(f"\"{host[:60]}\" is not a complete site name. It should look like example.co.uk.")
+        raise BadSite(f'"{host[:60]}" is not a complete site name. It should look like example.co.uk.')
     domain = registrable_domain(ascii_host)
     netloc = ascii_host if port in (None, 80, 443) else f"{ascii_host}:{port}"
     url = f"{scheme}://{netloc}{parts.path or '/'}" + (f"?{parts.query}" if parts.query else "")
@@ -177,8 +176,11 @@ class Audience(StrEnum):
     STAFF = "staff"
 
 
-AUDIENCE_LABELS = {Audience.ALL_PUPILS: "All pupils", Audience.YEAR_GROUPS: "Chosen year groups",
-                   Audience.STAFF: "Staff only"}
+AUDIENCE_LABELS = {
+    Audience.ALL_PUPILS: "All pupils",
+    Audience.YEAR_GROUPS: "Chosen year groups",
+    Audience.STAFF: "Staff only",
+}
 
 
 def audience_text(audience: str | None, year_groups: tuple[str, ...] | list[str] = ()) -> str:
@@ -203,13 +205,116 @@ class Status(StrEnum):
 
 
 STATUS_LABELS = {
-    Status.PENDING: "Waiting for approval", Status.INFO_REQUESTED: "More information asked for",
-    Status.APPROVED: "Approved, being applied", Status.DECLINED: "Declined", Status.APPLIED: "In place",
-    Status.FAILED: "Approved, but the filter change failed", Status.EXPIRED: "Time is up, being removed",
-    Status.REVERTED: "Ended", Status.LINKED: "Linked to an earlier request",
+    Status.PENDING: "Waiting for approval",
+    Status.INFO_REQUESTED: "More information asked for",
+    Status.APPROVED: "Approved, being applied",
+    Status.DECLINED: "Declined",
+    Status.APPLIED: "In place",
+    Status.FAILED: "Approved, but the filter change failed",
+    Status.EXPIRED: "Time is up, being removed",
+    Status.REVERTED: "Ended",
+    Status.LINKED: "Linked to an earlier request",
 }
 OPEN_STATUSES = frozenset({Status.PENDING, Status.INFO_REQUESTED, Status.APPROVED})
 DECIDABLE = frozenset({Status.PENDING, Status.INFO_REQUESTED})
+RELATED_STATUSES = OPEN_STATUSES | {Status.APPLIED}  # what an approver should see beside a new request
+
+
+class Scope(StrEnum):
+    """How much of a site a change covers; each backend says which of these it can enforce."""
+
+    URL = "url"  # that exact address: only where the filter sees paths (a technician doing it by hand)
+    HOST = "host"  # that host name (for DNS, also the names below it)
+    DOMAIN = "domain"  # the registrable domain and every subdomain: what every request meant before scopes
+
+
+NARROWEST_FIRST = (Scope.URL, Scope.HOST, Scope.DOMAIN)
+
+
+def host_of(url: str) -> str:
+    """The host name of a normalised address ("" when there is none)."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def narrowest_scope(url: str, domain: str, scopes: tuple[str, ...], *, host_below: bool = False) -> tuple[str, str]:
+    """The narrowest (scope, target) a backend enforcing `scopes` can give a request for `url`; nobody is asked.
+
+    A bare site address (no path) asks for the site, not its home page, so it never becomes a URL rule. Where a
+    host rule also covers the names below it (DNS) and the host is the domain, the two are the same rule: domain.
+    """
+    host = host_of(url) or domain
+    parts = urlsplit(url) if url else None
+    bare = parts is None or (parts.path in ("", "/") and not parts.query)
+    for scope in NARROWEST_FIRST:
+        if scope not in scopes:
+            continue
+        if scope == Scope.URL and not bare:
+            return Scope.URL.value, url
+        if scope == Scope.HOST and not (host_below and host == domain):
+            return Scope.HOST.value, host
+        if scope == Scope.DOMAIN:
+            return Scope.DOMAIN.value, domain
+    return Scope.DOMAIN.value, domain
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def audience_words(audience: str | None, year_groups: tuple[str, ...] | list[str] = ()) -> str:
+    """Who a change is for, inside a sentence: "all pupils", "staff only", "Years 5 and 6"."""
+    if audience == Audience.YEAR_GROUPS and year_groups:
+        groups = list(year_groups)
+        years = [g.removeprefix("Year ") for g in groups if g.startswith("Year ")]
+        if len(years) == len(groups):
+            return ("Year " if len(years) == 1 else "Years ") + _and(years)
+        return _and(groups)
+    if audience == Audience.STAFF:
+        return "staff only"
+    return "all pupils"
+
+
+def effect_words(
+    action: str,
+    scope: str | None,
+    target: str | None,
+    domain: str,
+    audience: str | None,
+    year_groups: tuple[str, ...] | list[str],
+    until: dt.datetime | None,
+    tz: dt.tzinfo,
+    *,
+    host_below: bool = False,
+) -> str:
+    """The real effect of a change in one sentence, as the requester, the approver and the technician read it.
+
+    host_below: the backend's host rule also covers the names below the host (DNS), so the words say so.
+    """
+    site = domain_display(domain)
+    if scope == Scope.URL and target:
+        what = f"only the page {target} (not the rest of {site})"
+    elif scope == Scope.HOST and target:
+        host = domain_display(target)
+        if target == domain:
+            what = f"{host} (that address only, not its subdomains such as www.{site})"
+        elif host_below:
+            what = f"{host} and any address under it (not the rest of {site})"
+        else:
+            what = f"{host} (that address only, not the rest of {site})"
+    else:
+        what = f"all of {site} and its subdomains"
+    if action != "allow":  # a block is never narrower than the whole school: over-blocking fails safe
+        return f"This blocks {what} for everyone, permanently."
+    verb = "allows"
+    if until is None:
+        period = ", permanently"
+    else:
+        local = until.astimezone(tz)
+        period = f" until {local.day} {local:%B} at {local:%H:%M}"
+    return f"This {verb} {what} for {audience_words(audience, year_groups)}{period}."
 
 
 @dataclass(frozen=True)
@@ -225,22 +330,39 @@ class Draft:
     lesson_date: dt.date | None = None
     until: dt.datetime | None = None  # None: permanent
     previewed: bool = False
+    scope: str | None = None  # set from the school's backend for the summary: see narrowest_scope
+    target: str | None = None
 
     def to_state(self) -> dict[str, Any]:
-        return {"kind": self.kind, "url": self.url, "domain": self.domain, "audience": self.audience,
-                "year_groups": list(self.year_groups), "reason": self.reason,
-                "lesson_date": self.lesson_date.isoformat() if self.lesson_date else None,
-                "until": self.until.isoformat() if self.until else None, "previewed": self.previewed}
+        return {
+            "kind": self.kind,
+            "url": self.url,
+            "domain": self.domain,
+            "audience": self.audience,
+            "year_groups": list(self.year_groups),
+            "reason": self.reason,
+            "lesson_date": self.lesson_date.isoformat() if self.lesson_date else None,
+            "until": self.until.isoformat() if self.until else None,
+            "previewed": self.previewed,
+            "scope": self.scope,
+            "target": self.target,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any] | None) -> Draft:
         state = state or {}
         return cls(
-            kind=state.get("kind"), url=state.get("url"), domain=state.get("domain"), audience=state.get("audience"),
-            year_groups=tuple(state.get("year_groups") or ()), reason=state.get("reason"),
+            kind=state.get("kind"),
+            url=state.get("url"),
+            domain=state.get("domain"),
+            audience=state.get("audience"),
+            year_groups=tuple(state.get("year_groups") or ()),
+            reason=state.get("reason"),
             lesson_date=dt.date.fromisoformat(state["lesson_date"]) if state.get("lesson_date") else None,
             until=dt.datetime.fromisoformat(state["until"]) if state.get("until") else None,
             previewed=bool(state.get("previewed")),
+            scope=state.get("scope"),
+            target=state.get("target"),
         )
 
     def with_(self, **changes: Any) -> Draft:
@@ -250,6 +372,10 @@ class Draft:
     def allows(self) -> bool:
         """True when approving this would let the site through."""
         return self.kind in (Kind.UNBLOCK, Kind.OVERBLOCKING)
+
+    @property
+    def host(self) -> str:
+        return host_of(self.url or "") or (self.domain or "")
 
 
 @dataclass(frozen=True)
@@ -283,10 +409,28 @@ class FilterRequest:
     reverted_at: dt.datetime | None = None
     linked_to: str | None = None
     version: int = 1
+    scope: str = Scope.DOMAIN.value  # requests stored before scopes covered the whole domain
+    target: str = ""  # the URL, host or domain the scope names; "" reads as the domain
 
     @property
     def allows(self) -> bool:
         return self.kind in (Kind.UNBLOCK, Kind.OVERBLOCKING)
+
+    @property
+    def rule_target(self) -> str:
+        return self.target or self.domain
+
+    def same_change(self, other: FilterRequest) -> bool:
+        """Only the same rule for the same people for the same time is a duplicate; anything else is separate."""
+        return (
+            self.allows == other.allows
+            and self.domain == other.domain
+            and self.scope == other.scope
+            and self.rule_target == other.rule_target
+            and self.audience == other.audience
+            and sorted(self.year_groups) == sorted(other.year_groups)
+            and self.until == other.until
+        )
 
     @property
     def action(self) -> str:
@@ -314,6 +458,20 @@ class LogEntry:
 # --- the rules -----------------------------------------------------------------------------------------------
 
 
+# How a never-unblock category reads in a sentence, where its key alone would not.
+CATEGORY_WORDS = {
+    "malware_phishing": "malware or phishing",
+    "proxy_avoidance": "tools for getting round the filter",
+    "self_harm_promotion": "promoting self-harm or suicide",
+    "terrorism_extremism": "terrorism or extremism",
+    "criminal_hate": "criminal hate material",
+}
+
+
+def category_words(category: str) -> str:
+    return CATEGORY_WORDS.get(category, category.replace("_", " "))
+
+
 @dataclass(frozen=True)
 class FilterRules:
     """The policy's filtering rules for one school: never-unblock lists and the Headteacher categories."""
@@ -323,21 +481,39 @@ class FilterRules:
     headteacher_categories: tuple[str, ...] = ()
     social_networking_domains: tuple[str, ...] = ()
     domain_categories: dict[str, str] = field(default_factory=dict)  # the school's own known sites -> category
+    site_lists: tuple[SiteLists, ...] = ()  # category lists (UT1 layout): the shipped set, then the school's own
+    list_categories: Mapping[str, str] = field(default_factory=dict)  # a list's name -> the policy's category
 
     @classmethod
     def from_policy(cls, policy_filtering: Any, school_filtering: Any) -> FilterRules:
+        never = tuple(policy_filtering.never_unblock_categories)
+        head = tuple(policy_filtering.headteacher_approval_categories)
+        mapping = dict(getattr(policy_filtering, "list_categories", {}) or {})
+        wanted = lists_used(mapping, (*never, *head))
+        folders = [
+            *(getattr(policy_filtering, "category_dirs", ()) or ()),
+            *(getattr(school_filtering, "category_dirs", ()) or ()),
+        ]
         return cls(
             never_unblock_domains=tuple(policy_filtering.never_unblock_domains)
             + tuple(getattr(school_filtering, "never_unblock_domains", ()) or ()),
-            never_unblock_categories=tuple(policy_filtering.never_unblock_categories),
-            headteacher_categories=tuple(policy_filtering.headteacher_approval_categories),
+            never_unblock_categories=never,
+            headteacher_categories=head,
             social_networking_domains=tuple(policy_filtering.social_networking_domains),
             domain_categories=dict(getattr(school_filtering, "domain_categories", {}) or {}),
+            site_lists=tuple(cached_folder(Path(folder), wanted) for folder in folders),
+            list_categories=mapping,
         )
 
     def categories(self, domain: str) -> tuple[str, ...]:
-        """Categories the school knows for a domain (its own list, then the social-networking list)."""
+        """Categories known for a host or domain: the school's own sites, the category lists, social networking."""
         found = [category for listed, category in self.domain_categories.items() if domain_matches(domain, listed)]
+        try:
+            registrable = registrable_domain(domain)
+        except BadSite:
+            registrable = domain
+        for lists in self.site_lists:
+            found.extend(self.list_categories.get(name, name) for name in lists.names_for(domain, registrable))
         if any(domain_matches(domain, listed) for listed in self.social_networking_domains):
             found.append("social_networking")
         return tuple(dict.fromkeys(found))
@@ -348,7 +524,7 @@ class FilterRules:
             return "it is on the school's list of sites that are never unblocked"
         banned = [c for c in self.categories(domain) if c in self.never_unblock_categories]
         if banned:
-            return f"it is in a category the school never unblocks ({banned[0].replace('_', ' ')})"
+            return f"it is in a category the school never unblocks ({category_words(banned[0])})"
         return None
 
     def needs_headteacher(self, domain: str) -> bool:
@@ -369,38 +545,39 @@ class FilterRefused(Exception):  # noqa: N818 - a user-facing outcome
         self.message = message
 
 
-VIEWER_ROLES = frozenset({Role.FILTERING_APPROVER, Role.HEADTEACHER, Role.TECHNICIAN, Role.ONLINE_SAFETY_LEAD,
-                          Role.SLT, Role.GOVERNOR, Role.CHAIR_OF_GOVERNORS})
-
-
 def can_view(request: FilterRequest, person: Person) -> bool:
     """The requester, and the people who decide, apply or oversee filter changes."""
-    return person.id == request.requester_id or bool(person.roles & VIEWER_ROLES)
+    return person.id == request.requester_id or may(person, "filter.view")
 
 
 def check_can_decide(request: FilterRequest, person: Person) -> None:
     """Raise FilterRefused unless this person may approve, decline or question the request now."""
     if person.id == request.requester_id:
         raise FilterRefused("You can't decide on your own request. Another filtering approver will look at it.")
-    if not person.has(Role.FILTERING_APPROVER, Role.HEADTEACHER):
+    if not may(person, "filter.approve"):
         raise FilterRefused("Only the school's filtering approvers can decide on filter requests.")
     if request.needs_headteacher and not person.has(Role.HEADTEACHER):
-        raise FilterRefused("Unblocking social networking, messaging or chat sites needs the Headteacher's "
-                            "approval, so this one is waiting for them.")
+        raise FilterRefused(
+            "Unblocking social networking, messaging or chat sites needs the Headteacher's "
+            "approval, so this one is waiting for them."
+        )
     if request.status not in DECIDABLE:
         who = f" by {request.approver_name}" if request.approver_name else ""
-        raise FilterRefused(f"{request.reference} has already been decided{who}: "
-                            f"{STATUS_LABELS.get(Status(request.status), request.status).lower()}.")
+        raise FilterRefused(
+            f"{request.reference} has already been decided{who}: "
+            f"{STATUS_LABELS.get(Status(request.status), request.status).lower()}."
+        )
 
 
 def check_can_apply(request: FilterRequest, person: Person, technicians: list[Person]) -> None:
     """The approver does not also apply the change when the school has someone else who can."""
-    if not person.has(Role.TECHNICIAN):
+    if not may(person, "filter.apply"):
         raise FilterRefused("Only the school's technicians can mark filter changes as applied.")
     others = [t for t in technicians if t.id != request.approver_id]
     if person.id == request.approver_id and others:
-        raise FilterRefused("You approved this change, so someone else must apply it. Please ask another "
-                            "technician if it is urgent.")
+        raise FilterRefused(
+            "You approved this change, so someone else must apply it. Please ask another technician if it is urgent."
+        )
 
 
 # --- parsing what people type ------------------------------------------------------------------------------------
@@ -560,11 +737,42 @@ class FilterChange:
     audience: str
     year_groups: tuple[str, ...] = ()
     until: dt.datetime | None = None
+    scope: str = Scope.DOMAIN.value
+    target: str = ""  # "" reads as the domain
 
     @classmethod
     def of(cls, request: FilterRequest) -> FilterChange:
-        return cls(request.reference, request.action, request.domain, request.audience, request.year_groups,
-                   request.until)
+        return cls(
+            request.reference,
+            request.action,
+            request.domain,
+            request.audience,
+            request.year_groups,
+            request.until,
+            request.scope,
+            request.rule_target,
+        )
+
+    def same_lines(self, other: FilterChange) -> bool:
+        """Whether the two put exactly the same rules on the filter (their end times aside)."""
+        return (self.action, self.site_rule(), self.audience, sorted(self.year_groups)) == (
+            other.action,
+            other.site_rule(),
+            other.audience,
+            sorted(other.year_groups),
+        )
+
+    def shares_rule(self, other: FilterChange) -> bool:
+        """Whether removing this change could take away a rule the other one still needs."""
+        return self.action == other.action and self.site_rule() == other.site_rule()
+
+    def site_rule(self) -> tuple[str, str]:
+        """(scope, name) for a filter that sees only host names: a URL rule falls back to its host."""
+        if self.scope == Scope.URL:
+            return Scope.HOST.value, host_of(self.target) or self.domain
+        if self.scope == Scope.HOST and self.target:
+            return Scope.HOST.value, self.target
+        return Scope.DOMAIN.value, self.domain
 
 
 class FilterBackendError(Exception):
@@ -574,6 +782,12 @@ class FilterBackendError(Exception):
 class FilterBackend(Protocol):
     name: str
     automatic: bool  # False: a technician makes the change by hand and marks it done
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """The Scope values it can enforce; each request takes the narrowest."""
+
+    host_below: bool  # its host rule also covers the names below the host (DNS), so the words say so
 
     async def apply(self, change: FilterChange) -> str:
         """Make the change; return a short note of what was done. Raise FilterBackendError when it fails."""
@@ -585,13 +799,15 @@ class FilterBackend(Protocol):
 class IncidentFiler(Protocol):
     """The incident flow, as the filtering feature needs it: file a technical concern, get its reference."""
 
-    async def file_technical_concern(self, actor: Any, category_key: str, summary_text: str, *,
-                                     key: str | None = None) -> str:
+    async def file_technical_concern(
+        self, actor: Any, category_key: str, summary_text: str, *, key: str | None = None
+    ) -> str:
         """Record a technical concern (e.g. a filter failure) once per `key` and return its reference."""
 
 
-async def report_missed_content(filer: IncidentFiler, actor: Any, site: Site, what_happened: str, *,
-                                key: str | None = None) -> str:
+async def report_missed_content(
+    filer: IncidentFiler, actor: Any, site: Site, what_happened: str, *, key: str | None = None
+) -> str:
     """Something got through the filter: file it as a filter-failure concern through the incident flow."""
     summary = f"Filter failure reported: {site.display_host} ({site.url}) was reachable. {what_happened}".strip()
     return await filer.file_technical_concern(actor, "filter_failure", summary[:2000], key=key)

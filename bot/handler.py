@@ -21,7 +21,7 @@ from botbuilder.dialogs import Dialog, DialogContext, DialogSet, DialogTurnStatu
 from botbuilder.schema import Activity, ActivityTypes, Attachment, ChannelAccount
 from botbuilder.schema.teams import TeamInfo
 
-from bot.actor import Actor, CardAction, CardActionRun, CardReply, Command, Refused
+from bot.actor import Actor, CardAction, CardActionRun, CardReply, Command, Refused, in_menu_order
 from bot.cards.help import CommandHelp, build_channel_welcome_card, build_help_card, build_personal_welcome_card
 from bot.config import AppConfig, SchoolConfig
 from bot.inbound import InboundClaims, InvokeAnswer, StateConflict, claim_key
@@ -104,8 +104,9 @@ class BotServices:
 
 
 def message_with_card(card: dict[str, Any], text: str | None = None) -> Activity:
-    return Activity(type=ActivityTypes.message, text=text,
-                    attachments=[Attachment(content_type=ADAPTIVE_CARD, content=card)])
+    return Activity(
+        type=ActivityTypes.message, text=text, attachments=[Attachment(content_type=ADAPTIVE_CARD, content=card)]
+    )
 
 
 def clean_text(activity: Activity) -> str:
@@ -117,8 +118,7 @@ def clean_text(activity: Activity) -> str:
 class _TurnAdapter:
     """The plain `Turn` a feature sees, backed by the SDK's TurnContext."""
 
-    def __init__(self, context: TurnContext, actor: Actor, text: str, dialogs: DialogSet,
-                 started: Any = None) -> None:
+    def __init__(self, context: TurnContext, actor: Actor, text: str, dialogs: DialogSet, started: Any = None) -> None:
         self._context = context
         self.actor = actor
         self.text = text
@@ -138,7 +138,7 @@ class _TurnAdapter:
         await dialog_context.begin_dialog(dialog_id, options)
 
 
-class EsafetyBot(TeamsActivityHandler):
+class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ships no type information
     def __init__(self, services: BotServices) -> None:
         super().__init__()
         self._services = services
@@ -159,7 +159,7 @@ class EsafetyBot(TeamsActivityHandler):
         # The claim is taken here, not in the HTTP route, because this runs only after the adapter has
         # authenticated the request: a forged activity can never use up the id of a real one.
         key = self._claim_key(activity)
-        if key is not None and not await self._services.inbound.claim(key):
+        if key is not None and not await self._claims().claim(key):
             await self._answer_redelivery(turn_context, key)
             return
         invoke = activity.type == ActivityTypes.invoke
@@ -169,8 +169,9 @@ class EsafetyBot(TeamsActivityHandler):
         except Exception:
             # A redelivery should hear that this failed, not wait for an answer that will not come.
             if key is not None:
-                await self._finish(key, InvokeAnswer(int(HTTPStatus.OK), _message_body(INVOKE_FAILED))
-                                   if invoke else None)
+                await self._finish(
+                    key, InvokeAnswer(int(HTTPStatus.OK), _message_body(INVOKE_FAILED)) if invoke else None
+                )
             raise
         if key is not None:
             unanswered = InvokeAnswer(int(HTTPStatus.NOT_IMPLEMENTED), None)  # what the adapter says when none is sent
@@ -178,7 +179,7 @@ class EsafetyBot(TeamsActivityHandler):
 
     async def _finish(self, key: str, answer: InvokeAnswer | None) -> None:
         try:
-            await self._services.inbound.finish(key, answer)
+            await self._claims().finish(key, answer)
         except Exception:  # noqa: BLE001 - the turn itself is done; a late redelivery may run it again after the lease
             log.exception("could not mark an inbound activity finished")
 
@@ -204,6 +205,11 @@ class EsafetyBot(TeamsActivityHandler):
                 # handled (effects are idempotent on their own), so an error message here would only alarm them.
                 log.warning("state not saved, another turn wrote first: %s", conflict)
 
+    def _claims(self) -> InboundClaims:
+        claims = self._services.inbound
+        assert claims is not None  # reached only with a claim key, and _claim_key makes none without claims
+        return claims
+
     def _claim_key(self, activity: Activity) -> str | None:
         if self._services.inbound is None or not activity.id or not activity.conversation:
             return None  # an activity without an id cannot be told from its redelivery; process it as before
@@ -218,7 +224,7 @@ class EsafetyBot(TeamsActivityHandler):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REDELIVERY_WAIT_SECONDS
         pause = 0.05
-        while (found := await self._services.inbound.answered(key)) is None and loop.time() < deadline:
+        while (found := await self._claims().answered(key)) is None and loop.time() < deadline:
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             pause = min(pause * 2, 0.5)
         if found is None:
@@ -254,8 +260,11 @@ class EsafetyBot(TeamsActivityHandler):
     async def _record_activity(self, turn_context: TurnContext, school: SchoolConfig) -> None:
         """Note that someone spoke in this conversation, and whether a guided conversation is under way in it."""
         activity = turn_context.activity
-        if self._services.activity is None or not activity.conversation or activity.type not in (
-                ActivityTypes.message, ActivityTypes.invoke):
+        if (
+            self._services.activity is None
+            or not activity.conversation
+            or activity.type not in (ActivityTypes.message, ActivityTypes.invoke)
+        ):
             return  # installs and membership changes are Teams speaking, not the person
         kind = activity.conversation.conversation_type or "personal"
         try:
@@ -275,8 +284,9 @@ class EsafetyBot(TeamsActivityHandler):
 
     def _school_for(self, activity: Activity) -> SchoolConfig | None:
         channel_data = activity.channel_data or {}
-        tenant_id = (activity.conversation.tenant_id if activity.conversation else None) or \
-            (channel_data.get("tenant") or {}).get("id")
+        tenant_id = (activity.conversation.tenant_id if activity.conversation else None) or (
+            channel_data.get("tenant") or {}
+        ).get("id")
         team_id = (channel_data.get("team") or {}).get("id")
         school = self._services.config.school_for_tenant(tenant_id, team_id)
         if school is None and self._services.dev and self._services.config.dev_default_school:
@@ -290,8 +300,9 @@ class EsafetyBot(TeamsActivityHandler):
         sender = turn_context.activity.from_property or ChannelAccount()
         person_id = sender.aad_object_id or sender.id or ""
         person = await self._services.directory.person(school.id, person_id) or stranger(person_id, sender.name)
-        kind = (turn_context.activity.conversation.conversation_type if turn_context.activity.conversation
-                else None) or "personal"
+        kind = (
+            turn_context.activity.conversation.conversation_type if turn_context.activity.conversation else None
+        ) or "personal"
         return Actor(school=school, person=person, conversation_kind=kind)
 
     async def _remember_conversation(self, turn_context: TurnContext, school: SchoolConfig) -> None:
@@ -317,15 +328,17 @@ class EsafetyBot(TeamsActivityHandler):
             reference["conversation"]["id"] = channel_id
             await self._save_reference(school.id, "channel", channel_id, reference, team_id=team_id)
 
-    async def _save_reference(self, school_id: str, kind: str, key: str, reference: dict[str, Any],
-                              **extra: str | None) -> None:
+    async def _save_reference(
+        self, school_id: str, kind: str, key: str, reference: dict[str, Any], **extra: str | None
+    ) -> None:
         if len(key) > MAX_STORED_KEY or any(len(v) > MAX_STORED_KEY for v in extra.values() if v):
             log.warning("not saving a %s conversation reference: its id is longer than Teams issues", kind)
             return
         # A reference rarely changes; skipping unchanged writes keeps a database write off most turns. Only a digest
         # is kept, so the memory an entry takes does not depend on what the activity carried.
-        fingerprint = hashlib.sha256(json.dumps([reference, extra], sort_keys=True, default=str).encode(
-            "utf-8", "surrogatepass")).digest()
+        fingerprint = hashlib.sha256(
+            json.dumps([reference, extra], sort_keys=True, default=str).encode("utf-8", "surrogatepass")
+        ).digest()
         cache_key = (school_id, kind, key)
         if self._saved_references.get(cache_key) == fingerprint:
             return
@@ -356,7 +369,8 @@ class EsafetyBot(TeamsActivityHandler):
             now = self._now()
             await self._last_turn.set(turn_context, now.isoformat())
             active = self._dialogs.find_dialog(dialog_context.active_dialog.id)
-            if _older_than(last_turn, now, self._services.conversation_timeout):
+            limit = getattr(active, "timeout", None) or self._services.conversation_timeout
+            if _older_than(last_turn, now, limit):
                 # Left for too long: end it and delete what was half-written, then treat this as a fresh message.
                 await turn_context.send_activity(_stopped_text(active, dialog_context, "timed_out"))
                 await dialog_context.cancel_all_dialogs()
@@ -410,7 +424,7 @@ class EsafetyBot(TeamsActivityHandler):
                         "Please message me privately for that, so nothing sensitive is posted here."
                     )
                     return
-                args = text[len(command.name):].strip()
+                args = text[len(command.name) :].strip()
                 await command.run(_TurnAdapter(turn_context, actor, text, self._dialogs, self._note_start), args)
                 return
         await self._send_help(turn_context, actor, unknown_text=text)
@@ -421,9 +435,7 @@ class EsafetyBot(TeamsActivityHandler):
 
     def _help_items(self, actor: Actor) -> list[CommandHelp]:
         allowed = [c for c in self._services.commands if c.in_help and c.allowed(actor)]
-        allowed.sort(key=lambda c: self._services.commands.index(c))
-        ordered = sorted(allowed, key=lambda c: _HELP_ORDER.get(c.name, 100))
-        return [CommandHelp(c.name, c.title, c.description) for c in ordered]
+        return [CommandHelp(c.name, c.title, c.description) for c in in_menu_order(allowed)]
 
     # --- card actions ----------------------------------------------------------------------------------------
 
@@ -443,19 +455,26 @@ class EsafetyBot(TeamsActivityHandler):
                 return _invoke_message(HTTPStatus.OK, "Sorry, I can't do that here. Type `help` to see what I can do.")
             return response
         value = turn_context.activity.value if isinstance(turn_context.activity.value, dict) else {}
-        action = value.get("action") if isinstance(value.get("action"), dict) else {}
+        given = value.get("action")
+        action: dict[str, Any] = given if isinstance(given, dict) else {}
         verb = action.get("verb")
         if not verb:
             return _invoke_message(HTTPStatus.BAD_REQUEST, "That button is missing its action.")
         actor = await self._actor(turn_context)
         if actor is None:
             return _invoke_message(HTTPStatus.OK, "This school is not set up for the eSafety app yet.")
-        data = action.get("data") if isinstance(action.get("data"), dict) else {}
+        given_data = action.get("data")
+        data: dict[str, Any] = given_data if isinstance(given_data, dict) else {}
         reply = await self._dispatch(actor, verb, data)
         if reply.card is not None:
-            return InvokeResponse(status=int(HTTPStatus.OK), body={
-                "statusCode": 200, "type": ADAPTIVE_CARD, "value": reply.card,
-            })
+            return InvokeResponse(
+                status=int(HTTPStatus.OK),
+                body={
+                    "statusCode": 200,
+                    "type": ADAPTIVE_CARD,
+                    "value": reply.card,
+                },
+            )
         return _invoke_message(HTTPStatus.OK, reply.message or "Done.")
 
     async def _feature_invoke(self, turn_context: TurnContext, run: CardActionRun) -> InvokeResponse:
@@ -484,7 +503,7 @@ class EsafetyBot(TeamsActivityHandler):
         action = self._services.card_actions.get(verb) if isinstance(verb, str) else None
         if action is None:
             return CardReply(message="Sorry, that button is no longer available. Type `help` to start again.")
-        if action.roles and not (actor.person.roles & action.roles):
+        if not action.allowed(actor):
             await self._refuse(actor, verb, "card_action")
             return CardReply(message="Sorry, you are not allowed to do that. It has been recorded.")
         try:
@@ -495,8 +514,9 @@ class EsafetyBot(TeamsActivityHandler):
 
     async def _refuse(self, actor: Actor, what: str, kind: str, reason: str | None = None) -> None:
         async with self._services.uow() as uow:
-            await uow.audit.record(actor.school_id, actor.person.id, "refused", kind, what,
-                                   {"reason": reason or "role not held"})
+            await uow.audit.record(
+                actor.school_id, actor.person.id, "refused", kind, what, {"reason": reason or "role not held"}
+            )
 
     # --- installs --------------------------------------------------------------------------------------------
 
@@ -509,8 +529,9 @@ class EsafetyBot(TeamsActivityHandler):
         school: SchoolConfig | None = turn_context.turn_state.get("esafety.school")
         await self._services.greetings.release(school.id if school else "", _greeting_key(turn_context.activity))
 
-    async def on_teams_members_added(self, teams_members_added: list[Any], team_info: TeamInfo,
-                                     turn_context: TurnContext) -> None:
+    async def on_teams_members_added(
+        self, teams_members_added: list[Any], team_info: TeamInfo, turn_context: TurnContext
+    ) -> None:
         bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
         if any(member.id == bot_id for member in teams_members_added):
             await self._greet(turn_context)
@@ -546,14 +567,16 @@ class EsafetyBot(TeamsActivityHandler):
             await turn_context.send_activity(message_with_card(build_channel_welcome_card(school.name, purposes)))
             return
         actor = await self._actor(turn_context)
+        assert actor is not None  # the school is set up (above), so the person has an actor
         card = build_personal_welcome_card(actor.person.first_name, school.name, self._help_items(actor))
         await turn_context.send_activity(message_with_card(card))
 
 
 def _channel_id(activity: Activity) -> str:
     """A channel's own id: a channel conversation's id may carry the thread (";messageid=...")."""
-    return ((activity.channel_data or {}).get("channel") or {}).get("id") or \
-        (activity.conversation.id or "").split(";")[0]
+    return ((activity.channel_data or {}).get("channel") or {}).get("id") or (activity.conversation.id or "").split(
+        ";"
+    )[0]
 
 
 def _greeting_key(activity: Activity) -> str:
@@ -561,9 +584,6 @@ def _greeting_key(activity: Activity) -> str:
     if activity.conversation.conversation_type == "channel":
         return _channel_id(activity)
     return (activity.conversation.id or "").split(";")[0]
-
-
-_HELP_ORDER = {"report": 0, "my reports": 1, "cases": 2, "filter": 3, "aup": 4}
 
 
 def _older_than(stamp: Any, now: dt.datetime, limit: dt.timedelta) -> bool:
@@ -577,7 +597,8 @@ def _stopped_text(dialog: Any, dialog_context: DialogContext, reason: str) -> st
     """What became of the conversation, in the dialog's own words where it has them."""
     words = getattr(dialog, "stopped_text", None)
     if words is not None:
-        return words(dialog_context, reason)
+        text: str = words(dialog_context, reason)
+        return text
     if reason == "timed_out":
         return "What we were doing was left for more than a day, so I have deleted it. Nothing was saved."
     return "I have stopped what we were doing. Nothing was saved."

@@ -19,8 +19,11 @@ class Status(StrEnum):
 
 
 STATUS_LABELS = {
-    Status.NEW: "New", Status.ACKNOWLEDGED: "Acknowledged", Status.IN_PROGRESS: "In progress",
-    Status.ESCALATED: "Escalated", Status.CLOSED: "Closed",
+    Status.NEW: "New",
+    Status.ACKNOWLEDGED: "Acknowledged",
+    Status.IN_PROGRESS: "In progress",
+    Status.ESCALATED: "Escalated",
+    Status.CLOSED: "Closed",
 }
 
 SUBJECT_KINDS = {

@@ -23,11 +23,19 @@ class Role(StrEnum):
 
 
 ROLE_LABELS = {
-    Role.STAFF: "staff", Role.DSL: "DSL", Role.DEPUTY_DSL: "deputy DSL", Role.HEADTEACHER: "Headteacher",
-    Role.ONLINE_SAFETY_LEAD: "online-safety lead", Role.SLT: "SLT", Role.FILTERING_APPROVER: "filtering approver",
-    Role.TECHNICIAN: "IT technician", Role.DPO: "DPO", Role.CHAIR_OF_GOVERNORS: "Chair of Governors",
+    Role.STAFF: "staff",
+    Role.DSL: "DSL",
+    Role.DEPUTY_DSL: "deputy DSL",
+    Role.HEADTEACHER: "Headteacher",
+    Role.ONLINE_SAFETY_LEAD: "online-safety lead",
+    Role.SLT: "SLT",
+    Role.FILTERING_APPROVER: "filtering approver",
+    Role.TECHNICIAN: "IT technician",
+    Role.DPO: "DPO",
+    Role.CHAIR_OF_GOVERNORS: "Chair of Governors",
     Role.VICE_CHAIR_OF_GOVERNORS: "Vice-Chair of Governors",
-    Role.GOVERNOR: "governor", Role.VOLUNTEER: "volunteer",
+    Role.GOVERNOR: "governor",
+    Role.VOLUNTEER: "volunteer",
 }
 
 SAFEGUARDING_TEAM = frozenset({Role.DSL, Role.DEPUTY_DSL})

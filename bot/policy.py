@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bot.config import load_yaml_model
 from bot.people import Role
+from bot.permissions import check_grants
+from bot.site_categories import CategoryListError, cached_folder, lists_used
 
 
 class _Frozen(BaseModel):
@@ -49,6 +51,25 @@ class FilteringPolicy(_Frozen):
     never_unblock_domains: list[str] = Field(default_factory=list)
     headteacher_approval_categories: list[str] = Field(default_factory=list)
     social_networking_domains: list[str] = Field(default_factory=list)
+    # Site category lists in the UT1 layout (<folder>/<list>/domains), e.g. config/categories; relative folders
+    # are read from where the bot runs, like its other paths. Only the lists the rules above use are read.
+    category_dirs: list[Path] = Field(default_factory=list)
+    # A list's folder name -> the category it counts as (UT1 names its lists in French and English); a list
+    # named after a category (e.g. gambling) needs no line here.
+    list_categories: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _category_lists_readable(self) -> FilteringPolicy:
+        # Read at start-up, so a missing folder stops the bot with its name and no turn waits for the disk.
+        wanted = lists_used(
+            self.list_categories, [*self.never_unblock_categories, *self.headteacher_approval_categories]
+        )
+        for folder in self.category_dirs:
+            try:
+                cached_folder(folder, wanted)
+            except (CategoryListError, OSError) as exc:
+                raise ValueError(f"filtering.category_dirs: {exc}") from exc
+        return self
 
 
 class ReviewKind(_Frozen):
@@ -57,6 +78,24 @@ class ReviewKind(_Frozen):
     every_months: int = Field(ge=1)
     owner_role: Role
     checklist: list[str] = Field(default_factory=list)
+    termly: bool = False  # first due at the end of the current term, not on 1 September
+
+
+class FilterTest(_Frozen):
+    """One test of the termly filtering check: what to try, and how, on a pupil device."""
+
+    key: str = Field(pattern="^[a-z][a-z0-9_]{0,39}$")
+    label: str
+    how: str
+
+
+class FilteringCheckPolicy(_Frozen):
+    """DfE filtering and monitoring standards: a recorded check that the filter works, at least termly."""
+
+    review: str = "filtering_check"  # the review kind that a recorded check completes
+    tests: list[FilterTest] = Field(default_factory=list)
+    # Who hears at once when a test was not blocked: the filter is failing pupils until someone acts.
+    alert_roles: list[Role] = Field(default_factory=lambda: [Role.ONLINE_SAFETY_LEAD, Role.DSL, Role.TECHNICIAN])
 
 
 class AllegationPolicy(_Frozen):
@@ -124,8 +163,7 @@ class ReferralRule(_Frozen):
 
     @model_validator(mode="after")
     def _has_a_condition(self) -> ReferralRule:
-        if not (self.subject_kinds or self.categories or self.illegal is not None
-                or self.immediate_danger is not None):
+        if not (self.subject_kinds or self.categories or self.illegal is not None or self.immediate_danger is not None):
             raise ValueError(f"referrals.required ({self.agency}): give at least one condition")
         return self
 
@@ -185,10 +223,13 @@ class RetentionPolicy(_Frozen):
         for record_type, allowed in ALLOWED_ACTIONS.items():
             rule: RetentionRule = getattr(self, record_type)
             if rule.action not in allowed:
-                raise ValueError(f"retention.{record_type}.action: {rule.action!r} is not possible here; use "
-                                 f"{' or '.join(sorted(allowed))}")
-            if rule.action != "keep" and not (rule.after_years or rule.after_days or rule.after_hours
-                                              or rule.until_child_age):
+                raise ValueError(
+                    f"retention.{record_type}.action: {rule.action!r} is not possible here; use "
+                    f"{' or '.join(sorted(allowed))}"
+                )
+            if rule.action != "keep" and not (
+                rule.after_years or rule.after_days or rule.after_hours or rule.until_child_age
+            ):
                 raise ValueError(f"retention.{record_type}: give how long to keep it")
         return self
 
@@ -207,6 +248,15 @@ class Policy(_Frozen):
     # Any aggregate sent to a channel or a group shows a count from 1 to this minus one as "fewer than N".
     small_number_threshold: int = Field(5, ge=2)
     retention: RetentionPolicy = RetentionPolicy()
+    filtering_check: FilteringCheckPolicy = FilteringCheckPolicy()
+    # Who may do what: each named permission (bot.permissions) and the roles that hold it.
+    permissions: dict[str, list[str]]
+
+    @field_validator("permissions")
+    @classmethod
+    def _permissions_resolve(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        check_grants(value)
+        return value
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Policy:
@@ -222,8 +272,10 @@ class Policy(_Frozen):
         categories = {c.key for c in self.categories}
         for rule in self.referrals.required:
             if set(rule.categories) - categories:
-                raise ValueError(f"referrals.required ({rule.agency}): unknown categories "
-                                 f"{sorted(set(rule.categories) - categories)}")
+                raise ValueError(
+                    f"referrals.required ({rule.agency}): unknown categories "
+                    f"{sorted(set(rule.categories) - categories)}"
+                )
         return self
 
     def category(self, key: str) -> Category:

@@ -11,8 +11,19 @@ from bot.people import Person, Role
 from bot.work import WorkItem
 
 if TYPE_CHECKING:
+    from bot.aup import AupRepository
     from bot.children import Pupil
     from bot.delivery import Delivery
+    from bot.repositories import (
+        AllegationRepository,
+        ChildRepository,
+        DeliveryRepository,
+        ExportRepository,
+        FilterRepository,
+        GraphStateRepository,
+        IncidentRepository,
+        ReferralRepository,
+    )
 
 
 class Clock(Protocol):
@@ -50,8 +61,16 @@ class PupilDirectory(Protocol):
 
 
 class ConversationStore(Protocol):
-    async def save(self, school_id: str, kind: str, key: str, reference: dict[str, Any], *, name: str | None = None,
-                   team_id: str | None = None) -> None:
+    async def save(
+        self,
+        school_id: str,
+        kind: str,
+        key: str,
+        reference: dict[str, Any],
+        *,
+        name: str | None = None,
+        team_id: str | None = None,
+    ) -> None:
         """Remember how to reach a person (kind 'person') or a channel (kind 'channel')."""
 
 
@@ -59,9 +78,18 @@ class Notifier(Protocol):
     """Queues proactive messages; the outbox worker sends them after the unit of work commits."""
 
     async def to_person(
-        self, school_id: str, person_id: str, *, text: str | None = None, card: dict[str, Any] | None = None,
-        dedupe_key: str | None = None, delivery: Delivery | None = None, plain: bool = False,
-        about: str | None = None, update_of: str | None = None, attachment: dict[str, Any] | None = None,
+        self,
+        school_id: str,
+        person_id: str,
+        *,
+        text: str | None = None,
+        card: dict[str, Any] | None = None,
+        dedupe_key: str | None = None,
+        delivery: Delivery | None = None,
+        plain: bool = False,
+        about: str | None = None,
+        update_of: str | None = None,
+        attachment: dict[str, Any] | None = None,
         quiet: bool = False,
     ) -> None:
         """Queue a 1:1 message for a person; a `delivery` makes its arrival tracked (bot.delivery); `plain` shows
@@ -71,9 +99,17 @@ class Notifier(Protocol):
         `quiet` marks a message that is not urgent: it waits until the person's chat is quiet (bot.quiet)."""
 
     async def to_channel(
-        self, school_id: str, purpose: str, *, text: str | None = None, card: dict[str, Any] | None = None,
-        dedupe_key: str | None = None, delivery: Delivery | None = None, about: str | None = None,
-        update_of: str | None = None, quiet: bool = False,
+        self,
+        school_id: str,
+        purpose: str,
+        *,
+        text: str | None = None,
+        card: dict[str, Any] | None = None,
+        dedupe_key: str | None = None,
+        delivery: Delivery | None = None,
+        about: str | None = None,
+        update_of: str | None = None,
+        quiet: bool = False,
     ) -> None:
         """Queue a post to the team channel the school configured for a purpose (dsl, slt, technicians)."""
 
@@ -90,7 +126,12 @@ class WorkQueue(Protocol):
 
 class AuditLog(Protocol):
     async def record(
-        self, school_id: str, actor_id: str | None, action: str, record_type: str, record_id: str | None,
+        self,
+        school_id: str,
+        actor_id: str | None,
+        action: str,
+        record_type: str,
+        record_id: str | None,
         detail: dict[str, Any] | None = None,
     ) -> AuditEntry:
         """Append one hash-chained audit entry."""
@@ -103,6 +144,34 @@ class UnitOfWork(Protocol):
     notify: Notifier
     work: WorkQueue
 
+    # The feature repositories the services reach through the unit (read-only: a unit holds one of each).
+    @property
+    def incidents(self) -> IncidentRepository: ...
+
+    @property
+    def children(self) -> ChildRepository: ...
+
+    @property
+    def filtering(self) -> FilterRepository: ...
+
+    @property
+    def deliveries(self) -> DeliveryRepository: ...
+
+    @property
+    def exports(self) -> ExportRepository: ...
+
+    @property
+    def allegations(self) -> AllegationRepository: ...
+
+    @property
+    def referrals(self) -> ReferralRepository: ...
+
+    @property
+    def aup(self) -> AupRepository: ...
+
+    @property
+    def graph(self) -> GraphStateRepository: ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(self, *exc_info: object) -> None: ...
@@ -112,5 +181,6 @@ UnitOfWorkFactory = Callable[[], UnitOfWork]
 
 
 class WorkHandler(Protocol):
-    async def __call__(self, item: WorkItem) -> None:
-        """Do one piece of due work; raise RetryLater or GiveUp to say otherwise."""
+    async def __call__(self, item: WorkItem, /) -> object:
+        """Do one piece of due work; raise RetryLater or GiveUp to say otherwise. What it returns (a Done, or a
+        short note) is kept as the item's result."""

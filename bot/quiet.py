@@ -24,8 +24,9 @@ class LastActivity:
     in_conversation: bool
 
 
-def wait_before_sending(last: LastActivity | None, now: dt.datetime, idle: dt.timedelta,
-                        hold: dt.timedelta) -> dt.timedelta | None:
+def wait_before_sending(
+    last: LastActivity | None, now: dt.datetime, idle: dt.timedelta, hold: dt.timedelta
+) -> dt.timedelta | None:
     """How long a quiet card should wait, or None to send it now.
 
     A guided conversation holds cards back until it ends, unless it was left untouched for `hold` (abandoned: the

@@ -78,8 +78,9 @@ class ReferralInput:
     their_reference: str | None
 
 
-def required_rules(policy: ReferralPolicy, *, subject_kind: str, category: str, illegal: bool,
-                   immediate_danger: bool) -> list[ReferralRule]:
+def required_rules(
+    policy: ReferralPolicy, *, subject_kind: str, category: str, illegal: bool, immediate_danger: bool
+) -> list[ReferralRule]:
     """The rules a case matches, the first one per agency, in the policy's order."""
     found: dict[str, ReferralRule] = {}
     for rule in policy.required:
@@ -136,7 +137,7 @@ def missed_at(rule: ReferralRule, due: dt.datetime, stage: int) -> dt.datetime:
 
 
 def due_text(when: dt.datetime, timezone: Any) -> str:
-    """"Tue 24 Nov, 17:30" in school time."""
+    """ "Tue 24 Nov, 17:30" in school time."""
     return when.astimezone(timezone).strftime("%a %d %b, %H:%M")
 
 
@@ -149,8 +150,9 @@ def overdue_for(due: dt.datetime, now: dt.datetime) -> str:
     return f"{minutes // (24 * 60)} days"
 
 
-def check_referral(policy: ReferralPolicy, data: dict[str, Any], timezone: Any, now: dt.datetime
-                   ) -> tuple[ReferralInput | None, str | None]:
+def check_referral(
+    policy: ReferralPolicy, data: dict[str, Any], timezone: Any, now: dt.datetime
+) -> tuple[ReferralInput | None, str | None]:
     """The typed referral, or a kind message saying what to fix."""
     agency = data.get("referral_agency")
     if not isinstance(agency, str) or policy.agency(agency.strip()) is None:
@@ -158,10 +160,11 @@ def check_referral(policy: ReferralPolicy, data: dict[str, Any], timezone: Any, 
     reference = data.get("referral_reference")
     reference = " ".join(reference.split()) if isinstance(reference, str) else ""
     if len(reference) > MAX_REFERENCE_CHARS:
-        return None, (f"Their reference is {len(reference)} characters long. Please keep it to "
-                      f"{MAX_REFERENCE_CHARS} or fewer: the reference number they gave is enough.")
+        return None, (
+            f"Their reference is {len(reference)} characters long. Please keep it to "
+            f"{MAX_REFERENCE_CHARS} or fewer: the reference number they gave is enough."
+        )
     made_at, problem = parse_happened(data.get("referral_on"), data.get("referral_time"), timezone, now)
     if problem:
         return None, problem.replace("when it happened", "when the referral was made")
     return ReferralInput(agency.strip(), made_at, reference or None), None
-

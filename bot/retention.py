@@ -31,8 +31,18 @@ MORE_AFTER = dt.timedelta(minutes=5)  # a backlog continues in batches, a few mi
 
 DELETE, ANONYMISE, KEEP = "delete", "anonymise", "keep"
 CASE_TYPES = ("safeguarding_case", "allegation", "other_incident")
-RECORD_TYPES = ("safeguarding_case", "child_record", "allegation", "other_incident", "filter_request",
-                "filter_log", "aup_acknowledgement", "audit_entry", "conversation_state", "outbox")
+RECORD_TYPES = (
+    "safeguarding_case",
+    "child_record",
+    "allegation",
+    "other_incident",
+    "filter_request",
+    "filter_log",
+    "aup_acknowledgement",
+    "audit_entry",
+    "conversation_state",
+    "outbox",
+)
 ALLOWED_ACTIONS: dict[str, frozenset[str]] = {
     "safeguarding_case": frozenset({ANONYMISE}),
     "child_record": frozenset({DELETE}),
@@ -58,8 +68,10 @@ LABELS = {
     "outbox": "Messages the bot sent",
 }
 STAFF_SUBJECTS = frozenset({"staff", "headteacher"})
-INBOUND_NOTE = ("Records of what Teams delivered, kept only to stop a message taking effect twice, are deleted "
-                "automatically after a day.")
+INBOUND_NOTE = (
+    "Records of what Teams delivered, kept only to stop a message taking effect twice, are deleted "
+    "automatically after a day."
+)
 
 
 def add_years(day: dt.date, years: int) -> dt.date:
@@ -177,19 +189,25 @@ def describe(record_type: str, rule: RetentionRule) -> str:
     match record_type:
         case "safeguarding_case":
             if age:
-                return (f"{done.capitalize()} on the linked child's {_ordinal(age)} birthday; with no child or no "
-                        f"date of birth, {period} after the case closed.")
+                return (
+                    f"{done.capitalize()} on the linked child's {_ordinal(age)} birthday; with no child or no "
+                    f"date of birth, {period} after the case closed."
+                )
             return f"{done.capitalize()} {period} after the case closed."
         case "child_record":
             if age:
-                first = (f"after the child's {_ordinal(age)} birthday ({period} after it was made when no date of "
-                         "birth is recorded)")
+                first = (
+                    f"after the child's {_ordinal(age)} birthday ({period} after it was made when no date of "
+                    "birth is recorded)"
+                )
             else:
                 first = f"{period} after it was made"
             return f"Deleted {first}, once no case still kept is linked to it."
         case "allegation":
-            return (f"{done.capitalize()} {period} after the case closed. The bot does not hold staff dates of birth, "
-                    "so it cannot count to retirement age: place a legal hold to keep one longer.")
+            return (
+                f"{done.capitalize()} {period} after the case closed. The bot does not hold staff dates of birth, "
+                "so it cannot count to retirement age: place a legal hold to keep one longer."
+            )
         case "other_incident":
             return f"{done.capitalize()} {period} after the case closed."
         case "filter_request":
@@ -199,8 +217,10 @@ def describe(record_type: str, rule: RetentionRule) -> str:
         case "aup_acknowledgement":
             return f"Deleted {period} after the person acknowledged a newer version."
         case "audit_entry":
-            return ("Kept. Each entry is sealed to the one before it, so removing one would break the proof that "
-                    "nothing was changed. Entries hold account ids and case references, never names or case text.")
+            return (
+                "Kept. Each entry is sealed to the one before it, so removing one would break the proof that "
+                "nothing was changed. Entries hold account ids and case references, never names or case text."
+            )
         case "conversation_state":
             return f"Deleted {period} after the last message."
         case "outbox":

@@ -58,16 +58,27 @@ from bot.retention import (
     schedule_lines,
     tally_words,
 )
+from bot.wiring import Features
 from bot.work import WorkItem
 
-HOLD_USAGE = ("Please give the case reference and the reason, for example `hold ES-2026-0001 A claim has been "
-              "made`. To end a hold: `hold release ES-2026-0001` and the reason.")
+HOLD_USAGE = (
+    "Please give the case reference and the reason, for example `hold ES-2026-0001 A claim has been "
+    "made`. To end a hold: `hold release ES-2026-0001` and the reason."
+)
 NO_SUCH_CASE = "I could not find a case with that reference. Please check it and try again."
 
 
 class RetentionService:
-    def __init__(self, uow: UnitOfWorkFactory, store_of: Callable[[Any], Any], directory: Directory, policy: Policy,
-                 config: AppConfig, clock: Clock, extras: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        store_of: Callable[[Any], Any],
+        directory: Directory,
+        policy: Policy,
+        config: AppConfig,
+        clock: Clock,
+        features: Features,
+    ) -> None:
         self._uow = uow
         self._store_of = store_of  # the retention repository inside a unit of work
         self._directory = directory
@@ -75,7 +86,7 @@ class RetentionService:
         self._rules = policy.retention
         self._config = config
         self._clock = clock
-        self._extras = extras  # the case service, looked up when used (features install in any order)
+        self._features = features  # the case service, looked up when used (features install in any order)
 
     # --- scheduling -----------------------------------------------------------------------------------------------
 
@@ -88,8 +99,9 @@ class RetentionService:
         if school is None:
             return
         at = schooltime.next_daily(school, after, DAILY_AT)
-        await uow.work.schedule(school_id, SWEEP_KIND, at, {},
-                                dedupe_key=f"{SWEEP_KIND}:{school_id}:{at.date().isoformat()}")
+        await uow.work.schedule(
+            school_id, SWEEP_KIND, at, {}, dedupe_key=f"{SWEEP_KIND}:{school_id}:{at.date().isoformat()}"
+        )
 
     # --- the sweep --------------------------------------------------------------------------------------------
 
@@ -97,17 +109,32 @@ class RetentionService:
         school_id, now = item.school_id, self._clock.now()
         figures = Figures()
         more = False
-        for step in (self._cases, self._children, self._filter_requests, self._filter_log, self._acknowledgements,
-                     self._conversations, self._outbox):
+        for step in (
+            self._cases,
+            self._children,
+            self._filter_requests,
+            self._filter_log,
+            self._acknowledgements,
+            self._conversations,
+            self._outbox,
+        ):
             more = await step(school_id, now, figures) or more
         async with self._uow() as uow:
             await self._store_of(uow).record_sweep(school_id, figures.as_json())
             if more:
-                await uow.work.schedule(school_id, SWEEP_KIND, now + MORE_AFTER, {"continues": True},
-                                        dedupe_key=f"{SWEEP_KIND}:{school_id}:more:{item.id}")
+                await uow.work.schedule(
+                    school_id,
+                    SWEEP_KIND,
+                    now + MORE_AFTER,
+                    {"continues": True},
+                    dedupe_key=f"{SWEEP_KIND}:{school_id}:more:{item.id}",
+                )
             await self._schedule_next(uow, school_id, max(now, item.run_at))
-        done = [f"{t} {figures.of(t).deleted}d/{figures.of(t).anonymised}a/{figures.of(t).held}h"
-                for t in RECORD_TYPES if figures.of(t).any]
+        done = [
+            f"{t} {figures.of(t).deleted}d/{figures.of(t).anonymised}a/{figures.of(t).held}h"
+            for t in RECORD_TYPES
+            if figures.of(t).any
+        ]
         return ("swept: " + ", ".join(done) if done else "swept: nothing due") + (" (more to do)" if more else "")
 
     async def _audit(self, uow: Any, school_id: str, record_type: str, tally: Tally) -> None:
@@ -133,7 +160,7 @@ class RetentionService:
                     figures.of(kind).held += 1
                 else:
                     due.append((kind, case))
-            for kind, case in due[:self._rules.batch_size]:
+            for kind, case in due[: self._rules.batch_size]:
                 if await store.anonymise_case(school_id, case.id):
                     await uow.incidents.append_event(school_id, case.id, None, None, "anonymised")
                     figures.of(kind).anonymised += 1
@@ -148,7 +175,7 @@ class RetentionService:
             # A child linked to any case still kept (a held one, or one not yet due) is not in this list.
             due = [c for c in await store.unlinked_children(school_id) if child_due(rule, c.born, c.created_at) <= now]
             tally = figures.of("child_record")
-            for child in due[:self._rules.batch_size]:
+            for child in due[: self._rules.batch_size]:
                 tally.deleted += await store.delete_child(school_id, child.id)
             await self._audit(uow, school_id, "child_record", tally)
         return len(due) > self._rules.batch_size
@@ -158,7 +185,7 @@ class RetentionService:
             store = self._store_of(uow)
             due = await store.filter_requests_before(school_id, cutoff(self._rules.filter_request, now))
             tally = figures.of("filter_request")
-            for request_id in due[:self._rules.batch_size]:
+            for request_id in due[: self._rules.batch_size]:
                 tally.anonymised += await store.anonymise_filter_request(school_id, request_id)
             await self._audit(uow, school_id, "filter_request", tally)
         return len(due) > self._rules.batch_size
@@ -166,34 +193,38 @@ class RetentionService:
     async def _filter_log(self, school_id: str, now: dt.datetime, figures: Figures) -> bool:
         async with self._uow() as uow:
             deleted, more = await self._store_of(uow).delete_filter_log(
-                school_id, cutoff(self._rules.filter_log, now), self._rules.batch_size)
+                school_id, cutoff(self._rules.filter_log, now), self._rules.batch_size
+            )
             figures.of("filter_log").deleted += deleted
             await self._audit(uow, school_id, "filter_log", figures.of("filter_log"))
-        return more
+        return bool(more)  # the store is reached untyped (storage's own types)
 
     async def _acknowledgements(self, school_id: str, now: dt.datetime, figures: Figures) -> bool:
         async with self._uow() as uow:
             deleted, more = await self._store_of(uow).delete_superseded_acknowledgements(
-                school_id, cutoff(self._rules.aup_acknowledgement, now), self._rules.batch_size)
+                school_id, cutoff(self._rules.aup_acknowledgement, now), self._rules.batch_size
+            )
             figures.of("aup_acknowledgement").deleted += deleted
             await self._audit(uow, school_id, "aup_acknowledgement", figures.of("aup_acknowledgement"))
-        return more
+        return bool(more)  # the store is reached untyped (storage's own types)
 
     async def _conversations(self, school_id: str, now: dt.datetime, figures: Figures) -> bool:
         async with self._uow() as uow:
             deleted, more = await self._store_of(uow).delete_conversation_state(
-                cutoff(self._rules.conversation_state, now), self._rules.batch_size)
+                cutoff(self._rules.conversation_state, now), self._rules.batch_size
+            )
             figures.of("conversation_state").deleted += deleted
             await self._audit(uow, school_id, "conversation_state", figures.of("conversation_state"))
-        return more
+        return bool(more)  # the store is reached untyped (storage's own types)
 
     async def _outbox(self, school_id: str, now: dt.datetime, figures: Figures) -> bool:
         async with self._uow() as uow:
             done, more = await self._store_of(uow).anonymise_sends(
-                school_id, cutoff(self._rules.outbox, now), self._rules.batch_size)
+                school_id, cutoff(self._rules.outbox, now), self._rules.batch_size
+            )
             figures.of("outbox").anonymised += done
             await self._audit(uow, school_id, "outbox", figures.of("outbox"))
-        return more
+        return bool(more)  # the store is reached untyped (storage's own types)
 
     # --- the `retention` command --------------------------------------------------------------------------------
 
@@ -207,15 +238,21 @@ class RetentionService:
         for run in runs:
             figures.add(Figures.from_json(run.figures))
         shown = [(LABELS[t], tally_words(figures.of(t))) for t in RECORD_TYPES if figures.of(t).any]
-        return build_retention_card(RetentionView(
-            school=actor.school.name, schedule=schedule_lines(self._rules), timezone=actor.school.tz,
-            last_run_at=runs[-1].ran_at if runs else None, last_figures=shown, next_run_at=next_at,
-            note=INBOUND_NOTE))
+        return build_retention_card(
+            RetentionView(
+                school=actor.school.name,
+                schedule=schedule_lines(self._rules),
+                timezone=actor.school.tz,
+                last_run_at=runs[-1].ran_at if runs else None,
+                last_figures=shown,
+                next_run_at=next_at,
+                note=INBOUND_NOTE,
+            )
+        )
 
     # --- legal holds ------------------------------------------------------------------------------------------
 
-    async def case_part(self, uow: Any, school: SchoolConfig, incident: Incident, viewer: Person
-                        ) -> CasePart | None:
+    async def case_part(self, uow: Any, school: SchoolConfig, incident: Incident, viewer: Person) -> CasePart | None:
         if not may_view_case(viewer, incident):
             return None
         store = self._store_of(uow)
@@ -228,9 +265,17 @@ class RetentionService:
         if hold is not None:
             person = await self._directory.person(school.id, hold.set_by)
             held_by = person.name if person else "someone who has left"
-        body, more = build_hold_section(HoldView(
-            token=incident.token, timezone=school.tz, held_since=hold.set_at if hold else None, held_by=held_by,
-            reason=hold.reason if hold else None, anonymised_at=anonymised, can_act=can_act))
+        body, more = build_hold_section(
+            HoldView(
+                token=incident.token,
+                timezone=school.tz,
+                held_since=hold.set_at if hold else None,
+                held_by=held_by,
+                reason=hold.reason if hold else None,
+                anonymised_at=anonymised,
+                can_act=can_act,
+            )
+        )
         return CasePart(body=body, more=more)
 
     async def card_hold(self, actor: Actor, data: dict[str, Any], *, release: bool) -> CardReply:
@@ -241,8 +286,11 @@ class RetentionService:
             return await self._change_hold(uow, actor, incident, reason, release=release)
 
         # A hold is for closed cases too (that is when retention applies), and adds to the case: no version check.
-        return await self._extras["incidents"].act_on_case(actor, data, RELEASE_VERB if release else HOLD_VERB,
-                                                           change, check_version=False, closed_ok=True)
+        incidents = self._features.incidents
+        assert incidents is not None, "the retention feature needs the incidents feature"
+        return await incidents.act_on_case(
+            actor, data, RELEASE_VERB if release else HOLD_VERB, change, check_version=False, closed_ok=True
+        )
 
     async def command_hold(self, actor: Actor, args: str) -> str:
         """`hold REF reason` and `hold release REF reason`, for the DPO: it says nothing about the case."""
@@ -260,16 +308,18 @@ class RetentionService:
             incident = await uow.incidents.by_reference(actor.school_id, reference)
             if incident is None or is_excluded(actor.person, incident):
                 # The same answer whether or not it exists: someone a case is about never learns of it here.
-                await uow.audit.record(actor.school_id, actor.person.id, "retention.hold_refused", "incident",
-                                       reference)
+                await uow.audit.record(
+                    actor.school_id, actor.person.id, "retention.hold_refused", "incident", reference
+                )
                 return NO_SUCH_CASE
             if reason is None:
                 return HOLD_USAGE
             notice = await self._change_hold(uow, actor, incident, reason, release=release)
         return notice.replace("This case", incident.reference)
 
-    async def _change_hold(self, uow: Any, actor: Actor, incident: Incident, reason: str | None, *,
-                           release: bool) -> str:
+    async def _change_hold(
+        self, uow: Any, actor: Actor, incident: Incident, reason: str | None, *, release: bool
+    ) -> str:
         if reason is None:
             return "Please give a reason for ending the hold." if release else "Please give a reason for the hold."
         store = self._store_of(uow)
@@ -281,10 +331,8 @@ class RetentionService:
         elif not await store.place_hold(actor.school_id, incident.id, actor.person.id, reason):
             return "This case is already under a legal hold."
         kind = "hold_released" if release else "legal_hold"
-        await uow.incidents.append_event(actor.school_id, incident.id, actor.person.id, actor.person.name, kind,
-                                         reason)
-        await uow.audit.record(actor.school_id, actor.person.id, f"retention.{kind}", "incident",
-                               incident.reference)
+        await uow.incidents.append_event(actor.school_id, incident.id, actor.person.id, actor.person.name, kind, reason)
+        await uow.audit.record(actor.school_id, actor.person.id, f"retention.{kind}", "incident", incident.reference)
         if release:
             return "Legal hold released. This case follows the retention schedule again."
         return "Legal hold placed. This case will not be deleted or anonymised until the hold is released."

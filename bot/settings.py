@@ -91,7 +91,8 @@ class Settings(BaseSettings):
     connector_connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("ESAFETY_CONNECTOR_CONNECT_TIMEOUT"))
     connector_timeout: float = Field(15.0, gt=0, validation_alias=_env("ESAFETY_CONNECTOR_TIMEOUT"))
     connector_connections_per_host: int = Field(
-        32, ge=1, validation_alias=_env("ESAFETY_CONNECTOR_CONNECTIONS_PER_HOST"))
+        32, ge=1, validation_alias=_env("ESAFETY_CONNECTOR_CONNECTIONS_PER_HOST")
+    )
     connector_clients: int = Field(256, ge=1, validation_alias=_env("ESAFETY_CONNECTOR_CLIENTS"))
     # Hosts beyond Microsoft's documented Bot Connector ones that may receive replies, comma-separated; "*.x.y"
     # matches subdomains of x.y. For a sovereign cloud or a new Microsoft host; https only.
@@ -101,16 +102,20 @@ class Settings(BaseSettings):
     export_upload_hosts: str = Field("*.sharepoint.com", validation_alias=_env("ESAFETY_EXPORT_UPLOAD_HOSTS"))
 
     # The desk tab's Teams single sign-on. Entra's OpenID metadata gives the issuer template and the signing keys.
-    tab_openid_metadata: str = Field("https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration",
-                                     validation_alias=_env("ESAFETY_TAB_OPENID_METADATA"))
+    tab_openid_metadata: str = Field(
+        "https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration",
+        validation_alias=_env("ESAFETY_TAB_OPENID_METADATA"),
+    )
     # Token audiences the tab accepts, comma-separated; empty means api://<public host>/<app id> and the app id.
     tab_audience: str = Field("", validation_alias=_env("ESAFETY_TAB_AUDIENCE"))
     tab_scope: str = Field("access_as_user", validation_alias=_env("ESAFETY_TAB_SCOPE"))  # the app's exposed scope
     tab_ca_bundle: Path | None = Field(None, validation_alias=_env("ESAFETY_TAB_CA_BUNDLE"))
     tab_timeout_seconds: float = Field(5.0, gt=0, validation_alias=_env("ESAFETY_TAB_TIMEOUT_SECONDS"))
     # Teams JS, served from the app's own origin (no CDN); installed by scripts/system-deps.sh.
-    tab_teams_js: Path = Field(Path("tools/tab/node_modules/@microsoft/teams-js/dist/umd/MicrosoftTeams.min.js"),
-                               validation_alias=_env("ESAFETY_TAB_TEAMS_JS"))
+    tab_teams_js: Path = Field(
+        Path("tools/tab/node_modules/@microsoft/teams-js/dist/umd/MicrosoftTeams.min.js"),
+        validation_alias=_env("ESAFETY_TAB_TEAMS_JS"),
+    )
 
     def startup_problem(self) -> str | None:
         """Say in one line why the app must not start, or None when it may."""
@@ -124,11 +129,20 @@ class Settings(BaseSettings):
             return "ESAFETY_DATA_KEY is not set. Sensitive fields are encrypted at rest, so a key is required."
         if self.app_type == "SingleTenant" and self.app_id and not self.app_tenant_id:
             return "MicrosoftAppTenantId is required when MicrosoftAppType is SingleTenant."
-        if self.directory == "graph" and not self.dev and not (
-                self.graph_client_secret or self.graph_certificate_path or self.graph_managed_identity
-                or self.app_password.get_secret_value()):
-            return ("ESAFETY_DIRECTORY is graph but no Graph credential is set: set GRAPH_CLIENT_SECRET, "
-                    "GRAPH_CERTIFICATE_PATH or GRAPH_MANAGED_IDENTITY=1.")
+        if (
+            self.directory == "graph"
+            and not self.dev
+            and not (
+                self.graph_client_secret
+                or self.graph_certificate_path
+                or self.graph_managed_identity
+                or self.app_password.get_secret_value()
+            )
+        ):
+            return (
+                "ESAFETY_DIRECTORY is graph but no Graph credential is set: set GRAPH_CLIENT_SECRET, "
+                "GRAPH_CERTIFICATE_PATH or GRAPH_MANAGED_IDENTITY=1."
+            )
         if not self.dev and self.audit_key is None:
             return "ESAFETY_AUDIT_KEY is not set. The audit trail is sealed with its own key, so a key is required."
         if self.audit_key is not None and len(self.audit_key.get_secret_value().strip()) < 32:

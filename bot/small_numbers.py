@@ -44,17 +44,25 @@ def protect(rows: list[tuple[str, int]], threshold: int) -> list[Cell]:
         others = sorted((n, i) for i, (_, n) in enumerate(rows) if n and i not in hidden)
         while others and (len(hidden) < 2 or sum(rows[i][1] for i in hidden) < threshold):
             hidden.add(others.pop(0)[1])
-    return [Cell(label, None, fewer_than(threshold) if is_small(n, threshold) else NOT_SHOWN) if i in hidden
-            else Cell(label, n, str(n)) for i, (label, n) in enumerate(rows)]
+    return [
+        Cell(label, None, fewer_than(threshold) if is_small(n, threshold) else NOT_SHOWN)
+        if i in hidden
+        else Cell(label, n, str(n))
+        for i, (label, n) in enumerate(rows)
+    ]
 
 
 def each(rows: list[tuple[str, int]], threshold: int) -> list[Cell]:
     """Counts that do not add up to a shown total (e.g. weeks of a trend): each is hidden on its own merits."""
-    return [Cell(label, None, fewer_than(threshold)) if is_small(n, threshold) else Cell(label, n, str(n))
-            for label, n in rows]
+    return [
+        Cell(label, None, fewer_than(threshold)) if is_small(n, threshold) else Cell(label, n, str(n))
+        for label, n in rows
+    ]
 
 
 def note(threshold: int) -> str:
     """The rule in one sentence, for the foot of every card and export that applies it."""
-    return (f"Counts from 1 to {threshold - 1} show as \"{fewer_than(threshold)}\". Where a list hides one, the "
-            f"next smallest is \"{NOT_SHOWN}\" too, so no total can reveal it; charts leave hidden values out.")
+    return (
+        f'Counts from 1 to {threshold - 1} show as "{fewer_than(threshold)}". Where a list hides one, the '
+        f'next smallest is "{NOT_SHOWN}" too, so no total can reveal it; charts leave hidden values out.'
+    )

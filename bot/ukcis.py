@@ -27,8 +27,12 @@ class UkcisReview:
 
     def stored(self) -> dict[str, Any]:
         """What is kept in the review's row: answers only (the typed reason goes on the encrypted chronology)."""
-        return {"answers": list(self.answers), "parents_told": self.parents_told,
-                "no_image_viewed": self.no_image_viewed, "agency": self.agency}
+        return {
+            "answers": list(self.answers),
+            "parents_told": self.parents_told,
+            "no_image_viewed": self.no_image_viewed,
+            "agency": self.agency,
+        }
 
 
 def applies(category: str) -> bool:
@@ -57,16 +61,20 @@ def parse(data: dict[str, Any], criteria: list[str]) -> tuple[UkcisReview | None
         return None, "Please confirm that nobody viewed the images for this review."
     agency = _text(data.get(f"{PREFIX}agency")) or None
     if any(answers) and agency not in REFERRAL_AGENCIES:
-        return None, ("A \"yes\" means an immediate referral. Please choose the police or children's social care "
-                      "for it.")
+        return None, (
+            'A "yes" means an immediate referral. Please choose the police or children\'s social care for it.'
+        )
     return UkcisReview(tuple(answers), parents, reason[:MAX_REASON], True, agency if any(answers) else None), None
 
 
 def chronology_text(review: UkcisReview) -> str:
     """The review as the case's chronology shows it (the reason was typed: shown as text, never Markdown)."""
     yes = [str(i + 1) for i, answer in enumerate(review.answers) if answer]
-    found = (f"yes to question {', '.join(yes)}: referred at once to {REFERRAL_AGENCIES[review.agency]}"
-             if yes and review.agency else "no to all five questions: handled in school")
+    found = (
+        f"yes to question {', '.join(yes)}: referred at once to {REFERRAL_AGENCIES[review.agency]}"
+        if yes and review.agency
+        else "no to all five questions: handled in school"
+    )
     parents = "Parents or carers will be told" if review.parents_told else "Parents or carers will not be told"
     return f"{found.capitalize()}. {parents}: {review.parents_reason}. No image was viewed."
 
@@ -76,10 +84,16 @@ def outcome_text(stored: dict[str, Any]) -> str:
     answers = stored.get("answers") or []
     yes = [str(i + 1) for i, answer in enumerate(answers) if answer]
     agency = REFERRAL_AGENCIES.get(stored.get("agency") or "", "another agency")
-    found = f"Immediate referral to {agency} (yes to question {', '.join(yes)})." if yes else \
-        "No immediate referral: no to all five questions."
-    parents = "Parents or carers will be told." if stored.get("parents_told") else \
-        "Parents or carers will not be told (the reason is on the chronology)."
+    found = (
+        f"Immediate referral to {agency} (yes to question {', '.join(yes)})."
+        if yes
+        else "No immediate referral: no to all five questions."
+    )
+    parents = (
+        "Parents or carers will be told."
+        if stored.get("parents_told")
+        else "Parents or carers will not be told (the reason is on the chronology)."
+    )
     return f"{found} {parents} No image was viewed."
 
 

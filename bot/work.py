@@ -54,6 +54,7 @@ class NotYet(RetryLater):
 
     def __init__(self, reason: str, after: dt.timedelta) -> None:
         super().__init__(reason, after)
+        self.after: dt.timedelta = after  # always given here
 
 
 class GiveUp(Exception):  # noqa: N818 - a signal, not an error

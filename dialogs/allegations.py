@@ -7,16 +7,16 @@ from typing import Any
 
 from bot.actor import Actor, CardAction, CardReply, Command, Turn
 from bot.allegation_service import AllegationService
-from bot.allegations import REGISTER_ROLES
 from bot.cards.allegations import DECISIONS_VERB, UKCIS_VERB
 from bot.wiring import Wiring
 
 
 def install(wiring: Wiring) -> None:
     """Needs the incidents feature installed first (its case card carries these parts)."""
-    incidents = wiring.extras["incidents"]
-    service = AllegationService(wiring.uow, wiring.directory, wiring.policy, incidents, wiring.extras)
-    wiring.extras["allegations"] = service
+    incidents = wiring.features.incidents
+    assert incidents is not None, "install the incidents feature before allegations"
+    service = AllegationService(wiring.uow, wiring.directory, wiring.policy, incidents, wiring.features)
+    wiring.features.allegations = service
     incidents.card_parts.append(service.ukcis_part)
     incidents.card_parts.append(service.decisions_part)
     services = wiring.services
@@ -38,6 +38,12 @@ def install(wiring: Wiring) -> None:
             return
         await turn.say(card=card)
 
-    services.add_command(Command("low-level", "Low-level concerns", "the register of low-level concerns about "
-                                 "staff, by person, so repeated concerns stand out", low_level,
-                                 roles=REGISTER_ROLES))
+    services.add_command(
+        Command(
+            "low-level",
+            "Low-level concerns",
+            "the register of low-level concerns about staff, by person, so repeated concerns stand out",
+            low_level,
+            permission="lowlevel.register",
+        )
+    )

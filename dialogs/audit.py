@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from bot.audit_watch import VERIFY_KIND, AuditWatch
+from bot.audit_watch import VERIFY_KIND
 from bot.wiring import Wiring
 
 
 def install(wiring: Wiring) -> None:
-    watch: AuditWatch | None = wiring.extras.get("audit_watch")
+    watch = wiring.features.audit_watch
     if watch is None:  # an app built without the audit trail's key and checkpoint file
         return
     wiring.work.register(VERIFY_KIND, watch.run_daily)
@@ -18,5 +16,4 @@ def install(wiring: Wiring) -> None:
         for school in wiring.config.schools:
             await watch.seed(school.id)
 
-    startup: list[Any] = wiring.extras.setdefault("startup", [])
-    startup.append(start)
+    wiring.features.startup.append(start)

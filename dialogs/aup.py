@@ -15,14 +15,13 @@ from bot.aup import (
     DELIVER_KIND,
     ESCALATE_KIND,
     PUBLISH_VERB,
-    PUBLISHERS,
     REMIND_KIND,
     RENEWAL_KIND,
-    STATUS_READERS,
     SWEEP_KIND,
     Audience,
     AupService,
     Cards,
+    DocumentSource,
     csv_parts,
     parse_audience,
     render_html,
@@ -40,25 +39,30 @@ AUP_DIR = Path(__file__).resolve().parents[1] / "config" / "aup"
 DEFAULT_PUBLIC_URL = "http://localhost:3978"
 
 
-def markdown_source(directory: Path = AUP_DIR) -> Any:
+def markdown_source(directory: Path = AUP_DIR) -> DocumentSource:
     def read(audience: Audience) -> str | None:
         path = directory / f"{audience.value}.md"
         return path.read_text(encoding="utf-8") if path.is_file() else None
+
     return read
 
 
 def install(wiring: Wiring) -> None:
     """Register this feature with the front door and the work runner."""
-    base = str(wiring.extras.get("public_url") or DEFAULT_PUBLIC_URL).rstrip("/")
-    source = wiring.extras.get("aup_source") or markdown_source()
+    base = str(wiring.features.public_url or DEFAULT_PUBLIC_URL).rstrip("/")
+    source = wiring.features.aup_source or markdown_source()
 
     def link(school_id: str, audience: Audience, version: int) -> str:
         return f"{base}/aup/{school_id}/{audience.value}/{version}"
 
-    cards = Cards(aup=build_aup_card, acknowledged=build_acknowledged_card, preview=build_publish_preview_card,
-                  status=build_status_card)
+    cards = Cards(
+        aup=build_aup_card,
+        acknowledged=build_acknowledged_card,
+        preview=build_publish_preview_card,
+        status=build_status_card,
+    )
     service = AupService(wiring.uow, wiring.directory, wiring.clock, wiring.config.school, source, cards, link)
-    wiring.extras["aup_service"] = service
+    wiring.features.aup_service = service
     services = wiring.services
 
     async def show(turn: Turn, _args: str) -> None:
@@ -71,16 +75,20 @@ def install(wiring: Wiring) -> None:
             parts = csv_parts(status_csv(report, turn.actor.school.tz))
             for number, body in enumerate(parts, start=1):
                 part = f" (part {number} of {len(parts)})" if len(parts) > 1 else ""
-                await turn.say(f"Acceptable Use Policy acknowledgements{part}, as CSV. Copy the block below into a "
-                               f"file ending .csv to open it in Excel.\n\n```\n{body}```")
+                await turn.say(
+                    f"Acceptable Use Policy acknowledgements{part}, as CSV. Copy the block below into a "
+                    f"file ending .csv to open it in Excel.\n\n```\n{body}```"
+                )
             return
         await turn.say(card=build_status_card(report, tz=turn.actor.school.tz))
 
     async def publish(turn: Turn, args: str) -> None:
         audience = parse_audience(args) if args.strip() else None
         if audience is None:
-            await turn.say("Which policy would you like to publish? Type `aup publish staff`, "
-                           "`aup publish governor` or `aup publish volunteer`. I will show you a preview first.")
+            await turn.say(
+                "Which policy would you like to publish? Type `aup publish staff`, "
+                "`aup publish governor` or `aup publish volunteer`. I will show you a preview first."
+            )
             return
         try:
             card = await service.publish_preview_card(turn.actor, audience)
@@ -89,13 +97,36 @@ def install(wiring: Wiring) -> None:
             return
         await turn.say(card=card)
 
-    services.add_command(Command("aup", "Acceptable Use Policy", "read and acknowledge the policy", show))
-    services.add_command(Command("aup status", "AUP status", "who has acknowledged the AUP, with a CSV export",
-                                 status, roles=STATUS_READERS))
-    services.add_command(Command("aup publish", "Publish an AUP", "make the repository's AUP text the new version",
-                                 publish, roles=PUBLISHERS))
+    services.add_command(
+        Command(
+            "aup",
+            "Acceptable Use Policy",
+            "read and acknowledge the school's rules for using technology",
+            show,
+            menu=("personal",),
+            rank=4,
+        )
+    )
+    services.add_command(
+        Command(
+            "aup status",
+            "AUP status",
+            "who has acknowledged the AUP, with a CSV export",
+            status,
+            permission="aup.status",
+        )
+    )
+    services.add_command(
+        Command(
+            "aup publish",
+            "Publish an AUP",
+            "make the repository's AUP text the new version",
+            publish,
+            permission="aup.publish",
+        )
+    )
     services.add_card_action(CardAction(ACK_VERB, service.acknowledge))
-    services.add_card_action(CardAction(PUBLISH_VERB, service.publish, roles=PUBLISHERS))
+    services.add_card_action(CardAction(PUBLISH_VERB, service.publish, permission="aup.publish"))
 
     async def follow_up(actor: Actor) -> dict[str, Any] | None:
         return await service.follow_up(actor)
@@ -107,7 +138,7 @@ def install(wiring: Wiring) -> None:
         for school in wiring.config.schools:
             await service.start(school)
 
-    wiring.extras.setdefault("startup", []).append(start)
+    wiring.features.startup.append(start)
 
     async def page(school_id: str, audience_name: str, version: str, fmt: str) -> tuple[str, str] | None:
         audience = parse_audience(audience_name)
@@ -121,7 +152,7 @@ def install(wiring: Wiring) -> None:
             return "text/markdown", document.text
         return "text/html", render_html(document)
 
-    wiring.extras["aup_page"] = page
+    wiring.features.aup_page = page
     wiring.work.register(SWEEP_KIND, service.run_sweep)
     wiring.work.register(RENEWAL_KIND, service.run_renewal)
     wiring.work.register(REMIND_KIND, service.run_reminder)

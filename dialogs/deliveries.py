@@ -5,12 +5,7 @@ from __future__ import annotations
 from bot.actor import Command, Turn
 from bot.cards.delivery import build_undelivered_card
 from bot.delivery import CONFIRM_KIND, DEADLINE_KIND, DeliveryTracker
-from bot.people import Role
 from bot.wiring import Wiring
-
-TEAM_ROLES = frozenset({Role.DSL, Role.DEPUTY_DSL, Role.HEADTEACHER, Role.CHAIR_OF_GOVERNORS,
-                        Role.VICE_CHAIR_OF_GOVERNORS, Role.TECHNICIAN, Role.ONLINE_SAFETY_LEAD, Role.DPO,
-                        Role.FILTERING_APPROVER})
 
 
 def install(wiring: Wiring) -> None:
@@ -22,6 +17,12 @@ def install(wiring: Wiring) -> None:
         items = await tracker.undelivered(turn.actor.school_id, turn.actor.person)
         await turn.say(card=build_undelivered_card(items, turn.actor.school.tz))
 
-    wiring.services.add_command(Command("undelivered", "Undelivered alerts",
-                                        "alerts for your team that never reached a person", undelivered,
-                                        roles=TEAM_ROLES))
+    wiring.services.add_command(
+        Command(
+            "undelivered",
+            "Undelivered alerts",
+            "alerts for your team that never reached a person",
+            undelivered,
+            permission="deliveries.view",
+        )
+    )

@@ -6,14 +6,14 @@ from typing import Any
 
 from bot.actor import Actor, CardAction, CardReply, Command, Turn
 from bot.cards.desk import CASES_VERB, build_caseload_card
-from bot.desk import DESK_ROLES, VIEWS
+from bot.desk import VIEWS
 from bot.desk_service import DeskService
 from bot.wiring import Wiring
 
 
 def install(wiring: Wiring) -> None:
     service = DeskService(wiring.uow, wiring.policy, wiring.clock)
-    wiring.extras["desk"] = service
+    wiring.features.desk = service
 
     async def cases(turn: Turn, args: str) -> None:
         # `cases unowned`, `cases mine`...: a view's name (or its label) after the command picks it.
@@ -25,13 +25,23 @@ def install(wiring: Wiring) -> None:
         page = await service.caseload(turn.actor, service.filter_from(view))
         await turn.say(card=build_caseload_card(page, wiring.clock.now()))
 
-    wiring.services.add_command(Command("cases", "Open cases", "list the open cases you handle, most pressing first",
-                                        cases, roles=DESK_ROLES))
-    wiring.services.add_command(Command("open cases", "Open cases", "the same as `cases`", cases, roles=DESK_ROLES,
-                                        in_help=False))
+    wiring.services.add_command(
+        Command(
+            "cases",
+            "Open cases",
+            "list the open cases you handle, most pressing first",
+            cases,
+            permission="case.desk",
+            menu=("personal",),
+            rank=2,
+        )
+    )
+    wiring.services.add_command(
+        Command("open cases", "Open cases", "the same as `cases`", cases, permission="case.desk", in_help=False)
+    )
 
     async def filtered(actor: Actor, data: dict[str, Any]) -> CardReply:
         chosen = service.filter_from(data.get("view"), data.get("group") or None, data.get("page"))
         return CardReply(card=build_caseload_card(await service.caseload(actor, chosen), wiring.clock.now()))
 
-    wiring.services.add_card_action(CardAction(CASES_VERB, filtered, roles=DESK_ROLES))
+    wiring.services.add_card_action(CardAction(CASES_VERB, filtered, permission="case.desk"))

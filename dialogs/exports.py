@@ -12,29 +12,32 @@ from adapters.pdf_export import PdfExporter
 from bot.actor import Actor, CardAction, CardReply, Command, Turn
 from bot.export_service import UPLOAD_KIND, ExportService
 from bot.exports import CASE, CHILD, FORMATS
+from bot.settings import Settings
 from bot.wiring import Wiring
-from dialogs.incidents import CASE_TEAM, REFERENCE
+from dialogs.incidents import REFERENCE
 
 FILE_CONSENT_INVOKE = "fileConsent/invoke"
 USAGE = "Please give the case reference, for example `export case ES-2026-0001` (add `json` for JSON)."
 
 
-def upload_policy(settings: Any) -> UploadPolicy:
+def upload_policy(settings: Settings | None) -> UploadPolicy:
     """OneDrive hosts from ESAFETY_EXPORT_UPLOAD_HOSTS; loopback only in dev mode or against a loopback identity
     provider (the offline test rig), as for the Bot Connector."""
     if settings is None:
         return UploadPolicy()
     local_signer = bool(settings.openid_metadata_url) and is_loopback_host(
-        urlsplit(settings.openid_metadata_url).hostname)
+        urlsplit(settings.openid_metadata_url or "").hostname
+    )
     return UploadPolicy(hosts=settings.export_upload_host_list, allow_loopback=settings.dev or local_signer)
 
 
 def install(wiring: Wiring) -> None:
-    uploader = FileUploader(upload_policy(wiring.extras.get("settings")))
-    service = ExportService(wiring.uow, wiring.directory, wiring.config, wiring.clock, wiring.extras,
-                            pdf=PdfExporter(), uploader=uploader)
-    wiring.extras["exports"] = service
-    wiring.extras.setdefault("shutdown", []).append(uploader.close)
+    uploader = FileUploader(upload_policy(wiring.features.settings))
+    service = ExportService(
+        wiring.uow, wiring.directory, wiring.config, wiring.clock, wiring.features, pdf=PdfExporter(), uploader=uploader
+    )
+    wiring.features.exports = service
+    wiring.features.shutdown.append(uploader.close)
     services = wiring.services
 
     async def export_case(actor: Actor, data: dict[str, Any]) -> CardReply:
@@ -59,8 +62,17 @@ def install(wiring: Wiring) -> None:
             return
         await turn.say(await service.request(turn.actor, CASE, None, fmt, reference=reference))
 
-    services.add_command(Command("export", "Export a case", "a case's chronology as PDF or JSON, sent to your 1:1 "
-                                 "chat", export_command, roles=CASE_TEAM, in_help=False, channel_ok=True))
+    services.add_command(
+        Command(
+            "export",
+            "Export a case",
+            "a case's chronology as PDF or JSON, sent to your 1:1 chat",
+            export_command,
+            permission="case.export",
+            in_help=False,
+            channel_ok=True,
+        )
+    )
     services.add_invoke(FILE_CONSENT_INVOKE, service.consent)
 
     async def upload(item: Any) -> None:

@@ -5,29 +5,37 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.actor import Actor, CardAction, CardReply, Command, Turn
-from bot.desk import DESK_ROLES
+from bot.actor import Actor, CardAction, CardActionRun, CardReply, Command, Turn
 from bot.incident_service import REROUTE_KIND, SLA_KIND, IncidentService
 from bot.wiring import Wiring
 from bot.work import WorkItem
 from dialogs.report_concern import REPORT_DIALOG, ReportConcernDialog
 
 REFERENCE = re.compile(r"^[A-Z]{2,4}-\d{4}-\d{4,}$")
-CASE_TEAM = DESK_ROLES
-ACT_VERBS = ("incident.own", "incident.note", "incident.action", "incident.escalate", "incident.close",
-             "incident.move", "incident.recategorise", "incident.reopen")
+ACT_VERBS = (
+    "incident.own",
+    "incident.note",
+    "incident.action",
+    "incident.escalate",
+    "incident.close",
+    "incident.move",
+    "incident.recategorise",
+    "incident.reopen",
+)
 
 
 def install(wiring: Wiring) -> None:
     """Register the report dialog, the commands, the card actions and the SLA handler."""
     service = IncidentService(wiring.uow, wiring.directory, wiring.policy, wiring.config, wiring.clock)
-    wiring.extras["incidents"] = service
+    wiring.features.incidents = service
     services = wiring.services
     services.dialogs.append(ReportConcernDialog(service, wiring.policy))
 
     async def report(turn: Turn, _args: str) -> None:
-        await turn.say("I will ask a few short questions; it takes about a minute. Type `cancel` to stop at any "
-                       "time. If a child is in immediate danger, call 999 first.")
+        await turn.say(
+            "Two short cards, then you check it and submit; it takes about a minute. Type `cancel` to "
+            "stop at any time. If a child is in immediate danger, call 999 first."
+        )
         await turn.begin_dialog(REPORT_DIALOG)
 
     async def my_reports(turn: Turn, _args: str) -> None:
@@ -40,11 +48,29 @@ def install(wiring: Wiring) -> None:
             return
         await turn.say(card=await service.view(turn.actor, reference=reference))
 
-    services.add_command(Command("report", "Report a concern", "tell the safeguarding team about an online-safety "
-                                 "worry", report))
-    services.add_command(Command("my reports", "My reports", "see where your reports are up to", my_reports))
-    services.add_command(Command("case", "Open a case", "open one case: type `case` and its reference", case,
-                                 roles=CASE_TEAM))
+    services.add_command(
+        Command(
+            "report",
+            "Report a concern",
+            "tell the safeguarding team about an online-safety worry",
+            report,
+            menu=("personal",),
+            rank=0,
+        )
+    )
+    services.add_command(
+        Command("my reports", "My reports", "see where your reports are up to", my_reports, menu=("personal",), rank=1)
+    )
+    services.add_command(
+        Command(
+            "case",
+            "Open a case",
+            "open one case: type `case` and its reference",
+            case,
+            permission="case.open",
+            menu=("personal",),
+        )
+    )
 
     async def view(actor: Actor, data: dict[str, Any]) -> CardReply:
         # No roles here: the service applies the case's own access rule, and refuses (audited) with one card that
@@ -66,7 +92,7 @@ def install(wiring: Wiring) -> None:
     wiring.work.register(REROUTE_KIND, reroute)
 
 
-def _acting(service: IncidentService, verb: str):  # noqa: ANN202 - a CardActionRun
+def _acting(service: IncidentService, verb: str) -> CardActionRun:
     async def run(actor: Actor, data: dict[str, Any]) -> CardReply:
         return await service.act(actor, verb, data)
 

@@ -26,23 +26,28 @@ FETCH_TASK, SUBMIT_ACTION = "composeExtension/fetchTask", "composeExtension/subm
 COMMAND_ID = "reportConcern"  # the command's id in manifest/manifest.json
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 NOT_SET_UP = "This school is not set up for the eSafety app yet. Please ask your IT team to finish setting it up."
-STRANGER = ("Sorry, I cannot find you in the school's staff directory, so I cannot take a report here. Please tell "
-            "the DSL in person, and ask your IT team to add you.")
-OUT_OF_DATE = ("This form is out of date, so nothing was sent. Please close it and choose Report a concern on the "
-               "message again.")
+STRANGER = (
+    "Sorry, I cannot find you in the school's staff directory, so I cannot take a report here. Please tell "
+    "the DSL in person, and ask your IT team to add you."
+)
+OUT_OF_DATE = (
+    "This form is out of date, so nothing was sent. Please close it and choose Report a concern on the message again."
+)
 UNKNOWN_COMMAND = "Sorry, I can't do that here. Choose Report a concern on a message to report it."
 
 
 def install(wiring: Wiring) -> None:
     """Needs the incidents feature installed first: the report is filed exactly as the chat files it."""
-    service: IncidentService = wiring.extras["incidents"]
+    service = wiring.features.incidents
+    assert service is not None, "install the incidents feature before the message action"
     policy = wiring.policy
     wiring.services.add_answered_invoke(FETCH_TASK, lambda actor, value: _fetch(policy, service, actor, value))
     wiring.services.add_answered_invoke(SUBMIT_ACTION, lambda actor, value: _submit(policy, service, actor, value))
 
 
-async def _fetch(policy: Policy, service: IncidentService, actor: Actor | None, value: dict[str, Any]
-                 ) -> dict[str, Any]:
+async def _fetch(
+    policy: Policy, service: IncidentService, actor: Actor | None, value: dict[str, Any]
+) -> dict[str, Any]:
     if (refusal := _refusal(actor, value)) is not None:
         return refusal
     assert actor is not None
@@ -52,12 +57,14 @@ async def _fetch(policy: Policy, service: IncidentService, actor: Actor | None, 
     return _task("Report a concern", build_report_form_card(form_view(policy, new_form_token(), message)))
 
 
-async def _submit(policy: Policy, service: IncidentService, actor: Actor | None, value: dict[str, Any]
-                  ) -> dict[str, Any]:
+async def _submit(
+    policy: Policy, service: IncidentService, actor: Actor | None, value: dict[str, Any]
+) -> dict[str, Any]:
     if (refusal := _refusal(actor, value)) is not None:
         return refusal
     assert actor is not None
-    data = value.get("data") if isinstance(value.get("data"), dict) else {}
+    raw = value.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
     key = form_key(actor.person.id, data)
     if key is None:
         return _message(OUT_OF_DATE)
@@ -77,8 +84,9 @@ async def _submit(policy: Policy, service: IncidentService, actor: Actor | None,
     category = policy.category(incident.category)
     guidance = category.guidance if plan.do_not_investigate or category.no_imagery else None
     # The chat's own promise, pointed at the chat: this form closes, the delivery news comes in the 1:1 chat.
-    steps = next_steps(actor, incident.subject_kind, category.routing, incident.case_roles,
-                       where="in your chat with me")
+    steps = next_steps(
+        actor, incident.subject_kind, category.routing, incident.case_roles, where="in your chat with me"
+    )
     return _task("Report sent", build_confirmation_card(incident.reference, steps, guidance))
 
 
@@ -101,10 +109,17 @@ async def _staff(service: IncidentService, actor: Actor, person_id: str | None) 
 
 
 def _task(title: str, card: dict[str, Any]) -> dict[str, Any]:
-    return {"task": {"type": "continue", "value": {
-        "title": title, "height": "large", "width": "medium",
-        "card": {"contentType": ADAPTIVE_CARD, "content": card},
-    }}}
+    return {
+        "task": {
+            "type": "continue",
+            "value": {
+                "title": title,
+                "height": "large",
+                "width": "medium",
+                "card": {"contentType": ADAPTIVE_CARD, "content": card},
+            },
+        }
+    }
 
 
 def _message(text: str) -> dict[str, Any]:

@@ -13,10 +13,11 @@ from bot.work import WorkItem
 
 
 def install(wiring: Wiring) -> None:
-    """Needs the incidents feature installed first (wiring.extras['incidents'])."""
-    incidents = wiring.extras["incidents"]
+    """Needs the incidents feature installed first (wiring.features.incidents)."""
+    incidents = wiring.features.incidents
+    assert incidents is not None, "install the incidents feature before referrals"
     service = ReferralService(wiring.uow, wiring.directory, wiring.policy, wiring.config, wiring.clock, incidents)
-    wiring.extras["referrals"] = service  # record(uow, actor, incident, agency, made_at, reference) for others
+    wiring.features.referrals = service  # record(uow, actor, incident, agency, made_at, reference) for others
     incidents.on_routed.append(service.on_routed)
     incidents.close_guards.append(service.close_guard)
     incidents.card_parts.append(service.card_part)

@@ -1,422 +1,600 @@
-"""Report a concern: a short guided conversation in a 1:1 chat that ends in a committed, routed incident."""
+"""Report a concern: a short conversation in a 1:1 chat that ends in a committed, routed incident.
+
+Two cards (who, danger and what; then that category's details), then the summary: four turns from `report` to
+the reference. A client that cannot submit cards types instead: the first typed reply switches the conversation to
+the typed questions, asked one at a time with their options numbered. Declared on the conversation engine
+(bot.conversation); the answers are the report's one schema (bot.report).
+"""
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 
-from botbuilder.core import MessageFactory
-from botbuilder.dialogs import (
-    ComponentDialog,
-    DialogContext,
-    DialogTurnResult,
-    DialogTurnStatus,
-    WaterfallDialog,
-    WaterfallStepContext,
-)
-from botbuilder.dialogs.choices import Choice, FoundChoice, ListStyle
-from botbuilder.dialogs.prompts import ChoicePrompt, PromptOptions, PromptValidatorContext, TextPrompt
-
 from bot.actor import Actor
-from bot.cards.incident import ReportAnswers, build_confirmation_card, build_report_summary_card
-from bot.handler import message_with_card
-from bot.incident_service import IncidentService, ReportInput
-from bot.incidents import LOCATIONS, MAX_ANSWER_CHARS, SUBJECT_KINDS
+from bot.cards.incident import build_confirmation_card
+from bot.cards.report import (
+    ABOUT_CARD,
+    DETAILS_CARD,
+    AboutView,
+    DetailsView,
+    build_report_about_card,
+    build_report_details_card,
+    build_report_pick_card,
+    build_report_summary_card,
+)
+from bot.conversation import Conversation, Ctx, Prompt, Question, Reply, match_choice, numbered
+from bot.incident_service import IncidentService
+from bot.incidents import LOCATIONS, SUBJECT_KINDS
 from bot.people import ROLE_LABELS, Role
 from bot.phase import examples
 from bot.policy import Policy
+from bot.report import (
+    ABOUT_FIELDS,
+    DANGER_CHOICES,
+    DETAIL_FIELDS,
+    IMAGES_WARNING,
+    NAMED_KINDS,
+    SPEC,
+    URL,
+    ReportDraft,
+    above_threshold,
+    category_title,
+    check,
+    choices,
+    fill,
+    form_values,
+    summary_rows,
+    to_input,
+)
+from dialogs.engine import ConversationDialog
 
 REPORT_DIALOG = "report_concern"
-_LOOP, _CHOICE, _TEXT = "report_concern.loop", "report_concern.choice", "report_concern.text"
-_URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
-DANGER_CHOICES = ["Yes, someone is in danger now", "No"]
-# Who the reporter names from the directory, so the person is kept out of the case by who they are.
-NAMED_KINDS = ("staff", "staff_low_level")
 SEARCH_AGAIN, NOT_SAYING = "Someone else: search again", "I'd rather not say"
-_NOT_SAYING_WORDS = {"rather not say", "i'd rather not say", "i would rather not say", "prefer not to say",
-                     "not saying", "skip"}
-CONFIRM_CHOICES = [Choice("Submit report", synonyms=["submit", "send", "yes"]),
-                   Choice("Change an answer", synonyms=["change", "edit"])]
-CHANGEABLE = {
-    "subject_kind": "Who it is about", "category": "What happened (type)", "location": "Where",
-    "occurred": "When", "subjects": "Who is involved", "narrative": "What happened (your words)",
-    "evidence": "Evidence and device", "actions_taken": "What you have done so far",
+_NOT_SAYING_WORDS = {
+    "rather not say",
+    "i'd rather not say",
+    "i would rather not say",
+    "prefer not to say",
+    "not saying",
+    "skip",
 }
+CONFIRM_CHOICES = ["Submit report", "Change an answer"]
+_SUBMIT_WORDS, _CHANGE_WORDS = {"submit", "send", "yes"}, {"change", "edit"}
+CHANGEABLE = {
+    "subject_kind": "Who it is about",
+    "category": "What happened (type)",
+    "location": "Where",
+    "occurred": "When",
+    "subjects": "Who is involved",
+    "narrative": "What happened (your words)",
+    "evidence": "Evidence and device",
+    "actions_taken": "What you have done so far",
+}
+NOT_UNDERSTOOD = "Sorry, I did not understand that. Please reply with one of the numbers, or its words."
+ALREADY_SENT = "You have already sent that part of the report. Please fill in the card below."
 
 
 @dataclass
-class ReportState:
-    """Everything answered so far; a missing answer is None. Saved in SQL between turns."""
+class ReportState(ReportDraft):
+    """The answers so far and where the conversation is; saved as JSON between turns."""
 
-    subject_kind: str | None = None
-    subject_person: str | None = None  # the member of staff's directory id; "" when not named or not staff
-    subject_name: str | None = None
+    typed: bool = False  # the reporter typed a reply to a card: the questions come one at a time from then on
+    group: str | None = None  # the typed questions ask the group, then the category within it
     person_matches: list[list[str]] | None = None  # [id, name] pairs from the reporter's last search
-    group: str | None = None
-    category: str | None = None
-    immediate_danger: bool | None = None
-    location: str | None = None
-    occurred: str | None = None
-    subjects: str | None = None
-    narrative: str | None = None
-    evidence: str | None = None
-    actions_taken: str | None = None
     early_incident_id: int | None = None
     early_reference: str | None = None
-    changing: bool = False
-    asked: str | None = None
+    about_again: bool = False  # "Change an answer" on the summary: the cards come back with the answers filled in
+    details_again: bool = False
+    changing: bool = False  # typed: which answer to change is the next question
+    confirmed: bool = False
     # Fixed here before the effect is committed, so a repeat (double click, or Submit again after a crash before
     # this state was saved) finds the first effect instead of making a second. None in states saved before keys.
     alert_key: str | None = None
     submit_key: str | None = None
 
 
-QUESTION_ORDER = ["subject_kind", "subject_person", "group", "category", "immediate_danger", "location", "occurred",
-                  "subjects", "narrative", "evidence", "actions_taken"]
-
-
-def next_question(state: ReportState) -> str | None:
-    return next((name for name in QUESTION_ORDER if getattr(state, name) is None), None)
-
-
-class ReportConcernDialog(ComponentDialog):
-    handles_cancel = True
-
+class ReportConcernDialog(ConversationDialog[ReportState]):
     def __init__(self, service: IncidentService, policy: Policy) -> None:
-        super().__init__(REPORT_DIALOG)
+        super().__init__(_Report(service, policy).conversation)
+
+
+def _typed_only(state: ReportState) -> bool:
+    return not state.typed
+
+
+def _cards_only(state: ReportState) -> bool:
+    return state.typed
+
+
+class _Report:
+    def __init__(self, service: IncidentService, policy: Policy) -> None:
         self._service = service
         self._policy = policy
-        self.add_dialog(ChoicePrompt(_CHOICE))
-        self.add_dialog(TextPrompt(_TEXT, _validate_text))
-        self.add_dialog(WaterfallDialog(_LOOP, [self.ask, self.record]))
-        self.initial_dialog_id = _LOOP
+        q = Question[ReportState]
+        self.conversation: Conversation[ReportState] = Conversation(
+            name=REPORT_DIALOG,
+            new_state=ReportState,
+            finish=self._finish,
+            stopped=_stopped,
+            questions=(
+                q("changing", self._ask_change, self._answer_change, done=lambda s: not s.changing),
+                q(
+                    "about",
+                    self._ask_about,
+                    self._answer_about,
+                    skip=_cards_only,
+                    done=lambda s: not s.about_again and all(getattr(s, spec.key) is not None for spec in ABOUT_FIELDS),
+                ),
+                q("subject_kind", self._ask_subject_kind, self._answer_subject_kind, skip=_typed_only),
+                q(
+                    "subject_person",
+                    self._ask_subject_person,
+                    self._answer_subject_person,
+                    skip=lambda s: s.subject_kind not in NAMED_KINDS,
+                ),
+                q(
+                    "group",
+                    self._ask_group,
+                    self._answer_group,
+                    skip=_typed_only,
+                    done=lambda s: s.group is not None or s.category is not None,
+                ),
+                q("category", self._ask_category, self._answer_category, skip=_typed_only),
+                q("immediate_danger", self._ask_danger, self._answer_danger, skip=_typed_only),
+                q(
+                    "details",
+                    self._ask_details,
+                    self._answer_details,
+                    skip=_cards_only,
+                    done=lambda s: (
+                        not s.details_again and all(getattr(s, spec.key) is not None for spec in DETAIL_FIELDS)
+                    ),
+                ),
+                q("location", self._ask_location, self._answer_location, skip=_typed_only),
+                *(
+                    q(key, self._ask_text, self._answer_text, skip=_typed_only)
+                    for key in ("occurred", "subjects", "narrative", "evidence", "actions_taken")
+                ),
+                q("confirm", self._ask_confirm, self._answer_confirm, done=lambda s: s.confirmed),
+            ),
+        )
 
-    # --- the loop --------------------------------------------------------------------------------------------
+    # --- the two cards ---------------------------------------------------------------------------------------
 
-    async def ask(self, step: WaterfallStepContext) -> DialogTurnResult:
-        """Ask the next unanswered question, or show the summary to submit."""
-        if not isinstance(step.options, ReportState):
-            return await step.replace_dialog(_LOOP, ReportState())
-        state = _state(step)
-        if state.changing:
-            return await self._choose(step, "Which answer would you like to change?",
-                                      [label for key, label in CHANGEABLE.items() if self._may_change(state, key)])
-        question = next_question(state)
-        state.asked = question
-        if question is None:
-            state.submit_key = state.submit_key or _new_key()
-            await step.context.send_activity(message_with_card(build_report_summary_card(self._answers(state))))
-            return await step.prompt(_CHOICE, PromptOptions(
-                prompt=MessageFactory.text("Shall I submit it?"), choices=CONFIRM_CHOICES, style=ListStyle.none,
-                retry_prompt=MessageFactory.text("Please reply `submit`, `change` or `cancel`.")))
-        return await getattr(self, f"_ask_{question}")(step, state)
+    async def _ask_about(self, ctx: Ctx[ReportState]) -> Prompt:
+        ctx.state.alert_key = ctx.state.alert_key or _new_key()  # fixed before the answer can raise the alert
+        view = AboutView(ABOUT_FIELDS, choices(self._policy), form_values(ctx.state))
+        return Prompt(card=build_report_about_card(view))
 
-    async def record(self, step: WaterfallStepContext) -> DialogTurnResult:
-        """Save the answer, act on it at once where it matters, then go round again."""
-        state = _state(step)
-        result = step.result
-        if state.changing:
-            key = [k for k in CHANGEABLE if self._may_change(state, k)][result.index]
-            _forget(state, key)
-            state.changing = False
-        elif state.asked is None:
-            if result.index == 1:
-                state.changing = True
-            else:
-                return await self._submit(step, state)
-        else:
-            await getattr(self, f"_save_{state.asked}")(step, state, result)
-        return await step.replace_dialog(_LOOP, state)
+    async def _answer_about(self, ctx: Ctx[ReportState], reply: Reply) -> str | None:
+        """Who, danger and what: the urgent alert goes at once when there is danger or the category is illegal."""
+        if reply.data is None:
+            return await self._typed_instead(ctx, reply)
+        if reply.data.get("card") != ABOUT_CARD:
+            return ALREADY_SENT
+        state = ctx.state
+        checked = check(reply.data, ABOUT_FIELDS, self._policy)
+        before = state.subject_kind
+        fill(state, checked.values)
+        if checked.problems:
+            return _problems(checked.problems)
+        state.about_again = False
+        if state.subject_kind != before:
+            await self._about_whom(ctx)
+        if above_threshold(state, self._policy):
+            await ctx.say(_ALLEGATION)
+        await self._maybe_alert(ctx)
+        if state.immediate_danger and state.early_incident_id is None:  # held back until the person is named
+            await ctx.say(_CALL_999 + " Tell me who it is about next, and I will raise the urgent alert at once.")
+        return None
 
-    def stopped_text(self, outer_dc: DialogContext, reason: str) -> str:
-        """What became of an unfinished report that a command interrupted or that was left too long."""
-        state = _state_in(outer_dc)
-        if state is not None and state.early_reference:
-            return (f"I have stopped your report. The safeguarding team already has your urgent alert "
-                    f"{state.early_reference}; tell the DSL anything else in person.")
-        if reason == "timed_out":
-            return ("Your unfinished report was left for more than a day, so I have deleted it. Nothing was sent. "
-                    "Type `report` to start again whenever you are ready.")
-        return "I have stopped your unfinished report. Nothing was sent. Type `report` to start again."
+    async def _ask_details(self, ctx: Ctx[ReportState]) -> Prompt:
+        state = ctx.state
+        assert state.category is not None  # card 1 is answered first
+        category = self._policy.category(state.category)
+        guidance = [IMAGES_WARNING, category.guidance] if category.no_imagery else [category.guidance]
+        labels = {
+            "subjects.placeholder": f"Initials and year group are enough, for example "
+            f"{examples(ctx.actor.school.phase).pupil}"
+        }
+        if category.no_imagery:
+            labels |= {
+                "evidence": "Which device are the images on, and where is that device now?",
+                "evidence.placeholder": "Do not send, link to or describe the images themselves.",
+            }
+        view = DetailsView(
+            DETAIL_FIELDS,
+            choices(self._policy),
+            category_title(category, self._policy.group(category.group).label),
+            guidance,
+            form_values(state),
+            labels,
+        )
+        return Prompt(card=build_report_details_card(view))
 
-    async def on_continue_dialog(self, inner_dc: DialogContext) -> DialogTurnResult:
-        text = (inner_dc.context.activity.text or "").strip().lower()
-        if text in {"cancel", "stop", "quit", "exit"}:
-            state = _state_from(inner_dc)
-            if state is not None and state.early_reference:
-                message = (f"Stopped. The safeguarding team already has your urgent alert {state.early_reference}. "
-                           "Tell the DSL anything else in person.")
-            else:
-                message = "Stopped. Nothing was saved. Type `report` to start again whenever you are ready."
-            await inner_dc.context.send_activity(message)
-            await inner_dc.cancel_all_dialogs()
-            return DialogTurnResult(DialogTurnStatus.Cancelled)
-        return await super().on_continue_dialog(inner_dc)
+    async def _answer_details(self, ctx: Ctx[ReportState], reply: Reply) -> str | None:
+        if reply.data is None:
+            return await self._typed_instead(ctx, reply)
+        if reply.data.get("card") != DETAILS_CARD:
+            return ALREADY_SENT
+        checked = check(reply.data, DETAIL_FIELDS, self._policy, ctx.state.category)
+        fill(ctx.state, checked.values)
+        if checked.problems:
+            return _problems(checked.problems)
+        ctx.state.details_again = False
+        return None
 
-    # --- questions -------------------------------------------------------------------------------------------
+    async def _typed_instead(self, ctx: Ctx[ReportState], reply: Reply) -> str | None:
+        """A typed reply to a card (a client that cannot submit cards): the same reply answers the first typed
+        question, and the questions come one at a time from now on."""
+        ctx.state.typed = True
+        question = self.conversation.next_question(ctx.state)
+        if question is None or question.key in ("about", "details"):
+            return None
+        return await question.answer(ctx, reply)
 
-    async def _choose(self, step: WaterfallStepContext, question: str, options: list[str]) -> DialogTurnResult:
-        return await step.prompt(_CHOICE, PromptOptions(
-            prompt=MessageFactory.text(question), choices=[Choice(o) for o in options], style=ListStyle.hero_card,
-            retry_prompt=MessageFactory.text("Please pick one of the buttons, or type its number.")))
+    # --- typed questions -------------------------------------------------------------------------------------
 
-    async def _text(self, step: WaterfallStepContext, question: str, *, no_links: bool = False) -> DialogTurnResult:
-        return await step.prompt(_TEXT, PromptOptions(prompt=MessageFactory.text(question),
-                                                      validations={"no_links": no_links}))
+    async def _ask_subject_kind(self, ctx: Ctx[ReportState]) -> Prompt:
+        return numbered(SPEC["subject_kind"].label, list(SUBJECT_KINDS.values()))
 
-    async def _ask_subject_kind(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
-        """Who is the concern about?"""
-        return await self._choose(step, "Who is the concern about?",
-                                  list(SUBJECT_KINDS.values()))
+    async def _answer_subject_kind(self, ctx: Ctx[ReportState], reply: Reply) -> str | None:
+        index = match_choice(_said(reply), list(SUBJECT_KINDS.values()))
+        if index is None:
+            return NOT_UNDERSTOOD
+        ctx.state.subject_kind = list(SUBJECT_KINDS)[index]
+        await self._about_whom(ctx)
+        return None
 
-    async def _ask_subject_person(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
+    async def _ask_subject_person(self, ctx: Ctx[ReportState]) -> Prompt:
         """Which member of staff? A search by name, then a pick from what the directory found."""
-        if state.person_matches:
-            return await self._choose(step, "Which of these is it?",
-                                      [name for _, name in state.person_matches] + [SEARCH_AGAIN, NOT_SAYING])
-        return await self._text(step, "Who is the member of staff? Type their name, or part of it, and I will "
-                                "look them up. If you would rather not say, type \"rather not say\".")
+        matches = ctx.state.person_matches
+        if matches:
+            options = [name for _, name in matches] + [SEARCH_AGAIN, NOT_SAYING]
+            if ctx.state.typed:
+                return numbered("Which of these is it?", options)
+            return Prompt(card=build_report_pick_card("Which of these is it?", options))
+        return Prompt(
+            text="Who is the member of staff? Type their name, or part of it, and I will look them up. If "
+            'you would rather not say, type "rather not say".'
+        )
 
-    async def _ask_group(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
-        """Which kind of concern is it?"""
-        return await self._choose(step, "What kind of concern is it? Pick the closest; it does "
-                                  "not need to be exact.", [g.label for g in self._policy.category_groups])
-
-    async def _ask_category(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
-        """Which category within the group?"""
-        options = [f"{c.label}: {c.description}" for c in self._policy.in_group(state.group)]
-        return await self._choose(step, "Which of these is closest?", options)
-
-    async def _ask_immediate_danger(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
-        """Is anyone in danger right now?"""
-        state.alert_key = state.alert_key or _new_key()
-        return await self._choose(step, "Is anyone in immediate danger right now?",
-                                  DANGER_CHOICES)
-
-    async def _ask_location(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
-        """Where did it happen?"""
-        return await self._choose(step, "Where did it happen?", list(LOCATIONS.values()))
-
-    async def _ask_occurred(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
-        """When did it happen?"""
-        return await self._text(step, "When did it happen? For example \"today at lunch\" or \"last night\".")
-
-    async def _ask_subjects(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
-        """Who is involved?"""
-        example = examples(_actor(step).school.phase).pupil
-        return await self._text(step, "Who is involved? Initials and year group are enough, for example "
-                                f"\"{example}\". Write \"not known\" if you do not know.")
-
-    async def _ask_narrative(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
-        """What happened, in the reporter's words?"""
-        return await self._text(step, "What happened? Use your own words, and the child's words where you have "
-                                "them. Facts are more useful than opinions.")
-
-    async def _ask_evidence(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
-        """What evidence is there, and where is the device now?"""
-        if self._policy.category(state.category).no_imagery:
-            return await self._text(step, "Which device are the images on, and where is that device now? Do not "
-                                    "send, link to or describe the images themselves.", no_links=True)
-        return await self._text(step, "What evidence is there, and where is it now? Give any links, which device "
-                                "it is on and where that device is. Write \"none\" if there is nothing.")
-
-    async def _ask_actions_taken(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
-        """What has the reporter already done?"""
-        return await self._text(step, "What have you done so far? Write \"nothing yet\" if nothing.")
-
-    # --- answers ---------------------------------------------------------------------------------------------
-
-    async def _save_subject_kind(self, step: WaterfallStepContext, state: ReportState, found: FoundChoice) -> None:
-        """Store who the concern is about; allegations about adults get a word of guidance."""
-        state.subject_kind = list(SUBJECT_KINDS)[found.index]
-        state.subject_person = None if state.subject_kind in NAMED_KINDS else ""
-        if state.subject_kind == "staff_low_level":
-            await step.context.send_activity("Thank you. A low-level concern goes to the Headteacher, who keeps "
-                                             "the record of them. Please do not discuss it with the person "
-                                             "concerned.")
-        elif state.subject_kind in ("staff", "headteacher"):
-            who = await self._service.handled_by(_actor(step), state.subject_kind, self._policy.categories[0].key,
-                                                 False)
-            await step.context.send_activity(f"Thank you. This will go only to {who}. Please do not discuss it with "
-                                             "the person concerned or try to find out more yourself.")
-
-    async def _save_subject_person(self, step: WaterfallStepContext, state: ReportState,
-                                   result: FoundChoice | str) -> None:
+    async def _answer_subject_person(self, ctx: Ctx[ReportState], reply: Reply) -> str | None:
         """Keep the person's directory id; an unknown name is asked again, and not saying is fine."""
-        if isinstance(result, FoundChoice):
-            matches, state.person_matches = state.person_matches or [], None
-            if result.index < len(matches):
-                await self._name_person(step, state, matches[result.index][0])
-            elif result.index == len(matches) + 1:
+        state = ctx.state
+        said = _said(reply)
+        if state.person_matches:
+            matches = state.person_matches
+            index = match_choice(said, [name for _, name in matches] + [SEARCH_AGAIN, NOT_SAYING])
+            if index is None:
+                return NOT_UNDERSTOOD
+            state.person_matches = None
+            if index < len(matches):
+                await self._name_person(ctx, matches[index][0])
+            elif index == len(matches) + 1:
                 state.subject_person = ""
-            return
-        typed = result.strip()
-        if typed.casefold().strip(" .!") in _NOT_SAYING_WORDS:
+        elif said.casefold().strip(" .!") in _NOT_SAYING_WORDS:
             state.subject_person = ""
-            return
-        found = await self._service.people_named(_actor(step), typed)
-        if not found:
-            await step.context.send_activity("I could not find anyone with that name in the school's directory. "
-                                             "Please try part of their first or last name, or type \"rather not "
-                                             "say\".")
-            return
-        state.person_matches = [[p.id, p.name] for p in found]
+        elif not said:
+            return 'Please type their name, or part of it, or "rather not say".'
+        else:
+            found = await self._service.people_named(ctx.actor, said)
+            if not found:
+                return (
+                    "I could not find anyone with that name in the school's directory. Please try part of their "
+                    'first or last name, or type "rather not say".'
+                )
+            state.person_matches = [[p.id, p.name] for p in found]
+        if state.subject_person is not None:
+            await self._maybe_alert(ctx, named=True)  # held back until they were named, so they are kept out
+        return None
 
-    async def _name_person(self, step: WaterfallStepContext, state: ReportState, person_id: str) -> None:
-        person = await self._service.person(_actor(step), person_id)
+    async def _ask_group(self, ctx: Ctx[ReportState]) -> Prompt:
+        return numbered(SPEC["category"].label, [g.label for g in self._policy.category_groups])
+
+    async def _answer_group(self, ctx: Ctx[ReportState], reply: Reply) -> str | None:
+        """Store the group; a group of one category needs no second question."""
+        index = match_choice(_said(reply), [g.label for g in self._policy.category_groups])
+        if index is None:
+            return NOT_UNDERSTOOD
+        ctx.state.group = self._policy.category_groups[index].key
+        options = self._policy.in_group(ctx.state.group)
+        if len(options) == 1:
+            await self._set_category(ctx, options[0].key)
+        return None
+
+    async def _ask_category(self, ctx: Ctx[ReportState]) -> Prompt:
+        return numbered("Which of these is closest?", self._category_options(ctx.state))
+
+    async def _answer_category(self, ctx: Ctx[ReportState], reply: Reply) -> str | None:
+        index = match_choice(_said(reply), self._category_options(ctx.state))
+        if index is None:
+            return NOT_UNDERSTOOD
+        await self._set_category(ctx, self._policy.in_group(ctx.state.group or "")[index].key)
+        return None
+
+    def _category_options(self, state: ReportState) -> list[str]:
+        return [f"{c.label}: {c.description}" for c in self._policy.in_group(state.group or "")]
+
+    async def _set_category(self, ctx: Ctx[ReportState], key: str) -> None:
+        """Store the category and show its guidance straight away when it is serious."""
+        ctx.state.category = key
+        category = self._policy.category(key)
+        if category.no_imagery:
+            await ctx.say(f"{IMAGES_WARNING} {category.guidance}")
+        elif category.illegal or category.urgent:
+            await ctx.say(category.guidance)
+        if category.illegal and above_threshold(ctx.state, self._policy):
+            await ctx.say(_ALLEGATION)
+
+    async def _ask_danger(self, ctx: Ctx[ReportState]) -> Prompt:
+        ctx.state.alert_key = ctx.state.alert_key or _new_key()
+        return numbered(SPEC["immediate_danger"].label, list(DANGER_CHOICES.values()))
+
+    async def _answer_danger(self, ctx: Ctx[ReportState], reply: Reply) -> str | None:
+        """If someone is in danger, raise the urgent alert now, before anything else."""
+        index = match_choice(_said(reply), list(DANGER_CHOICES.values()))
+        if index is None:
+            return NOT_UNDERSTOOD
+        ctx.state.immediate_danger = index == 0
+        if ctx.state.immediate_danger and above_threshold(ctx.state, self._policy):
+            await ctx.say(_ALLEGATION)
+        await self._maybe_alert(ctx)
+        return None
+
+    async def _ask_location(self, ctx: Ctx[ReportState]) -> Prompt:
+        return numbered(SPEC["location"].label, list(LOCATIONS.values()))
+
+    async def _answer_location(self, ctx: Ctx[ReportState], reply: Reply) -> str | None:
+        index = match_choice(_said(reply), list(LOCATIONS.values()))
+        if index is None:
+            return NOT_UNDERSTOOD
+        ctx.state.location = list(LOCATIONS)[index]
+        return None
+
+    async def _ask_text(self, ctx: Ctx[ReportState]) -> Prompt:
+        key = self._open_text(ctx.state)
+        if key == "subjects":
+            example = examples(ctx.actor.school.phase).pupil
+            return Prompt(
+                text="Who is involved? Initials and year group are enough, for example "
+                f'"{example}". Write "not known" if you do not know.'
+            )
+        if key == "evidence" and self._no_imagery(ctx.state):
+            return Prompt(
+                text="Which device are the images on, and where is that device now? Do not send, link to "
+                "or describe the images themselves."
+            )
+        return Prompt(text=_TEXT_QUESTIONS[key])
+
+    async def _answer_text(self, ctx: Ctx[ReportState], reply: Reply) -> str | None:
+        """Accept short plain text; refuse files, and links where imagery must not be shared."""
+        key = self._open_text(ctx.state)
+        value = reply.text.strip()
+        if reply.has_files:
+            return "Please do not send files or pictures here. Describe the evidence and where it is instead."
+        if not value:
+            return "I did not catch that. Please type a short answer."
+        limit = SPEC[key].max_chars
+        if len(value) > limit:
+            return (
+                f"That is a little long. Please keep it under {limit} characters; the DSL will ask for more if "
+                "they need it."
+            )
+        if key == "evidence" and self._no_imagery(ctx.state) and URL.search(value):
+            return (
+                "Please do not send links to the images. Tell me only which device they are on and where that "
+                "device is now."
+            )
+        setattr(ctx.state, key, value)
+        return None
+
+    @staticmethod
+    def _open_text(state: ReportState) -> str:
+        return next(
+            k for k in ("occurred", "subjects", "narrative", "evidence", "actions_taken") if getattr(state, k) is None
+        )
+
+    def _no_imagery(self, state: ReportState) -> bool:
+        return state.category is not None and self._policy.category(state.category).no_imagery
+
+    # --- changing an answer, and the summary -----------------------------------------------------------------
+
+    async def _ask_change(self, ctx: Ctx[ReportState]) -> Prompt:
+        return numbered(
+            "Which answer would you like to change?",
+            [label for key, label in CHANGEABLE.items() if _may_change(ctx.state, key)],
+        )
+
+    async def _answer_change(self, ctx: Ctx[ReportState], reply: Reply) -> str | None:
+        keys = [key for key in CHANGEABLE if _may_change(ctx.state, key)]
+        index = match_choice(_said(reply), [CHANGEABLE[key] for key in keys])
+        if index is None:
+            return NOT_UNDERSTOOD
+        _forget(ctx.state, keys[index])
+        ctx.state.changing = False
+        return None
+
+    async def _ask_confirm(self, ctx: Ctx[ReportState]) -> Prompt:
+        state = ctx.state
+        state.submit_key = state.submit_key or _new_key()
+        card = build_report_summary_card(summary_rows(state, self._policy), typed_replies=state.typed)
+        return Prompt(text="Shall I submit it?" if state.typed else None, card=card)
+
+    async def _answer_confirm(self, ctx: Ctx[ReportState], reply: Reply) -> str | None:
+        said = _said(reply).casefold().strip(" .!")
+        index = match_choice(said, CONFIRM_CHOICES)
+        if said in _SUBMIT_WORDS or index == 0:
+            ctx.state.confirmed = True
+        elif said in _CHANGE_WORDS or index == 1:
+            if ctx.state.typed:
+                ctx.state.changing = True
+            else:  # both cards again, filled in; after an urgent alert who and what it is about stay as routed
+                ctx.state.about_again = ctx.state.early_incident_id is None
+                ctx.state.details_again = True
+        else:
+            return "Please reply `submit`, `change` or `cancel`."
+        return None
+
+    async def _finish(self, ctx: Ctx[ReportState]) -> None:
+        """Commit the incident, then tell the reporter its reference and what happens next."""
+        state, actor = ctx.state, ctx.actor
+        state.submit_key = state.submit_key or _new_key()
+        incident = await self._service.submit(
+            actor, to_input(state), state.early_incident_id, key=state.submit_key, alert_key=state.alert_key
+        )
+        plan = self._service.plan_for(incident.subject_kind, incident.category, incident.immediate_danger)
+        category = self._policy.category(incident.category)
+        guidance = category.guidance if plan.do_not_investigate or category.no_imagery else None
+        await ctx.say(
+            card=build_confirmation_card(
+                incident.reference,
+                next_steps(actor, incident.subject_kind, category.routing, incident.case_roles),
+                guidance,
+            )
+        )
+
+    # --- shared steps ----------------------------------------------------------------------------------------
+
+    async def _about_whom(self, ctx: Ctx[ReportState]) -> None:
+        """Who it is about was (re)chosen: allegations about adults get a word of guidance."""
+        state = ctx.state
+        state.subject_person = None if state.subject_kind in NAMED_KINDS else ""
+        state.subject_name = state.person_matches = None
+        if state.subject_kind == "staff_low_level":
+            await ctx.say(
+                "Thank you. A low-level concern goes to the Headteacher, who keeps the record of them. "
+                "Please do not discuss it with the person concerned."
+            )
+        elif state.subject_kind in ("staff", "headteacher"):
+            who = await self._service.handled_by(ctx.actor, state.subject_kind, self._policy.categories[0].key, False)
+            await ctx.say(
+                f"Thank you. This will go only to {who}. Please do not discuss it with the person "
+                "concerned or try to find out more yourself."
+            )
+
+    async def _name_person(self, ctx: Ctx[ReportState], person_id: str) -> None:
+        state = ctx.state
+        person = await self._service.person(ctx.actor, person_id)
         if person is None:
-            await step.context.send_activity("I could not find that person any more. Please search again.")
+            await ctx.say("I could not find that person any more. Please search again.")
             return
         state.subject_person, state.subject_name = person.id, person.name
         if person.has(Role.HEADTEACHER):
             state.subject_kind = "headteacher"  # the policies send a concern about the Headteacher elsewhere
-            who = await self._service.handled_by(_actor(step), "headteacher", self._policy.categories[0].key, False)
-            await step.context.send_activity(f"As this is about the Headteacher, it will go only to {who}.")
-        await step.context.send_activity(f"Thank you. {person.name} will not be told about this report and will "
-                                         "not be able to see it.")
+            who = await self._service.handled_by(ctx.actor, "headteacher", self._policy.categories[0].key, False)
+            await ctx.say(f"As this is about the Headteacher, it will go only to {who}.")
+        await ctx.say(f"Thank you. {person.name} will not be told about this report and will not be able to see it.")
 
-    async def _save_group(self, step: WaterfallStepContext, state: ReportState, found: FoundChoice) -> None:
-        """Store the group; 'not sure' needs no second question."""
-        state.group = self._policy.category_groups[found.index].key
-        options = self._policy.in_group(state.group)
-        if len(options) == 1:
-            await self._set_category(step, state, options[0].key)
+    async def _maybe_alert(self, ctx: Ctx[ReportState], *, named: bool = False) -> None:
+        """Danger now (or, on the card, an illegal category): the urgent alert goes before anything else is asked.
 
-    async def _save_category(self, step: WaterfallStepContext, state: ReportState, found: FoundChoice) -> None:
-        """Store the category and show its guidance straight away when it is serious."""
-        await self._set_category(step, state, self._policy.in_group(state.group)[found.index].key)
-
-    async def _set_category(self, step: WaterfallStepContext, state: ReportState, key: str) -> None:
-        state.category = key
-        category = self._policy.category(key)
-        if category.no_imagery:
-            await step.context.send_activity(
-                "Important: never view, copy, forward, print, screenshot or save the images, and do not send them "
-                f"to me or anyone else. Secure the device and leave it as it is. {category.guidance}")
-        elif category.illegal or category.urgent:
-            await step.context.send_activity(category.guidance)
-        if category.illegal:
-            await self._above_threshold(step, state)
-
-    async def _above_threshold(self, step: WaterfallStepContext, state: ReportState) -> None:
-        """A low-level concern is below the harm threshold: illegal material or danger now makes it an allegation."""
-        if state.subject_kind != "staff_low_level":
+        Held back while a member of staff it is about is still to be named, so they are kept out of the alert."""
+        state = ctx.state
+        if state.early_incident_id is not None or state.subject_kind is None or state.category is None:
             return
-        state.subject_kind = "staff"
-        await step.context.send_activity("This is more than a low-level concern, so I will treat it as an "
-                                         "allegation about a member of staff.")
-
-    async def _save_immediate_danger(self, step: WaterfallStepContext, state: ReportState,
-                                     found: FoundChoice) -> None:
-        """If someone is in danger, raise the urgent alert now, before anything else."""
-        state.immediate_danger = found.index == 0
-        if state.immediate_danger:
-            await self._above_threshold(step, state)
-        if not state.immediate_danger or state.early_incident_id is not None:
+        danger = bool(state.immediate_danger)
+        illegal = self._policy.category(state.category).illegal and not state.typed
+        if not (danger or illegal) or (state.subject_kind in NAMED_KINDS and state.subject_person is None):
             return
-        await step.context.send_activity("Call 999 now if you have not already, then find the DSL in person "
-                                         "straight away. I am alerting the safeguarding team as well.")
+        if danger and not named:
+            await ctx.say(_CALL_999 + " I am alerting the safeguarding team as well.")
+        else:
+            await ctx.say("This needs the safeguarding team straight away, so I am alerting them now.")
         state.alert_key = state.alert_key or _new_key()
-        incident = await self._service.raise_early_alert(_actor(step), self._input(state), key=state.alert_key)
+        incident = await self._service.raise_early_alert(ctx.actor, to_input(state), key=state.alert_key)
         state.early_incident_id, state.early_reference = incident.id, incident.reference
-        await step.context.send_activity(f"Urgent alert raised: {incident.reference}. I will tell you here as soon "
-                                         "as it has reached the safeguarding team. When it is safe to, answer a few "
-                                         "more questions so they have the details.")
-
-    async def _save_location(self, step: WaterfallStepContext, state: ReportState, found: FoundChoice) -> None:
-        """Store where it happened."""
-        state.location = list(LOCATIONS)[found.index]
-
-    async def _save_occurred(self, step: WaterfallStepContext, state: ReportState, value: str) -> None:
-        """Store when it happened."""
-        state.occurred = value.strip()
-
-    async def _save_subjects(self, step: WaterfallStepContext, state: ReportState, value: str) -> None:
-        """Store who is involved."""
-        state.subjects = value.strip()
-
-    async def _save_narrative(self, step: WaterfallStepContext, state: ReportState, value: str) -> None:
-        """Store what happened."""
-        state.narrative = value.strip()
-
-    async def _save_evidence(self, step: WaterfallStepContext, state: ReportState, value: str) -> None:
-        """Store the evidence description."""
-        state.evidence = value.strip()
-
-    async def _save_actions_taken(self, step: WaterfallStepContext, state: ReportState, value: str) -> None:
-        """Store what has been done already."""
-        state.actions_taken = value.strip()
-
-    # --- submit ----------------------------------------------------------------------------------------------
-
-    async def _submit(self, step: WaterfallStepContext, state: ReportState) -> DialogTurnResult:
-        """Commit the incident, then tell the reporter its reference and what happens next."""
-        actor = _actor(step)
-        state.submit_key = state.submit_key or _new_key()
-        incident = await self._service.submit(actor, self._input(state), state.early_incident_id, key=state.submit_key,
-                                              alert_key=state.alert_key)
-        plan = self._service.plan_for(incident.subject_kind, incident.category, incident.immediate_danger)
-        category = self._policy.category(incident.category)
-        guidance = category.guidance if plan.do_not_investigate or category.no_imagery else None
-        await step.context.send_activity(message_with_card(build_confirmation_card(
-            incident.reference, next_steps(actor, incident.subject_kind, category.routing, incident.case_roles),
-            guidance)))
-        return await step.end_dialog(incident.reference)
-
-    def _input(self, state: ReportState) -> ReportInput:
-        return ReportInput(subject_kind=state.subject_kind, category=state.category,
-                           immediate_danger=bool(state.immediate_danger), location=state.location,
-                           occurred=state.occurred, subjects=state.subjects, narrative=state.narrative,
-                           evidence=state.evidence, actions_taken=state.actions_taken,
-                           subject_person_id=state.subject_person or None)
-
-    def _answers(self, state: ReportState) -> ReportAnswers:
-        category = self._policy.category(state.category)
-        group = self._policy.group(category.group).label
-        return ReportAnswers(
-            subject=SUBJECT_KINDS[state.subject_kind] + (f" ({state.subject_name})" if state.subject_person
-                                                         and state.subject_name else ""),
-            category=f"{category.label} ({group})",
-            danger="Yes" if state.immediate_danger else "No", occurred=state.occurred,
-            location=LOCATIONS[state.location], subjects=state.subjects, narrative=state.narrative,
-            evidence=state.evidence, actions_taken=state.actions_taken)
-
-    @staticmethod
-    def _may_change(state: ReportState, key: str) -> bool:
-        # After an urgent alert the case is already routed by who and what it is about.
-        return not (state.early_incident_id and key in ("subject_kind", "category"))
+        await ctx.say(
+            f"Urgent alert raised: {incident.reference}. I will tell you here as soon as it has reached the "
+            "safeguarding team. When it is safe to, answer a few more questions so they have the details."
+        )
 
 
-def next_steps(actor: Actor, subject_kind: str, routing: str, case_roles: tuple[str, ...] = (), *,
-               where: str = "here") -> list[str]:
+_CALL_999 = "Call 999 now if you have not already, then find the DSL in person straight away."
+_ALLEGATION = "This is more than a low-level concern, so I will treat it as an allegation about a member of staff."
+_TEXT_QUESTIONS = {
+    "occurred": 'When did it happen? For example "today at lunch" or "last night".',
+    "narrative": "What happened? Use your own words, and the child's words where you have them. Facts are more "
+    "useful than opinions.",
+    "evidence": "What evidence is there, and where is it now? Give any links, which device it is on and where that "
+    'device is. Write "none" if there is nothing.',
+    "actions_taken": 'What have you done so far? Write "nothing yet" if nothing.',
+}
+
+
+def _stopped(state: ReportState | None, reason: str) -> str:
+    """What became of an unfinished report that was cancelled, interrupted by a command or left too long."""
+    reference = state.early_reference if state is not None else None
+    if reason == "cancelled":
+        if reference:
+            return (
+                f"Stopped. The safeguarding team already has your urgent alert {reference}. Tell the DSL "
+                "anything else in person."
+            )
+        return "Stopped. Nothing was saved. Type `report` to start again whenever you are ready."
+    if reference:
+        return (
+            f"I have stopped your report. The safeguarding team already has your urgent alert {reference}; "
+            "tell the DSL anything else in person."
+        )
+    if reason == "timed_out":
+        return (
+            "Your unfinished report was left for more than a day, so I have deleted it. Nothing was sent. "
+            "Type `report` to start again whenever you are ready."
+        )
+    return "I have stopped your unfinished report. Nothing was sent. Type `report` to start again."
+
+
+def next_steps(
+    actor: Actor, subject_kind: str, routing: str, case_roles: tuple[str, ...] = (), *, where: str = "here"
+) -> list[str]:
     """What happens next, promising only what the bot will do: delivery is confirmed in a later message, `where`
     the reporter will read it."""
     sla = actor.school.sla_minutes
     # Whoever the case actually went to (the Vice-Chair when there is no Chair), never the usual role regardless.
     manager = f"the {ROLE_LABELS[Role(case_roles[0])]}" if case_roles and case_roles[0] in set(Role) else None
     if subject_kind == "headteacher":
-        first = (f"I am sending it to {manager or 'the Chair of Governors'} now. Please do not discuss this with "
-                 "the Headteacher.")
+        first = (
+            f"I am sending it to {manager or 'the Chair of Governors'} now. Please do not discuss this with "
+            "the Headteacher."
+        )
     elif subject_kind in ("staff", "staff_low_level"):
-        first = (f"I am sending it to {manager or 'the Headteacher'} now. Please do not discuss this with the "
-                 "member of staff concerned.")
+        first = (
+            f"I am sending it to {manager or 'the Headteacher'} now. Please do not discuss this with the "
+            "member of staff concerned."
+        )
     elif routing == "technical":
         first = "I am sending it to the IT technicians and the online-safety lead now."
     elif routing == "data_protection":
         first = "I am sending it to the Data Protection Officer and the online-safety lead now."
     else:
-        first = (f"I am sending it to the safeguarding team now. They should pick it up within {sla.normal} "
-                 f"minutes ({sla.urgent} if urgent), and I will remind them if they do not.")
-    return [first,
-            f"I will tell you {where} as soon as it has reached them. If it cannot, I will tell you who to speak to "
-            "in person.",
-            "Keep what you know confidential and share it only with the people handling it.",
-            "If you learn something new, tell the DSL in person."]
+        first = (
+            f"I am sending it to the safeguarding team now. They should pick it up within {sla.normal} "
+            f"minutes ({sla.urgent} if urgent), and I will remind them if they do not."
+        )
+    return [
+        first,
+        f"I will tell you {where} as soon as it has reached them. If it cannot, I will tell you who to speak to "
+        "in person.",
+        "Keep what you know confidential and share it only with the people handling it.",
+        "If you learn something new, tell the DSL in person.",
+    ]
 
 
-def _new_key() -> str:
-    return uuid.uuid4().hex
+def _said(reply: Reply) -> str:
+    """A typed reply, or the answer a card's button or choice carried."""
+    answer = reply.data.get("answer") if reply.data is not None else None
+    return answer if isinstance(answer, str) else reply.text
+
+
+def _problems(problems: list[str]) -> str:
+    return "Please check your answers: " + " ".join(problems)
+
+
+def _may_change(state: ReportState, key: str) -> bool:
+    # After an urgent alert the case is already routed by who and what it is about.
+    return not (state.early_incident_id and key in ("subject_kind", "category"))
 
 
 def _forget(state: ReportState, key: str) -> None:
@@ -427,50 +605,5 @@ def _forget(state: ReportState, key: str) -> None:
         state.group = None
 
 
-def _state(step: WaterfallStepContext) -> ReportState:
-    return step.options if isinstance(step.options, ReportState) else ReportState()
-
-
-def _state_in(outer_dc: DialogContext) -> ReportState | None:
-    """The report's answers, from the conversation's stack (this component keeps its own stack inside it)."""
-    instance = outer_dc.active_dialog
-    inner = instance.state.get(ComponentDialog.persisted_dialog_state) if instance else None
-    for entry in getattr(inner, "dialog_stack", None) or []:
-        options = entry.state.get("options") if isinstance(entry.state, dict) else None
-        if isinstance(options, ReportState):
-            return options
-    return None
-
-
-def _state_from(inner_dc: DialogContext) -> ReportState | None:
-    active = inner_dc.active_dialog
-    options = active.state.get("options") if active and isinstance(active.state, dict) else None
-    return options if isinstance(options, ReportState) else None
-
-
-def _actor(step: WaterfallStepContext) -> Actor:
-    return step.context.turn_state["esafety.actor"]
-
-
-async def _validate_text(prompt: PromptValidatorContext) -> bool:
-    """Accept short plain text; refuse files, and links where imagery must not be shared."""
-    activity = prompt.context.activity
-    files = [a for a in activity.attachments or [] if (a.content_type or "").lower() != "text/html"]
-    if files:
-        await prompt.context.send_activity("Please do not send files or pictures here. Describe the evidence and "
-                                           "where it is instead.")
-        return False
-    value = (prompt.recognized.value or "").strip() if prompt.recognized.succeeded else ""
-    if not value:
-        await prompt.context.send_activity("I did not catch that. Please type a short answer.")
-        return False
-    if len(value) > MAX_ANSWER_CHARS:
-        await prompt.context.send_activity(f"That is a little long. Please keep it under {MAX_ANSWER_CHARS} "
-                                           "characters; the DSL will ask for more if they need it.")
-        return False
-    if (prompt.options.validations or {}).get("no_links") and _URL.search(value):
-        await prompt.context.send_activity("Please do not send links to the images. Tell me only which device "
-                                           "they are on and where that device is now.")
-        return False
-    return True
-
+def _new_key() -> str:
+    return uuid.uuid4().hex

@@ -6,24 +6,21 @@ from typing import Any
 
 from bot.actor import Actor, CardAction, CardReply, Command, Turn
 from bot.cards.retention import HOLD_VERB, RELEASE_VERB
-from bot.people import Role
 from bot.retention import SWEEP_KIND
 from bot.retention_service import RetentionService
 from bot.wiring import Wiring
 from storage.retention import retention_store
 
-READERS = frozenset({Role.DPO, Role.ONLINE_SAFETY_LEAD})  # the schedule and the figures: counts, never names
-HOLDERS = frozenset({Role.DPO})  # the case team hold from the case card; the DPO, who cannot read it, by command
-
 
 def install(wiring: Wiring) -> None:
-    service = RetentionService(wiring.uow, retention_store, wiring.directory, wiring.policy, wiring.config,
-                               wiring.clock, wiring.extras)
-    wiring.extras["retention"] = service
+    service = RetentionService(
+        wiring.uow, retention_store, wiring.directory, wiring.policy, wiring.config, wiring.clock, wiring.features
+    )
+    wiring.features.retention = service
     services = wiring.services
     wiring.work.register(SWEEP_KIND, service.sweep)
 
-    incidents = wiring.extras.get("incidents")
+    incidents = wiring.features.incidents
     if incidents is not None:  # without cases there is nothing to hold
         incidents.card_parts.append(service.case_part)
 
@@ -43,13 +40,27 @@ def install(wiring: Wiring) -> None:
     async def retention(turn: Turn, _args: str) -> None:
         await turn.say(card=await service.report_card(turn.actor))
 
-    services.add_command(Command("hold", "Legal hold", "keep a case from deletion: `hold` and its reference",
-                                 hold_command, roles=HOLDERS))
-    services.add_command(Command("retention", "Retention", "how long records are kept, and what the last sweep "
-                                 "did", retention, roles=READERS))
+    services.add_command(
+        Command(
+            "hold",
+            "Legal hold",
+            "keep a case from deletion: `hold` and its reference",
+            hold_command,
+            permission="retention.hold",
+        )
+    )
+    services.add_command(
+        Command(
+            "retention",
+            "Retention",
+            "how long records are kept, and what the last sweep did",
+            retention,
+            permission="retention.view",
+        )
+    )
 
     async def start() -> None:
         for school in wiring.config.schools:
             await service.seed(school.id)
 
-    wiring.extras.setdefault("startup", []).append(start)
+    wiring.features.startup.append(start)

@@ -18,13 +18,13 @@ CLEAR = (0, 0, 0, 0)
 
 def png(width: int, height: int, pixels: list[list[tuple[int, int, int, int]]]) -> bytes:
     """An 8-bit RGBA PNG (colour type 6), each row with filter 0."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     raw = b"".join(b"\x00" + bytes(v for px in row for v in px) for row in pixels)
     header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9))
-            + chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
 
 
 def _inside_shield(x: float, y: float) -> bool:
@@ -40,10 +40,12 @@ def _inside_shield(x: float, y: float) -> bool:
 
 def _on_tick(x: float, y: float, width: float) -> bool:
     """A tick from (0.32, 0.5) down to (0.45, 0.64) and up to (0.68, 0.36)."""
+
     def near(ax: float, ay: float, bx: float, by: float) -> bool:
         dx, dy = bx - ax, by - ay
         t = max(0.0, min(1.0, ((x - ax) * dx + (y - ay) * dy) / (dx * dx + dy * dy)))
         return ((x - ax - t * dx) ** 2 + (y - ay - t * dy) ** 2) ** 0.5 <= width
+
     return near(0.32, 0.5, 0.45, 0.64) or near(0.45, 0.64, 0.68, 0.36)
 
 
@@ -69,7 +71,8 @@ def outline_icon(size: int = 32) -> bytes:
         for i in range(size):
             x, y = (i + 0.5) / size, (j + 0.5) / size
             edge = _inside_shield(x, y) and not all(
-                _inside_shield(x + dx / size, y + dy / size) for dx in (-1.5, 1.5) for dy in (-1.5, 1.5))
+                _inside_shield(x + dx / size, y + dy / size) for dx in (-1.5, 1.5) for dy in (-1.5, 1.5)
+            )
             row.append(WHITE if edge or (_inside_shield(x, y) and _on_tick(x, y, 0.05)) else CLEAR)
         rows.append(row)
     return png(size, size, rows)

@@ -2,6 +2,7 @@
 
 The app id and bot id are the bot's MicrosoftAppId; the valid domain and the developer links come from
 ESAFETY_PUBLIC_URL; the developer name from the first school in the config. All are read through bot.settings.
+The command menus are first brought in step with the registered commands (manifest.commands).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 from bot.config import load_config
 from bot.settings import Settings
+from manifest.commands import sync_manifest
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -30,8 +32,9 @@ class PackageError(ValueError):
 
 def _developer_name(settings: Settings) -> str:
     try:
-        schools = load_config(ROOT / settings.config_path if not settings.config_path.is_absolute()
-                              else settings.config_path).schools
+        schools = load_config(
+            ROOT / settings.config_path if not settings.config_path.is_absolute() else settings.config_path
+        ).schools
     except Exception:  # the name is cosmetic; a broken config is reported by the app itself
         return "Your school"
     name = schools[0].name if len(schools) == 1 else "Your trust"
@@ -42,22 +45,28 @@ def build_manifest(settings: Settings, *, developer_name: str | None = None) -> 
     """The manifest for these settings, or PackageError naming the setting that is missing or wrong."""
     app_id = settings.app_id.strip()
     if not GUID.match(app_id):
-        raise PackageError("MicrosoftAppId must be the bot's Entra application (client) id, a GUID; "
-                           f"it is {app_id!r}.")
+        raise PackageError(f"MicrosoftAppId must be the bot's Entra application (client) id, a GUID; it is {app_id!r}.")
     public = urlsplit(settings.public_url.strip())
     if public.scheme != "https" or not public.hostname:
-        raise PackageError("ESAFETY_PUBLIC_URL must be the bot's public https address, for example "
-                           "https://esafety.oakfield.example")
+        raise PackageError(
+            "ESAFETY_PUBLIC_URL must be the bot's public https address, for example https://esafety.oakfield.example"
+        )
     base = f"https://{public.netloc}{public.path.rstrip('/')}"
     text = (HERE / "manifest.json").read_text(encoding="utf-8")
-    values = {"APP_ID": app_id.lower(), "BOT_ID": app_id.lower(), "DOMAIN": public.hostname,
-              "PUBLIC_URL": base, "SCHOOL_NAME_SHORT": developer_name or _developer_name(settings)}
+    values = {
+        "APP_ID": app_id.lower(),
+        "BOT_ID": app_id.lower(),
+        "DOMAIN": public.hostname,
+        "PUBLIC_URL": base,
+        "SCHOOL_NAME_SHORT": developer_name or _developer_name(settings),
+    }
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", json.dumps(value)[1:-1])
     if "{{" in text:
-        left = text[text.index("{{"):][:40]
+        left = text[text.index("{{") :][:40]
         raise PackageError(f"manifest.json has a placeholder this packager does not fill: {left}")
-    return json.loads(text)
+    manifest: dict[str, Any] = json.loads(text)
+    return manifest
 
 
 def write_package(settings: Settings, output: Path = DEFAULT_OUTPUT, *, developer_name: str | None = None) -> Path:
@@ -73,12 +82,16 @@ def write_package(settings: Settings, output: Path = DEFAULT_OUTPUT, *, develope
 
 def main() -> int:
     try:
+        if sync_manifest():
+            print("manifest.json: the command menus now match the registered commands (commit the change)")
         path = write_package(Settings())
     except PackageError as problem:
         print(f"package: {problem}", file=sys.stderr)
         return 1
-    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: upload it in the Teams admin "
-          "centre (Teams apps > Manage apps > Upload new app)")
+    print(
+        f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: upload it in the Teams admin "
+        "centre (Teams apps > Manage apps > Upload new app)"
+    )
     return 0
 
 

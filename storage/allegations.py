@@ -38,8 +38,9 @@ class SqlAllegations:
         self._session = session
         self._clock = clock
 
-    async def record_once(self, school_id: str, incident_id: int, kind: str, answers: dict[str, Any],
-                          by_id: str, by_name: str) -> bool:
+    async def record_once(
+        self, school_id: str, incident_id: int, kind: str, answers: dict[str, Any], by_id: str, by_name: str
+    ) -> bool:
         """False when this record was made already (someone else, or a second press of the button)."""
         if await self.get(school_id, incident_id, kind) is not None:
             return False
@@ -50,12 +51,17 @@ class SqlAllegations:
             return False
         return True
 
-    async def put(self, school_id: str, incident_id: int, kind: str, answers: dict[str, Any], by_id: str,
-                  by_name: str) -> None:
+    async def put(
+        self, school_id: str, incident_id: int, kind: str, answers: dict[str, Any], by_id: str, by_name: str
+    ) -> None:
         """Record a decision, replacing an earlier one (the chronology keeps every change)."""
-        row = await self._session.scalar(select(CaseDecisionRow).where(
-            CaseDecisionRow.school_id == school_id, CaseDecisionRow.incident_id == incident_id,
-            CaseDecisionRow.kind == kind))
+        row = await self._session.scalar(
+            select(CaseDecisionRow).where(
+                CaseDecisionRow.school_id == school_id,
+                CaseDecisionRow.incident_id == incident_id,
+                CaseDecisionRow.kind == kind,
+            )
+        )
         if row is None:
             self._session.add(self._row(school_id, incident_id, kind, answers, by_id, by_name))
         else:
@@ -64,33 +70,63 @@ class SqlAllegations:
         await self._session.flush()
 
     async def get(self, school_id: str, incident_id: int, kind: str) -> CaseDecision | None:
-        row = await self._session.scalar(select(CaseDecisionRow).where(
-            CaseDecisionRow.school_id == school_id, CaseDecisionRow.incident_id == incident_id,
-            CaseDecisionRow.kind == kind))
+        row = await self._session.scalar(
+            select(CaseDecisionRow).where(
+                CaseDecisionRow.school_id == school_id,
+                CaseDecisionRow.incident_id == incident_id,
+                CaseDecisionRow.kind == kind,
+            )
+        )
         return _decision(row) if row else None
 
     async def all_for(self, school_id: str, incident_id: int) -> list[CaseDecision]:
-        rows = (await self._session.scalars(select(CaseDecisionRow).where(
-            CaseDecisionRow.school_id == school_id, CaseDecisionRow.incident_id == incident_id)
-            .order_by(CaseDecisionRow.id))).all()
+        rows = (
+            await self._session.scalars(
+                select(CaseDecisionRow)
+                .where(CaseDecisionRow.school_id == school_id, CaseDecisionRow.incident_id == incident_id)
+                .order_by(CaseDecisionRow.id)
+            )
+        ).all()
         return [_decision(r) for r in rows]
 
     async def low_level_concerns(self, school_id: str) -> list[LowLevelConcern]:
         """Every low-level concern, open or closed: the person each is about is the one excluded from it by id."""
-        rows = (await self._session.execute(select(
-            IncidentRow.reference, IncidentRow.reported_at, IncidentRow.status, IncidentRow.excluded_ids)
-            .where(IncidentRow.school_id == school_id, IncidentRow.subject_kind == "staff_low_level")
-            .order_by(IncidentRow.reported_at, IncidentRow.id))).all()
-        return [LowLevelConcern(reference=r.reference, reported_at=r.reported_at,
-                                closed=r.status == Status.CLOSED.value,
-                                person_ids=tuple(r.excluded_ids or ())) for r in rows]
+        rows = (
+            await self._session.execute(
+                select(IncidentRow.reference, IncidentRow.reported_at, IncidentRow.status, IncidentRow.excluded_ids)
+                .where(IncidentRow.school_id == school_id, IncidentRow.subject_kind == "staff_low_level")
+                .order_by(IncidentRow.reported_at, IncidentRow.id)
+            )
+        ).all()
+        return [
+            LowLevelConcern(
+                reference=r.reference,
+                reported_at=r.reported_at,
+                closed=r.status == Status.CLOSED.value,
+                person_ids=tuple(r.excluded_ids or ()),
+            )
+            for r in rows
+        ]
 
-    def _row(self, school_id: str, incident_id: int, kind: str, answers: dict[str, Any], by_id: str,
-             by_name: str) -> CaseDecisionRow:
-        return CaseDecisionRow(school_id=school_id, incident_id=incident_id, kind=kind, answers=answers,
-                               decided_by=by_id, decided_by_name=by_name, decided_at=self._clock.now())
+    def _row(
+        self, school_id: str, incident_id: int, kind: str, answers: dict[str, Any], by_id: str, by_name: str
+    ) -> CaseDecisionRow:
+        return CaseDecisionRow(
+            school_id=school_id,
+            incident_id=incident_id,
+            kind=kind,
+            answers=answers,
+            decided_by=by_id,
+            decided_by_name=by_name,
+            decided_at=self._clock.now(),
+        )
 
 
 def _decision(row: CaseDecisionRow) -> CaseDecision:
-    return CaseDecision(kind=row.kind, answers=dict(row.answers or {}), by_id=row.decided_by,
-                        by_name=row.decided_by_name, at=row.decided_at)
+    return CaseDecision(
+        kind=row.kind,
+        answers=dict(row.answers or {}),
+        by_id=row.decided_by,
+        by_name=row.decided_by_name,
+        at=row.decided_at,
+    )

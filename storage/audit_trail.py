@@ -59,7 +59,10 @@ class CheckpointFile:
         with self.path.open(encoding="utf-8") as lines:
             for line in lines:
                 checkpoint = parse_checkpoint(line)
-                if checkpoint is not None and checkpoint.school_id == school_id and (
-                        found is None or checkpoint.seq >= found.seq):
+                if (
+                    checkpoint is not None
+                    and checkpoint.school_id == school_id
+                    and (found is None or checkpoint.seq >= found.seq)
+                ):
                     found = checkpoint
         return found

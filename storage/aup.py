@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from bot.aup import Acknowledgement, Audience, AupDocument, AupRequest
 from bot.protocols import Clock
 from storage.crypto import FieldCipher
-from storage.models import Base, UtcDateTime, WorkRow
+from storage.models import Base, UtcDateTime, WorkRow, rows_changed
 from storage.repos import insert_for
 
 
@@ -33,9 +33,10 @@ class AupDocumentRow(Base):
 
 class AupAcknowledgementRow(Base):
     __tablename__ = "aup_acknowledgements"
-    __table_args__ = (UniqueConstraint("school_id", "person_id", "audience", "version", "cycle",
-                                       name="uq_aup_acknowledgements_once"),
-                      Index("ix_aup_acknowledgements_version", "school_id", "audience", "version", "cycle"))
+    __table_args__ = (
+        UniqueConstraint("school_id", "person_id", "audience", "version", "cycle", name="uq_aup_acknowledgements_once"),
+        Index("ix_aup_acknowledgements_version", "school_id", "audience", "version", "cycle"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     school_id: Mapped[str] = mapped_column(String(64))
     person_id: Mapped[str] = mapped_column(String(255))
@@ -51,9 +52,10 @@ class AupAcknowledgementRow(Base):
 
 class AupRequestRow(Base):
     __tablename__ = "aup_requests"
-    __table_args__ = (UniqueConstraint("school_id", "person_id", "audience", "version", "cycle",
-                                       name="uq_aup_requests_once"),
-                      Index("ix_aup_requests_version", "school_id", "audience", "version", "cycle"))
+    __table_args__ = (
+        UniqueConstraint("school_id", "person_id", "audience", "version", "cycle", name="uq_aup_requests_once"),
+        Index("ix_aup_requests_version", "school_id", "audience", "version", "cycle"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     school_id: Mapped[str] = mapped_column(String(64))
     person_id: Mapped[str] = mapped_column(String(255))
@@ -68,18 +70,48 @@ class AupRequestRow(Base):
 
 
 def _document(row: AupDocumentRow) -> AupDocument:
-    return AupDocument(row.school_id, Audience(row.audience), row.version, row.title, row.summary, row.text,
-                       row.sha256, row.published_at, row.published_by)
+    return AupDocument(
+        row.school_id,
+        Audience(row.audience),
+        row.version,
+        row.title,
+        row.summary,
+        row.text,
+        row.sha256,
+        row.published_at,
+        row.published_by,
+    )
 
 
 def _ack(row: AupAcknowledgementRow) -> Acknowledgement:
-    return Acknowledgement(row.school_id, row.person_id, row.person_name, Audience(row.audience), row.version,
-                           row.cycle, row.sha256, row.read_kcsie, row.agreed, row.acknowledged_at)
+    return Acknowledgement(
+        row.school_id,
+        row.person_id,
+        row.person_name,
+        Audience(row.audience),
+        row.version,
+        row.cycle,
+        row.sha256,
+        row.read_kcsie,
+        row.agreed,
+        row.acknowledged_at,
+    )
 
 
 def _request(row: AupRequestRow) -> AupRequest:
-    return AupRequest(row.id, row.school_id, row.person_id, Audience(row.audience), row.version, row.cycle,
-                      row.owed_since, row.reminders_sent, row.escalated_at, row.last_card, row.acknowledged_at)
+    return AupRequest(
+        row.id,
+        row.school_id,
+        row.person_id,
+        Audience(row.audience),
+        row.version,
+        row.cycle,
+        row.owed_since,
+        row.reminders_sent,
+        row.escalated_at,
+        row.last_card,
+        row.acknowledged_at,
+    )
 
 
 class SqlAup:
@@ -92,93 +124,167 @@ class SqlAup:
 
     async def current(self, school_id: str, audience: Audience) -> AupDocument | None:
         row = await self._session.scalar(
-            select(AupDocumentRow).where(AupDocumentRow.school_id == school_id,
-                                         AupDocumentRow.audience == audience.value)
-            .order_by(AupDocumentRow.version.desc()).limit(1))
+            select(AupDocumentRow)
+            .where(AupDocumentRow.school_id == school_id, AupDocumentRow.audience == audience.value)
+            .order_by(AupDocumentRow.version.desc())
+            .limit(1)
+        )
         return _document(row) if row else None
 
     async def document(self, school_id: str, audience: Audience, version: int) -> AupDocument | None:
-        row = await self._session.scalar(select(AupDocumentRow).where(
-            AupDocumentRow.school_id == school_id, AupDocumentRow.audience == audience.value,
-            AupDocumentRow.version == version))
+        row = await self._session.scalar(
+            select(AupDocumentRow).where(
+                AupDocumentRow.school_id == school_id,
+                AupDocumentRow.audience == audience.value,
+                AupDocumentRow.version == version,
+            )
+        )
         return _document(row) if row else None
 
     async def add_document(self, document: AupDocument) -> bool:
         """Store a version; False when that version already exists (so imports and double clicks are no-ops)."""
-        statement = insert_for(self._session)(AupDocumentRow).values(
-            school_id=document.school_id, audience=document.audience.value, version=document.version,
-            title=document.title, summary=document.summary, text=document.text, sha256=document.sha256,
-            published_at=document.published_at, published_by=document.published_by,
-        ).on_conflict_do_nothing(index_elements=["school_id", "audience", "version"])
+        statement = (
+            insert_for(self._session)(AupDocumentRow)
+            .values(
+                school_id=document.school_id,
+                audience=document.audience.value,
+                version=document.version,
+                title=document.title,
+                summary=document.summary,
+                text=document.text,
+                sha256=document.sha256,
+                published_at=document.published_at,
+                published_by=document.published_by,
+            )
+            .on_conflict_do_nothing(index_elements=["school_id", "audience", "version"])
+        )
         result = await self._session.execute(statement)
-        return bool(result.rowcount)
+        return bool(rows_changed(result))
 
     # --- acknowledgements ---
 
-    async def acknowledgement(self, school_id: str, person_id: str, audience: Audience, version: int,
-                              cycle: str) -> Acknowledgement | None:
-        row = await self._session.scalar(select(AupAcknowledgementRow).where(
-            AupAcknowledgementRow.school_id == school_id, AupAcknowledgementRow.person_id == person_id,
-            AupAcknowledgementRow.audience == audience.value, AupAcknowledgementRow.version == version,
-            AupAcknowledgementRow.cycle == cycle))
+    async def acknowledgement(
+        self, school_id: str, person_id: str, audience: Audience, version: int, cycle: str
+    ) -> Acknowledgement | None:
+        row = await self._session.scalar(
+            select(AupAcknowledgementRow).where(
+                AupAcknowledgementRow.school_id == school_id,
+                AupAcknowledgementRow.person_id == person_id,
+                AupAcknowledgementRow.audience == audience.value,
+                AupAcknowledgementRow.version == version,
+                AupAcknowledgementRow.cycle == cycle,
+            )
+        )
         return _ack(row) if row else None
 
-    async def acknowledgements(self, school_id: str, audience: Audience, version: int,
-                               cycle: str) -> list[Acknowledgement]:
-        rows = (await self._session.scalars(select(AupAcknowledgementRow).where(
-            AupAcknowledgementRow.school_id == school_id, AupAcknowledgementRow.audience == audience.value,
-            AupAcknowledgementRow.version == version, AupAcknowledgementRow.cycle == cycle)
-            .order_by(AupAcknowledgementRow.id))).all()
+    async def acknowledgements(
+        self, school_id: str, audience: Audience, version: int, cycle: str
+    ) -> list[Acknowledgement]:
+        rows = (
+            await self._session.scalars(
+                select(AupAcknowledgementRow)
+                .where(
+                    AupAcknowledgementRow.school_id == school_id,
+                    AupAcknowledgementRow.audience == audience.value,
+                    AupAcknowledgementRow.version == version,
+                    AupAcknowledgementRow.cycle == cycle,
+                )
+                .order_by(AupAcknowledgementRow.id)
+            )
+        ).all()
         return [_ack(row) for row in rows]
 
     async def history(self, school_id: str, person_id: str) -> list[Acknowledgement]:
-        rows = (await self._session.scalars(select(AupAcknowledgementRow).where(
-            AupAcknowledgementRow.school_id == school_id, AupAcknowledgementRow.person_id == person_id)
-            .order_by(AupAcknowledgementRow.id))).all()
+        rows = (
+            await self._session.scalars(
+                select(AupAcknowledgementRow)
+                .where(AupAcknowledgementRow.school_id == school_id, AupAcknowledgementRow.person_id == person_id)
+                .order_by(AupAcknowledgementRow.id)
+            )
+        ).all()
         return [_ack(row) for row in rows]
 
     async def add_acknowledgement(self, ack: Acknowledgement) -> bool:
         """Record once; False when this person already acknowledged this version in this cycle."""
-        statement = insert_for(self._session)(AupAcknowledgementRow).values(
-            school_id=ack.school_id, person_id=ack.person_id, person_name=ack.person_name,
-            audience=ack.audience.value, version=ack.version, cycle=ack.cycle, sha256=ack.sha256,
-            read_kcsie=ack.read_kcsie, agreed=ack.agreed, acknowledged_at=ack.at,
-        ).on_conflict_do_nothing(index_elements=["school_id", "person_id", "audience", "version", "cycle"])
+        statement = (
+            insert_for(self._session)(AupAcknowledgementRow)
+            .values(
+                school_id=ack.school_id,
+                person_id=ack.person_id,
+                person_name=ack.person_name,
+                audience=ack.audience.value,
+                version=ack.version,
+                cycle=ack.cycle,
+                sha256=ack.sha256,
+                read_kcsie=ack.read_kcsie,
+                agreed=ack.agreed,
+                acknowledged_at=ack.at,
+            )
+            .on_conflict_do_nothing(index_elements=["school_id", "person_id", "audience", "version", "cycle"])
+        )
         result = await self._session.execute(statement)
-        return bool(result.rowcount)
+        return bool(rows_changed(result))
 
     # --- requests ---
 
-    async def request(self, school_id: str, person_id: str, audience: Audience, version: int,
-                      cycle: str) -> AupRequest | None:
-        row = await self._session.scalar(select(AupRequestRow).where(
-            AupRequestRow.school_id == school_id, AupRequestRow.person_id == person_id,
-            AupRequestRow.audience == audience.value, AupRequestRow.version == version,
-            AupRequestRow.cycle == cycle))
+    async def request(
+        self, school_id: str, person_id: str, audience: Audience, version: int, cycle: str
+    ) -> AupRequest | None:
+        row = await self._session.scalar(
+            select(AupRequestRow).where(
+                AupRequestRow.school_id == school_id,
+                AupRequestRow.person_id == person_id,
+                AupRequestRow.audience == audience.value,
+                AupRequestRow.version == version,
+                AupRequestRow.cycle == cycle,
+            )
+        )
         return _request(row) if row else None
 
     async def requests(self, school_id: str, audience: Audience, version: int, cycle: str) -> list[AupRequest]:
-        rows = (await self._session.scalars(select(AupRequestRow).where(
-            AupRequestRow.school_id == school_id, AupRequestRow.audience == audience.value,
-            AupRequestRow.version == version, AupRequestRow.cycle == cycle).order_by(AupRequestRow.id))).all()
+        rows = (
+            await self._session.scalars(
+                select(AupRequestRow)
+                .where(
+                    AupRequestRow.school_id == school_id,
+                    AupRequestRow.audience == audience.value,
+                    AupRequestRow.version == version,
+                    AupRequestRow.cycle == cycle,
+                )
+                .order_by(AupRequestRow.id)
+            )
+        ).all()
         return [_request(row) for row in rows]
 
-    async def open_request(self, school_id: str, person_id: str, audience: Audience, version: int, cycle: str,
-                           at: dt.datetime) -> tuple[AupRequest, bool]:
+    async def open_request(
+        self, school_id: str, person_id: str, audience: Audience, version: int, cycle: str, at: dt.datetime
+    ) -> tuple[AupRequest, bool]:
         """The request for this person, version and cycle, and whether this call created it."""
-        statement = insert_for(self._session)(AupRequestRow).values(
-            school_id=school_id, person_id=person_id, audience=audience.value, version=version, cycle=cycle,
-            owed_since=at, reminders_sent=0,
-        ).on_conflict_do_nothing(index_elements=["school_id", "person_id", "audience", "version", "cycle"])
-        created = bool((await self._session.execute(statement)).rowcount)
+        statement = (
+            insert_for(self._session)(AupRequestRow)
+            .values(
+                school_id=school_id,
+                person_id=person_id,
+                audience=audience.value,
+                version=version,
+                cycle=cycle,
+                owed_since=at,
+                reminders_sent=0,
+            )
+            .on_conflict_do_nothing(index_elements=["school_id", "person_id", "audience", "version", "cycle"])
+        )
+        created = bool(rows_changed(await self._session.execute(statement)))
         request = await self.request(school_id, person_id, audience, version, cycle)
         assert request is not None
         return request, created
 
     async def send_state(self, dedupe_key: str) -> tuple[str, dt.datetime] | None:
         """The outbox status of a queued card (pending, running, done, failed, cancelled) and when it was queued."""
-        row = (await self._session.execute(select(WorkRow.status, WorkRow.created_at)
-                                           .where(WorkRow.dedupe_key == dedupe_key))).first()
+        row = (
+            await self._session.execute(
+                select(WorkRow.status, WorkRow.created_at).where(WorkRow.dedupe_key == dedupe_key)
+            )
+        ).first()
         return (row.status, row.created_at) if row else None
 
     async def update_request(self, request_id: int, **changes: Any) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.inbound import StateConflict
 from bot.protocols import Clock
 from storage.crypto import FieldCipher, row_context
-from storage.models import BotStateRow
+from storage.models import BotStateRow, rows_changed
 from storage.repos import insert_for
 
 DOCUMENT_CONTEXT = "bot_state.document"
@@ -52,8 +52,14 @@ def _with_etag(item: Any, e_tag: str) -> Any:
 class SqlStorage(Storage):
     """JSON documents (encrypted: dialog state holds half-written reports) with optimistic concurrency."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher, clock: Clock, *,
-                 read_sessions: async_sessionmaker[AsyncSession] | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        cipher: FieldCipher,
+        clock: Clock,
+        *,
+        read_sessions: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         super().__init__()
         self._sessions = sessions
         self._read_sessions = read_sessions or sessions
@@ -95,19 +101,22 @@ class SqlStorage(Storage):
                 )
                 if expected not in (None, "*"):
                     result = await session.execute(
-                        update(BotStateRow).where(BotStateRow.key_hash == key_hash, BotStateRow.e_tag == expected)
+                        update(BotStateRow)
+                        .where(BotStateRow.key_hash == key_hash, BotStateRow.e_tag == expected)
                         .values(document=document, e_tag=new_etag, updated_at=now)
                     )
-                    if result.rowcount == 1:
+                    if rows_changed(result) == 1:
                         continue
                     if await session.get(BotStateRow, key_hash) is not None:
                         raise ETagConflict(f"e_tag conflict for {key!r}: the document changed since it was read")
                 upsert = insert_for(session)(BotStateRow).values(
                     key_hash=key_hash, key=key, document=document, e_tag=new_etag, updated_at=now
                 )
-                await session.execute(upsert.on_conflict_do_update(
-                    index_elements=["key_hash"], set_={"document": document, "e_tag": new_etag, "updated_at": now}
-                ))
+                await session.execute(
+                    upsert.on_conflict_do_update(
+                        index_elements=["key_hash"], set_={"document": document, "e_tag": new_etag, "updated_at": now}
+                    )
+                )
 
     async def delete(self, keys: Iterable[str] | None) -> None:
         """Delete the documents for these keys; unknown keys are ignored. No keys at all is a caller's bug."""

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from bot.children import Child, ChildInput, name_matches, query_words
 from bot.protocols import Clock
 from storage.crypto import FieldCipher, row_context
-from storage.models import Base, UtcDateTime
+from storage.models import Base, UtcDateTime, rows_changed
 
 SECRET_FIELDS = ("name", "date_of_birth", "upn", "mis_id")
 TOKEN_BYTES = 24
@@ -72,15 +72,32 @@ class SqlChildren:
         self._cipher = cipher
         self._clock = clock
 
-    async def add(self, school_id: str, details: ChildInput, *, source: str = "local",
-                  directory_id: str | None = None, created_by: str | None = None) -> Child:
+    async def add(
+        self,
+        school_id: str,
+        details: ChildInput,
+        *,
+        source: str = "local",
+        directory_id: str | None = None,
+        created_by: str | None = None,
+    ) -> Child:
         token = secrets.token_urlsafe(TOKEN_BYTES)
-        values = {"name": details.name, "upn": details.upn, "mis_id": details.mis_id,
-                  "date_of_birth": details.date_of_birth.isoformat() if details.date_of_birth else None}
-        row = ChildRow(school_id=school_id, token=token, year_group=details.year_group, source=source,
-                       directory_id=directory_id, created_at=self._clock.now(), created_by=created_by,
-                       **{f: self._cipher.encrypt(values[f], child_context(f, school_id, token))
-                          for f in SECRET_FIELDS})
+        values = {
+            "name": details.name,
+            "upn": details.upn,
+            "mis_id": details.mis_id,
+            "date_of_birth": details.date_of_birth.isoformat() if details.date_of_birth else None,
+        }
+        row = ChildRow(
+            school_id=school_id,
+            token=token,
+            year_group=details.year_group,
+            source=source,
+            directory_id=directory_id,
+            created_at=self._clock.now(),
+            created_by=created_by,
+            **{f: self._cipher.encrypt(values[f], child_context(f, school_id, token)) for f in SECRET_FIELDS},
+        )
         if directory_id is None:
             self._session.add(row)
             await self._session.flush()
@@ -98,13 +115,15 @@ class SqlChildren:
         return self._to_child(row)
 
     async def by_token(self, school_id: str, token: str) -> Child | None:
-        row = await self._session.scalar(select(ChildRow).where(ChildRow.school_id == school_id,
-                                                                ChildRow.token == token))
+        row = await self._session.scalar(
+            select(ChildRow).where(ChildRow.school_id == school_id, ChildRow.token == token)
+        )
         return self._to_child(row) if row else None
 
     async def by_directory_id(self, school_id: str, directory_id: str) -> Child | None:
-        row = await self._session.scalar(select(ChildRow).where(ChildRow.school_id == school_id,
-                                                                ChildRow.directory_id == directory_id))
+        row = await self._session.scalar(
+            select(ChildRow).where(ChildRow.school_id == school_id, ChildRow.directory_id == directory_id)
+        )
         return self._to_child(row) if row else None
 
     async def search(self, school_id: str, query: str, limit: int = 10) -> list[Child]:
@@ -116,8 +135,9 @@ class SqlChildren:
         words = query_words(query)
         if not words:
             return []
-        rows = (await self._session.scalars(select(ChildRow).where(ChildRow.school_id == school_id)
-                                            .order_by(ChildRow.id))).all()
+        rows = (
+            await self._session.scalars(select(ChildRow).where(ChildRow.school_id == school_id).order_by(ChildRow.id))
+        ).all()
         found = [c for c in (self._to_child(r) for r in rows) if name_matches(words, c.name)]
         return sorted(found, key=lambda c: (c.name.casefold(), c.id))[:limit]
 
@@ -125,68 +145,115 @@ class SqlChildren:
 
     async def link_child(self, school_id: str, incident_id: int, child_id: int, linked_by: str) -> bool:
         """False when the child was linked to the case already."""
-        existing = await self._session.scalar(select(CaseLinkRow.id).where(
-            CaseLinkRow.incident_id == incident_id, CaseLinkRow.child_id == child_id))
+        existing = await self._session.scalar(
+            select(CaseLinkRow.id).where(CaseLinkRow.incident_id == incident_id, CaseLinkRow.child_id == child_id)
+        )
         if existing is not None:
             return False
         try:
             async with self._session.begin_nested():  # someone linking the same child at this moment wins
-                self._session.add(CaseLinkRow(school_id=school_id, incident_id=incident_id, child_id=child_id,
-                                              linked_at=self._clock.now(), linked_by=linked_by))
+                self._session.add(
+                    CaseLinkRow(
+                        school_id=school_id,
+                        incident_id=incident_id,
+                        child_id=child_id,
+                        linked_at=self._clock.now(),
+                        linked_by=linked_by,
+                    )
+                )
         except IntegrityError:
             return False
         return True
 
     async def unlink_child(self, school_id: str, incident_id: int, child_id: int) -> bool:
-        result = await self._session.execute(delete(CaseLinkRow).where(
-            CaseLinkRow.school_id == school_id, CaseLinkRow.incident_id == incident_id,
-            CaseLinkRow.child_id == child_id))
-        return result.rowcount > 0
+        result = await self._session.execute(
+            delete(CaseLinkRow).where(
+                CaseLinkRow.school_id == school_id,
+                CaseLinkRow.incident_id == incident_id,
+                CaseLinkRow.child_id == child_id,
+            )
+        )
+        return rows_changed(result) > 0
 
     async def children_of(self, school_id: str, incident_id: int) -> list[Child]:
-        rows = (await self._session.scalars(
-            select(ChildRow).join(CaseLinkRow, CaseLinkRow.child_id == ChildRow.id)
-            .where(CaseLinkRow.school_id == school_id, CaseLinkRow.incident_id == incident_id)
-            .order_by(CaseLinkRow.id))).all()
+        rows = (
+            await self._session.scalars(
+                select(ChildRow)
+                .join(CaseLinkRow, CaseLinkRow.child_id == ChildRow.id)
+                .where(CaseLinkRow.school_id == school_id, CaseLinkRow.incident_id == incident_id)
+                .order_by(CaseLinkRow.id)
+            )
+        ).all()
         return [self._to_child(r) for r in rows]
 
     async def cases_of(self, school_id: str, child_id: int) -> list[int]:
         """The ids of every case the child is linked to, oldest link first."""
-        return list((await self._session.scalars(
-            select(CaseLinkRow.incident_id).where(CaseLinkRow.school_id == school_id,
-                                                  CaseLinkRow.child_id == child_id)
-            .order_by(CaseLinkRow.id))).all())
+        return list(
+            (
+                await self._session.scalars(
+                    select(CaseLinkRow.incident_id)
+                    .where(CaseLinkRow.school_id == school_id, CaseLinkRow.child_id == child_id)
+                    .order_by(CaseLinkRow.id)
+                )
+            ).all()
+        )
 
-    async def link_staff(self, school_id: str, incident_id: int, staff_id: str, staff_name: str,
-                         linked_by: str) -> bool:
+    async def link_staff(
+        self, school_id: str, incident_id: int, staff_id: str, staff_name: str, linked_by: str
+    ) -> bool:
         """The one member of staff an allegation is about; replaces an earlier choice. False if unchanged."""
         current = await self.staff_of(school_id, incident_id)
         if current is not None and current[0] == staff_id:
             return False
-        await self._session.execute(delete(CaseLinkRow).where(
-            CaseLinkRow.school_id == school_id, CaseLinkRow.incident_id == incident_id,
-            CaseLinkRow.staff_id.is_not(None)))
-        self._session.add(CaseLinkRow(
-            school_id=school_id, incident_id=incident_id, staff_id=staff_id, linked_at=self._clock.now(),
-            linked_by=linked_by,
-            staff_name=self._cipher.encrypt(staff_name, staff_context(school_id, incident_id, staff_id))))
+        await self._session.execute(
+            delete(CaseLinkRow).where(
+                CaseLinkRow.school_id == school_id,
+                CaseLinkRow.incident_id == incident_id,
+                CaseLinkRow.staff_id.is_not(None),
+            )
+        )
+        self._session.add(
+            CaseLinkRow(
+                school_id=school_id,
+                incident_id=incident_id,
+                staff_id=staff_id,
+                linked_at=self._clock.now(),
+                linked_by=linked_by,
+                staff_name=self._cipher.encrypt(staff_name, staff_context(school_id, incident_id, staff_id)),
+            )
+        )
         await self._session.flush()
         return True
 
     async def staff_of(self, school_id: str, incident_id: int) -> tuple[str, str] | None:
         """(person id, name) of the member of staff linked to the case, if any."""
-        row = await self._session.scalar(select(CaseLinkRow).where(
-            CaseLinkRow.school_id == school_id, CaseLinkRow.incident_id == incident_id,
-            CaseLinkRow.staff_id.is_not(None)))
+        row = await self._session.scalar(
+            select(CaseLinkRow).where(
+                CaseLinkRow.school_id == school_id,
+                CaseLinkRow.incident_id == incident_id,
+                CaseLinkRow.staff_id.is_not(None),
+            )
+        )
         if row is None:
             return None
-        name = self._cipher.decrypt(row.staff_name, staff_context(school_id, incident_id, row.staff_id))
-        return row.staff_id, name or ""
+        staff_id = row.staff_id
+        assert staff_id is not None  # selected by it
+        name = self._cipher.decrypt(row.staff_name, staff_context(school_id, incident_id, staff_id))
+        return staff_id, name or ""
 
     def _to_child(self, row: ChildRow) -> Child:
-        opened = {f: self._cipher.decrypt(getattr(row, f), child_context(f, row.school_id, row.token))
-                  for f in SECRET_FIELDS}
+        opened = {
+            f: self._cipher.decrypt(getattr(row, f), child_context(f, row.school_id, row.token)) for f in SECRET_FIELDS
+        }
         born = opened["date_of_birth"]
-        return Child(token=row.token, name=opened["name"] or "", year_group=row.year_group,
-                     date_of_birth=dt.date.fromisoformat(born) if born else None, upn=opened["upn"],
-                     mis_id=opened["mis_id"], source=row.source, directory_id=row.directory_id, id=row.id)
+        return Child(
+            token=row.token,
+            name=opened["name"] or "",
+            year_group=row.year_group,
+            date_of_birth=dt.date.fromisoformat(born) if born else None,
+            upn=opened["upn"],
+            mis_id=opened["mis_id"],
+            source=row.source,
+            directory_id=row.directory_id,
+            id=row.id,
+        )

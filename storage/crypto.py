@@ -7,6 +7,7 @@ import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import overload
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -76,6 +77,16 @@ class FieldCipher:
         for old in old_keys:
             self._keys.setdefault(key_id(old), AESGCM(old))
 
+    # A value in, a sealed value out; None stays None (an empty optional column).
+    @overload
+    def encrypt(self, plaintext: str, context: str) -> str: ...
+
+    @overload
+    def encrypt(self, plaintext: None, context: str) -> None: ...
+
+    @overload
+    def encrypt(self, plaintext: str | None, context: str) -> str | None: ...
+
     def encrypt(self, plaintext: str | None, context: str) -> str | None:
         if plaintext is None:
             return None
@@ -83,19 +94,29 @@ class FieldCipher:
         sealed = self._keys[self.key_id].encrypt(nonce, plaintext.encode("utf-8"), context.encode())
         return f"{PREFIX}{self.key_id}:" + base64.b64encode(nonce + sealed).decode()
 
+    @overload
+    def decrypt(self, stored: str, context: str) -> str: ...
+
+    @overload
+    def decrypt(self, stored: None, context: str) -> None: ...
+
+    @overload
+    def decrypt(self, stored: str | None, context: str) -> str | None: ...
+
     def decrypt(self, stored: str | None, context: str) -> str | None:
         if stored is None:
             return None
         where = _legacy_context(context)  # errors name the column only: the row identity may be a reference
         if stored.startswith(PREFIX):
-            kid, _, body = stored[len(PREFIX):].partition(":")
+            kid, _, body = stored[len(PREFIX) :].partition(":")
             aead = self._keys.get(kid)
             if aead is None:
-                raise SealBroken(f"{where}: sealed with key {kid}, which is neither ESAFETY_DATA_KEY nor in "
-                                 "ESAFETY_DATA_KEYS_OLD")
+                raise SealBroken(
+                    f"{where}: sealed with key {kid}, which is neither ESAFETY_DATA_KEY nor in ESAFETY_DATA_KEYS_OLD"
+                )
             return self._open(aead, body, context, where)
         if stored.startswith(LEGACY_PREFIX):
-            body = stored[len(LEGACY_PREFIX):]
+            body = stored[len(LEGACY_PREFIX) :]
             for aead in self._keys.values():
                 try:
                     return self._open(aead, body, _legacy_context(context), where)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.exports import ExportRequest
 from bot.protocols import Clock
-from storage.models import Base, UtcDateTime
+from storage.models import Base, UtcDateTime, rows_changed
 
 
 class ExportRequestRow(Base):
@@ -33,8 +33,16 @@ class ExportRequestRow(Base):
 
 
 def _request(row: ExportRequestRow) -> ExportRequest:
-    return ExportRequest(school_id=row.school_id, token=row.token, person_id=row.person_id, kind=row.kind,
-                         subject=row.subject, format=row.format, status=row.status, created_at=row.created_at)
+    return ExportRequest(
+        school_id=row.school_id,
+        token=row.token,
+        person_id=row.person_id,
+        kind=row.kind,
+        subject=row.subject,
+        format=row.format,
+        status=row.status,
+        created_at=row.created_at,
+    )
 
 
 class SqlExports:
@@ -44,20 +52,36 @@ class SqlExports:
 
     async def add(self, school_id: str, person_id: str, kind: str, subject: str, fmt: str) -> ExportRequest:
         now = self._clock.now()
-        row = ExportRequestRow(school_id=school_id, token=secrets.token_urlsafe(24), person_id=person_id, kind=kind,
-                               subject=subject, format=fmt, status="offered", created_at=now, updated_at=now)
+        row = ExportRequestRow(
+            school_id=school_id,
+            token=secrets.token_urlsafe(24),
+            person_id=person_id,
+            kind=kind,
+            subject=subject,
+            format=fmt,
+            status="offered",
+            created_at=now,
+            updated_at=now,
+        )
         self._session.add(row)
         await self._session.flush()
         return _request(row)
 
     async def get(self, school_id: str, token: str) -> ExportRequest | None:
-        row = await self._session.scalar(select(ExportRequestRow).where(
-            ExportRequestRow.school_id == school_id, ExportRequestRow.token == token))
+        row = await self._session.scalar(
+            select(ExportRequestRow).where(ExportRequestRow.school_id == school_id, ExportRequestRow.token == token)
+        )
         return _request(row) if row is not None else None
 
     async def move(self, school_id: str, token: str, from_status: str, to_status: str) -> bool:
         """Change the status only from the one expected: of two answers to the same card, one wins."""
-        result = await self._session.execute(update(ExportRequestRow).where(
-            ExportRequestRow.school_id == school_id, ExportRequestRow.token == token,
-            ExportRequestRow.status == from_status).values(status=to_status, updated_at=self._clock.now()))
-        return result.rowcount == 1
+        result = await self._session.execute(
+            update(ExportRequestRow)
+            .where(
+                ExportRequestRow.school_id == school_id,
+                ExportRequestRow.token == token,
+                ExportRequestRow.status == from_status,
+            )
+            .values(status=to_status, updated_at=self._clock.now())
+        )
+        return rows_changed(result) == 1

@@ -29,12 +29,17 @@ class SqlGraphState:
         self._clock = clock
 
     async def delta_link(self, school_id: str, name: str) -> str | None:
-        return await self._session.scalar(select(GraphDeltaRow.link).where(
-            GraphDeltaRow.school_id == school_id, GraphDeltaRow.name == name))
+        return await self._session.scalar(
+            select(GraphDeltaRow.link).where(GraphDeltaRow.school_id == school_id, GraphDeltaRow.name == name)
+        )
 
     async def save_delta_link(self, school_id: str, name: str, link: str) -> None:
         now = self._clock.now()
-        statement = insert_for(self._session)(GraphDeltaRow).values(school_id=school_id, name=name, link=link,
-                                                                    updated_at=now)
-        await self._session.execute(statement.on_conflict_do_update(
-            index_elements=["school_id", "name"], set_={"link": link, "updated_at": now}))
+        statement = insert_for(self._session)(GraphDeltaRow).values(
+            school_id=school_id, name=name, link=link, updated_at=now
+        )
+        await self._session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["school_id", "name"], set_={"link": link, "updated_at": now}
+            )
+        )

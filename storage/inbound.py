@@ -20,7 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from bot.inbound import CLAIM_LEASE, CLAIM_LIFETIME, InvokeAnswer
 from bot.protocols import Clock
 from storage.crypto import FieldCipher, row_context
-from storage.models import Base, UtcDateTime
+from storage.models import Base, UtcDateTime, rows_changed
 from storage.repos import insert_for
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ RESPONSE_CONTEXT = "inbound_claims.response"
 def response_context(key: str) -> str:
     """An answer is bound to the claim it answers, so a redelivery can never replay another activity's answer."""
     return row_context(RESPONSE_CONTEXT, key)
+
+
 SWEEP_EVERY = dt.timedelta(minutes=10)
 SWEEP_BATCH = 1_000
 
@@ -48,8 +50,14 @@ class InboundClaimRow(Base):
 
 
 class SqlInboundClaims:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher, clock: Clock, *,
-                 read_sessions: async_sessionmaker[AsyncSession] | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        cipher: FieldCipher,
+        clock: Clock,
+        *,
+        read_sessions: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self._sessions = sessions
         self._read_sessions = read_sessions or sessions
         self._cipher = cipher
@@ -60,15 +68,23 @@ class SqlInboundClaims:
         """True for the first delivery of this activity, or a redelivery after the first one's turn died."""
         now = self._clock.now()
         async with self._sessions() as session, session.begin():
-            statement = insert_for(session)(InboundClaimRow).values(key=key, claimed_at=now,
-                                                                    lease_until=now + CLAIM_LEASE)
+            statement = insert_for(session)(InboundClaimRow).values(
+                key=key, claimed_at=now, lease_until=now + CLAIM_LEASE
+            )
             won = await session.scalar(
-                statement.on_conflict_do_nothing(index_elements=["key"]).returning(InboundClaimRow.key))
+                statement.on_conflict_do_nothing(index_elements=["key"]).returning(InboundClaimRow.key)
+            )
             if won is None:  # only redeliveries pay for this second statement
                 won = await session.scalar(
-                    update(InboundClaimRow).where(InboundClaimRow.key == key, InboundClaimRow.finished_at.is_(None),
-                                                  InboundClaimRow.lease_until < now)
-                    .values(lease_until=now + CLAIM_LEASE).returning(InboundClaimRow.key))
+                    update(InboundClaimRow)
+                    .where(
+                        InboundClaimRow.key == key,
+                        InboundClaimRow.finished_at.is_(None),
+                        InboundClaimRow.lease_until < now,
+                    )
+                    .values(lease_until=now + CLAIM_LEASE)
+                    .returning(InboundClaimRow.key)
+                )
                 if won is not None:
                     log.warning("an earlier delivery of this activity never finished; taking it over")
         if self._next_sweep is None or now >= self._next_sweep:
@@ -88,7 +104,7 @@ class SqlInboundClaims:
         expired = select(InboundClaimRow.key).where(InboundClaimRow.claimed_at < cutoff).limit(SWEEP_BATCH)
         async with self._sessions() as session, session.begin():
             result = await session.execute(delete(InboundClaimRow).where(InboundClaimRow.key.in_(expired)))
-        return result.rowcount or 0
+        return rows_changed(result) or 0
 
     async def finish(self, key: str, answer: InvokeAnswer | None = None) -> None:
         """Mark the turn done, keeping an invoke's answer for its redeliveries."""

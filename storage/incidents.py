@@ -21,7 +21,7 @@ from bot.incidents import (
 )
 from bot.protocols import Clock
 from storage.crypto import FieldCipher, row_context
-from storage.models import Base, UtcDateTime
+from storage.models import Base, UtcDateTime, rows_changed
 from storage.repos import next_counter
 
 SECRET_FIELDS = ("subjects", "narrative", "evidence", "actions_taken", "occurred")
@@ -95,8 +95,9 @@ def incident_context(field: str, school_id: str, reference: str) -> str:
 
 def event_context(school_id: str, incident_id: int, at: dt.datetime, kind: str) -> str:
     """A note is bound to its incident, time and kind, so it cannot be moved to another case or entry."""
-    return row_context("incident_events.detail", school_id, incident_id,
-                       at.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%f"), kind)
+    return row_context(
+        "incident_events.detail", school_id, incident_id, at.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%f"), kind
+    )
 
 
 class SqlIncidents:
@@ -118,13 +119,29 @@ class SqlIncidents:
     async def add(self, draft: IncidentDraft, *, reference: str, complete: bool, key: str | None = None) -> Incident:
         """Insert the incident; DuplicateReport when another transaction committed one with this key first."""
         row = IncidentRow(
-            school_id=draft.school_id, reference=reference, reporter_id=draft.reporter_id,
-            reporter_name=draft.reporter_name, reported_at=draft.reported_at, subject_kind=draft.subject_kind,
-            category=draft.category, category_group=draft.category_group, illegal=draft.illegal, urgent=draft.urgent,
-            immediate_danger=draft.immediate_danger, severity=draft.severity, location=draft.location,
-            complete=complete, status=Status.NEW.value, recorded_actions=[], case_roles=list(draft.case_roles),
-            viewer_ids=list(draft.viewer_ids), excluded_ids=list(draft.excluded_ids), sla_breached=False, version=1,
-            idempotency_key=key, token=new_case_token(),
+            school_id=draft.school_id,
+            reference=reference,
+            reporter_id=draft.reporter_id,
+            reporter_name=draft.reporter_name,
+            reported_at=draft.reported_at,
+            subject_kind=draft.subject_kind,
+            category=draft.category,
+            category_group=draft.category_group,
+            illegal=draft.illegal,
+            urgent=draft.urgent,
+            immediate_danger=draft.immediate_danger,
+            severity=draft.severity,
+            location=draft.location,
+            complete=complete,
+            status=Status.NEW.value,
+            recorded_actions=[],
+            case_roles=list(draft.case_roles),
+            viewer_ids=list(draft.viewer_ids),
+            excluded_ids=list(draft.excluded_ids),
+            sla_breached=False,
+            version=1,
+            idempotency_key=key,
+            token=new_case_token(),
             **{field: self._seal(field, getattr(draft, field), draft.school_id, reference) for field in SECRET_FIELDS},
         )
         self._session.add(row)
@@ -134,11 +151,14 @@ class SqlIncidents:
             if key is None:
                 raise
             raise DuplicateReport(key) from exc  # the transaction is spoilt: the caller re-reads in a new one
-        return await self.get(draft.school_id, row.id)
+        added = await self.get(draft.school_id, row.id)
+        assert added is not None  # just inserted in this transaction
+        return added
 
     async def by_key(self, school_id: str, key: str) -> Incident | None:
-        row = await self._session.scalar(select(IncidentRow).where(
-            IncidentRow.school_id == school_id, IncidentRow.idempotency_key == key))
+        row = await self._session.scalar(
+            select(IncidentRow).where(IncidentRow.school_id == school_id, IncidentRow.idempotency_key == key)
+        )
         return await self._to_incident(row) if row else None
 
     async def complete_details(self, school_id: str, incident_id: int, draft: IncidentDraft) -> bool:
@@ -146,20 +166,28 @@ class SqlIncidents:
 
         The condition on `complete` makes a second, concurrent completion wait for the first and then match nothing.
         """
-        reference = await self._session.scalar(select(IncidentRow.reference).where(
-            IncidentRow.school_id == school_id, IncidentRow.id == incident_id))
+        reference = await self._session.scalar(
+            select(IncidentRow.reference).where(IncidentRow.school_id == school_id, IncidentRow.id == incident_id)
+        )
         if reference is None:
             return False
         result = await self._session.execute(
-            update(IncidentRow).where(IncidentRow.school_id == school_id, IncidentRow.id == incident_id,
-                                      IncidentRow.complete.is_(False)).values(
-                location=draft.location, complete=True, version=IncidentRow.version + 1,
-                subject_kind=draft.subject_kind, category=draft.category, category_group=draft.category_group,
-                illegal=draft.illegal, urgent=draft.urgent, severity=draft.severity,
+            update(IncidentRow)
+            .where(IncidentRow.school_id == school_id, IncidentRow.id == incident_id, IncidentRow.complete.is_(False))
+            .values(
+                location=draft.location,
+                complete=True,
+                version=IncidentRow.version + 1,
+                subject_kind=draft.subject_kind,
+                category=draft.category,
+                category_group=draft.category_group,
+                illegal=draft.illegal,
+                urgent=draft.urgent,
+                severity=draft.severity,
                 **{field: self._seal(field, getattr(draft, field), school_id, reference) for field in SECRET_FIELDS},
             )
         )
-        return result.rowcount == 1
+        return rows_changed(result) == 1
 
     async def get(self, school_id: str, incident_id: int) -> Incident | None:
         row = await self._session.get(IncidentRow, incident_id, populate_existing=True)
@@ -169,89 +197,162 @@ class SqlIncidents:
 
     async def by_token(self, school_id: str, token: str) -> Incident | None:
         """The case a card points at, only within the asking person's school."""
-        row = await self._session.scalar(select(IncidentRow).where(
-            IncidentRow.school_id == school_id, IncidentRow.token == token))
+        row = await self._session.scalar(
+            select(IncidentRow).where(IncidentRow.school_id == school_id, IncidentRow.token == token)
+        )
         return await self._to_incident(row) if row else None
 
     async def by_reference(self, school_id: str, reference: str) -> Incident | None:
-        row = await self._session.scalar(select(IncidentRow).where(
-            IncidentRow.school_id == school_id, IncidentRow.reference == reference.upper()))
+        row = await self._session.scalar(
+            select(IncidentRow).where(IncidentRow.school_id == school_id, IncidentRow.reference == reference.upper())
+        )
         return await self._to_incident(row) if row else None
 
     async def reported_by(self, school_id: str, reporter_id: str, limit: int = 20) -> list[IncidentSummary]:
-        rows = (await self._session.scalars(
-            select(IncidentRow).where(IncidentRow.school_id == school_id, IncidentRow.reporter_id == reporter_id)
-            .order_by(IncidentRow.reported_at.desc()).limit(limit)
-        )).all()
+        rows = (
+            await self._session.scalars(
+                select(IncidentRow)
+                .where(IncidentRow.school_id == school_id, IncidentRow.reporter_id == reporter_id)
+                .order_by(IncidentRow.reported_at.desc())
+                .limit(limit)
+            )
+        ).all()
         return [self._to_summary(r) for r in rows]
 
     async def change(self, school_id: str, incident_id: int, expected_version: int, **values: object) -> None:
         """Apply a change only if nobody else changed the incident first (optimistic lock)."""
         result = await self._session.execute(
             update(IncidentRow)
-            .where(IncidentRow.school_id == school_id, IncidentRow.id == incident_id,
-                   IncidentRow.version == expected_version)
+            .where(
+                IncidentRow.school_id == school_id,
+                IncidentRow.id == incident_id,
+                IncidentRow.version == expected_version,
+            )
             .values(version=IncidentRow.version + 1, **values)
         )
-        if result.rowcount != 1:
+        if rows_changed(result) != 1:
             raise VersionConflict(f"incident {incident_id} is no longer at version {expected_version}")
 
     async def mark_sla_breached(self, school_id: str, incident_id: int) -> None:
-        await self._session.execute(update(IncidentRow).where(
-            IncidentRow.school_id == school_id, IncidentRow.id == incident_id).values(sla_breached=True))
+        await self._session.execute(
+            update(IncidentRow)
+            .where(IncidentRow.school_id == school_id, IncidentRow.id == incident_id)
+            .values(sla_breached=True)
+        )
 
-    async def append_event(self, school_id: str, incident_id: int, actor_id: str | None, actor_name: str | None,
-                           kind: str, detail: str | None = None, *, occurred_at: dt.datetime | None = None) -> None:
+    async def append_event(
+        self,
+        school_id: str,
+        incident_id: int,
+        actor_id: str | None,
+        actor_name: str | None,
+        kind: str,
+        detail: str | None = None,
+        *,
+        occurred_at: dt.datetime | None = None,
+    ) -> None:
         at = self._clock.now()
-        self._session.add(IncidentEventRow(
-            incident_id=incident_id, school_id=school_id, at=at, actor_id=actor_id,
-            actor_name=actor_name, kind=kind, occurred_at=occurred_at,
-            detail=self._cipher.encrypt(detail, event_context(school_id, incident_id, at, kind)),
-        ))
+        self._session.add(
+            IncidentEventRow(
+                incident_id=incident_id,
+                school_id=school_id,
+                at=at,
+                actor_id=actor_id,
+                actor_name=actor_name,
+                kind=kind,
+                occurred_at=occurred_at,
+                detail=self._cipher.encrypt(detail, event_context(school_id, incident_id, at, kind)),
+            )
+        )
         await self._session.flush()
 
     async def _to_incident(self, row: IncidentRow) -> Incident:
-        events = (await self._session.scalars(
-            select(IncidentEventRow).where(IncidentEventRow.incident_id == row.id).order_by(IncidentEventRow.id)
-        )).all()
+        events = (
+            await self._session.scalars(
+                select(IncidentEventRow).where(IncidentEventRow.incident_id == row.id).order_by(IncidentEventRow.id)
+            )
+        ).all()
         return Incident(
-            id=row.id, school_id=row.school_id, reference=row.reference, reporter_id=row.reporter_id,
-            reporter_name=row.reporter_name, reported_at=row.reported_at, subject_kind=row.subject_kind,
-            category=row.category, category_group=row.category_group, illegal=row.illegal, urgent=row.urgent,
-            immediate_danger=row.immediate_danger, severity=row.severity, location=row.location,
-            complete=row.complete, status=Status(row.status), owner_id=row.owner_id, owner_name=row.owner_name,
-            outcome=row.outcome, recorded_actions=list(row.recorded_actions or []),
-            case_roles=tuple(row.case_roles or []), viewer_ids=tuple(row.viewer_ids or []),
-            excluded_ids=tuple(row.excluded_ids or []), acknowledged_at=row.acknowledged_at,
-            closed_at=row.closed_at, sla_breached=row.sla_breached, version=row.version, token=row.token or "",
-            events=[Event(e.at, e.actor_id, e.actor_name, e.kind,
-                          self._cipher.decrypt(e.detail, event_context(e.school_id, e.incident_id, e.at, e.kind)),
-                          occurred_at=e.occurred_at)
-                    for e in events],
+            id=row.id,
+            school_id=row.school_id,
+            reference=row.reference,
+            reporter_id=row.reporter_id,
+            reporter_name=row.reporter_name,
+            reported_at=row.reported_at,
+            subject_kind=row.subject_kind,
+            category=row.category,
+            category_group=row.category_group,
+            illegal=row.illegal,
+            urgent=row.urgent,
+            immediate_danger=row.immediate_danger,
+            severity=row.severity,
+            location=row.location,
+            complete=row.complete,
+            status=Status(row.status),
+            owner_id=row.owner_id,
+            owner_name=row.owner_name,
+            outcome=row.outcome,
+            recorded_actions=list(row.recorded_actions or []),
+            case_roles=tuple(row.case_roles or []),
+            viewer_ids=tuple(row.viewer_ids or []),
+            excluded_ids=tuple(row.excluded_ids or []),
+            acknowledged_at=row.acknowledged_at,
+            closed_at=row.closed_at,
+            sla_breached=row.sla_breached,
+            version=row.version,
+            token=row.token or "",
+            events=[
+                Event(
+                    e.at,
+                    e.actor_id,
+                    e.actor_name,
+                    e.kind,
+                    self._cipher.decrypt(e.detail, event_context(e.school_id, e.incident_id, e.at, e.kind)),
+                    occurred_at=e.occurred_at,
+                )
+                for e in events
+            ],
             **{field: self._open(field, row) for field in SECRET_FIELDS},
         )
 
     async def open_summaries(self, school_id: str) -> list[IncidentSummary]:
         """Every open case of a school in one query, without sealed fields: the caller applies the access rule."""
-        rows = (await self._session.scalars(
-            select(IncidentRow).where(IncidentRow.school_id == school_id, IncidentRow.status != Status.CLOSED.value)
-            .order_by(IncidentRow.reported_at)
-        )).all()
+        rows = (
+            await self._session.scalars(
+                select(IncidentRow)
+                .where(IncidentRow.school_id == school_id, IncidentRow.status != Status.CLOSED.value)
+                .order_by(IncidentRow.reported_at)
+            )
+        ).all()
         return [self._to_summary(r) for r in rows]
 
     async def summaries_about(self, school_id: str, subject_kind: str) -> list[IncidentSummary]:
         """Every case (open or closed) about one kind of subject, without sealed fields, for the access rule."""
-        rows = (await self._session.scalars(select(IncidentRow).where(
-            IncidentRow.school_id == school_id, IncidentRow.subject_kind == subject_kind))).all()
+        rows = (
+            await self._session.scalars(
+                select(IncidentRow).where(IncidentRow.school_id == school_id, IncidentRow.subject_kind == subject_kind)
+            )
+        ).all()
         return [self._to_summary(r) for r in rows]
 
     @staticmethod
     def _to_summary(row: IncidentRow) -> IncidentSummary:
-        return IncidentSummary(id=row.id, reference=row.reference, category=row.category,
-                               category_group=row.category_group, severity=row.severity,
-                               status=Status(row.status), reported_at=row.reported_at, reporter_id=row.reporter_id,
-                               subject_kind=row.subject_kind, excluded_ids=tuple(row.excluded_ids or []),
-                               token=row.token or "", case_roles=tuple(row.case_roles or []),
-                               viewer_ids=tuple(row.viewer_ids or []), owner_id=row.owner_id,
-                               owner_name=row.owner_name, urgent=row.urgent, sla_breached=row.sla_breached)
-
+        return IncidentSummary(
+            id=row.id,
+            reference=row.reference,
+            category=row.category,
+            category_group=row.category_group,
+            severity=row.severity,
+            status=Status(row.status),
+            reported_at=row.reported_at,
+            reporter_id=row.reporter_id,
+            subject_kind=row.subject_kind,
+            excluded_ids=tuple(row.excluded_ids or []),
+            token=row.token or "",
+            case_roles=tuple(row.case_roles or []),
+            viewer_ids=tuple(row.viewer_ids or []),
+            owner_id=row.owner_id,
+            owner_name=row.owner_name,
+            urgent=row.urgent,
+            sla_breached=row.sla_breached,
+        )

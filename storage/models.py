@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CursorResult,
+    DateTime,
+    Index,
+    Integer,
+    Result,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -48,8 +59,10 @@ class ConversationRefRow(Base):
 
 class AuditRow(Base):
     __tablename__ = "audit_events"
-    __table_args__ = (UniqueConstraint("school_id", "seq"), Index("ix_audit_record", "school_id", "record_type",
-                                                                   "record_id"))
+    __table_args__ = (
+        UniqueConstraint("school_id", "seq"),
+        Index("ix_audit_record", "school_id", "record_type", "record_id"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     school_id: Mapped[str] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(Integer)
@@ -78,8 +91,11 @@ class WorkRow(Base):
     """Durable work: proactive sends (kind 'send') and everything scheduled for later."""
 
     __tablename__ = "work_items"
-    __table_args__ = (Index("ix_work_due", "status", "run_at"), Index("ix_work_delivery_group", "delivery_group"),
-                      Index("ix_work_about", "school_id", "about"))
+    __table_args__ = (
+        Index("ix_work_due", "status", "run_at"),
+        Index("ix_work_delivery_group", "delivery_group"),
+        Index("ix_work_about", "school_id", "about"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     school_id: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(64))
@@ -120,3 +136,8 @@ class CounterRow(Base):
     school_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(Integer)
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an INSERT, UPDATE or DELETE changed (the async session types every result as a plain Result)."""
+    return cast(CursorResult[Any], result).rowcount

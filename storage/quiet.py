@@ -40,8 +40,13 @@ class GreetingRow(Base):
 
 
 class SqlConversationActivity:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *,
-                 read_sessions: async_sessionmaker[AsyncSession] | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        *,
+        read_sessions: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self._sessions = sessions
         self._read_sessions = read_sessions or sessions
         self._clock = clock
@@ -51,18 +56,27 @@ class SqlConversationActivity:
         table = ConversationActivityRow.__table__
         async with self._sessions() as session, session.begin():
             statement = insert_for(session)(ConversationActivityRow).values(
-                school_id=school_id, kind=kind, key=key, last_at=now, in_conversation=in_conversation)
-            await session.execute(statement.on_conflict_do_update(
-                index_elements=["school_id", "kind", "key"],
-                set_={"last_at": now, "in_conversation": in_conversation},
-                where=or_(table.c.in_conversation != in_conversation, table.c.last_at <= now - RECORD_EVERY)))
+                school_id=school_id, kind=kind, key=key, last_at=now, in_conversation=in_conversation
+            )
+            await session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["school_id", "kind", "key"],
+                    set_={"last_at": now, "in_conversation": in_conversation},
+                    where=or_(table.c.in_conversation != in_conversation, table.c.last_at <= now - RECORD_EVERY),
+                )
+            )
 
     async def last(self, school_id: str, kind: str, key: str) -> LastActivity | None:
         async with self._read_sessions() as session:
-            row = (await session.execute(
-                select(ConversationActivityRow.last_at, ConversationActivityRow.in_conversation).where(
-                    ConversationActivityRow.school_id == school_id, ConversationActivityRow.kind == kind,
-                    ConversationActivityRow.key == key))).first()
+            row = (
+                await session.execute(
+                    select(ConversationActivityRow.last_at, ConversationActivityRow.in_conversation).where(
+                        ConversationActivityRow.school_id == school_id,
+                        ConversationActivityRow.kind == kind,
+                        ConversationActivityRow.key == key,
+                    )
+                )
+            ).first()
         return LastActivity(row.last_at, bool(row.in_conversation)) if row else None
 
 
@@ -80,24 +94,42 @@ class SqlGreetings:
         key = _conversation_key(conversation_id)
         async with self._sessions() as session, session.begin():
             statement = insert_for(session)(GreetingRow).values(
-                school_id=school_id, conversation_key=key, claimed_at=now, lease_until=now + GREETING_LEASE)
-            won = await session.scalar(statement.on_conflict_do_nothing(
-                index_elements=["school_id", "conversation_key"]).returning(GreetingRow.conversation_key))
+                school_id=school_id, conversation_key=key, claimed_at=now, lease_until=now + GREETING_LEASE
+            )
+            won = await session.scalar(
+                statement.on_conflict_do_nothing(index_elements=["school_id", "conversation_key"]).returning(
+                    GreetingRow.conversation_key
+                )
+            )
             if won is None:  # a turn that claimed it and died before greeting leaves it to the next one
-                won = await session.scalar(update(GreetingRow).where(
-                    GreetingRow.school_id == school_id, GreetingRow.conversation_key == key,
-                    and_(GreetingRow.greeted_at.is_(None), GreetingRow.lease_until < now))
-                    .values(claimed_at=now, lease_until=now + GREETING_LEASE).returning(GreetingRow.conversation_key))
+                won = await session.scalar(
+                    update(GreetingRow)
+                    .where(
+                        GreetingRow.school_id == school_id,
+                        GreetingRow.conversation_key == key,
+                        and_(GreetingRow.greeted_at.is_(None), GreetingRow.lease_until < now),
+                    )
+                    .values(claimed_at=now, lease_until=now + GREETING_LEASE)
+                    .returning(GreetingRow.conversation_key)
+                )
         return won is not None
 
     async def greeted(self, school_id: str, conversation_id: str) -> None:
         async with self._sessions() as session, session.begin():
-            await session.execute(update(GreetingRow).where(
-                GreetingRow.school_id == school_id, GreetingRow.conversation_key == _conversation_key(conversation_id))
-                .values(greeted_at=self._clock.now()))
+            await session.execute(
+                update(GreetingRow)
+                .where(
+                    GreetingRow.school_id == school_id,
+                    GreetingRow.conversation_key == _conversation_key(conversation_id),
+                )
+                .values(greeted_at=self._clock.now())
+            )
 
     async def release(self, school_id: str, conversation_id: str) -> None:
         async with self._sessions() as session, session.begin():
-            await session.execute(delete(GreetingRow).where(
-                GreetingRow.school_id == school_id,
-                GreetingRow.conversation_key == _conversation_key(conversation_id)))
+            await session.execute(
+                delete(GreetingRow).where(
+                    GreetingRow.school_id == school_id,
+                    GreetingRow.conversation_key == _conversation_key(conversation_id),
+                )
+            )

@@ -44,7 +44,9 @@ def without_names(reference: dict[str, Any]) -> dict[str, Any]:
 
 
 def insert_for(session: AsyncSession):  # noqa: ANN202 - dialect-specific insert construct
-    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    bind = session.bind
+    assert bind is not None  # every session is made bound to its engine
+    return pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
 
 
 class SqlAuditLog:
@@ -54,7 +56,12 @@ class SqlAuditLog:
         self._keys = keys
 
     async def record(
-        self, school_id: str, actor_id: str | None, action: str, record_type: str, record_id: str | None,
+        self,
+        school_id: str,
+        actor_id: str | None,
+        action: str,
+        record_type: str,
+        record_id: str | None,
         detail: dict[str, Any] | None = None,
     ) -> AuditEntry:
         """Append one entry; the head row update serialises writers so the chain never forks."""
@@ -63,36 +70,64 @@ class SqlAuditLog:
         await self._session.execute(ins.on_conflict_do_nothing(index_elements=["school_id"]))
         head = (
             await self._session.execute(
-                update(AuditHeadRow).where(AuditHeadRow.school_id == school_id)
-                .values(seq=AuditHeadRow.seq + 1).returning(AuditHeadRow.seq, AuditHeadRow.hash)
+                update(AuditHeadRow)
+                .where(AuditHeadRow.school_id == school_id)
+                .values(seq=AuditHeadRow.seq + 1)
+                .returning(AuditHeadRow.seq, AuditHeadRow.hash)
             )
         ).one()
         seq, prev_hash = head.seq, head.hash
         at = self._clock.now()
         if self._keys is None:  # never silently fall back to an unkeyed chain
             raise RuntimeError("no audit key: the unit of work was built without audit_keys")
-        key_id, digest = self._keys.seal(prev_hash, school_id, seq, at, actor_id, action, record_type, record_id,
-                                         detail)
-        self._session.add(AuditRow(
-            school_id=school_id, seq=seq, at=at, actor_id=actor_id, action=action, record_type=record_type,
-            record_id=record_id, detail=detail, prev_hash=prev_hash, hash=digest, key_id=key_id,
-        ))
-        await self._session.execute(
-            update(AuditHeadRow).where(AuditHeadRow.school_id == school_id).values(hash=digest)
+        key_id, digest = self._keys.seal(
+            prev_hash, school_id, seq, at, actor_id, action, record_type, record_id, detail
         )
-        return AuditEntry(school_id, seq, at, actor_id, action, record_type, record_id, detail, prev_hash, digest,
-                          key_id)
+        self._session.add(
+            AuditRow(
+                school_id=school_id,
+                seq=seq,
+                at=at,
+                actor_id=actor_id,
+                action=action,
+                record_type=record_type,
+                record_id=record_id,
+                detail=detail,
+                prev_hash=prev_hash,
+                hash=digest,
+                key_id=key_id,
+            )
+        )
+        await self._session.execute(update(AuditHeadRow).where(AuditHeadRow.school_id == school_id).values(hash=digest))
+        return AuditEntry(
+            school_id, seq, at, actor_id, action, record_type, record_id, detail, prev_hash, digest, key_id
+        )
 
-    async def entries(self, school_id: str, record_type: str | None = None, record_id: str | None = None
-                      ) -> list[AuditEntry]:
+    async def entries(
+        self, school_id: str, record_type: str | None = None, record_id: str | None = None
+    ) -> list[AuditEntry]:
         query = select(AuditRow).where(AuditRow.school_id == school_id).order_by(AuditRow.seq)
         if record_type:
             query = query.where(AuditRow.record_type == record_type)
         if record_id:
             query = query.where(AuditRow.record_id == record_id)
         rows = (await self._session.scalars(query)).all()
-        return [AuditEntry(r.school_id, r.seq, r.at, r.actor_id, r.action, r.record_type, r.record_id, r.detail,
-                           r.prev_hash, r.hash, r.key_id) for r in rows]
+        return [
+            AuditEntry(
+                r.school_id,
+                r.seq,
+                r.at,
+                r.actor_id,
+                r.action,
+                r.record_type,
+                r.record_id,
+                r.detail,
+                r.prev_hash,
+                r.hash,
+                r.key_id,
+            )
+            for r in rows
+        ]
 
     async def schools(self) -> list[str]:
         """Every school with an audit trail (from the entries and the head rows, so neither can hide one)."""
@@ -101,8 +136,11 @@ class SqlAuditLog:
         return sorted(found)
 
     async def head(self, school_id: str) -> tuple[int, str] | None:
-        row = (await self._session.execute(
-            select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.school_id == school_id))).first()
+        row = (
+            await self._session.execute(
+                select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.school_id == school_id)
+            )
+        ).first()
         return (row.seq, row.hash) if row else None
 
 
@@ -114,15 +152,29 @@ class SqlWorkQueue:
         self.scheduled = 0
 
     async def schedule(
-        self, school_id: str, kind: str, run_at: dt.datetime, payload: dict[str, Any], *, dedupe_key: str | None = None,
-        delivery_group: str | None = None, about: str | None = None,
+        self,
+        school_id: str,
+        kind: str,
+        run_at: dt.datetime,
+        payload: dict[str, Any],
+        *,
+        dedupe_key: str | None = None,
+        delivery_group: str | None = None,
+        about: str | None = None,
     ) -> None:
         row_key = secrets.token_hex(16)
         values = dict(
-            school_id=school_id, kind=kind, run_at=run_at, status="pending", attempts=0, row_key=row_key,
+            school_id=school_id,
+            kind=kind,
+            run_at=run_at,
+            status="pending",
+            attempts=0,
+            row_key=row_key,
             payload=self._cipher.encrypt(json.dumps(payload), work_payload_context(school_id, row_key)),
             dedupe_key=dedupe_key,
-            created_at=self._clock.now(), delivery_group=delivery_group, about=about,
+            created_at=self._clock.now(),
+            delivery_group=delivery_group,
+            about=about,
         )
         statement = insert_for(self._session)(WorkRow).values(**values)
         if dedupe_key:
@@ -132,7 +184,8 @@ class SqlWorkQueue:
 
     async def cancel(self, dedupe_key: str) -> None:
         await self._session.execute(
-            update(WorkRow).where(WorkRow.dedupe_key == dedupe_key, WorkRow.status == "pending")
+            update(WorkRow)
+            .where(WorkRow.dedupe_key == dedupe_key, WorkRow.status == "pending")
             .values(status="cancelled", finished_at=self._clock.now())
         )
 
@@ -144,25 +197,75 @@ class SqlNotifier:
         self._work = work
         self._clock = clock
 
-    async def to_person(self, school_id: str, person_id: str, *, text: str | None = None,
-                        card: dict[str, Any] | None = None, dedupe_key: str | None = None,
-                        delivery: Delivery | None = None, plain: bool = False, about: str | None = None,
-                        update_of: str | None = None, attachment: dict[str, Any] | None = None,
-                        quiet: bool = False) -> None:
-        await self._queue(school_id, {"kind": "person", "id": person_id}, text, card, dedupe_key, delivery, plain,
-                          about=about, update_of=update_of, attachment=attachment, quiet=quiet)
+    async def to_person(
+        self,
+        school_id: str,
+        person_id: str,
+        *,
+        text: str | None = None,
+        card: dict[str, Any] | None = None,
+        dedupe_key: str | None = None,
+        delivery: Delivery | None = None,
+        plain: bool = False,
+        about: str | None = None,
+        update_of: str | None = None,
+        attachment: dict[str, Any] | None = None,
+        quiet: bool = False,
+    ) -> None:
+        await self._queue(
+            school_id,
+            {"kind": "person", "id": person_id},
+            text,
+            card,
+            dedupe_key,
+            delivery,
+            plain,
+            about=about,
+            update_of=update_of,
+            attachment=attachment,
+            quiet=quiet,
+        )
 
-    async def to_channel(self, school_id: str, purpose: str, *, text: str | None = None,
-                         card: dict[str, Any] | None = None, dedupe_key: str | None = None,
-                         delivery: Delivery | None = None, about: str | None = None,
-                         update_of: str | None = None, quiet: bool = False) -> None:
-        await self._queue(school_id, {"kind": "channel", "purpose": purpose}, text, card, dedupe_key, delivery,
-                          about=about, update_of=update_of, quiet=quiet)
+    async def to_channel(
+        self,
+        school_id: str,
+        purpose: str,
+        *,
+        text: str | None = None,
+        card: dict[str, Any] | None = None,
+        dedupe_key: str | None = None,
+        delivery: Delivery | None = None,
+        about: str | None = None,
+        update_of: str | None = None,
+        quiet: bool = False,
+    ) -> None:
+        await self._queue(
+            school_id,
+            {"kind": "channel", "purpose": purpose},
+            text,
+            card,
+            dedupe_key,
+            delivery,
+            about=about,
+            update_of=update_of,
+            quiet=quiet,
+        )
 
-    async def _queue(self, school_id: str, target: dict[str, str], text: str | None, card: dict[str, Any] | None,
-                     dedupe_key: str | None, delivery: Delivery | None, plain: bool = False, *,
-                     about: str | None = None, update_of: str | None = None,
-                     attachment: dict[str, Any] | None = None, quiet: bool = False) -> None:
+    async def _queue(
+        self,
+        school_id: str,
+        target: dict[str, str],
+        text: str | None,
+        card: dict[str, Any] | None,
+        dedupe_key: str | None,
+        delivery: Delivery | None,
+        plain: bool = False,
+        *,
+        about: str | None = None,
+        update_of: str | None = None,
+        attachment: dict[str, Any] | None = None,
+        quiet: bool = False,
+    ) -> None:
         if text is None and card is None and attachment is None:
             raise ValueError("a message needs text, a card or an attachment")
         payload: dict[str, Any] = {"target": target, "text": text, "card": card}
@@ -181,8 +284,9 @@ class SqlNotifier:
             payload["delivery"] = delivery.as_json()
             group = delivery.group
             dedupe_key = dedupe_key or f"{group}:{target_key(target)}"  # one send per person per group
-        await self._work.schedule(school_id, SEND_KIND, self._clock.now(), payload, dedupe_key=dedupe_key,
-                                  delivery_group=group, about=about)
+        await self._work.schedule(
+            school_id, SEND_KIND, self._clock.now(), payload, dedupe_key=dedupe_key, delivery_group=group, about=about
+        )
 
 
 @dataclass(frozen=True)
@@ -205,31 +309,56 @@ class WorkClaims:
         self._cipher = cipher
         self._clock = clock
 
-    async def claim(self, worker: str, kinds: list[str], limit: int, lease: dt.timedelta,
-                    leases: dict[str, dt.timedelta] | None = None) -> list[WorkItem]:
+    async def claim(
+        self,
+        worker: str,
+        kinds: list[str],
+        limit: int,
+        lease: dt.timedelta,
+        leases: dict[str, dt.timedelta] | None = None,
+    ) -> list[WorkItem]:
         """Atomically take up to `limit` due items: SKIP LOCKED on PostgreSQL, a serialised writer on SQLite.
 
         Each kind may have its own lease (`leases`), so a send is retaken soon after a crash while slower work
         keeps a longer one.
         """
         now = self._clock.now()
-        locked_until = case({k: now + v for k, v in leases.items()}, value=WorkRow.kind, else_=now + lease) \
-            if leases else now + lease
+        locked_until = (
+            case({k: now + v for k, v in leases.items()}, value=WorkRow.kind, else_=now + lease)
+            if leases
+            else now + lease
+        )
         due = or_(
             and_(WorkRow.status == "pending", WorkRow.run_at <= now),
             and_(WorkRow.status == "running", WorkRow.locked_until < now),
         )
         candidates = (
-            select(WorkRow.id).where(due, WorkRow.kind.in_(kinds)).order_by(WorkRow.run_at, WorkRow.id)
-            .limit(limit).with_for_update(skip_locked=True)
+            select(WorkRow.id)
+            .where(due, WorkRow.kind.in_(kinds))
+            .order_by(WorkRow.run_at, WorkRow.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
         async with self._sessions() as session, session.begin():
-            rows = (await session.execute(
-                update(WorkRow).where(WorkRow.id.in_(candidates.scalar_subquery()))
-                .values(status="running", locked_by=worker, locked_until=locked_until, attempts=WorkRow.attempts + 1)
-                .returning(WorkRow.id, WorkRow.school_id, WorkRow.kind, WorkRow.payload, WorkRow.run_at,
-                           WorkRow.attempts, WorkRow.dedupe_key, WorkRow.row_key)
-            )).all()
+            rows = (
+                await session.execute(
+                    update(WorkRow)
+                    .where(WorkRow.id.in_(candidates.scalar_subquery()))
+                    .values(
+                        status="running", locked_by=worker, locked_until=locked_until, attempts=WorkRow.attempts + 1
+                    )
+                    .returning(
+                        WorkRow.id,
+                        WorkRow.school_id,
+                        WorkRow.kind,
+                        WorkRow.payload,
+                        WorkRow.run_at,
+                        WorkRow.attempts,
+                        WorkRow.dedupe_key,
+                        WorkRow.row_key,
+                    )
+                )
+            ).all()
         items, broken = [], []
         for r in rows:
             try:
@@ -243,28 +372,51 @@ class WorkClaims:
         if broken:
             async with self._sessions() as session, session.begin():
                 for item_id, error in broken:
-                    await session.execute(update(WorkRow).where(WorkRow.id == item_id, WorkRow.locked_by == worker)
-                                          .values(status="failed", last_error=error, locked_by=None,
-                                                  locked_until=None, finished_at=now))
+                    await session.execute(
+                        update(WorkRow)
+                        .where(WorkRow.id == item_id, WorkRow.locked_by == worker)
+                        .values(status="failed", last_error=error, locked_by=None, locked_until=None, finished_at=now)
+                    )
         return sorted(items, key=lambda item: (item.run_at, item.id))
 
-    async def finish(self, item: WorkItem, worker: str, status: str, *, result: str | None = None,
-                     error: str | None = None, then: tuple[Then, ...] = ()) -> bool:
+    async def finish(
+        self,
+        item: WorkItem,
+        worker: str,
+        status: str,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        then: tuple[Then, ...] = (),
+    ) -> bool:
         """Record the outcome and queue its follow-up work in one transaction; False if the lease was lost."""
         async with self._sessions() as session, session.begin():
             finished = await session.execute(
-                update(WorkRow).where(WorkRow.id == item.id, WorkRow.locked_by == worker)
-                .values(status=status, result=(result or "")[:255] or None, last_error=error, locked_by=None,
-                        locked_until=None, finished_at=self._clock.now())
+                update(WorkRow)
+                .where(WorkRow.id == item.id, WorkRow.locked_by == worker)
+                .values(
+                    status=status,
+                    result=(result or "")[:255] or None,
+                    last_error=error,
+                    locked_by=None,
+                    locked_until=None,
+                    finished_at=self._clock.now(),
+                )
             )
             if finished.rowcount != 1:
                 return False  # another worker took it over after our lease ran out: its outcome stands
             queue = SqlWorkQueue(session, self._cipher, self._clock)
             for follow in then:
                 # A re-routed send shows the same case: it keeps the case it is about, to be found if access changes.
-                await queue.schedule(item.school_id, follow.kind, follow.run_at or self._clock.now(), follow.payload,
-                                     dedupe_key=follow.dedupe_key, delivery_group=follow.delivery_group,
-                                     about=follow.payload.get("about") if follow.kind == SEND_KIND else None)
+                await queue.schedule(
+                    item.school_id,
+                    follow.kind,
+                    follow.run_at or self._clock.now(),
+                    follow.payload,
+                    dedupe_key=follow.dedupe_key,
+                    delivery_group=follow.delivery_group,
+                    about=follow.payload.get("about") if follow.kind == SEND_KIND else None,
+                )
         return True
 
     async def retry(self, item: WorkItem, worker: str, at: dt.datetime, error: str, *, counted: bool = True) -> None:
@@ -272,16 +424,20 @@ class WorkClaims:
         attempts = WorkRow.attempts if counted else WorkRow.attempts - 1
         async with self._sessions() as session, session.begin():
             await session.execute(
-                update(WorkRow).where(WorkRow.id == item.id, WorkRow.locked_by == worker)
-                .values(status="pending", run_at=at, last_error=error, locked_by=None, locked_until=None,
-                        attempts=attempts)
+                update(WorkRow)
+                .where(WorkRow.id == item.id, WorkRow.locked_by == worker)
+                .values(
+                    status="pending", run_at=at, last_error=error, locked_by=None, locked_until=None, attempts=attempts
+                )
             )
 
     async def next_due_at(self, kinds: list[str]) -> dt.datetime | None:
         async with self._sessions() as session:
             return await session.scalar(
-                select(WorkRow.run_at).where(WorkRow.status == "pending", WorkRow.kind.in_(kinds))
-                .order_by(WorkRow.run_at).limit(1)
+                select(WorkRow.run_at)
+                .where(WorkRow.status == "pending", WorkRow.kind.in_(kinds))
+                .order_by(WorkRow.run_at)
+                .limit(1)
             )
 
     async def list(self, kind: str | None = None, school_id: str | None = None) -> list[WorkStatus]:
@@ -293,9 +449,19 @@ class WorkClaims:
             query = query.where(WorkRow.school_id == school_id)
         async with self._sessions() as session:
             rows = (await session.scalars(query)).all()
-        return [WorkStatus(r.id, r.kind, r.status, r.attempts, r.run_at, r.last_error, r.result,
-                           json.loads(self._cipher.decrypt(r.payload, work_payload_context(r.school_id, r.row_key))))
-                for r in rows]
+        return [
+            WorkStatus(
+                r.id,
+                r.kind,
+                r.status,
+                r.attempts,
+                r.run_at,
+                r.last_error,
+                r.result,
+                json.loads(self._cipher.decrypt(r.payload, work_payload_context(r.school_id, r.row_key))),
+            )
+            for r in rows
+        ]
 
 
 @dataclass(frozen=True)
@@ -313,20 +479,37 @@ class ConversationRefs:
         self._sessions = sessions
         self._clock = clock
 
-    async def save(self, school_id: str, kind: str, key: str, reference: dict[str, Any], *, name: str | None = None,
-                   team_id: str | None = None) -> None:
+    async def save(
+        self,
+        school_id: str,
+        kind: str,
+        key: str,
+        reference: dict[str, Any],
+        *,
+        name: str | None = None,
+        team_id: str | None = None,
+    ) -> None:
         """Keep where the bot can reach someone. Display names are never stored: `name` is accepted for older
         callers and dropped, and the column stays NULL (the directory is where names come from)."""
         reference = without_names(reference)
         name = None
-        values = dict(school_id=school_id, kind=kind, key=key, reference=reference, name=name, team_id=team_id,
-                      updated_at=self._clock.now())
+        values = dict(
+            school_id=school_id,
+            kind=kind,
+            key=key,
+            reference=reference,
+            name=name,
+            team_id=team_id,
+            updated_at=self._clock.now(),
+        )
         async with self._sessions() as session, session.begin():
             statement = insert_for(session)(ConversationRefRow).values(**values)
-            await session.execute(statement.on_conflict_do_update(
-                index_elements=["school_id", "kind", "key"],
-                set_={"reference": reference, "name": name, "team_id": team_id, "updated_at": values["updated_at"]},
-            ))
+            await session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["school_id", "kind", "key"],
+                    set_={"reference": reference, "name": name, "team_id": team_id, "updated_at": values["updated_at"]},
+                )
+            )
 
     async def get(self, school_id: str, kind: str, key: str) -> SavedReference | None:
         async with self._sessions() as session:
@@ -335,8 +518,13 @@ class ConversationRefs:
 
     async def all(self, school_id: str, kind: str) -> list[SavedReference]:
         async with self._sessions() as session:
-            rows = (await session.scalars(select(ConversationRefRow).where(
-                ConversationRefRow.school_id == school_id, ConversationRefRow.kind == kind))).all()
+            rows = (
+                await session.scalars(
+                    select(ConversationRefRow).where(
+                        ConversationRefRow.school_id == school_id, ConversationRefRow.kind == kind
+                    )
+                )
+            ).all()
         return [SavedReference(r.school_id, r.kind, r.key, r.name, r.team_id, r.reference) for r in rows]
 
 
@@ -344,8 +532,11 @@ async def next_counter(session: AsyncSession, school_id: str, name: str) -> int:
     """Increment and return a per-school counter inside the caller's transaction."""
     ins = insert_for(session)(CounterRow).values(school_id=school_id, name=name, value=0)
     await session.execute(ins.on_conflict_do_nothing(index_elements=["school_id", "name"]))
-    return (await session.execute(
-        update(CounterRow).where(CounterRow.school_id == school_id, CounterRow.name == name)
-        .values(value=CounterRow.value + 1).returning(CounterRow.value)
-    )).scalar_one()
-
+    return (
+        await session.execute(
+            update(CounterRow)
+            .where(CounterRow.school_id == school_id, CounterRow.name == name)
+            .values(value=CounterRow.value + 1)
+            .returning(CounterRow.value)
+        )
+    ).scalar_one()

@@ -49,15 +49,35 @@ class SqlReviews:
         self._clock = clock
 
     def _item(self, row: ReviewRow) -> ReviewItem:
-        return ReviewItem(row.id, row.school_id, row.kind, row.due_on, row.owner_role, tuple(row.reminders_sent or ()),
-                          row.created_at, row.completed_at, row.completed_by_name,
-                          self._cipher.decrypt(row.notes, notes_context(row.school_id, row.id)), row.next_due_on)
+        return ReviewItem(
+            row.id,
+            row.school_id,
+            row.kind,
+            row.due_on,
+            row.owner_role,
+            tuple(row.reminders_sent or ()),
+            row.created_at,
+            row.completed_at,
+            row.completed_by_name,
+            self._cipher.decrypt(row.notes, notes_context(row.school_id, row.id)),
+            row.next_due_on,
+        )
 
     async def ensure_open(self, school_id: str, kind: str, due_on: dt.date, owner_role: str) -> ReviewItem | None:
-        statement = insert_for(self._session)(ReviewRow).values(
-            school_id=school_id, kind=kind, open_key=f"{school_id}:{kind}", due_on=due_on, owner_role=owner_role,
-            reminders_sent=[], created_at=self._clock.now(),
-        ).on_conflict_do_nothing(index_elements=["open_key"]).returning(ReviewRow.id)
+        statement = (
+            insert_for(self._session)(ReviewRow)
+            .values(
+                school_id=school_id,
+                kind=kind,
+                open_key=f"{school_id}:{kind}",
+                due_on=due_on,
+                owner_role=owner_role,
+                reminders_sent=[],
+                created_at=self._clock.now(),
+            )
+            .on_conflict_do_nothing(index_elements=["open_key"])
+            .returning(ReviewRow.id)
+        )
         new_id = (await self._session.execute(statement)).scalar_one_or_none()
         return await self.get(school_id, new_id) if new_id is not None else None
 
@@ -68,15 +88,24 @@ class SqlReviews:
         return self._item(row)
 
     async def open_items(self, school_id: str) -> list[ReviewItem]:
-        rows = (await self._session.scalars(select(ReviewRow).where(
-            ReviewRow.school_id == school_id, ReviewRow.completed_at.is_(None)).order_by(ReviewRow.due_on,
-                                                                                      ReviewRow.id))).all()
+        rows = (
+            await self._session.scalars(
+                select(ReviewRow)
+                .where(ReviewRow.school_id == school_id, ReviewRow.completed_at.is_(None))
+                .order_by(ReviewRow.due_on, ReviewRow.id)
+            )
+        ).all()
         return [self._item(r) for r in rows]
 
     async def completed(self, school_id: str, limit: int = 5) -> list[ReviewItem]:
-        rows = (await self._session.scalars(select(ReviewRow).where(
-            ReviewRow.school_id == school_id, ReviewRow.completed_at.is_not(None))
-            .order_by(ReviewRow.completed_at.desc(), ReviewRow.id.desc()).limit(limit))).all()
+        rows = (
+            await self._session.scalars(
+                select(ReviewRow)
+                .where(ReviewRow.school_id == school_id, ReviewRow.completed_at.is_not(None))
+                .order_by(ReviewRow.completed_at.desc(), ReviewRow.id.desc())
+                .limit(limit)
+            )
+        ).all()
         return [self._item(r) for r in rows]
 
     async def mark_reminded(self, review_id: int, label: str) -> None:
@@ -85,14 +114,22 @@ class SqlReviews:
             row.reminders_sent = [*(row.reminders_sent or []), label]
             await self._session.flush()
 
-    async def complete(self, school_id: str, review_id: int, by_id: str, by_name: str, notes: str,
-                       next_due_on: dt.date) -> ReviewItem | None:
-        changed = (await self._session.execute(
-            update(ReviewRow).where(ReviewRow.school_id == school_id, ReviewRow.id == review_id,
-                                    ReviewRow.completed_at.is_(None))
-            .values(completed_at=self._clock.now(), completed_by_id=by_id, completed_by_name=by_name,
-                    notes=self._cipher.encrypt(notes, notes_context(school_id, review_id)), next_due_on=next_due_on,
-                    open_key=None)
-            .returning(ReviewRow.id)
-        )).scalar_one_or_none()
+    async def complete(
+        self, school_id: str, review_id: int, by_id: str, by_name: str, notes: str, next_due_on: dt.date
+    ) -> ReviewItem | None:
+        changed = (
+            await self._session.execute(
+                update(ReviewRow)
+                .where(ReviewRow.school_id == school_id, ReviewRow.id == review_id, ReviewRow.completed_at.is_(None))
+                .values(
+                    completed_at=self._clock.now(),
+                    completed_by_id=by_id,
+                    completed_by_name=by_name,
+                    notes=self._cipher.encrypt(notes, notes_context(school_id, review_id)),
+                    next_due_on=next_due_on,
+                    open_key=None,
+                )
+                .returning(ReviewRow.id)
+            )
+        ).scalar_one_or_none()
         return await self.get(school_id, review_id) if changed is not None else None

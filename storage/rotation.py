@@ -8,7 +8,7 @@ skipped, so an interrupted run is simply run again.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from storage.crypto import FieldCipher
 from storage.filtering import FilterRequestRow, reason_context
 from storage.inbound import InboundClaimRow, response_context
 from storage.incidents import SECRET_FIELDS, IncidentEventRow, IncidentRow, event_context, incident_context
-from storage.models import BotStateRow, ConversationRefRow, WorkRow
+from storage.models import BotStateRow, ConversationRefRow, WorkRow, rows_changed
 from storage.referrals import REFERRAL_FIELDS, ReferralClockRow, ReferralRow, referral_context, waived_context
 from storage.repos import REFERENCE_NAME_FIELDS, without_names, work_payload_context
 from storage.retention import LegalHoldRow, hold_context
@@ -35,24 +35,40 @@ BATCH = 100
 class Sealed:
     """One encrypted column and how a row's associated data is made."""
 
-    model: type
+    model: Any  # a mapped row class
     column: str
     context: Callable[[Any], str]
 
 
+def _per_field(context: Callable[[str, Any], str], field: str) -> Callable[[Any], str]:
+    """A row's associated data for one of a table's several sealed columns."""
+    return lambda row: context(field, row)
+
+
 SEALED: tuple[Sealed, ...] = (
-    *(Sealed(IncidentRow, field, lambda r, f=field: incident_context(f, r.school_id, r.reference))
-      for field in SECRET_FIELDS),
+    *(
+        Sealed(IncidentRow, field, _per_field(lambda f, r: incident_context(f, r.school_id, r.reference), field))
+        for field in SECRET_FIELDS
+    ),
     Sealed(IncidentEventRow, "detail", lambda r: event_context(r.school_id, r.incident_id, r.at, r.kind)),
     Sealed(FilterRequestRow, "reason", lambda r: reason_context(r.school_id, r.reference)),
     Sealed(ReviewRow, "notes", lambda r: notes_context(r.school_id, r.id)),
     Sealed(BotStateRow, "document", lambda r: document_context(r.key_hash)),
     Sealed(InboundClaimRow, "response", lambda r: response_context(r.key)),
     Sealed(WorkRow, "payload", lambda r: work_payload_context(r.school_id, r.row_key)),
-    *(Sealed(ChildRow, field, lambda r, f=field: child_context(f, r.school_id, r.token)) for field in CHILD_FIELDS),
+    *(
+        Sealed(ChildRow, field, _per_field(lambda f, r: child_context(f, r.school_id, r.token), field))
+        for field in CHILD_FIELDS
+    ),
     Sealed(CaseLinkRow, "staff_name", lambda r: staff_context(r.school_id, r.incident_id, r.staff_id)),
-    *(Sealed(ReferralRow, field, lambda r, f=field: referral_context(f, r.school_id, r.incident_id, r.row_key))
-      for field in REFERRAL_FIELDS),
+    *(
+        Sealed(
+            ReferralRow,
+            field,
+            _per_field(lambda f, r: referral_context(f, r.school_id, r.incident_id, r.row_key), field),
+        )
+        for field in REFERRAL_FIELDS
+    ),
     Sealed(ReferralClockRow, "waived_reason", lambda r: waived_context(r.school_id, r.incident_id, r.agency)),
     Sealed(LegalHoldRow, "reason", lambda r: hold_context("reason", r.school_id, r.id)),
     Sealed(LegalHoldRow, "release_reason", lambda r: hold_context("release_reason", r.school_id, r.id)),
@@ -65,8 +81,9 @@ class Tally:
     changed: int = 0
 
 
-async def rotate(sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher,
-                 progress: Callable[[str], None] = print) -> dict[str, Tally]:
+async def rotate(
+    sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher, progress: Callable[[str], None] = print
+) -> dict[str, Tally]:
     """Re-seal every value not yet under the current key; scrub names from conversation references."""
     tallies: dict[str, Tally] = {}
     for sealed in SEALED:
@@ -76,8 +93,9 @@ async def rotate(sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher
     return tallies
 
 
-async def _pages(sessions: async_sessionmaker[AsyncSession], model: type, handle: Callable[[AsyncSession, list], Any]
-                 ) -> None:
+async def _pages(
+    sessions: async_sessionmaker[AsyncSession], model: Any, handle: Callable[[AsyncSession, Sequence[Any]], Any]
+) -> None:
     """Walk a table in primary-key order, one short transaction per batch."""
     keys = inspect(model).primary_key
     after: tuple | None = None
@@ -93,13 +111,18 @@ async def _pages(sessions: async_sessionmaker[AsyncSession], model: type, handle
             after = tuple(getattr(rows[-1], key.key) for key in keys)
 
 
-async def _rotate_column(sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher, sealed: Sealed, name: str,
-                         progress: Callable[[str], None]) -> Tally:
+async def _rotate_column(
+    sessions: async_sessionmaker[AsyncSession],
+    cipher: FieldCipher,
+    sealed: Sealed,
+    name: str,
+    progress: Callable[[str], None],
+) -> Tally:
     tally = Tally()
     model, column = sealed.model, sealed.column
     keys = inspect(model).primary_key
 
-    async def handle(session: AsyncSession, rows: list) -> None:
+    async def handle(session: AsyncSession, rows: Sequence[Any]) -> None:
         for row in rows:
             tally.checked += 1
             stored = getattr(row, column)
@@ -115,9 +138,10 @@ async def _rotate_column(sessions: async_sessionmaker[AsyncSession], cipher: Fie
             values[column] = cipher.reseal(stored, sealed.context(row_for_context), old_context)
             # Only if nobody changed it since it was read: a write by the running app is already current.
             where = [key == getattr(row, key.key) for key in keys] + [getattr(model, column) == stored]
-            result = await session.execute(update(model).where(*where).values(**values)
-                                           .execution_options(synchronize_session=False))
-            tally.changed += result.rowcount or 0
+            result = await session.execute(
+                update(model).where(*where).values(**values).execution_options(synchronize_session=False)
+            )
+            tally.changed += rows_changed(result) or 0
         progress(f"{name}: {tally.checked} checked, {tally.changed} re-sealed")
 
     await _pages(sessions, model, handle)
@@ -128,18 +152,25 @@ async def _scrub_references(sessions: async_sessionmaker[AsyncSession], progress
     """References saved before names were dropped: remove the display names they still hold."""
     tally = Tally()
 
-    async def handle(session: AsyncSession, rows: list) -> None:
+    async def handle(session: AsyncSession, rows: Sequence[Any]) -> None:
         for row in rows:
             tally.checked += 1
             reference = row.reference or {}
-            has_names = any(isinstance(reference.get(a), dict) and "name" in reference[a]
-                            for a in REFERENCE_NAME_FIELDS)
+            has_names = any(
+                isinstance(reference.get(a), dict) and "name" in reference[a] for a in REFERENCE_NAME_FIELDS
+            )
             if row.name is None and not has_names:
                 continue
-            await session.execute(update(ConversationRefRow).where(
-                ConversationRefRow.school_id == row.school_id, ConversationRefRow.kind == row.kind,
-                ConversationRefRow.key == row.key).values(name=None, reference=without_names(reference))
-                .execution_options(synchronize_session=False))
+            await session.execute(
+                update(ConversationRefRow)
+                .where(
+                    ConversationRefRow.school_id == row.school_id,
+                    ConversationRefRow.kind == row.kind,
+                    ConversationRefRow.key == row.key,
+                )
+                .values(name=None, reference=without_names(reference))
+                .execution_options(synchronize_session=False)
+            )
             tally.changed += 1
         progress(f"conversation_refs: {tally.checked} checked, {tally.changed} names removed")
 

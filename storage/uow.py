@@ -16,6 +16,7 @@ from storage import delivery as delivery_store
 from storage import digest as digest_store
 from storage import exports as export_store
 from storage import filtering as filtering_store
+from storage import filtering_checks as filtering_check_store
 from storage import graph_state as graph_store
 from storage import incidents as incident_store
 from storage import referrals as referral_store
@@ -26,8 +27,14 @@ from storage.repos import SqlAuditLog, SqlNotifier, SqlWorkQueue
 
 
 class SqlUnitOfWork:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher, clock: Clock,
-                 on_work_committed: Callable[[], None] | None = None, audit_keys: AuditKeys | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        cipher: FieldCipher,
+        clock: Clock,
+        on_work_committed: Callable[[], None] | None = None,
+        audit_keys: AuditKeys | None = None,
+    ) -> None:
         self._sessions = sessions
         self._audit_keys = audit_keys
         self._cipher = cipher
@@ -45,6 +52,7 @@ class SqlUnitOfWork:
         self.incidents = incident_store.SqlIncidents(self.session, self._cipher, self._clock)
         self.children = child_store.SqlChildren(self.session, self._cipher, self._clock)
         self.filtering = filtering_store.SqlFilterRequests(self.session, self._cipher, self._clock)
+        self.filtering_checks = filtering_check_store.SqlFilteringChecks(self.session, self._cipher, self._clock)
         self.aup = aup_store.SqlAup(self.session, self._cipher, self._clock)
         self.reviews = review_store.SqlReviews(self.session, self._cipher, self._clock)
         self.digest = digest_store.SqlDigestSource(self.session)
@@ -57,6 +65,7 @@ class SqlUnitOfWork:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
+        assert self.session is not None  # entered
         try:
             await self._transaction.__aexit__(*exc_info)
         finally:
@@ -66,7 +75,11 @@ class SqlUnitOfWork:
             self._on_work_committed()
 
 
-def unit_of_work_factory(sessions: async_sessionmaker[AsyncSession], cipher: FieldCipher, clock: Clock,
-                         on_work_committed: Callable[[], None] | None = None, audit_keys: AuditKeys | None = None,
-                         ) -> Callable[[], SqlUnitOfWork]:
+def unit_of_work_factory(
+    sessions: async_sessionmaker[AsyncSession],
+    cipher: FieldCipher,
+    clock: Clock,
+    on_work_committed: Callable[[], None] | None = None,
+    audit_keys: AuditKeys | None = None,
+) -> Callable[[], SqlUnitOfWork]:
     return lambda: SqlUnitOfWork(sessions, cipher, clock, on_work_committed, audit_keys)

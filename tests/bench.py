@@ -122,11 +122,18 @@ async def floor() -> AsyncIterator[str]:
 
     async def messages(request: web.Request) -> web.Response:
         activity = await request.json()
-        reply = {"type": "message", "text": f"You said: {activity.get('text')}", "replyToId": activity.get("id"),
-                 "conversation": activity["conversation"], "from": activity["recipient"],
-                 "recipient": activity["from"]}
-        url = f"{activity['serviceUrl'].rstrip('/')}/v3/conversations/{activity['conversation']['id']}/activities/" \
-              f"{activity['id']}"
+        reply = {
+            "type": "message",
+            "text": f"You said: {activity.get('text')}",
+            "replyToId": activity.get("id"),
+            "conversation": activity["conversation"],
+            "from": activity["recipient"],
+            "recipient": activity["from"],
+        }
+        url = (
+            f"{activity['serviceUrl'].rstrip('/')}/v3/conversations/{activity['conversation']['id']}/activities/"
+            f"{activity['id']}"
+        )
         async with session.post(url, json=reply) as response:
             await response.read()
         return web.Response(status=200)
@@ -143,8 +150,9 @@ async def floor() -> AsyncIterator[str]:
 @contextlib.asynccontextmanager
 async def our_app(database_dir: Path) -> AsyncIterator[tuple[str, RecordingConnector, Any]]:
     clock = SettableClock(dt.datetime.now(dt.UTC))
-    async with start_harness(database_url=f"sqlite+aiosqlite:///{database_dir / 'bench.db'}", clock=clock,
-                             var_dir=database_dir / "var") as harness:
+    async with start_harness(
+        database_url=f"sqlite+aiosqlite:///{database_dir / 'bench.db'}", clock=clock, var_dir=database_dir / "var"
+    ) as harness:
         yield f"{harness.url}/api/messages", harness.connector, harness
 
 
@@ -153,17 +161,30 @@ async def our_app(database_dir: Path) -> AsyncIterator[tuple[str, RecordingConne
 
 def _activity(connector_url: str, sender: dict[str, str], tenant_id: str, text: str) -> dict[str, Any]:
     return {
-        "type": "message", "id": f"in-{uuid.uuid4().hex[:12]}", "timestamp": "2026-11-23T10:00:00.000Z",
-        "serviceUrl": connector_url, "channelId": "msteams",
+        "type": "message",
+        "id": f"in-{uuid.uuid4().hex[:12]}",
+        "timestamp": "2026-11-23T10:00:00.000Z",
+        "serviceUrl": connector_url,
+        "channelId": "msteams",
         "from": {"id": f"29:{sender['id']}", "name": sender["name"], "aadObjectId": sender["id"]},
         "conversation": {"id": f"a:bench-{sender['id']}", "conversationType": "personal", "tenantId": tenant_id},
         "recipient": {"id": "28:esafety-bot", "name": "eSafety"},
-        "channelData": {"tenant": {"id": tenant_id}}, "locale": "en-GB", "text": text,
+        "channelData": {"tenant": {"id": tenant_id}},
+        "locale": "en-GB",
+        "text": text,
     }
 
 
-async def drive(name: str, url: str, connector: RecordingConnector, senders: list[dict[str, str]], tenant_id: str,
-                turns: int, concurrency: int, http: aiohttp.ClientSession) -> Result:
+async def drive(
+    name: str,
+    url: str,
+    connector: RecordingConnector,
+    senders: list[dict[str, str]],
+    tenant_id: str,
+    turns: int,
+    concurrency: int,
+    http: aiohttp.ClientSession,
+) -> Result:
     """Send `turns` messages, `concurrency` at a time (each worker in its own conversation)."""
     latencies: list[float] = []
     failures = 0
@@ -199,15 +220,19 @@ async def drive(name: str, url: str, connector: RecordingConnector, senders: lis
 
 def report(results: list[Result]) -> str:
     by_key = {(r.name, r.concurrency): r for r in results}
-    lines = [f"{'server':<14}{'conc':>5}{'turns/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'vs stock':>10}{'vs floor':>10}"
-             f"{'failed':>8}"]
+    lines = [
+        f"{'server':<14}{'conc':>5}{'turns/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'vs stock':>10}{'vs floor':>10}"
+        f"{'failed':>8}"
+    ]
     for result in results:
         stock = by_key.get(("stock echo", result.concurrency))
         base = by_key.get(("floor", result.concurrency))
         vs_stock = f"{result.rate / stock.rate:.2f}x" if stock and stock.rate else "-"
         vs_floor = f"{result.rate / base.rate:.2f}x" if base and base.rate else "-"
-        lines.append(f"{result.name:<14}{result.concurrency:>5}{result.rate:>10.1f}{result.percentile(50):>9.1f}"
-                     f"{result.percentile(95):>9.1f}{vs_stock:>10}{vs_floor:>10}{result.failures:>8}")
+        lines.append(
+            f"{result.name:<14}{result.concurrency:>5}{result.rate:>10.1f}{result.percentile(50):>9.1f}"
+            f"{result.percentile(95):>9.1f}{vs_stock:>10}{vs_floor:>10}{result.failures:>8}"
+        )
     return "\n".join(lines)
 
 
@@ -237,12 +262,14 @@ async def main() -> None:
                 for name, make in servers:
                     async with make() as url:
                         for concurrency in CONCURRENCY:
-                            results.append(await drive(name, url, connector, senders, tenant_id, turns, concurrency,
-                                                       http))
+                            results.append(
+                                await drive(name, url, connector, senders, tenant_id, turns, concurrency, http)
+                            )
             finally:
                 await connector.stop()
-    ordered = sorted(results, key=lambda r: (r.concurrency, ["app", "pooled echo", "stock echo", "floor"].index(
-        r.name)))
+    ordered = sorted(
+        results, key=lambda r: (r.concurrency, ["app", "pooled echo", "stock echo", "floor"].index(r.name))
+    )
     print(f"{turns} message turns per row, after {WARMUP} warm-up turns; one process, loopback only.")
     print(report(ordered))
     app_1 = next(r for r in results if r.name == "app" and r.concurrency == 1)

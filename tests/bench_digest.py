@@ -47,13 +47,31 @@ def synthetic(school_id: str, categories: list[tuple[str, str]], count: int, see
     for i in range(count):
         category, group = rng.choice(categories)
         status = rng.choice(STATUSES)
-        rows.append(dict(
-            school_id=school_id, reference=f"ES-B-{i:06d}", reporter_id="bench", reporter_name="Bench",
-            reported_at=NOW - dt.timedelta(minutes=rng.randrange(0, 60 * 24 * 7 * 52)), subject_kind="pupil",
-            category=category, category_group=group, illegal=False, urgent=False, immediate_danger=False,
-            severity=rng.choice(SEVERITIES), status=status,
-            outcome="resolved_in_school" if status == "closed" else None, recorded_actions=[], case_roles=[],
-            viewer_ids=[], excluded_ids=[], sla_breached=rng.random() < 0.05, version=1, complete=True))
+        rows.append(
+            dict(
+                school_id=school_id,
+                reference=f"ES-B-{i:06d}",
+                reporter_id="bench",
+                reporter_name="Bench",
+                reported_at=NOW - dt.timedelta(minutes=rng.randrange(0, 60 * 24 * 7 * 52)),
+                subject_kind="pupil",
+                category=category,
+                category_group=group,
+                illegal=False,
+                urgent=False,
+                immediate_danger=False,
+                severity=rng.choice(SEVERITIES),
+                status=status,
+                outcome="resolved_in_school" if status == "closed" else None,
+                recorded_actions=[],
+                case_roles=[],
+                viewer_ids=[],
+                excluded_ids=[],
+                sla_breached=rng.random() < 0.05,
+                version=1,
+                complete=True,
+            )
+        )
     return rows
 
 
@@ -81,9 +99,10 @@ async def bench(url: str, label: str) -> tuple[str, float, float, int]:
         rows = synthetic(school.id, categories, ROWS)
         async with engine.begin() as connection:
             for start in range(0, len(rows), 5000):
-                await connection.execute(insert(IncidentRow), rows[start:start + 5000])
-        uow = unit_of_work_factory(sessions, FieldCipher(parse_key(TEST_DATA_KEY)), clock,
-                                   audit_keys=AuditKeys(secrets.token_bytes(32)))
+                await connection.execute(insert(IncidentRow), rows[start : start + 5000])
+        uow = unit_of_work_factory(
+            sessions, FieldCipher(parse_key(TEST_DATA_KEY)), clock, audit_keys=AuditKeys(secrets.token_bytes(32))
+        )
         directory = StaticDirectory(config)
         reviews = ReviewService(uow, directory, clock, policy, config.school, None)
         digest = DigestService(uow, directory, clock, policy, config.school, reviews, digest_cards)

@@ -33,6 +33,7 @@ def features() -> list[Any]:
     extra = [allegations.install]
     try:
         from dialogs import referrals
+
         extra.append(referrals.install)
     except ImportError:  # pragma: no cover - the referrals feature is built alongside this one
         pass
@@ -41,8 +42,9 @@ def features() -> list[Any]:
 
 @pytest.fixture
 async def harness(database_url: str, clock: SettableClock, tmp_path: Path) -> AsyncIterator[Harness]:
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                             features=features()) as running:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=features()
+    ) as running:
         yield running
 
 
@@ -56,9 +58,16 @@ def without_a_chair(tmp_path: Path) -> Path:
     return path
 
 
-async def report(user: TeamsUser, *, subject: str, person: tuple[str, ...] = (), group: str = "contact",
-                 category: str | None = "staff_personal_channels", danger: str = "No",
-                 what: str = "Messaging a pupil on a personal account") -> tuple[str, list[Reply]]:
+async def report(
+    user: TeamsUser,
+    *,
+    subject: str,
+    person: tuple[str, ...] = (),
+    group: str = "contact",
+    category: str | None = "staff_personal_channels",
+    danger: str = "No",
+    what: str = "Messaging a pupil on a personal account",
+) -> tuple[str, list[Reply]]:
     """Walk the report dialog to the end, naming the person with `person` (what the reporter types and picks).
     Returns the reference and every reply, so what the reporter read can be checked."""
     group_answer, category_answer = _choice(group, category)
@@ -70,8 +79,9 @@ async def report(user: TeamsUser, *, subject: str, person: tuple[str, ...] = (),
         replies.append(await user.says(category_answer))
     for answer in (danger, "In school", "This morning", "Not known", what, "None", "Nothing yet", "submit"):
         replies.append(await user.says(answer))
-    assert [c for c in replies[-1].cards if c["body"][0].get("text", "").startswith("Thank you. Your report")], \
-        [r.everything[-300:] for r in replies]
+    assert [c for c in replies[-1].cards if c["body"][0].get("text", "").startswith("Thank you. Your report")], [
+        r.everything[-300:] for r in replies
+    ]
     title = confirmation(replies[-1])["body"][0]["text"]
     return title.rsplit(" ", 1)[-1], replies
 
@@ -82,9 +92,15 @@ async def case_card(user: TeamsUser, reference: str) -> dict[str, Any]:
 
 async def alerted_card(harness: Harness, user: TeamsUser, reference: str) -> dict[str, Any]:
     """The case card the alert brought (the way a Vice-Chair, who has no desk, reaches the case)."""
-    found = await harness.connector.wait_for(lambda sent: [
-        c for s in sent if s.conversation_id == user.conversation_id for c in s.cards
-        if reference in json.dumps(c) and c.get("refresh")])
+    found = await harness.connector.wait_for(
+        lambda sent: [
+            c
+            for s in sent
+            if s.conversation_id == user.conversation_id
+            for c in s.cards
+            if reference in json.dumps(c) and c.get("refresh")
+        ]
+    )
     return found[-1]
 
 
@@ -110,7 +126,8 @@ def sent_about(harness: Harness, user: TeamsUser, reference: str) -> list[Any]:
 
 
 async def test_an_allegation_closes_only_with_a_kcsie_outcome_and_a_pupil_case_never_as_malicious(
-        harness: Harness) -> None:
+    harness: Harness,
+) -> None:
     users = await everyone_says_hello(harness, "Grace Okafor", "Priya Shah")
     grace, priya = users["Grace Okafor"], users["Priya Shah"]
     leah = harness.user("Leah Brooks")
@@ -119,26 +136,40 @@ async def test_an_allegation_closes_only_with_a_kcsie_outcome_and_a_pupil_case_n
     assert outcome_keys(card) == KCSIE
     token = token_of(card)
 
-    refused = await grace.executes("incident.close", {"token": token, "version": card["refresh"]["action"]["data"]
-                                                      .get("version", 1), "outcome": "resolved_in_school",
-                                                      "close_note": "Spoke to them"})
+    refused = await grace.executes(
+        "incident.close",
+        {
+            "token": token,
+            "version": card["refresh"]["action"]["data"].get("version", 1),
+            "outcome": "resolved_in_school",
+            "close_note": "Spoke to them",
+        },
+    )
     assert "Please choose an outcome" in json.dumps(refused.invoke_card)
-    closed = await grace.executes("incident.close", {"token": token, "version": 1, "outcome": "false",
-                                                     "close_note": "The account was not theirs",
-                                                     # the referrals feature's Close-form reason for no LADO call
-                                                     "no_referral_reason": "The LADO was consulted by phone"})
-    assert "Closed by Grace Okafor. Outcome: False" in json.dumps(closed.invoke_card), \
-        closed.invoke_card["body"][:2]
+    closed = await grace.executes(
+        "incident.close",
+        {
+            "token": token,
+            "version": 1,
+            "outcome": "false",
+            "close_note": "The account was not theirs",
+            # the referrals feature's Close-form reason for no LADO call
+            "no_referral_reason": "The LADO was consulted by phone",
+        },
+    )
+    assert "Closed by Grace Okafor. Outcome: False" in json.dumps(closed.invoke_card), closed.invoke_card["body"][:2]
 
-    pupil, _ = await report(leah, subject="A pupil", group="conduct", category="cyberbullying",
-                            what="Cruel messages in a class chat")
+    pupil, _ = await report(
+        leah, subject="A pupil", group="conduct", category="cyberbullying", what="Cruel messages in a class chat"
+    )
     pupil_card = await case_card(priya, pupil)
     keys = outcome_keys(pupil_card)
     assert "malicious" not in keys and "resolved_in_school" in keys and "substantiated" not in keys
     pupil_token = token_of(pupil_card)
     for outcome in ("malicious", "substantiated"):
-        stopped = await priya.executes("incident.close", {"token": pupil_token, "version": 1, "outcome": outcome,
-                                                          "close_note": "Made up"})
+        stopped = await priya.executes(
+            "incident.close", {"token": pupil_token, "version": 1, "outcome": outcome, "close_note": "Made up"}
+        )
         assert "Please choose an outcome" in json.dumps(stopped.invoke_card)
     still_open = await case_card(priya, pupil)
     assert "Closed by" not in json.dumps(still_open)
@@ -152,12 +183,21 @@ async def test_the_case_manager_records_suspension_dbs_and_tra_decisions_on_the_
     assert "Case manager's decisions" in json.dumps(card)
     token = token_of(card)
 
-    no_note = await grace.executes("incident.allegation_decisions", {"token": token, "version": 1,
-                                                                     "alleg_suspension": "no"})
+    no_note = await grace.executes(
+        "incident.allegation_decisions", {"token": token, "version": 1, "alleg_suspension": "no"}
+    )
     assert "Please add a short note" in json.dumps(no_note.invoke_card)
-    saved = await grace.executes("incident.allegation_decisions", {
-        "token": token, "version": 1, "alleg_suspension": "no", "alleg_suspension_note": "Risk managed by a move",
-        "alleg_dbs": "yes", "alleg_dbs_note": "Harm threshold may be met"})
+    saved = await grace.executes(
+        "incident.allegation_decisions",
+        {
+            "token": token,
+            "version": 1,
+            "alleg_suspension": "no",
+            "alleg_suspension_note": "Risk managed by a move",
+            "alleg_dbs": "yes",
+            "alleg_dbs_note": "Harm threshold may be met",
+        },
+    )
     words = json.dumps(saved.invoke_card)
     assert "Decisions saved." in words
     assert "Suspension considered: No (Grace Okafor" in words
@@ -165,38 +205,67 @@ async def test_the_case_manager_records_suspension_dbs_and_tra_decisions_on_the_
     assert "Referral to the Teaching Regulation Agency considered: not recorded yet" in words
     assert "Decision recorded by Grace Okafor: Suspension considered: No. Risk managed by a move" in words
     # The same form again (an old copy of the card) changes nothing.
-    stale = await grace.executes("incident.allegation_decisions", {
-        "token": token, "version": 1, "alleg_tra": "yes", "alleg_tra_note": "Again"})
+    stale = await grace.executes(
+        "incident.allegation_decisions", {"token": token, "version": 1, "alleg_tra": "yes", "alleg_tra_note": "Again"}
+    )
     assert "Someone else updated this case" in json.dumps(stale.invoke_card)
     # Someone who does not handle the case gets the one refusal, whatever the card carried.
-    forged = await users["Priya Shah"].executes("incident.allegation_decisions", {
-        "token": token, "version": 2, "alleg_tra": "yes", "alleg_tra_note": "Forged"})
+    forged = await users["Priya Shah"].executes(
+        "incident.allegation_decisions", {"token": token, "version": 2, "alleg_tra": "yes", "alleg_tra_note": "Forged"}
+    )
     assert NOT_ALLOWED_TEXT in json.dumps(forged.invoke_card) and reference not in json.dumps(forged.invoke_card)
     fresh = json.dumps(await case_card(grace, reference))
     assert "Forged" not in fresh and "Again" not in fresh
 
 
-async def test_low_level_concerns_go_to_the_headteacher_and_the_register_shows_a_pattern(
-        harness: Harness) -> None:
+async def test_low_level_concerns_go_to_the_headteacher_and_the_register_shows_a_pattern(harness: Harness) -> None:
     users = await everyone_says_hello(harness, "Grace Okafor", "Priya Shah", "Alex Morgan", "Leah Brooks")
     grace = users["Grace Okafor"]
     leah, sam = users["Leah Brooks"], harness.user("Sam Patel")
-    first, replies = await report(leah, subject="A member of staff: a low-level concern", person=("alex", "1"),
-                                  group="conduct", category="disrepute", what="Over-familiar comments online")
+    first, replies = await report(
+        leah,
+        subject="A member of staff: a low-level concern",
+        person=("alex", "1"),
+        group="conduct",
+        category="disrepute",
+        what="Over-familiar comments online",
+    )
     said = " ".join(r.everything for r in replies)
-    assert "Alex Morgan will not be told about this report" in said and "low-level concern goes to the Headteacher" \
-        in said
+    assert (
+        "Alex Morgan will not be told about this report" in said and "low-level concern goes to the Headteacher" in said
+    )
     assert "I am sending it to the Headteacher now" in json.dumps(confirmation(replies[-1]))
-    second, _ = await report(sam, subject="A member of staff: a low-level concern", person=("morg", "1"),
-                             group="conduct", category="disrepute", what="Shared a pupil's work on a personal page")
-    third, _ = await report(sam, subject="A member of staff: a low-level concern", person=("leah", "1"),
-                            group="conduct", category="disrepute", what="Used a personal phone in class")
-    unnamed, _ = await report(leah, subject="A member of staff: a low-level concern", person=("rather not say",),
-                              group="conduct", category="disrepute", what="Late to duty, twice")
+    second, _ = await report(
+        sam,
+        subject="A member of staff: a low-level concern",
+        person=("morg", "1"),
+        group="conduct",
+        category="disrepute",
+        what="Shared a pupil's work on a personal page",
+    )
+    third, _ = await report(
+        sam,
+        subject="A member of staff: a low-level concern",
+        person=("leah", "1"),
+        group="conduct",
+        category="disrepute",
+        what="Used a personal phone in class",
+    )
+    unnamed, _ = await report(
+        leah,
+        subject="A member of staff: a low-level concern",
+        person=("rather not say",),
+        group="conduct",
+        category="disrepute",
+        what="Late to duty, twice",
+    )
 
     for reference in (first, second, third, unnamed):
-        await harness.connector.wait_for(lambda sent, ref=reference: [
-            s for s in sent if s.conversation_id == grace.conversation_id and ref in (s.text or "")])
+        await harness.connector.wait_for(
+            lambda sent, ref=reference: [
+                s for s in sent if s.conversation_id == grace.conversation_id and ref in (s.text or "")
+            ]
+        )
     card = await case_card(grace, first)
     assert "Contact the LADO" not in json.dumps(card)  # below the harm threshold: no LADO prompt
     # The member of staff hears nothing and cannot open it; nor can the DSL, who does not handle it.
@@ -224,22 +293,33 @@ async def test_low_level_concerns_go_to_the_headteacher_and_the_register_shows_a
 
 
 async def test_with_no_chair_in_the_directory_the_vice_chair_has_it_and_the_reporter_is_told_so(
-        database_url: str, clock: SettableClock, tmp_path: Path) -> None:
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                             features=features(), config_path=without_a_chair(tmp_path)) as harness:
+    database_url: str, clock: SettableClock, tmp_path: Path
+) -> None:
+    async with start_harness(
+        database_url=database_url,
+        clock=clock,
+        var_dir=tmp_path / "var",
+        features=features(),
+        config_path=without_a_chair(tmp_path),
+    ) as harness:
         users = await everyone_says_hello(harness, "Grace Okafor", "Ruth Evans", "Ben Carter")
         leah = harness.user("Leah Brooks")
-        reference, replies = await report(leah, subject="The Headteacher", group="conduct", category="disrepute",
-                                          what="Posted about pupils")
+        reference, replies = await report(
+            leah, subject="The Headteacher", group="conduct", category="disrepute", what="Posted about pupils"
+        )
         assert "This will go only to the Vice-Chair of Governors" in replies[1].everything
         words = json.dumps(confirmation(replies[-1]))
-        assert "I am sending it to the Vice-Chair of Governors now" in words and "Chair of Governors now" not in \
-            words.replace("Vice-Chair of Governors now", "")
+        assert (
+            "I am sending it to the Vice-Chair of Governors now" in words
+            and "Chair of Governors now" not in words.replace("Vice-Chair of Governors now", "")
+        )
         await harness.run_due_work()
         alert = [s for s in sent_about(harness, users["Ben Carter"], reference) if s.op == "send"]
         assert alert and "LADO" in json.dumps(alert[0].card)
-        assert any(f"Your report {reference} has reached the Vice-Chair of Governors" in (s.text or "")
-                   for s in harness.connector.to(leah.conversation_id))
+        assert any(
+            f"Your report {reference} has reached the Vice-Chair of Governors" in (s.text or "")
+            for s in harness.connector.to(leah.conversation_id)
+        )
         # The Vice-Chair handles it: they can take it on; the Headteacher hears nothing and is refused.
         card = await alerted_card(harness, users["Ben Carter"], reference)
         owned = await users["Ben Carter"].executes("incident.own", {"token": token_of(card), "version": 1})
@@ -253,15 +333,22 @@ async def test_when_the_chair_cannot_be_reached_the_alert_goes_to_the_vice_chair
     users = await everyone_says_hello(harness, "Grace Okafor", "Ruth Evans", "Ben Carter")
     harness.connector.fail_next(403, times=20, conversation_id=users["Ruth Evans"].conversation_id)
     leah = harness.user("Leah Brooks")
-    reference, replies = await report(leah, subject="The Headteacher", group="conduct", category="disrepute",
-                                      what="Posted about pupils")
+    reference, replies = await report(
+        leah, subject="The Headteacher", group="conduct", category="disrepute", what="Posted about pupils"
+    )
     assert "I am sending it to the Chair of Governors now" in json.dumps(confirmation(replies[-1]))
     await harness.run_due_work()
     assert [s for s in sent_about(harness, users["Ben Carter"], reference) if s.op == "send"]
-    assert any(f"Your report {reference} has reached the Chair of Governors: Ben Carter (Vice-Chair of "
-               "Governors)" in (s.text or "") for s in harness.connector.to(leah.conversation_id))
-    card = (await users["Ben Carter"].executes("incident.view", {
-        "token": token_of(await alerted_card(harness, users["Ben Carter"], reference))})).invoke_card
+    assert any(
+        f"Your report {reference} has reached the Chair of Governors: Ben Carter (Vice-Chair of "
+        "Governors)" in (s.text or "")
+        for s in harness.connector.to(leah.conversation_id)
+    )
+    card = (
+        await users["Ben Carter"].executes(
+            "incident.view", {"token": token_of(await alerted_card(harness, users["Ben Carter"], reference))}
+        )
+    ).invoke_card
     assert "could not be delivered" in json.dumps(card)
     # Standing in for the Chair, the Vice-Chair manages the case, not only reads it.
     version = next(a for a in card["actions"] if a["title"] == "Take ownership")["data"]["version"]
@@ -271,19 +358,29 @@ async def test_when_the_chair_cannot_be_reached_the_alert_goes_to_the_vice_chair
 
 
 async def test_an_urgent_allegation_about_a_deputy_dsl_alerts_every_other_dsl_and_never_him(
-        harness: Harness, clock: SettableClock) -> None:
+    harness: Harness, clock: SettableClock
+) -> None:
     dsls = ("Priya Shah", "Chris Doyle")
     users = await everyone_says_hello(harness, *dsls, "Tom Reed", "Grace Okafor", "Ruth Evans")
     tom = users["Tom Reed"]
     leah = harness.user("Leah Brooks")
-    reference, replies = await report(leah, subject="A member of staff", person=("tom", "1"),
-                                      danger="Yes, someone is in danger now",
-                                      what="Arranged to meet a pupil alone tonight")
+    reference, replies = await report(
+        leah,
+        subject="A member of staff",
+        person=("tom", "1"),
+        danger="Yes, someone is in danger now",
+        what="Arranged to meet a pupil alone tonight",
+    )
     assert "Tom Reed will not be told about this report" in " ".join(r.everything for r in replies)
     for name in (*dsls, "Grace Okafor"):
-        await harness.connector.wait_for(lambda sent, who=users[name]: [
-            s for s in sent if s.conversation_id == who.conversation_id and f"Urgent online-safety concern "
-            f"{reference}" in (s.text or "")])
+        await harness.connector.wait_for(
+            lambda sent, who=users[name]: [
+                s
+                for s in sent
+                if s.conversation_id == who.conversation_id
+                and f"Urgent online-safety concern {reference}" in (s.text or "")
+            ]
+        )
     card = await case_card(users["Priya Shah"], reference)
     token = token_of(card)
     assert harness.person_id("Tom Reed") not in card["refresh"]["userIds"]
@@ -293,17 +390,25 @@ async def test_an_urgent_allegation_about_a_deputy_dsl_alerts_every_other_dsl_an
     assert not sent_about(harness, tom, reference)
 
     replies = await _forge_everything(tom, token, reference)
-    for verb, data in (("incident.allegation_decisions", {"alleg_suspension": "yes", "alleg_suspension_note": "x"}),
-                       ("incident.ukcis", {"ukcis_q1": "no"})):
+    for verb, data in (
+        ("incident.allegation_decisions", {"alleg_suspension": "yes", "alleg_suspension_note": "x"}),
+        ("incident.ukcis", {"ukcis_q1": "no"}),
+    ):
         replies.append(await tom.executes(verb, {"token": token, "version": 1, **data}))
     _assert_nothing_about(replies, reference, ["Arranged to meet", harness.person_id("Grace Okafor")])
 
     # Changing the case's type re-applies the routing rules: he stays excluded by who he is.
     grace = users["Grace Okafor"]
     current = await case_card(grace, reference)
-    changed = await grace.executes("incident.recategorise", {
-        "token": token, "version": version_of(current), "category": "disrepute",
-        "category_reason": "It is about conduct outside school"})
+    changed = await grace.executes(
+        "incident.recategorise",
+        {
+            "token": token,
+            "version": version_of(current),
+            "category": "disrepute",
+            "category_reason": "It is about conduct outside school",
+        },
+    )
     assert "Type changed by Grace Okafor" in json.dumps(changed.invoke_card)
     replies = [await tom.says(f"case {reference}"), await tom.executes("incident.view", {"token": token})]
     _assert_nothing_about(replies, reference, ["Arranged to meet"])
@@ -312,13 +417,24 @@ async def test_an_urgent_allegation_about_a_deputy_dsl_alerts_every_other_dsl_an
 
 async def test_a_low_level_concern_with_a_child_in_danger_becomes_an_allegation(harness: Harness) -> None:
     users = await everyone_says_hello(harness, "Grace Okafor", "Priya Shah", "Alex Morgan")
-    reference, replies = await report(harness.user("Leah Brooks"), subject="A member of staff: a low-level concern",
-                                      person=("alex", "1"), group="conduct", category="disrepute",
-                                      danger="Yes, someone is in danger now", what="Took a pupil home alone")
+    reference, replies = await report(
+        harness.user("Leah Brooks"),
+        subject="A member of staff: a low-level concern",
+        person=("alex", "1"),
+        group="conduct",
+        category="disrepute",
+        danger="Yes, someone is in danger now",
+        what="Took a pupil home alone",
+    )
     assert "more than a low-level concern" in " ".join(r.everything for r in replies)
-    await harness.connector.wait_for(lambda sent: [
-        s for s in sent if s.conversation_id == users["Priya Shah"].conversation_id
-        and f"Urgent online-safety concern {reference}" in (s.text or "")])
+    await harness.connector.wait_for(
+        lambda sent: [
+            s
+            for s in sent
+            if s.conversation_id == users["Priya Shah"].conversation_id
+            and f"Urgent online-safety concern {reference}" in (s.text or "")
+        ]
+    )
     card = await case_card(users["Grace Okafor"], reference)
     assert outcome_keys(card) == KCSIE and "Contact the LADO" in json.dumps(card)
     register = await users["Grace Okafor"].says("low-level")

@@ -18,19 +18,26 @@ OTHER_SCHOOL = "riverside-primary"
 
 @pytest.fixture
 async def app(database_url: str, clock: SettableClock, tmp_path: Path) -> AsyncIterator[Harness]:
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[],
-                             worker_enabled=False) as running:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[], worker_enabled=False
+    ) as running:
         yield running
 
 
 async def _append(harness: Harness, school_id: str, n: int) -> None:
     async with harness.parts.uow() as uow:
-        await uow.audit.record(school_id, f"person-{n % 5}", "viewed", "incident", f"ES-2026-{n:04d}",
-                               {"n": n, "why": "triage", "fields": ["narrative"]})
+        await uow.audit.record(
+            school_id,
+            f"person-{n % 5}",
+            "viewed",
+            "incident",
+            f"ES-2026-{n:04d}",
+            {"n": n, "why": "triage", "fields": ["narrative"]},
+        )
 
 
 def _keys(harness: Harness) -> AuditKeys:
-    return harness.parts.extras["audit_watch"].keys
+    return harness.parts.features.audit_watch.keys
 
 
 async def _entries(harness: Harness, school_id: str):  # noqa: ANN202
@@ -40,8 +47,9 @@ async def _entries(harness: Harness, school_id: str):  # noqa: ANN202
 
 async def test_many_concurrent_appends_make_one_unbroken_chain(app: Harness, clock: SettableClock) -> None:
     school = app.school.id
-    await asyncio.gather(*(_append(app, school, n) for n in range(40)),
-                         *(_append(app, OTHER_SCHOOL, n) for n in range(15)))
+    await asyncio.gather(
+        *(_append(app, school, n) for n in range(40)), *(_append(app, OTHER_SCHOOL, n) for n in range(15))
+    )
     clock.advance(minutes=5)
     await asyncio.gather(*(_append(app, school, n) for n in range(40, 60)))
 
@@ -76,8 +84,12 @@ async def test_editing_a_rows_detail_is_detected(app: Harness) -> None:
     school = app.school.id
     for n in range(6):
         await _append(app, school, n)
-    await _tamper(app, "UPDATE audit_events SET detail = :detail WHERE school_id = :school AND seq = 4",
-                  detail='{"n": 3, "why": "nothing to see", "fields": []}', school=school)
+    await _tamper(
+        app,
+        "UPDATE audit_events SET detail = :detail WHERE school_id = :school AND seq = 4",
+        detail='{"n": 3, "why": "nothing to see", "fields": []}',
+        school=school,
+    )
     assert verify_chain(await _entries(app, school), _keys(app)) == 4
 
 
@@ -85,8 +97,9 @@ async def test_editing_who_did_it_is_detected(app: Harness) -> None:
     school = app.school.id
     for n in range(3):
         await _append(app, school, n)
-    await _tamper(app, "UPDATE audit_events SET actor_id = 'someone-else' WHERE school_id = :school AND seq = 2",
-                  school=school)
+    await _tamper(
+        app, "UPDATE audit_events SET actor_id = 'someone-else' WHERE school_id = :school AND seq = 2", school=school
+    )
     assert verify_chain(await _entries(app, school), _keys(app)) == 2
 
 
@@ -105,8 +118,22 @@ async def test_rewriting_a_row_and_its_own_plain_hash_is_detected_at_that_row(ap
     entries = await _entries(app, school)
     forged = entries[1]
     new_detail = {"n": 99}
-    new_hash = entry_hash(forged.prev_hash, forged.school_id, forged.seq, forged.at, forged.actor_id, forged.action,
-                          forged.record_type, forged.record_id, new_detail)
-    await _tamper(app, "UPDATE audit_events SET detail = :detail, hash = :hash WHERE school_id = :school AND seq = 2",
-                  detail='{"n": 99}', hash=new_hash, school=school)
+    new_hash = entry_hash(
+        forged.prev_hash,
+        forged.school_id,
+        forged.seq,
+        forged.at,
+        forged.actor_id,
+        forged.action,
+        forged.record_type,
+        forged.record_id,
+        new_detail,
+    )
+    await _tamper(
+        app,
+        "UPDATE audit_events SET detail = :detail, hash = :hash WHERE school_id = :school AND seq = 2",
+        detail='{"n": 99}',
+        hash=new_hash,
+        school=school,
+    )
     assert verify_chain(await _entries(app, school), _keys(app)) == 2  # an HMAC cannot be recomputed without the key

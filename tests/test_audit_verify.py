@@ -37,18 +37,30 @@ ALERTED = ("Sam Patel", "Grace Okafor", "Ruth Evans")  # online-safety lead, Hea
 @pytest.fixture
 async def trail(database_url: str, clock: SettableClock, tmp_path: Path) -> AsyncIterator[Harness]:
     """The app with six audit entries for Oakfield and a checkpoint taken after them (as start-up would)."""
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[],
-                             worker_enabled=False, audit_key=AUDIT_KEY) as running:
+    async with start_harness(
+        database_url=database_url,
+        clock=clock,
+        var_dir=tmp_path / "var",
+        features=[],
+        worker_enabled=False,
+        audit_key=AUDIT_KEY,
+    ) as running:
         for n in range(6):
             await _append(running, n)
-        await running.parts.extras["audit_watch"].check_all(checkpoint=True)
+        await running.parts.features.audit_watch.check_all(checkpoint=True)
         yield running
 
 
 async def _append(harness: Harness, n: int) -> None:
     async with harness.parts.uow() as uow:
-        await uow.audit.record(harness.school.id, f"person-{n}", "viewed", "incident", f"ES-2026-{n:04d}",
-                               {"n": n, "fields": ["narrative"]})
+        await uow.audit.record(
+            harness.school.id,
+            f"person-{n}",
+            "viewed",
+            "incident",
+            f"ES-2026-{n:04d}",
+            {"n": n, "fields": ["narrative"]},
+        )
 
 
 async def _entries(harness: Harness) -> list[AuditEntry]:
@@ -64,49 +76,80 @@ async def _sql(harness: Harness, sql: str, **params: object) -> None:
 async def verify_audit(harness: Harness) -> tuple[int, str]:
     """The real command, in its own process, with the environment the app runs with."""
     settings = harness.settings
-    env = {**os.environ, "ESAFETY_DEV": "1", "DATABASE_URL": settings.database_url,
-           "ESAFETY_DATA_KEY": TEST_DATA_KEY, "ESAFETY_AUDIT_KEY": AUDIT_KEY, "ESAFETY_VAR_DIR": str(settings.var_dir),
-           "ESAFETY_CONFIG": str(DEMO_CONFIG), "ESAFETY_LOG_LEVEL": "WARNING"}
-    process = await asyncio.create_subprocess_exec(sys.executable, "app.py", "verify-audit", cwd=ROOT, env=env,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    env = {
+        **os.environ,
+        "ESAFETY_DEV": "1",
+        "DATABASE_URL": settings.database_url,
+        "ESAFETY_DATA_KEY": TEST_DATA_KEY,
+        "ESAFETY_AUDIT_KEY": AUDIT_KEY,
+        "ESAFETY_VAR_DIR": str(settings.var_dir),
+        "ESAFETY_CONFIG": str(DEMO_CONFIG),
+        "ESAFETY_LOG_LEVEL": "WARNING",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "app.py",
+        "verify-audit",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 120)
     return process.returncode, out.decode() + err.decode()
 
 
-async def _rewrite(harness: Harness, seal: Callable[[AuditEntry, str, dict], tuple[str | None, str]],
-                   *, edit_seq: int = 3) -> None:
+async def _rewrite(
+    harness: Harness, seal: Callable[[AuditEntry, str, dict], tuple[str | None, str]], *, edit_seq: int = 3
+) -> None:
     """Edit one entry's detail and re-seal the whole chain from the start with `seal`, head row included."""
     prev = GENESIS_HASH
     for entry in await _entries(harness):
         detail = {"n": 0, "fields": []} if entry.seq == edit_seq else entry.detail
         key_id, digest = seal(entry, prev, detail)
-        await _sql(harness, "UPDATE audit_events SET detail = :detail, prev_hash = :prev, hash = :hash, "
-                            "key_id = :key_id WHERE school_id = :school AND seq = :seq",
-                   detail=json.dumps(detail), prev=prev, hash=digest, key_id=key_id, school=entry.school_id,
-                   seq=entry.seq)
+        await _sql(
+            harness,
+            "UPDATE audit_events SET detail = :detail, prev_hash = :prev, hash = :hash, "
+            "key_id = :key_id WHERE school_id = :school AND seq = :seq",
+            detail=json.dumps(detail),
+            prev=prev,
+            hash=digest,
+            key_id=key_id,
+            school=entry.school_id,
+            seq=entry.seq,
+        )
         prev = digest
-    await _sql(harness, "UPDATE audit_heads SET hash = :hash WHERE school_id = :school", hash=prev,
-               school=harness.school.id)
+    await _sql(
+        harness, "UPDATE audit_heads SET hash = :hash WHERE school_id = :school", hash=prev, school=harness.school.id
+    )
 
 
 def _plain(keep_key_id: bool) -> Callable[[AuditEntry, str, dict], tuple[str | None, str]]:
     def seal(e: AuditEntry, prev: str, detail: dict) -> tuple[str | None, str]:
-        return (e.key_id if keep_key_id else None,
-                entry_hash(prev, e.school_id, e.seq, e.at, e.actor_id, e.action, e.record_type, e.record_id, detail))
+        return (
+            e.key_id if keep_key_id else None,
+            entry_hash(prev, e.school_id, e.seq, e.at, e.actor_id, e.action, e.record_type, e.record_id, detail),
+        )
+
     return seal
 
 
 def _wrong_key(claim_real_id: bool) -> Callable[[AuditEntry, str, dict], tuple[str | None, str]]:
     def seal(e: AuditEntry, prev: str, detail: dict) -> tuple[str | None, str]:
         key_id = e.key_id if claim_real_id else key_id_of(WRONG_KEY)
-        return key_id, entry_mac(WRONG_KEY, key_id, prev, e.school_id, e.seq, e.at, e.actor_id, e.action,
-                                 e.record_type, e.record_id, detail)
+        return key_id, entry_mac(
+            WRONG_KEY, key_id, prev, e.school_id, e.seq, e.at, e.actor_id, e.action, e.record_type, e.record_id, detail
+        )
+
     return seal
 
 
 async def edit_a_row(harness: Harness) -> None:
-    await _sql(harness, "UPDATE audit_events SET actor_id = 'someone-else' WHERE school_id = :school AND seq = 3",
-               school=harness.school.id)
+    await _sql(
+        harness,
+        "UPDATE audit_events SET actor_id = 'someone-else' WHERE school_id = :school AND seq = 3",
+        school=harness.school.id,
+    )
 
 
 async def recompute_with_plain_sha256(harness: Harness) -> None:
@@ -129,15 +172,23 @@ async def delete_the_newest_rows(harness: Harness) -> None:
     entries = await _entries(harness)
     await _sql(harness, "DELETE FROM audit_events WHERE school_id = :school AND seq > 4", school=harness.school.id)
     # A careful intruder also winds the head row back, so the database is consistent with itself.
-    await _sql(harness, "UPDATE audit_heads SET seq = 4, hash = :hash WHERE school_id = :school",
-               hash=entries[3].hash, school=harness.school.id)
+    await _sql(
+        harness,
+        "UPDATE audit_heads SET seq = 4, hash = :hash WHERE school_id = :school",
+        hash=entries[3].hash,
+        school=harness.school.id,
+    )
 
 
 async def delete_a_middle_row_and_relink(harness: Harness) -> None:
     entries = await _entries(harness)
     await _sql(harness, "DELETE FROM audit_events WHERE school_id = :school AND seq = 3", school=harness.school.id)
-    await _sql(harness, "UPDATE audit_events SET prev_hash = :prev WHERE school_id = :school AND seq = 4",
-               prev=entries[1].hash, school=harness.school.id)
+    await _sql(
+        harness,
+        "UPDATE audit_events SET prev_hash = :prev WHERE school_id = :school AND seq = 4",
+        prev=entries[1].hash,
+        school=harness.school.id,
+    )
 
 
 async def delete_a_middle_row_renumber_and_rehash(harness: Harness) -> None:
@@ -148,12 +199,20 @@ async def delete_a_middle_row_renumber_and_rehash(harness: Harness) -> None:
     for e in entries[3:]:
         seq = e.seq - 1
         digest = entry_hash(prev, school, seq, e.at, e.actor_id, e.action, e.record_type, e.record_id, e.detail)
-        await _sql(harness, "UPDATE audit_events SET seq = :seq, prev_hash = :prev, hash = :hash "
-                            "WHERE school_id = :school AND seq = :old", seq=seq, prev=prev, hash=digest,
-                   school=school, old=e.seq)
+        await _sql(
+            harness,
+            "UPDATE audit_events SET seq = :seq, prev_hash = :prev, hash = :hash "
+            "WHERE school_id = :school AND seq = :old",
+            seq=seq,
+            prev=prev,
+            hash=digest,
+            school=school,
+            old=e.seq,
+        )
         prev = digest
-    await _sql(harness, "UPDATE audit_heads SET seq = 5, hash = :hash WHERE school_id = :school", hash=prev,
-               school=school)
+    await _sql(
+        harness, "UPDATE audit_heads SET seq = 5, hash = :hash WHERE school_id = :school", hash=prev, school=school
+    )
 
 
 TAMPERING: dict[str, tuple[Callable[[Harness], Awaitable[None]], int, str]] = {
@@ -208,10 +267,12 @@ async def test_a_restart_on_a_broken_chain_does_not_bless_it_with_a_checkpoint(t
 
 
 async def test_the_daily_check_writes_a_checkpoint_and_alerts_the_school_when_broken(
-        database_url: str, clock: SettableClock, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    database_url: str, clock: SettableClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="esafety.audit")
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                             audit_key=AUDIT_KEY) as harness:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", audit_key=AUDIT_KEY
+    ) as harness:
         for name in (*ALERTED, "Priya Shah"):
             await harness.user(name).installs()
         for n in range(4):
@@ -219,8 +280,7 @@ async def test_the_daily_check_writes_a_checkpoint_and_alerts_the_school_when_br
         checkpoints = harness.settings.var_dir / CHECKPOINT_FILE
 
         def alerts(name: str) -> list[str]:
-            return [s.text for s in harness.connector.to(harness.user(name).conversation_id)
-                    if "audit trail" in s.text]
+            return [s.text for s in harness.connector.to(harness.user(name).conversation_id) if "audit trail" in s.text]
 
         clock.advance(days=1)  # past 06:00 on Tuesday: the first daily check is due
         await harness.run_due_work()
@@ -244,8 +304,9 @@ async def test_the_daily_check_writes_a_checkpoint_and_alerts_the_school_when_br
             assert "failed today's integrity check at entry 3" in message
             assert "python app.py verify-audit" in message
         assert alerts("Priya Shah") == []  # the DSL is not on the list: the alert is about the system, not a case
-        assert any(r.levelno == logging.ERROR and "broken: school oakfield at seq 3" in r.getMessage()
-                   for r in caplog.records)
+        assert any(
+            r.levelno == logging.ERROR and "broken: school oakfield at seq 3" in r.getMessage() for r in caplog.records
+        )
 
 
 def test_entries_from_before_hmac_are_sealed_in_by_the_first_hmac_entry() -> None:
@@ -261,8 +322,9 @@ def test_entries_from_before_hmac_are_sealed_in_by_the_first_hmac_entry() -> Non
                 key_id, digest = None, entry_hash(prev, "oakfield", seq, at, "p", "viewed", "incident", None, detail)
             else:
                 key_id, digest = keys.seal(prev, "oakfield", seq, at, "p", "viewed", "incident", None, detail)
-            entries.append(AuditEntry("oakfield", seq, at, "p", "viewed", "incident", None, detail, prev, digest,
-                                      key_id))
+            entries.append(
+                AuditEntry("oakfield", seq, at, "p", "viewed", "incident", None, detail, prev, digest, key_id)
+            )
             prev = digest
         return entries
 
@@ -279,9 +341,16 @@ def test_entries_from_before_hmac_are_sealed_in_by_the_first_hmac_entry() -> Non
 async def test_refuses_to_start_without_an_audit_key_outside_dev_mode(tmp_path: Path) -> None:
     from tests.test_startup import _env, _one_line, _run
 
-    code, _, stderr = await _run(_env(tmp_path, MicrosoftAppId="6f1c2d3e-4a5b-4c6d-8e7f-901234567890",
-                                      MicrosoftAppPassword="x", MicrosoftAppTenantId="t",
-                                      ESAFETY_DATA_KEY=TEST_DATA_KEY), "verify-audit")
+    code, _, stderr = await _run(
+        _env(
+            tmp_path,
+            MicrosoftAppId="6f1c2d3e-4a5b-4c6d-8e7f-901234567890",
+            MicrosoftAppPassword="x",
+            MicrosoftAppTenantId="t",
+            ESAFETY_DATA_KEY=TEST_DATA_KEY,
+        ),
+        "verify-audit",
+    )
     assert code == 2
     assert "ESAFETY_AUDIT_KEY" in _one_line(stderr)
 

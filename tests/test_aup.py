@@ -21,8 +21,9 @@ SUBMIT = "aup.acknowledge"
 @pytest.fixture
 async def harness(database_url: str, clock: SettableClock, tmp_path: Path) -> AsyncIterator[Harness]:
     """The whole app on SQLite and PostgreSQL, its background worker off: only run_due_work() runs due work."""
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                             worker_enabled=False) as running:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", worker_enabled=False
+    ) as running:
         yield running
 
 
@@ -48,7 +49,8 @@ def _cards_to(harness: Harness, user) -> list[dict]:  # noqa: ANN001
 
 
 async def test_first_contact_gets_the_card_after_the_reply_with_sections_link_and_confirmations(
-        harness: Harness) -> None:
+    harness: Harness,
+) -> None:
     leah = harness.user("Leah Brooks")
     reply = await leah.installs()
     assert "Welcome, Leah" in json.dumps(reply.card) and not _aup_cards(reply.sent)
@@ -60,8 +62,9 @@ async def test_first_contact_gets_the_card_after_the_reply_with_sections_link_an
     toggles = [b for b in card["body"] if b["type"] == "Input.Toggle"]
     assert {t["id"] for t in toggles} == {"read_kcsie", "agree"}
     assert all(t["isRequired"] and t["errorMessage"] for t in toggles)
-    show_cards = [a for b in card["body"] if b["type"] == "ActionSet" for a in b["actions"]
-                  if a["type"] == "Action.ShowCard"]
+    show_cards = [
+        a for b in card["body"] if b["type"] == "ActionSet" for a in b["actions"] if a["type"] == "Action.ShowCard"
+    ]
     assert "Passwords and accounts" in [a["title"] for a in show_cards]
     fallback = card["actions"][0]["fallback"]
     assert fallback["type"] == "Action.Submit" and fallback["data"]["verb"] == SUBMIT
@@ -93,8 +96,13 @@ def _ticked(card: dict) -> dict:
 async def test_acknowledging_records_version_confirmations_time_and_hash_of_the_text_shown(harness: Harness) -> None:
     leah = harness.user("Leah Brooks")
     card = await _card(leah)
-    link = next(a["url"] for b in card["body"] if b["type"] == "ActionSet" for a in b["actions"]
-                if a["type"] == "Action.OpenUrl")
+    link = next(
+        a["url"]
+        for b in card["body"]
+        if b["type"] == "ActionSet"
+        for a in b["actions"]
+        if a["type"] == "Action.OpenUrl"
+    )
     path = urlparse(link).path
     assert path == f"/aup/{harness.school.id}/staff/1"
     async with harness.http.get(f"{harness.url}{path}") as response:
@@ -114,8 +122,9 @@ async def test_acknowledging_records_version_confirmations_time_and_hash_of_the_
     ack = rows[0]
     assert (ack.version, ack.sha256, ack.read_kcsie, ack.agreed) == (1, expected_hash, True, True)
     # The receipt quotes a short number worked out from the record; the full hash stays in the record.
-    shown_facts = {f["title"]: f["value"] for b in reply.invoke_card["body"] if b["type"] == "FactSet"
-                   for f in b["facts"]}
+    shown_facts = {
+        f["title"]: f["value"] for b in reply.invoke_card["body"] if b["type"] == "FactSet" for f in b["facts"]
+    }
     assert shown_facts["Receipt number"] == ack.receipt and len(ack.receipt) == 9 and expected_hash not in receipt
     assert ack.at == harness.clock.now()
     again = await leah.says("aup")
@@ -165,8 +174,12 @@ async def test_publish_makes_a_new_version_current_and_everyone_owes_it_again(ha
     harness.clock.advance(minutes=4)  # the card is not urgent: it waits until Leah's chat has been quiet a while
     await harness.run_due_work()
     delivered = await harness.connector.wait_for(
-        lambda sent: [c for c in _aup_cards(s for s in sent if s.conversation_id == leah.conversation_id)
-                      if _submit_data(c)["version"] == 2])
+        lambda sent: [
+            c
+            for c in _aup_cards(s for s in sent if s.conversation_id == leah.conversation_id)
+            if _submit_data(c)["version"] == 2
+        ]
+    )
     assert len(delivered) == 1
     stale = await leah.executes(SUBMIT, _ticked(old_card))
     assert "updated to version 2" in json.dumps(stale.invoke_card)
@@ -182,6 +195,7 @@ async def test_publish_makes_a_new_version_current_and_everyone_owes_it_again(ha
     await harness.restart()  # the start-up import does not bring back or duplicate version 1
     async with harness.parts.uow() as uow:
         from bot.aup import Audience
+
         current = await uow.aup.current(harness.school.id, Audience.STAFF)
     assert current.version == 2
 
@@ -203,8 +217,14 @@ async def test_reminders_then_the_line_manager_and_online_safety_lead_are_told(h
     to_lead = await harness.connector.wait_for(lambda _: _mentions(harness, sam, "Leah Brooks"))
     assert len(to_manager) == 1 and "line manager" in to_manager[0]
     assert len(to_lead) == 1 and "Grace Okafor" in to_lead[0]
-    assert len(await harness.connector.wait_for(lambda _: len(_reminders(harness, leah)) >= 2 and
-                                                _reminders(harness, leah))) == 2
+    assert (
+        len(
+            await harness.connector.wait_for(
+                lambda _: len(_reminders(harness, leah)) >= 2 and _reminders(harness, leah)
+            )
+        )
+        == 2
+    )
 
     card = _aup_cards(harness.connector.to(leah.conversation_id))[-1]
     await leah.executes(SUBMIT, _ticked(card))
@@ -227,8 +247,11 @@ async def test_annual_renewal_asks_everyone_again_for_the_current_version(harnes
     harness.clock.set(dt.datetime(2027, 9, 1, 7, 0, tzinfo=dt.UTC))
     await harness.run_due_work()
     renewed = await harness.connector.wait_for(
-        lambda _: len(_aup_cards(harness.connector.to(leah.conversation_id))) > before
-        and _aup_cards(harness.connector.to(leah.conversation_id)))
+        lambda _: (
+            len(_aup_cards(harness.connector.to(leah.conversation_id))) > before
+            and _aup_cards(harness.connector.to(leah.conversation_id))
+        )
+    )
     assert len(renewed) == before + 1 and _submit_data(renewed[-1])["version"] == 1
     shown = await leah.says("aup")
     assert _aup_cards(shown.sent)
@@ -265,17 +288,24 @@ async def test_the_full_text_page_is_404_for_a_version_that_does_not_exist(harne
 
 
 async def test_a_newcomer_is_picked_up_by_the_daily_directory_check_and_gets_the_card_on_first_contact(
-        harness: Harness) -> None:
+    harness: Harness,
+) -> None:
     from bot.config import AppConfig, PersonConfig
     from bot.people import Role
 
     await harness.run_due_work()
     school = harness.school
-    newcomer = PersonConfig(id="00000000-0000-4000-8000-000000000099", name="Nina Wood",
-                            email="nina.wood@oakfield.example", roles=[Role.STAFF],
-                            line_manager=harness.person_id("Grace Okafor"))
-    harness.config = AppConfig(schools=[school.model_copy(update={"people": [*school.people, newcomer]})],
-                               dev_default_school=harness.config.dev_default_school)
+    newcomer = PersonConfig(
+        id="00000000-0000-4000-8000-000000000099",
+        name="Nina Wood",
+        email="nina.wood@oakfield.example",
+        roles=[Role.STAFF],
+        line_manager=harness.person_id("Grace Okafor"),
+    )
+    harness.config = AppConfig(
+        schools=[school.model_copy(update={"people": [*school.people, newcomer]})],
+        dev_default_school=harness.config.dev_default_school,
+    )
     await harness.restart()  # the directory now knows her, as after a sync from the school's records
 
     harness.clock.advance(days=1)
@@ -296,7 +326,8 @@ async def test_a_newcomer_is_picked_up_by_the_daily_directory_check_and_gets_the
 
 
 async def test_publishing_changed_wording_keeps_every_version_and_checks_the_preview_is_current(
-        database_url: str, clock: SettableClock, tmp_path: Path) -> None:
+    database_url: str, clock: SettableClock, tmp_path: Path
+) -> None:
     from bot.aup import Audience
     from dialogs import aup
     from dialogs.aup import markdown_source
@@ -305,15 +336,17 @@ async def test_publishing_changed_wording_keeps_every_version_and_checks_the_pre
     edited: dict[Audience, str] = {}
 
     def install(wiring) -> None:  # noqa: ANN001 - the AUP feature reading an editable copy of the repository files
-        wiring.extras["aup_source"] = lambda audience: edited.get(audience) or files(audience)
+        wiring.features.aup_source = lambda audience: edited.get(audience) or files(audience)
         aup.install(wiring)
 
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[install],
-                             worker_enabled=False) as harness:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[install], worker_enabled=False
+    ) as harness:
         sam = harness.user("Sam Patel")
         original = files(Audience.STAFF)
-        edited[Audience.STAFF] = original.replace("I will not use anyone else's account.",
-                                                  "I will never use anyone else's account or device.")
+        edited[Audience.STAFF] = original.replace(
+            "I will not use anyone else's account.", "I will never use anyone else's account or device."
+        )
         preview = next(c for c in (await sam.says("aup publish staff")).cards if "aup.publish" in json.dumps(c))
         assert "has changed since version 1" in json.dumps(preview)
         edited[Audience.STAFF] += "- I will report lost or stolen devices the same day.\n"

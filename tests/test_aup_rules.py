@@ -36,8 +36,16 @@ AUP_DIR = Path(__file__).resolve().parent.parent / "config" / "aup"
 
 def _doc(audience: Audience) -> AupDocument:
     parsed = parse_markdown((AUP_DIR / f"{audience.value}.md").read_text(encoding="utf-8"))
-    return AupDocument("oakfield", audience, parsed.version, parsed.title, parsed.summary, parsed.text,
-                       sha256(parsed.text), dt.datetime(2026, 9, 1, tzinfo=dt.UTC))
+    return AupDocument(
+        "oakfield",
+        audience,
+        parsed.version,
+        parsed.title,
+        parsed.summary,
+        parsed.text,
+        sha256(parsed.text),
+        dt.datetime(2026, 9, 1, tzinfo=dt.UTC),
+    )
 
 
 @pytest.mark.parametrize("audience", list(Audience))
@@ -58,13 +66,16 @@ def test_a_new_version_changes_the_hash_but_not_the_content_hash() -> None:
     assert bumped.content_hash == parsed.content_hash
 
 
-@pytest.mark.parametrize("markdown, problem", [
-    ("Version: 1\nSummary: s\n## A\n- x\n", "Title"),
-    ("# T\nSummary: s\n## A\n- x\n", "Version"),
-    ("# T\nVersion: 1\n## A\n- x\n", "Summary"),
-    ("# T\nVersion: 1\nSummary: s\n## A\n", "bullet"),
-    ("# T\nVersion: 1\nSummary: s\nSome stray prose\n## A\n- x\n", "line 4"),
-])
+@pytest.mark.parametrize(
+    "markdown, problem",
+    [
+        ("Version: 1\nSummary: s\n## A\n- x\n", "Title"),
+        ("# T\nSummary: s\n## A\n- x\n", "Version"),
+        ("# T\nVersion: 1\n## A\n- x\n", "Summary"),
+        ("# T\nVersion: 1\nSummary: s\n## A\n", "bullet"),
+        ("# T\nVersion: 1\nSummary: s\nSome stray prose\n## A\n- x\n", "line 4"),
+    ],
+)
 def test_a_malformed_file_names_its_problem(markdown: str, problem: str) -> None:
     with pytest.raises(AupFormatError, match=problem):
         parse_markdown(markdown)
@@ -99,8 +110,10 @@ def test_the_full_text_page_escapes_the_text() -> None:
 
 def test_csv_and_status_card_keep_names_safe_and_counts_right() -> None:
     at = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
-    lines = [StatusLine(Person("1", "=HYPERLINK(x)", "a@b.example"), None, at, 2, True, None),
-             StatusLine(Person("2", "Ann Lee", "ann@b.example"), at, at, 0, False, "ab" * 32)]
+    lines = [
+        StatusLine(Person("1", "=HYPERLINK(x)", "a@b.example"), None, at, 2, True, None),
+        StatusLine(Person("2", "Ann Lee", "ann@b.example"), at, at, 0, False, "ab" * 32),
+    ]
     report = StatusReport("Oakfield", "2026-09-01", at, [AudienceStatus(Audience.STAFF, _doc(Audience.STAFF), lines)])
     csv_text = status_csv(report, LONDON)
     assert "'=HYPERLINK(x)" in csv_text and "staff,1,Ann Lee,ann@b.example,acknowledged" in csv_text

@@ -31,14 +31,25 @@ def idp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[IdentityPro
 
 
 @pytest.fixture
-async def secured(database_url: str, clock: SettableClock, tmp_path: Path,
-                  idp: IdentityProvider) -> AsyncIterator[Harness]:
+async def secured(
+    database_url: str, clock: SettableClock, tmp_path: Path, idp: IdentityProvider
+) -> AsyncIterator[Harness]:
     """The real app outside dev mode, with an app id, password and tenant: authentication is on."""
     async with start_harness(
-        database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[],
-        dev=False, app_id=APP_ID, app_password="not-a-real-secret", app_tenant_id=TENANT, app_type="SingleTenant",
-        openid_metadata_url=idp.openid_url, token_issuer="https://api.botframework.com",
-        login_url=idp.login_url(TENANT), oauth_scope=BOT_FRAMEWORK_SCOPE, validate_authority=False,
+        database_url=database_url,
+        clock=clock,
+        var_dir=tmp_path / "var",
+        features=[],
+        dev=False,
+        app_id=APP_ID,
+        app_password="not-a-real-secret",
+        app_tenant_id=TENANT,
+        app_type="SingleTenant",
+        openid_metadata_url=idp.openid_url,
+        token_issuer="https://api.botframework.com",
+        login_url=idp.login_url(TENANT),
+        oauth_scope=BOT_FRAMEWORK_SCOPE,
+        validate_authority=False,
     ) as running:
         yield running
 
@@ -56,7 +67,8 @@ async def _nothing_processed(harness: Harness) -> None:
 
 
 async def test_valid_token_is_accepted_and_the_reply_is_sent_with_an_outbound_token(
-        secured: Harness, idp: IdentityProvider) -> None:
+    secured: Harness, idp: IdentityProvider
+) -> None:
     token = idp.token(audience=APP_ID, service_url=secured.connector.url)
     reply = await _leah(secured, token).says("help")
     assert reply.status == 200
@@ -69,7 +81,8 @@ async def test_valid_token_is_accepted_and_the_reply_is_sent_with_an_outbound_to
 
 
 async def test_outbound_clients_are_reused_across_turns_and_proactive_sends(
-        secured: Harness, idp: IdentityProvider) -> None:
+    secured: Harness, idp: IdentityProvider
+) -> None:
     leah = _leah(secured, idp.token(audience=APP_ID, service_url=secured.connector.url))
     for _ in range(3):
         assert (await leah.says("help")).status == 200
@@ -137,17 +150,27 @@ async def test_service_url_claim_must_match_the_activity(secured: Harness, idp: 
     await _nothing_processed(secured)
 
 
-async def test_key_not_endorsed_for_the_channel_is_401(database_url: str, clock: SettableClock, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_key_not_endorsed_for_the_channel_is_401(
+    database_url: str, clock: SettableClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     provider = IdentityProvider(tmp_path, endorsements=("webchat",))
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(provider.cert_path))
     provider.start()
     try:
         async with start_harness(
-            database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[], dev=False,
-            app_id=APP_ID, app_password="not-a-real-secret", app_tenant_id=TENANT,
-            openid_metadata_url=provider.openid_url, token_issuer="https://api.botframework.com",
-            login_url=provider.login_url(TENANT), oauth_scope=BOT_FRAMEWORK_SCOPE, validate_authority=False,
+            database_url=database_url,
+            clock=clock,
+            var_dir=tmp_path / "var",
+            features=[],
+            dev=False,
+            app_id=APP_ID,
+            app_password="not-a-real-secret",
+            app_tenant_id=TENANT,
+            openid_metadata_url=provider.openid_url,
+            token_issuer="https://api.botframework.com",
+            login_url=provider.login_url(TENANT),
+            oauth_scope=BOT_FRAMEWORK_SCOPE,
+            validate_authority=False,
         ) as harness:
             token = provider.token(audience=APP_ID, service_url=harness.connector.url)
             reply = await _leah(harness, token).says("help")

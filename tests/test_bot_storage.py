@@ -185,8 +185,12 @@ async def test_storage_base_suite_expectations(stored: Stored) -> None:
     assert reloaded["pocoItem"]["count"] == 2 and reloaded["pocoStoreItem"]["count"] == 2
     await storage.write({"pocoItem": {**loaded["pocoItem"], "count": 123}})  # old e_tag None: still writes
     assert (await storage.read(["pocoItem"]))["pocoItem"]["count"] == 123
-    await storage.write({"pocoItem": {"count": 100, "e_tag": "*"},
-                         "pocoStoreItem": {**reloaded["pocoStoreItem"], "count": 100, "e_tag": "*"}})
+    await storage.write(
+        {
+            "pocoItem": {"count": 100, "e_tag": "*"},
+            "pocoStoreItem": {**reloaded["pocoStoreItem"], "count": 100, "e_tag": "*"},
+        }
+    )
     with pytest.raises(Exception):  # noqa: B017
         await storage.write({"pocoStoreItem": {"count": 5, "e_tag": ""}})
     final = await storage.read(["pocoItem", "pocoStoreItem"])
@@ -242,8 +246,9 @@ class _RememberDialog(ComponentDialog):
 
     async def _ask(self, step: WaterfallStepContext) -> DialogTurnResult:
         """Ask for the word."""
-        return await step.prompt("test_remember.text", PromptOptions(prompt=Activity(type="message",
-                                                                                       text="Which word?")))
+        return await step.prompt(
+            "test_remember.text", PromptOptions(prompt=Activity(type="message", text="Which word?"))
+        )
 
     async def _answer(self, step: WaterfallStepContext) -> DialogTurnResult:
         """Say it back."""
@@ -260,8 +265,9 @@ def _remember_feature(wiring: Wiring) -> None:
 
 
 async def test_conversation_state_survives_a_restart(database_url: str, clock: SettableClock, tmp_path) -> None:
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                             features=[_remember_feature]) as harness:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[_remember_feature]
+    ) as harness:
         leah = harness.user("Leah Brooks")
         asked = await leah.says("remember")
         assert asked.texts == ["Which word?"]

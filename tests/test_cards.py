@@ -36,13 +36,36 @@ SCREENSHOTS = ROOT / "var" / "screenshots" / "cards"
 CARDS = all_cards()
 
 ELEMENTS_1_5 = {
-    "TextBlock", "Image", "Media", "RichTextBlock", "TextRun", "Container", "ColumnSet", "Column", "FactSet",
-    "ImageSet", "ActionSet", "Table", "Input.Text", "Input.Number", "Input.Date", "Input.Time", "Input.Toggle",
+    "TextBlock",
+    "Image",
+    "Media",
+    "RichTextBlock",
+    "TextRun",
+    "Container",
+    "ColumnSet",
+    "Column",
+    "FactSet",
+    "ImageSet",
+    "ActionSet",
+    "Table",
+    "Input.Text",
+    "Input.Number",
+    "Input.Date",
+    "Input.Time",
+    "Input.Toggle",
     "Input.ChoiceSet",
 }
 ACTIONS_1_5 = {"Action.OpenUrl", "Action.Submit", "Action.ShowCard", "Action.ToggleVisibility", "Action.Execute"}
-TEAMS_ONLY = {"Chart.VerticalBar", "Chart.HorizontalBar", "Chart.Donut", "Chart.Pie", "Chart.Line",
-              "Chart.VerticalBar.Grouped", "Chart.HorizontalBar.Stacked", "Chart.Gauge"}
+TEAMS_ONLY = {
+    "Chart.VerticalBar",
+    "Chart.HorizontalBar",
+    "Chart.Donut",
+    "Chart.Pie",
+    "Chart.Line",
+    "Chart.VerticalBar.Grouped",
+    "Chart.HorizontalBar.Stacked",
+    "Chart.Gauge",
+}
 # Renderer events that stand for a Teams-only element that has a fallback (checked by the structural test).
 ALLOWED_EVENTS = {("UnknownElementType", t) for t in TEAMS_ONLY}
 # Known problems found by this test in cards owned by other features; each entry must still fail, so a fix shows up.
@@ -96,8 +119,11 @@ def structural_problems(card: dict[str, Any]) -> list[str]:
             fallback = node.get("fallback")
             if not node.get("verb"):
                 problems.append(f"{path}: Action.Execute needs a verb")
-            elif not (isinstance(fallback, dict) and fallback.get("type") == "Action.Submit"
-                      and fallback.get("data", {}).get("verb") == node["verb"]):
+            elif not (
+                isinstance(fallback, dict)
+                and fallback.get("type") == "Action.Submit"
+                and fallback.get("data", {}).get("verb") == node["verb"]
+            ):
                 problems.append(f"{path}: Action.Execute needs an Action.Submit fallback with the same verb")
         if kind == "Action.Submit" and not isinstance(node.get("data", {}), dict):
             problems.append(f"{path}: Action.Submit data must be an object")
@@ -118,9 +144,14 @@ def test_every_card_builder_has_a_fixture() -> None:
     builders = set()
     for info in pkgutil.iter_modules(bot.cards.__path__):
         module = importlib.import_module(f"bot.cards.{info.name}")
-        builders |= {f"{module.__name__}.{name}" for name, fn in vars(module).items()
-                     if name.startswith("build_") and name.endswith("_card") and inspect.isfunction(fn)
-                     and fn.__module__ == module.__name__}
+        builders |= {
+            f"{module.__name__}.{name}"
+            for name, fn in vars(module).items()
+            if name.startswith("build_")
+            and name.endswith("_card")
+            and inspect.isfunction(fn)
+            and fn.__module__ == module.__name__
+        }
     assert builders - BUILDERS_COVERED == set()
 
 
@@ -130,13 +161,28 @@ def test_card_is_a_valid_teams_adaptive_card(name: str) -> None:
 
 
 def test_the_structural_check_can_fail() -> None:
-    bad = {"type": "AdaptiveCard", "version": "1.6", "body": [
-        {"type": "Chart.Donut", "data": []}, {"type": "Input.Text", "id": "a"}, {"type": "Input.Text", "id": "a"},
-        {"type": "Carousel"}], "actions": [{"type": "Action.Execute", "title": "Go", "verb": "x"}],
-        "refresh": {"action": {"type": "Action.Execute", "verb": "v"}, "userIds": ["u"] * 61}}
+    bad = {
+        "type": "AdaptiveCard",
+        "version": "1.6",
+        "body": [
+            {"type": "Chart.Donut", "data": []},
+            {"type": "Input.Text", "id": "a"},
+            {"type": "Input.Text", "id": "a"},
+            {"type": "Carousel"},
+        ],
+        "actions": [{"type": "Action.Execute", "title": "Go", "verb": "x"}],
+        "refresh": {"action": {"type": "Action.Execute", "verb": "v"}, "userIds": ["u"] * 61},
+    }
     problems = " | ".join(structural_problems(bad))
-    for expected in ("version 1.5", "$schema", "Chart.Donut is Teams-only", "Carousel", "input ids used twice",
-                     "Action.Submit fallback", "1 to 60"):
+    for expected in (
+        "version 1.5",
+        "$schema",
+        "Chart.Donut is Teams-only",
+        "Carousel",
+        "input ids used twice",
+        "Action.Submit fallback",
+        "1 to 60",
+    ):
         assert expected in problems
 
 
@@ -151,9 +197,14 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pytest.fail("tools/validators/node_modules is missing: run `make system-deps` (scripts/system-deps.sh)")
     work = tmp_path_factory.mktemp("cards")
     (work / "cards.json").write_text(json.dumps(CARDS), encoding="utf-8")
-    done = subprocess.run(["node", str(VALIDATORS / "render.mjs"), str(work / "cards.json"), str(work / "png")],
-                          capture_output=True, text=True, timeout=240, cwd=VALIDATORS,
-                          env={**os.environ, "CHROMIUM_PATH": CHROMIUM})
+    done = subprocess.run(
+        ["node", str(VALIDATORS / "render.mjs"), str(work / "cards.json"), str(work / "png")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=VALIDATORS,
+        env={**os.environ, "CHROMIUM_PATH": CHROMIUM},
+    )
     assert done.returncode == 0, done.stderr
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for png in (work / "png").glob("*.png"):
@@ -168,7 +219,7 @@ def _render_problems(result: dict[str, Any]) -> list[str]:
     for event in result["events"]:
         unknown = event["message"].split('"')[1] if event["event"] == "UnknownElementType" else None
         if (event["event"], unknown) not in ALLOWED_EVENTS:
-            problems.append(f'{event["phase"]} {event["event"]}: {event["message"]}')
+            problems.append(f"{event['phase']} {event['event']}: {event['message']}")
     return problems
 
 
@@ -194,8 +245,10 @@ def as_a_1_5_host_sees_it(node: Any) -> Any:
 
 def schema_errors(card: dict[str, Any]) -> list[str]:
     validator = jsonschema.Draft6Validator(SCHEMA_1_5)
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}"
-            for e in validator.iter_errors(as_a_1_5_host_sees_it(copy.deepcopy(card)))]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}"
+        for e in validator.iter_errors(as_a_1_5_host_sees_it(copy.deepcopy(card)))
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(CARDS))
@@ -212,7 +265,8 @@ def test_the_schema_check_can_fail() -> None:
 def test_card_renders_in_the_adaptivecards_renderer(name: str, rendered: dict[str, Any]) -> None:
     if name in KNOWN_PROBLEMS:
         pytest.xfail(KNOWN_PROBLEMS[name]) if _render_problems(rendered[name]) else pytest.fail(
-            f"{name} is now fine: remove it from KNOWN_PROBLEMS")
+            f"{name} is now fine: remove it from KNOWN_PROBLEMS"
+        )
     assert _render_problems(rendered[name]) == []
     assert (SCREENSHOTS / f"{name}.png").stat().st_size > 1000
     shown = rendered[name]["text"]
@@ -222,12 +276,19 @@ def test_card_renders_in_the_adaptivecards_renderer(name: str, rendered: dict[st
 @pytest.mark.slow
 def test_the_renderer_reports_a_broken_card(tmp_path: Path) -> None:
     """The render check can fail: a required input without a label and an unknown element are reported."""
-    broken = {"type": "AdaptiveCard", "version": "1.5", "body": [
-        {"type": "Input.Text", "id": "x", "isRequired": True}, {"type": "Sparkle"}]}
+    broken = {
+        "type": "AdaptiveCard",
+        "version": "1.5",
+        "body": [{"type": "Input.Text", "id": "x", "isRequired": True}, {"type": "Sparkle"}],
+    }
     (tmp_path / "cards.json").write_text(json.dumps({"broken": broken}), encoding="utf-8")
-    done = subprocess.run(["node", str(VALIDATORS / "render.mjs"), str(tmp_path / "cards.json"),
-                           str(tmp_path / "png")], capture_output=True, text=True, timeout=120, cwd=VALIDATORS)
+    done = subprocess.run(
+        ["node", str(VALIDATORS / "render.mjs"), str(tmp_path / "cards.json"), str(tmp_path / "png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=VALIDATORS,
+    )
     assert done.returncode == 0, done.stderr
     problems = " | ".join(_render_problems(json.loads(done.stdout)["broken"]))
     assert "RequiredInputsShouldHaveLabel" in problems and "Sparkle" in problems
-

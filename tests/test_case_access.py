@@ -33,14 +33,25 @@ def _two_schools(tmp_path: Path) -> Path:
     """The demo config plus Riverside, another school in another tenant, with its own DSL."""
     raw = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
     other = json.loads(json.dumps(raw["schools"][0], default=str))
-    other.update(id="riverside", name="Riverside Academy", reference_prefix="RA", tenant_id=OTHER_TENANT,
-                 team_id="19:riverside-staff@thread.tacv2",
-                 channels={"dsl": "19:riverside-safeguarding@thread.tacv2", "slt": "19:riverside-slt@thread.tacv2",
-                           "technicians": "19:riverside-it@thread.tacv2"})
+    other.update(
+        id="riverside",
+        name="Riverside Academy",
+        reference_prefix="RA",
+        tenant_id=OTHER_TENANT,
+        team_id="19:riverside-staff@thread.tacv2",
+        channels={
+            "dsl": "19:riverside-safeguarding@thread.tacv2",
+            "slt": "19:riverside-slt@thread.tacv2",
+            "technicians": "19:riverside-it@thread.tacv2",
+        },
+    )
     people = []
     for number, person in enumerate(other["people"], start=1):
-        person = dict(person, id=f"00000000-0000-4000-8000-{200 + number:012d}",
-                      email=person["email"].replace("oakfield", "riverside"))
+        person = dict(
+            person,
+            id=f"00000000-0000-4000-8000-{200 + number:012d}",
+            email=person["email"].replace("oakfield", "riverside"),
+        )
         person.pop("line_manager", None)
         people.append(person)
     people[0]["name"] = "Olu Adebayo"  # a DSL of Riverside
@@ -53,33 +64,52 @@ def _two_schools(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def harness(database_url: str, clock: SettableClock, tmp_path: Path):  # noqa: ANN201
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                             config_path=_two_schools(tmp_path)) as running:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", config_path=_two_schools(tmp_path)
+    ) as running:
         yield running
 
 
 def _other_school_dsl(harness: Harness) -> TeamsUser:
-    return TeamsUser(harness.http, harness.url, harness.connector, aad_id=OTHER_DSL, name="Olu Adebayo",
-                     tenant_id=OTHER_TENANT, token=harness.token)
+    return TeamsUser(
+        harness.http,
+        harness.url,
+        harness.connector,
+        aad_id=OTHER_DSL,
+        name="Olu Adebayo",
+        tenant_id=OTHER_TENANT,
+        token=harness.token,
+    )
 
 
 async def _case_card_to(harness: Harness, user: TeamsUser, reference: str) -> dict[str, Any]:
-    found = await harness.connector.wait_for(lambda sent: [
-        c for s in sent if s.conversation_id == user.conversation_id for c in s.cards
-        if reference in json.dumps(c) and c.get("refresh")])
+    found = await harness.connector.wait_for(
+        lambda sent: [
+            c
+            for s in sent
+            if s.conversation_id == user.conversation_id
+            for c in s.cards
+            if reference in json.dumps(c) and c.get("refresh")
+        ]
+    )
     return found[-1]
 
 
 async def _forge_everything(user: TeamsUser, token: str, reference: str) -> list[Reply]:
     """Every read and act path of a case, as this person, with what they might hold or guess."""
     replies = []
-    for data in ({"token": token}, {"token": secrets.token_urlsafe(24)}, {"incident_id": 1}, {"incident_id": 2},
-                 {}):
+    for data in ({"token": token}, {"token": secrets.token_urlsafe(24)}, {"incident_id": 1}, {"incident_id": 2}, {}):
         replies.append(await user.executes("incident.view", data))
         replies.append(await user.submits({"verb": "incident.view", **data}))
     replies.append(await user.says(f"case {reference}"))
-    inputs = {"note": "Forged note", "action_key": POLICY.actions[0].key, "target": "police", "reason": "Forged",
-              "outcome": POLICY.outcomes[0].key, "close_note": "Forged close"}
+    inputs = {
+        "note": "Forged note",
+        "action_key": POLICY.actions[0].key,
+        "target": "police",
+        "reason": "Forged",
+        "outcome": POLICY.outcomes[0].key,
+        "close_note": "Forged close",
+    }
     for verb in ACT_VERBS:
         for version in (1, 2):
             replies.append(await user.executes(verb, {"token": token, "version": version, **inputs}))
@@ -106,13 +136,16 @@ async def _refusals(harness: Harness, school_id: str, person_id: str) -> list[An
 
 
 async def test_concern_about_the_headteacher_and_allegation_about_staff_refuse_everyone_outside_the_team(
-        harness: Harness) -> None:
+    harness: Harness,
+) -> None:
     users = await everyone_says_hello(harness, "Ruth Evans", "Grace Okafor", "Tom Reed", "Priya Shah")
     leah = harness.user("Leah Brooks")
-    about_head = await submit_report(leah, subject="The Headteacher", who="Grace Okafor",
-                                     what="Shared pupil photos on a personal phone")
-    about_tom = await submit_report(leah, subject="A member of staff", who="Tom Reed, deputy DSL",
-                                    what="Messaged a pupil on a personal account")
+    about_head = await submit_report(
+        leah, subject="The Headteacher", who="Grace Okafor", what="Shared pupil photos on a personal phone"
+    )
+    about_tom = await submit_report(
+        leah, subject="A member of staff", who="Tom Reed, deputy DSL", what="Messaged a pupil on a personal account"
+    )
     head_card = await _case_card_to(harness, users["Ruth Evans"], about_head)
     tom_card = await _case_card_to(harness, users["Grace Okafor"], about_tom)
     head_token = head_card["refresh"]["action"]["data"]["token"]
@@ -135,8 +168,12 @@ async def test_concern_about_the_headteacher_and_allegation_about_staff_refuse_e
             replies = await _forge_everything(forger, token, reference)
             _assert_nothing_about(replies, reference, [category, group, team, "23 Nov 2026, 10:"])
 
-    for school_id, person_id in (("oakfield", grace), ("oakfield", harness.person_id("Tom Reed")),
-                                 ("oakfield", VISITOR), ("riverside", OTHER_DSL)):
+    for school_id, person_id in (
+        ("oakfield", grace),
+        ("oakfield", harness.person_id("Tom Reed")),
+        ("oakfield", VISITOR),
+        ("riverside", OTHER_DSL),
+    ):
         refusals = await _refusals(harness, school_id, person_id)
         # every refresh, button and `case` above (a stranger's `case` and `my reports` are refused by role)
         assert len(refusals) >= 5 * 2 + len(ACT_VERBS) * 5, (person_id, len(refusals))
@@ -155,9 +192,15 @@ async def test_concern_about_the_headteacher_and_allegation_about_staff_refuse_e
 async def test_the_channel_alert_still_posts_but_its_refresh_shows_other_members_nothing(harness: Harness) -> None:
     await harness.channel("dsl").bot_added(by=harness.user("Sam Patel"))
     reference = await submit_report(harness.user("Leah Brooks"))
-    alert = await harness.connector.wait_for(lambda sent: [
-        c for s in sent if s.conversation_id == harness.school.channels.dsl for c in s.cards
-        if reference in json.dumps(c)])
+    alert = await harness.connector.wait_for(
+        lambda sent: [
+            c
+            for s in sent
+            if s.conversation_id == harness.school.channels.dsl
+            for c in s.cards
+            if reference in json.dumps(c)
+        ]
+    )
     token = alert[0]["refresh"]["action"]["data"]["token"]
     assert "incident_id" not in json.dumps(alert[0])
 

@@ -51,12 +51,14 @@ def features() -> list[Any]:
 
 @pytest.fixture
 async def harness(database_url: str, clock: SettableClock, tmp_path: Path) -> AsyncIterator[Harness]:
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                             features=features()) as running:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=features()
+    ) as running:
         yield running
 
 
 # --- helpers: what a person sees and presses ------------------------------------------------------------------------
+
 
 def _actions(node: Any) -> list[dict[str, Any]]:
     """Every Action.Execute on a card, wherever it sits (ActionSets, ShowCards, the card's own actions)."""
@@ -96,8 +98,9 @@ def _containers(node: Any) -> list[dict[str, Any]]:
     return found
 
 
-async def _presses(user: TeamsUser, card: dict[str, Any], title: str, near: str | None = None,
-                   **inputs: Any) -> dict[str, Any]:
+async def _presses(
+    user: TeamsUser, card: dict[str, Any], title: str, near: str | None = None, **inputs: Any
+) -> dict[str, Any]:
     button = _press(card, title, near)
     reply = await user.executes(button["verb"], {**button["data"], **inputs})
     assert reply.status == 200 and reply.invoke_card, reply.body
@@ -144,8 +147,10 @@ def _chronology(file_card: dict[str, Any]) -> list[tuple[str, str]]:
 
 # --- the tests ------------------------------------------------------------------------------------------------------
 
+
 async def test_two_concerns_linked_to_one_child_read_back_as_one_chronology_in_time_order(
-        harness: Harness, clock: SettableClock) -> None:
+    harness: Harness, clock: SettableClock
+) -> None:
     leah, priya = harness.user("Leah Brooks"), harness.user("Priya Shah")
     first = await submit_report(leah, who="Jamie in Year 6", what="Unkind messages in the class chat")
     clock.advance(hours=1)
@@ -187,7 +192,8 @@ async def test_two_concerns_linked_to_one_child_read_back_as_one_chronology_in_t
 
 
 async def test_a_pupil_from_the_static_directory_becomes_one_record_and_typed_details_are_checked(
-        harness: Harness) -> None:
+    harness: Harness,
+) -> None:
     tom = harness.user("Tom Reed")  # a deputy DSL
     reply = await tom.says("child zara")
     assert "Zara Ahmed" in _seen(_results(reply)) and "2 Birch" in _seen(_results(reply))
@@ -202,13 +208,23 @@ async def test_a_pupil_from_the_static_directory_becomes_one_record_and_typed_de
     reference = await submit_report(harness.user("Leah Brooks"))
     card = await _link_card(tom, reference)
     form = _press(card, "Create and link")
-    refused = await tom.executes(form["verb"], {**form["data"], "name": "Sam Lee", "date_of_birth": "2990-01-01",
-                                                "upn": "12345", "year_group": "y5"})
+    refused = await tom.executes(
+        form["verb"],
+        {**form["data"], "name": "Sam Lee", "date_of_birth": "2990-01-01", "upn": "12345", "year_group": "y5"},
+    )
     shown = _seen(refused.invoke_card)
     assert "The date of birth must be in the past. Please check it." in shown
     assert "A UPN is 13 characters: a letter and then 12 digits." in shown
-    made = await tom.executes(form["verb"], {**form["data"], "name": "  Sam   Lee ", "date_of_birth": "14/03/2016",
-                                             "upn": "c123456789012", "year_group": "y5"})
+    made = await tom.executes(
+        form["verb"],
+        {
+            **form["data"],
+            "name": "  Sam   Lee ",
+            "date_of_birth": "14/03/2016",
+            "upn": "c123456789012",
+            "year_group": "y5",
+        },
+    )
     assert f"Sam Lee is now linked to {reference}." in _seen(made.invoke_card)
     assert "Sam Lee (Year 5)" in _seen(made.invoke_card)
     assert _seen(_results(await tom.says("child sam l"))).count("Sam Lee") == 1
@@ -221,8 +237,9 @@ async def test_two_leads_creating_a_record_for_the_same_pupil_at_once_make_one_r
     priya, tom = harness.user("Priya Shah"), harness.user("Tom Reed")
     results = _results(await priya.says("child noah"))
     button = _press(results, "Create record", near="Noah Williams")
-    files = await asyncio.gather(priya.executes(button["verb"], button["data"]),
-                                 tom.executes(button["verb"], button["data"]))
+    files = await asyncio.gather(
+        priya.executes(button["verb"], button["data"]), tom.executes(button["verb"], button["data"])
+    )
     assert all("Noah Williams" in _seen(f.invoke_card) for f in files)
     again = _results(await tom.says("child noah"))
     assert _seen(again).count("Noah Williams") == 1 and "Record already here" in _seen(again)
@@ -271,14 +288,23 @@ async def test_the_childs_name_is_not_in_the_database_in_clear(harness: Harness)
     reference = await submit_report(harness.user("Leah Brooks"), who="a pupil", what="Shared a private photo")
     card = await _link_card(tom, reference)
     form = _press(card, "Create and link")
-    made = await tom.executes(form["verb"], {**form["data"], "name": "Ottoline Quennell-Vasquez",
-                                             "date_of_birth": "2016-02-29", "upn": "Q998877665544",
-                                             "mis_id": "MIS-Ott-4421", "year_group": "Year 4"})
+    made = await tom.executes(
+        form["verb"],
+        {
+            **form["data"],
+            "name": "Ottoline Quennell-Vasquez",
+            "date_of_birth": "2016-02-29",
+            "upn": "Q998877665544",
+            "mis_id": "MIS-Ott-4421",
+            "year_group": "Year 4",
+        },
+    )
     assert "Ottoline Quennell-Vasquez is now linked" in _seen(made.invoke_card)
 
     async with harness.parts.engine.connect() as connection:
-        row = (await connection.execute(text(
-            "SELECT name, date_of_birth, upn, mis_id, year_group, source FROM children"))).one()
+        row = (
+            await connection.execute(text("SELECT name, date_of_birth, upn, mis_id, year_group, source FROM children"))
+        ).one()
     for sealed in row[:4]:
         assert sealed.startswith("v2:")
     assert row[4:] == ("Year 4", "local")
@@ -288,10 +314,15 @@ async def test_the_childs_name_is_not_in_the_database_in_clear(harness: Harness)
 
 
 async def test_the_headteacher_names_the_member_of_staff_an_allegation_is_about_from_the_directory(
-        harness: Harness) -> None:
+    harness: Harness,
+) -> None:
     grace, tom = harness.user("Grace Okafor"), harness.user("Tom Reed")
-    reference = await submit_report(harness.user("Leah Brooks"), subject="A member of staff",
-                                    who="A teacher", what="Messaging a pupil on a personal account")
+    reference = await submit_report(
+        harness.user("Leah Brooks"),
+        subject="A member of staff",
+        who="A teacher",
+        what="Messaging a pupil on a personal account",
+    )
     card = await _link_card(grace, reference)
     assert "New child record" not in _seen(card)  # the Headteacher is not on the safeguarding team
     found = await _presses(grace, card, "Search", query="tom")
@@ -313,17 +344,29 @@ async def test_the_headteacher_names_the_member_of_staff_an_allegation_is_about_
 
 # --- School Data Sync through a loopback Graph ----------------------------------------------------------------------
 
+
 @contextlib.asynccontextmanager
-async def _graph_school(database_url: str, clock: SettableClock, var_dir: Path, graph: FakeGraph
-                        ) -> AsyncIterator[Harness]:
+async def _graph_school(
+    database_url: str, clock: SettableClock, var_dir: Path, graph: FakeGraph
+) -> AsyncIterator[Harness]:
     """The real app with ESAFETY_DIRECTORY=graph (as tests.support.graph_harness) and the child records feature."""
     connector = RecordingConnector()
     await connector.start()
     settings = app_settings(
-        database_url, var_dir, directory="graph", graph_base_url=graph.base_url, graph_authority=graph.url,
-        graph_client_id="esafety-graph-app", graph_client_secret="not-a-real-secret",
-        graph_ca_bundle=graph.cert_path, graph_timeout_seconds=15.0, graph_bulk_timeout_seconds=20.0,
-        teams_app_catalog_id=CATALOG_APP_ID, teams_service_url=connector.url, worker_enabled=False)
+        database_url,
+        var_dir,
+        directory="graph",
+        graph_base_url=graph.base_url,
+        graph_authority=graph.url,
+        graph_client_id="esafety-graph-app",
+        graph_client_secret="not-a-real-secret",
+        graph_ca_bundle=graph.cert_path,
+        graph_timeout_seconds=15.0,
+        graph_bulk_timeout_seconds=20.0,
+        teams_app_catalog_id=CATALOG_APP_ID,
+        teams_service_url=connector.url,
+        worker_enabled=False,
+    )
     async with aiohttp.ClientSession() as http:
         harness = Harness(settings, graph_config(), clock, connector, http, features=features())
         await harness.start()
@@ -335,11 +378,19 @@ async def _graph_school(database_url: str, clock: SettableClock, var_dir: Path, 
 
 
 async def test_a_graph_school_finds_pupils_in_school_data_sync_with_their_classes(
-        database_url: str, clock: SettableClock, tmp_path: Path) -> None:
+    database_url: str, clock: SettableClock, tmp_path: Path
+) -> None:
     async with demo_graph(tmp_path / "graph-tls") as graph:
         graph.add_class("class-5r", "5 Rowan", grade="Year 5")
-        graph.add_pupil("edu-maya", "Maya", "Okonjo", birth_date="2016-06-01", grade="Year 5",
-                        external_id="MIS-7781", classes=("class-5r",))
+        graph.add_pupil(
+            "edu-maya",
+            "Maya",
+            "Okonjo",
+            birth_date="2016-06-01",
+            grade="Year 5",
+            external_id="MIS-7781",
+            classes=("class-5r",),
+        )
         graph.add_pupil("edu-teacher", "Martin", "Okonjo", role="teacher", classes=("class-5r",))
         async with _graph_school(database_url, clock, tmp_path / "var", graph) as school:
             priya = school.user("Priya Shah")
@@ -363,27 +414,71 @@ async def test_a_graph_school_finds_pupils_in_school_data_sync_with_their_classe
 
 # --- the cards themselves -------------------------------------------------------------------------------------------
 
+
 def _sample_cards() -> dict[str, dict[str, Any]]:
     """Each child card at its fullest: every section, long typed text, more entries than one page holds."""
     now = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
-    matches = [ChildMatch("Jamie Smith", "Year 6", dt.date(2015, 1, 22), token="c" * 32),
-               ChildMatch("Jamie Smithson", "Year 3", None, pupil_id="pupil-9", classes=("3 Elm",))]
-    link = LinkView(reference="ES-2026-0042", case_token="t" * 32, children=(ChildRef("c" * 32, "Amelia Hart",
-                    "Year 4"),), staff_member="Tom Reed", may_link_children=True, may_link_staff=True,
-                    query="jamie", matches=matches, staff_matches=[StaffMatch("p-1", "Jamie Staff")],
-                    notice="Amelia Hart is now linked to ES-2026-0042.", problems=["Please give the child's name."],
-                    directory_failed=True)
-    entries = tuple(ChronologyEntry(now + dt.timedelta(hours=n), now + dt.timedelta(hours=n, minutes=n % 3),
-                                    f"ES-2026-{n % 12:04d}", "note", "[not a link](https://x.example) " * 60)
-                    for n in range(40))
-    cases = [CaseRecord(
-        reference=f"ES-2026-{n:04d}", token=f"{n}" * 32, category="Cyberbullying or harassment", group="Conduct",
-        severity="Medium", status="Closed", about="A pupil", where="Online", reported_at=now, reported_by="Leah",
-        owner=None, outcome=None, when=None, who_is_involved=None, what_happened=None, evidence=None,
-        already_done=None, actions=(), children=(), staff_member=None, entries=(), is_open=n % 2 == 0)
-        for n in range(12)]
-    file = ChildFile(ChildDetails("c" * 32, "Amelia Hart", "Year 4", dt.date(2017, 5, 14), "A123456789012",
-                                  "SIMS-1"), tuple(cases), hidden_cases=2, entries=entries)
+    matches = [
+        ChildMatch("Jamie Smith", "Year 6", dt.date(2015, 1, 22), token="c" * 32),
+        ChildMatch("Jamie Smithson", "Year 3", None, pupil_id="pupil-9", classes=("3 Elm",)),
+    ]
+    link = LinkView(
+        reference="ES-2026-0042",
+        case_token="t" * 32,
+        children=(ChildRef("c" * 32, "Amelia Hart", "Year 4"),),
+        staff_member="Tom Reed",
+        may_link_children=True,
+        may_link_staff=True,
+        query="jamie",
+        matches=matches,
+        staff_matches=[StaffMatch("p-1", "Jamie Staff")],
+        notice="Amelia Hart is now linked to ES-2026-0042.",
+        problems=["Please give the child's name."],
+        directory_failed=True,
+    )
+    entries = tuple(
+        ChronologyEntry(
+            now + dt.timedelta(hours=n),
+            now + dt.timedelta(hours=n, minutes=n % 3),
+            f"ES-2026-{n % 12:04d}",
+            "note",
+            "[not a link](https://x.example) " * 60,
+        )
+        for n in range(40)
+    )
+    cases = [
+        CaseRecord(
+            reference=f"ES-2026-{n:04d}",
+            token=f"{n}" * 32,
+            category="Cyberbullying or harassment",
+            group="Conduct",
+            severity="Medium",
+            status="Closed",
+            about="A pupil",
+            where="Online",
+            reported_at=now,
+            reported_by="Leah",
+            owner=None,
+            outcome=None,
+            when=None,
+            who_is_involved=None,
+            what_happened=None,
+            evidence=None,
+            already_done=None,
+            actions=(),
+            children=(),
+            staff_member=None,
+            entries=(),
+            is_open=n % 2 == 0,
+        )
+        for n in range(12)
+    ]
+    file = ChildFile(
+        ChildDetails("c" * 32, "Amelia Hart", "Year 4", dt.date(2017, 5, 14), "A123456789012", "SIMS-1"),
+        tuple(cases),
+        hidden_cases=2,
+        entries=entries,
+    )
     tz = ZoneInfo("Europe/London")
     return {
         "link": child_cards.build_child_link_card(link),

@@ -67,6 +67,7 @@ class LocalConnector:
 
     async def holding(self, count: int, predicate: Callable[[dict[str, Any]], bool], within: float = 60.0) -> None:
         """Wait until `count` matching requests have arrived; fails the test after `within` seconds."""
+
         async def _wait() -> None:
             async with self._changed:
                 await self._changed.wait_for(lambda: len(self.bodies(predicate)) >= count)
@@ -106,16 +107,24 @@ class Elsewhere:
 
 def person_at(harness: Harness, name: str, connector: Any, token: str | None = None) -> TeamsUser:
     """A demo person whose Teams activities carry `connector.url` as their serviceUrl."""
-    return TeamsUser(harness.http, harness.url, connector, aad_id=harness.person_id(name), name=name,
-                     tenant_id=harness.school.tenant_id, token=token or harness.token)
+    return TeamsUser(
+        harness.http,
+        harness.url,
+        connector,
+        aad_id=harness.person_id(name),
+        name=name,
+        tenant_id=harness.school.tenant_id,
+        token=token or harness.token,
+    )
 
 
 def help_card_for(first_name: str) -> Callable[[dict[str, Any]], bool]:
     def matches(activity: dict[str, Any]) -> bool:
-        return any(a.get("contentType") == "application/vnd.microsoft.card.adaptive"
-                   and str(((a.get("content") or {}).get("body") or [{}])[0].get("text")).startswith(
-                       f"Hello {first_name}")
-                   for a in activity.get("attachments") or [])
+        return any(
+            a.get("contentType") == "application/vnd.microsoft.card.adaptive"
+            and str(((a.get("content") or {}).get("body") or [{}])[0].get("text")).startswith(f"Hello {first_name}")
+            for a in activity.get("attachments") or []
+        )
 
     return matches
 
@@ -170,11 +179,18 @@ async def test_a_service_url_outside_the_bot_connector_gets_no_request_and_no_5x
 
         # A stored conversation reference with such an address: the queued message is not sent there either.
         leah = harness.person_id("Leah Brooks")
-        await harness.parts.refs.save(harness.school.id, "person", leah, {
-            "bot": {"id": "28:esafety-bot"}, "user": {"id": f"29:{leah}", "aadObjectId": leah},
-            "conversation": {"id": f"a:personal-{leah}", "tenantId": harness.school.tenant_id},
-            "channelId": "msteams", "serviceUrl": f"http://0.0.0.0:{trap.port}/",
-        })
+        await harness.parts.refs.save(
+            harness.school.id,
+            "person",
+            leah,
+            {
+                "bot": {"id": "28:esafety-bot"},
+                "user": {"id": f"29:{leah}", "aadObjectId": leah},
+                "conversation": {"id": f"a:personal-{leah}", "tenantId": harness.school.tenant_id},
+                "channelId": "msteams",
+                "serviceUrl": f"http://0.0.0.0:{trap.port}/",
+            },
+        )
         async with harness.parts.uow() as uow:
             await uow.notify.to_person(harness.school.id, leah, text="Checked and closed.")
         await harness.run_due_work()
@@ -183,7 +199,8 @@ async def test_a_service_url_outside_the_bot_connector_gets_no_request_and_no_5x
 
 
 async def test_a_signed_activity_addressed_outside_the_bot_connector_is_refused_before_any_token_or_request(
-        database_url: str, clock: SettableClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    database_url: str, clock: SettableClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With authentication on, the SDK checks that the token vouches for the serviceUrl, then would reply there."""
     app_id, tenant = "6f1c2d3e-4a5b-4c6d-8e7f-901234567890", "00000000-0000-4000-8000-00000000d000"
     provider = IdentityProvider(tmp_path)
@@ -191,10 +208,20 @@ async def test_a_signed_activity_addressed_outside_the_bot_connector_is_refused_
     provider.start()
     try:
         async with start_harness(
-            database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[], dev=False,
-            app_id=app_id, app_password="not-a-real-secret", app_tenant_id=tenant, app_type="SingleTenant",
-            openid_metadata_url=provider.openid_url, token_issuer="https://api.botframework.com",
-            login_url=provider.login_url(tenant), oauth_scope="https://api.botframework.com", validate_authority=False,
+            database_url=database_url,
+            clock=clock,
+            var_dir=tmp_path / "var",
+            features=[],
+            dev=False,
+            app_id=app_id,
+            app_password="not-a-real-secret",
+            app_tenant_id=tenant,
+            app_type="SingleTenant",
+            openid_metadata_url=provider.openid_url,
+            token_issuer="https://api.botframework.com",
+            login_url=provider.login_url(tenant),
+            oauth_scope="https://api.botframework.com",
+            validate_authority=False,
         ) as secured:
             evil = "https://evil.example/"
             signed = provider.token(audience=app_id, service_url=evil)

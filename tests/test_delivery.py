@@ -33,8 +33,7 @@ def proactive_texts(harness: Harness, conversation_id: str) -> list[str]:
 
 
 def mentions(harness: Harness, conversation_id: str, reference: str) -> bool:
-    return any(reference in json.dumps(s.activity) for s in harness.connector.to(conversation_id)
-               if s.op == "send")
+    return any(reference in json.dumps(s.activity) for s in harness.connector.to(conversation_id) if s.op == "send")
 
 
 async def test_the_reporter_is_told_it_is_on_its_way_then_exactly_who_has_it(harness: Harness) -> None:
@@ -51,7 +50,8 @@ async def test_the_reporter_is_told_it_is_on_its_way_then_exactly_who_has_it(har
     await harness.run_due_work()
     assert proactive_texts(harness, leah.conversation_id) == [
         f"Your report {reference} has reached the safeguarding team: the safeguarding channel. They will pick it up "
-        "from here."]
+        "from here."
+    ]
 
 
 async def test_the_dsl_channel_card_reaches_a_channel_the_bot_has_never_spoken_in(harness: Harness) -> None:
@@ -64,7 +64,8 @@ async def test_the_dsl_channel_card_reaches_a_channel_the_bot_has_never_spoken_i
 
 
 async def test_when_the_channel_and_every_dsl_refuse_the_headteacher_gets_it_and_the_reporter_hears_that(
-        harness: Harness) -> None:
+    harness: Harness,
+) -> None:
     users = await everyone_says_hello(harness, *DSLS, "Grace Okafor", "Sam Patel")
     harness.connector.fail_next(403, times=20, conversation_id=DSL_CHANNEL)
     for name in DSLS:
@@ -76,7 +77,8 @@ async def test_when_the_channel_and_every_dsl_refuse_the_headteacher_gets_it_and
     assert mentions(harness, users["Grace Okafor"].conversation_id, reference)
     assert proactive_texts(harness, leah.conversation_id) == [
         f"Your report {reference} has reached the safeguarding team: Grace Okafor (Headteacher). They will pick it "
-        "up from here."]
+        "up from here."
+    ]
     # The Headteacher was not on this case before; the re-route lets her open it, and the chronology says why.
     case = await harness.user("Grace Okafor").says(f"case {reference}")
     assert "can't open that case" not in case.everything
@@ -86,7 +88,8 @@ async def test_when_the_channel_and_every_dsl_refuse_the_headteacher_gets_it_and
 
 
 async def test_when_nothing_arrives_the_reporter_is_sent_to_the_dsl_in_person_and_the_team_is_told(
-        harness: Harness, clock: SettableClock) -> None:
+    harness: Harness, clock: SettableClock
+) -> None:
     users = await everyone_says_hello(harness, *DSLS, "Grace Okafor", "Sam Patel")
     harness.connector.fail_next(403, times=50, conversation_id=DSL_CHANNEL)
     for name in (*DSLS, "Grace Okafor"):
@@ -113,48 +116,59 @@ async def test_when_nothing_arrives_the_reporter_is_sent_to_the_dsl_in_person_an
 
 
 async def test_an_urgent_alert_that_reaches_nobody_sends_the_reporter_in_person_after_30_seconds(
-        harness: Harness, clock: SettableClock) -> None:
+    harness: Harness, clock: SettableClock
+) -> None:
     users = await everyone_says_hello(harness, *DSLS, "Grace Okafor")
     harness.connector.fail_next(403, times=50, conversation_id=DSL_CHANNEL)
     for name in (*DSLS, "Grace Okafor"):
         harness.connector.fail_next(403, times=50, conversation_id=users[name].conversation_id)
     leah = harness.user("Leah Brooks")
-    reference = await submit_report(leah, group="contact", category="stranger_contact",
-                                    danger="Yes, someone is in danger now")
+    reference = await submit_report(
+        leah, group="contact", category="stranger_contact", danger="Yes, someone is in danger now"
+    )
     await harness.run_due_work()
     clock.advance(seconds=29)
     await harness.run_due_work()
     assert proactive_texts(harness, leah.conversation_id) == []
     clock.advance(seconds=1)
     await harness.run_due_work()
-    assert any(t.startswith(f"I could not reach the safeguarding team about {reference}")
-               for t in proactive_texts(harness, leah.conversation_id))
+    assert any(
+        t.startswith(f"I could not reach the safeguarding team about {reference}")
+        for t in proactive_texts(harness, leah.conversation_id)
+    )
 
 
 async def test_the_reporter_is_told_once_however_many_alerts_arrive(harness: Harness) -> None:
     users = await everyone_says_hello(harness, *DSLS, "Grace Okafor")
     leah = harness.user("Leah Brooks")
-    reference = await submit_report(leah, group="contact", category="stranger_contact",
-                                    danger="Yes, someone is in danger now")
+    reference = await submit_report(
+        leah, group="contact", category="stranger_contact", danger="Yes, someone is in danger now"
+    )
     await harness.run_due_work()
     for name in (*DSLS, "Grace Okafor"):
         assert mentions(harness, users[name].conversation_id, reference)
     [told] = [t for t in proactive_texts(harness, leah.conversation_id) if "has reached" in t]
-    for label in ("the safeguarding channel", "Priya Shah (DSL)", "Tom Reed (deputy DSL)",
-                  "Grace Okafor (Headteacher)"):
+    for label in (
+        "the safeguarding channel",
+        "Priya Shah (DSL)",
+        "Tom Reed (deputy DSL)",
+        "Grace Okafor (Headteacher)",
+    ):
         assert label in told
 
 
 @pytest.fixture
 async def quiet(database_url: str, clock: SettableClock, tmp_path: Path) -> AsyncIterator[Harness]:
     """The foundation alone with its worker off, so only the test claims work."""
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[],
-                             worker_enabled=False) as running:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[], worker_enabled=False
+    ) as running:
         yield running
 
 
-async def test_an_outcome_recorded_after_the_lease_was_lost_changes_nothing(quiet: Harness,
-                                                                         clock: SettableClock) -> None:
+async def test_an_outcome_recorded_after_the_lease_was_lost_changes_nothing(
+    quiet: Harness, clock: SettableClock
+) -> None:
     harness = quiet
     claims = harness.parts.claims
     async with harness.parts.uow() as uow:
@@ -177,14 +191,16 @@ async def test_a_send_cut_off_by_kill_9_is_delivered_by_the_next_process(databas
     await connector.start()
     try:
         async with aiohttp.ClientSession() as http:
-            leah = TeamsUser(http, "", connector, aad_id=SCHOOL.people[8].id, name="Leah Brooks",
-                             tenant_id=SCHOOL.tenant_id)
+            leah = TeamsUser(
+                http, "", connector, aad_id=SCHOOL.people[8].id, name="Leah Brooks", tenant_id=SCHOOL.tenant_id
+            )
             assert SCHOOL.people[8].name == "Leah Brooks"
             async with app_process("a", database_url, tmp_path) as (process, app_url):
                 leah.app_url = app_url
                 # Only the first attempt hangs: it never completes, as if the process died mid-call.
-                hang = connector.hang_when(lambda s: s.op == "send" and s.conversation_id == DSL_CHANNEL
-                                           and not hang.held)
+                hang = connector.hang_when(
+                    lambda s: s.op == "send" and s.conversation_id == DSL_CHANNEL and not hang.held
+                )
                 await answer(leah)
                 await leah.says("submit")
                 [held] = await hang.arrived()  # the channel card is on the wire; its outcome is not recorded
@@ -195,23 +211,32 @@ async def test_a_send_cut_off_by_kill_9_is_delivered_by_the_next_process(databas
             # A minute later (past the send's lease), another process takes the claim over and sends the card.
             async with app_process("b", database_url, tmp_path, now=START + SEND_LEASE + dt.timedelta(seconds=1)):
                 posted = await connector.wait_for(lambda sent: [s for s in sent if s.conversation_id == DSL_CHANNEL])
-                await connector.wait_for(lambda sent: [s for s in sent if s.conversation_id == leah.conversation_id
-                                                       and "has reached the safeguarding team" in s.text])
+                await connector.wait_for(
+                    lambda sent: [
+                        s
+                        for s in sent
+                        if s.conversation_id == leah.conversation_id and "has reached the safeguarding team" in s.text
+                    ]
+                )
             assert len(posted) == 1 and held.activity["attachments"] == posted[0].activity["attachments"]
     finally:
         await connector.stop()
 
 
 async def test_a_filter_request_is_confirmed_when_an_approver_has_it_or_the_requester_asks_in_person(
-        harness: Harness, clock: SettableClock) -> None:
+    harness: Harness, clock: SettableClock
+) -> None:
     approvers = await everyone_says_hello(harness, "Sam Patel", "Grace Okafor")
     leah = harness.user("Leah Brooks")
     first = await ask(leah)
     assert "I am sending it to the filtering approvers now" in first.everything
     assert "has gone to" not in first.everything
     await harness.run_due_work()
-    [reached] = [s.text for s in harness.connector.to(leah.conversation_id)
-                 if s.op == "send" and "FR-0001 has reached" in (s.text or "")]
+    [reached] = [
+        s.text
+        for s in harness.connector.to(leah.conversation_id)
+        if s.op == "send" and "FR-0001 has reached" in (s.text or "")
+    ]
     assert "Sam Patel (filtering approver)" in reached and "Grace Okafor (filtering approver)" in reached
 
     for user in approvers.values():
@@ -220,9 +245,14 @@ async def test_a_filter_request_is_confirmed_when_an_approver_has_it_or_the_requ
     await harness.run_due_work()
     clock.advance(seconds=300)
     await harness.run_due_work()
-    [in_person] = [s.text for s in harness.connector.to(leah.conversation_id)
-                   if s.op == "send" and "FR-0002" in (s.text or "")]
+    [in_person] = [
+        s.text for s in harness.connector.to(leah.conversation_id) if s.op == "send" and "FR-0002" in (s.text or "")
+    ]
     assert in_person.startswith("I could not reach the filtering approvers about FR-0002 yet. Please tell ")
-    for words in ("Sam Patel (filtering approver)", "Grace Okafor (filtering approver)", "in person now",
-                  "Your request FR-0002 is saved"):
+    for words in (
+        "Sam Patel (filtering approver)",
+        "Grace Okafor (filtering approver)",
+        "in person now",
+        "Your request FR-0002 is saved",
+    ):
         assert words in in_person

@@ -43,15 +43,17 @@ async def filtered(user: TeamsUser, **data: Any) -> dict[str, Any]:
 
 async def test_the_caseload_lists_filters_and_pages_with_undelivered_alerts_first(harness: Harness) -> None:
     leah = harness.user("Leah Brooks")
-    users = await everyone_says_hello(harness, "Priya Shah", "Tom Reed", "Chris Doyle", "Grace Okafor",
-                                      "Leah Brooks", "Sam Patel")
+    users = await everyone_says_hello(
+        harness, "Priya Shah", "Tom Reed", "Chris Doyle", "Grace Okafor", "Leah Brooks", "Sam Patel"
+    )
     # Teams refuses the first case's post to the safeguarding channel, so that alert never arrives there.
     harness.connector.fail_next(403, times=1, conversation_id=DSL_CHANNEL)
     stranded = await submit_report(leah, what="Unkind messages")
     harness.clock.advance(minutes=1)
     await harness.run_due_work()
-    urgent = await submit_report(leah, group="illegal", category="indecent_images", what="An image was shared",
-                                 evidence="Not seen")
+    urgent = await submit_report(
+        leah, group="illegal", category="indecent_images", what="An image was shared", evidence="Not seen"
+    )
     contact = await submit_report(leah, group="contact", category="stranger_contact", what="A stranger messaged")
     await harness.run_due_work()
     priya = users["Priya Shah"]
@@ -102,36 +104,53 @@ async def test_opening_a_case_from_the_caseload_uses_the_one_access_rule(harness
 async def test_a_concern_about_the_headteacher_filed_as_staff_moves_to_the_chair(harness: Harness) -> None:
     users = await everyone_says_hello(harness, "Grace Okafor", "Ruth Evans", "Priya Shah", "Tom Reed")
     grace, ruth, priya = users["Grace Okafor"], users["Ruth Evans"], users["Priya Shah"]
-    reference = await submit_report(harness.user("Leah Brooks"), subject="A member of staff", group="contact",
-                                    category="staff_personal_channels", who="The head", what="Messaging a pupil")
-    sent = await harness.connector.wait_for(lambda sent: [
-        s for s in sent if s.conversation_id == grace.conversation_id and reference in s.text])
+    reference = await submit_report(
+        harness.user("Leah Brooks"),
+        subject="A member of staff",
+        group="contact",
+        category="staff_personal_channels",
+        who="The head",
+        what="Messaging a pupil",
+    )
+    sent = await harness.connector.wait_for(
+        lambda sent: [s for s in sent if s.conversation_id == grace.conversation_id and reference in s.text]
+    )
     token = sent[0].card["refresh"]["action"]["data"]["token"]
     assert "Messaging a pupil" in json.dumps(sent[0].card)
 
     # Nobody outside the case can move it, not even the DSL team: a form for a guessed reference would tell an
     # accused deputy DSL that an allegation exists.
     for outsider in (priya, users["Tom Reed"]):
-        tried = await outsider.executes("incident.move", {"token": token, "version": 1,
-                                                          "subject_kind": "headteacher", "move_reason": "Guess"})
+        tried = await outsider.executes(
+            "incident.move", {"token": token, "version": 1, "subject_kind": "headteacher", "move_reason": "Guess"}
+        )
         assert "can't open that case" in json.dumps(tried.invoke_card)
         assert reference not in json.dumps(tried.invoke_card)
 
     # The Headteacher, its case manager, sees it is about her and passes it on (a reason is required).
     missing = await grace.executes("incident.move", {"token": token, "version": 1, "subject_kind": "headteacher"})
     assert "Please give a reason" in json.dumps(missing.invoke_card)
-    moved = await grace.executes("incident.move", {"token": token, "version": 1, "subject_kind": "headteacher",
-                                                   "move_reason": "This is about me"})
+    moved = await grace.executes(
+        "incident.move",
+        {"token": token, "version": 1, "subject_kind": "headteacher", "move_reason": "This is about me"},
+    )
     assert f"{reference} has moved" in json.dumps(moved.invoke_card)
     assert "Messaging a pupil" not in json.dumps(moved.invoke_card)
 
     # The Chair now has it; the Headteacher's alert card is replaced at once and every path refuses her.
-    alert = await harness.connector.wait_for(lambda sent: [
-        s for s in sent if s.conversation_id == ruth.conversation_id and reference in s.text])
+    alert = await harness.connector.wait_for(
+        lambda sent: [s for s in sent if s.conversation_id == ruth.conversation_id and reference in s.text]
+    )
     assert "Messaging a pupil" in json.dumps(alert[-1].card)
-    replaced = await harness.connector.wait_for(lambda sent: [
-        s for s in sent if s.op == "update" and s.conversation_id == grace.conversation_id
-        and s.activity_id == sent_id(sent, grace, reference)])
+    replaced = await harness.connector.wait_for(
+        lambda sent: [
+            s
+            for s in sent
+            if s.op == "update"
+            and s.conversation_id == grace.conversation_id
+            and s.activity_id == sent_id(sent, grace, reference)
+        ]
+    )
     assert "Messaging a pupil" not in json.dumps(replaced[-1].activity)
     assert "has moved" in json.dumps(replaced[-1].activity)
     refreshed = json.dumps((await grace.executes("incident.view", {"token": token})).invoke_card)
@@ -143,30 +162,39 @@ async def test_a_concern_about_the_headteacher_filed_as_staff_moves_to_the_chair
     assert "This is about me" in json.dumps(chair_card) and "LADO" in json.dumps(chair_card)
     assert grace.aad_id not in chair_card["refresh"]["userIds"]
     async with harness.parts.engine.connect() as connection:
-        detail = (await connection.execute(text(
-            "SELECT detail FROM audit_events WHERE action = 'incident.moved'"))).scalar_one()
+        detail = (
+            await connection.execute(text("SELECT detail FROM audit_events WHERE action = 'incident.moved'"))
+        ).scalar_one()
     detail = json.loads(detail) if isinstance(detail, str) else detail
     assert grace.aad_id in detail["revoked"] and ruth.aad_id in detail["granted"]
 
 
-async def test_a_dsl_moves_a_pupil_concern_that_is_about_staff_and_the_dsl_team_loses_it(harness: Harness
-                                                                                        ) -> None:
+async def test_a_dsl_moves_a_pupil_concern_that_is_about_staff_and_the_dsl_team_loses_it(harness: Harness) -> None:
     users = await everyone_says_hello(harness, "Grace Okafor", "Priya Shah", "Tom Reed", "Sam Patel")
     priya, tom, grace = users["Priya Shah"], users["Tom Reed"], users["Grace Okafor"]
     reference = await submit_report(harness.user("Leah Brooks"), what="A teacher messaged a pupil on Snapchat")
-    channel_post = await harness.connector.wait_for(lambda sent: [
-        s for s in sent if s.conversation_id == DSL_CHANNEL and s.op == "send" and reference in json.dumps(s.card)])
+    channel_post = await harness.connector.wait_for(
+        lambda sent: [
+            s for s in sent if s.conversation_id == DSL_CHANNEL and s.op == "send" and reference in json.dumps(s.card)
+        ]
+    )
     card = card_titled(await priya.says(f"case {reference}"), reference)
     token = card["refresh"]["action"]["data"]["token"]
-    moved = await priya.executes("incident.move", {"token": token, "version": 1, "subject_kind": "staff",
-                                                   "move_reason": "It is about a teacher"})
+    moved = await priya.executes(
+        "incident.move", {"token": token, "version": 1, "subject_kind": "staff", "move_reason": "It is about a teacher"}
+    )
     assert f"{reference} has moved" in json.dumps(moved.invoke_card)
-    await harness.connector.wait_for(lambda sent: [
-        s for s in sent if s.conversation_id == grace.conversation_id and reference in s.text])
+    await harness.connector.wait_for(
+        lambda sent: [s for s in sent if s.conversation_id == grace.conversation_id and reference in s.text]
+    )
     # The channel post loses its refresh for the DSL team: it becomes the "moved" card, with no details.
-    updated = await harness.connector.wait_for(lambda sent: [
-        s for s in sent if s.op == "update" and s.conversation_id == DSL_CHANNEL
-        and s.activity_id == channel_post[0].activity_id])
+    updated = await harness.connector.wait_for(
+        lambda sent: [
+            s
+            for s in sent
+            if s.op == "update" and s.conversation_id == DSL_CHANNEL and s.activity_id == channel_post[0].activity_id
+        ]
+    )
     assert "refresh" not in updated[-1].card and "has moved" in json.dumps(updated[-1].card)
     for person in (priya, tom):
         refused = await person.executes("incident.view", {"token": token})
@@ -176,8 +204,7 @@ async def test_a_dsl_moves_a_pupil_concern_that_is_about_staff_and_the_dsl_team_
 
 
 def sent_id(sent: list[Any], user: TeamsUser, reference: str) -> str | None:
-    first = [s for s in sent if s.op == "send" and s.conversation_id == user.conversation_id
-             and reference in s.text]
+    first = [s for s in sent if s.op == "send" and s.conversation_id == user.conversation_id and reference in s.text]
     return first[0].activity_id if first else None
 
 
@@ -190,12 +217,25 @@ async def test_change_type_reopen_and_when_it_happened_go_on_the_chronology(harn
     local = harness.clock.now().astimezone(harness.school.tz)
     yesterday = (local - dt.timedelta(days=1)).strftime("%Y-%m-%d")
 
-    future = (await priya.executes("incident.note", {
-        "token": token, "version": 1, "note": "Called home", "note_on": (local + dt.timedelta(days=2)).strftime(
-            "%Y-%m-%d"), "note_time": "09:00"})).invoke_card
+    future = (
+        await priya.executes(
+            "incident.note",
+            {
+                "token": token,
+                "version": 1,
+                "note": "Called home",
+                "note_on": (local + dt.timedelta(days=2)).strftime("%Y-%m-%d"),
+                "note_time": "09:00",
+            },
+        )
+    ).invoke_card
     assert "in the future" in json.dumps(future) and "Called home" not in json.dumps(future)
-    noted = (await priya.executes("incident.note", {"token": token, "version": 1, "note": "Phoned parent",
-                                                    "note_on": yesterday, "note_time": "16:30"})).invoke_card
+    noted = (
+        await priya.executes(
+            "incident.note",
+            {"token": token, "version": 1, "note": "Phoned parent", "note_on": yesterday, "note_time": "16:30"},
+        )
+    ).invoke_card
     lines = [json.dumps(b) for b in noted["body"] if "Phoned parent" in json.dumps(b)]
     assert lines and "16:30" in lines[0] and "(recorded" in lines[0]
     # The chronology is in the order things happened: yesterday's call comes before today's report.
@@ -203,21 +243,35 @@ async def test_change_type_reopen_and_when_it_happened_go_on_the_chronology(harn
     reported = next(i for i, b in enumerate(chronology) if "Reported by Leah Brooks" in b)
     assert chronology.index(lines[0]) < reported
 
-    retyped = (await priya.executes("incident.recategorise", {
-        "token": token, "version": 2, "category": "hate_discrimination",
-        "category_reason": "The messages target a pupil's religion"})).invoke_card
+    retyped = (
+        await priya.executes(
+            "incident.recategorise",
+            {
+                "token": token,
+                "version": 2,
+                "category": "hate_discrimination",
+                "category_reason": "The messages target a pupil's religion",
+            },
+        )
+    ).invoke_card
     assert retyped["body"][0]["text"] == f"{reference}: {POLICY.category('hate_discrimination').label}"
     assert "Type changed by Priya Shah" in json.dumps(retyped)
 
-    closed = (await priya.executes("incident.close", {"token": token, "version": 3, "outcome": "resolved_in_school",
-                                                      "close_note": "Sorted"})).invoke_card
+    closed = (
+        await priya.executes(
+            "incident.close", {"token": token, "version": 3, "outcome": "resolved_in_school", "close_note": "Sorted"}
+        )
+    ).invoke_card
     assert [a["title"] for a in closed["actions"]] == ["Reopen", "More"]
     refused = (await priya.executes("incident.note", {"token": token, "version": 4, "note": "Late"})).invoke_card
     assert "Reopen it first" in json.dumps(refused)
     no_reason = (await priya.executes("incident.reopen", {"token": token, "version": 4})).invoke_card
     assert "reason for reopening" in json.dumps(no_reason)
-    reopened = (await priya.executes("incident.reopen", {"token": token, "version": 4,
-                                                         "reopen_reason": "A second screenshot came in"})).invoke_card
+    reopened = (
+        await priya.executes(
+            "incident.reopen", {"token": token, "version": 4, "reopen_reason": "A second screenshot came in"}
+        )
+    ).invoke_card
     assert "Reopened by Priya Shah: A second screenshot came in" in json.dumps(reopened)
     assert "In progress" in json.dumps(reopened)
     assert "Take ownership" not in json.dumps(reopened) and "Add note" in json.dumps(reopened)
@@ -226,14 +280,20 @@ async def test_change_type_reopen_and_when_it_happened_go_on_the_chronology(harn
 async def test_a_case_past_a_statutory_referral_deadline_is_overdue_even_when_taken_on(harness: Harness) -> None:
     users = await everyone_says_hello(harness, "Priya Shah", "Tom Reed", "Chris Doyle", "Grace Okafor")
     priya = users["Priya Shah"]
-    reference = await submit_report(harness.user("Leah Brooks"), group="illegal", category="indecent_images",
-                                    what="An image was shared", evidence="Not seen")
+    reference = await submit_report(
+        harness.user("Leah Brooks"),
+        group="illegal",
+        category="indecent_images",
+        what="An image was shared",
+        evidence="Not seen",
+    )
     token = open_token(caseload(await priya.says("cases")), reference)
     await priya.executes("incident.own", {"token": token, "version": 1})
     harness.clock.advance(minutes=30)
     assert listed(await filtered(priya, view="overdue", group="all", page=1)) == []
     harness.clock.advance(minutes=45)  # the police should have had it within the hour
     assert listed(await filtered(priya, view="overdue", group="all", page=1)) == [reference]
-    await priya.executes("referral.record", {"token": token, "version": 2, "referral_agency": "police",
-                                             "referral_reference": "CAD 77"})
+    await priya.executes(
+        "referral.record", {"token": token, "version": 2, "referral_agency": "police", "referral_reference": "CAD 77"}
+    )
     assert listed(await filtered(priya, view="overdue", group="all", page=1)) == []

@@ -47,8 +47,11 @@ def digest_card(cards: list[dict[str, Any]], title: str = "Weekly online-safety 
 
 def posted_digests(harness: Harness) -> list[dict[str, Any]]:
     """Digest cards the bot posted to the SLT channel (the channel also got a welcome card on install)."""
-    return [s.card for s in harness.connector.to(SLT_CHANNEL)
-            if s.op == "send" and s.card and s.card["body"][0].get("text") == "Weekly online-safety digest"]
+    return [
+        s.card
+        for s in harness.connector.to(SLT_CHANNEL)
+        if s.op == "send" and s.card and s.card["body"][0].get("text") == "Weekly online-safety digest"
+    ]
 
 
 async def digests_posted(harness: Harness, count: int) -> list[dict[str, Any]]:
@@ -71,12 +74,32 @@ def assert_no_names(harness: Harness, card: dict[str, Any]) -> None:
 
 async def old_incidents(harness: Harness, weeks_ago: list[int]) -> None:
     """Earlier incidents, straight into the table, for the 12-week trend (reporting them would take minutes)."""
-    rows = [dict(school_id=harness.school.id, reference=f"ES-2026-9{i:03d}", reporter_id="x",
-                 reporter_name="Leah Brooks", reported_at=harness.clock.now() - dt.timedelta(weeks=w, hours=1),
-                 subject_kind="pupil", category="gambling", category_group="commerce", illegal=False, urgent=False,
-                 immediate_danger=False, severity="low", status="closed", outcome="resolved_in_school",
-                 recorded_actions=[], case_roles=[], viewer_ids=[], excluded_ids=[], sla_breached=False, version=1,
-                 complete=True) for i, w in enumerate(weeks_ago)]
+    rows = [
+        dict(
+            school_id=harness.school.id,
+            reference=f"ES-2026-9{i:03d}",
+            reporter_id="x",
+            reporter_name="Leah Brooks",
+            reported_at=harness.clock.now() - dt.timedelta(weeks=w, hours=1),
+            subject_kind="pupil",
+            category="gambling",
+            category_group="commerce",
+            illegal=False,
+            urgent=False,
+            immediate_danger=False,
+            severity="low",
+            status="closed",
+            outcome="resolved_in_school",
+            recorded_actions=[],
+            case_roles=[],
+            viewer_ids=[],
+            excluded_ids=[],
+            sla_breached=False,
+            version=1,
+            complete=True,
+        )
+        for i, w in enumerate(weeks_ago)
+    ]
     async with harness.parts.engine.begin() as connection:
         await connection.execute(insert(IncidentRow), rows)
 

@@ -30,8 +30,11 @@ def facts_of(card: dict[str, Any]) -> dict[str, str]:
 def group_figures(card: dict[str, Any]) -> dict[str, str]:
     """Per category group, as a reader sees it: the bar chart's fallback when there is a chart, else the FactSet."""
     bars = [e for e in elements(card) if e["type"] == "Chart.HorizontalBar"]
-    found = bars[0]["fallback"]["facts"] if bars else next(
-        e["facts"] for e in elements(card) if e["type"] == "FactSet" and e["facts"][0]["title"] == "Illegal")
+    found = (
+        bars[0]["fallback"]["facts"]
+        if bars
+        else next(e["facts"] for e in elements(card) if e["type"] == "FactSet" and e["facts"][0]["title"] == "Illegal")
+    )
     return {f["title"]: f["value"] for f in found}
 
 
@@ -44,26 +47,51 @@ def chart_numbers(card: dict[str, Any]) -> list[int]:
 
 async def concerns(harness: Harness, count: int, category: str = "cyberbullying") -> None:
     """File complete pupil concerns through the real service, as the report dialog does on Submit."""
-    service = harness.parts.extras["incidents"]
+    service = harness.parts.features.incidents
     person = await harness.parts.directory.person(harness.school.id, harness.person_id("Leah Brooks"))
     for i in range(count):
-        await service.submit(Actor(harness.school, person), ReportInput(
-            subject_kind="pupil", category=category, immediate_danger=False, location="Online", occurred="Today",
-            subjects=f"Pupil {i}", narrative="Unkind messages", evidence="None", actions_taken="Nothing yet"),
-            key=f"bulk-{uuid.uuid4()}")
+        await service.submit(
+            Actor(harness.school, person),
+            ReportInput(
+                subject_kind="pupil",
+                category=category,
+                immediate_danger=False,
+                location="Online",
+                occurred="Today",
+                subjects=f"Pupil {i}",
+                narrative="Unkind messages",
+                evidence="None",
+                actions_taken="Nothing yet",
+            ),
+            key=f"bulk-{uuid.uuid4()}",
+        )
 
 
 async def adult_allegations(harness: Harness) -> None:
     """An urgent illegal concern about the Headteacher and an allegation about a member of staff, over HTTP."""
-    await submit_report(harness.user("Leah Brooks"), subject="The Headteacher", group="illegal",
-                        category="indecent_images", who="The head", what="Images on a laptop")
-    await submit_report(harness.user("Leah Brooks"), subject="A member of staff", group="contact",
-                        category="staff_personal_channels", who="Mr X", what="Messaging a pupil")
+    await submit_report(
+        harness.user("Leah Brooks"),
+        subject="The Headteacher",
+        group="illegal",
+        category="indecent_images",
+        who="The head",
+        what="Images on a laptop",
+    )
+    await submit_report(
+        harness.user("Leah Brooks"),
+        subject="A member of staff",
+        group="contact",
+        category="staff_personal_channels",
+        who="Mr X",
+        what="Messaging a pupil",
+    )
 
 
 async def test_allegations_about_adults_never_reach_the_slt_digest(harness: Harness) -> None:
-    before = {name: group_figures(digest_card((await harness.user(name).says("digest now")).cards))
-              for name in ("Grace Okafor", "Priya Shah")}
+    before = {
+        name: group_figures(digest_card((await harness.user(name).says("digest now")).cards))
+        for name in ("Grace Okafor", "Priya Shah")
+    }
     await adult_allegations(harness)
     for name in ("Grace Okafor", "Priya Shah"):  # the Headteacher, and a DSL on the SLT
         card = digest_card((await harness.user(name).says("digest now")).cards)
@@ -125,8 +153,9 @@ async def test_small_numbers_show_as_fewer_than_5_and_charts_leave_them_out(harn
     card = digest_card((await harness.user("Priya Shah").says("digest now")).cards)
     bars = {p["x"]: p["y"] for p in chart(card, "Chart.HorizontalBar")["data"]}
     assert bars["Conduct"] == 6 and bars["Commerce"] == 6 and group_figures(card)["Conduct"] == "6"
-    assert not [e for e in elements(card) if e["type"] == "TextBlock" and "Not in the chart, too few to show: C"
-                in e["text"]]
+    assert not [
+        e for e in elements(card) if e["type"] == "TextBlock" and "Not in the chart, too few to show: C" in e["text"]
+    ]
 
 
 async def test_six_concerns_in_a_group_are_shown_as_six(harness: Harness) -> None:

@@ -114,7 +114,8 @@ async def test_a_double_submitted_report_makes_one_case_and_one_round_of_notific
 
 
 async def test_a_double_answered_danger_question_raises_one_alert_and_the_case_is_completed_once(
-        harness: Harness) -> None:
+    harness: Harness,
+) -> None:
     urgent = ("Priya Shah", "Tom Reed", "Chris Doyle", "Grace Okafor")
     users = await everyone_says_hello(harness, *urgent)
     leah = harness.user("Leah Brooks")
@@ -126,13 +127,20 @@ async def test_a_double_answered_danger_question_raises_one_alert_and_the_case_i
     assert [s.text.split(".")[0] for s in alerted.held] == ["Urgent alert raised: ES-2026-0001"] * 2
     await harness.run_due_work()
     for name in urgent:
-        alerts = [s for s in harness.connector.to(users[name].conversation_id)
-                  if "Urgent online-safety concern" in s.text]
+        alerts = [
+            s for s in harness.connector.to(users[name].conversation_id) if "Urgent online-safety concern" in s.text
+        ]
         assert len(alerts) == 1, (name, [s.text for s in alerts])
 
     # The rest of the report, then Submit pressed twice: the same case, its details added (and told) once.
-    for answer_text in ("Online", "Just now", "AB, Year 5", "A stranger asked to meet", "On the class iPad",
-                        "Told the class teacher"):
+    for answer_text in (
+        "Online",
+        "Just now",
+        "AB, Year 5",
+        "A stranger asked to meet",
+        "On the class iPad",
+        "Told the class teacher",
+    ):
         await leah.says(answer_text)
     confirmed = harness.connector.hang_when(lambda s: report_reference(s) is not None)
     await together(leah.says("submit"), leah.says("submit"), hang=confirmed)
@@ -140,8 +148,9 @@ async def test_a_double_answered_danger_question_raises_one_alert_and_the_case_i
     assert await count_rows(harness, "SELECT count(*) FROM incidents") == 1
     await harness.run_due_work()
     for name in urgent:
-        details = [s for s in harness.connector.to(users[name].conversation_id)
-                   if "Details added to ES-2026-0001" in s.text]
+        details = [
+            s for s in harness.connector.to(users[name].conversation_id) if "Details added to ES-2026-0001" in s.text
+        ]
         assert len(details) == 1, (name, len(details))
 
 
@@ -179,8 +188,12 @@ async def test_a_double_submitted_filter_request_is_sent_to_the_approvers_once(h
     assert await count_rows(harness, "SELECT count(*) FROM filter_requests") == 1
     await harness.run_due_work()
     for name in APPROVERS:
-        cards = [c for s in harness.connector.to(approvers[name].conversation_id) for c in s.cards
-                 if "Filter request FR-0001" in json.dumps(c)]
+        cards = [
+            c
+            for s in harness.connector.to(approvers[name].conversation_id)
+            for c in s.cards
+            if "Filter request FR-0001" in json.dumps(c)
+        ]
         assert len(cards) == 1, (name, len(cards))
 
 
@@ -197,14 +210,12 @@ async def test_something_that_got_through_sent_twice_files_one_concern(harness: 
     assert await count_rows(harness, "SELECT count(*) FROM incidents") == 1
 
 
-async def test_a_double_acknowledgement_of_the_aup_is_recorded_once_and_both_get_the_receipt(
-        harness: Harness) -> None:
+async def test_a_double_acknowledgement_of_the_aup_is_recorded_once_and_both_get_the_receipt(harness: Harness) -> None:
     leah = harness.user("Leah Brooks")
     card = next(c for c in (await leah.says("aup")).cards if "aup.acknowledge" in json.dumps(c))
     data = {**card["actions"][0]["data"], "read_kcsie": "true", "agree": "true"}
 
-    first, second = await asyncio.gather(leah.executes("aup.acknowledge", data),
-                                         leah.executes("aup.acknowledge", data))
+    first, second = await asyncio.gather(leah.executes("aup.acknowledge", data), leah.executes("aup.acknowledge", data))
 
     assert first.status == second.status == 200
     assert first.invoke_card is not None and first.invoke_card == second.invoke_card
@@ -216,8 +227,7 @@ async def test_a_double_acknowledgement_of_the_aup_is_recorded_once_and_both_get
 
 
 @contextlib.asynccontextmanager
-async def everyone_waits_at(harness: Harness, table: str, where: str, create: str | None = None
-                            ) -> AsyncIterator[Any]:
+async def everyone_waits_at(harness: Harness, table: str, where: str, create: str | None = None) -> AsyncIterator[Any]:
     """Hold a row lock that an effect's transaction needs after it looked for an earlier effect. Yields a function
     that waits until `n` of the app's transactions are blocked; leaving the block lets them all go on."""
     assert harness.parts.engine.url.get_backend_name() == "postgresql", "SQLite serialises writers: use pg_harness"
@@ -232,9 +242,14 @@ async def everyone_waits_at(harness: Harness, table: str, where: str, create: st
             async def blocked(n: int) -> None:
                 # Polls the database's own lock table: a state to reach, not a length of time to wait.
                 async with asyncio.timeout(30):
-                    while (await watcher.execute(text(
-                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                            "AND cardinality(pg_blocking_pids(pid)) > 0"))).scalar_one() < n:
+                    while (
+                        await watcher.execute(
+                            text(
+                                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                "AND cardinality(pg_blocking_pids(pid)) > 0"
+                            )
+                        )
+                    ).scalar_one() < n:
                         await watcher.rollback()  # statistics are a per-transaction snapshot
                         await asyncio.sleep(0.01)
 
@@ -246,9 +261,11 @@ async def everyone_waits_at(harness: Harness, table: str, where: str, create: st
         await engine.dispose()
 
 
-INCIDENT_COUNTER = ("counters", "school_id = 'oakfield' AND name = 'incident-2026'",
-                    "INSERT INTO counters (school_id, name, value) VALUES ('oakfield', 'incident-2026', 0) "
-                    "ON CONFLICT DO NOTHING")
+INCIDENT_COUNTER = (
+    "counters",
+    "school_id = 'oakfield' AND name = 'incident-2026'",
+    "INSERT INTO counters (school_id, name, value) VALUES ('oakfield', 'incident-2026', 0) ON CONFLICT DO NOTHING",
+)
 
 
 async def test_two_transactions_that_both_miss_the_key_still_make_one_case(pg_harness: Harness) -> None:
@@ -282,9 +299,12 @@ async def test_two_transactions_that_both_miss_the_key_still_make_one_filter_req
     harness = pg_harness
     leah = harness.user("Leah Brooks")
     await walk_filter_request(leah)
-    async with everyone_waits_at(harness, "counters", "school_id = 'oakfield' AND name = 'filter_request'",
-                                 "INSERT INTO counters (school_id, name, value) VALUES ('oakfield', "
-                                 "'filter_request', 0) ON CONFLICT DO NOTHING") as blocked:
+    async with everyone_waits_at(
+        harness,
+        "counters",
+        "school_id = 'oakfield' AND name = 'filter_request'",
+        "INSERT INTO counters (school_id, name, value) VALUES ('oakfield', 'filter_request', 0) ON CONFLICT DO NOTHING",
+    ) as blocked:
         turns = [asyncio.ensure_future(leah.submits({"answer": "submit"})) for _ in range(2)]
         await blocked(2)
     await asyncio.gather(*turns)
@@ -319,17 +339,30 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def app_process(name: str, url: str, var_dir: Path, *, now: dt.datetime = START, **extra_env: str
-                      ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+async def app_process(
+    name: str, url: str, var_dir: Path, *, now: dt.datetime = START, **extra_env: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """`python app.py` on the database, as deployed; stopped with SIGTERM unless the test killed it."""
     port = _free_port()
-    env = {**os.environ, **extra_env, "ESAFETY_DEV": "1", "DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1",
-           "ESAFETY_REPLICA": name, "ESAFETY_FAKE_NOW": now.isoformat(),
-           "ESAFETY_DATA_KEY": TEST_DATA_KEY, "ESAFETY_VAR_DIR": str(var_dir), "ESAFETY_CONFIG": str(DEMO_CONFIG),
-           "ESAFETY_LOG_LEVEL": "ERROR", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        **extra_env,
+        "ESAFETY_DEV": "1",
+        "DATABASE_URL": url,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "ESAFETY_REPLICA": name,
+        "ESAFETY_FAKE_NOW": now.isoformat(),
+        "ESAFETY_DATA_KEY": TEST_DATA_KEY,
+        "ESAFETY_VAR_DIR": str(var_dir),
+        "ESAFETY_CONFIG": str(DEMO_CONFIG),
+        "ESAFETY_LOG_LEVEL": "ERROR",
+        "PYTHONUNBUFFERED": "1",
+    }
     log = os.open(var_dir / f"app-{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    process = await asyncio.create_subprocess_exec(sys.executable, "app.py", cwd=ROOT, env=env,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=log)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "app.py", cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=log
+    )
     try:
         line = await asyncio.wait_for(process.stdout.readline(), 60)
         assert b"listening" in line, f"app {name} did not start: {line!r}"
@@ -342,13 +375,20 @@ async def app_process(name: str, url: str, var_dir: Path, *, now: dt.datetime = 
 
 
 async def test_a_process_killed_after_the_case_is_saved_answers_the_resubmit_with_the_same_case(
-        database_url: str, tmp_path: Path) -> None:
+    database_url: str, tmp_path: Path
+) -> None:
     connector = RecordingConnector()
     await connector.start()
     try:
         async with aiohttp.ClientSession() as http:
-            leah = TeamsUser(http, "", connector, aad_id=next(p.id for p in SCHOOL.people if p.name == "Leah Brooks"),
-                             name="Leah Brooks", tenant_id=SCHOOL.tenant_id)
+            leah = TeamsUser(
+                http,
+                "",
+                connector,
+                aad_id=next(p.id for p in SCHOOL.people if p.name == "Leah Brooks"),
+                name="Leah Brooks",
+                tenant_id=SCHOOL.tenant_id,
+            )
             async with app_process("a", database_url, tmp_path) as (process, app_url):
                 leah.app_url = app_url
                 summary = await answer(leah)
@@ -374,8 +414,9 @@ async def test_a_process_killed_after_the_case_is_saved_answers_the_resubmit_wit
         try:
             async with engine.connect() as connection:
                 cases = (await connection.execute(text("SELECT reference FROM incidents"))).scalars().all()
-                sla = (await connection.execute(text(
-                    "SELECT count(*) FROM work_items WHERE kind = 'incident.sla'"))).scalar_one()
+                sla = (
+                    await connection.execute(text("SELECT count(*) FROM work_items WHERE kind = 'incident.sla'"))
+                ).scalar_one()
         finally:
             await engine.dispose()
         assert cases == [reference] and sla == 1
@@ -384,13 +425,20 @@ async def test_a_process_killed_after_the_case_is_saved_answers_the_resubmit_wit
 
 
 async def test_an_early_alert_lost_in_a_crash_is_completed_not_duplicated_when_the_answer_changes(
-        database_url: str, tmp_path: Path) -> None:
+    database_url: str, tmp_path: Path
+) -> None:
     connector = RecordingConnector()
     await connector.start()
     try:
         async with aiohttp.ClientSession() as http:
-            leah = TeamsUser(http, "", connector, aad_id=next(p.id for p in SCHOOL.people if p.name == "Leah Brooks"),
-                             name="Leah Brooks", tenant_id=SCHOOL.tenant_id)
+            leah = TeamsUser(
+                http,
+                "",
+                connector,
+                aad_id=next(p.id for p in SCHOOL.people if p.name == "Leah Brooks"),
+                name="Leah Brooks",
+                tenant_id=SCHOOL.tenant_id,
+            )
             async with app_process("a", database_url, tmp_path) as (process, app_url):
                 leah.app_url = app_url
                 await up_to_the_danger_question(leah)
@@ -406,8 +454,15 @@ async def test_an_early_alert_lost_in_a_crash_is_completed_not_duplicated_when_t
             async with app_process("b", database_url, tmp_path) as (_, app_url):
                 leah.app_url = app_url
                 # The conversation is back at the danger question; this time the reporter answers "No".
-                for text_ in ("No", "Online", "Just now", "AB, Year 5", "A stranger asked to meet", "On the iPad",
-                              "Told the class teacher"):
+                for text_ in (
+                    "No",
+                    "Online",
+                    "Just now",
+                    "AB, Year 5",
+                    "A stranger asked to meet",
+                    "On the iPad",
+                    "Told the class teacher",
+                ):
                     await leah.says(text_)
                 done = await leah.says("submit")
                 assert reference in confirmation(done)["body"][0]["text"]
@@ -464,6 +519,8 @@ async def _forget_keys(harness: Harness) -> None:
         for key_hash, document in rows:
             context = document_context(key_hash)  # sealed to its own row
             plain = strip(json.loads(cipher.decrypt(document, context)))
-            await connection.execute(text("UPDATE bot_state SET document = :d WHERE key_hash = :k"),
-                                     {"d": cipher.encrypt(json.dumps(plain), context), "k": key_hash})
+            await connection.execute(
+                text("UPDATE bot_state SET document = :d WHERE key_hash = :k"),
+                {"d": cipher.encrypt(json.dumps(plain), context), "k": key_hash},
+            )
     assert removed, "the saved state had a key to forget"

@@ -33,20 +33,26 @@ async def harness(database_url: str, clock: SettableClock, tmp_path: Path) -> As
     features = child_features()  # the app's, with child records while app.py does not list them yet
     if exports.install not in features:  # until app.py lists it
         features.append(exports.install)
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                             features=features) as running:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=features
+    ) as running:
         yield running
 
 
 def _attachments(harness: Harness, conversation_id: str, content_type: str) -> list[dict[str, Any]]:
-    return [a for s in harness.connector.to(conversation_id) for a in s.activity.get("attachments") or []
-            if a.get("contentType") == content_type]
+    return [
+        a
+        for s in harness.connector.to(conversation_id)
+        for a in s.activity.get("attachments") or []
+        if a.get("contentType") == content_type
+    ]
 
 
 async def _consent_card(harness: Harness, user: TeamsUser, count: int = 1) -> dict[str, Any]:
     """The count-th file consent card the outbox delivered to this person's 1:1 chat."""
     found = await harness.connector.wait_for(
-        lambda _sent: len(cards := _attachments(harness, user.conversation_id, FILE_CONSENT)) >= count and cards)
+        lambda _sent: len(cards := _attachments(harness, user.conversation_id, FILE_CONSENT)) >= count and cards
+    )
     return found[count - 1]
 
 
@@ -56,9 +62,12 @@ def _answer(user: TeamsUser, consent: dict[str, Any], action: str, session: str,
     value: dict[str, Any] = {"type": "fileUpload", "action": action, "context": context}
     if action == "accept":
         value["uploadInfo"] = {
-            "name": consent["name"], "uploadUrl": connector.upload_url(session),
+            "name": consent["name"],
+            "uploadUrl": connector.upload_url(session),
             "contentUrl": f"https://oakfield-my.sharepoint.com/personal/me/Documents/Applications/{session}",
-            "uniqueId": f"unique-{session}", "fileType": consent["name"].rsplit(".", 1)[-1]}
+            "uniqueId": f"unique-{session}",
+            "fileType": consent["name"].rsplit(".", 1)[-1],
+        }
     return user.invoke("fileConsent/invoke", value)
 
 
@@ -91,16 +100,21 @@ async def test_a_dsl_exports_a_case_as_pdf_and_json_to_their_own_onedrive(harnes
 
     accepted = await priya.post(_answer(priya, consent, "accept", "pdf-1", harness.connector), priya.conversation_id)
     assert accepted.status == 200
-    info = (await harness.connector.wait_for(
-        lambda _s: _attachments(harness, priya.conversation_id, FILE_INFO)))[0]
+    info = (await harness.connector.wait_for(lambda _s: _attachments(harness, priya.conversation_id, FILE_INFO)))[0]
     assert info["contentUrl"].endswith("/pdf-1") and info["content"] == {"uniqueId": "unique-pdf-1", "fileType": "pdf"}
 
     upload = harness.connector.uploads[0]
     assert upload.content_range == f"bytes 0-{len(upload.body) - 1}/{len(upload.body)}"
     text = _pdf_text(upload.body)
-    for expected in (reference, "Oakfield Primary School", "by Priya Shah", "Reported by Leah Brooks",
-                     "Taken on by Priya Shah", "Note from Priya Shah: Spoke to the pupil <b>today</b>",
-                     "Threats in a group chat"):
+    for expected in (
+        reference,
+        "Oakfield Primary School",
+        "by Priya Shah",
+        "Reported by Leah Brooks",
+        "Taken on by Priya Shah",
+        "Note from Priya Shah: Spoke to the pupil <b>today</b>",
+        "Threats in a group chat",
+    ):
         assert expected in text, expected
 
     # JSON, typed in her 1:1 chat; the first export is now on the case's chronology.
@@ -121,7 +135,9 @@ async def test_a_dsl_exports_a_case_as_pdf_and_json_to_their_own_onedrive(harnes
         audit = await uow.audit.entries(harness.school.id)
     exported = [e for e in audit if e.action == "incident.exported" and e.record_id == reference]
     assert [(e.actor_id, e.detail["format"]) for e in exported] == [
-        (harness.person_id("Priya Shah"), "pdf"), (harness.person_id("Priya Shah"), "json")]
+        (harness.person_id("Priya Shah"), "pdf"),
+        (harness.person_id("Priya Shah"), "json"),
+    ]
 
 
 async def test_only_the_asker_who_may_see_the_case_gets_a_file(harness: Harness) -> None:
@@ -156,12 +172,16 @@ async def test_only_the_asker_who_may_see_the_case_gets_a_file(harness: Harness)
         audit = await uow.audit.entries(harness.school.id)
     assert not [e for e in audit if e.action == "incident.exported"]
     assert [e for e in audit if e.action == "export.refused" and e.actor_id == harness.person_id("Tom Reed")]
-    assert [e for e in audit if e.action == "incident.access_refused" and e.actor_id == harness.person_id(
-        "Alex Morgan") and e.detail.get("path") == "export"]
+    assert [
+        e
+        for e in audit
+        if e.action == "incident.access_refused"
+        and e.actor_id == harness.person_id("Alex Morgan")
+        and e.detail.get("path") == "export"
+    ]
 
 
-async def test_the_file_is_made_for_who_the_asker_is_when_they_accept_and_old_offers_expire(
-        harness: Harness) -> None:
+async def test_the_file_is_made_for_who_the_asker_is_when_they_accept_and_old_offers_expire(harness: Harness) -> None:
     users = await everyone_says_hello(harness, "Priya Shah", "Tom Reed", "Leah Brooks")
     priya, tom = users["Priya Shah"], users["Tom Reed"]
     reference = await submit_report(users["Leah Brooks"])
@@ -172,15 +192,19 @@ async def test_the_file_is_made_for_who_the_asker_is_when_they_accept_and_old_of
 
     # The school takes Tom off the DSL team (the directory changes and the app restarts), then he accepts.
     school = harness.config.schools[0]
-    people = [p.model_copy(update={"roles": [r for r in p.roles if r == "staff"]}) if p.name == "Tom Reed" else p
-              for p in school.people]
-    harness.config = harness.config.model_copy(update={"schools": [school.model_copy(update={"people": people}),
-                                                                   *harness.config.schools[1:]]})
+    people = [
+        p.model_copy(update={"roles": [r for r in p.roles if r == "staff"]}) if p.name == "Tom Reed" else p
+        for p in school.people
+    ]
+    harness.config = harness.config.model_copy(
+        update={"schools": [school.model_copy(update={"people": people}), *harness.config.schools[1:]]}
+    )
     await harness.restart()
     accepted = await tom.post(_answer(tom, toms, "accept", "tom-1", harness.connector), tom.conversation_id)
     assert accepted.status == 200
     told = await harness.connector.wait_for(
-        lambda _s: [s.text for s in harness.connector.to(tom.conversation_id) if "did not send" in s.text])
+        lambda _s: [s.text for s in harness.connector.to(tom.conversation_id) if "did not send" in s.text]
+    )
     assert "can no longer see that record" in told[0]
 
     harness.clock.advance(days=2)
@@ -193,7 +217,8 @@ async def test_the_file_is_made_for_who_the_asker_is_when_they_accept_and_old_of
 
 
 async def test_a_childs_file_exports_every_case_in_one_chronology_without_the_name_in_the_file_name(
-        harness: Harness) -> None:
+    harness: Harness,
+) -> None:
     users = await everyone_says_hello(harness, "Priya Shah", "Leah Brooks")
     priya = users["Priya Shah"]
     first = await submit_report(users["Leah Brooks"], what="Mean messages in the class chat")
@@ -211,15 +236,22 @@ async def test_a_childs_file_exports_every_case_in_one_chronology_without_the_na
     await priya.post(_answer(priya, consent, "accept", "child-1", harness.connector), priya.conversation_id)
     await harness.connector.wait_for(lambda _s: _attachments(harness, priya.conversation_id, FILE_INFO))
     text = _pdf_text(harness.connector.uploads[0].body)
-    for expected in ("Amelia Hart", first, second, "Mean messages in the class chat", "Asked for photos by a stranger",
-                     "Linked to a child's record by Priya Shah"):
+    for expected in (
+        "Amelia Hart",
+        first,
+        second,
+        "Mean messages in the class chat",
+        "Asked for photos by a stranger",
+        "Linked to a child's record by Priya Shah",
+    ):
         assert expected in text, expected
 
     async with harness.parts.uow() as uow:
         audit = await uow.audit.entries(harness.school.id)
         cases = [await uow.incidents.by_reference(harness.school.id, r) for r in (first, second)]
     assert [(e.record_id, e.detail["cases"]) for e in audit if e.action == "child.exported"] == [
-        (child, [first, second])]
+        (child, [first, second])
+    ]
     for case in cases:
         assert [e.detail for e in case.events if e.kind == "exported"] == ["PDF, in a child's file"]
 
@@ -227,12 +259,34 @@ async def test_a_childs_file_exports_every_case_in_one_chronology_without_the_na
 def _record(text: str) -> CaseRecord:
     at = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
     entries = (ChronologyEntry(at, at, "ES-2026-0001", "note", text),)
-    return CaseRecord("ES-2026-0001", "tok", "Cyberbullying", "Conduct", "Medium", "Open", "A pupil", "Online", at,
-                      "Leah Brooks", None, None, None, None, None, None, None, (), (), None, entries)
+    return CaseRecord(
+        "ES-2026-0001",
+        "tok",
+        "Cyberbullying",
+        "Conduct",
+        "Medium",
+        "Open",
+        "A pupil",
+        "Online",
+        at,
+        "Leah Brooks",
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        (),
+        (),
+        None,
+        entries,
+    )
 
 
 def test_names_outside_latin_1_are_drawn_and_a_missing_font_falls_back_with_a_warning(
-        caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
     header = ExportHeader("Oakfield Primary School", dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC), "Zoë Łukasz")
     note = "Spoke to Łucja and Zoë **not bold**"
     assert note in _pdf_text(case_pdf(header, _record(note), ZoneInfo("Europe/London")))
@@ -244,8 +298,12 @@ def test_names_outside_latin_1_are_drawn_and_a_missing_font_falls_back_with_a_wa
 def test_uploads_go_only_to_onedrive_hosts_over_https() -> None:
     policy = UploadPolicy()
     policy.check("https://oakfield-my.sharepoint.com/personal/x/_api/upload?token=1")
-    for url in ("http://oakfield-my.sharepoint.com/u", "https://sharepoint.com.evil.example/u",
-                "https://127.0.0.1/u", "https://user:pw@oakfield.sharepoint.com/u"):
+    for url in (
+        "http://oakfield-my.sharepoint.com/u",
+        "https://sharepoint.com.evil.example/u",
+        "https://127.0.0.1/u",
+        "https://user:pw@oakfield.sharepoint.com/u",
+    ):
         with pytest.raises(UploadRefused):
             policy.check(url)
     UploadPolicy(allow_loopback=True).check("http://127.0.0.1:8080/upload/1")

@@ -24,10 +24,17 @@ from tests.support.squid import free_port, start_filter_harness
 
 PLAYGROUND = ROOT / "tools" / "playground"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-MISSING = (not (PLAYGROUND / "node_modules" / ".bin" / "agentsplayground").exists() or shutil.which("node") is None
-           or not Path(CHROMIUM).exists())
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    MISSING, reason="the Agents Playground or Chromium is not installed: run scripts/system-deps.sh")]
+MISSING = (
+    not (PLAYGROUND / "node_modules" / ".bin" / "agentsplayground").exists()
+    or shutil.which("node") is None
+    or not Path(CHROMIUM).exists()
+)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        MISSING, reason="the Agents Playground or Chromium is not installed: run scripts/system-deps.sh"
+    ),
+]
 LEAH_ID = "00000000-0000-4000-8000-000000000009"
 
 
@@ -41,7 +48,8 @@ def _playground_config(harness: Harness, path: Path, current_user_id: str = LEAH
     users = "".join(
         f"  - id: user-{n}\n    name: {p.name}\n    userPrincipleName: {p.email}\n    aadObjectId: {p.id}\n"
         f"    givenName: {p.name.split()[0]}\n    surname: {p.name.split()[-1]}\n    email: {p.email}\n"
-        for n, p in enumerate(people, start=1))
+        for n, p in enumerate(people, start=1)
+    )
     path.write_text(
         f'version: "0.1.1"\ntenantId: {school.tenant_id}\nbot:\n  id: 00000000-0000-0000-0000-00000000000011\n'
         f"  name: eSafety\ncurrentUser:\n  id: user-0\n  name: {me.name}\n"
@@ -49,21 +57,27 @@ def _playground_config(harness: Harness, path: Path, current_user_id: str = LEAH
         f"  surname: {last}\n  email: {me.email}\nusers:\n{users}"
         f"personalChat:\n  id: personal-chat-{first.lower()}\ngroupChat:\n  id: group-chat-1\n  name: Group Chat\n"
         f"team:\n  id: team-id\n  name: My Team\n  aadGroupId: 00000000-0000-0000-0000-000000000031\n"
-        f"  channels:\n    - id: channel-general-id\n      name: General\n")
+        f"  channels:\n    - id: channel-general-id\n      name: General\n"
+    )
 
 
 @contextlib.asynccontextmanager
-async def running_playground(harness: Harness, workdir: Path, *, current_user_id: str = LEAH_ID
-                             ) -> AsyncIterator[str]:
+async def running_playground(harness: Harness, workdir: Path, *, current_user_id: str = LEAH_ID) -> AsyncIterator[str]:
     port = free_port()
     config = workdir / "playground.yml"
     _playground_config(harness, config, current_user_id)
-    env = {**os.environ, "BOT_URL": f"{harness.url}/api/messages", "PLAYGROUND_PORT": str(port),
-           "PLAYGROUND_CONFIG": str(config), "PLAYGROUND_LOG": str(workdir / "playground.log")}
+    env = {
+        **os.environ,
+        "BOT_URL": f"{harness.url}/api/messages",
+        "PLAYGROUND_PORT": str(port),
+        "PLAYGROUND_CONFIG": str(config),
+        "PLAYGROUND_LOG": str(workdir / "playground.log"),
+    }
     log = os.open(workdir / "playground.out", os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        process = await asyncio.create_subprocess_exec("bash", str(ROOT / "scripts" / "playground.sh"), env=env,
-                                                       stdout=log, stderr=log, start_new_session=True)
+        process = await asyncio.create_subprocess_exec(
+            "bash", str(ROOT / "scripts" / "playground.sh"), env=env, stdout=log, stderr=log, start_new_session=True
+        )
     finally:
         os.close(log)
     url = f"http://localhost:{port}"
@@ -94,9 +108,20 @@ async def running_playground(harness: Harness, workdir: Path, *, current_user_id
 async def drive(url: str, workdir: Path, *steps: str) -> str:
     """Run tools/playground/drive.mjs with CLI steps; fail the test with its output if any step fails."""
     process = await asyncio.create_subprocess_exec(
-        "node", str(PLAYGROUND / "drive.mjs"), "--url", url, "--screenshots", str(workdir / "shots"),
-        "--timeout", "20000", *steps, cwd=str(PLAYGROUND), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, env={**os.environ, "CHROMIUM_PATH": CHROMIUM})
+        "node",
+        str(PLAYGROUND / "drive.mjs"),
+        "--url",
+        url,
+        "--screenshots",
+        str(workdir / "shots"),
+        "--timeout",
+        "20000",
+        *steps,
+        cwd=str(PLAYGROUND),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "CHROMIUM_PATH": CHROMIUM},
+    )
     out, _ = await asyncio.wait_for(process.communicate(), 240)
     text = out.decode("utf-8", "replace")
     assert process.returncode == 0, text
@@ -105,8 +130,11 @@ async def drive(url: str, workdir: Path, *steps: str) -> str:
 
 @pytest.fixture
 async def sqlite_harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    async with start_filter_harness(database_url=f"sqlite+aiosqlite:///{tmp_path / 'esafety.db'}",
-                                    clock=SettableClock(START), var_dir=tmp_path / "var") as running:
+    async with start_filter_harness(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'esafety.db'}",
+        clock=SettableClock(START),
+        var_dir=tmp_path / "var",
+    ) as running:
         yield running
 
 
@@ -114,19 +142,56 @@ async def test_a_teacher_asks_for_an_unblock_in_the_playground(sqlite_harness: H
     harness = sqlite_harness
     async with running_playground(harness, tmp_path) as url:
         await drive(
-            url, tmp_path,
-            "--send", "filter", "--expect", "What would you like to do?",
-            "--click", "Unblock a site", "--expect", "Which site?",
-            "--send", "bbc co uk", "--expect", "no spaces",
-            "--send", "https://www.bbc.co.uk/bitesize", "--expect", "Who is it for?",
-            "--click", "Chosen year groups", "--expect", "Which year groups?",
-            "--send", "Year 5, Year 6", "--expect", "Why is it needed?",
-            "--send", "Year 6 science lesson on the water cycle", "--expect", "When is the lesson?",
-            "--send", "tomorrow", "--expect", "temporary or permanent",
-            "--click", "Temporary, until a date and time", "--expect", "Until when?",
-            "--send", "Tuesday 15:30", "--expect", "Have you previewed",
-            "--click", "Yes, I have previewed it", "--expect", "Check your request",
-            "--click", "Send request", "--expect", "I am sending it to the filtering approvers",
+            url,
+            tmp_path,
+            "--send",
+            "filter",
+            "--expect",
+            "What would you like to do?",
+            "--click",
+            "Unblock a site",
+            "--expect",
+            "Which site?",
+            "--send",
+            "bbc co uk",
+            "--expect",
+            "no spaces",
+            "--send",
+            "https://www.bbc.co.uk/bitesize",
+            "--expect",
+            "Who is it for?",
+            "--click",
+            "Chosen year groups",
+            "--expect",
+            "Which year groups?",
+            "--send",
+            "Year 5, Year 6",
+            "--expect",
+            "Why is it needed?",
+            "--send",
+            "Year 6 science lesson on the water cycle",
+            "--expect",
+            "When is the lesson?",
+            "--send",
+            "tomorrow",
+            "--expect",
+            "temporary or permanent",
+            "--click",
+            "Temporary, until a date and time",
+            "--expect",
+            "Until when?",
+            "--send",
+            "Tuesday 15:30",
+            "--expect",
+            "Have you previewed",
+            "--click",
+            "Yes, I have previewed it",
+            "--expect",
+            "Check your request",
+            "--click",
+            "Send request",
+            "--expect",
+            "I am sending it to the filtering approvers",
         )
     reply = await harness.user("Sam Patel").says("filter FR-0001")
     shown = json.dumps(reply.cards)

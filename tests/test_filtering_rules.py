@@ -26,28 +26,40 @@ LONDON = ZoneInfo("Europe/London")
 NOW = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)  # a Monday
 
 
-@pytest.mark.parametrize(("typed", "host", "domain"), [
-    ("https://www.BBC.co.uk/bitesize", "www.bbc.co.uk", "bbc.co.uk"),
-    ("bbc.co.uk", "bbc.co.uk", "bbc.co.uk"),
-    ("http://maths.oakfield.kent.sch.uk/games", "maths.oakfield.kent.sch.uk", "oakfield.kent.sch.uk"),
-    ("www.ucl.ac.uk", "www.ucl.ac.uk", "ucl.ac.uk"),
-    ("someone.github.io/project", "someone.github.io", "someone.github.io"),
-    ("https://münchen.de/", "xn--mnchen-3ya.de", "xn--mnchen-3ya.de"),
-    ("<https://docs.python.org/3/>", "docs.python.org", "python.org"),
-    ("WWW.Example.COM.", "www.example.com", "example.com"),
-])
+@pytest.mark.parametrize(
+    ("typed", "host", "domain"),
+    [
+        ("https://www.BBC.co.uk/bitesize", "www.bbc.co.uk", "bbc.co.uk"),
+        ("bbc.co.uk", "bbc.co.uk", "bbc.co.uk"),
+        ("http://maths.oakfield.kent.sch.uk/games", "maths.oakfield.kent.sch.uk", "oakfield.kent.sch.uk"),
+        ("www.ucl.ac.uk", "www.ucl.ac.uk", "ucl.ac.uk"),
+        ("someone.github.io/project", "someone.github.io", "someone.github.io"),
+        ("https://münchen.de/", "xn--mnchen-3ya.de", "xn--mnchen-3ya.de"),
+        ("<https://docs.python.org/3/>", "docs.python.org", "python.org"),
+        ("WWW.Example.COM.", "www.example.com", "example.com"),
+    ],
+)
 def test_sites_are_normalised_to_their_registrable_domain(typed: str, host: str, domain: str) -> None:
     site = normalise_site(typed)
     assert (site.host, site.domain) == (host, domain)
     assert site.url.startswith(("http://", "https://"))
 
 
-@pytest.mark.parametrize(("typed", "says"), [
-    ("", "paste the web address"), ("just words", "no spaces"), ("co.uk", "only the end"),
-    ("sch.uk", "only the end"), ("kent.sch.uk", "only the end"), ("192.168.1.10", "number address"),
-    ("javascript:alert(1)", "Only web sites"), ("localhost", "not a complete site name"),
-    ("exa_mple.com", "not a valid site name"), ("http://", "couldn't find a site name"),
-])
+@pytest.mark.parametrize(
+    ("typed", "says"),
+    [
+        ("", "paste the web address"),
+        ("just words", "no spaces"),
+        ("co.uk", "only the end"),
+        ("sch.uk", "only the end"),
+        ("kent.sch.uk", "only the end"),
+        ("192.168.1.10", "number address"),
+        ("javascript:alert(1)", "Only web sites"),
+        ("localhost", "not a complete site name"),
+        ("exa_mple.com", "not a valid site name"),
+        ("http://", "couldn't find a site name"),
+    ],
+)
 def test_garbage_gets_a_clear_message(typed: str, says: str) -> None:
     with pytest.raises(BadSite) as bad:
         normalise_site(typed)
@@ -61,8 +73,9 @@ def test_days_times_and_year_groups() -> None:
     assert parse_day("3 Jan", today) == dt.date(2027, 1, 3)
     assert parse_day("31/02/2027", today) is None
     summer = dt.datetime(2027, 6, 1, 9, tzinfo=dt.UTC)
-    assert parse_until("1/6/2027 3:30pm", summer, LONDON, dt.time(17)) == dt.datetime(2027, 6, 1, 14, 30,
-                                                                                      tzinfo=dt.UTC)  # BST
+    assert parse_until("1/6/2027 3:30pm", summer, LONDON, dt.time(17)) == dt.datetime(
+        2027, 6, 1, 14, 30, tzinfo=dt.UTC
+    )  # BST
     assert parse_until("Friday", NOW, LONDON, dt.time(17, 30)) == dt.datetime(2026, 11, 27, 17, 30, tzinfo=dt.UTC)
     assert parse_until("Friday 25:00", NOW, LONDON, dt.time(17)) is None
     assert parse_year_groups("Reception, Year 1 and Y2") == ("Reception", "Year 1", "Year 2")
@@ -70,9 +83,13 @@ def test_days_times_and_year_groups() -> None:
 
 
 def test_rules_never_unblock_and_headteacher() -> None:
-    rules = FilterRules(never_unblock_domains=("proxy.example",), never_unblock_categories=("gambling",),
-                        headteacher_categories=("social_networking",), social_networking_domains=("tiktok.com",),
-                        domain_categories={"bet365.com": "gambling"})
+    rules = FilterRules(
+        never_unblock_domains=("proxy.example",),
+        never_unblock_categories=("gambling",),
+        headteacher_categories=("social_networking",),
+        social_networking_domains=("tiktok.com",),
+        domain_categories={"bet365.com": "gambling"},
+    )
     assert "never unblocked" in rules.never_unblock_reason("www.proxy.example")
     assert "gambling" in rules.never_unblock_reason("bet365.com")
     assert rules.never_unblock_reason("bbc.co.uk") is None
@@ -80,9 +97,18 @@ def test_rules_never_unblock_and_headteacher() -> None:
 
 
 def test_csv_export_is_oldest_first_and_safe_for_spreadsheets() -> None:
-    entries = [LogEntry(NOW + dt.timedelta(minutes=5), "approved", "p2", "Sam Patel", "bbc.co.uk", "FR-0001",
-                        "=HYPERLINK(\"http://evil\")"),
-               LogEntry(NOW, "requested", "p1", "Leah Brooks", "bbc.co.uk", "FR-0001", "for all pupils")]
+    entries = [
+        LogEntry(
+            NOW + dt.timedelta(minutes=5),
+            "approved",
+            "p2",
+            "Sam Patel",
+            "bbc.co.uk",
+            "FR-0001",
+            '=HYPERLINK("http://evil")',
+        ),
+        LogEntry(NOW, "requested", "p1", "Leah Brooks", "bbc.co.uk", "FR-0001", "for all pupils"),
+    ]
     text, count = log_csv(entries, LONDON)
     lines = text.splitlines()
     assert count == 2

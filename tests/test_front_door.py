@@ -53,8 +53,9 @@ async def test_person_unknown_to_the_directory_gets_no_commands(harness: Harness
 
 
 async def test_malformed_json_is_400_with_a_reason(harness: Harness) -> None:
-    async with harness.http.post(f"{harness.url}/api/messages", data=b"{not json",
-                                 headers={"Content-Type": "application/json"}) as response:
+    async with harness.http.post(
+        f"{harness.url}/api/messages", data=b"{not json", headers={"Content-Type": "application/json"}
+    ) as response:
         assert response.status == 400
         assert "not valid JSON" in (await response.json())["error"]
 

@@ -37,8 +37,10 @@ def directory(harness: Harness) -> GraphDirectory:
 
 # --- roles, people, managers, email --------------------------------------------------------------------------------
 
+
 async def test_roles_come_from_entra_groups_and_follow_changes_after_the_cache_expires(
-        gh: Harness, graph: FakeGraph) -> None:
+    gh: Harness, graph: FakeGraph
+) -> None:
     reply = await gh.user("Priya Shah").says("safeguarding check")
     assert reply.texts == ["Priya, you are on the safeguarding team."]
     assert graph.tokens_issued >= 1  # client-credentials tokens from the fake authority (401 without one)
@@ -91,6 +93,7 @@ async def test_find_by_email_is_case_insensitive_and_safe_with_quotes(gh: Harnes
 
 # --- throttling and outages ----------------------------------------------------------------------------------------
 
+
 async def test_a_short_retry_after_is_waited_out_within_the_turn(gh: Harness, graph: FakeGraph) -> None:
     graph.fail_next(429, path="checkMemberGroups", headers={"Retry-After": "0"})
     reply = await gh.user("Tom Reed").says("safeguarding check")
@@ -98,8 +101,7 @@ async def test_a_short_retry_after_is_waited_out_within_the_turn(gh: Harness, gr
     assert [s.status for s in graph.requests_to(f"/users/{TOM}/checkMemberGroups")] == [429, 200]
 
 
-async def test_throttling_is_honoured_until_retry_after_and_never_grants_a_role(
-        gh: Harness, graph: FakeGraph) -> None:
+async def test_throttling_is_honoured_until_retry_after_and_never_grants_a_role(gh: Harness, graph: FakeGraph) -> None:
     graph.fail_next(429, path="checkMemberGroups", headers={"Retry-After": "120"})
     first = await gh.user("Priya Shah").says("safeguarding check")
     assert "not available to you" in first.texts[0]
@@ -135,21 +137,24 @@ async def test_an_outage_with_nothing_cached_means_no_roles(gh: Harness, graph: 
     assert len(graph.requests_to(f"/users/{PRIYA}/checkMemberGroups")) == len(tries)  # backing off now
 
 
-async def test_a_slow_graph_never_holds_up_a_turn(database_url: str, clock: SettableClock, tmp_path: Path,
-                                                  graph: FakeGraph) -> None:
+async def test_a_slow_graph_never_holds_up_a_turn(
+    database_url: str, clock: SettableClock, tmp_path: Path, graph: FakeGraph
+) -> None:
     async with graph_harness(database_url, clock, tmp_path / "var", graph, graph_timeout_seconds=0.3) as harness:
         graph.slow_next(1.5, times=10)
         reply = await harness.user("Priya Shah").says("safeguarding check")
         assert "not available to you" in reply.texts[0]  # answered without waiting for Graph, and no role granted
 
 
-async def test_certificate_credentials_sign_a_client_assertion(database_url: str, clock: SettableClock,
-                                                               tmp_path: Path, graph: FakeGraph) -> None:
+async def test_certificate_credentials_sign_a_client_assertion(
+    database_url: str, clock: SettableClock, tmp_path: Path, graph: FakeGraph
+) -> None:
     cert, key = make_certificate(tmp_path / "app-cert", rsa_key=True)
     pem = tmp_path / "app-cert" / "app.pem"
     pem.write_bytes(key.read_bytes() + cert.read_bytes())
-    async with graph_harness(database_url, clock, tmp_path / "var", graph, graph_certificate_path=pem,
-                             graph_client_secret=None) as harness:
+    async with graph_harness(
+        database_url, clock, tmp_path / "var", graph, graph_certificate_path=pem, graph_client_secret=None
+    ) as harness:
         reply = await harness.user("Tom Reed").says("safeguarding check")
         assert reply.texts == ["Tom, you are on the safeguarding team."]
     form = graph.token_requests[-1]

@@ -40,7 +40,8 @@ def texts_to(harness: Harness, fragment: str) -> list:
 
 
 async def test_a_person_who_never_opened_the_app_is_reached_by_installing_it_first(
-        gh: Harness, graph: FakeGraph) -> None:
+    gh: Harness, graph: FakeGraph
+) -> None:
     await queue_message(gh, LEAH, "Your filter request for a lesson site was approved.")
     await gh.run_due_work()
     sent = await gh.connector.wait_for(lambda sent: [s for s in sent if "was approved" in s.text])

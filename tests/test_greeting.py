@@ -22,25 +22,39 @@ def _bot_joined(user: TeamsUser) -> dict[str, Any]:
 def _channel_install(channel: TeamsChannel, by: TeamsUser) -> dict[str, Any]:
     """The installationUpdate Teams sends in the team's channel when the app is added to the team."""
     return {
-        "type": "installationUpdate", "id": f"inst-{channel.channel_id}", "action": "add",
-        "serviceUrl": channel.connector.url, "channelId": "msteams",
+        "type": "installationUpdate",
+        "id": f"inst-{channel.channel_id}",
+        "action": "add",
+        "serviceUrl": channel.connector.url,
+        "channelId": "msteams",
         "from": {"id": f"29:{by.aad_id}", "name": by.name, "aadObjectId": by.aad_id},
-        "conversation": {"id": channel.channel_id, "conversationType": "channel", "isGroup": True,
-                         "tenantId": channel.tenant_id},
+        "conversation": {
+            "id": channel.channel_id,
+            "conversationType": "channel",
+            "isGroup": True,
+            "tenantId": channel.tenant_id,
+        },
         "recipient": {"id": BOT_ID, "name": "eSafety"},
-        "channelData": {"tenant": {"id": channel.tenant_id}, "team": {"id": channel.team_id, "name": "Staff"},
-                        "channel": {"id": channel.channel_id}, "source": {"name": "message"}},
+        "channelData": {
+            "tenant": {"id": channel.tenant_id},
+            "team": {"id": channel.team_id, "name": "Staff"},
+            "channel": {"id": channel.channel_id},
+            "source": {"name": "message"},
+        },
     }
 
 
 def _welcomes(harness: Harness, user: TeamsUser) -> int:
-    return sum(1 for s in harness.connector.to(user.conversation_id) for c in s.cards
-               if "Welcome, " in json.dumps(c))
+    return sum(1 for s in harness.connector.to(user.conversation_id) for c in s.cards if "Welcome, " in json.dumps(c))
 
 
 def _channel_welcomes(harness: Harness, channel: TeamsChannel) -> int:
-    return sum(1 for s in harness.connector.to(channel.channel_id) for c in s.cards
-               if "is set up in this team" in json.dumps(c))
+    return sum(
+        1
+        for s in harness.connector.to(channel.channel_id)
+        for c in s.cards
+        if "is set up in this team" in json.dumps(c)
+    )
 
 
 async def test_installation_then_conversation_update_greets_once(harness: Harness) -> None:
@@ -53,7 +67,8 @@ async def test_installation_then_conversation_update_greets_once(harness: Harnes
 
 
 async def test_conversation_update_then_installation_greets_once_and_a_restart_does_not_forget(
-        harness: Harness) -> None:
+    harness: Harness,
+) -> None:
     sam = harness.user("Sam Patel")
     first = await sam.post(_bot_joined(sam), sam.conversation_id)
     assert "Welcome, Sam" in first.everything
@@ -67,8 +82,13 @@ async def test_conversation_update_then_installation_greets_once_and_a_restart_d
 
 async def test_both_announcements_at_once_greet_once(harness: Harness) -> None:
     people = [harness.user(name) for name in ("Leah Brooks", "Sam Patel", "Priya Shah")]
-    await asyncio.gather(*(call for p in people for call in (
-        p.post(_install(p), p.conversation_id), p.post(_bot_joined(p), p.conversation_id))))
+    await asyncio.gather(
+        *(
+            call
+            for p in people
+            for call in (p.post(_install(p), p.conversation_id), p.post(_bot_joined(p), p.conversation_id))
+        )
+    )
     assert [_welcomes(harness, p) for p in people] == [1, 1, 1]
 
 

@@ -36,12 +36,14 @@ def to(harness: Harness, user: TeamsUser, since: int = 0) -> list[Sent]:
 
 
 def help_cards(sent: list[Sent], first_name: str) -> list[dict[str, Any]]:
-    return [c for s in sent for c in s.cards if c["body"] and c["body"][0].get("text", "").startswith(
-        f"Hello {first_name}")]
+    return [
+        c for s in sent for c in s.cards if c["body"] and c["body"][0].get("text", "").startswith(f"Hello {first_name}")
+    ]
 
 
-async def while_the_first_is_held(harness: Harness, user: TeamsUser, activity: dict[str, Any],
-                                  first_answer: Any) -> tuple[Reply, Reply]:
+async def while_the_first_is_held(
+    harness: Harness, user: TeamsUser, activity: dict[str, Any], first_answer: Any
+) -> tuple[Reply, Reply]:
     """Deliver `activity`; while the first delivery's answer (matching `first_answer`) is held at the connector,
     deliver it again and take that duplicate's reply; then let the first finish."""
     held: list[Sent] = []
@@ -111,8 +113,9 @@ async def _notes_on_the_case(priya: TeamsUser, reference: str, note: str) -> int
 async def test_a_card_submit_delivered_twice_at_once_records_once_and_answers_once(harness: Harness) -> None:
     priya, reference, token = await _case_for_priya(harness)
     since = len(harness.connector.sent)
-    activity = priya.card_submit({"verb": "incident.note", "token": token, "version": 1,
-                                  "note": "Spoke to the pupil at break"})
+    activity = priya.card_submit(
+        {"verb": "incident.note", "token": token, "version": 1, "note": "Spoke to the pupil at break"}
+    )
     first, duplicate = await while_the_first_is_held(harness, priya, activity, lambda s: bool(s.cards))
     assert first.status == 200 and duplicate.status == 200
     answers = to(harness, priya, since)
@@ -125,8 +128,7 @@ async def test_a_card_submit_delivered_twice_at_once_records_once_and_answers_on
 
 async def test_an_action_execute_delivered_three_times_gets_the_first_answer_each_time(harness: Harness) -> None:
     priya, reference, token = await _case_for_priya(harness)
-    activity = priya.card_execute("incident.note", {"token": token, "version": 1,
-                                                   "note": "Parents phoned"})
+    activity = priya.card_execute("incident.note", {"token": token, "version": 1, "note": "Parents phoned"})
     replies = await priya.delivers(activity, copies=3)
     later = await priya.redelivers(activity)
     assert [r.status for r in replies] + [later.status] == [200] * 4
@@ -137,7 +139,8 @@ async def test_an_action_execute_delivered_three_times_gets_the_first_answer_eac
 
 
 async def test_the_danger_answer_delivered_twice_at_once_makes_one_case_and_one_round_of_urgent_alerts(
-        harness: Harness) -> None:
+    harness: Harness,
+) -> None:
     alerted = ("Priya Shah", "Tom Reed", "Chris Doyle", "Grace Okafor")
     users = await everyone_says_hello(harness, *alerted)
     leah = harness.user("Leah Brooks")
@@ -195,14 +198,16 @@ async def test_a_forged_activity_cannot_use_up_a_real_ones_id(secured: Harness, 
 
 
 async def test_a_delivery_whose_process_died_mid_turn_is_taken_over_by_the_redelivery(
-        database_url: str, tmp_path: Path) -> None:
+    database_url: str, tmp_path: Path
+) -> None:
     """A claim is a lease, not a tombstone: Teams' retry after a crash runs the turn rather than being dropped."""
     connector = RecordingConnector()
     await connector.start()
     try:
         async with aiohttp.ClientSession() as http:
-            leah = TeamsUser(http, "", connector, aad_id=SCHOOL.people[8].id, name="Leah Brooks",
-                             tenant_id=SCHOOL.tenant_id)
+            leah = TeamsUser(
+                http, "", connector, aad_id=SCHOOL.people[8].id, name="Leah Brooks", tenant_id=SCHOOL.tenant_id
+            )
             activity = leah.message("help")
             async with app_process("a", database_url, tmp_path) as (process, app_url):
                 leah.app_url = app_url
@@ -217,8 +222,10 @@ async def test_a_delivery_whose_process_died_mid_turn_is_taken_over_by_the_redel
                 leah.app_url = app_url
                 early = await leah.redelivers(activity)
                 assert early.status == 200 and not early.sent, "within the lease, the claim still stands"
-            async with app_process("c", database_url, tmp_path, now=START + CLAIM_LEASE + dt.timedelta(seconds=1)) \
-                    as (_, app_url):
+            async with app_process("c", database_url, tmp_path, now=START + CLAIM_LEASE + dt.timedelta(seconds=1)) as (
+                _,
+                app_url,
+            ):
                 leah.app_url = app_url
                 retried = await leah.redelivers(activity)
                 assert help_cards(retried.sent, "Leah"), "the retry after the lease ran out is answered"

@@ -24,11 +24,20 @@ def _choice(group: str, category: str | None) -> tuple[str, str | None]:
     return group_answer, str([c.key for c in POLICY.in_group(group)].index(category) + 1)
 
 
-async def answer(user: TeamsUser, *, subject: str = "A pupil", group: str = "conduct",
-                 category: str | None = "cyberbullying", danger: str = "No", where: str = "Online",
-                 when: str = "Today at lunch", who: str = "JS, Year 8",
-                 what: str = "Mean messages in the class group chat", evidence: str = "Screenshots on JS's phone",
-                 done: str = "Nothing yet"):  # noqa: ANN201
+async def answer(
+    user: TeamsUser,
+    *,
+    subject: str = "A pupil",
+    group: str = "conduct",
+    category: str | None = "cyberbullying",
+    danger: str = "No",
+    where: str = "Online",
+    when: str = "Today at lunch",
+    who: str = "JS, Year 8",
+    what: str = "Mean messages in the class group chat",
+    evidence: str = "Screenshots on JS's phone",
+    done: str = "Nothing yet",
+):  # noqa: ANN201
     """Walk the report dialog up to its summary; returns the last reply."""
     group_answer, category_answer = _choice(group, category)
     await user.says("report")
@@ -45,8 +54,9 @@ async def answer(user: TeamsUser, *, subject: str = "A pupil", group: str = "con
     return await user.says(done)
 
 
-async def up_to_the_danger_question(user: TeamsUser, group: str = "contact", category: str = "stranger_contact"
-                                    ) -> None:
+async def up_to_the_danger_question(
+    user: TeamsUser, group: str = "contact", category: str = "stranger_contact"
+) -> None:
     """Start a report about a pupil and answer up to "Is anyone in immediate danger right now?"."""
     group_answer, category_answer = _choice(group, category)
     for text_ in ("report", "A pupil", group_answer, category_answer):
@@ -86,31 +96,40 @@ def cards_to(harness: Harness, conversation_id: str) -> list[dict]:
 
 
 async def test_pupil_concern_reaches_the_dsl_channel_with_no_names_and_the_reporter_gets_a_reference(
-        harness: Harness) -> None:
+    harness: Harness,
+) -> None:
     await harness.channel("dsl").bot_added(by=harness.user("Sam Patel"))
     users = await everyone_says_hello(harness, "Sam Patel", "Priya Shah")
-    reference = await submit_report(harness.user("Leah Brooks"), who="Jamie Smith, Year 8",
-                                    what="Jamie was sent cruel messages")
+    reference = await submit_report(
+        harness.user("Leah Brooks"), who="Jamie Smith, Year 8", what="Jamie was sent cruel messages"
+    )
     assert reference == "ES-2026-0001"
 
     alert = await harness.connector.wait_for(
-        lambda sent: [c for s in sent if s.conversation_id == DSL_CHANNEL for c in s.cards if "New online" in
-                      json.dumps(c)])
+        lambda sent: [
+            c for s in sent if s.conversation_id == DSL_CHANNEL for c in s.cards if "New online" in json.dumps(c)
+        ]
+    )
     channel_card = json.dumps(alert[0])
     assert reference in channel_card and "Conduct" in channel_card and "Medium" in channel_card
     for secret in ("Jamie", "Leah", "cruel", "Brooks"):
         assert secret not in channel_card
     assert set(alert[0]["refresh"]["userIds"]) >= {harness.person_id("Priya Shah"), harness.person_id("Tom Reed")}
 
-    notice = await harness.connector.wait_for(lambda sent: [
-        c for s in sent if s.conversation_id == users["Sam Patel"].conversation_id for c in s.cards
-        if reference in json.dumps(c)])
+    notice = await harness.connector.wait_for(
+        lambda sent: [
+            c
+            for s in sent
+            if s.conversation_id == users["Sam Patel"].conversation_id
+            for c in s.cards
+            if reference in json.dumps(c)
+        ]
+    )
     assert "Jamie" not in json.dumps(notice)
     assert reference not in json.dumps(cards_to(harness, users["Priya Shah"].conversation_id))  # channel only
 
 
-async def test_immediate_danger_alerts_dsls_deputies_and_head_before_the_remaining_questions(
-        harness: Harness) -> None:
+async def test_immediate_danger_alerts_dsls_deputies_and_head_before_the_remaining_questions(harness: Harness) -> None:
     users = await everyone_says_hello(harness, "Priya Shah", "Tom Reed", "Chris Doyle", "Grace Okafor")
     leah = harness.user("Leah Brooks")
     await up_to_the_danger_question(leah)
@@ -119,11 +138,20 @@ async def test_immediate_danger_alerts_dsls_deputies_and_head_before_the_remaini
     assert any("Urgent alert raised: ES-2026-0001" in t for t in reply.texts)
     for name in ("Priya Shah", "Tom Reed", "Chris Doyle", "Grace Okafor"):
         conversation = users[name].conversation_id
-        await harness.connector.wait_for(lambda sent, c=conversation: [
-            s for s in sent if s.conversation_id == c and "Urgent online-safety concern ES-2026-0001" in s.text])
+        await harness.connector.wait_for(
+            lambda sent, c=conversation: [
+                s for s in sent if s.conversation_id == c and "Urgent online-safety concern ES-2026-0001" in s.text
+            ]
+        )
     # the reporter carries on, and the same case is completed rather than duplicated
-    for answer_text in ("Online", "Just now", "AB, Year 5", "A stranger asked to meet", "On the class iPad",
-                        "Told the class teacher"):
+    for answer_text in (
+        "Online",
+        "Just now",
+        "AB, Year 5",
+        "A stranger asked to meet",
+        "On the class iPad",
+        "Told the class teacher",
+    ):
         await leah.says(answer_text)
     final = await leah.says("submit")
     assert "ES-2026-0001" in confirmation(final)["body"][0]["text"]
@@ -152,10 +180,19 @@ async def test_indecent_images_path_warns_never_to_view_and_refuses_links_and_fi
 async def test_allegation_about_staff_goes_only_to_the_headteacher(harness: Harness) -> None:
     await harness.channel("dsl").bot_added(by=harness.user("Sam Patel"))
     users = await everyone_says_hello(harness, "Grace Okafor", "Priya Shah", "Sam Patel")
-    reference = await submit_report(harness.user("Leah Brooks"), subject="A member of staff", group="contact",
-                                    category="staff_personal_channels", who="Mr X", what="Messaging a pupil")
-    await harness.connector.wait_for(lambda sent: [s for s in sent if s.conversation_id ==
-                                                   users["Grace Okafor"].conversation_id and reference in s.text])
+    reference = await submit_report(
+        harness.user("Leah Brooks"),
+        subject="A member of staff",
+        group="contact",
+        category="staff_personal_channels",
+        who="Mr X",
+        what="Messaging a pupil",
+    )
+    await harness.connector.wait_for(
+        lambda sent: [
+            s for s in sent if s.conversation_id == users["Grace Okafor"].conversation_id and reference in s.text
+        ]
+    )
     await harness.run_due_work()
     assert not [s for s in harness.connector.to(DSL_CHANNEL) if "New online" in json.dumps(s.activity)]
     for name in ("Priya Shah", "Sam Patel"):
@@ -166,10 +203,19 @@ async def test_allegation_about_staff_goes_only_to_the_headteacher(harness: Harn
 
 async def test_concern_about_the_headteacher_goes_to_the_chair_never_the_head(harness: Harness) -> None:
     users = await everyone_says_hello(harness, "Grace Okafor", "Ruth Evans", "Priya Shah")
-    reference = await submit_report(harness.user("Leah Brooks"), subject="The Headteacher", group="conduct",
-                                    category="disrepute", who="The head", what="Posted about pupils")
-    alert = await harness.connector.wait_for(lambda sent: [
-        s for s in sent if s.conversation_id == users["Ruth Evans"].conversation_id and reference in s.text])
+    reference = await submit_report(
+        harness.user("Leah Brooks"),
+        subject="The Headteacher",
+        group="conduct",
+        category="disrepute",
+        who="The head",
+        what="Posted about pupils",
+    )
+    alert = await harness.connector.wait_for(
+        lambda sent: [
+            s for s in sent if s.conversation_id == users["Ruth Evans"].conversation_id and reference in s.text
+        ]
+    )
     assert "LADO" in json.dumps(alert[0].card)
     await harness.run_due_work()
     head = harness.connector.to(users["Grace Okafor"].conversation_id)
@@ -180,15 +226,30 @@ async def test_concern_about_the_headteacher_goes_to_the_chair_never_the_head(ha
 
 async def test_technical_and_data_protection_reports_reach_their_people(harness: Harness) -> None:
     users = await everyone_says_hello(harness, "Alex Morgan", "Sam Patel", "Dana Lewis", "Priya Shah")
-    filter_ref = await submit_report(harness.user("Leah Brooks"), subject="Not sure", group="technical",
-                                     category="filter_failure", what="A game site loaded in Year 4")
-    breach_ref = await submit_report(harness.user("Leah Brooks"), subject="Not sure", group="technical",
-                                     category="data_protection_breach", what="A class list was emailed out")
-    for name, reference in (("Alex Morgan", filter_ref), ("Sam Patel", filter_ref), ("Dana Lewis", breach_ref),
-                            ("Sam Patel", breach_ref)):
+    filter_ref = await submit_report(
+        harness.user("Leah Brooks"),
+        subject="Not sure",
+        group="technical",
+        category="filter_failure",
+        what="A game site loaded in Year 4",
+    )
+    breach_ref = await submit_report(
+        harness.user("Leah Brooks"),
+        subject="Not sure",
+        group="technical",
+        category="data_protection_breach",
+        what="A class list was emailed out",
+    )
+    for name, reference in (
+        ("Alex Morgan", filter_ref),
+        ("Sam Patel", filter_ref),
+        ("Dana Lewis", breach_ref),
+        ("Sam Patel", breach_ref),
+    ):
         conversation = users[name].conversation_id
-        await harness.connector.wait_for(lambda sent, c=conversation, r=reference: [
-            s for s in sent if s.conversation_id == c and r in s.text])
+        await harness.connector.wait_for(
+            lambda sent, c=conversation, r=reference: [s for s in sent if s.conversation_id == c and r in s.text]
+        )
     priya = json.dumps([s.activity for s in harness.connector.to(users["Priya Shah"].conversation_id)])
     assert filter_ref not in priya and breach_ref not in priya
 
@@ -236,29 +297,46 @@ async def test_a_dsl_owns_notes_records_escalates_and_closes_with_a_chronology(h
 
     owned = (await priya.executes("incident.own", {"token": token, "version": 1})).invoke_card
     assert "Priya Shah" in json.dumps(owned)
-    noted = (await priya.executes("incident.note", {"token": token, "version": 2,
-                                                    "note": "Spoke to the pupil"})).invoke_card
-    recorded = (await priya.executes("incident.action", {"token": token, "version": 3,
-                                                         "action_key": "inform_parents"})).invoke_card
+    noted = (
+        await priya.executes("incident.note", {"token": token, "version": 2, "note": "Spoke to the pupil"})
+    ).invoke_card
+    recorded = (
+        await priya.executes("incident.action", {"token": token, "version": 3, "action_key": "inform_parents"})
+    ).invoke_card
     assert "Inform parents" in json.dumps(recorded)
-    escalated = (await priya.executes("incident.escalate", {"token": token, "version": 4,
-                                                            "target": "headteacher", "reason": "Repeated"}))
+    escalated = await priya.executes(
+        "incident.escalate", {"token": token, "version": 4, "target": "headteacher", "reason": "Repeated"}
+    )
     assert "Escalated" in json.dumps(escalated.invoke_card)
-    await harness.connector.wait_for(lambda sent: [s for s in sent if s.conversation_id ==
-                                                   users["Grace Okafor"].conversation_id and reference in s.text])
-    closed = (await priya.executes("incident.close", {"token": token, "version": 5,
-                                                      "outcome": "resolved_in_school",
-                                                      "close_note": "Sorted with parents"})).invoke_card
+    await harness.connector.wait_for(
+        lambda sent: [
+            s for s in sent if s.conversation_id == users["Grace Okafor"].conversation_id and reference in s.text
+        ]
+    )
+    closed = (
+        await priya.executes(
+            "incident.close",
+            {"token": token, "version": 5, "outcome": "resolved_in_school", "close_note": "Sorted with parents"},
+        )
+    ).invoke_card
     chronology = json.dumps(closed)
     # Plain events, as a person reads them: never log codes such as "owned".
     assert ", owned" not in chronology
-    for step in ("Taken on by Priya Shah", "Note from Priya Shah: Spoke to the pupil", "Inform parents",
-                 "Escalated by Priya Shah to", "Closed by Priya Shah. Outcome: Resolved in school"):
+    for step in (
+        "Taken on by Priya Shah",
+        "Note from Priya Shah: Spoke to the pupil",
+        "Inform parents",
+        "Escalated by Priya Shah to",
+        "Closed by Priya Shah. Outcome: Resolved in school",
+    ):
         assert step in chronology, step
     # A closed case can only be reopened (with a reason) or exported.
     assert [a["title"] for a in closed["actions"]] == ["Reopen", "More"]
-    await harness.connector.wait_for(lambda sent: [s for s in sent if s.conversation_id ==
-                                                   users["Leah Brooks"].conversation_id and "closed" in s.text])
+    await harness.connector.wait_for(
+        lambda sent: [
+            s for s in sent if s.conversation_id == users["Leah Brooks"].conversation_id and "closed" in s.text
+        ]
+    )
     assert "Noted" not in json.dumps(noted)
 
 
@@ -272,8 +350,9 @@ async def test_someone_without_the_role_is_refused_and_it_is_audited(harness: Ha
     assert "Mean messages" not in json.dumps(listing.invoke_card)
     async with harness.parts.uow() as uow:
         entries = await uow.audit.entries("oakfield")
-    assert any(e.action == "incident.access_refused" and e.actor_id == harness.person_id("Leah Brooks")
-               for e in entries)
+    assert any(
+        e.action == "incident.access_refused" and e.actor_id == harness.person_id("Leah Brooks") for e in entries
+    )
     assert any(e.action == "incident.viewed" and e.actor_id == harness.person_id("Priya Shah") for e in entries)
 
 
@@ -298,14 +377,14 @@ async def test_unacknowledged_concern_re_alerts_deputies_then_the_headteacher(ha
     reference = await submit_report(harness.user("Leah Brooks"))
     harness.clock.advance(minutes=59)
     await harness.run_due_work()
-    assert not [s for s in harness.connector.to(users["Tom Reed"].conversation_id) if "not been acknowledged" in
-                s.text]
+    assert not [s for s in harness.connector.to(users["Tom Reed"].conversation_id) if "not been acknowledged" in s.text]
     harness.clock.advance(minutes=2)
     await harness.run_due_work()
     for name in ("Tom Reed", "Chris Doyle"):
         assert [s for s in harness.connector.to(users[name].conversation_id) if "not been acknowledged" in s.text]
-    assert not [s for s in harness.connector.to(users["Grace Okafor"].conversation_id)
-                if "not been acknowledged" in s.text]
+    assert not [
+        s for s in harness.connector.to(users["Grace Okafor"].conversation_id) if "not been acknowledged" in s.text
+    ]
     harness.clock.advance(minutes=61)
     await harness.run_due_work()
     head = [s for s in harness.connector.to(users["Grace Okafor"].conversation_id) if reference in s.text]
@@ -316,16 +395,15 @@ async def test_owning_a_case_stops_the_sla_reminders(harness: Harness) -> None:
     users = await everyone_says_hello(harness, "Tom Reed")
     reference = await submit_report(harness.user("Leah Brooks"))
     card = card_titled(await harness.user("Priya Shah").says(f"case {reference}"), reference)
-    await harness.user("Priya Shah").executes("incident.own", {"token": card["refresh"]["action"]["data"][
-        "token"], "version": 1})
+    await harness.user("Priya Shah").executes(
+        "incident.own", {"token": card["refresh"]["action"]["data"]["token"], "version": 1}
+    )
     harness.clock.advance(minutes=200)
     await harness.run_due_work()
-    assert not [s for s in harness.connector.to(users["Tom Reed"].conversation_id) if "not been acknowledged" in
-                s.text]
+    assert not [s for s in harness.connector.to(users["Tom Reed"].conversation_id) if "not been acknowledged" in s.text]
 
 
-async def test_subjects_narrative_and_evidence_are_not_stored_in_plaintext(harness: Harness, tmp_path: Path
-                                                                          ) -> None:
+async def test_subjects_narrative_and_evidence_are_not_stored_in_plaintext(harness: Harness, tmp_path: Path) -> None:
     secrets = ("Zebedee Quartermaine", "unmistakable-narrative-7731", "locker-number-4482")
     leah = harness.user("Leah Brooks")
     await answer(leah, who=secrets[0], what=secrets[1], evidence=secrets[2])  # half-way state lives in bot_state
@@ -345,8 +423,11 @@ async def _database_text(harness: Harness) -> str:
         return b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*")).decode("latin-1")
     parts = []
     async with engine.connect() as connection:
-        tables = (await connection.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))).scalars().all()
+        tables = (
+            (await connection.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")))
+            .scalars()
+            .all()
+        )
         for table in tables:
             rows = (await connection.execute(text(f'SELECT row_to_json(t)::text FROM "{table}" t'))).scalars()
             parts.extend(rows)

@@ -87,13 +87,25 @@ def _nested(depth: int, inner: str = "1") -> str:
 def _bases(user: TeamsUser) -> list[dict[str, Any]]:
     assert user.aad_id == SENDER
     channel = user.message("help")
-    channel["conversation"] = {"id": "19:fuzz@thread.tacv2;messageid=1", "conversationType": "channel",
-                               "tenantId": user.tenant_id, "isGroup": True}
-    channel["channelData"] = {"tenant": {"id": user.tenant_id}, "team": {"id": "19:team@thread.tacv2"},
-                              "channel": {"id": "19:fuzz@thread.tacv2"}, "eventType": "teamMemberAdded"}
+    channel["conversation"] = {
+        "id": "19:fuzz@thread.tacv2;messageid=1",
+        "conversationType": "channel",
+        "tenantId": user.tenant_id,
+        "isGroup": True,
+    }
+    channel["channelData"] = {
+        "tenant": {"id": user.tenant_id},
+        "team": {"id": "19:team@thread.tacv2"},
+        "channel": {"id": "19:fuzz@thread.tacv2"},
+        "eventType": "teamMemberAdded",
+    }
     channel["type"], channel["membersAdded"] = "conversationUpdate", [{"id": "28:esafety-bot"}]
-    return [user.message("help"), user.card_execute("incident.view", {"incident_id": 1}),
-            user.card_submit({"verb": "incident.view", "incident_id": 1}), channel]
+    return [
+        user.message("help"),
+        user.card_execute("incident.view", {"incident_id": 1}),
+        user.card_submit({"verb": "incident.view", "incident_id": 1}),
+        channel,
+    ]
 
 
 def corpus(user: TeamsUser) -> list[Any]:
@@ -108,23 +120,45 @@ def corpus(user: TeamsUser) -> list[Any]:
             bodies.append(_set(base, path, "a\ud800b"))
             bodies.append(_set(base, path, "a\x00b"))
             bodies.append(_set(base, path, json.loads(_nested(80))))
-        for url in ("ftp://example.com/", "http://", "not a url", "http://[::1", "http://exa mple.com/",
-                    "javascript:alert(1)", "http://127.0.0.1:99999/", "//no-scheme/", "http://" + "h" * 3000):
+        for url in (
+            "ftp://example.com/",
+            "http://",
+            "not a url",
+            "http://[::1",
+            "http://exa mple.com/",
+            "javascript:alert(1)",
+            "http://127.0.0.1:99999/",
+            "//no-scheme/",
+            "http://" + "h" * 3000,
+        ):
             bodies.append(_set(base, ("serviceUrl",), url))
     message = json.dumps(user.message("help"))
     bodies += [
-        _nested(1_001).encode(), _nested(100_000).encode(), ('{"a":' * 20_000 + "1" + "}" * 20_000).encode(),
+        _nested(1_001).encode(),
+        _nested(100_000).encode(),
+        ('{"a":' * 20_000 + "1" + "}" * 20_000).encode(),
         message.replace('"text": "help"', '"value": ' + _nested(990)).encode(),
         message.replace('"text": "help"', '"value": ' + "9" * 4_301).encode(),
         message.replace('"text": "help"', '"value": -' + "9" * 100_000).encode(),
         message.replace('"text": "help"', '"id2": ' + "1" * 5_000).encode(),
         message.replace('"text": "help"', '"value": NaN').encode(),
         message.replace('"text": "help"', '"value": Infinity').encode(),
-        message.replace("help", "\\ud800").encode(), message.replace("help", "\\udfff\\ud800").encode(),
-        message.replace('"text"', '"\\ud800"').encode(), message.replace("help", "\\u0000").encode(),
-        message.encode().replace(b"help", b"h\xffp"), message.encode().replace(b"help", b"\xc0\xaf"),
-        message.encode().replace(b"help", b"\xe2\x82"), message.encode()[:-7], b"", b"null", b"[]", b'"str"',
-        b"123", b"{", b'{"type": "message"', json.dumps({"type": "message", "text": "x" * 300_000}).encode(),
+        message.replace("help", "\\ud800").encode(),
+        message.replace("help", "\\udfff\\ud800").encode(),
+        message.replace('"text"', '"\\ud800"').encode(),
+        message.replace("help", "\\u0000").encode(),
+        message.encode().replace(b"help", b"h\xffp"),
+        message.encode().replace(b"help", b"\xc0\xaf"),
+        message.encode().replace(b"help", b"\xe2\x82"),
+        message.encode()[:-7],
+        b"",
+        b"null",
+        b"[]",
+        b'"str"',
+        b"123",
+        b"{",
+        b'{"type": "message"',
+        json.dumps({"type": "message", "text": "x" * 300_000}).encode(),
     ]
     return bodies
 
@@ -156,8 +190,10 @@ class _Connection:
         if self._streams is None:
             self._streams = await asyncio.open_connection(self._url.host, self._url.port)
         reader, writer = self._streams
-        writer.write(b"POST /api/messages HTTP/1.1\r\nHost: app\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n%b" % (len(data), data))
+        writer.write(
+            b"POST /api/messages HTTP/1.1\r\nHost: app\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%b" % (len(data), data)
+        )
         status = int((await reader.readline()).split()[1])
         length, closing = 0, False
         while (line := await reader.readline()) not in (b"\r\n", b""):
@@ -187,9 +223,11 @@ async def _fuzz(harness: Harness, bodies: list[bytes], start: int, sink_port: in
             for position in range(offset, len(bodies), CONCURRENCY):
                 index, data = start + position, bodies[position]
                 if b'"@' in data:
-                    data = (data.replace(b'"@ID@"', b'"fuzz-%d"' % index)
-                            .replace(b'"@URL@"', b'"http://127.0.0.1:%d/tenant-%d/"' % (sink_port, index))
-                            .replace(b'"@PERSON@"', b'"%b-%d"' % (SENDER.encode(), index)))
+                    data = (
+                        data.replace(b'"@ID@"', b'"fuzz-%d"' % index)
+                        .replace(b'"@URL@"', b'"http://127.0.0.1:%d/tenant-%d/"' % (sink_port, index))
+                        .replace(b'"@PERSON@"', b'"%b-%d"' % (SENDER.encode(), index))
+                    )
                 oversized = len(data) > harness.settings.max_body_bytes
                 if oversized:  # the app answers 413 without reading the rest: a connection of its own
                     await connection.close()
@@ -208,20 +246,25 @@ async def _fuzz(harness: Harness, bodies: list[bytes], start: int, sink_port: in
 
 
 async def test_twenty_thousand_malformed_requests_get_no_5xx_and_do_not_grow_memory(
-        harness: Harness, sink: Counter) -> None:
+    harness: Harness, sink: Counter
+) -> None:
     leah = harness.user("Leah Brooks")
     bodies = [_encode(harness, body) for body in corpus(leah)]
     # Long display names are accepted (and stored shortened): they are what a cache keyed by person could hoard.
-    long_names = [_encode(harness, _set(leah.message("help"), path, "Leah " + "n" * 150_000))
-                  for path in (("from", "name"), ("recipient", "name"), ("conversation", "name"))]
+    long_names = [
+        _encode(harness, _set(leah.message("help"), path, "Leah " + "n" * 150_000))
+        for path in (("from", "name"), ("recipient", "name"), ("conversation", "name"))
+    ]
     # The warm-up posts each body once; most are refused at the door, with a reason. The measured run repeats those
     # refused bodies, with a turn from a new person with a long name as one request in ACCEPTED_EVERY (a turn costs a
     # few database writes, so there cannot be thousands of them in a bounded time).
     warm = await _fuzz(harness, bodies + long_names, 0, sink["port"])
     refused = [body for body, status in zip(bodies, warm, strict=False) if status != 200]
-    assert len(refused) > len(bodies) // 2 and warm[-len(long_names):] == [200] * len(long_names)
-    measured = [long_names[(i // ACCEPTED_EVERY) % len(long_names)] if i % ACCEPTED_EVERY == 0 else
-                refused[i % len(refused)] for i in range(TOTAL)]
+    assert len(refused) > len(bodies) // 2 and warm[-len(long_names) :] == [200] * len(long_names)
+    measured = [
+        long_names[(i // ACCEPTED_EVERY) % len(long_names)] if i % ACCEPTED_EVERY == 0 else refused[i % len(refused)]
+        for i in range(TOTAL)
+    ]
     before = rss_kib()
     statuses = Counter(await _fuzz(harness, measured, len(bodies), sink["port"]))
     after = rss_kib()
@@ -237,8 +280,9 @@ def _greets(cards: list[dict[str, Any]], first_name: str) -> bool:
 
 
 async def _answer(harness: Harness, data: bytes) -> tuple[int, dict[str, Any]]:
-    async with harness.http.post(f"{harness.url}/api/messages", data=data,
-                                 headers={"Content-Type": "application/json"}) as response:
+    async with harness.http.post(
+        f"{harness.url}/api/messages", data=data, headers={"Content-Type": "application/json"}
+    ) as response:
         return response.status, await response.json(content_type=None)
 
 

@@ -6,6 +6,7 @@ The schema is the official one for the manifest's version, as shipped in the npm
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 import zipfile
@@ -18,6 +19,7 @@ from jsonschema import Draft4Validator, Draft7Validator, FormatChecker
 
 from bot.settings import Settings
 from dialogs.message_action import COMMAND_ID
+from manifest.commands import MAX_COMMANDS, command_lists, registered_commands, sync_manifest
 from manifest.package import PackageError, build_manifest, write_package
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +28,14 @@ APP_ID = "6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 
 
 def _settings(**values: str) -> Settings:
-    return Settings(**{"MicrosoftAppId": APP_ID, "MicrosoftAppTenantId": "00000000-0000-4000-8000-00000000d000",
-                       "ESAFETY_PUBLIC_URL": "https://esafety.oakfield.example", **values})
+    return Settings(
+        **{
+            "MicrosoftAppId": APP_ID,
+            "MicrosoftAppTenantId": "00000000-0000-4000-8000-00000000d000",
+            "ESAFETY_PUBLIC_URL": "https://esafety.oakfield.example",
+            **values,
+        }
+    )
 
 
 def _validator(manifest: dict) -> jsonschema.protocols.Validator:
@@ -51,8 +59,8 @@ def read_png(data: bytes) -> tuple[int, int, int, list[list[tuple[int, ...]]]]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat, header = 8, b"", None
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
@@ -64,7 +72,7 @@ def read_png(data: bytes) -> tuple[int, int, int, list[list[tuple[int, ...]]]]:
     channels = {2: 3, 6: 4, 0: 1, 4: 2}[colour]
     raw, stride, rows, previous = zlib.decompress(idat), width * channels, [], bytearray(width * channels)
     for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - channels] if i >= channels else 0
             b, c = previous[i], previous[i - channels] if i >= channels else 0
@@ -78,7 +86,7 @@ def read_png(data: bytes) -> tuple[int, int, int, list[list[tuple[int, ...]]]]:
                 p = a + b - c
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
                 line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        rows.append([tuple(line[x * channels:(x + 1) * channels]) for x in range(width)])
+        rows.append([tuple(line[x * channels : (x + 1) * channels]) for x in range(width)])
         previous = line
     return width, height, colour, rows
 
@@ -118,6 +126,40 @@ def test_the_package_is_valid_against_microsofts_manifest_schema(tmp_path: Path)
     assert icons["color.png"] == (ROOT / "manifest" / "color.png").read_bytes()
 
 
+def test_the_command_menus_are_made_from_the_registered_commands(tmp_path: Path) -> None:
+    """The menus Teams shows and the help card come from the same registrations; manifest.json must match them."""
+    commands = registered_commands()
+    path = ROOT / "manifest" / "manifest.json"
+    in_file = json.loads(path.read_text(encoding="utf-8"))["bots"][0]["commandLists"]
+    assert in_file == command_lists(commands), "manifest.json's command menus are stale: run `make package`"
+    by_name = {c.name: c for c in commands}
+    for menu in in_file:
+        titles = [c["title"] for c in menu["commands"]]
+        assert len(titles) <= MAX_COMMANDS and titles[-1] == "help"
+        for title in titles[:-1]:
+            assert menu["scopes"][0] in by_name[title].menu and by_name[title].in_help
+            if menu["scopes"] == ["team"]:
+                assert by_name[title].channel_ok, f"{title} asks people to message privately, so not in a channel"
+    # A registration that changes its menu makes the file stale, and `make package` puts it back in step.
+    changed = [dataclasses.replace(c, menu=()) if c.name == "reviews" else c for c in commands]
+    assert command_lists(changed) != in_file
+    stale = tmp_path / "manifest.json"
+    original = path.read_text(encoding="utf-8")
+    stale.write_text(
+        original.replace('"description": "See and export every filter change"', '"description": "Old words"'),
+        encoding="utf-8",
+    )
+    assert sync_manifest(stale) is True and stale.read_text(encoding="utf-8") == original
+    assert sync_manifest(stale) is False
+
+
+def test_a_menu_longer_than_teams_allows_is_refused() -> None:
+    (report,) = [c for c in registered_commands() if c.name == "report"]
+    eleven = [dataclasses.replace(report, name=f"command {n}") for n in range(MAX_COMMANDS)]
+    with pytest.raises(ValueError, match="Teams allows 10"):
+        command_lists(eleven)
+
+
 def test_the_schema_check_can_fail() -> None:
     manifest = build_manifest(_settings(), developer_name="Oakfield Primary School")
     manifest["bots"][0]["scopes"] = ["personal", "staffroom"]
@@ -141,12 +183,15 @@ def test_the_icons_are_the_sizes_teams_requires() -> None:
     assert all(px[3] == 0 for px in corners), "outline: the background must be transparent"
 
 
-@pytest.mark.parametrize(("values", "setting"), [
-    ({"MicrosoftAppId": ""}, "MicrosoftAppId"),
-    ({"MicrosoftAppId": "not-a-guid"}, "MicrosoftAppId"),
-    ({"ESAFETY_PUBLIC_URL": ""}, "ESAFETY_PUBLIC_URL"),
-    ({"ESAFETY_PUBLIC_URL": "http://esafety.oakfield.example"}, "ESAFETY_PUBLIC_URL"),
-])
+@pytest.mark.parametrize(
+    ("values", "setting"),
+    [
+        ({"MicrosoftAppId": ""}, "MicrosoftAppId"),
+        ({"MicrosoftAppId": "not-a-guid"}, "MicrosoftAppId"),
+        ({"ESAFETY_PUBLIC_URL": ""}, "ESAFETY_PUBLIC_URL"),
+        ({"ESAFETY_PUBLIC_URL": "http://esafety.oakfield.example"}, "ESAFETY_PUBLIC_URL"),
+    ],
+)
 def test_packaging_names_the_setting_to_fix(values: dict[str, str], setting: str) -> None:
     with pytest.raises(PackageError, match=setting):
         build_manifest(_settings(**values), developer_name="Oakfield Primary School")

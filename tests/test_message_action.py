@@ -26,27 +26,49 @@ async def harness(database_url: str, clock: SettableClock, tmp_path: Path) -> As
     features = _features()
     if message_action.install not in features:  # until the app lists it itself
         features.append(message_action.install)
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                             features=features) as running:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=features
+    ) as running:
         yield running
 
 
-def message_payload(author_name: str = "Jo Hughes", author_id: str = "00000000-0000-4000-8000-000000000010"
-                    ) -> dict[str, Any]:
+def message_payload(
+    author_name: str = "Jo Hughes", author_id: str = "00000000-0000-4000-8000-000000000010"
+) -> dict[str, Any]:
     """A Teams message as the messagePayload of a message action: with an inline image and a file attached."""
     return {
-        "id": "1763891892345", "replyToId": None, "messageType": "message",
-        "createdDateTime": "2026-11-23T09:58:12.345Z", "lastModifiedDateTime": None, "deleted": False,
-        "subject": None, "summary": None, "importance": "normal", "locale": "en-us",
+        "id": "1763891892345",
+        "replyToId": None,
+        "messageType": "message",
+        "createdDateTime": "2026-11-23T09:58:12.345Z",
+        "lastModifiedDateTime": None,
+        "deleted": False,
+        "subject": None,
+        "summary": None,
+        "importance": "normal",
+        "locale": "en-us",
         "linkToMessage": LINK,
-        "from": {"device": None, "conversation": None, "application": None,
-                 "user": {"userIdentityType": "aadUser", "id": author_id, "displayName": author_name}},
-        "body": {"contentType": "html", "content": f'<p>see this</p><img src="{PICTURE}">'
-                 '<attachment id="5ec0d5b2"></attachment>'},
+        "from": {
+            "device": None,
+            "conversation": None,
+            "application": None,
+            "user": {"userIdentityType": "aadUser", "id": author_id, "displayName": author_name},
+        },
+        "body": {
+            "contentType": "html",
+            "content": f'<p>see this</p><img src="{PICTURE}"><attachment id="5ec0d5b2"></attachment>',
+        },
         "attachmentLayout": "list",
-        "attachments": [{"id": "5ec0d5b2", "contentType": "reference", "name": "screenshot.png",
-                         "contentUrl": "https://oakfield.sharepoint.com/sites/y6/Shared%20Documents/screenshot.png"}],
-        "mentions": [], "reactions": [],
+        "attachments": [
+            {
+                "id": "5ec0d5b2",
+                "contentType": "reference",
+                "name": "screenshot.png",
+                "contentUrl": "https://oakfield.sharepoint.com/sites/y6/Shared%20Documents/screenshot.png",
+            }
+        ],
+        "mentions": [],
+        "reactions": [],
     }
 
 
@@ -58,9 +80,18 @@ def in_group_chat(user: TeamsUser, activity: dict[str, Any]) -> dict[str, Any]:
 
 
 async def fetch_task(user: TeamsUser, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-    activity = in_group_chat(user, user.invoke("composeExtension/fetchTask", {
-        "commandId": "reportConcern", "commandContext": "message", "context": {"theme": "default"},
-        "messagePayload": payload or message_payload()}))
+    activity = in_group_chat(
+        user,
+        user.invoke(
+            "composeExtension/fetchTask",
+            {
+                "commandId": "reportConcern",
+                "commandContext": "message",
+                "context": {"theme": "default"},
+                "messagePayload": payload or message_payload(),
+            },
+        ),
+    )
     reply = await user.post(activity, GROUP_CHAT)
     assert reply.status == 200, reply.body
     return reply.body
@@ -81,16 +112,33 @@ def answers(card: dict[str, Any], **changes: str) -> dict[str, Any]:
     """What Teams sends on Submit: the action's data and every input's value, as a reporter filled them in."""
     data = dict(card["actions"][0]["data"])
     data.update({k: v["value"] for k, v in inputs(card).items() if "value" in v})
-    data.update(subject_kind="pupil", immediate_danger="no", category="cyberbullying", subjects="JS, Year 6",
-                narrative="Unkind comments about a pupil in the class chat", actions_taken="Told the class teacher")
+    data.update(
+        subject_kind="pupil",
+        immediate_danger="no",
+        category="cyberbullying",
+        subjects="JS, Year 6",
+        narrative="Unkind comments about a pupil in the class chat",
+        actions_taken="Told the class teacher",
+    )
     data.update(changes)
     return data
 
 
 def submit_action(user: TeamsUser, data: dict[str, Any]) -> dict[str, Any]:
-    return in_group_chat(user, user.invoke("composeExtension/submitAction", {
-        "commandId": "reportConcern", "commandContext": "message", "context": {"theme": "default"},
-        "botMessagePreviewAction": None, "data": data, "messagePayload": message_payload()}))
+    return in_group_chat(
+        user,
+        user.invoke(
+            "composeExtension/submitAction",
+            {
+                "commandId": "reportConcern",
+                "commandContext": "message",
+                "context": {"theme": "default"},
+                "botMessagePreviewAction": None,
+                "data": data,
+                "messagePayload": message_payload(),
+            },
+        ),
+    )
 
 
 def confirmed_reference(body: dict[str, Any]) -> str:
@@ -108,12 +156,16 @@ async def say_hello(harness: Harness, *names: str) -> dict[str, TeamsUser]:
 
 
 def channel_alerts(harness: Harness) -> list[str]:
-    return [s.activity["attachments"][0]["content"]["body"][0]["text"] for s in harness.connector.to(DSL_CHANNEL)
-            if s.cards and "New online-safety concern" in json.dumps(s.cards[0])]
+    return [
+        s.activity["attachments"][0]["content"]["body"][0]["text"]
+        for s in harness.connector.to(DSL_CHANNEL)
+        if s.cards and "New online-safety concern" in json.dumps(s.cards[0])
+    ]
 
 
 async def test_the_form_opens_with_the_messages_link_author_and_time_and_never_its_pictures_or_files(
-        harness: Harness) -> None:
+    harness: Harness,
+) -> None:
     card = form_card(await fetch_task(harness.user("Leah Brooks")))
     shown = json.dumps(card)
     assert "Jo Hughes" in shown and "Monday 23 November 2026 at 09:58" in shown  # school time (GMT in November)
@@ -124,15 +176,18 @@ async def test_the_form_opens_with_the_messages_link_author_and_time_and_never_i
     fields = inputs(card)
     assert fields["occurred"]["value"] == "Monday 23 November 2026 at 09:58"
     titles = [c["title"] for c in fields["category"]["choices"]]
-    assert "Contact: Grooming concern. Early signs that someone is building trust with a child for sexual or other " \
-           "abuse, before any offence is clear." in titles  # the whole label, never cut short
+    assert (
+        "Contact: Grooming concern. Early signs that someone is building trust with a child for sexual or other "
+        "abuse, before any offence is clear." in titles
+    )  # the whole label, never cut short
     for required in ("subject_kind", "immediate_danger", "category", "location", "narrative", "actions_taken"):
         assert fields[required]["isRequired"] and fields[required]["errorMessage"]
     assert fields["about_author"]["title"] == "It is about Jo Hughes, who wrote this message"
 
 
 async def test_submitting_files_one_report_routed_like_the_chat_and_a_second_submit_files_nothing_more(
-        harness: Harness) -> None:
+    harness: Harness,
+) -> None:
     await harness.channel("dsl").bot_added(by=harness.user("Sam Patel"))
     await say_hello(harness, "Sam Patel", "Priya Shah", "Leah Brooks")
     leah = harness.user("Leah Brooks")
@@ -141,8 +196,9 @@ async def test_submitting_files_one_report_routed_like_the_chat_and_a_second_sub
     reference = confirmed_reference(first.body)
     assert reference == "ES-2026-0001"
     assert "I will tell you in your chat with me" in json.dumps(first.body)
-    await harness.connector.wait_for(lambda sent: [s for s in sent if s.conversation_id == DSL_CHANNEL
-                                                   and reference in json.dumps(s.activity)])
+    await harness.connector.wait_for(
+        lambda sent: [s for s in sent if s.conversation_id == DSL_CHANNEL and reference in json.dumps(s.activity)]
+    )
     # The same form submitted again (a double click, or Teams sending it twice): the same case, and no new alert.
     again = await leah.post(submit_action(leah, answers(card)), GROUP_CHAT)
     assert confirmed_reference(again.body) == reference
@@ -156,8 +212,7 @@ async def test_submitting_files_one_report_routed_like_the_chat_and_a_second_sub
     assert "Monday 23 November 2026 at 09:58" in case.everything
 
 
-async def test_a_submit_teams_redelivers_files_one_report_and_gets_the_same_confirmation(
-        harness: Harness) -> None:
+async def test_a_submit_teams_redelivers_files_one_report_and_gets_the_same_confirmation(harness: Harness) -> None:
     await harness.channel("dsl").bot_added(by=harness.user("Sam Patel"))
     leah = harness.user("Leah Brooks")
     card = form_card(await fetch_task(leah))
@@ -196,18 +251,24 @@ async def test_an_illegal_category_raises_the_urgent_alerts(harness: Harness) ->
     reference = confirmed_reference(reply.body)
     for name in ("Priya Shah", "Tom Reed", "Chris Doyle", "Grace Okafor"):
         conversation = users[name].conversation_id
-        await harness.connector.wait_for(lambda sent, c=conversation: [
-            s for s in sent if s.conversation_id == c and f"Urgent online-safety concern {reference}" in s.text])
+        await harness.connector.wait_for(
+            lambda sent, c=conversation: [
+                s for s in sent if s.conversation_id == c and f"Urgent online-safety concern {reference}" in s.text
+            ]
+        )
 
 
 async def test_images_categories_keep_the_link_out_of_the_report(harness: Harness) -> None:
     leah = harness.user("Leah Brooks")
     card = form_card(await fetch_task(leah))
-    refused = await leah.post(submit_action(leah, answers(card, category="nudes_sharing",
-                                                          evidence=f"It is here {LINK}")), GROUP_CHAT)
+    refused = await leah.post(
+        submit_action(leah, answers(card, category="nudes_sharing", evidence=f"It is here {LINK}")), GROUP_CHAT
+    )
     assert "Please do not add links to the images" in json.dumps(form_card(refused.body))
-    reply = await leah.post(submit_action(leah, answers(card, category="nudes_sharing",
-                                                        evidence="On JS's phone, with the head")), GROUP_CHAT)
+    reply = await leah.post(
+        submit_action(leah, answers(card, category="nudes_sharing", evidence="On JS's phone, with the head")),
+        GROUP_CHAT,
+    )
     reference = confirmed_reference(reply.body)
     case = await harness.user("Priya Shah").says(f"case {reference}")
     assert "Jo Hughes" in case.everything and LINK not in case.everything

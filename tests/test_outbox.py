@@ -23,16 +23,16 @@ from tests.support.harness import TEST_DATA_KEY, Harness, start_harness
 @pytest.fixture
 async def harness(database_url: str, clock: SettableClock, tmp_path: Path) -> AsyncIterator[Harness]:
     """The app with its background worker running."""
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                             features=[]) as running:
+    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[]) as running:
         yield running
 
 
 @pytest.fixture
 async def quiet(database_url: str, clock: SettableClock, tmp_path: Path) -> AsyncIterator[Harness]:
     """The app with its background worker off, so only harness.run_due_work() sends (deterministic)."""
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[],
-                             worker_enabled=False) as running:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[], worker_enabled=False
+    ) as running:
         yield running
 
 
@@ -60,8 +60,7 @@ async def test_queued_message_is_delivered_by_the_running_worker(harness: Harnes
     person = await _met(harness, "Leah Brooks")
     await _queue_to(harness, person, "Your report ES-2026-0001 has been picked up.")
     harness.parts.runner.wake()
-    await harness.connector.wait_for(
-        lambda sent: any(s.op == "send" and "picked up" in s.text for s in sent))
+    await harness.connector.wait_for(lambda sent: any(s.op == "send" and "picked up" in s.text for s in sent))
     assert _texts_to(harness, "Leah Brooks") == ["Your report ES-2026-0001 has been picked up."]
 
 
@@ -124,8 +123,9 @@ async def test_429_without_retry_after_backs_off(quiet: Harness, clock: Settable
 
 
 @pytest.mark.parametrize("status", [412, 502, 503, 504])
-async def test_transient_failures_are_retried_with_growing_backoff(quiet: Harness, clock: SettableClock,
-                                                                   status: int) -> None:
+async def test_transient_failures_are_retried_with_growing_backoff(
+    quiet: Harness, clock: SettableClock, status: int
+) -> None:
     person = await _met(quiet, "Leah Brooks")
     await _queue_to(quiet, person, f"Survives {status}.")
     quiet.connector.fail_next(status, times=3)
@@ -218,7 +218,8 @@ async def test_dedupe_key_queues_a_message_once(quiet: Harness) -> None:
 
 
 async def test_channel_post_goes_to_the_configured_channel_before_and_after_the_bot_joins_the_team(
-        quiet: Harness) -> None:
+    quiet: Harness,
+) -> None:
     school = quiet.school
     async with quiet.parts.uow() as uow:
         await uow.notify.to_channel(school.id, "slt", text="The first post, before the bot has seen the team.")

@@ -61,9 +61,11 @@ def _free_port() -> int:
 def _person_yaml(person, user_id: str, first: str, rest: str) -> str:  # noqa: ANN001
     """One playground user: `first` prefixes the id line (e.g. "  - "), `rest` the other lines."""
     given, family = person.name.split()[0], person.name.split()[-1]
-    return (f"{first}id: {user_id}\n{rest}name: {person.name}\n{rest}userPrincipleName: {person.email}\n"
-            f"{rest}aadObjectId: {person.id}\n{rest}givenName: {given}\n{rest}surname: {family}\n"
-            f"{rest}email: {person.email}\n")
+    return (
+        f"{first}id: {user_id}\n{rest}name: {person.name}\n{rest}userPrincipleName: {person.email}\n"
+        f"{rest}aadObjectId: {person.id}\n{rest}givenName: {given}\n{rest}surname: {family}\n"
+        f"{rest}email: {person.email}\n"
+    )
 
 
 DEMO_CONFIG = ROOT / "tools" / "playground" / ".m365agentsplayground.yml"
@@ -79,21 +81,24 @@ def playground_config(current_user_id: str = REPORTER_ID) -> str:
     others = [p for p in SCHOOL.people if p.id != current_user_id][:5]  # the playground wants five other users
     users = "".join(_person_yaml(p, f"user-{n}", "  - ", "    ") for n, p in enumerate(others, start=1))
     channels = f'    - id: "{SCHOOL.channels.dsl}"\n      name: {DSL_CHANNEL_NAME}\n'
-    return (f"# Generated from config/demo.yaml by tests/test_playground_e2e.py (playground_config); a test keeps\n"
-            f"# them in step. The playground's mock tenant as the demo school, signed in as {me.name}.\n"
-            f'version: "0.1.1"\ntenantId: {SCHOOL.tenant_id}\n'
-            f"bot:\n  id: 00000000-0000-0000-0000-00000000000011\n  name: eSafety\n"
-            f"currentUser:\n{_person_yaml(me, 'user-0', '  ', '  ')}users:\n{users}"
-            f"personalChat:\n  id: personal-chat\ngroupChat:\n  id: group-chat-1\n  name: Group Chat\n"
-            f'team:\n  id: "{SCHOOL.team_id}"\n  name: {TEAM_NAME}\n'
-            f"  aadGroupId: 00000000-0000-0000-0000-000000000031\n  channels:\n{channels}")
+    return (
+        f"# Generated from config/demo.yaml by tests/test_playground_e2e.py (playground_config); a test keeps\n"
+        f"# them in step. The playground's mock tenant as the demo school, signed in as {me.name}.\n"
+        f'version: "0.1.1"\ntenantId: {SCHOOL.tenant_id}\n'
+        f"bot:\n  id: 00000000-0000-0000-0000-00000000000011\n  name: eSafety\n"
+        f"currentUser:\n{_person_yaml(me, 'user-0', '  ', '  ')}users:\n{users}"
+        f"personalChat:\n  id: personal-chat\ngroupChat:\n  id: group-chat-1\n  name: Group Chat\n"
+        f'team:\n  id: "{SCHOOL.team_id}"\n  name: {TEAM_NAME}\n'
+        f"  aadGroupId: 00000000-0000-0000-0000-000000000031\n  channels:\n{channels}"
+    )
 
 
 def test_make_run_uses_a_playground_shaped_like_the_demo_school() -> None:
     """`make run` (scripts/playground.sh) loads tools/playground/.m365agentsplayground.yml: it must match demo.yaml."""
     assert DEMO_CONFIG.read_text(encoding="utf-8") == playground_config(DEMO_USER_ID), (
         "tools/playground/.m365agentsplayground.yml is out of step with config/demo.yaml: regenerate it with "
-        "`.venv/bin/python -c 'from tests.test_playground_e2e import write_demo_config; write_demo_config()'`")
+        "`.venv/bin/python -c 'from tests.test_playground_e2e import write_demo_config; write_demo_config()'`"
+    )
     demo_user = next(p for p in SCHOOL.people if p.id == DEMO_USER_ID)
     assert Role.DSL in demo_user.roles
 
@@ -131,8 +136,9 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 async def _spawn(args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> asyncio.subprocess.Process:
     out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        return await asyncio.create_subprocess_exec(*args, cwd=str(cwd), env=env, stdout=out, stderr=out,
-                                                    start_new_session=True)
+        return await asyncio.create_subprocess_exec(
+            *args, cwd=str(cwd), env=env, stdout=out, stderr=out, start_new_session=True
+        )
     finally:
         os.close(out)
 
@@ -142,10 +148,18 @@ def bot_env(workdir: Path) -> dict[str, str]:
     key = workdir / "data.key"
     if not key.exists():
         key.write_text(new_key_text(), encoding="utf-8")
-    env = {**os.environ, "ESAFETY_DEV": "1", "HOST": "127.0.0.1",
-           "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'esafety.db'}", "ESAFETY_DATA_KEY": key.read_text(),
-           "ESAFETY_VAR_DIR": str(workdir / "var"), "ESAFETY_CONFIG": str(ROOT / "config" / "demo.yaml"),
-           "ESAFETY_WORKER_POLL_SECONDS": "0.5", "MicrosoftAppId": "", "MicrosoftAppPassword": ""}
+    env = {
+        **os.environ,
+        "ESAFETY_DEV": "1",
+        "HOST": "127.0.0.1",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'esafety.db'}",
+        "ESAFETY_DATA_KEY": key.read_text(),
+        "ESAFETY_VAR_DIR": str(workdir / "var"),
+        "ESAFETY_CONFIG": str(ROOT / "config" / "demo.yaml"),
+        "ESAFETY_WORKER_POLL_SECONDS": "0.5",
+        "MicrosoftAppId": "",
+        "MicrosoftAppPassword": "",
+    }
     env.pop("ESAFETY_FAKE_NOW", None)
     return env
 
@@ -160,8 +174,7 @@ async def running_bot(workdir: Path, *, worker: bool, name: str) -> AsyncIterato
     assert await migrate.wait() == 0, _tail(log)
     process = await _spawn([PYTHON, "app.py", "serve"], env, log)
     try:
-        await _wait_until(f"http://127.0.0.1:{port}/readyz", lambda status, _: status == 200, process, "the bot",
-                          log)
+        await _wait_until(f"http://127.0.0.1:{port}/readyz", lambda status, _: status == 200, process, "the bot", log)
         yield f"http://127.0.0.1:{port}/api/messages"
     finally:
         await _stop(process)
@@ -173,13 +186,20 @@ async def running_playground(bot_url: str, workdir: Path) -> AsyncIterator[str]:
     port = _free_port()
     config = workdir / "playground.yml"
     config.write_text(playground_config(REPORTER_ID), encoding="utf-8")
-    env = {**os.environ, "BOT_URL": bot_url, "PLAYGROUND_PORT": str(port), "PLAYGROUND_CONFIG": str(config),
-           "PLAYGROUND_LOG": str(workdir / "playground.log"), "TEAMSAPPTESTER_BROWSER": "none"}
+    env = {
+        **os.environ,
+        "BOT_URL": bot_url,
+        "PLAYGROUND_PORT": str(port),
+        "PLAYGROUND_CONFIG": str(config),
+        "PLAYGROUND_LOG": str(workdir / "playground.log"),
+        "TEAMSAPPTESTER_BROWSER": "none",
+    }
     log = workdir / "playground.out"
     process = await _spawn(["bash", str(ROOT / "scripts" / "playground.sh")], env, log)
     try:
-        await _wait_until(f"http://127.0.0.1:{port}/_debug/ping", lambda _, text: text == "pong", process,
-                          "the playground", log)
+        await _wait_until(
+            f"http://127.0.0.1:{port}/_debug/ping", lambda _, text: text == "pong", process, "the playground", log
+        )
         yield f"http://localhost:{port}"
     finally:
         await _stop(process)
@@ -193,9 +213,20 @@ async def drive(url: str, *steps: str, on_line: Callable[[str], Awaitable[None]]
     """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     process = await asyncio.create_subprocess_exec(
-        "node", str(PLAYGROUND / "drive.mjs"), "--url", url, "--screenshots", str(SCREENSHOTS),
-        "--timeout", "30000", *steps, cwd=str(PLAYGROUND), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, env={**os.environ, "CHROMIUM_PATH": CHROMIUM})
+        "node",
+        str(PLAYGROUND / "drive.mjs"),
+        "--url",
+        url,
+        "--screenshots",
+        str(SCREENSHOTS),
+        "--timeout",
+        "30000",
+        *steps,
+        cwd=str(PLAYGROUND),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "CHROMIUM_PATH": CHROMIUM},
+    )
 
     async def read() -> str:
         lines = []
@@ -220,7 +251,7 @@ async def drive(url: str, *steps: str, on_line: Callable[[str], Awaitable[None]]
 
 @pytest.mark.slow
 async def test_a_teacher_reports_a_concern_and_the_dsl_channel_gets_the_card(tmp_path: Path) -> None:
-    """From `report` to the reference number in the personal chat, then the DSL card in the safeguarding channel.
+    """From `report` to the reference number in four turns (two cards and Submit), then the DSL card in the channel.
 
     The playground shows a proactive post only in the conversation the page has open when it arrives, and a page
     shows one conversation at a time. So the bot that talks to Leah runs without its work runner (the channel card
@@ -232,34 +263,79 @@ async def test_a_teacher_reports_a_concern_and_the_dsl_channel_gets_the_card(tmp
     async with contextlib.AsyncExitStack() as stack:
         bot_url = await stack.enter_async_context(running_bot(tmp_path, worker=False, name="front"))
         url = await stack.enter_async_context(running_playground(bot_url, tmp_path))
-        await drive(
+        reported = await drive(
             url,
             # Opening the channel adds the bot there (the playground sends the install); the bot saves the channel
             # and posts its welcome, which is already on the page when drive.mjs starts watching, so no --expect.
-            "--conversation", channel,
-            "--conversation", "Personal Chat",
-            "--send", "report", "--expect", "Who is the concern about?",
-            "--send", "A pupil", "--expect", "What kind of concern is it?",
-            "--send", "Conduct", "--expect", "Which of these is closest?",
-            "--send", "1", "--expect", "immediate danger",
-            "--send", "No", "--expect", "Where did it happen?",
-            "--send", "Online", "--expect", "When did it happen?",
-            "--send", "Yesterday evening", "--expect", "Who is involved?",
-            "--send", "JS, Year 6", "--expect", "What happened?",
-            "--send", "Unkind messages in the class group chat", "--expect", "What evidence is there",
-            "--send", "Screenshots on the class teacher's laptop", "--expect", "What have you done so far?",
-            "--send", "nothing yet", "--expect", "Shall I submit it?",
-            "--screenshot", "report-summary",
-            "--send", "submit", "--expect", "Your report is ES-2026-0001",
-            "--screenshot", "report-confirmation",
+            "--conversation",
+            channel,
+            "--conversation",
+            "Personal Chat",
+            "--send",
+            "report",
+            "--expect",
+            "Who is the concern about?",
+            "--fill",
+            "subject_kind=pupil",
+            "--fill",
+            "immediate_danger=no",
+            "--fill",
+            "category=cyberbullying",
+            "--screenshot",
+            "report-card-1",
+            "--click",
+            "Next",
+            "--expect",
+            "Report a concern: the details",
+            "--fill",
+            "location=online",
+            "--fill",
+            "occurred=Yesterday evening",
+            "--fill",
+            "subjects=JS, Year 6",
+            "--fill",
+            "narrative=Unkind messages in the class group chat",
+            "--fill",
+            "evidence=Screenshots on the class teacher's laptop",
+            "--fill",
+            "actions_taken=nothing yet",
+            "--screenshot",
+            "report-card-2",
+            "--click",
+            "Next",
+            "--expect",
+            "Please check your report",
+            "--screenshot",
+            "report-summary",
+            "--click",
+            "Submit report",
+            "--expect",
+            "Your report is ES-2026-0001",
+            "--screenshot",
+            "report-confirmation",
         )
+        # A turn is each message or card submit the reporter sends: `report`, card 1, card 2, Submit.
+        turns = [
+            line
+            for line in reported.splitlines()
+            if line.startswith("[drive] sent ") or (line.startswith("[drive] clicked ") and "-> submit" in line)
+        ]
+        assert len(turns) <= 4, turns
+        assert len(turns) == 4 and all(" 200" in t for t in turns if "clicked" in t), turns
 
         async def start_the_worker(line: str) -> None:
             if line == f'[drive] conversation "{channel}"':
                 await stack.enter_async_context(running_bot(tmp_path, worker=True, name="worker"))
 
-        shown = await drive(url, "--conversation", channel,
-                            "--expect", "New online-safety concern ES-2026-0001",
-                            "--screenshot", "dsl-channel-card", on_line=start_the_worker)
+        shown = await drive(
+            url,
+            "--conversation",
+            channel,
+            "--expect",
+            "New online-safety concern ES-2026-0001",
+            "--screenshot",
+            "dsl-channel-card",
+            on_line=start_the_worker,
+        )
     assert 'saw "New online-safety concern ES-2026-0001"' in shown
     assert (SCREENSHOTS / "dsl-channel-card.png").stat().st_size > 5000

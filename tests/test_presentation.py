@@ -24,11 +24,21 @@ NOW = dt.datetime(2026, 11, 23, 10, 30, tzinfo=dt.UTC)
 LONG_GROUP = "Online behaviour between pupils outside school hours"
 
 
-def figures(*, by_group: list[tuple[str, int]], by_status: list[tuple[str, int]],
-            trend: list[tuple[str, int]]) -> Figures:
-    return Figures("Weekly online-safety digest", "Oakfield Primary School", "16 to 22 November 2026",
-                   NOW - dt.timedelta(days=7), NOW, by_group=by_group, by_severity=[("Low", 0)], by_status=by_status,
-                   trend=trend, threshold=5)
+def figures(
+    *, by_group: list[tuple[str, int]], by_status: list[tuple[str, int]], trend: list[tuple[str, int]]
+) -> Figures:
+    return Figures(
+        "Weekly online-safety digest",
+        "Oakfield Primary School",
+        "16 to 22 November 2026",
+        NOW - dt.timedelta(days=7),
+        NOW,
+        by_group=by_group,
+        by_severity=[("Low", 0)],
+        by_status=by_status,
+        trend=trend,
+        threshold=5,
+    )
 
 
 def charts(card: dict[str, Any]) -> list[dict[str, Any]]:
@@ -40,8 +50,13 @@ def texts(card: dict[str, Any]) -> list[str]:
 
 
 def test_category_bars_keep_full_labels_and_have_no_axis_to_tick_in_halves() -> None:
-    card = build_digest_card(figures(by_group=[(LONG_GROUP, 6), ("Content", 0), ("Contact", 2), ("Commerce", 3)],
-                                     by_status=[("New", 11)], trend=[("9 Nov", 0), ("16 Nov", 11)]))
+    card = build_digest_card(
+        figures(
+            by_group=[(LONG_GROUP, 6), ("Content", 0), ("Contact", 2), ("Commerce", 3)],
+            by_status=[("New", 11)],
+            trend=[("9 Nov", 0), ("16 Nov", 11)],
+        )
+    )
     [bars] = [c for c in charts(card) if c["title"] == "By category group"]
     assert bars["type"] == "Chart.HorizontalBar" and bars["displayMode"] == "AbsoluteNoAxis"
     assert bars["data"][0] == {"x": LONG_GROUP, "y": 6}  # the whole label, as a whole number
@@ -63,8 +78,9 @@ def test_one_status_is_a_sentence_not_a_one_slice_ring() -> None:
 
 
 def test_a_ring_that_would_show_one_slice_beside_hidden_ones_becomes_the_table() -> None:
-    card = build_digest_card(figures(by_group=[("Conduct", 14)], by_status=[("New", 10), ("Acknowledged", 3),
-                                                                            ("Closed", 2)], trend=[]))
+    card = build_digest_card(
+        figures(by_group=[("Conduct", 14)], by_status=[("New", 10), ("Acknowledged", 3), ("Closed", 2)], trend=[])
+    )
     assert "Chart.Donut" not in json.dumps(card)
     table = {f["title"]: f["value"] for e in elements(card) if e["type"] == "FactSet" for f in e["facts"]}
     assert table["New"] == "10" and table["Acknowledged"] == "fewer than 5" and table["Closed"] == "fewer than 5"
@@ -83,8 +99,11 @@ def test_the_trend_axis_steps_in_whole_numbers() -> None:
 
 
 def test_every_chart_is_named_above_it_because_teams_does_not_draw_chart_titles() -> None:
-    card = build_digest_card(figures(by_group=[("Conduct", 7), ("Content", 6)], by_status=[("New", 7), ("Closed", 6)],
-                                     trend=[("16 Nov", 13)]))
+    card = build_digest_card(
+        figures(
+            by_group=[("Conduct", 7), ("Content", 6)], by_status=[("New", 7), ("Closed", 6)], trend=[("16 Nov", 13)]
+        )
+    )
     body = card["body"]
     for kind in ("Chart.HorizontalBar", "Chart.Donut", "Chart.Line"):
         at = next(i for i, b in enumerate(body) if b["type"] == kind)
@@ -124,7 +143,7 @@ async def who_is_involved_prompt(harness: Harness) -> str:
 async def test_a_primary_school_is_asked_for_a_primary_year_group(harness: Harness) -> None:
     assert harness.school.phase == Phase.PRIMARY  # the demo school
     prompt = await who_is_involved_prompt(harness)
-    assert "Who is involved?" in prompt and "\"JS, Year 5\"" in prompt and "Year 8" not in prompt
+    assert "Who is involved?" in prompt and '"JS, Year 5"' in prompt and "Year 8" not in prompt
 
 
 def secondary_config(tmp_path: Path) -> Path:
@@ -137,14 +156,15 @@ def secondary_config(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def secondary(database_url: str, clock: SettableClock, tmp_path: Path) -> AsyncIterator[Harness]:
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                             config_path=secondary_config(tmp_path)) as running:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", config_path=secondary_config(tmp_path)
+    ) as running:
         yield running
 
 
 async def test_a_secondary_school_is_asked_for_a_secondary_year_group(secondary: Harness) -> None:
     prompt = await who_is_involved_prompt(secondary)
-    assert "\"JS, Year 9\"" in prompt and "Year 5" not in prompt
+    assert '"JS, Year 9"' in prompt and "Year 5" not in prompt
     user = secondary.user("Leah Brooks")
     await user.says("cancel")
     for step in ("filter", {"answer": "unblock"}, "https://www.bbc.co.uk/bitesize", {"answer": "year_groups"}):

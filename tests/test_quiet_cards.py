@@ -19,8 +19,9 @@ AUP = "aup.acknowledge"
 @pytest.fixture
 async def harness(database_url: str, clock: SettableClock, tmp_path: Path) -> AsyncIterator[Harness]:
     """The background worker is off: only run_due_work() sends, so what has been sent is known at each step."""
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                             worker_enabled=False) as running:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", worker_enabled=False
+    ) as running:
         yield running
 
 
@@ -56,8 +57,11 @@ async def test_the_aup_card_waits_until_the_report_is_finished_and_the_chat_has_
     harness.clock.advance(minutes=2)  # now quiet for the setting (and the minute activity is recorded to)
     await harness.run_due_work()
     assert len(_aup_cards(harness, leah)) == 1
-    sends = [w for w in await harness.parts.claims.list("send")
-             if AUP in json.dumps(w.payload) and w.payload["target"].get("id") == leah.aad_id]
+    sends = [
+        w
+        for w in await harness.parts.claims.list("send")
+        if AUP in json.dumps(w.payload) and w.payload["target"].get("id") == leah.aad_id
+    ]
     assert [(w.status, w.attempts) for w in sends] == [("done", 1)]  # waiting used up none of its tries
 
 

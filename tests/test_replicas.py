@@ -47,13 +47,28 @@ async def _save_references(url: str, connector_url: str) -> None:
         refs = ConversationRefs(session_factory(engine), SettableClock(dt.datetime(2026, 11, 1, tzinfo=dt.UTC)))
         base = {"bot": {"id": BOT_ID, "name": "eSafety"}, "channelId": "msteams", "serviceUrl": connector_url}
         for person in SCHOOL.people:
-            await refs.save(SCHOOL.id, "person", person.id, {
-                **base, "user": {"id": f"29:{person.id}", "aadObjectId": person.id},
-                "conversation": {"id": f"a:personal-{person.id}", "conversationType": "personal",
-                                 "tenantId": SCHOOL.tenant_id}}, name=person.name)
-        await refs.save(SCHOOL.id, "channel", SLT_CHANNEL, {
-            **base, "conversation": {"id": SLT_CHANNEL, "conversationType": "channel", "tenantId": SCHOOL.tenant_id}},
-            team_id=SCHOOL.team_id)
+            await refs.save(
+                SCHOOL.id,
+                "person",
+                person.id,
+                {
+                    **base,
+                    "user": {"id": f"29:{person.id}", "aadObjectId": person.id},
+                    "conversation": {
+                        "id": f"a:personal-{person.id}",
+                        "conversationType": "personal",
+                        "tenantId": SCHOOL.tenant_id,
+                    },
+                },
+                name=person.name,
+            )
+        await refs.save(
+            SCHOOL.id,
+            "channel",
+            SLT_CHANNEL,
+            {**base, "conversation": {"id": SLT_CHANNEL, "conversationType": "channel", "tenantId": SCHOOL.tenant_id}},
+            team_id=SCHOOL.team_id,
+        )
     finally:
         await engine.dispose()
 
@@ -61,13 +76,25 @@ async def _save_references(url: str, connector_url: str) -> None:
 @contextlib.asynccontextmanager
 async def replica(name: str, url: str, now: dt.datetime, var_dir: Path) -> AsyncIterator[asyncio.subprocess.Process]:
     """Run `python app.py` until the block ends, then stop it as a deploy would (SIGTERM)."""
-    env = {**os.environ, "ESAFETY_DEV": "1", "DATABASE_URL": url, "PORT": str(_free_port()), "HOST": "127.0.0.1",
-           "ESAFETY_REPLICA": name, "ESAFETY_FAKE_NOW": now.isoformat(), "ESAFETY_WORKER_POLL_SECONDS": "0.2",
-           "ESAFETY_DATA_KEY": TEST_DATA_KEY, "ESAFETY_VAR_DIR": str(var_dir), "ESAFETY_CONFIG": str(DEMO_CONFIG),
-           "ESAFETY_LOG_LEVEL": "ERROR", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "ESAFETY_DEV": "1",
+        "DATABASE_URL": url,
+        "PORT": str(_free_port()),
+        "HOST": "127.0.0.1",
+        "ESAFETY_REPLICA": name,
+        "ESAFETY_FAKE_NOW": now.isoformat(),
+        "ESAFETY_WORKER_POLL_SECONDS": "0.2",
+        "ESAFETY_DATA_KEY": TEST_DATA_KEY,
+        "ESAFETY_VAR_DIR": str(var_dir),
+        "ESAFETY_CONFIG": str(DEMO_CONFIG),
+        "ESAFETY_LOG_LEVEL": "ERROR",
+        "PYTHONUNBUFFERED": "1",
+    }
     log = os.open(var_dir / f"replica-{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    process = await asyncio.create_subprocess_exec(sys.executable, "app.py", cwd=ROOT, env=env,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=log)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "app.py", cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=log
+    )
     try:
         line = await asyncio.wait_for(process.stdout.readline(), 60)
         assert b"listening" in line, f"replica {name} did not start: {line!r}"
@@ -85,12 +112,19 @@ def reminders(sent: list[Sent], name: str, words: str) -> int:
 
 
 def digests(sent: list[Sent]) -> int:
-    return sum(1 for s in sent if s.conversation_id == SLT_CHANNEL and s.card and s.card.get("body")
-               and s.card["body"][0].get("text") == "Weekly online-safety digest")
+    return sum(
+        1
+        for s in sent
+        if s.conversation_id == SLT_CHANNEL
+        and s.card
+        and s.card.get("body")
+        and s.card["body"][0].get("text") == "Weekly online-safety digest"
+    )
 
 
 async def test_two_replicas_send_each_reminder_once_and_one_alone_catches_up(
-        pg: pgserver.PgServer, tmp_path: Path) -> None:
+    pg: pgserver.PgServer, tmp_path: Path
+) -> None:
     database = f"t_replicas_{os.getpid()}"
     pg.psql(f'CREATE DATABASE "{database}"')
     connector = RecordingConnector()
@@ -103,9 +137,14 @@ async def test_two_replicas_send_each_reminder_once_and_one_alone_catches_up(
             pass
         # Down until Monday 14 December: the 7-day reminder (Friday 11th) and two Monday digests fell due meanwhile.
         async with replica("a", url, dt.datetime(2026, 12, 14, 11, tzinfo=dt.UTC), tmp_path):
-            await connector.wait_for(lambda sent: reminders(sent, "Ruth Evans", "Incident log review") == 1
-                                     and reminders(sent, "Ben Carter", "Incident log review") == 1
-                                     and digests(sent) == 1, within=60)
+            await connector.wait_for(
+                lambda sent: (
+                    reminders(sent, "Ruth Evans", "Incident log review") == 1
+                    and reminders(sent, "Ben Carter", "Incident log review") == 1
+                    and digests(sent) == 1
+                ),
+                within=60,
+            )
         assert reminders(connector.sent, "Ruth Evans", "due in 4 days") == 1
         assert reminders(connector.sent, "Ben Carter", "due in 4 days") == 1
         assert digests(connector.sent) == 1  # one catch-up digest, not one per missed Monday
@@ -114,13 +153,21 @@ async def test_two_replicas_send_each_reminder_once_and_one_alone_catches_up(
         # incident-log review's overdue notice and a digest are all due at once.
         when = dt.datetime(2027, 8, 2, 9, tzinfo=dt.UTC)
         async with replica("a", url, when, tmp_path), replica("b", url, when, tmp_path):
-            await connector.wait_for(lambda sent: reminders(sent, "Sam Patel", "due in 30 days") >= 3
-                                     and reminders(sent, "Grace Okafor", "Overdue: Incident log review") >= 1
-                                     and digests(sent) >= 2, within=60)
+            await connector.wait_for(
+                lambda sent: (
+                    reminders(sent, "Sam Patel", "due in 30 days") >= 3
+                    and reminders(sent, "Grace Okafor", "Overdue: Incident log review") >= 1
+                    and digests(sent) >= 2
+                ),
+                within=60,
+            )
         # Both processes have stopped: nothing more can arrive. Exactly once each.
         assert reminders(connector.sent, "Sam Patel", "due in 30 days") == 3
-        for label in ("Online-safety policy review", "Filtering and monitoring review",
-                      "Acceptable Use Policy renewal"):
+        for label in (
+            "Online-safety policy review",
+            "Filtering and monitoring review",
+            "Acceptable Use Policy renewal",
+        ):
             assert reminders(connector.sent, "Sam Patel", f"Reminder: {label} is due in 30 days") == 1
         assert reminders(connector.sent, "Grace Okafor", "Overdue: Incident log review") == 1
         assert digests(connector.sent) == 2
@@ -128,9 +175,14 @@ async def test_two_replicas_send_each_reminder_once_and_one_alone_catches_up(
         engine = create_engine(url)
         try:
             async with engine.connect() as connection:
-                runs = (await connection.execute(text(
-                    "SELECT kind, status, attempts FROM work_items WHERE kind IN "
-                    "('review.remind', 'review.overdue', 'digest.weekly') AND status <> 'pending'"))).all()
+                runs = (
+                    await connection.execute(
+                        text(
+                            "SELECT kind, status, attempts FROM work_items WHERE kind IN "
+                            "('review.remind', 'review.overdue', 'digest.weekly') AND status <> 'pending'"
+                        )
+                    )
+                ).all()
         finally:
             await engine.dispose()
         assert runs and all(status == "done" and attempts == 1 for _, status, attempts in runs), runs

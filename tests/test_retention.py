@@ -40,12 +40,14 @@ def features() -> list[Any]:
 @pytest.fixture
 async def harness(database_url: str, clock: SettableClock, tmp_path: Path) -> AsyncIterator[Harness]:
     # Due work runs only when the test says so: each sweep happens exactly where the test puts it.
-    async with start_filter_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                                    features=features()) as running:
+    async with start_filter_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=features()
+    ) as running:
         yield running
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
+
 
 async def settle(harness: Harness) -> None:
     while await harness.run_due_work():
@@ -80,8 +82,9 @@ async def close(user: TeamsUser, reference: str, outcome: str = "no_further_acti
     card = await _case_card(user, reference)
     button = _press(card, "Close case")
     typed = {input_id: "Handled in school after advice" for input_id in _close_form_inputs(card)}
-    reply = await user.executes(button["verb"], {**button["data"], **typed, "outcome": outcome,
-                                                 "close_note": "Nothing more to do"})
+    reply = await user.executes(
+        button["verb"], {**button["data"], **typed, "outcome": outcome, "close_note": "Nothing more to do"}
+    )
     assert "Closed by" in json.dumps(reply.invoke_card), [b.get("text") for b in reply.invoke_card["body"][:3]]
     return reply.invoke_card
 
@@ -92,8 +95,11 @@ async def rows(harness: Harness, sql: str, **params: Any) -> list[Any]:
 
 
 async def case_fields(harness: Harness, reference: str) -> tuple[Any, ...]:
-    found = await rows(harness, "SELECT narrative, subjects, reporter_name, category, closed_at, outcome FROM "
-                                "incidents WHERE reference = :r", r=reference)
+    found = await rows(
+        harness,
+        "SELECT narrative, subjects, reporter_name, category, closed_at, outcome FROM incidents WHERE reference = :r",
+        r=reference,
+    )
     return tuple(found[0])
 
 
@@ -102,8 +108,9 @@ async def children_left(harness: Harness) -> int:
 
 
 async def swept_audit(harness: Harness) -> list[tuple[str, dict[str, int]]]:
-    found = await rows(harness, "SELECT record_id, detail FROM audit_events WHERE action = 'retention.swept' "
-                                "ORDER BY seq")
+    found = await rows(
+        harness, "SELECT record_id, detail FROM audit_events WHERE action = 'retention.swept' ORDER BY seq"
+    )
     return [(r[0], r[1] if isinstance(r[1], dict) else json.loads(r[1])) for r in found]
 
 
@@ -118,22 +125,26 @@ def seen(card: dict[str, Any]) -> str:
 
 # --- the schedule, end to end ---------------------------------------------------------------------------------------
 
+
 async def test_the_sweep_deletes_and_keeps_exactly_what_the_schedule_says(harness: Harness) -> None:
-    leah, priya, sam, tom, chris = (harness.user(n) for n in ("Leah Brooks", "Priya Shah", "Sam Patel", "Tom Reed",
-                                                              "Chris Doyle"))
+    leah, priya, sam, tom, chris = (
+        harness.user(n) for n in ("Leah Brooks", "Priya Shah", "Sam Patel", "Tom Reed", "Chris Doyle")
+    )
     # Jamie Smith is born 22 Jan 2015 (25 on 22 Jan 2040); Olivia Jones-Baker 30 Jul 2021 (25 on 30 Jul 2046).
     jamie_case = await submit_report(leah, who="Jamie, Year 6", what="Jamie was sent cruel messages")
     olivia_case = await submit_report(leah, who="Olivia, Reception", what="Olivia saw a frightening video")
     no_child_case = await submit_report(leah, who="A pupil in Year 3", what="Unkind comments in a game")
     held_case = await submit_report(leah, who="Jamie again", what="Jamie was asked for a photo")
-    technical_case = await submit_report(leah, subject="Not sure", group="technical", category="filter_failure",
-                                         what="A game site loaded in Year 4")
+    technical_case = await submit_report(
+        leah, subject="Not sure", group="technical", category="filter_failure", what="A game site loaded in Year 4"
+    )
     open_case = await submit_report(leah, who="Noah, Year 5", what="Noah shared his password")
     # It turns out to be about a member of staff: the DSL moves it, and the Headteacher closes the allegation.
     allegation = await submit_report(leah, who="A teaching assistant", what="Messaged a pupil privately")
     move = _press(await _case_card(priya, allegation), "Move case")
-    moved = await priya.executes(move["verb"], {**move["data"], "subject_kind": "staff",
-                                                "move_reason": "It is about an adult in school"})
+    moved = await priya.executes(
+        move["verb"], {**move["data"], "subject_kind": "staff", "move_reason": "It is about an adult in school"}
+    )
     assert moved.status == 200
     await close(harness.user("Grace Okafor"), allegation, "unsubstantiated")
     await link(priya, jamie_case, "Jamie Smith")
@@ -255,8 +266,9 @@ async def test_the_sweep_deletes_and_keeps_exactly_what_the_schedule_says(harnes
     audited = await swept_audit(harness)
     await sweep_at(harness, dt.datetime(2051, 12, 2, 3, 0, tzinfo=UTC))
     assert await swept_audit(harness) == audited
-    marks = await rows(harness, "SELECT count(*), count(DISTINCT record_key) FROM retention_marks "
-                                "WHERE record_type = 'case'")
+    marks = await rows(
+        harness, "SELECT count(*), count(DISTINCT record_key) FROM retention_marks WHERE record_type = 'case'"
+    )
     assert tuple(marks[0]) == (6, 6)
     assert (await case_fields(harness, open_case))[0] is not None
     assert "Noah shared his password" in seen(await _case_card(priya, open_case))
@@ -270,7 +282,7 @@ async def test_the_sweep_deletes_and_keeps_exactly_what_the_schedule_says(harnes
     assert totals["aup_acknowledgement"] == 1 and totals["filter_log"] >= 1 and totals["outbox"] >= 1
     assert not any(word in json.dumps(audited) for word in ("Jamie", "Olivia", "Leah", jamie_case, "ES-"))
     # The audit trail itself is kept whole and still verifies.
-    check = await harness.parts.extras["audit_watch"].check_school(harness.school.id)
+    check = await harness.parts.features.audit_watch.check_school(harness.school.id)
     assert check.broken is None
 
 
@@ -299,8 +311,14 @@ async def test_the_dpo_holds_a_case_without_reading_it_and_reads_the_schedule(ha
     assert "Release the hold" in seen(card)
 
     schedule = (await dana.says("retention")).cards[0]
-    for words in ("Retention schedule", "Anonymised on the linked child's 25th birthday", "Audit trail",
-                  "Deleted 24 hours after the last message", "No sweep has run yet.", "Next sweep:"):
+    for words in (
+        "Retention schedule",
+        "Anonymised on the linked child's 25th birthday",
+        "Audit trail",
+        "Deleted 24 hours after the last message",
+        "No sweep has run yet.",
+        "Next sweep:",
+    ):
         assert words in seen(schedule), words
     assert "Retention schedule" not in (await leah.says("retention")).everything
     released = await dana.says(f"hold release {reference} The request was answered")
@@ -319,9 +337,19 @@ async def test_two_sweeps_at_once_change_each_record_once(harness: Harness) -> N
         await close(priya, reference)
     await settle(harness)
     harness.clock.set(dt.datetime(2052, 1, 10, 3, 0, tzinfo=UTC))
-    service = harness.parts.extras["retention"]
-    items = [WorkItem(id=900 + n, school_id=harness.school.id, kind=SWEEP_KIND, payload={}, run_at=harness.clock.now(),
-                      attempts=1, dedupe_key=None) for n in range(2)]
+    service = harness.parts.features.retention
+    items = [
+        WorkItem(
+            id=900 + n,
+            school_id=harness.school.id,
+            kind=SWEEP_KIND,
+            payload={},
+            run_at=harness.clock.now(),
+            attempts=1,
+            dedupe_key=None,
+        )
+        for n in range(2)
+    ]
     await asyncio.gather(*(service.sweep(item) for item in items))
 
     audited = [d for t, d in await swept_audit(harness) if t == "safeguarding_case"]
@@ -333,13 +361,20 @@ async def test_two_sweeps_at_once_change_each_record_once(harness: Harness) -> N
 
 
 async def test_a_backlog_is_swept_in_batches_that_continue_by_themselves(
-        database_url: str, clock: SettableClock, tmp_path: Path) -> None:
+    database_url: str, clock: SettableClock, tmp_path: Path
+) -> None:
     policy = tmp_path / "policy.yaml"
     defaults = (ROOT / "config" / "policy_defaults.yaml").read_text()
     assert "  batch_size: 200" in defaults
     policy.write_text(defaults.replace("  batch_size: 200", "  batch_size: 2"))
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=features(),
-                             worker_enabled=False, policy_path=policy) as harness:
+    async with start_harness(
+        database_url=database_url,
+        clock=clock,
+        var_dir=tmp_path / "var",
+        features=features(),
+        worker_enabled=False,
+        policy_path=policy,
+    ) as harness:
         leah, priya = harness.user("Leah Brooks"), harness.user("Priya Shah")
         references = [await submit_report(leah, who=f"Pupil {n}", what=f"Worry number {n}") for n in range(5)]
         for reference in references:
@@ -403,6 +438,7 @@ def test_record_types_and_periods() -> None:
 
 # --- the cards --------------------------------------------------------------------------------------------------
 
+
 def _sample_cards() -> dict[str, dict[str, Any]]:
     from zoneinfo import ZoneInfo
 
@@ -415,17 +451,43 @@ def _sample_cards() -> dict[str, dict[str, Any]]:
 
     zone, now = ZoneInfo("Europe/London"), dt.datetime(2026, 11, 23, 10, 30, tzinfo=UTC)
     schedule = schedule_lines(load_policy(ROOT / "config" / "policy_defaults.yaml").retention)
-    held = CasePart(*build_hold_section(HoldView(token="c" * 32, timezone=zone, held_since=now, held_by="Priya Shah",
-                                                 reason="A claim has been made", can_act=True)))
+    held = CasePart(
+        *build_hold_section(
+            HoldView(
+                token="c" * 32,
+                timezone=zone,
+                held_since=now,
+                held_by="Priya Shah",
+                reason="A claim has been made",
+                can_act=True,
+            )
+        )
+    )
     return {
-        "retention": build_retention_card(RetentionView(
-            school="Oakfield Primary School", schedule=schedule, timezone=zone, last_run_at=now,
-            last_figures=[("Safeguarding case files", "2 anonymised, 1 kept because of a legal hold")],
-            next_run_at=now + dt.timedelta(hours=16), note=INBOUND_NOTE)),
-        "retention-empty": build_retention_card(RetentionView(school="Oakfield Primary School", schedule=schedule,
-                                                              timezone=zone)),
-        "case-held": build_case_card(CaseView(incident=_incident(), labels=Labels("Cyberbullying", "Conduct"),
-                                              now=now, timezone=zone, can_act=True, parts=[held])),
+        "retention": build_retention_card(
+            RetentionView(
+                school="Oakfield Primary School",
+                schedule=schedule,
+                timezone=zone,
+                last_run_at=now,
+                last_figures=[("Safeguarding case files", "2 anonymised, 1 kept because of a legal hold")],
+                next_run_at=now + dt.timedelta(hours=16),
+                note=INBOUND_NOTE,
+            )
+        ),
+        "retention-empty": build_retention_card(
+            RetentionView(school="Oakfield Primary School", schedule=schedule, timezone=zone)
+        ),
+        "case-held": build_case_card(
+            CaseView(
+                incident=_incident(),
+                labels=Labels("Cyberbullying", "Conduct"),
+                now=now,
+                timezone=zone,
+                can_act=True,
+                parts=[held],
+            )
+        ),
     }
 
 

@@ -68,8 +68,12 @@ async def review_id(harness: Harness, label: str, who: str = LEAD) -> int:
 
 async def test_reviews_lists_the_calendar_with_due_dates(harness: Harness) -> None:
     body = json.dumps(calendar(await harness.user(LEAD).says("reviews")))
-    for label in ("Online-safety policy review", "Filtering and monitoring review", "Acceptable Use Policy renewal",
-                  "Incident log review"):
+    for label in (
+        "Online-safety policy review",
+        "Filtering and monitoring review",
+        "Acceptable Use Policy renewal",
+        "Incident log review",
+    ):
         assert label in body
     assert "Due 18 December 2026, in 25 days" in body  # the end of the autumn term
     assert "Due 1 September 2027" in body
@@ -97,14 +101,14 @@ async def test_reminders_go_7_and_1_days_before_in_school_hours_then_overdue_wai
     # Overdue from 19 December, a Saturday in the Christmas holiday: the Headteacher hears on the first day of term.
     harness.clock.set(at(2026, 12, 21, 10))
     await harness.run_due_work()
-    assert reminders_to(harness, HEAD, "Overdue") == []
+    assert reminders_to(harness, HEAD, "Overdue: Incident log review") == []
     harness.clock.set(at(2027, 1, 5, 8, 0))
-    overdue = await received(harness, HEAD, "Overdue", 1)
+    overdue = await received(harness, HEAD, "Overdue: Incident log review", 1)
     assert "Incident log review" in overdue[0]
-    assert reminders_to(harness, "Ruth Evans", "Overdue") == []  # the escalation goes to the Headteacher only
+    assert reminders_to(harness, "Ruth Evans", "Overdue: Incident log review") == []  # to the Head only
     # And again a week later while it is still open.
     harness.clock.set(at(2027, 1, 12, 9))
-    await received(harness, HEAD, "Overdue", 2)
+    await received(harness, HEAD, "Overdue: Incident log review", 2)
 
 
 async def test_30_day_reminder_for_an_annual_review(harness: Harness) -> None:
@@ -112,13 +116,15 @@ async def test_30_day_reminder_for_an_annual_review(harness: Harness) -> None:
     harness.clock.set(at(2027, 8, 2, 9))  # 30 days before 1 September 2027 (a Monday, summer holiday)
     # 2 August is in the summer holiday, after the last listed term: weekdays count again, so it goes.
     sent = await received(harness, LEAD, "due in 30 days", 3)
-    labels = {label for label in ("Online-safety policy review", "Filtering and monitoring review",
-                                  "Acceptable Use Policy renewal") if any(label in s for s in sent)}
+    labels = {
+        label
+        for label in ("Online-safety policy review", "Filtering and monitoring review", "Acceptable Use Policy renewal")
+        if any(label in s for s in sent)
+    }
     assert len(sent) == 3 and len(labels) == 3
 
 
-async def test_a_reminder_that_fell_due_while_the_bot_was_down_is_sent_once_when_it_is_back(
-        harness: Harness) -> None:
+async def test_a_reminder_that_fell_due_while_the_bot_was_down_is_sent_once_when_it_is_back(harness: Harness) -> None:
     await open_chats(harness, *GOVERNORS)
     await harness.stop()
     harness.clock.set(at(2026, 12, 14, 11))  # the 7-day reminder was due on Friday 11th, while we were down
@@ -129,8 +135,7 @@ async def test_a_reminder_that_fell_due_while_the_bot_was_down_is_sent_once_when
     assert len(reminders_to(harness, "Ruth Evans", "Incident log review")) == 1
 
 
-async def test_completing_a_review_records_notes_sets_the_next_date_and_stops_its_reminders(
-        harness: Harness) -> None:
+async def test_completing_a_review_records_notes_sets_the_next_date_and_stops_its_reminders(harness: Harness) -> None:
     await open_chats(harness, *GOVERNORS, HEAD)
     ruth = harness.user("Ruth Evans")
     review = await review_id(harness, "Incident log review", who="Ruth Evans")
@@ -142,8 +147,9 @@ async def test_completing_a_review_records_notes_sets_the_next_date_and_stops_it
     empty = await ruth.executes("review.complete", {"review_id": review, "notes": "  "})
     assert "Please add a short note" in json.dumps(empty.invoke_card)
 
-    done = await ruth.executes("review.complete", {"review_id": review, "notes": "Figures seen; no patterns.",
-                                                   "next_due": "2027-04-18"})
+    done = await ruth.executes(
+        "review.complete", {"review_id": review, "notes": "Figures seen; no patterns.", "next_due": "2027-04-18"}
+    )
     assert "done" in json.dumps(done.invoke_card)
     assert "18 April 2027" in json.dumps(done.invoke_card)
 
@@ -158,14 +164,19 @@ async def test_completing_a_review_records_notes_sets_the_next_date_and_stops_it
     assert reminders_to(harness, "Ruth Evans", "Reminder: Incident log review") == []
     harness.clock.set(at(2027, 1, 6, 9))
     await harness.run_due_work()
-    assert reminders_to(harness, HEAD, "Overdue") == []
+    assert reminders_to(harness, HEAD, "Overdue: Incident log review") == []
 
 
 async def test_submit_fallback_completes_with_a_chosen_date(harness: Harness) -> None:
     review = await review_id(harness, "Filtering and monitoring review")
-    reply = await harness.user(LEAD).submits({"verb": "review.complete", "review_id": review,
-                                              "notes": "Tested with the safe checks; all blocked.",
-                                              "next_due": "2027-07-01"})
+    reply = await harness.user(LEAD).submits(
+        {
+            "verb": "review.complete",
+            "review_id": review,
+            "notes": "Tested with the safe checks; all blocked.",
+            "next_due": "2027-07-01",
+        }
+    )
     assert "1 July 2027" in json.dumps(reply.cards) + " ".join(reply.texts)
     listing = json.dumps(calendar(await harness.user(LEAD).says("reviews")))
     assert "Due 1 July 2027" in listing
@@ -177,8 +188,9 @@ async def test_people_outside_the_review_cannot_complete_it_and_bad_dates_are_re
     assert "not allowed" in (leah.invoke_message or "")
     ben = await harness.user("Ben Carter").executes("review.complete", {"review_id": review, "notes": "x"})
     assert "Only the online safety lead" in (ben.invoke_message or "")
-    past = await harness.user(LEAD).executes("review.complete", {"review_id": review, "notes": "Done.",
-                                                                 "next_due": "2020-01-01"})
+    past = await harness.user(LEAD).executes(
+        "review.complete", {"review_id": review, "notes": "Done.", "next_due": "2020-01-01"}
+    )
     assert "after today" in json.dumps(past.invoke_card)
     nonsense = await harness.user(LEAD).executes("review.complete", {"review_id": "abc", "notes": "Done."})
     assert nonsense.status == 200 and "missing which review" in (nonsense.invoke_message or "")

@@ -28,16 +28,23 @@ def _free_port() -> int:
 
 def _env(tmp_path: Path, **values: str) -> dict[str, str]:
     """A clean environment: nothing from the developer's shell leaks in."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "PYTHONUNBUFFERED": "1",
-           "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'startup.db'}", "ESAFETY_VAR_DIR": str(tmp_path / "var"),
-           "PORT": str(_free_port()), "ESAFETY_WORKER": "0"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'startup.db'}",
+        "ESAFETY_VAR_DIR": str(tmp_path / "var"),
+        "PORT": str(_free_port()),
+        "ESAFETY_WORKER": "0",
+    }
     env.update(values)
     return env
 
 
 async def _run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(PYTHON, "app.py", *args, cwd=ROOT, env=env,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        PYTHON, "app.py", *args, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     return process.returncode, stdout.decode(), stderr.decode()
 
@@ -64,15 +71,27 @@ async def test_an_app_id_that_is_only_spaces_counts_as_missing(tmp_path: Path) -
 
 
 async def test_single_tenant_needs_a_tenant_id(tmp_path: Path) -> None:
-    code, _, stderr = await _run(_env(tmp_path, MicrosoftAppId="6f1c2d3e-4a5b-4c6d-8e7f-901234567890",
-                                      MicrosoftAppPassword="x", ESAFETY_DATA_KEY=TEST_DATA_KEY))
+    code, _, stderr = await _run(
+        _env(
+            tmp_path,
+            MicrosoftAppId="6f1c2d3e-4a5b-4c6d-8e7f-901234567890",
+            MicrosoftAppPassword="x",
+            ESAFETY_DATA_KEY=TEST_DATA_KEY,
+        )
+    )
     assert code != 0
     assert "MicrosoftAppTenantId" in _one_line(stderr)
 
 
 async def test_refuses_to_start_without_a_data_key_outside_dev_mode(tmp_path: Path) -> None:
-    code, _, stderr = await _run(_env(tmp_path, MicrosoftAppId="6f1c2d3e-4a5b-4c6d-8e7f-901234567890",
-                                      MicrosoftAppPassword="x", MicrosoftAppTenantId="t"))
+    code, _, stderr = await _run(
+        _env(
+            tmp_path,
+            MicrosoftAppId="6f1c2d3e-4a5b-4c6d-8e7f-901234567890",
+            MicrosoftAppPassword="x",
+            MicrosoftAppTenantId="t",
+        )
+    )
     assert code != 0
     assert "ESAFETY_DATA_KEY" in _one_line(stderr)
 
@@ -92,8 +111,14 @@ async def test_an_invalid_setting_is_named(tmp_path: Path) -> None:
 
 
 async def test_an_unknown_app_type_is_named(tmp_path: Path) -> None:
-    code, _, stderr = await _run(_env(tmp_path, MicrosoftAppId="6f1c2d3e-4a5b-4c6d-8e7f-901234567890",
-                                      MicrosoftAppType="SomethingElse", ESAFETY_DATA_KEY=TEST_DATA_KEY))
+    code, _, stderr = await _run(
+        _env(
+            tmp_path,
+            MicrosoftAppId="6f1c2d3e-4a5b-4c6d-8e7f-901234567890",
+            MicrosoftAppType="SomethingElse",
+            ESAFETY_DATA_KEY=TEST_DATA_KEY,
+        )
+    )
     assert code != 0
     assert "MicrosoftAppType" in stderr
 
@@ -150,8 +175,9 @@ async def test_missing_config_file_is_named(tmp_path: Path) -> None:
 
 async def test_starts_in_dev_mode_answers_health_and_stops_cleanly(tmp_path: Path) -> None:
     env = _env(tmp_path, ESAFETY_DEV="1")
-    process = await asyncio.create_subprocess_exec(PYTHON, "app.py", cwd=ROOT, env=env,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        PYTHON, "app.py", cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     try:
         line = await asyncio.wait_for(process.stdout.readline(), 60)
         while line and b"listening" not in line:
@@ -199,8 +225,9 @@ def _slow_feature(gate: _Gate):  # noqa: ANN202
 
 @pytest.fixture
 async def slow_app(database_url: str, clock: SettableClock, tmp_path: Path, gate: _Gate) -> AsyncIterator:
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                             features=[_slow_feature(gate)]) as running:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[_slow_feature(gate)]
+    ) as running:
         yield running
 
 

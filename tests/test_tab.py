@@ -40,15 +40,18 @@ def idp(tmp_path: Path) -> Iterator[IdentityProvider]:
 
 def tab_settings(idp: IdentityProvider) -> dict[str, Any]:
     """The tab pointed at the loopback Entra; the audiences are what Teams puts in a token for this app."""
-    return dict(tab_openid_metadata=idp.tab_metadata_url, tab_ca_bundle=idp.cert_path,
-                tab_audience=f"{RESOURCE},{APP_ID}")
+    return dict(
+        tab_openid_metadata=idp.tab_metadata_url, tab_ca_bundle=idp.cert_path, tab_audience=f"{RESOURCE},{APP_ID}"
+    )
 
 
 @pytest.fixture
-async def desk(database_url: str, clock: SettableClock, tmp_path: Path,
-               idp: IdentityProvider) -> AsyncIterator[Harness]:
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                             **tab_settings(idp)) as running:
+async def desk(
+    database_url: str, clock: SettableClock, tmp_path: Path, idp: IdentityProvider
+) -> AsyncIterator[Harness]:
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", **tab_settings(idp)
+    ) as running:
         yield running
 
 
@@ -85,8 +88,10 @@ async def test_the_page_needs_no_token_but_holds_no_data_and_may_only_be_framed_
     assert "Safeguarding desk" in page and "/tab/static/desk.js" in page and "ES-" not in page
     policy = headers["Content-Security-Policy"]
     assert "default-src 'self'" in policy
-    assert "frame-ancestors 'self' https://teams.microsoft.com https://*.teams.microsoft.com https://*.office.com" \
+    assert (
+        "frame-ancestors 'self' https://teams.microsoft.com https://*.teams.microsoft.com https://*.office.com"
         in policy
+    )
     assert "X-Frame-Options" not in headers  # it would stop Teams framing the tab at all
     status, headers, script = await get(desk, "/tab/static/teams.js")
     assert status == 200 and b"getAuthToken" in script, "Teams JS must come from the app's own origin"
@@ -113,12 +118,15 @@ async def test_no_token_or_a_bad_one_gets_a_401_and_nothing_else(desk: Harness, 
         "signed by a key Entra does not publish": sso(desk, idp, "Priya Shah", key=unpublished),
         "HS256 forgery": sso(desk, idp, "Priya Shah", algorithm="HS256"),
         "an ID token (no scope)": sso(desk, idp, "Priya Shah", scope=""),
-        "a tenant that is not a school": sso(desk, idp, object_id=desk.person_id("Priya Shah"),
-                                             tenant_id=OTHER_TENANT),
+        "a tenant that is not a school": sso(desk, idp, object_id=desk.person_id("Priya Shah"), tenant_id=OTHER_TENANT),
         "a person the directory does not know": sso(desk, idp, object_id=STRANGER),
     }
-    paths = ["/tab/api/cases", f"/tab/api/cases/{token}", f"/tab/api/export/case/{token}?format=json",
-             "/tab/api/children?q=Jamie"]
+    paths = [
+        "/tab/api/cases",
+        f"/tab/api/cases/{token}",
+        f"/tab/api/export/case/{token}?format=json",
+        "/tab/api/children?q=Jamie",
+    ]
     for why, bad in refused.items():
         for path in paths:
             status, headers, body = await get(desk, path, bad)
@@ -139,15 +147,19 @@ async def get_raw(harness: Harness, path: str, authorization: str) -> tuple[int,
 async def test_staff_without_the_desk_role_get_403_and_an_empty_body(desk: Harness, idp: IdentityProvider) -> None:
     reference, token = await a_case_priya_owns(desk)
     leah = sso(desk, idp, "Leah Brooks")  # she reported it, but reporting gives no desk
-    for path in ("/tab/api/cases", f"/tab/api/cases/{token}", f"/tab/api/export/case/{token}?format=pdf",
-                 "/tab/api/children?q=Jamie", "/tab/api/cases?view=nonsense"):
+    for path in (
+        "/tab/api/cases",
+        f"/tab/api/cases/{token}",
+        f"/tab/api/export/case/{token}?format=pdf",
+        "/tab/api/children?q=Jamie",
+        "/tab/api/cases?view=nonsense",
+    ):
         status, headers, body = await get(desk, path, leah)
         assert (status, body) == (403, b""), path
         assert headers["Cache-Control"] == "no-store"
 
 
-async def test_a_dsl_lists_filters_and_opens_a_case_with_its_chronology(desk: Harness, idp: IdentityProvider
-                                                                        ) -> None:
+async def test_a_dsl_lists_filters_and_opens_a_case_with_its_chronology(desk: Harness, idp: IdentityProvider) -> None:
     reference, token = await a_case_priya_owns(desk, what="Threats in a group chat")
     other = await submit_report(desk.user("Leah Brooks"), what="A second worry")
     priya = sso(desk, idp, "Priya Shah")
@@ -175,8 +187,12 @@ async def test_a_dsl_lists_filters_and_opens_a_case_with_its_chronology(desk: Ha
 
     async with desk.parts.uow() as uow:
         entries = await uow.audit.entries("oakfield")
-    assert any(e.action == "incident.viewed" and e.actor_id == desk.person_id("Priya Shah")
-               and (e.detail or {}).get("path") == "tab" for e in entries), "reads from the tab are audited"
+    assert any(
+        e.action == "incident.viewed"
+        and e.actor_id == desk.person_id("Priya Shah")
+        and (e.detail or {}).get("path") == "tab"
+        for e in entries
+    ), "reads from the tab are audited"
 
 
 async def test_a_dsl_exports_a_case_as_a_pdf_and_json_download(desk: Harness, idp: IdentityProvider) -> None:
@@ -185,18 +201,27 @@ async def test_a_dsl_exports_a_case_as_a_pdf_and_json_download(desk: Harness, id
     status, headers, body = await get(desk, f"/tab/api/export/case/{token}?format=pdf", priya)
     assert status == 200 and body.startswith(b"%PDF")
     assert headers["Content-Type"] == "application/pdf"
-    assert headers["Content-Disposition"].startswith("attachment; filename=") and reference in \
-        headers["Content-Disposition"]
+    assert (
+        headers["Content-Disposition"].startswith("attachment; filename=")
+        and reference in headers["Content-Disposition"]
+    )
     assert headers["Cache-Control"] == "no-store"
     status, headers, body = await get(desk, f"/tab/api/export/case/{token}?format=json", priya)
     assert status == 200 and reference in body.decode()
 
 
-async def test_a_case_the_dsl_may_not_see_and_unknown_tokens_are_the_same_404(desk: Harness, idp: IdentityProvider
-                                                                              ) -> None:
+async def test_a_case_the_dsl_may_not_see_and_unknown_tokens_are_the_same_404(
+    desk: Harness, idp: IdentityProvider
+) -> None:
     await desk.user("Grace Okafor").says("help")
-    reference = await submit_report(desk.user("Leah Brooks"), subject="A member of staff", group="contact",
-                                    category="staff_personal_channels", who="Mr X", what="Shouted at a pupil")
+    reference = await submit_report(
+        desk.user("Leah Brooks"),
+        subject="A member of staff",
+        group="contact",
+        category="staff_personal_channels",
+        who="Mr X",
+        what="Shouted at a pupil",
+    )
     # An allegation about staff goes to the Headteacher only: the DSL's tab neither lists nor opens it.
     priya = sso(desk, idp, "Priya Shah")
     listed = json.loads((await get(desk, "/tab/api/cases", priya))[2])
@@ -212,13 +237,16 @@ async def test_a_case_the_dsl_may_not_see_and_unknown_tokens_are_the_same_404(de
 
 
 async def test_a_dsl_finds_a_child_and_reads_every_linked_concern_as_one_chronology(
-        desk: Harness, idp: IdentityProvider) -> None:
+    desk: Harness, idp: IdentityProvider
+) -> None:
     first, first_token = await a_case_priya_owns(desk, what="Threats in a group chat")
     second = await submit_report(desk.user("Leah Brooks"), what="Upset after a game chat")
     priya = desk.user("Priya Shah")
     second_token = card_titled(await priya.says(f"case {second}"), second)["refresh"]["action"]["data"]["token"]
-    await priya.executes("child.create", {"token": first_token, "name": "Jamie Smith", "year_group": "Year 8",
-                                          "date_of_birth": "2013-04-02"})
+    await priya.executes(
+        "child.create",
+        {"token": first_token, "name": "Jamie Smith", "year_group": "Year 8", "date_of_birth": "2013-04-02"},
+    )
     dsl = sso(desk, idp, "Priya Shah")
 
     status, _, body = await get(desk, "/tab/api/children?q=jamie", dsl)
@@ -243,16 +271,19 @@ async def test_a_dsl_finds_a_child_and_reads_every_linked_concern_as_one_chronol
     assert (await get(desk, f"/tab/api/children/{match['token']}", leah))[:3:2] == (403, b"")
 
 
-@pytest.mark.parametrize(("path", "says"), [
-    ("/tab/api/cases?view=everything", "There is no view called 'everything'"),
-    ("/tab/api/cases?page=0", "The page must be a whole number"),
-    ("/tab/api/cases?page=two", "The page must be a whole number"),
-    ("/tab/api/cases?page=99999999999999999999", "The page must be a whole number"),
-    ("/tab/api/cases?group=%00%FF", "There is no category group called"),
-    ("/tab/api/children?q=J", "Type at least 2 letters"),
-    ("/tab/api/children?q=" + "x" * 81, "too long for a name"),
-    ("/tab/api/export/case/abc?format=docx", "Choose PDF or JSON"),
-])
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        ("/tab/api/cases?view=everything", "There is no view called 'everything'"),
+        ("/tab/api/cases?page=0", "The page must be a whole number"),
+        ("/tab/api/cases?page=two", "The page must be a whole number"),
+        ("/tab/api/cases?page=99999999999999999999", "The page must be a whole number"),
+        ("/tab/api/cases?group=%00%FF", "There is no category group called"),
+        ("/tab/api/children?q=J", "Type at least 2 letters"),
+        ("/tab/api/children?q=" + "x" * 81, "too long for a name"),
+        ("/tab/api/export/case/abc?format=docx", "Choose PDF or JSON"),
+    ],
+)
 async def test_bad_query_values_get_a_kind_400(desk: Harness, idp: IdentityProvider, path: str, says: str) -> None:
     status, headers, body = await get(desk, path, sso(desk, idp, "Priya Shah"))
     assert status == 400, body
@@ -261,14 +292,20 @@ async def test_bad_query_values_get_a_kind_400(desk: Harness, idp: IdentityProvi
 
 async def test_odd_tokens_in_the_path_are_a_404_never_a_5xx(desk: Harness, idp: IdentityProvider) -> None:
     priya = sso(desk, idp, "Priya Shah")
-    for path in ("/tab/api/cases/%27%3B--", "/tab/api/cases/" + "a" * 500, "/tab/api/children/%E2%80%AE",
-                 "/tab/api/export/pupil/abc", "/tab/api/export/child/%00?format=pdf"):
+    for path in (
+        "/tab/api/cases/%27%3B--",
+        "/tab/api/cases/" + "a" * 500,
+        "/tab/api/children/%E2%80%AE",
+        "/tab/api/export/pupil/abc",
+        "/tab/api/export/child/%00?format=pdf",
+    ):
         status, _, body = await get(desk, path, priya)
         assert status == 404 and "error" in json.loads(body), path
 
 
-async def test_entra_metadata_is_cached_and_a_newly_published_key_is_picked_up(desk: Harness, idp: IdentityProvider
-                                                                              ) -> None:
+async def test_entra_metadata_is_cached_and_a_newly_published_key_is_picked_up(
+    desk: Harness, idp: IdentityProvider
+) -> None:
     for _ in range(3):
         assert (await get(desk, "/tab/api/cases", sso(desk, idp, "Priya Shah")))[0] == 200
     assert len(idp.tab_fetches) == 2, "metadata and keys are fetched once, not on every request"
@@ -286,10 +323,10 @@ async def test_entra_metadata_is_cached_and_a_newly_published_key_is_picked_up(d
 
 
 async def test_when_entra_cannot_be_reached_the_tab_says_so_without_a_crash(
-        database_url: str, clock: SettableClock, tmp_path: Path, idp: IdentityProvider) -> None:
+    database_url: str, clock: SettableClock, tmp_path: Path, idp: IdentityProvider
+) -> None:
     settings = {**tab_settings(idp), "tab_openid_metadata": f"{idp.base}/missing/nowhere"}
-    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var",
-                             **settings) as harness:
+    async with start_harness(database_url=database_url, clock=clock, var_dir=tmp_path / "var", **settings) as harness:
         status, _, body = await get(harness, "/tab/api/cases", sso(harness, idp, "Priya Shah"))
     assert status == 503 and "Sign-in cannot be checked just now" in json.loads(body)["error"]
 
@@ -316,8 +353,14 @@ async def run_in_chromium(scenario: dict[str, Any], workdir: Path) -> dict[str, 
     path = workdir / "scenario.json"
     path.write_text(json.dumps(scenario), encoding="utf-8")
     process = await asyncio.create_subprocess_exec(
-        "node", str(TAB_TOOLS / "check.mjs"), str(path), cwd=str(TAB_TOOLS), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, "CHROMIUM_PATH": CHROMIUM})
+        "node",
+        str(TAB_TOOLS / "check.mjs"),
+        str(path),
+        cwd=str(TAB_TOOLS),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "CHROMIUM_PATH": CHROMIUM},
+    )
     try:
         out, err = await asyncio.wait_for(process.communicate(), 300)
     finally:
@@ -335,7 +378,8 @@ async def run_in_chromium(scenario: dict[str, Any], workdir: Path) -> dict[str, 
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the browser adds nothing per database
 async def test_in_chromium_a_dsl_lists_filters_opens_and_exports_and_others_see_nothing(
-        desk: Harness, idp: IdentityProvider, tmp_path: Path) -> None:
+    desk: Harness, idp: IdentityProvider, tmp_path: Path
+) -> None:
     """The page in headless Chromium. The Agents Playground cannot host it (it reads no app manifest, so no static
     tabs, and has no SSO), so the page is loaded on its own with the test identity provider's SSO token as the
     Authorization header; and once more framed by a stand-in for Teams at Teams' origin that answers Teams JS's
@@ -344,23 +388,36 @@ async def test_in_chromium_a_dsl_lists_filters_opens_and_exports_and_others_see_
     typed = 'Threats in a group chat <img src=x onerror="document.title=1">'  # typed text is shown, never run
     reference, token = await a_case_priya_owns(desk, what=typed)
     other = await submit_report(desk.user("Leah Brooks"), what="A second worry")
-    linked = await desk.user("Priya Shah").executes("child.create", {
-        "token": token, "name": "Jamie Smith", "year_group": "Year 8", "date_of_birth": "2013-04-02"})
+    linked = await desk.user("Priya Shah").executes(
+        "child.create", {"token": token, "name": "Jamie Smith", "year_group": "Year 8", "date_of_birth": "2013-04-02"}
+    )
     assert "Jamie Smith is now linked" in json.dumps(linked.body)
 
-    seen = await run_in_chromium({
-        "url": desk.url, "dslToken": sso(desk, idp, "Priya Shah"), "staffToken": sso(desk, idp, "Leah Brooks"),
-        "reference": reference, "otherReference": other, "child": {"name": "Jamie Smith"},
-        "screenshots": str(SCREENSHOTS), "timeout": 30000,
-    }, tmp_path)
+    seen = await run_in_chromium(
+        {
+            "url": desk.url,
+            "dslToken": sso(desk, idp, "Priya Shah"),
+            "staffToken": sso(desk, idp, "Leah Brooks"),
+            "reference": reference,
+            "otherReference": other,
+            "child": {"name": "Jamie Smith"},
+            "screenshots": str(SCREENSHOTS),
+            "timeout": 30000,
+        },
+        tmp_path,
+    )
     assert seen["failure"] is None, seen["failure"]
     assert seen["errors"] == [] and seen["serverErrors"] == []
     assert seen["blocked"] == [], "the tab loads nothing from outside its own origin"
     # The only policy violations: Teams JS's attempt to fetch from Microsoft's CDN (stopped: no CDN), and framing
     # by a site that is not Teams.
     for violation in seen["csp"]:
-        assert violation.startswith("teams: ") and "res.cdn.office.net" in violation \
-            or violation.startswith("not-teams: ") and "frame-ancestors" in violation, violation
+        assert (
+            violation.startswith("teams: ")
+            and "res.cdn.office.net" in violation
+            or violation.startswith("not-teams: ")
+            and "frame-ancestors" in violation
+        ), violation
 
     # A DSL lists, filters, opens (chronology visible) and exports.
     assert sorted(seen["caseload"]["rows"]) == sorted([reference, other])

@@ -44,10 +44,15 @@ def _when(at: dt.datetime, timezone: Any) -> str:
     return at.astimezone(timezone).strftime("%d %b %Y %H:%M")
 
 
-def _choice(input_id: str, label: str, options: list[dict[str, str]], *, required: bool = True
-            ) -> dict[str, Any]:
-    block = {"type": "Input.ChoiceSet", "id": input_id, "label": label, "style": "expanded", "choices": options,
-             "wrap": True}
+def _choice(input_id: str, label: str, options: list[dict[str, str]], *, required: bool = True) -> dict[str, Any]:
+    block = {
+        "type": "Input.ChoiceSet",
+        "id": input_id,
+        "label": label,
+        "style": "expanded",
+        "choices": options,
+        "wrap": True,
+    }
     if required:
         block.update(isRequired=True, errorMessage="Please choose one.")
     return block
@@ -61,8 +66,16 @@ def _note(input_id: str, label: str, *, required: bool) -> dict[str, Any]:
 
 
 def _form(title: str, inputs: list[dict[str, Any]], action: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "ActionSet", "actions": [{"type": "Action.ShowCard", "title": title, "card": {
-        "type": "AdaptiveCard", "body": inputs, "actions": [action]}}]}
+    return {
+        "type": "ActionSet",
+        "actions": [
+            {
+                "type": "Action.ShowCard",
+                "title": title,
+                "card": {"type": "AdaptiveCard", "body": inputs, "actions": [action]},
+            }
+        ],
+    }
 
 
 def build_ukcis_part(view: UkcisView) -> CasePart:
@@ -70,27 +83,50 @@ def build_ukcis_part(view: UkcisView) -> CasePart:
     body = [text("**UKCIS initial review**", spacing="Medium")]
     if view.done is not None:
         body.append(text(outcome_text(view.done.answers)))
-        body.append(typed(f"Recorded by {view.done.by_name}, {_when(view.done.at, view.timezone)}", subtle=True,
-                          spacing="None"))
+        body.append(
+            typed(f"Recorded by {view.done.by_name}, {_when(view.done.at, view.timezone)}", subtle=True, spacing="None")
+        )
         return CasePart(body=body)
-    body.append(text("Not recorded yet. Answer the five questions without viewing any image: any \"yes\" means an "
-                     "immediate referral to the police or children's social care.", subtle=True, spacing="None"))
+    body.append(
+        text(
+            'Not recorded yet. Answer the five questions without viewing any image: any "yes" means an '
+            "immediate referral to the police or children's social care.",
+            subtle=True,
+            spacing="None",
+        )
+    )
     if not (view.can_act and view.is_open):
         return CasePart(body=body)
     inputs: list[dict[str, Any]] = [
-        _choice(question_id(i), f"{i + 1}. {criterion}", YES_NO) for i, criterion in enumerate(view.criteria)]
+        _choice(question_id(i), f"{i + 1}. {criterion}", YES_NO) for i, criterion in enumerate(view.criteria)
+    ]
     inputs += [
-        _choice(f"{PREFIX}agency", "If any answer is yes, who is it referred to now?",
-                [{"title": label[0].upper() + label[1:], "value": key} for key, label in REFERRAL_AGENCIES.items()],
-                required=False),
+        _choice(
+            f"{PREFIX}agency",
+            "If any answer is yes, who is it referred to now?",
+            [{"title": label[0].upper() + label[1:], "value": key} for key, label in REFERRAL_AGENCIES.items()],
+            required=False,
+        ),
         _choice(f"{PREFIX}parents", "Will parents or carers be told?", YES_NO),
         _note(f"{PREFIX}parents_reason", "Why? (goes on the chronology)", required=True),
-        {"type": "Input.Toggle", "id": f"{PREFIX}no_image_viewed", "label": "Confirmation",
-         "title": "Nobody viewed the images for this review", "valueOn": "true", "valueOff": "false",
-         "isRequired": True, "errorMessage": "Please confirm that no image was viewed."},
+        {
+            "type": "Input.Toggle",
+            "id": f"{PREFIX}no_image_viewed",
+            "label": "Confirmation",
+            "title": "Nobody viewed the images for this review",
+            "valueOn": "true",
+            "valueOff": "false",
+            "isRequired": True,
+            "errorMessage": "Please confirm that no image was viewed.",
+        },
     ]
-    body.append(_form("Record the initial review", inputs, execute(
-        "Save review", UKCIS_VERB, {"token": view.token, "version": view.version})))
+    body.append(
+        _form(
+            "Record the initial review",
+            inputs,
+            execute("Save review", UKCIS_VERB, {"token": view.token, "version": view.version}),
+        )
+    )
     return CasePart(body=body)
 
 
@@ -103,16 +139,26 @@ def build_decisions_part(view: DecisionsView) -> CasePart:
             body.append(text(f"{decision.label}: not recorded yet", subtle=True, spacing="None"))
             continue
         answer = "Yes" if made.answers.get("considered") else "No"
-        body.append(typed(f"{decision.label}: {answer} ({made.by_name}, {_when(made.at, view.timezone)}; the "
-                          "note is on the chronology)", spacing="None"))
+        body.append(
+            typed(
+                f"{decision.label}: {answer} ({made.by_name}, {_when(made.at, view.timezone)}; the "
+                "note is on the chronology)",
+                spacing="None",
+            )
+        )
     if not (view.can_act and view.is_open):
         return CasePart(body=body)
     inputs: list[dict[str, Any]] = []
     for decision in view.decisions:
         inputs.append(_choice(f"{INPUT_PREFIX}{decision.key}", decision.label, YES_NO, required=False))
         inputs.append(_note(f"{INPUT_PREFIX}{decision.key}_note", "Note (needed with an answer)", required=False))
-    body.append(_form("Record decisions", inputs, execute(
-        "Save decisions", DECISIONS_VERB, {"token": view.token, "version": view.version})))
+    body.append(
+        _form(
+            "Record decisions",
+            inputs,
+            execute("Save decisions", DECISIONS_VERB, {"token": view.token, "version": view.version}),
+        )
+    )
     return CasePart(body=body)
 
 
@@ -124,14 +170,25 @@ def build_low_level_register_card(rows: list[RegisterRow], timezone: Any) -> dic
         return card(body, fallback_text="Low-level concerns about staff")
     patterns = [r for r in rows if r.person_id and r.count >= PATTERN_AT]
     if patterns:
-        body.append(text(f"{len(patterns)} {'person has' if len(patterns) == 1 else 'people have'} "
-                         f"{PATTERN_AT} or more concerns. Review them together and consider whether, taken "
-                         "together, they meet the harm threshold.", color="Attention", weight="Bolder"))
+        body.append(
+            text(
+                f"{len(patterns)} {'person has' if len(patterns) == 1 else 'people have'} "
+                f"{PATTERN_AT} or more concerns. Review them together and consider whether, taken "
+                "together, they meet the harm threshold.",
+                color="Attention",
+                weight="Bolder",
+            )
+        )
     for row in rows:
         mark = "Pattern: " if row.person_id and row.count >= PATTERN_AT else ""
         open_text = f", {row.open_count} open" if row.open_count else ""
-        body.append(typed(f"{mark}{row.name}: {row.count} concern{'s' if row.count != 1 else ''}{open_text}; "
-                          f"latest {row.latest.astimezone(timezone).strftime('%d %b %Y')}", spacing="Small"))
+        body.append(
+            typed(
+                f"{mark}{row.name}: {row.count} concern{'s' if row.count != 1 else ''}{open_text}; "
+                f"latest {row.latest.astimezone(timezone).strftime('%d %b %Y')}",
+                spacing="Small",
+            )
+        )
         body.append(text(", ".join(row.references), subtle=True, spacing="None"))
     body.append(text("Type `case` and a reference to open one.", subtle=True, spacing="Medium"))
     return card(body, fallback_text="Low-level concerns about staff")

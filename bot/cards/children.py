@@ -48,8 +48,11 @@ def _local(when: dt.datetime, timezone: Any) -> str:
 
 def _about(match: ChildMatch) -> str:
     """Year group, date of birth and classes: what tells two children of the same name apart."""
-    parts = [match.year_group, f"born {_date(match.date_of_birth)}" if match.date_of_birth else None,
-             ", ".join(match.classes) or None]
+    parts = [
+        match.year_group,
+        f"born {_date(match.date_of_birth)}" if match.date_of_birth else None,
+        ", ".join(match.classes) or None,
+    ]
     return " · ".join(p for p in parts if p) or "No other details"
 
 
@@ -59,16 +62,27 @@ def _action_set(*actions: dict[str, Any]) -> dict[str, Any]:
 
 def _match_block(match: ChildMatch, action: dict[str, Any]) -> dict[str, Any]:
     source = "Record already here" if match.is_record else "From the school's pupil list"
-    return {"type": "Container", "separator": True, "items": [
-        typed(match.name, weight="Bolder"),
-        typed(_about(match), subtle=True, spacing="None"),
-        text(source, subtle=True, spacing="None"),
-        _action_set(action),
-    ]}
+    return {
+        "type": "Container",
+        "separator": True,
+        "items": [
+            typed(match.name, weight="Bolder"),
+            typed(_about(match), subtle=True, spacing="None"),
+            text(source, subtle=True, spacing="None"),
+            _action_set(action),
+        ],
+    }
 
 
-def _input(input_id: str, label: str, *, max_length: int, value: str = "", required: bool = False,
-           placeholder: str | None = None) -> dict[str, Any]:
+def _input(
+    input_id: str,
+    label: str,
+    *,
+    max_length: int,
+    value: str = "",
+    required: bool = False,
+    placeholder: str | None = None,
+) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "Input.Text", "id": input_id, "label": label, "maxLength": max_length}
     if value:
         block["value"] = value
@@ -87,9 +101,15 @@ def _new_record_form(case_token: str) -> dict[str, Any]:
         _input("upn", "UPN (optional)", max_length=13, placeholder="A letter and 12 digits"),
         _input("mis_id", "MIS id (optional)", max_length=MAX_MIS_ID),
     ]
-    return {"type": "Action.ShowCard", "title": "New child record", "card": {
-        "type": "AdaptiveCard", "body": inputs,
-        "actions": [execute("Create and link", CREATE_VERB, {"token": case_token}, style="positive")]}}
+    return {
+        "type": "Action.ShowCard",
+        "title": "New child record",
+        "card": {
+            "type": "AdaptiveCard",
+            "body": inputs,
+            "actions": [execute("Create and link", CREATE_VERB, {"token": case_token}, style="positive")],
+        },
+    }
 
 
 def build_child_link_card(view: LinkView) -> dict[str, Any]:
@@ -104,34 +124,66 @@ def build_child_link_card(view: LinkView) -> dict[str, Any]:
         if view.children:
             body.append(text("**Linked children**", spacing="Medium"))
             for child in view.children:
-                body.append({"type": "Container", "items": [
-                    typed(child.name + (f" ({child.year_group})" if child.year_group else "")),
-                    _action_set(execute("Open file", VIEW_VERB, {"child": child.token}),
-                                execute("Unlink", UNLINK_VERB, {"token": token, "child": child.token})),
-                ]})
+                body.append(
+                    {
+                        "type": "Container",
+                        "items": [
+                            typed(child.name + (f" ({child.year_group})" if child.year_group else "")),
+                            _action_set(
+                                execute("Open file", VIEW_VERB, {"child": child.token}),
+                                execute("Unlink", UNLINK_VERB, {"token": token, "child": child.token}),
+                            ),
+                        ],
+                    }
+                )
         else:
             body.append(text("No child is linked to this case yet.", subtle=True))
     if view.may_link_staff:
         body.append(typed(view.staff_member or "Not named yet", label="Member of staff", spacing="Medium"))
-    what = "a child or a member of staff" if view.may_link_children and view.may_link_staff else (
-        "a child" if view.may_link_children else "the member of staff")
-    body.append(_input("query", f"Search for {what} by name", max_length=80, value=view.query,
-                       placeholder="For example: Jamie Smith"))
+    what = (
+        "a child or a member of staff"
+        if view.may_link_children and view.may_link_staff
+        else ("a child" if view.may_link_children else "the member of staff")
+    )
+    body.append(
+        _input(
+            "query",
+            f"Search for {what} by name",
+            max_length=80,
+            value=view.query,
+            placeholder="For example: Jamie Smith",
+        )
+    )
     body.append(_action_set(execute("Search", SEARCH_VERB, {"token": token})))
     if view.directory_failed:
-        body.append(text("The school's pupil list did not answer just now, so only records already here are "
-                         "shown. Try again in a minute, or add the child yourself.", color="Warning"))
+        body.append(
+            text(
+                "The school's pupil list did not answer just now, so only records already here are "
+                "shown. Try again in a minute, or add the child yourself.",
+                color="Warning",
+            )
+        )
     for match in view.matches:
         choice = {"child": match.token} if match.is_record else {"pupil": match.pupil_id}
         body.append(_match_block(match, execute("Link", LINK_VERB, {"token": token, **choice})))
     for person in view.staff_matches:
-        body.append({"type": "Container", "separator": True, "items": [
-            typed(person.name, weight="Bolder"), text("Member of staff", subtle=True, spacing="None"),
-            _action_set(execute("Name on this case", LINK_STAFF_VERB, {"token": token, "person": person.person_id})),
-        ]})
+        body.append(
+            {
+                "type": "Container",
+                "separator": True,
+                "items": [
+                    typed(person.name, weight="Bolder"),
+                    text("Member of staff", subtle=True, spacing="None"),
+                    _action_set(
+                        execute("Name on this case", LINK_STAFF_VERB, {"token": token, "person": person.person_id})
+                    ),
+                ],
+            }
+        )
     if view.query and not view.matches and not view.staff_matches:
-        body.append(text("Nobody found with that name. Check the spelling, or add a new child record below.",
-                         subtle=True))
+        body.append(
+            text("Nobody found with that name. Check the spelling, or add a new child record below.", subtle=True)
+        )
     actions = [_new_record_form(token)] if view.may_link_children else []
     actions.append(execute("Back to the case", CASE_VERB, {"token": token}))
     return card(body, actions, fallback_text=f"Who is {view.reference} about?")
@@ -141,15 +193,27 @@ def build_child_search_card(view: SearchView) -> dict[str, Any]:
     """The `child NAME` command's answer: records open the child's file; pupils without one can get one."""
     body: list[dict[str, Any]] = [heading("Children found"), typed(view.query, label="Searched for")]
     if view.directory_failed:
-        body.append(text("The school's pupil list did not answer just now, so only records already here are "
-                         "shown.", color="Warning"))
+        body.append(
+            text(
+                "The school's pupil list did not answer just now, so only records already here are shown.",
+                color="Warning",
+            )
+        )
     for match in view.matches:
-        action = execute("Open file", VIEW_VERB, {"child": match.token}) if match.is_record else \
-            execute("Create record", CREATE_VERB, {"pupil": match.pupil_id})
+        action = (
+            execute("Open file", VIEW_VERB, {"child": match.token})
+            if match.is_record
+            else execute("Create record", CREATE_VERB, {"pupil": match.pupil_id})
+        )
         body.append(_match_block(match, action))
     if not view.matches:
-        body.append(text("No child found with that name. Check the spelling. To add a child, open a case and "
-                         "choose Link a child.", subtle=True))
+        body.append(
+            text(
+                "No child found with that name. Check the spelling. To add a child, open a case and "
+                "choose Link a child.",
+                subtle=True,
+            )
+        )
     return card(body, fallback_text="Children found")
 
 
@@ -157,11 +221,15 @@ def _entry_block(entry: ChronologyEntry, timezone: Any) -> dict[str, Any]:
     when = _local(entry.happened_at, timezone)
     if abs((entry.recorded_at - entry.happened_at).total_seconds()) >= 60:
         when += f" (recorded {_local(entry.recorded_at, timezone)})"
-    words = entry.text if len(entry.text) <= MAX_ENTRY_CHARS else entry.text[:MAX_ENTRY_CHARS - 1] + "…"
-    return {"type": "Container", "spacing": "Small", "items": [
-        text(f"{entry.reference} · {when}", subtle=True, size="Small"),
-        typed(words, spacing="None"),  # partly typed by people: shown as text, never Markdown
-    ]}
+    words = entry.text if len(entry.text) <= MAX_ENTRY_CHARS else entry.text[: MAX_ENTRY_CHARS - 1] + "…"
+    return {
+        "type": "Container",
+        "spacing": "Small",
+        "items": [
+            text(f"{entry.reference} · {when}", subtle=True, size="Small"),
+            typed(words, spacing="None"),  # partly typed by people: shown as text, never Markdown
+        ],
+    }
 
 
 def pages(file: ChildFile) -> int:
@@ -172,30 +240,49 @@ def build_child_file_card(view: ChildFileView) -> dict[str, Any]:
     """One child's details and every entry of the cases the reader may see, in the order things happened."""
     file, child = view.file, view.file.child
     body: list[dict[str, Any]] = [typed(child.name, weight="Bolder", size="Medium")]
-    details = [("Year group", child.year_group), ("Date of birth", _date(child.date_of_birth)),
-               ("UPN", child.upn), ("MIS id", child.mis_id)]
-    body.append(typed_facts([(label, value) for label, value in details if value]
-                            or [("Details", "None recorded")]))
+    details = [
+        ("Year group", child.year_group),
+        ("Date of birth", _date(child.date_of_birth)),
+        ("UPN", child.upn),
+        ("MIS id", child.mis_id),
+    ]
+    body.append(typed_facts([(label, value) for label, value in details if value] or [("Details", "None recorded")]))
     body.append(text("**Linked cases**", spacing="Medium"))
     for record in file.cases[:MAX_CASES_SHOWN]:
         state = "open" if record.is_open else "closed"
-        body.append({"type": "ColumnSet", "columns": [
-            {"type": "Column", "width": "stretch", "verticalContentAlignment": "Center",
-             "items": [text(f"{record.reference}: {record.category} ({state})")]},
-            {"type": "Column", "width": "auto",
-             "items": [_action_set(execute("Open case", CASE_VERB, {"token": record.token}))]},
-        ]})
+        body.append(
+            {
+                "type": "ColumnSet",
+                "columns": [
+                    {
+                        "type": "Column",
+                        "width": "stretch",
+                        "verticalContentAlignment": "Center",
+                        "items": [text(f"{record.reference}: {record.category} ({state})")],
+                    },
+                    {
+                        "type": "Column",
+                        "width": "auto",
+                        "items": [_action_set(execute("Open case", CASE_VERB, {"token": record.token}))],
+                    },
+                ],
+            }
+        )
     if len(file.cases) > MAX_CASES_SHOWN:
         body.append(text(f"And {len(file.cases) - MAX_CASES_SHOWN} more; the export has them all.", subtle=True))
     if not file.cases:
         body.append(text("None that you can see.", subtle=True))
     if file.hidden_cases:
         plural = "case is" if file.hidden_cases == 1 else "cases are"
-        body.append(text(f"{file.hidden_cases} more linked {plural} handled by other case managers and not shown "
-                         "to you.", subtle=True))
+        body.append(
+            text(
+                f"{file.hidden_cases} more linked {plural} handled by other case managers and not shown to you.",
+                subtle=True,
+            )
+        )
     total = pages(file)
     page = min(max(view.page or total, 1), total)
-    shown = file.entries[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
+    shown = file.entries[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     body.append(text("**Chronology**", spacing="Medium"))
     if total > 1:
         body.append(text(f"Page {page} of {total}, earliest first.", subtle=True, spacing="None"))

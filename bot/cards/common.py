@@ -10,9 +10,15 @@ MAX_CARD_BYTES = 40 * 1024
 MAX_REFRESH_USERS = 60
 
 
-def card(body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None, *,
-         refresh_user_ids: list[str] | None = None, refresh_verb: str | None = None,
-         refresh_data: dict[str, Any] | None = None, fallback_text: str | None = None) -> dict[str, Any]:
+def card(
+    body: list[dict[str, Any]],
+    actions: list[dict[str, Any]] | None = None,
+    *,
+    refresh_user_ids: list[str] | None = None,
+    refresh_verb: str | None = None,
+    refresh_data: dict[str, Any] | None = None,
+    fallback_text: str | None = None,
+) -> dict[str, Any]:
     """An AdaptiveCard v1.5; with refresh, Teams fetches a per-viewer version for up to 60 user ids."""
     result: dict[str, Any] = {"type": "AdaptiveCard", "$schema": SCHEMA, "version": VERSION, "body": body}
     if actions:
@@ -27,8 +33,16 @@ def card(body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None
     return result
 
 
-def text(value: str, *, size: str | None = None, weight: str | None = None, wrap: bool = True,
-         color: str | None = None, subtle: bool = False, spacing: str | None = None) -> dict[str, Any]:
+def text(
+    value: str,
+    *,
+    size: str | None = None,
+    weight: str | None = None,
+    wrap: bool = True,
+    color: str | None = None,
+    subtle: bool = False,
+    spacing: str | None = None,
+) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "TextBlock", "text": value, "wrap": wrap}
     if size:
         block["size"] = size
@@ -58,11 +72,20 @@ def submit(title: str, data: dict[str, Any], *, style: str | None = None) -> dic
     return action
 
 
-def execute(title: str, verb: str, data: dict[str, Any] | None = None, *, style: str | None = None,
-            associated_inputs: str | None = None) -> dict[str, Any]:
+def execute(
+    title: str,
+    verb: str,
+    data: dict[str, Any] | None = None,
+    *,
+    style: str | None = None,
+    associated_inputs: str | None = None,
+) -> dict[str, Any]:
     """A Universal Action; clients without Action.Execute fall back to a Submit that reaches the same handler."""
     action: dict[str, Any] = {
-        "type": "Action.Execute", "title": title, "verb": verb, "data": data or {},
+        "type": "Action.Execute",
+        "title": title,
+        "verb": verb,
+        "data": data or {},
         "fallback": {"type": "Action.Submit", "title": title, "data": {"verb": verb, **(data or {})}},
     }
     if style:
@@ -77,8 +100,15 @@ def command_button(title: str, command: str) -> dict[str, Any]:
     return submit(title, {"command": command})
 
 
-def typed(value: str, *, label: str | None = None, subtle: bool = False, spacing: str | None = None,
-          weight: str | None = None, size: str | None = None) -> dict[str, Any]:
+def typed(
+    value: str,
+    *,
+    label: str | None = None,
+    subtle: bool = False,
+    spacing: str | None = None,
+    weight: str | None = None,
+    size: str | None = None,
+) -> dict[str, Any]:
     """Text a person typed (or a display name), shown exactly as typed.
 
     TextBlock and FactSet values interpret Markdown in Teams, so a typed `[link](url)` would become a link. A

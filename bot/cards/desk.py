@@ -23,19 +23,29 @@ def _row(row: CaseRow, now: dt.datetime) -> dict[str, Any]:
         flags.append("Urgent")
     items: list[dict[str, Any]] = [
         text(f"**{row.reference}** {row.category}", spacing="None"),
-        text(f"{SEVERITY_LABELS.get(row.severity, row.severity)} · {row.status} · reported "
-             f"{age_text(row.reported_at, now)} ago", subtle=True, spacing="None"),
+        text(
+            f"{SEVERITY_LABELS.get(row.severity, row.severity)} · {row.status} · reported "
+            f"{age_text(row.reported_at, now)} ago",
+            subtle=True,
+            spacing="None",
+        ),
         typed(row.owner or "Nobody yet", label="Owner", spacing="None"),  # a directory name: shown as text
     ]
     if flags:
         items.append(text(" · ".join(flags), color="Attention", weight="Bolder", spacing="None"))
     return {
-        "type": "ColumnSet", "separator": True, "spacing": "Medium",
+        "type": "ColumnSet",
+        "separator": True,
+        "spacing": "Medium",
         "columns": [
             {"type": "Column", "width": "stretch", "items": items},
             # A Submit answers with a new message, so the list stays in the chat while the case opens below it.
-            {"type": "Column", "width": "auto", "verticalContentAlignment": "Center", "items": [
-                {"type": "ActionSet", "actions": [submit("Open", {"verb": OPEN_VERB, "token": row.token})]}]},
+            {
+                "type": "Column",
+                "width": "auto",
+                "verticalContentAlignment": "Center",
+                "items": [{"type": "ActionSet", "actions": [submit("Open", {"verb": OPEN_VERB, "token": row.token})]}],
+            },
         ],
     }
 
@@ -49,24 +59,67 @@ def build_caseload_card(page: CasePage, now: dt.datetime) -> dict[str, Any]:
     if page.total == 0:
         body.append(text("No open cases match this. Change the filter to see others.", spacing="Small"))
     else:
-        body.append(text(f"{page.total} case{'s' if page.total != 1 else ''}, most pressing first "
-                         f"(page {chosen.page} of {page.pages}).", subtle=True, spacing="Small"))
+        body.append(
+            text(
+                f"{page.total} case{'s' if page.total != 1 else ''}, most pressing first "
+                f"(page {chosen.page} of {page.pages}).",
+                subtle=True,
+                spacing="Small",
+            )
+        )
         body.extend(_row(row, now) for row in page.rows)
-    body.append({
-        "type": "ColumnSet", "spacing": "Large", "columns": [
-            {"type": "Column", "width": "stretch", "items": [{
-                "type": "Input.ChoiceSet", "id": "view", "label": "Show", "value": chosen.view,
-                "choices": [{"title": label, "value": key} for key, label in VIEWS.items()]}]},
-            {"type": "Column", "width": "stretch", "items": [{
-                "type": "Input.ChoiceSet", "id": "group", "label": "Type", "value": chosen.group or "all",
-                "choices": [{"title": "Every type", "value": "all"}] +
-                           [{"title": label, "value": key} for key, label in page.groups]}]},
-        ]})
+    body.append(
+        {
+            "type": "ColumnSet",
+            "spacing": "Large",
+            "columns": [
+                {
+                    "type": "Column",
+                    "width": "stretch",
+                    "items": [
+                        {
+                            "type": "Input.ChoiceSet",
+                            "id": "view",
+                            "label": "Show",
+                            "value": chosen.view,
+                            "choices": [{"title": label, "value": key} for key, label in VIEWS.items()],
+                        }
+                    ],
+                },
+                {
+                    "type": "Column",
+                    "width": "stretch",
+                    "items": [
+                        {
+                            "type": "Input.ChoiceSet",
+                            "id": "group",
+                            "label": "Type",
+                            "value": chosen.group or "all",
+                            "choices": [{"title": "Every type", "value": "all"}]
+                            + [{"title": label, "value": key} for key, label in page.groups],
+                        }
+                    ],
+                },
+            ],
+        }
+    )
     actions = [execute("Apply filter", CASES_VERB, {"page": 1})]
     if chosen.page > 1:
-        actions.append(execute("Previous page", CASES_VERB, {"view": chosen.view, "group": chosen.group or "all",
-                                                             "page": chosen.page - 1}, associated_inputs="none"))
+        actions.append(
+            execute(
+                "Previous page",
+                CASES_VERB,
+                {"view": chosen.view, "group": chosen.group or "all", "page": chosen.page - 1},
+                associated_inputs="none",
+            )
+        )
     if chosen.page < page.pages:
-        actions.append(execute("Next page", CASES_VERB, {"view": chosen.view, "group": chosen.group or "all",
-                                                         "page": chosen.page + 1}, associated_inputs="none"))
+        actions.append(
+            execute(
+                "Next page",
+                CASES_VERB,
+                {"view": chosen.view, "group": chosen.group or "all", "page": chosen.page + 1},
+                associated_inputs="none",
+            )
+        )
     return card(body, actions, fallback_text=title)

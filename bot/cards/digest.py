@@ -52,15 +52,24 @@ def _titled_figures(title: str, cells: list[Cell]) -> list[dict[str, Any]]:
 
 def horizontal_bar(title: str, cells: list[Cell]) -> dict[str, Any]:
     """Bars without a value axis: full labels, and the whole-number count shown at the end of each bar."""
-    return {"type": "Chart.HorizontalBar", "title": title, "displayMode": "AbsoluteNoAxis", "colorSet": "categorical",
-            "data": [{"x": c.label, "y": c.value} for c in cells if c.value is not None],
-            "fallback": _fallback(cells)}
+    return {
+        "type": "Chart.HorizontalBar",
+        "title": title,
+        "displayMode": "AbsoluteNoAxis",
+        "colorSet": "categorical",
+        "data": [{"x": c.label, "y": c.value} for c in cells if c.value is not None],
+        "fallback": _fallback(cells),
+    }
 
 
 def donut(title: str, cells: list[Cell]) -> dict[str, Any]:
-    return {"type": "Chart.Donut", "title": title, "colorSet": "categorical",
-            "data": [{"legend": c.label, "value": c.value} for c in cells if c.value],
-            "fallback": _fallback(cells)}
+    return {
+        "type": "Chart.Donut",
+        "title": title,
+        "colorSet": "categorical",
+        "data": [{"legend": c.label, "value": c.value} for c in cells if c.value],
+        "fallback": _fallback(cells),
+    }
 
 
 def ring(title: str, cells: list[Cell]) -> list[dict[str, Any]]:
@@ -79,10 +88,17 @@ def whole_steps_max(peak: int) -> int:
 
 
 def line(title: str, series: str, cells: list[Cell]) -> dict[str, Any]:
-    values = [{"x": c.label, "y": c.value} for c in cells if c.value is not None]
-    return {"type": "Chart.Line", "title": title, "xAxisTitle": "Week beginning", "yAxisTitle": "Incidents",
-            "yMin": 0, "yMax": whole_steps_max(max((v["y"] for v in values), default=0)),
-            "data": [{"legend": series, "values": values}], "fallback": _fallback(cells)}
+    values: list[dict[str, Any]] = [{"x": c.label, "y": c.value} for c in cells if c.value is not None]
+    return {
+        "type": "Chart.Line",
+        "title": title,
+        "xAxisTitle": "Week beginning",
+        "yAxisTitle": "Incidents",
+        "yMin": 0,
+        "yMax": whole_steps_max(max((v["y"] for v in values), default=0)),
+        "data": [{"legend": series, "values": values}],
+        "fallback": _fallback(cells),
+    }
 
 
 def _facts(cells: list[Cell]) -> dict[str, Any]:
@@ -109,8 +125,11 @@ def _summary(figures: Figures) -> str:
 
 
 def build_digest_card(figures: Figures) -> dict[str, Any]:
-    body: list[dict[str, Any]] = [heading(figures.title), text(f"{figures.school_name}. {figures.period_label}.",
-                                                               subtle=True), text(_summary(figures))]
+    body: list[dict[str, Any]] = [
+        heading(figures.title),
+        text(f"{figures.school_name}. {figures.period_label}.", subtle=True),
+        text(_summary(figures)),
+    ]
     limit = figures.threshold
     body.append(_section("Incidents"))
     if figures.by_group is None:
@@ -139,22 +158,41 @@ def build_digest_card(figures: Figures) -> dict[str, Any]:
         weeks = each(figures.trend, limit)
         body += _charted(line("Incidents per week", "Incidents", weeks), weeks)
     body.append(_section("Web filter changes"))
-    body.append(_facts(each(figures.filter_changes, limit))
-                if figures.filter_changes is not None else text(NO_DATA, subtle=True))
+    body.append(
+        _facts(each(figures.filter_changes, limit))
+        if figures.filter_changes is not None
+        else text(NO_DATA, subtle=True)
+    )
     body.append(_section("Acceptable use agreements (this year)"))
     if figures.aup is None:
         body.append(text(NO_DATA, subtle=True))
     else:
-        body.append(facts([(a.audience, f"{count} ({percent})" if percent else count)
-                           for a in figures.aup for count, percent in [aup_text(figures, a)]]
-                          or [("Everyone", "nobody owes one")]))
+        body.append(
+            facts(
+                [
+                    (a.audience, f"{count} ({percent})" if percent else count)
+                    for a in figures.aup
+                    for count, percent in [aup_text(figures, a)]
+                ]
+                or [("Everyone", "nobody owes one")]
+            )
+        )
     if figures.reviews_completed is not None:
         body.append(_section("Reviews completed"))
         body.append(facts([(name, str(n)) for name, n in figures.reviews_completed] or [("None", "-")]))
+    if figures.filtering_checks is not None:
+        body.append(_section("Filtering checks (tested on a pupil device)"))
+        body.append(facts(figures.filtering_checks or [("None recorded this term", "Due each term")]))
     body.append(_section("Reviews due in the next 30 days"))
     if figures.reviews_due:
-        body.append(facts([(r.label, f"{r.due_on:%-d %b %Y}" + (" (overdue)" if r.days_left < 0 else ""))
-                           for r in figures.reviews_due]))
+        body.append(
+            facts(
+                [
+                    (r.label, f"{r.due_on:%-d %b %Y}" + (" (overdue)" if r.days_left < 0 else ""))
+                    for r in figures.reviews_due
+                ]
+            )
+        )
     else:
         body.append(text("None.", subtle=True))
     body.append(text("Counts only: names and case details stay in each case record.", subtle=True))
@@ -169,6 +207,7 @@ def build_digest_card(figures: Figures) -> dict[str, Any]:
 
 def build_governors_card(figures: Figures) -> dict[str, Any]:
     result = build_digest_card(figures)
-    result["body"].append(text("Type `governors report csv` or `governors report markdown` for a copy to share.",
-                               subtle=True))
+    result["body"].append(
+        text("Type `governors report csv` or `governors report markdown` for a copy to share.", subtle=True)
+    )
     return result

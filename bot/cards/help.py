@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from bot.cards.common import card, command_button, heading, text
 
@@ -14,7 +15,7 @@ class CommandHelp:
     description: str
 
 
-def build_help_card(first_name: str, commands: list[CommandHelp], *, unknown_text: str | None = None) -> dict:
+def build_help_card(first_name: str, commands: list[CommandHelp], *, unknown_text: str | None = None) -> dict[str, Any]:
     """The commands this person may use, each with a button."""
     body = []
     if unknown_text is not None:
@@ -28,22 +29,24 @@ def build_help_card(first_name: str, commands: list[CommandHelp], *, unknown_tex
     return card(body, actions, fallback_text="Type help to see what I can do.")
 
 
-def build_personal_welcome_card(first_name: str, school_name: str, commands: list[CommandHelp]) -> dict:
+def build_personal_welcome_card(first_name: str, school_name: str, commands: list[CommandHelp]) -> dict[str, Any]:
     body = [
         heading(f"Welcome, {first_name}"),
         text(f"I help staff at {school_name} follow the online-safety policy from Teams."),
-        text("If you are worried about a child's safety online, type `report`. It takes about a minute, and "
-             "I send it to the right people straight away. If someone is in immediate danger, call 999 first."),
+        text(
+            "If you are worried about a child's safety online, type `report`. It takes about a minute, and "
+            "I send it to the right people straight away. If someone is in immediate danger, call 999 first."
+        ),
     ]
     actions = [command_button(item.title, item.command) for item in commands[:4]]
     return card(body, actions, fallback_text="Welcome. Type help to see what I can do.")
 
 
-def build_channel_welcome_card(school_name: str, purposes: list[str]) -> dict:
+def build_channel_welcome_card(school_name: str, purposes: list[str]) -> dict[str, Any]:
     """What this channel will receive; nothing personal is ever posted in a channel."""
     lines = {
         "dsl": "Alerts about new online-safety concerns: reference, type, severity, age and status only. "
-               "Designated safeguarding leads open the card to see details.",
+        "Designated safeguarding leads open the card to see details.",
         "slt": "The weekly online-safety digest: figures and charts, no names.",
         "technicians": "Filter changes to apply and reports of filtering or security problems.",
     }
@@ -53,8 +56,17 @@ def build_channel_welcome_card(school_name: str, purposes: list[str]) -> dict:
         body.append(text("This channel will receive:"))
         body.extend(text(f"- {line}", spacing="Small") for line in wanted)
     else:
-        body.append(text("This channel is not linked to anything yet, so I will stay quiet here. Your online-safety "
-                         "lead can link it in the school's settings."))
-    body.append(text("Names and details of concerns are never posted in channels. To report a concern, message me "
-                     "privately and type `report`.", subtle=True))
+        body.append(
+            text(
+                "This channel is not linked to anything yet, so I will stay quiet here. Your online-safety "
+                "lead can link it in the school's settings."
+            )
+        )
+    body.append(
+        text(
+            "Names and details of concerns are never posted in channels. To report a concern, message me "
+            "privately and type `report`.",
+            subtle=True,
+        )
+    )
     return card(body, fallback_text=f"eSafety for {school_name} is set up in this team.")

@@ -47,9 +47,13 @@ def build_retention_card(view: RetentionView) -> dict[str, Any]:
             body.append(text("Nothing was due.", spacing="None"))
     next_words = _local(view.next_run_at, view.timezone) if view.next_run_at else "not scheduled yet"
     body.append(text(f"**Next sweep:** {next_words}.", spacing="Medium"))
-    body.append(text("A case under a legal hold is never deleted or anonymised, and neither are the records of the "
-                     "children linked to it. To place or release a hold, type `hold` and the case reference.",
-                     subtle=True))
+    body.append(
+        text(
+            "A case under a legal hold is never deleted or anonymised, and neither are the records of the "
+            "children linked to it. To place or release a hold, type `hold` and the case reference.",
+            subtle=True,
+        )
+    )
     return card(body, fallback_text="Retention schedule")
 
 
@@ -69,30 +73,69 @@ def build_hold_section(view: HoldView) -> tuple[list[dict[str, Any]], list[dict[
     body: list[dict[str, Any]] = []
     more: list[dict[str, Any]] = []
     if view.anonymised_at is not None:
-        body.append(text(f"**Anonymised** on {_local(view.anonymised_at, view.timezone)} under the retention "
-                         "schedule: names, accounts, typed details and linked records were removed.",
-                         spacing="Medium"))
+        body.append(
+            text(
+                f"**Anonymised** on {_local(view.anonymised_at, view.timezone)} under the retention "
+                "schedule: names, accounts, typed details and linked records were removed.",
+                spacing="Medium",
+            )
+        )
     if view.held_since is not None:
         body.append(text("**Legal hold**", spacing="Medium", color="Attention"))
-        body.append(typed(f"{_local(view.held_since, view.timezone)} by {view.held_by or 'someone'}",
-                          label="Placed", spacing="None"))
+        body.append(
+            typed(
+                f"{_local(view.held_since, view.timezone)} by {view.held_by or 'someone'}",
+                label="Placed",
+                spacing="None",
+            )
+        )
         if view.reason:
             body.append(typed(view.reason, label="Reason", spacing="None"))
-        body.append(text("This case and its children's records will not be deleted or anonymised until the hold "
-                         "is released.", subtle=True, spacing="None"))
+        body.append(
+            text(
+                "This case and its children's records will not be deleted or anonymised until the hold is released.",
+                subtle=True,
+                spacing="None",
+            )
+        )
     if view.can_act and view.anonymised_at is None:
         if view.held_since is None:
-            more.append(_reason_form("Place a legal hold", HOLD_INPUT, "Why must this case be kept? (for example, "
-                                     "a claim or an inquiry)", "Place hold", HOLD_VERB, view.token))
+            more.append(
+                _reason_form(
+                    "Place a legal hold",
+                    HOLD_INPUT,
+                    "Why must this case be kept? (for example, a claim or an inquiry)",
+                    "Place hold",
+                    HOLD_VERB,
+                    view.token,
+                )
+            )
         else:
-            more.append(_reason_form("Release the hold", RELEASE_INPUT, "Why can the hold end?", "Release hold",
-                                     RELEASE_VERB, view.token))
+            more.append(
+                _reason_form(
+                    "Release the hold", RELEASE_INPUT, "Why can the hold end?", "Release hold", RELEASE_VERB, view.token
+                )
+            )
     return body, more
 
 
 def _reason_form(title: str, input_id: str, label: str, button: str, verb: str, token: str) -> dict[str, Any]:
-    return {"type": "Action.ShowCard", "title": title, "card": {
-        "type": "AdaptiveCard", "body": [{"type": "Input.Text", "id": input_id, "label": label, "isMultiline": True,
-                                          "maxLength": 500, "isRequired": True,
-                                          "errorMessage": "Please give a reason."}],
-        "actions": [execute(button, verb, {"token": token})]}}
+    return {
+        "type": "Action.ShowCard",
+        "title": title,
+        "card": {
+            "type": "AdaptiveCard",
+            "body": [
+                {
+                    "type": "Input.Text",
+                    "id": input_id,
+                    "label": label,
+                    "isMultiline": True,
+                    "maxLength": 500,
+                    "isRequired": True,
+                    "errorMessage": "Please give a reason.",
+                }
+            ],
+            "actions": [execute(button, verb, {"token": token})],
+        },
+    }

@@ -41,12 +41,19 @@ class SigningKey:
 
     def jwk(self, endorsements: list[str]) -> dict[str, Any]:
         numbers = self.private.public_key().public_numbers()
-        return {"kty": "RSA", "use": "sig", "kid": self.kid, "n": _b64(numbers.n), "e": _b64(numbers.e),
-                "endorsements": endorsements}
+        return {
+            "kty": "RSA",
+            "use": "sig",
+            "kid": self.kid,
+            "n": _b64(numbers.n),
+            "e": _b64(numbers.e),
+            "endorsements": endorsements,
+        }
 
     def pem(self) -> bytes:
-        return self.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption())
+        return self.private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
@@ -54,8 +61,12 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -63,8 +74,9 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     )
     cert_path, key_path = directory / "idp-cert.pem", directory / "idp-key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -97,8 +109,13 @@ class IdentityProvider:
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 path = self.path.split("?")[0]
                 if path == f"/openid/{provider.instance}":
-                    self._json({"issuer": BOT_FRAMEWORK_ISSUER, "jwks_uri": f"{provider.base}/keys",
-                                "id_token_signing_alg_values_supported": ["RS256"]})
+                    self._json(
+                        {
+                            "issuer": BOT_FRAMEWORK_ISSUER,
+                            "jwks_uri": f"{provider.base}/keys",
+                            "id_token_signing_alg_values_supported": ["RS256"],
+                        }
+                    )
                 elif path == "/keys":
                     self._json({"keys": [provider.key.jwk(provider.endorsements)]})
                 elif path.endswith("/v2.0/.well-known/openid-configuration"):
@@ -106,11 +123,15 @@ class IdentityProvider:
                     provider.tab_fetches.append(path)
                     # As Entra: the multi-tenant endpoints publish an issuer template with {tenantid}.
                     issuer_tenant = "{tenantid}" if tenant in ("common", "organizations") else tenant
-                    self._json({"issuer": f"{provider.base}/{issuer_tenant}/v2.0",
-                                "authorization_endpoint": f"{provider.base}/{tenant}/oauth2/v2.0/authorize",
-                                "token_endpoint": f"{provider.base}/{tenant}/oauth2/v2.0/token",
-                                "jwks_uri": f"{provider.base}/{tenant}/discovery/v2.0/keys",
-                                "id_token_signing_alg_values_supported": ["RS256"]})
+                    self._json(
+                        {
+                            "issuer": f"{provider.base}/{issuer_tenant}/v2.0",
+                            "authorization_endpoint": f"{provider.base}/{tenant}/oauth2/v2.0/authorize",
+                            "token_endpoint": f"{provider.base}/{tenant}/oauth2/v2.0/token",
+                            "jwks_uri": f"{provider.base}/{tenant}/discovery/v2.0/keys",
+                            "id_token_signing_alg_values_supported": ["RS256"],
+                        }
+                    )
                 elif path.endswith("/discovery/v2.0/keys"):
                     provider.tab_fetches.append(path)
                     self._json({"keys": [{**key.jwk([]), "x5t": key.kid} for key in provider.tab_keys]})
@@ -148,12 +169,27 @@ class IdentityProvider:
         self._server.shutdown()
         self._server.server_close()
 
-    def token(self, *, audience: str, service_url: str, issuer: str = BOT_FRAMEWORK_ISSUER,
-              expires_in: int = 3600, key: SigningKey | None = None, **claims: Any) -> str:
+    def token(
+        self,
+        *,
+        audience: str,
+        service_url: str,
+        issuer: str = BOT_FRAMEWORK_ISSUER,
+        expires_in: int = 3600,
+        key: SigningKey | None = None,
+        **claims: Any,
+    ) -> str:
         """A Bot Connector service token as Teams sends it to the bot."""
         now = int(time.time())
-        payload = {"iss": issuer, "aud": audience, "serviceurl": service_url, "nbf": now - 60,
-                   "iat": now - 60, "exp": now + expires_in, **claims}
+        payload = {
+            "iss": issuer,
+            "aud": audience,
+            "serviceurl": service_url,
+            "nbf": now - 60,
+            "iat": now - 60,
+            "exp": now + expires_in,
+            **claims,
+        }
         signer = key or self.key
         return jwt.encode(payload, signer.pem(), algorithm="RS256", headers={"kid": signer.kid})
 
@@ -168,16 +204,36 @@ class IdentityProvider:
         self.tab_keys.append(key)
         return key
 
-    def tab_token(self, *, tenant_id: str, object_id: str, audience: str, expires_in: int = 3600,
-                  issuer: str | None = None, key: SigningKey | None = None, scope: str = "access_as_user",
-                  algorithm: str = "RS256", **claims: Any) -> str:
+    def tab_token(
+        self,
+        *,
+        tenant_id: str,
+        object_id: str,
+        audience: str,
+        expires_in: int = 3600,
+        issuer: str | None = None,
+        key: SigningKey | None = None,
+        scope: str = "access_as_user",
+        algorithm: str = "RS256",
+        **claims: Any,
+    ) -> str:
         """A Teams SSO token as getAuthToken hands it to a tab: an Entra v2 access token for the app's own API."""
         now = int(time.time())
-        payload = {"iss": issuer or f"{self.base}/{tenant_id}/v2.0", "aud": audience, "tid": tenant_id,
-                   "oid": object_id, "scp": scope, "ver": "2.0", "nbf": now - 60, "iat": now - 60,
-                   "exp": now + expires_in, **claims}
+        payload = {
+            "iss": issuer or f"{self.base}/{tenant_id}/v2.0",
+            "aud": audience,
+            "tid": tenant_id,
+            "oid": object_id,
+            "scp": scope,
+            "ver": "2.0",
+            "nbf": now - 60,
+            "iat": now - 60,
+            "exp": now + expires_in,
+            **claims,
+        }
         signer = key or self.tab_keys[0]
         if algorithm == "HS256":  # a forgery: "signed" with a shared secret anyone can pick
-            return jwt.encode(payload, "a-secret-anyone-could-pick-0123456789", algorithm="HS256",
-                              headers={"kid": signer.kid})
+            return jwt.encode(
+                payload, "a-secret-anyone-could-pick-0123456789", algorithm="HS256", headers={"kid": signer.kid}
+            )
         return jwt.encode(payload, signer.pem(), algorithm=algorithm, headers={"kid": signer.kid})

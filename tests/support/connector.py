@@ -26,8 +26,11 @@ class Sent:
 
     @property
     def cards(self) -> list[dict[str, Any]]:
-        return [a["content"] for a in self.activity.get("attachments") or []
-                if a.get("contentType") == "application/vnd.microsoft.card.adaptive"]
+        return [
+            a["content"]
+            for a in self.activity.get("attachments") or []
+            if a.get("contentType") == "application/vnd.microsoft.card.adaptive"
+        ]
 
     @property
     def card(self) -> dict[str, Any] | None:
@@ -46,6 +49,7 @@ class Hang:
 
     async def arrived(self, count: int = 1, within: float = 30.0) -> list[Sent]:
         """Wait until `count` matching calls are being held; fails the test after `within` seconds."""
+
         async def _wait() -> list[Sent]:
             async with self._changed:
                 await self._changed.wait_for(lambda: len(self.held) >= count)
@@ -127,8 +131,9 @@ class RecordingConnector:
         if self._runner:
             await self._runner.cleanup()
 
-    def fail_next(self, status: int, times: int = 1, *, headers: dict[str, str] | None = None,
-                  conversation_id: str | None = None) -> None:
+    def fail_next(
+        self, status: int, times: int = 1, *, headers: dict[str, str] | None = None, conversation_id: str | None = None
+    ) -> None:
         """The next `times` sends (to one conversation, or any) get this status instead of success."""
         self.faults.append(Fault(status, times, headers or {}, conversation_id))
 
@@ -143,6 +148,7 @@ class RecordingConnector:
 
     async def wait_for(self, predicate: Callable[[list[Sent]], Any], within: float = 10.0) -> Any:
         """Wait until predicate(sent) is truthy; fails the test after `within` seconds with what was sent."""
+
         async def _wait() -> Any:
             async with self._changed:
                 while not (result := predicate(self.sent)):
@@ -163,8 +169,11 @@ class RecordingConnector:
             if fault.times > 0 and fault.conversation_id in (None, sent.conversation_id):
                 fault.times -= 1
                 self.failed.append((fault.status, sent.conversation_id))
-                return web.json_response({"error": {"code": "Injected", "message": "injected fault"}},
-                                         status=fault.status, headers=fault.headers)
+                return web.json_response(
+                    {"error": {"code": "Injected", "message": "injected fault"}},
+                    status=fault.status,
+                    headers=fault.headers,
+                )
         sent.activity_id = sent.activity_id or f"act-{next(self._ids)}"
         async with self._changed:
             self.sent.append(sent)
@@ -195,8 +204,9 @@ class RecordingConnector:
             self.uploads.append(upload)
             self._changed.notify_all()
         # OneDrive answers the last range of an upload session with the new driveItem.
-        return web.json_response({"id": f"item-{upload.session}", "name": upload.session, "size": len(body)},
-                                 status=201)
+        return web.json_response(
+            {"id": f"item-{upload.session}", "name": upload.session, "size": len(body)}, status=201
+        )
 
     async def _create_conversation(self, request: web.Request) -> web.Response:
         body = await request.json()

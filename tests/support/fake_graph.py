@@ -28,24 +28,34 @@ USER_FIELDS = ("id", "displayName", "mail", "userPrincipalName")
 
 def make_certificate(directory: Path, *, rsa_key: bool = False) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and localhost; returns (certificate, key) paths."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048) if rsa_key else ec.generate_private_key(
-        ec.SECP256R1())
+    key = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if rsa_key
+        else ec.generate_private_key(ec.SECP256R1())
+    )
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-graph.test")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / "fake-graph.pem", directory / "fake-graph.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -110,15 +120,37 @@ class FakeGraph:
             members.remove(user_id)
             self._group_log.setdefault(group_id, []).append(("removed", user_id))
 
-    def add_pupil(self, user_id: str, given: str, surname: str, *, birth_date: str | None = None,
-                  grade: str | None = None, external_id: str | None = None, student_number: str | None = None,
-                  classes: tuple[str, ...] = (), role: str = "student") -> None:
+    def add_pupil(
+        self,
+        user_id: str,
+        given: str,
+        surname: str,
+        *,
+        birth_date: str | None = None,
+        grade: str | None = None,
+        external_id: str | None = None,
+        student_number: str | None = None,
+        classes: tuple[str, ...] = (),
+        role: str = "student",
+    ) -> None:
         """An educationUser as School Data Sync creates it; `role` 'teacher' makes a teacher instead."""
         self.education_users[user_id] = {
-            "id": user_id, "displayName": f"{given} {surname}", "givenName": given, "surname": surname,
-            "primaryRole": role, "externalSource": "sis",
-            "student": {"birthDate": birth_date, "externalId": external_id, "gender": None, "grade": grade,
-                        "graduationYear": None, "studentNumber": student_number} if role == "student" else None,
+            "id": user_id,
+            "displayName": f"{given} {surname}",
+            "givenName": given,
+            "surname": surname,
+            "primaryRole": role,
+            "externalSource": "sis",
+            "student": {
+                "birthDate": birth_date,
+                "externalId": external_id,
+                "gender": None,
+                "grade": grade,
+                "graduationYear": None,
+                "studentNumber": student_number,
+            }
+            if role == "student"
+            else None,
         }
         for class_id in classes:
             members = self.class_members.setdefault(class_id, [])
@@ -128,8 +160,9 @@ class FakeGraph:
     def add_class(self, class_id: str, name: str, *, grade: str | None = None) -> None:
         self.classes[class_id] = {"id": class_id, "displayName": name, "grade": grade, "externalSource": "sis"}
 
-    def fail_next(self, status: int, times: int = 1, *, path: str | None = None,
-                  headers: dict[str, str] | None = None) -> None:
+    def fail_next(
+        self, status: int, times: int = 1, *, path: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         """The next `times` Graph requests (whose path contains `path`, or any) answer `status`."""
         self.faults.append(GraphFault(status, times, path, headers or {}))
 
@@ -220,8 +253,9 @@ class FakeGraph:
         token = f"fake-{uuid.uuid4().hex}"
         self._tokens.add(token)
         self.tokens_issued += 1
-        return web.json_response({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
-                                  "access_token": token})
+        return web.json_response(
+            {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
+        )
 
     # --- users --------------------------------------------------------------------------------------------------
 
@@ -234,17 +268,21 @@ class FakeGraph:
         uid = request.match_info["uid"]
         if uid not in self.users:
             return _not_found(uid)
-        return web.json_response({"@odata.context": f"{self.base_url}/$metadata#users/$entity",
-                                  **self._user_json(uid, request)})
+        return web.json_response(
+            {"@odata.context": f"{self.base_url}/$metadata#users/$entity", **self._user_json(uid, request)}
+        )
 
     async def _list_users(self, request: web.Request) -> web.Response:
         wanted = _filter_values(request.query.get("$filter", ""))
         if wanted is None:
             return _error(400, "Request_UnsupportedQuery", "Unsupported query.")
-        ids = [uid for uid, u in self.users.items()
-               if any(u[f].lower() == v.lower() for f, v in wanted if f in u)]
-        return web.json_response({"@odata.context": f"{self.base_url}/$metadata#users",
-                                  "value": [self._user_json(uid, request) for uid in ids]})
+        ids = [uid for uid, u in self.users.items() if any(u[f].lower() == v.lower() for f, v in wanted if f in u)]
+        return web.json_response(
+            {
+                "@odata.context": f"{self.base_url}/$metadata#users",
+                "value": [self._user_json(uid, request) for uid in ids],
+            }
+        )
 
     async def _check_member_groups(self, request: web.Request) -> web.Response:
         uid = request.match_info["uid"]
@@ -255,8 +293,9 @@ class FakeGraph:
         if len(asked) > 20:
             return _error(400, "Request_BadRequest", "At most 20 groups can be checked.")
         found = [g for g in asked if uid in self.groups.get(g, [])]
-        return web.json_response({"@odata.context": f"{self.base_url}/$metadata#Collection(Edm.String)",
-                                  "value": found})
+        return web.json_response(
+            {"@odata.context": f"{self.base_url}/$metadata#Collection(Edm.String)", "value": found}
+        )
 
     async def _transitive_member_of(self, request: web.Request) -> web.Response:
         uid = request.match_info["uid"]
@@ -269,10 +308,17 @@ class FakeGraph:
         uid = request.match_info["uid"]
         manager = self.managers.get(uid)
         if uid not in self.users or manager not in self.users:
-            return _error(404, "Request_ResourceNotFound", "Resource 'manager' does not exist or one of its "
-                                                           "queried reference-property objects are not present.")
-        return web.json_response({"@odata.context": f"{self.base_url}/$metadata#directoryObjects/$entity",
-                                  **self._user_json(manager, request)})
+            return _error(
+                404,
+                "Request_ResourceNotFound",
+                "Resource 'manager' does not exist or one of its queried reference-property objects are not present.",
+            )
+        return web.json_response(
+            {
+                "@odata.context": f"{self.base_url}/$metadata#directoryObjects/$entity",
+                **self._user_json(manager, request),
+            }
+        )
 
     # --- groups -------------------------------------------------------------------------------------------------
 
@@ -282,9 +328,11 @@ class FakeGraph:
             return _not_found(gid)
         members = [m for m in self.groups[gid] if m in self.users]
         start = int(request.query.get("$skiptoken", "0"))
-        page = members[start:start + self.page_size]
-        body: dict[str, Any] = {"@odata.context": f"{self.base_url}/$metadata#users",
-                                "value": [self._user_json(m, request) for m in page]}
+        page = members[start : start + self.page_size]
+        body: dict[str, Any] = {
+            "@odata.context": f"{self.base_url}/$metadata#users",
+            "value": [self._user_json(m, request) for m in page],
+        }
         if start + self.page_size < len(members):
             query = {k: v for k, v in request.query.items() if k != "$skiptoken"}
             query["$skiptoken"] = str(start + self.page_size)
@@ -296,7 +344,7 @@ class FakeGraph:
         token = request.query.get("$deltatoken")
         if token:
             gid, _, position = token.partition(".")
-            changes = self._group_log.get(gid, [])[int(position):]
+            changes = self._group_log.get(gid, [])[int(position) :]
             members = [_member_delta(uid, kind == "removed") for kind, uid in changes]
         else:
             wanted = _filter_values(request.query.get("$filter", ""))
@@ -309,8 +357,13 @@ class FakeGraph:
         next_token = f"{gid}.{len(self._group_log.get(gid, []))}"
         delta_link = str(request.url.with_query({"$deltatoken": next_token}))
         value = [{"@odata.type": "#microsoft.graph.group", "id": gid, "members@delta": members}] if members else []
-        return web.json_response({"@odata.context": f"{self.base_url}/$metadata#groups(members)",
-                                  "@odata.deltaLink": delta_link, "value": value})
+        return web.json_response(
+            {
+                "@odata.context": f"{self.base_url}/$metadata#groups(members)",
+                "@odata.deltaLink": delta_link,
+                "value": value,
+            }
+        )
 
     # --- School Data Sync (education) ------------------------------------------------------------------------
 
@@ -335,15 +388,23 @@ class FakeGraph:
 
         top = int(request.query.get("$top", "100"))
         found = [uid for uid, user in self.education_users.items() if matches(user)][:top]
-        return web.json_response({"@odata.context": f"{self.base_url}/$metadata#education/users",
-                                  "value": [self._education_json(uid, request) for uid in found]})
+        return web.json_response(
+            {
+                "@odata.context": f"{self.base_url}/$metadata#education/users",
+                "value": [self._education_json(uid, request) for uid in found],
+            }
+        )
 
     async def _education_user(self, request: web.Request) -> web.Response:
         uid = request.match_info["uid"]
         if uid not in self.education_users:
             return _not_found(uid)
-        return web.json_response({"@odata.context": f"{self.base_url}/$metadata#education/users/$entity",
-                                  **self._education_json(uid, request)})
+        return web.json_response(
+            {
+                "@odata.context": f"{self.base_url}/$metadata#education/users/$entity",
+                **self._education_json(uid, request),
+            }
+        )
 
     async def _education_user_classes(self, request: web.Request) -> web.Response:
         uid = request.match_info["uid"]
@@ -351,9 +412,12 @@ class FakeGraph:
             return _not_found(uid)
         wanted = _select(request)
         classes = [self.classes[c] for c, members in self.class_members.items() if uid in members and c in self.classes]
-        return web.json_response({"@odata.context": f"{self.base_url}/$metadata#education/classes",
-                                  "value": [{k: v for k, v in c.items() if not wanted or k in wanted}
-                                            for c in classes]})
+        return web.json_response(
+            {
+                "@odata.context": f"{self.base_url}/$metadata#education/classes",
+                "value": [{k: v for k, v in c.items() if not wanted or k in wanted} for c in classes],
+            }
+        )
 
     # --- Teams app installation ---------------------------------------------------------------------------------
 
@@ -418,11 +482,19 @@ def _filter_values(expression: str) -> list[tuple[str, str]] | None:
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": {"code": code, "message": message,
-                      "innerError": {"date": "2026-11-23T10:00:00", "request-id": str(uuid.uuid4())}}}
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {"date": "2026-11-23T10:00:00", "request-id": str(uuid.uuid4())},
+        }
+    }
     return web.json_response(body, status=status, headers=headers)
 
 
 def _not_found(object_id: str) -> web.Response:
-    return _error(404, "Request_ResourceNotFound", f"Resource '{object_id}' does not exist or one of its queried "
-                                                   "reference-property objects are not present.")
+    return _error(
+        404,
+        "Request_ResourceNotFound",
+        f"Resource '{object_id}' does not exist or one of its queried reference-property objects are not present.",
+    )

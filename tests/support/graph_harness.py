@@ -44,8 +44,15 @@ async def _safeguarding_check(turn: Turn, _args: str) -> None:
 
 def safeguarding_probe(wiring: Wiring) -> None:
     """A command only the safeguarding team may use: shows the roles the front door got from the directory."""
-    wiring.services.add_command(Command("safeguarding check", "Safeguarding check", "check your access",
-                                        _safeguarding_check, roles=frozenset({Role.DSL, Role.DEPUTY_DSL})))
+    wiring.services.add_command(
+        Command(
+            "safeguarding check",
+            "Safeguarding check",
+            "check your access",
+            _safeguarding_check,
+            permission="child.view",
+        )
+    )  # the DSL and deputies
 
 
 @contextlib.asynccontextmanager
@@ -66,15 +73,24 @@ async def demo_graph(directory: Path, *, page_size: int = 2) -> AsyncIterator[Fa
 
 
 @contextlib.asynccontextmanager
-async def graph_harness(database_url: str, clock: SettableClock, var_dir: Path, graph: FakeGraph,
-                        **overrides: Any) -> AsyncIterator[Harness]:
+async def graph_harness(
+    database_url: str, clock: SettableClock, var_dir: Path, graph: FakeGraph, **overrides: Any
+) -> AsyncIterator[Harness]:
     connector = RecordingConnector()
     await connector.start()
     settings = test_settings(
-        database_url, var_dir, directory="graph", graph_base_url=graph.base_url,
-        graph_authority=graph.url, graph_client_id="esafety-graph-app", graph_client_secret="not-a-real-secret",
-        graph_ca_bundle=graph.cert_path, graph_timeout_seconds=15.0, graph_bulk_timeout_seconds=20.0,
-        teams_app_catalog_id=CATALOG_APP_ID, teams_service_url=connector.url,
+        database_url,
+        var_dir,
+        directory="graph",
+        graph_base_url=graph.base_url,
+        graph_authority=graph.url,
+        graph_client_id="esafety-graph-app",
+        graph_client_secret="not-a-real-secret",
+        graph_ca_bundle=graph.cert_path,
+        graph_timeout_seconds=15.0,
+        graph_bulk_timeout_seconds=20.0,
+        teams_app_catalog_id=CATALOG_APP_ID,
+        teams_service_url=connector.url,
         worker_enabled=False,  # due work runs only when the test says so
     )
     settings = settings.model_copy(update=overrides)

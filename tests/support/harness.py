@@ -27,8 +27,14 @@ TEST_DATA_KEY = "q5A0c8n1l6wq4cM1vQ0r3oJ8mZ2yX7tB9kE4hG6dF1s"
 
 def test_settings(database_url: str, var_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
-        dev=True, database_url=database_url, config_path=DEMO_CONFIG, data_key=TEST_DATA_KEY, var_dir=var_dir,
-        worker_poll_seconds=30.0, host="127.0.0.1", port=0,
+        dev=True,
+        database_url=database_url,
+        config_path=DEMO_CONFIG,
+        data_key=TEST_DATA_KEY,
+        var_dir=var_dir,
+        worker_poll_seconds=30.0,
+        host="127.0.0.1",
+        port=0,
     )
     values.update(overrides)
     return Settings(**values)
@@ -64,14 +70,28 @@ class Harness:
         key = aad_id or name
         if key not in self._users:
             person_id = aad_id or self.person_id(name)
-            self._users[key] = TeamsUser(self.http, self.url, self.connector, aad_id=person_id, name=name,
-                                         tenant_id=self.school.tenant_id, token=self.token)
+            self._users[key] = TeamsUser(
+                self.http,
+                self.url,
+                self.connector,
+                aad_id=person_id,
+                name=name,
+                tenant_id=self.school.tenant_id,
+                token=self.token,
+            )
         return self._users[key]
 
     def channel(self, purpose: str) -> TeamsChannel:
         channel_id = getattr(self.school.channels, purpose)
-        return TeamsChannel(self.http, self.url, self.connector, team_id=self.school.team_id, channel_id=channel_id,
-                            tenant_id=self.school.tenant_id, token=self.token)
+        return TeamsChannel(
+            self.http,
+            self.url,
+            self.connector,
+            team_id=self.school.team_id,
+            channel_id=channel_id,
+            tenant_id=self.school.tenant_id,
+            token=self.token,
+        )
 
     async def start(self) -> None:
         self.app = await create_app(self.settings, self.config, clock=self.clock, features=self.features)
@@ -109,8 +129,9 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def start_harness(*, database_url: str, clock: SettableClock, var_dir: Path, features: list[Any] | None = None,
-                        **overrides: Any) -> AsyncIterator[Harness]:
+async def start_harness(
+    *, database_url: str, clock: SettableClock, var_dir: Path, features: list[Any] | None = None, **overrides: Any
+) -> AsyncIterator[Harness]:
     connector = RecordingConnector()
     await connector.start()
     # The tenant's service URL, for sends to conversations the bot has never seen: the local connector, never Teams.

@@ -40,13 +40,32 @@ class PgServer:
         return f"postgresql+asyncpg://esafety@127.0.0.1:{self.port}/{database}"
 
     def psql(self, sql: str, database: str = "postgres") -> None:
-        subprocess.run([*self.as_user, f"{self.bindir}/psql", "-q", "-h", "127.0.0.1", "-p", str(self.port),
-                        "-U", "esafety", "-d", database, "-v", "ON_ERROR_STOP=1", "-c", sql],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                *self.as_user,
+                f"{self.bindir}/psql",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "esafety",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     def stop(self) -> None:
-        subprocess.run([*self.as_user, f"{self.bindir}/pg_ctl", "-D", self.datadir, "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*self.as_user, f"{self.bindir}/pg_ctl", "-D", self.datadir, "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(os.path.dirname(self.datadir), ignore_errors=True)
 
 
@@ -60,11 +79,32 @@ def start() -> PgServer:
         pw = pwd.getpwnam("postgres")
         os.chown(root, pw.pw_uid, pw.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_user, f"{bindir}/initdb", "-D", datadir, "-A", "trust", "-U", "esafety", "-E", "UTF8",
-                    "--no-sync", "--locale=C.UTF-8"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *as_user,
+            f"{bindir}/initdb",
+            "-D",
+            datadir,
+            "-A",
+            "trust",
+            "-U",
+            "esafety",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C.UTF-8",
+        ],
+        check=True,
+        capture_output=True,
+    )
     port = _free_port()
-    options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-               f"-c full_page_writes=off -c max_connections=300")
-    subprocess.run([*as_user, f"{bindir}/pg_ctl", "-D", datadir, "-o", options, "-l", os.path.join(root, "log"),
-                    "-w", "start"], check=True, capture_output=True)
+    options = (
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+        f"-c full_page_writes=off -c max_connections=300"
+    )
+    subprocess.run(
+        [*as_user, f"{bindir}/pg_ctl", "-D", datadir, "-o", options, "-l", os.path.join(root, "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
     return PgServer(datadir, port, bindir, as_user)

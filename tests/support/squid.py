@@ -62,8 +62,7 @@ class Squid:
         return [squid_binary(), "-f", str(self.conf), "-k", "reconfigure"]
 
     def squid_config(self) -> SquidConfig:
-        return SquidConfig(allow_file=self.allow_file, block_file=self.block_file,
-                           reload_command=self.reload_command())
+        return SquidConfig(allow_file=self.allow_file, block_file=self.block_file, reload_command=self.reload_command())
 
     def url(self, host: str) -> str:
         return f"http://{host}:{self.origin_port}/"
@@ -75,13 +74,15 @@ class Squid:
             connector = aiohttp.TCPConnector(local_addr=(STAFF_ADDRESS, 0))
             async with aiohttp.ClientSession(connector=connector) as staff_http:
                 return await self.status(staff_http, host)
-        async with http.get(self.url(host), proxy=f"http://127.0.0.1:{self.port}",
-                            timeout=aiohttp.ClientTimeout(total=10)) as response:
+        async with http.get(
+            self.url(host), proxy=f"http://127.0.0.1:{self.port}", timeout=aiohttp.ClientTimeout(total=10)
+        ) as response:
             await response.read()
             return response.status
 
-    async def wait_for_status(self, http: aiohttp.ClientSession, host: str, expected: int,
-                              within: float = 15.0, *, staff: bool = False) -> None:
+    async def wait_for_status(
+        self, http: aiohttp.ClientSession, host: str, expected: int, within: float = 15.0, *, staff: bool = False
+    ) -> None:
         """Squid applies `-k reconfigure` shortly after the signal: wait until it answers as expected."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
@@ -184,8 +185,9 @@ async def running_squid(baseline: list[str]) -> AsyncIterator[Squid]:
     log = directory / "squid.out"
     out = os.open(log, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        squid.process = await asyncio.create_subprocess_exec(binary, "-N", "-f", str(squid.conf), stdout=out,
-                                                             stderr=out)
+        squid.process = await asyncio.create_subprocess_exec(
+            binary, "-N", "-f", str(squid.conf), stdout=out, stderr=out
+        )
     finally:
         os.close(out)
     try:
@@ -207,16 +209,24 @@ def school_config(roles: dict[str, list[str]] | None = None, **filtering: Any) -
     """The demo configuration with the school's filtering settings (and some people's roles) changed."""
     config = load_config(DEMO_CONFIG)
     school = config.schools[0]
-    people = [p.model_copy(update={"roles": [Role(r) for r in roles[p.name]]}) if roles and p.name in roles else p
-              for p in school.people]
+    people = [
+        p.model_copy(update={"roles": [Role(r) for r in roles[p.name]]}) if roles and p.name in roles else p
+        for p in school.people
+    ]
     school = school.model_copy(update={"filtering": school.filtering.model_copy(update=filtering), "people": people})
     return config.model_copy(update={"schools": [school]})
 
 
 @contextlib.asynccontextmanager
-async def start_filter_harness(*, database_url: str, clock: SettableClock, var_dir: Path,
-                               features: list[Any] | None = None, roles: dict[str, list[str]] | None = None,
-                               **filtering: Any) -> AsyncIterator[Harness]:
+async def start_filter_harness(
+    *,
+    database_url: str,
+    clock: SettableClock,
+    var_dir: Path,
+    features: list[Any] | None = None,
+    roles: dict[str, list[str]] | None = None,
+    **filtering: Any,
+) -> AsyncIterator[Harness]:
     """Like the shared harness, but the school's filtering settings can be changed (backend, lists), and due work
     runs only when the test calls harness.run_due_work(), so retries and expiries happen exactly when told."""
     settings = test_settings(database_url, var_dir, worker_enabled=False)

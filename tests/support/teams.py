@@ -55,8 +55,14 @@ class Reply:
 
 
 class Endpoint:
-    def __init__(self, http: aiohttp.ClientSession, app_url: str, connector: RecordingConnector,
-                 tenant_id: str, token: str | None = None) -> None:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        app_url: str,
+        connector: RecordingConnector,
+        tenant_id: str,
+        token: str | None = None,
+    ) -> None:
         self.http = http
         self.app_url = app_url
         self.connector = connector
@@ -87,8 +93,17 @@ class Endpoint:
 class TeamsUser(Endpoint):
     """A member of staff in a 1:1 chat with the bot."""
 
-    def __init__(self, http: aiohttp.ClientSession, app_url: str, connector: RecordingConnector, *, aad_id: str,
-                 name: str, tenant_id: str, token: str | None = None) -> None:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        app_url: str,
+        connector: RecordingConnector,
+        *,
+        aad_id: str,
+        name: str,
+        tenant_id: str,
+        token: str | None = None,
+    ) -> None:
         super().__init__(http, app_url, connector, tenant_id, token)
         self.aad_id = aad_id
         self.name = name
@@ -119,10 +134,14 @@ class TeamsUser(Endpoint):
 
     def card_execute(self, verb: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
         """The Activity JSON of an Action.Execute invoke from this chat, not yet posted."""
-        return self._activity("invoke", name="adaptiveCard/action", value={
-            "action": {"type": "Action.Execute", "id": str(uuid.uuid4()), "verb": verb, "data": data or {}},
-            "trigger": "manual",
-        })
+        return self._activity(
+            "invoke",
+            name="adaptiveCard/action",
+            value={
+                "action": {"type": "Action.Execute", "id": str(uuid.uuid4()), "verb": verb, "data": data or {}},
+                "trigger": "manual",
+            },
+        )
 
     def invoke(self, name: str, value: Any = None) -> dict[str, Any]:
         """The Activity JSON of any invoke by name (e.g. Teams' healthCheck), not yet posted."""
@@ -151,16 +170,24 @@ class TeamsUser(Endpoint):
             fields["replyToId"] = reply_to
         return await self.post(self._activity("message", **fields), self.conversation_id)
 
-    async def executes(self, verb: str, data: dict[str, Any] | None = None,
-                       conversation_id: str | None = None) -> Reply:
+    async def executes(
+        self, verb: str, data: dict[str, Any] | None = None, conversation_id: str | None = None
+    ) -> Reply:
         """An Action.Execute (Universal Actions) invoke, from this chat or from a channel card."""
-        activity = self._activity("invoke", name="adaptiveCard/action", value={
-            "action": {"type": "Action.Execute", "id": str(uuid.uuid4()), "verb": verb, "data": data or {}},
-            "trigger": "manual",
-        })
+        activity = self._activity(
+            "invoke",
+            name="adaptiveCard/action",
+            value={
+                "action": {"type": "Action.Execute", "id": str(uuid.uuid4()), "verb": verb, "data": data or {}},
+                "trigger": "manual",
+            },
+        )
         if conversation_id and conversation_id != self.conversation_id:
-            activity["conversation"] = {"id": conversation_id, "conversationType": "channel",
-                                        "tenantId": self.tenant_id}
+            activity["conversation"] = {
+                "id": conversation_id,
+                "conversationType": "channel",
+                "tenantId": self.tenant_id,
+            }
         return await self.post(activity, activity["conversation"]["id"])
 
     async def installs(self) -> Reply:
@@ -170,8 +197,17 @@ class TeamsUser(Endpoint):
 class TeamsChannel(Endpoint):
     """A channel in the school's team, where the bot is installed by an admin."""
 
-    def __init__(self, http: aiohttp.ClientSession, app_url: str, connector: RecordingConnector, *, team_id: str,
-                 channel_id: str, tenant_id: str, token: str | None = None) -> None:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        app_url: str,
+        connector: RecordingConnector,
+        *,
+        team_id: str,
+        channel_id: str,
+        tenant_id: str,
+        token: str | None = None,
+    ) -> None:
         super().__init__(http, app_url, connector, tenant_id, token)
         self.team_id = team_id
         self.channel_id = channel_id
@@ -183,11 +219,19 @@ class TeamsChannel(Endpoint):
             "serviceUrl": self.connector.url,
             "channelId": "msteams",
             "from": {"id": f"29:{by.aad_id}", "name": by.name, "aadObjectId": by.aad_id},
-            "conversation": {"id": self.channel_id, "conversationType": "channel", "isGroup": True,
-                             "tenantId": self.tenant_id},
+            "conversation": {
+                "id": self.channel_id,
+                "conversationType": "channel",
+                "isGroup": True,
+                "tenantId": self.tenant_id,
+            },
             "recipient": {"id": BOT_ID, "name": "eSafety"},
             "membersAdded": [{"id": BOT_ID}],
-            "channelData": {"tenant": {"id": self.tenant_id}, "team": {"id": self.team_id, "name": "Staff"},
-                            "channel": {"id": self.channel_id}, "eventType": "teamMemberAdded"},
+            "channelData": {
+                "tenant": {"id": self.tenant_id},
+                "team": {"id": self.team_id, "name": "Staff"},
+                "channel": {"id": self.channel_id},
+                "eventType": "teamMemberAdded",
+            },
         }
         return await self.post(activity, self.channel_id)

@@ -45,11 +45,13 @@ def upgrade() -> None:
         sa.Column("agreed", sa.Boolean(), nullable=False),
         sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("school_id", "person_id", "audience", "version", "cycle",
-                            name="uq_aup_acknowledgements_once"),
+        sa.UniqueConstraint(
+            "school_id", "person_id", "audience", "version", "cycle", name="uq_aup_acknowledgements_once"
+        ),
     )
-    op.create_index("ix_aup_acknowledgements_version", "aup_acknowledgements",
-                    ["school_id", "audience", "version", "cycle"])
+    op.create_index(
+        "ix_aup_acknowledgements_version", "aup_acknowledgements", ["school_id", "audience", "version", "cycle"]
+    )
     op.create_table(
         "aup_requests",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),

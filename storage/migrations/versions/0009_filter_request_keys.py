@@ -18,8 +18,9 @@ depends_on = None
 def upgrade() -> None:
     # Nullable: requests made before keys existed have none, and NULLs never collide in a unique index.
     op.add_column("filter_requests", sa.Column("idempotency_key", sa.String(64), nullable=True))
-    op.create_index("uq_filter_requests_idempotency_key", "filter_requests", ["school_id", "idempotency_key"],
-                    unique=True)
+    op.create_index(
+        "uq_filter_requests_idempotency_key", "filter_requests", ["school_id", "idempotency_key"], unique=True
+    )
 
 
 def downgrade() -> None:

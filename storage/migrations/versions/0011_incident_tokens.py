@@ -26,8 +26,9 @@ def upgrade() -> None:
     bind = op.get_bind()
     incidents = sa.table("incidents", sa.column("id", sa.Integer), sa.column("token", sa.String))
     for (incident_id,) in bind.execute(sa.select(incidents.c.id).where(incidents.c.token.is_(None))).all():
-        bind.execute(incidents.update().where(incidents.c.id == incident_id)
-                     .values(token=secrets.token_urlsafe(TOKEN_BYTES)))
+        bind.execute(
+            incidents.update().where(incidents.c.id == incident_id).values(token=secrets.token_urlsafe(TOKEN_BYTES))
+        )
     op.create_index("uq_incidents_token", "incidents", ["school_id", "token"], unique=True)
 
 
