@@ -134,22 +134,7 @@ class SquidBackend:
             _write_atomically(path, "".join(f"{line}\n" for line in kept))
 
     async def _reload_squid(self) -> None:
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *self._reload, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-            )
-        except OSError as exc:
-            raise FilterBackendError(f"cannot run the Squid reload command: {exc.strerror or exc}") from exc
-        try:
-            _out, err = await asyncio.wait_for(process.communicate(), RELOAD_TIMEOUT_SECONDS)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-            raise FilterBackendError("the Squid reload command did not finish in time") from None
-        if process.returncode != 0:
-            detail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
-            raise FilterBackendError(f"Squid reload failed (exit {process.returncode}): {detail[0][:200]}")
+        await _run_reload(self._reload, "Squid")
 
 
 class DnsmasqBackend:
