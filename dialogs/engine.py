@@ -15,7 +15,7 @@ from botbuilder.schema import ActivityTypes
 
 from bot.actor import Actor
 from bot.conversation import Conversation, Ctx, Reply, S, state_from_data, state_to_data
-from bot.handler import clean_text, message_with_card
+from bot.handler import message_with_card
 
 CANCEL_WORDS = frozenset({"cancel", "stop", "quit", "exit"})
 _STATE, _ASKED = "conversation.state", "conversation.asked"
@@ -99,7 +99,9 @@ def _reply(context: TurnContext) -> Reply:
     activity = context.activity
     value = activity.value if isinstance(activity.value, dict) else None
     files = any((a.content_type or "").lower() != "text/html" for a in activity.attachments or [])
-    return Reply(text=clean_text(activity), data=value, has_files=files)
+    # The person's words exactly as typed (a mention or Markdown in a report is evidence, kept as text); only the
+    # ends are trimmed. Commands were matched on the cleaned text before the conversation saw this.
+    return Reply(text=(activity.text or "").strip(), data=value, has_files=files)
 
 
 def _said(reply: Reply) -> str:
