@@ -26,7 +26,7 @@ def build_filtering_check_card(view: CheckForm, tz: dt.tzinfo) -> dict[str, Any]
     if view.last is not None:
         body.append(
             text(
-                f"Last check: {_when(view.last.run_at, tz)}, {view.last.summary().lower()}.",
+                f"Last check: {_when(view.last.run_at, tz)}. {view.last.summary()}.",
                 subtle=True,
                 spacing="Small",
             )
