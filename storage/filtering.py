@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 from sqlalchemy import JSON, Boolean, Date, Index, Integer, String, Text, UniqueConstraint, select, update
 from sqlalchemy.exc import IntegrityError
@@ -209,28 +210,20 @@ class SqlFilterRequests:
 
     async def open_for_domain(self, school_id: str, domain: str) -> list[FilterRequest]:
         """Requests for this domain still waiting for a decision or to be applied, oldest first."""
-        rows = (
-            await self._session.scalars(
-                select(FilterRequestRow)
-                .where(
-                    FilterRequestRow.school_id == school_id,
-                    FilterRequestRow.domain == domain,
-                    FilterRequestRow.status.in_([str(s) for s in OPEN_STATUSES]),
-                )
-                .order_by(FilterRequestRow.id)
-            )
-        ).all()
-        return [self._to_request(r) for r in rows]
+        return await self._for_domain(school_id, domain, OPEN_STATUSES)
 
     async def related(self, school_id: str, domain: str) -> list[FilterRequest]:
         """Requests for this domain that are waiting, being applied or in place, oldest first."""
+        return await self._for_domain(school_id, domain, RELATED_STATUSES)
+
+    async def _for_domain(self, school_id: str, domain: str, statuses: Iterable[str]) -> list[FilterRequest]:
         rows = (
             await self._session.scalars(
                 select(FilterRequestRow)
                 .where(
                     FilterRequestRow.school_id == school_id,
                     FilterRequestRow.domain == domain,
-                    FilterRequestRow.status.in_([str(s) for s in RELATED_STATUSES]),
+                    FilterRequestRow.status.in_([str(s) for s in statuses]),
                 )
                 .order_by(FilterRequestRow.id)
             )
