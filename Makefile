@@ -39,9 +39,9 @@ lint: venv
 	@$(PY) -m ruff format --check .
 	@$(PY) -m mypy
 
+# Issue 17's figures and targets in one run (about 12 minutes); quick: `make bench BENCH_TURNS=30 BENCH_REPEATS=1`.
 bench: venv system-deps
 	@$(PY) -m tests.bench
-	@$(PY) -m tests.bench_digest
 
 package: venv
 	@$(PY) -m manifest.package

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from botbuilder.core import ConversationState, TurnContext, UserState
+from botbuilder.core import TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
 from adapters.activity_checks import BodyRejected, activity_problem, field_at, parse_json
@@ -35,13 +35,12 @@ from bot.protocols import Clock, Directory
 from bot.settings import Settings
 from bot.wiring import Features, Wiring
 from storage.audit_trail import CheckpointFile, audit_keys
-from storage.bot_storage import SqlStorage
 from storage.crypto import FieldCipher, KeyError_, dev_key, parse_key
 from storage.db import create_engine, session_factory
-from storage.inbound import SqlInboundClaims
 from storage.migrate import pending_migrations, upgrade
 from storage.quiet import SqlConversationActivity, SqlGreetings
 from storage.repos import SEND_KIND, ConversationRefs, WorkClaims
+from storage.turns import SqlTurns
 from storage.uow import unit_of_work_factory
 
 log = logging.getLogger("esafety")
@@ -191,19 +190,14 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     parts.adapter = build_adapter(settings, pool)
     parts.adapter.on_turn_error = _turn_error_handler
     read_engine = create_engine(settings.database_url, reads_only=True) if settings.is_sqlite else parts.engine
-    storage = SqlStorage(sessions, cipher, parts.clock, read_sessions=session_factory(read_engine))
-    inbound = SqlInboundClaims(sessions, cipher, parts.clock, read_sessions=session_factory(read_engine))
     activity = SqlConversationActivity(sessions, parts.clock, read_sessions=session_factory(read_engine))
     services = BotServices(
         config=parts.config,
         directory=parts.directory,
         uow=parts.uow,
         refs=parts.refs,
-        conversation_state=ConversationState(storage),
-        user_state=UserState(storage),
         dev=settings.dev,
-        inbound=inbound,
-        activity=activity,
+        turns=SqlTurns(parts.engine, cipher, parts.clock, reads=read_engine),
         greetings=SqlGreetings(sessions, parts.clock),
         clock=parts.clock,
         conversation_timeout=dt.timedelta(hours=settings.conversation_timeout_hours),

@@ -36,6 +36,7 @@ from msal import ConfidentialClientApplication
 from msrest.authentication import Authentication
 
 from adapters.connector_http import (
+    RETRIES,
     BotConnectorClient,
     ConnectorTransport,
     ServiceUrlPolicy,
@@ -43,6 +44,7 @@ from adapters.connector_http import (
     TokenSource,
     is_loopback_host,
 )
+from adapters.send_budget import SendBudget
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,9 +85,15 @@ class ClientPool:
         timeout: float = 15.0,
         connections_per_host: int = 32,
         max_clients: int = 256,
+        budget: SendBudget | None = None,
+        retries: int = RETRIES,
     ) -> None:
         self.transport = ConnectorTransport(
-            connect_timeout=connect_timeout, timeout=timeout, connections_per_host=connections_per_host
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+            connections_per_host=connections_per_host,
+            budget=budget,
+            retries=retries,
         )
         self.max_clients = max_clients
         self._connectors: OrderedDict[tuple[str | None, str, str | None], BotConnectorClient] = OrderedDict()
@@ -100,6 +108,12 @@ class ClientPool:
             timeout=settings.connector_timeout,
             connections_per_host=settings.connector_connections_per_host,
             max_clients=settings.connector_clients,
+            budget=SendBudget(
+                tenant_rate=settings.connector_tenant_rate,
+                bulk_rate=settings.connector_bulk_rate,
+                conversation_rate=settings.connector_conversation_rate,
+            ),
+            retries=settings.connector_retries,
         )
 
     def __len__(self) -> int:

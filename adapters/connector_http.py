@@ -1,17 +1,22 @@
-"""The Bot Connector REST API over aiohttp: per-request timeouts, a bounded pool per host, no hidden retries.
+"""The Bot Connector REST API over aiohttp: per-request timeouts, a bounded pool per host, bounded retries.
 
 botframework-connector's msrest client sends with `requests` on the event loop's default thread pool, with a 100 s
 timeout and three retries, so one endpoint that never answers held every thread and stalled unrelated replies for
 minutes. This client keeps the SDK's types (Activity in, ResourceResponse out) and the SDK's credentials; only the
-transport is ours. Callers that need retries (the outbox) retry durably.
+transport is ours. It keeps the SDK's retries on 408, 429 and 5xx (Retry-After honoured), but bounded in count and
+in total time, and only for interactive calls: bulk sends (the outbox) retry durably, at the time Retry-After says.
+Every send waits for Teams' per-tenant and per-conversation budget first (adapters.send_budget).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import ipaddress
 import json
 import logging
+import random
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,10 +39,19 @@ from botframework.connector.about import __version__ as SDK_VERSION
 from botframework.connector.auth import AuthenticationConstants
 from msrest.exceptions import ClientRequestError
 
+from adapters.connector_json import to_json
+from adapters.send_budget import SendBudget, is_bulk, tenant_of
+from bot.work import parse_retry_after
+
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"Microsoft-BotFramework/3.1 (BotBuilder Python/{SDK_VERSION})"  # what the SDK's client sends
 TOKEN_THREADS = 2
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})  # what msrest's retry policy retried for the SDK
+RETRIES = 3
+RETRY_AFTER_CAP = 10.0  # a longer Retry-After is not waited out inside a call: the caller hears it at once
+RETRY_TOTAL = 12.0  # no retry starts after this long: a reply still lands within the 15 s Teams waits for a turn
+RETRY_BACKOFF = 0.5  # first wait when the answer has no Retry-After; doubled per retry, jittered
 
 # Microsoft's documented Bot Connector addresses: Teams (public, GCC, GCC High, DoD) and the Bot Framework channels
 # (public cloud and Azure Government). Anything else needs ESAFETY_CONNECTOR_HOSTS.
@@ -159,10 +173,28 @@ class ConnectorTransport:
     keep-alive timeout.
     """
 
-    def __init__(self, *, connect_timeout: float, timeout: float, connections_per_host: int) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float,
+        timeout: float,
+        connections_per_host: int,
+        budget: SendBudget | None = None,
+        retries: int = RETRIES,
+        retry_after_cap: float = RETRY_AFTER_CAP,
+        retry_total: float = RETRY_TOTAL,
+        retry_backoff: float = RETRY_BACKOFF,
+        retry_bulk: bool = False,
+    ) -> None:
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.connections_per_host = connections_per_host
+        self.budget = budget if budget is not None else SendBudget()
+        self.retries = retries
+        self.retry_after_cap = retry_after_cap
+        self.retry_total = retry_total
+        self.retry_backoff = retry_backoff
+        self.retry_bulk = retry_bulk
         self._session: aiohttp.ClientSession | None = None
         self._token_threads: ThreadPoolExecutor | None = None
         self._closed = False
@@ -180,14 +212,57 @@ class ConnectorTransport:
             )
         return self._session
 
-    async def call(self, method: str, url: str, *, authorization: str | None, payload: Any = None) -> bytes:
-        """The response body of a 2xx answer; ConnectorHTTPError for any other status, ConnectorUnavailable for none."""
+    async def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        authorization: str | None,
+        payload: Any = None,
+        budget: tuple[str, str | None] | None = None,
+    ) -> bytes:
+        """The response body of a 2xx answer; ConnectorHTTPError for any other status, ConnectorUnavailable for none.
+
+        `budget` is (tenant, conversation) for a call that counts against Teams' send limits. A 408, 429 or 5xx is
+        retried (interactive calls only, unless retry_bulk) while retries and time remain; the last error is raised.
+        """
+        data = None if payload is None else json.dumps(payload).encode("utf-8")
+        bulk = is_bulk()
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            if budget is not None:
+                await self.budget.acquire(*budget, bulk=bulk)
+            try:
+                return await self._once(method, url, authorization, data)
+            except ConnectorHTTPError as exc:
+                wait = self._retry_wait(exc, attempt, started, bulk)
+                if wait is None:
+                    raise
+                log.info("Bot Connector answered %s to %s; retrying in %.2f s", exc.status, method, wait)
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    def _retry_wait(self, error: ConnectorHTTPError, attempt: int, started: float, bulk: bool) -> float | None:
+        """Seconds to wait before retrying, or None when this error is final."""
+        if error.status not in RETRY_STATUSES or attempt >= self.retries or (bulk and not self.retry_bulk):
+            return None
+        after = parse_retry_after(error.headers.get("Retry-After"), dt.datetime.now(dt.UTC))
+        if after is not None:
+            wait = after.total_seconds()
+            if wait > self.retry_after_cap:
+                return None  # asked to stay away longer than a call may wait: the caller decides
+        else:
+            wait = min(self.retry_after_cap, self.retry_backoff * 2**attempt * random.uniform(0.5, 1.0))  # noqa: S311
+        if time.monotonic() - started + wait > self.retry_total:
+            return None
+        return wait
+
+    async def _once(self, method: str, url: str, authorization: str | None, data: bytes | None) -> bytes:
         headers = {"Accept": "application/json"}
         if authorization:
             headers["Authorization"] = authorization
-        data = None
-        if payload is not None:
-            data = json.dumps(payload).encode("utf-8")
+        if data is not None:
             headers["Content-Type"] = "application/json; charset=utf-8"
         host = urlsplit(url).netloc
         try:
@@ -278,10 +353,18 @@ class BotConnectorClient:
         quoted = path.format(*(quote(str(value), safe="") for value in ids))
         return f"{self.service_url.rstrip('/')}/{quoted.lstrip('/')}"
 
-    async def call(self, method: str, url: str, payload: Any = None) -> Any:
-        """The parsed JSON answer, or None for an empty one."""
+    async def call(
+        self, method: str, url: str, payload: Any = None, *, send_to: str | None = None, sends: bool = False
+    ) -> Any:
+        """The parsed JSON answer, or None for an empty one.
+
+        A call that sends (`sends`, or one to conversation `send_to`) waits for the tenant's send budget first.
+        """
         authorization = await self._tokens.authorization()
-        body = await self._transport.call(method, url, authorization=authorization, payload=payload)
+        budget = None
+        if sends or send_to is not None:
+            budget = (tenant_of(payload if isinstance(payload, dict) else None, self.service_url), send_to)
+        body = await self._transport.call(method, url, authorization=authorization, payload=payload, budget=budget)
         if not body.strip():
             return None
         try:
@@ -310,28 +393,35 @@ class Conversations:
 
     async def send_to_conversation(self, conversation_id: str, activity: Activity) -> ResourceResponse | None:
         url = self._client.url("v3/conversations/{}/activities", conversation_id)
-        return _model(ResourceResponse, await self._client.call("POST", url, activity.serialize()))
+        return _model(
+            ResourceResponse, await self._client.call("POST", url, to_json(activity), send_to=conversation_id)
+        )
 
     async def reply_to_activity(
         self, conversation_id: str, activity_id: str, activity: Activity
     ) -> ResourceResponse | None:
         url = self._client.url("v3/conversations/{}/activities/{}", conversation_id, activity_id)
-        return _model(ResourceResponse, await self._client.call("POST", url, activity.serialize()))
+        return _model(
+            ResourceResponse, await self._client.call("POST", url, to_json(activity), send_to=conversation_id)
+        )
 
     async def update_activity(
         self, conversation_id: str, activity_id: str, activity: Activity
     ) -> ResourceResponse | None:
         url = self._client.url("v3/conversations/{}/activities/{}", conversation_id, activity_id)
-        return _model(ResourceResponse, await self._client.call("PUT", url, activity.serialize()))
+        return _model(ResourceResponse, await self._client.call("PUT", url, to_json(activity), send_to=conversation_id))
 
     async def delete_activity(self, conversation_id: str, activity_id: str) -> None:
         await self._client.call(
-            "DELETE", self._client.url("v3/conversations/{}/activities/{}", conversation_id, activity_id)
+            "DELETE",
+            self._client.url("v3/conversations/{}/activities/{}", conversation_id, activity_id),
+            send_to=conversation_id,
         )
 
     async def create_conversation(self, parameters: ConversationParameters) -> ConversationResourceResponse | None:
         url = self._client.url("v3/conversations")
-        return _model(ConversationResourceResponse, await self._client.call("POST", url, parameters.serialize()))
+        answer = await self._client.call("POST", url, to_json(parameters), sends=True)
+        return _model(ConversationResourceResponse, answer)
 
     async def get_conversation_members(self, conversation_id: str) -> list[ChannelAccount]:
         url = self._client.url("v3/conversations/{}/members", conversation_id)

@@ -1,12 +1,14 @@
-"""Delivers queued proactive messages through the Bot Connector, within Teams' rate limits."""
+"""Delivers queued proactive messages through the Bot Connector, within Teams' rate limits.
+
+Its sends are bulk (adapters.send_budget): they use only part of the tenant's budget, so people's replies go first,
+and a 429 or 5xx comes straight back here to be retried durably at the time Retry-After gives.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
-import time
-from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -23,6 +25,7 @@ from msrest.exceptions import ClientRequestError
 
 from adapters.connector import ProactiveSender
 from adapters.connector_http import ConnectorHTTPError, ConnectorUnavailable, ServiceUrlRefused
+from adapters.send_budget import bulk_sends
 from bot.config import AppConfig
 from bot.delivery import confirm_after, fallback_sends
 from bot.protocols import Clock, UnitOfWorkFactory
@@ -34,37 +37,9 @@ log = logging.getLogger(__name__)
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 RETRYABLE = {408, 412, 429, 500, 502, 503, 504}
-TENANT_PER_SECOND = 50
-CONVERSATION_PER_SECOND = 7
 # A claimed send is retaken by another replica after this long. It covers the connector's total timeout (15 s),
 # a rate-limit wait and a Graph install; the worker stops a send at 80% of it, so two never run at once.
 SEND_LEASE = dt.timedelta(seconds=60)
-
-
-class RateLimiter:
-    """Sliding one-second windows per tenant and per conversation (Teams: 50/s per tenant, 7/s per chat)."""
-
-    def __init__(self, tenant_rate: int = TENANT_PER_SECOND, conversation_rate: int = CONVERSATION_PER_SECOND) -> None:
-        self._limits = {"tenant": tenant_rate, "conversation": conversation_rate}
-        self._sent: dict[tuple[str, str], deque[float]] = defaultdict(deque)
-        self._lock = asyncio.Lock()
-
-    async def acquire(self, tenant: str, conversation: str) -> None:
-        while True:
-            async with self._lock:
-                now = time.monotonic()
-                wait = 0.0
-                for key in (("tenant", tenant), ("conversation", conversation)):
-                    window = self._sent[key]
-                    while window and now - window[0] >= 1.0:
-                        window.popleft()
-                    if len(window) >= self._limits[key[0]]:
-                        wait = max(wait, 1.0 - (now - window[0]))
-                if wait == 0.0:
-                    self._sent[("tenant", tenant)].append(now)
-                    self._sent[("conversation", conversation)].append(now)
-                    return
-            await asyncio.sleep(wait)
 
 
 def retry_after(headers: Any, now: dt.datetime) -> dt.timedelta | None:
@@ -145,7 +120,6 @@ class OutboxSender:
         uow: UnitOfWorkFactory,
         *,
         route: Callable[[str], Awaitable[tuple[str, dict[str, Any]]]],
-        limiter: RateLimiter | None = None,
         reach: Reach | None = None,
         quiet: QuietRule | None = None,
     ) -> None:
@@ -157,13 +131,13 @@ class OutboxSender:
         self._clock = clock
         self._uow = uow
         self._route = route
-        self._limiter = limiter or RateLimiter()
 
     async def __call__(self, item: WorkItem) -> Done:
         if item.payload.get("quiet") and self._quiet is not None:
             await self._quiet.wait_if_busy(item)
         try:
-            result = await self._deliver(item)
+            with bulk_sends():  # the Graph install and new 1:1 chat of a first send too
+                result = await self._deliver(item)
         except Undeliverable as exc:
             raise GiveUp(f"undeliverable: {exc.reason}", then=await self._fallbacks(item, exc.reason)) from exc
         except RetryLater as exc:
@@ -208,7 +182,6 @@ class OutboxSender:
         activity.from_property = ChannelAccount(id=bot.get("id"), name=bot.get("name"))
         activity.channel_id = reference.reference.get("channelId", "msteams")
         activity.service_url = service_url
-        await self._limiter.acquire(conversation.get("tenantId") or item.school_id, conversation["id"])
         try:
             client = await self._sender.connector_for(service_url)
             if item.payload.get("update_of"):

@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import os
 import socket
+from typing import Any
 
 from bot.protocols import Clock, WorkHandler
 from bot.work import MAX_ATTEMPTS, Done, GiveUp, NotYet, RetryLater, WorkItem, backoff_delay
@@ -54,23 +55,45 @@ class WorkRunner:
         self._wake.set()
 
     async def run_once(self) -> int:
-        """Claim and run every item due now; returns how many ran."""
+        """Claim and run every item due now, and any that fall due or are queued while these run; returns how many
+        ran.
+
+        Claiming goes on while items run (up to `batch` in hand), so a long item, such as a sweep that queues two
+        thousand cards, does not hold back the sends it queues: each commit of work wakes this loop.
+        """
         total = 0
-        while True:
-            if self._stopping:
-                return total
-            self._in_hand += 1  # a claim under way counts as work in hand: it may be taking items right now
-            try:
-                items = await self._claims.claim(
-                    self.name, list(self._handlers), self._batch, self._lease, self._leases
-                )
-                self._in_hand += len(items)
-            finally:
-                await self._release()
-            if not items:
-                return total
-            await asyncio.gather(*(self._run(item) for item in items))
-            total += len(items)
+        running: set[asyncio.Future[Any]] = set()
+        try:
+            while not self._stopping:
+                room = self._batch - len(running)
+                items = await self._claim(room) if room > 0 else []
+                running.update(asyncio.ensure_future(self._run(item)) for item in items)
+                total += len(items)
+                if not running:
+                    return total
+                if room > 0 and len(items) == room:
+                    continue  # there may be more due: claim again while these run
+                self._wake.clear()
+                woken: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
+                done, _ = await asyncio.wait({*running, woken}, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                running.difference_update(done)
+        except asyncio.CancelledError:
+            for future in running:  # shutdown's grace ran out: as before, the items in hand stop here
+                future.cancel()
+            raise
+        # Stopping: what was claimed is finished, not left to wait out its lease.
+        await asyncio.gather(*running, return_exceptions=True)
+        return total
+
+    async def _claim(self, room: int) -> list[WorkItem]:
+        self._in_hand += 1  # a claim under way counts as work in hand: it may be taking items right now
+        try:
+            items = await self._claims.claim(self.name, list(self._handlers), room, self._lease, self._leases)
+            self._in_hand += len(items)
+        finally:
+            await self._release()
+        return items
 
     async def _release(self) -> None:
         self._in_hand -= 1

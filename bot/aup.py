@@ -11,11 +11,14 @@ Decisions:
 - The text a person acknowledges is the stored document text of that version (Markdown, with its `Version:`
   line); its SHA-256 is recorded with the acknowledgement and the full-text page serves exactly that text.
 - `aup publish <audience>` re-imports the repository's Markdown file as the next version (or the file's own
-  version number when that is higher), after a preview the online-safety lead confirms.
+  version number when that is higher), after a preview the online-safety lead confirms. The confirmation answers at
+  once; the worker then asks the audience in batches (one `aup.sweep` item per version), so a large staff never
+  holds up the card action or anyone else's turn.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import hashlib
@@ -23,7 +26,9 @@ import html
 import io
 import logging
 import re
-from collections.abc import Awaitable, Callable
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -388,6 +393,87 @@ def _local(when: dt.datetime | None, tz: ZoneInfo) -> str:
     return when.astimezone(tz).strftime("%Y-%m-%d %H:%M") if when else ""
 
 
+# --- the per-turn follow-up cache ------------------------------------------------------------------------------
+
+FOLLOW_UP_TTL = dt.timedelta(minutes=5)
+# While their card is still on its way: nothing is sent to this service when that card fails (the outbox sends it), so
+# a failure is noticed by looking again, about once a minute while they chat (a quiet card waits for a pause).
+IN_FLIGHT_TTL = dt.timedelta(minutes=1)
+FOLLOW_UP_MAX_ENTRIES = 20_000  # a few large schools' staff; each entry is a few hundred bytes
+SWEEP_BATCH = 100  # at most this many people asked per transaction when a publish, a daily check or a renewal asks
+# and no longer than this asking in one transaction (their audit entries follow, so it holds SQLite's writer and the
+# audit chain for about twice this): a turn waiting for the database waits about that long at most
+SWEEP_HOLD_SECONDS = 0.05
+SWEEP_CHECK = 10  # people checked for a new acknowledgement per query
+
+
+@dataclass(frozen=True)
+class _Settled:
+    audience: Audience
+    cycle: str
+    until: dt.datetime
+
+
+class FollowUpCache:
+    """Remembers, per (school, person), that the follow-up after their message has nothing to do.
+
+    An optimisation only, and local to this process: publish, acknowledge and a card queued for the person forget
+    entries here. Another replica does not hear of those, and that is harmless: an entry only ever says "nothing to
+    do", so the worst a stale one does is hold back a first-contact card until it expires (FOLLOW_UP_TTL); the
+    publish's own sweep still sends everyone their card, and anything asked twice is deduplicated by the request's
+    unique key and the work's dedupe keys. A renewal needs no forgetting: an entry is for one cycle only. Entries
+    are bounded in number (the oldest go first), so the cache never grows with the directory beyond max_entries.
+    """
+
+    def __init__(self, ttl: dt.timedelta = FOLLOW_UP_TTL, max_entries: int = FOLLOW_UP_MAX_ENTRIES) -> None:
+        self._ttl = ttl
+        self._max = max_entries
+        self._entries: OrderedDict[tuple[str, str], _Settled] = OrderedDict()
+        # Bumped by every forget: a check that began before one must not store its (possibly stale) answer after it.
+        self.generation = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def settled(self, school_id: str, person_id: str, audience: Audience, cycle: str, now: dt.datetime) -> bool:
+        entry = self._entries.get((school_id, person_id))
+        if entry is None:
+            return False
+        if entry.audience != audience or entry.cycle != cycle or now >= entry.until:
+            del self._entries[(school_id, person_id)]  # their roles changed, a new cycle began, or it is old
+            return False
+        return True
+
+    def settle(
+        self,
+        school_id: str,
+        person_id: str,
+        audience: Audience,
+        cycle: str,
+        now: dt.datetime,
+        generation: int,
+        ttl: dt.timedelta | None = None,
+    ) -> None:
+        """Note "nothing to do" for a while (at most the cache's TTL); ignored if anything was forgotten since the
+        check began (`generation`), as its answer may already be out of date."""
+        if generation != self.generation:
+            return
+        key = (school_id, person_id)
+        self._entries[key] = _Settled(audience, cycle, now + min(ttl or self._ttl, self._ttl))
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)  # the oldest: it expires first anyway
+
+    def forget(self, school_id: str, person_id: str) -> None:
+        self.generation += 1
+        self._entries.pop((school_id, person_id), None)
+
+    def forget_school(self, school_id: str) -> None:
+        self.generation += 1
+        for key in [key for key in self._entries if key[0] == school_id]:
+            del self._entries[key]
+
+
 # --- the service -----------------------------------------------------------------------------------------------
 
 
@@ -409,7 +495,14 @@ class AupRepository(Protocol):
     async def add_acknowledgement(self, ack: Acknowledgement) -> bool: ...
 
     async def open_request(
-        self, school_id: str, person_id: str, audience: Audience, version: int, cycle: str, at: dt.datetime
+        self,
+        school_id: str,
+        person_id: str,
+        audience: Audience,
+        version: int,
+        cycle: str,
+        at: dt.datetime,
+        last_card: str | None = None,
     ) -> tuple[AupRequest, bool]: ...
 
     async def request(
@@ -417,6 +510,10 @@ class AupRepository(Protocol):
     ) -> AupRequest | None: ...
 
     async def requests(self, school_id: str, audience: Audience, version: int, cycle: str) -> list[AupRequest]: ...
+
+    async def settled_people(
+        self, school_id: str, audience: Audience, version: int, cycle: str, among: Collection[str] | None = None
+    ) -> set[str]: ...
 
     async def send_state(self, dedupe_key: str) -> tuple[str, dt.datetime] | None: ...
 
@@ -457,6 +554,7 @@ class AupService:
     cards: Cards
     link: Callable[[str, Audience, int], str]
     _imported: set[str] = field(default_factory=set)
+    follow_ups: FollowUpCache = field(default_factory=FollowUpCache)
 
     # --- helpers ---
 
@@ -526,14 +624,18 @@ class AupService:
             today = now.astimezone(school.tz).date().isoformat()
             await uow.work.schedule(school.id, SWEEP_KIND, now, {}, dedupe_key=f"{SWEEP_KIND}:{school.id}:{today}")
             for document in added:
-                await uow.work.schedule(
-                    school.id,
-                    SWEEP_KIND,
-                    now,
-                    {"audience": document.audience.value},
-                    dedupe_key=f"{SWEEP_KIND}:{school.id}:{document.audience}:v{document.version}",
-                )
+                await self._schedule_version_sweep(uow, document, now)
             await self._schedule_renewal(uow, school, now)
+
+    async def _schedule_version_sweep(self, uow: UnitOfWork, document: AupDocument, now: dt.datetime) -> None:
+        """Ask the version's audience in the background, once per version whoever schedules it (import, publish)."""
+        await uow.work.schedule(
+            document.school_id,
+            SWEEP_KIND,
+            now,
+            {"audience": document.audience.value},
+            dedupe_key=f"{SWEEP_KIND}:{document.school_id}:{document.audience.value}:v{document.version}",
+        )
 
     async def _schedule_renewal(self, uow: Any, school: SchoolConfig, now: dt.datetime) -> None:
         at = next_renewal(now, school.aup.renewal_month_day, school.tz)
@@ -553,19 +655,30 @@ class AupService:
         cycle: str,
         *,
         proactive: bool,
-    ) -> AupRequest | None:
-        """Open a request for a person who owes; the first time, queue the card and schedule the follow-ups."""
-        if await uow.aup.acknowledgement(school.id, person.id, document.audience, document.version, cycle):
+        unacknowledged: bool = False,
+        audits: list[tuple[str, dict[str, Any]]] | None = None,
+    ) -> tuple[AupRequest, bool] | None:
+        """Open a request for a person who owes; the first time, queue the card and schedule the follow-ups.
+
+        Returns the request and whether this call opened it; None when they have acknowledged already (which the
+        caller may have checked in this transaction: `unacknowledged`). The request's unique key makes "the first
+        time" hold across replicas and repeated sweeps: only one caller creates it. With `audits`, the audit entry
+        is left there for the caller to record.
+        """
+        if not unacknowledged and await uow.aup.acknowledgement(
+            school.id, person.id, document.audience, document.version, cycle
+        ):
             return None
         now = self.clock.now()
+        key = f"{school.id}:{person.id}:{document.audience}:v{document.version}:{cycle}"
+        card_key = f"aup.card:{key}" if proactive else None
         request, created = await uow.aup.open_request(
-            school.id, person.id, document.audience, document.version, cycle, now
+            school.id, person.id, document.audience, document.version, cycle, now, last_card=card_key
         )
         if not created:
-            return request
-        key = f"{school.id}:{person.id}:{document.audience}:v{document.version}:{cycle}"
-        if proactive:
-            await self._send_card(uow, person, document, request, f"aup.card:{key}")
+            return request, False
+        if card_key is not None:
+            await self._queue_card(uow, person, document, card_key)
         payload = {
             "person_id": person.id,
             "audience": document.audience.value,
@@ -587,39 +700,85 @@ class AupService:
             payload,
             dedupe_key=f"{ESCALATE_KIND}:{key}",
         )
-        await uow.audit.record(
-            school.id,
-            None,
-            "requested",
-            "aup_acknowledgement",
-            person.id,
-            {
-                "audience": document.audience.value,
-                "version": document.version,
-                "cycle": cycle,
-                "delivery": "proactive" if proactive else "in chat",
-            },
-        )
-        return request
+        detail = {
+            "audience": document.audience.value,
+            "version": document.version,
+            "cycle": cycle,
+            "delivery": "proactive" if proactive else "in chat",
+        }
+        if audits is not None:
+            audits.append((person.id, detail))
+        else:
+            await uow.audit.record(school.id, None, "requested", "aup_acknowledgement", person.id, detail)
+        return request, True
 
     async def deliver_owed(self, school: SchoolConfig, audience: Audience | None = None) -> int:
-        """Ask everyone in the directory who owes an acknowledgement and has not been asked yet."""
+        """Ask everyone in the directory who owes an acknowledgement and has not been asked yet.
+
+        Who is already settled is read once, so a repeated sweep (the daily check, a retried item) writes nothing;
+        the rest are asked SWEEP_BATCH to a transaction, each still checked inside it, so a sweep running twice or on
+        two replicas asks each person once (the request's unique key; the card's dedupe key).
+        """
         people = await self.directory.everyone(school.id)
         cycle = self._cycle(school)
-        asked = 0
+        wanted = [audience] if audience is not None else list(Audience)
+        documents: dict[Audience, AupDocument] = {}
+        settled: dict[Audience, set[str]] = {}
         async with self.uow() as uow:
-            documents = {a: await uow.aup.current(school.id, a) for a in Audience}
-        for person in people:  # one short transaction each, so a big school never holds the audit chain for long
-            wanted = audience_for(person)
-            document = documents[wanted] if wanted is not None else None
-            if wanted is None or (audience and wanted != audience) or document is None:
-                continue
+            for each in wanted:
+                document = await uow.aup.current(school.id, each)
+                if document is not None:
+                    documents[each] = document
+                    settled[each] = await uow.aup.settled_people(school.id, each, document.version, cycle)
+        owing: list[tuple[Person, AupDocument]] = []
+        for person in people:
+            owed = audience_for(person)
+            if owed is not None and owed in documents and person.id not in settled[owed]:
+                owing.append((person, documents[owed]))
+        asked = 0
+        while owing:
             async with self.uow() as uow:
-                before = await uow.aup.request(school.id, person.id, wanted, document.version, cycle)
-                request = await self._ask(uow, school, person, document, cycle, proactive=True)
-            if request is not None and before is None:
-                asked += 1
+                # A batch ends at SWEEP_BATCH people or after SWEEP_HOLD_SECONDS of asking, whichever comes first,
+                # so a turn waiting for the database never waits long behind it (each batch is committed: a sweep cut
+                # short by its time budget or a crash carries on from there when the item is retried).
+                opened = time.monotonic()
+                taken = 0
+                audits: list[tuple[str, dict[str, Any]]] = []
+                while taken < min(SWEEP_BATCH, len(owing)) and time.monotonic() - opened < SWEEP_HOLD_SECONDS:
+                    chunk = owing[taken : taken + SWEEP_CHECK]
+                    taken += len(chunk)
+                    done = await self._settled_among(uow, school, cycle, chunk)  # e.g. acknowledged since the read
+                    for person, document in chunk:
+                        if person.id in done:
+                            continue
+                        outcome = await self._ask(
+                            uow, school, person, document, cycle, proactive=True, unacknowledged=True, audits=audits
+                        )
+                        asked += 1 if outcome is not None and outcome[1] else 0
+                # The audit chain's head last, as a single ask takes it after its request row: on PostgreSQL, taking
+                # it first and then many request rows could deadlock with someone asked in chat meanwhile.
+                for person_id, detail in audits:
+                    await uow.audit.record(school.id, None, "requested", "aup_acknowledgement", person_id, detail)
+            owing = owing[taken:]
+            # Let a waiting turn have the database before the next batch. On SQLite every unit of work shares one
+            # writer connection from a pool of one; closing the unit hands it back and wakes the first waiter, but
+            # the waiter only runs at the event loop's next turn, and the pool gives a connection that is already
+            # back to whoever asks first without queueing, so opening the next batch straight away would take it
+            # again ahead of everyone (as the publish that held every turn for 22 s did). Yielding once lets the
+            # woken waiter's task run and take the connection first; this loop then queues behind it like anyone.
+            await asyncio.sleep(0)
         return asked
+
+    async def _settled_among(
+        self, uow: UnitOfWork, school: SchoolConfig, cycle: str, people: list[tuple[Person, AupDocument]]
+    ) -> set[str]:
+        by_document: dict[tuple[Audience, int], list[str]] = {}
+        for person, document in people:
+            by_document.setdefault((document.audience, document.version), []).append(person.id)
+        settled: set[str] = set()
+        for (audience, version), ids in by_document.items():
+            settled |= await uow.aup.settled_people(school.id, audience, version, cycle, ids)
+        return settled
 
     async def _owed(
         self, uow: Any, school: SchoolConfig, person: Person
@@ -644,6 +803,10 @@ class AupService:
                     "There is no Acceptable Use Policy for you to acknowledge here. If you think there should "
                     "be, please speak to the online-safety lead."
                 ), None
+            if ack is None:
+                await self._ask(uow, actor.school, actor.person, document, self._cycle(actor.school), proactive=False)
+            # The audit entry last, as everywhere here: the chain's lock is taken after any request row, so this
+            # can never wait on a sweep that holds the row while the sweep waits on the chain (a deadlock).
             await uow.audit.record(
                 actor.school_id, actor.person.id, "viewed", "aup_document", f"{document.audience}:v{document.version}"
             )
@@ -654,7 +817,6 @@ class AupService:
                     link=self.link(actor.school_id, document.audience, document.version),
                     tz=actor.school.tz,
                 )
-            await self._ask(uow, actor.school, actor.person, document, self._cycle(actor.school), proactive=False)
             return None, self._card(document, first_name=actor.person.first_name)
 
     async def _send_card(
@@ -668,55 +830,93 @@ class AupService:
         notice: str | None = None,
         text: str | None = None,
     ) -> None:
+        await self._queue_card(uow, person, document, key, notice=notice, text=text)
+        await uow.aup.update_request(request.id, last_card=key)
+
+    async def _queue_card(
+        self,
+        uow: Any,
+        person: Person,
+        document: AupDocument,
+        key: str,
+        *,
+        notice: str | None = None,
+        text: str | None = None,
+    ) -> None:
+        """Queue the card (once per key: the outbox's dedupe key); the caller records `key` on the request."""
         await uow.notify.to_person(
-            request.school_id,
+            document.school_id,
             person.id,
             card=self._card(document, first_name=person.first_name, notice=notice),
             text=text or "Please read and acknowledge the Acceptable Use Policy.",
             dedupe_key=key,
             quiet=True,
         )
-        await uow.aup.update_request(request.id, last_card=key)
 
     async def follow_up(self, actor: Actor) -> dict[str, Any] | None:
         """First contact from someone who owes: their card follows through the outbox a minute after our reply.
 
         Also when the last card we queued could not be delivered (they had not opened the app then). The card
-        comes as its own message rather than inside the reply, so it never hides what they asked for.
+        comes as its own message rather than inside the reply, so it never hides what they asked for. This runs
+        after every personal message, so the answer "nothing to do" is cached (FollowUpCache): most turns open no
+        unit of work at all, and a check opens exactly one.
         """
-        if actor.conversation_kind != "personal" or audience_for(actor.person) is None:
+        audience = audience_for(actor.person)
+        if actor.conversation_kind != "personal" or audience is None:
             return None
-        school = actor.school
+        school, person = actor.school, actor.person
+        now = self.clock.now()
+        cycle = self._cycle(school, now)
+        cache = self.follow_ups
+        if cache.settled(school.id, person.id, audience, cycle, now):
+            return None
+        generation = cache.generation
+        trust = await self._check_follow_up(school, person, audience, cycle, now)
+        cache.settle(school.id, person.id, audience, cycle, now, generation, trust)
+        return None
+
+    async def _check_follow_up(
+        self, school: SchoolConfig, person: Person, audience: Audience, cycle: str, now: dt.datetime
+    ) -> dt.timedelta:
+        """Queue the person's card if they should have it now; returns how long asking again could change nothing."""
         async with self.uow() as uow:
-            document, ack = await self._owed(uow, school, actor.person)
-            if document is None or ack is not None:
-                return None
-            cycle = self._cycle(school)
-            before = await uow.aup.request(school.id, actor.person.id, document.audience, document.version, cycle)
-            request = await self._ask(uow, school, actor.person, document, cycle, proactive=False)
-            if request is None:
-                return None
-            if before is not None:
+            document = await uow.aup.current(school.id, audience)
+            if document is None:
+                return FOLLOW_UP_TTL  # until a publish, which forgets the cache
+            if await uow.aup.acknowledgement(school.id, person.id, audience, document.version, cycle):
+                return FOLLOW_UP_TTL
+            request = await uow.aup.request(school.id, person.id, audience, document.version, cycle)
+            if request is not None:
                 if request.last_card is None:
-                    return None  # they opened it with `aup`, or a delivery is already on its way
+                    # They opened it with `aup`, or a delivery is on its way (which forgets the cache when it queues
+                    # the card, so the card is then watched like any other).
+                    return FOLLOW_UP_TTL
                 state = await uow.aup.send_state(request.last_card)
+                if state is not None and state[0] in ("pending", "running"):
+                    return IN_FLIGHT_TTL  # still on its way: if it fails, a later message must notice
                 if state is None or state[0] not in ("failed", "cancelled"):
-                    return None  # delivered, or still to be sent
-            now = self.clock.now()
+                    return FOLLOW_UP_TTL  # delivered
+            else:
+                asked = await self._ask(uow, school, person, document, cycle, proactive=False, unacknowledged=True)
+                if asked is None:
+                    return FOLLOW_UP_TTL
+                request = asked[0]
             today = now.astimezone(school.tz).date().isoformat()
             await uow.work.schedule(
                 school.id,
                 DELIVER_KIND,
                 now + FIRST_CONTACT_DELAY,
                 {
-                    "person_id": actor.person.id,
+                    "person_id": person.id,
                     "audience": document.audience.value,
                     "version": document.version,
                     "cycle": cycle,
                 },
                 dedupe_key=f"{DELIVER_KIND}:{_request_key(request)}:{today}",
             )
-        return None
+        # The delivery is queued (or was already, today: the dedupe key keeps it to one a day); it forgets the cache
+        # when it queues the card.
+        return FOLLOW_UP_TTL
 
     async def acknowledge(self, actor: Actor, data: dict[str, Any]) -> CardReply:
         """Record an acknowledgement of the current version, once; anything else gets the right card back."""
@@ -776,6 +976,10 @@ class AupService:
                 self.clock.now(),
             )
             if await uow.aup.add_acknowledgement(new):
+                self.follow_ups.forget(school.id, person.id)
+                request = await uow.aup.request(school.id, person.id, document.audience, document.version, cycle)
+                if request is not None:  # the request row before the audit chain (see `show`)
+                    await uow.aup.update_request(request.id, acknowledged_at=new.at)
                 await uow.audit.record(
                     school.id,
                     person.id,
@@ -791,9 +995,6 @@ class AupService:
                         "agreed": agreed,
                     },
                 )
-                request = await uow.aup.request(school.id, person.id, document.audience, document.version, cycle)
-                if request is not None:
-                    await uow.aup.update_request(request.id, acknowledged_at=new.at)
             recorded = await uow.aup.acknowledgement(school.id, person.id, document.audience, document.version, cycle)
             return CardReply(
                 card=self.cards.acknowledged(document, recorded or new, link=link, tz=school.tz),
@@ -859,13 +1060,11 @@ class AupService:
                 f"{audience.value}:v{document.version}",
                 {"sha256": document.sha256},
             )
-        asked = await self.deliver_owed(actor.school, audience)
-        return CardReply(
-            message=(
-                f"Published version {document.version} of the {AUDIENCE_NAMES[audience]} AUP. I have sent the card to "
-                f"{asked} {'person' if asked == 1 else 'people'}, and I will remind anyone who has not acknowledged it."
-            )
-        )
+            # The cards go from the worker, not this turn: Teams gives a card action a few seconds, and asking a
+            # whole staff here held the database for everyone else's turns.
+            await self._schedule_version_sweep(uow, document, self.clock.now())
+        self.follow_ups.forget_school(actor.school_id)  # after the commit: a check from now on sees the new version
+        return CardReply(message=_published_message(document, preview.owing))
 
     async def status(self, actor: Actor) -> StatusReport:
         school = actor.school
@@ -992,6 +1191,7 @@ class AupService:
                 person.id,
                 {"version": document.version, "number": number},
             )
+        self.follow_ups.forget(school.id, person.id)  # a card on its way: their next message watches it again
         return f"reminder {number}"
 
     async def run_delivery(self, item: WorkItem) -> str:
@@ -1003,6 +1203,7 @@ class AupService:
             school, person, document, request = owed
             today = self.clock.now().astimezone(school.tz).date().isoformat()
             await self._send_card(uow, person, document, request, f"aup.card:{_request_key(request)}:{today}")
+        self.follow_ups.forget(school.id, person.id)  # a card on its way: their next message watches it again
         return "card queued"
 
     async def run_escalation(self, item: WorkItem) -> str:
@@ -1057,6 +1258,17 @@ class AupService:
                 {"version": document.version, "told": told},
             )
         return f"told {len(told)}"
+
+
+def _published_message(document: AupDocument, owing: int) -> str:
+    published = f"Published version {document.version} of the {AUDIENCE_NAMES[document.audience]} AUP."
+    if owing == 0:
+        return f"{published} Nobody in the directory needs to acknowledge it yet; anyone who joins will be asked."
+    who = "the 1 person who needs" if owing == 1 else f"the {owing} people who need"
+    return (
+        f"{published} The card is on its way to {who} to acknowledge it. Type `aup status` to follow progress; "
+        "I will remind anyone who has not acknowledged it."
+    )
 
 
 def _request_key(request: AupRequest) -> str:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import hashlib
-import json
 import logging
 import re
 import uuid
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from botbuilder.core import ConversationState, InvokeResponse, TurnContext, UserState
+from botbuilder.core import InvokeResponse, TurnContext
 from botbuilder.core.teams import TeamsActivityHandler
 from botbuilder.dialogs import Dialog, DialogContext, DialogSet, DialogTurnStatus
 from botbuilder.schema import Activity, ActivityTypes, Attachment, ChannelAccount
@@ -24,10 +24,12 @@ from botbuilder.schema.teams import TeamInfo
 from bot.actor import Actor, CardAction, CardActionRun, CardReply, Command, Refused, in_menu_order
 from bot.cards.help import CommandHelp, build_channel_welcome_card, build_help_card, build_personal_welcome_card
 from bot.config import AppConfig, SchoolConfig
-from bot.inbound import InboundClaims, InvokeAnswer, StateConflict, claim_key
+from bot.inbound import InvokeAnswer, claim_key
 from bot.people import stranger
 from bot.protocols import Clock, ConversationStore, Directory, UnitOfWorkFactory
-from bot.quiet import ConversationActivity, Greetings
+from bot.quiet import Greetings
+from bot.turns import ActivityNote, TurnStore
+from dialogs import state as dialog_state
 
 log = logging.getLogger(__name__)
 InvokeAnswerRun = Callable[[Actor | None, dict[str, Any]], Awaitable[dict[str, Any] | None]]
@@ -47,6 +49,7 @@ MAX_STORED_KEY = 255  # conversation_refs key columns; a longer id is not one Te
 SAVED_REFERENCES_BUDGET = 2 * 1024 * 1024
 _ENTRY_OVERHEAD = 240  # an OrderedDict slot, the key tuple and the digest object, roughly
 _MENTION = re.compile(r"<at>.*?</at>", re.IGNORECASE)
+_ACTIVITY_NOTE = "esafety.activity_note"
 
 
 @dataclass
@@ -57,16 +60,15 @@ class BotServices:
     directory: Directory
     uow: UnitOfWorkFactory
     refs: ConversationStore
-    conversation_state: ConversationState
-    user_state: UserState
     dev: bool = False
     commands: list[Command] = field(default_factory=list)
     card_actions: dict[str, CardAction] = field(default_factory=dict)
     dialogs: list[Dialog] = field(default_factory=list)
     # async (Actor) -> card | None: after a person's own message in their 1:1 chat, a card they still owe (AUP)
     follow_ups: list[Any] = field(default_factory=list)
-    # Inbound claims: each activity Teams delivers (and redelivers) takes effect once. None only in unit wiring.
-    inbound: InboundClaims | None = None
+    # The turn's own database work: the inbound claim (each activity Teams delivers, and redelivers, takes effect
+    # once) and the conversation's state, read before the turn and written after it. None only in unit wiring.
+    turns: TurnStore | None = None
     # Invokes other than Universal Actions that a feature answers, by invoke name (e.g. "fileConsent/invoke")
     invokes: dict[str, CardActionRun] = field(default_factory=dict)
     # Invokes answered in the invoke response itself (compose extensions): the feature returns the body
@@ -74,8 +76,6 @@ class BotServices:
     # A guided conversation left longer than this ends, and what was half-written in it is deleted.
     conversation_timeout: dt.timedelta = dt.timedelta(hours=24)
     clock: Clock | None = None
-    # When each conversation last had activity, so cards that are not urgent wait for a quiet moment (bot.quiet)
-    activity: ConversationActivity | None = None
     # One greeting per install: Teams announces an install twice (installationUpdate and conversationUpdate)
     greetings: Greetings | None = None
 
@@ -103,8 +103,16 @@ class BotServices:
         self.card_actions[action.verb] = action
 
 
+class _Outgoing(Activity):  # type: ignore[misc]  # botbuilder ships no type information
+    """A message built for one send. TurnContext deep-copies every activity it sends so the caller's object is never
+    changed; it only sets top-level fields on the copy, and a card is a large tree, so a shallow copy does."""
+
+    def __deepcopy__(self, _memo: dict[int, Any]) -> _Outgoing:
+        return copy.copy(self)
+
+
 def message_with_card(card: dict[str, Any], text: str | None = None) -> Activity:
-    return Activity(
+    return _Outgoing(
         type=ActivityTypes.message, text=text, attachments=[Attachment(content_type=ADAPTIVE_CARD, content=card)]
     )
 
@@ -142,9 +150,7 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
     def __init__(self, services: BotServices) -> None:
         super().__init__()
         self._services = services
-        self._dialog_state = services.conversation_state.create_property("DialogState")
-        self._last_turn = services.conversation_state.create_property("LastTurnAt")
-        self._dialogs = DialogSet(self._dialog_state)
+        self._dialogs = DialogSet(dialog_state.DialogStackProperty())
         self._saved_references = _ByteBoundedDigests(SAVED_REFERENCES_BUDGET)
         for dialog in services.dialogs:
             self._dialogs.add(dialog)
@@ -156,66 +162,64 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
         if activity.type == ActivityTypes.invoke and activity.name == HEALTH_CHECK:
             await _answer_invoke(turn_context, InvokeResponse(status=int(HTTPStatus.OK), body=HEALTH_CHECK_BODY))
             return
+        turns = self._services.turns
+        if turns is None:  # unit wiring: no database
+            await self._take_turn(turn_context)
+            return
         # The claim is taken here, not in the HTTP route, because this runs only after the adapter has
         # authenticated the request: a forged activity can never use up the id of a real one.
         key = self._claim_key(activity)
-        if key is not None and not await self._claims().claim(key):
-            await self._answer_redelivery(turn_context, key)
+        started = await turns.begin(key, _state_key(activity))
+        if not started.claimed:
+            assert key is not None  # only a claim can be lost
+            await self._answer_redelivery(turn_context, turns, key)
             return
+        dialog_state.attach(turn_context, started.state)
         invoke = activity.type == ActivityTypes.invoke
         answer = _capture_invoke_answer(turn_context) if key is not None and invoke else None
         try:
             await self._take_turn(turn_context)
         except Exception:
             # A redelivery should hear that this failed, not wait for an answer that will not come.
-            if key is not None:
-                await self._finish(
-                    key, InvokeAnswer(int(HTTPStatus.OK), _message_body(INVOKE_FAILED)) if invoke else None
-                )
+            failed = InvokeAnswer(int(HTTPStatus.OK), _message_body(INVOKE_FAILED)) if invoke else None
+            await self._end(turn_context, turns, key, failed)
             raise
-        if key is not None:
-            unanswered = InvokeAnswer(int(HTTPStatus.NOT_IMPLEMENTED), None)  # what the adapter says when none is sent
-            await self._finish(key, (answer.get() or unanswered) if answer is not None else None)
+        unanswered = InvokeAnswer(int(HTTPStatus.NOT_IMPLEMENTED), None)  # what the adapter says when none is sent
+        await self._end(turn_context, turns, key, (answer.get() or unanswered) if answer is not None else None)
 
-    async def _finish(self, key: str, answer: InvokeAnswer | None) -> None:
+    async def _end(
+        self, turn_context: TurnContext, turns: TurnStore, key: str | None, answer: InvokeAnswer | None
+    ) -> None:
+        """Finish the claim, save the conversation's state if it changed and note the activity: one transaction."""
+        dialog_state.settle(turn_context)
+        state = dialog_state.state_of(turn_context)
+        note: ActivityNote | None = turn_context.turn_state.get(_ACTIVITY_NOTE)
         try:
-            await self._claims().finish(key, answer)
+            saved = await turns.end(key, answer, state.change() if state is not None else None, note)
         except Exception:  # noqa: BLE001 - the turn itself is done; a late redelivery may run it again after the lease
-            log.exception("could not mark an inbound activity finished")
+            log.exception("could not finish an inbound activity")
+            return
+        if not saved:
+            # Another turn in this conversation saved first; its state stands. The person's request has been
+            # handled (effects are idempotent on their own), so an error message here would only alarm them.
+            log.warning("conversation state not saved: another turn in the conversation saved first")
 
     async def _take_turn(self, turn_context: TurnContext) -> None:
         school = self._school_for(turn_context.activity)
         turn_context.turn_state["esafety.school"] = school
-        try:
-            if school is not None:
-                await self._remember_conversation(turn_context, school)
-            await super().on_turn(turn_context)
-            await self._follow_up(turn_context)
-            if school is not None:
-                await self._record_activity(turn_context, school)
-        finally:
-            await self._save_state(turn_context)
-
-    async def _save_state(self, turn_context: TurnContext) -> None:
-        for state in (self._services.conversation_state, self._services.user_state):
-            try:
-                await state.save_changes(turn_context)
-            except StateConflict as conflict:
-                # Another turn in this conversation saved first; its state stands. The person's request has been
-                # handled (effects are idempotent on their own), so an error message here would only alarm them.
-                log.warning("state not saved, another turn wrote first: %s", conflict)
-
-    def _claims(self) -> InboundClaims:
-        claims = self._services.inbound
-        assert claims is not None  # reached only with a claim key, and _claim_key makes none without claims
-        return claims
+        if school is not None:
+            await self._remember_conversation(turn_context, school)
+        await super().on_turn(turn_context)
+        await self._follow_up(turn_context)
+        if school is not None:
+            await self._note_activity(turn_context, school)
 
     def _claim_key(self, activity: Activity) -> str | None:
-        if self._services.inbound is None or not activity.id or not activity.conversation:
+        if not activity.id or not activity.conversation:
             return None  # an activity without an id cannot be told from its redelivery; process it as before
         return claim_key(activity.channel_id or "", activity.conversation.id or "", activity.id)
 
-    async def _answer_redelivery(self, turn_context: TurnContext, key: str) -> None:
+    async def _answer_redelivery(self, turn_context: TurnContext, turns: TurnStore, key: str) -> None:
         """A redelivery has no effect; an invoke gets the first delivery's answer, waiting briefly for it."""
         activity = turn_context.activity
         log.info("ignoring a redelivered %s activity %s", activity.type, activity.id)
@@ -224,7 +228,7 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REDELIVERY_WAIT_SECONDS
         pause = 0.05
-        while (found := await self._claims().answered(key)) is None and loop.time() < deadline:
+        while (found := await turns.answered(key)) is None and loop.time() < deadline:
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             pause = min(pause * 2, 0.5)
         if found is None:
@@ -257,30 +261,25 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
             if card is not None:
                 await turn_context.send_activity(message_with_card(card))
 
-    async def _record_activity(self, turn_context: TurnContext, school: SchoolConfig) -> None:
-        """Note that someone spoke in this conversation, and whether a guided conversation is under way in it."""
+    async def _note_activity(self, turn_context: TurnContext, school: SchoolConfig) -> None:
+        """Note that someone spoke in this conversation, and whether a guided conversation is under way in it; the
+        note is written with the turn's closing transaction."""
         activity = turn_context.activity
-        if (
-            self._services.activity is None
-            or not activity.conversation
-            or activity.type not in (ActivityTypes.message, ActivityTypes.invoke)
-        ):
+        if not activity.conversation or activity.type not in (ActivityTypes.message, ActivityTypes.invoke):
             return  # installs and membership changes are Teams speaking, not the person
         kind = activity.conversation.conversation_type or "personal"
-        try:
-            if kind == "personal":
-                sender = activity.from_property or ChannelAccount()
-                key = sender.aad_object_id or sender.id
-                dialog_context = await self._dialogs.create_context(turn_context)
-                busy = dialog_context.active_dialog is not None
-                if key and len(key) <= MAX_STORED_KEY:
-                    await self._services.activity.record(school.id, "person", key, busy)
-            elif kind == "channel":
-                key = _channel_id(activity)
-                if key and len(key) <= MAX_STORED_KEY:
-                    await self._services.activity.record(school.id, "channel", key, False)
-        except Exception:  # noqa: BLE001 - the person's request succeeded; at worst a card comes a little early
-            log.exception("could not record conversation activity")
+        if kind == "personal":
+            sender = activity.from_property or ChannelAccount()
+            key = sender.aad_object_id or sender.id
+            busy = (await self._dialogs.create_context(turn_context)).active_dialog is not None
+        elif kind == "channel":
+            key, busy = _channel_id(activity), False
+        else:
+            return
+        if key and len(key) <= MAX_STORED_KEY:
+            turn_context.turn_state[_ACTIVITY_NOTE] = ActivityNote(
+                school.id, kind if kind == "channel" else "person", key, busy
+            )
 
     def _school_for(self, activity: Activity) -> SchoolConfig | None:
         channel_data = activity.channel_data or {}
@@ -309,40 +308,39 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
         activity = turn_context.activity
         if not activity.conversation or not activity.service_url:
             return
+        conversation_type = activity.conversation.conversation_type or "personal"
+        channel_data = activity.channel_data or {}
+        if conversation_type == "personal":
+            sender = activity.from_property or ChannelAccount()
+            kind, key, extra = "person", sender.aad_object_id or sender.id, {}
+        elif conversation_type == "channel":
+            kind, key = (
+                "channel",
+                (channel_data.get("channel") or {}).get("id") or activity.conversation.id.split(";")[0],
+            )
+            extra = {"team_id": (channel_data.get("team") or {}).get("id")}
+        else:
+            return
+        if not key:
+            return
+        if len(key) > MAX_STORED_KEY or any(len(v) > MAX_STORED_KEY for v in extra.values() if v):
+            log.warning("not saving a %s conversation reference: its id is longer than Teams issues", kind)
+            return
+        # A reference rarely changes, so it is written only when what it is made of changed. Only a digest of that
+        # is kept, so the memory an entry takes does not depend on what the activity carried.
+        cache_key = (school.id, kind, key)
+        fingerprint = _reference_fingerprint(activity, extra)
+        if self._saved_references.get(cache_key) == fingerprint:
+            return
         reference = TurnContext.get_conversation_reference(activity).serialize()
         reference.pop("activityId", None)
         reference.pop("locale", None)
         for account in ("user", "bot", "conversation"):  # display names are personal data a send never needs
             if isinstance(reference.get(account), dict):
                 reference[account].pop("name", None)
-        conversation_type = activity.conversation.conversation_type or "personal"
-        channel_data = activity.channel_data or {}
-        if conversation_type == "personal":
-            sender = activity.from_property or ChannelAccount()
-            key = sender.aad_object_id or sender.id
-            if key:
-                await self._save_reference(school.id, "person", key, reference)
-        elif conversation_type == "channel":
-            channel_id = (channel_data.get("channel") or {}).get("id") or activity.conversation.id.split(";")[0]
-            team_id = (channel_data.get("team") or {}).get("id")
-            reference["conversation"]["id"] = channel_id
-            await self._save_reference(school.id, "channel", channel_id, reference, team_id=team_id)
-
-    async def _save_reference(
-        self, school_id: str, kind: str, key: str, reference: dict[str, Any], **extra: str | None
-    ) -> None:
-        if len(key) > MAX_STORED_KEY or any(len(v) > MAX_STORED_KEY for v in extra.values() if v):
-            log.warning("not saving a %s conversation reference: its id is longer than Teams issues", kind)
-            return
-        # A reference rarely changes; skipping unchanged writes keeps a database write off most turns. Only a digest
-        # is kept, so the memory an entry takes does not depend on what the activity carried.
-        fingerprint = hashlib.sha256(
-            json.dumps([reference, extra], sort_keys=True, default=str).encode("utf-8", "surrogatepass")
-        ).digest()
-        cache_key = (school_id, kind, key)
-        if self._saved_references.get(cache_key) == fingerprint:
-            return
-        await self._services.refs.save(school_id, kind, key, reference, **extra)
+        if kind == "channel":
+            reference["conversation"]["id"] = key
+        await self._services.refs.save(school.id, kind, key, reference, **extra)
         self._saved_references.put(cache_key, fingerprint)
 
     # --- messages --------------------------------------------------------------------------------------------
@@ -365,9 +363,9 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
         dialog_context = await self._dialogs.create_context(turn_context)
         if dialog_context.active_dialog is not None:
             # Kept only while a guided conversation runs, so other turns write no state for it.
-            last_turn = await self._last_turn.get(turn_context, None)
+            last_turn = dialog_state.last_turn(turn_context)
             now = self._now()
-            await self._last_turn.set(turn_context, now.isoformat())
+            dialog_state.set_last_turn(turn_context, now.isoformat())
             active = self._dialogs.find_dialog(dialog_context.active_dialog.id)
             limit = getattr(active, "timeout", None) or self._services.conversation_timeout
             if _older_than(last_turn, now, limit):
@@ -392,7 +390,7 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
         await self._run_command(turn_context, actor, text)
 
     async def _note_start(self, turn_context: TurnContext) -> None:
-        await self._last_turn.set(turn_context, self._now().isoformat())
+        dialog_state.set_last_turn(turn_context, self._now().isoformat())
 
     def _now(self) -> dt.datetime:
         return self._services.clock.now() if self._services.clock is not None else dt.datetime.now(dt.UTC)
@@ -570,6 +568,30 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
         assert actor is not None  # the school is set up (above), so the person has an actor
         card = build_personal_welcome_card(actor.person.first_name, school.name, self._help_items(actor))
         await turn_context.send_activity(message_with_card(card))
+
+
+def _reference_fingerprint(activity: Activity, extra: dict[str, str | None]) -> bytes:
+    """A digest of every field a saved conversation reference takes from the activity (names excepted)."""
+    user, bot, conversation = activity.from_property, activity.recipient, activity.conversation
+    parts = [
+        activity.service_url,
+        activity.channel_id,
+        *((user.id, user.aad_object_id, user.role) if user else ("",) * 3),
+        *((bot.id, bot.aad_object_id, bot.role) if bot else ("",) * 3),
+        conversation.id,
+        conversation.tenant_id,
+        conversation.conversation_type,
+        conversation.is_group,
+        *sorted(extra.items()),
+    ]
+    return hashlib.sha256(repr(parts).encode("utf-8", "surrogatepass")).digest()
+
+
+def _state_key(activity: Activity) -> str | None:
+    """Where a conversation's state is kept: botbuilder's ConversationState key, so state saved before carries over."""
+    if not activity.channel_id or not activity.conversation or not activity.conversation.id:
+        return None
+    return f"{activity.channel_id}/conversations/{activity.conversation.id}"
 
 
 def _channel_id(activity: Activity) -> str:

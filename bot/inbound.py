@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 # Longer than any turn runs (Teams stops waiting after 15 s), short enough that Teams' own retry finds it expired.
 CLAIM_LEASE = dt.timedelta(seconds=60)
@@ -30,18 +30,3 @@ def claim_key(channel_id: str, conversation_id: str, activity_id: str) -> str:
     """A fixed-size key for (channel, conversation, activity id), whatever the ids' lengths."""
     joined = "\x1f".join((channel_id, conversation_id, activity_id))
     return hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-class InboundClaims(Protocol):
-    async def claim(self, key: str) -> bool:
-        """True when this delivery may take effect: the first, or a retry after a crashed one's lease ran out."""
-
-    async def finish(self, key: str, answer: InvokeAnswer | None = None) -> None:
-        """The turn is done (with an invoke's answer, kept for redeliveries)."""
-
-    async def answered(self, key: str) -> InvokeAnswer | None:
-        """The first delivery's invoke answer, or None while it is still running."""
-
-
-class StateConflict(KeyError):  # noqa: N818 - the storage contract's name for it is e_tag conflict
-    """Saving turn state found that another turn in the same conversation saved first."""

@@ -87,13 +87,21 @@ class Settings(BaseSettings):
     teams_app_catalog_id: str = Field("", validation_alias=_env("TEAMS_APP_CATALOG_ID"))
     teams_service_url: str = Field("https://smba.trafficmanager.net/teams/", validation_alias=_env("TEAMS_SERVICE_URL"))
 
-    # Outbound Bot Connector calls (replies and proactive sends): no retries here, the outbox retries durably.
+    # Outbound Bot Connector calls (replies and proactive sends). Replies retry 408/429/5xx a few times within
+    # seconds; the outbox's bulk sends retry durably instead.
     connector_connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("ESAFETY_CONNECTOR_CONNECT_TIMEOUT"))
     connector_timeout: float = Field(15.0, gt=0, validation_alias=_env("ESAFETY_CONNECTOR_TIMEOUT"))
     connector_connections_per_host: int = Field(
         32, ge=1, validation_alias=_env("ESAFETY_CONNECTOR_CONNECTIONS_PER_HOST")
     )
     connector_clients: int = Field(256, ge=1, validation_alias=_env("ESAFETY_CONNECTOR_CLIENTS"))
+    connector_retries: int = Field(3, ge=0, le=10, validation_alias=_env("ESAFETY_CONNECTOR_RETRIES"))
+    # Teams' limits per bot: requests a second per tenant and per conversation; bulk (proactive) sends may use only
+    # connector_bulk_rate of the tenant's, so replies to people's own messages never queue behind a broadcast (the
+    # 4/s left is theirs alone, and all of the tenant's rate when no broadcast runs).
+    connector_tenant_rate: float = Field(50.0, gt=0, validation_alias=_env("ESAFETY_CONNECTOR_TENANT_RATE"))
+    connector_bulk_rate: float = Field(46.0, gt=0, validation_alias=_env("ESAFETY_CONNECTOR_BULK_RATE"))
+    connector_conversation_rate: float = Field(7.0, gt=0, validation_alias=_env("ESAFETY_CONNECTOR_CONVERSATION_RATE"))
     # Hosts beyond Microsoft's documented Bot Connector ones that may receive replies, comma-separated; "*.x.y"
     # matches subdomains of x.y. For a sovereign cloud or a new Microsoft host; https only.
     connector_hosts: str = Field("", validation_alias=_env("ESAFETY_CONNECTOR_HOSTS"))

@@ -39,7 +39,6 @@ def _no_database() -> Any:
 
 def registered_commands(config_path: Path = DEMO_CONFIG) -> list[Command]:
     """Every command the demo wiring registers, in the registry's order; installing touches no database."""
-    from botbuilder.core import ConversationState, MemoryStorage, UserState
 
     from adapters.clock import SystemClock
     from adapters.directory_static import StaticDirectory
@@ -50,7 +49,6 @@ def registered_commands(config_path: Path = DEMO_CONFIG) -> list[Command]:
     from bot.wiring import Features, Wiring
 
     config = load_config(config_path)
-    storage = MemoryStorage()
     directory = StaticDirectory(config)
     # Installing only registers things: nothing here is called, so no conversation store either.
     services = BotServices(
@@ -58,8 +56,6 @@ def registered_commands(config_path: Path = DEMO_CONFIG) -> list[Command]:
         directory=directory,
         uow=_no_database,
         refs=cast(Any, None),
-        conversation_state=ConversationState(storage),
-        user_state=UserState(storage),
     )
     wiring = Wiring(
         config=config,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import Boolean, Index, Integer, String, Text, UniqueConstraint, select, update
@@ -256,10 +257,40 @@ class SqlAup:
         ).all()
         return [_request(row) for row in rows]
 
+    async def settled_people(
+        self, school_id: str, audience: Audience, version: int, cycle: str, among: Collection[str] | None = None
+    ) -> set[str]:
+        """Who has already been asked for, or has acknowledged, this version in this cycle (of `among`, if given):
+        one query."""
+        asked = select(AupRequestRow.person_id).where(
+            AupRequestRow.school_id == school_id,
+            AupRequestRow.audience == audience.value,
+            AupRequestRow.version == version,
+            AupRequestRow.cycle == cycle,
+        )
+        acknowledged = select(AupAcknowledgementRow.person_id).where(
+            AupAcknowledgementRow.school_id == school_id,
+            AupAcknowledgementRow.audience == audience.value,
+            AupAcknowledgementRow.version == version,
+            AupAcknowledgementRow.cycle == cycle,
+        )
+        if among is not None:
+            asked = asked.where(AupRequestRow.person_id.in_(list(among)))
+            acknowledged = acknowledged.where(AupAcknowledgementRow.person_id.in_(list(among)))
+        return set((await self._session.scalars(asked.union(acknowledged))).all())
+
     async def open_request(
-        self, school_id: str, person_id: str, audience: Audience, version: int, cycle: str, at: dt.datetime
+        self,
+        school_id: str,
+        person_id: str,
+        audience: Audience,
+        version: int,
+        cycle: str,
+        at: dt.datetime,
+        last_card: str | None = None,
     ) -> tuple[AupRequest, bool]:
-        """The request for this person, version and cycle, and whether this call created it."""
+        """The request for this person, version and cycle, and whether this call created it (with `last_card`, the
+        card it is about to queue). A new one costs one statement: a sweep opens thousands."""
         statement = (
             insert_for(self._session)(AupRequestRow)
             .values(
@@ -270,13 +301,17 @@ class SqlAup:
                 cycle=cycle,
                 owed_since=at,
                 reminders_sent=0,
+                last_card=last_card,
             )
             .on_conflict_do_nothing(index_elements=["school_id", "person_id", "audience", "version", "cycle"])
+            .returning(AupRequestRow.id)
         )
-        created = bool(rows_changed(await self._session.execute(statement)))
+        created = (await self._session.execute(statement)).scalar_one_or_none()
+        if created is not None:
+            return AupRequest(created, school_id, person_id, audience, version, cycle, at, last_card=last_card), True
         request = await self.request(school_id, person_id, audience, version, cycle)
-        assert request is not None
-        return request, created
+        assert request is not None  # the conflict was with it
+        return request, False
 
     async def send_state(self, dedupe_key: str) -> tuple[str, dt.datetime] | None:
         """The outbox status of a queued card (pending, running, done, failed, cancelled) and when it was queued."""

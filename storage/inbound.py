@@ -11,17 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
-from sqlalchemy import String, Text, delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import ColumnElement, String, Table, Text, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.inbound import CLAIM_LEASE, CLAIM_LIFETIME, InvokeAnswer
-from bot.protocols import Clock
 from storage.crypto import FieldCipher, row_context
 from storage.models import Base, UtcDateTime, rows_changed
-from storage.repos import insert_for
+from storage.repos import insert_for_dialect
 
 log = logging.getLogger(__name__)
 
@@ -49,80 +49,78 @@ class InboundClaimRow(Base):
     response: Mapped[str | None] = mapped_column(Text)
 
 
-class SqlInboundClaims:
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        cipher: FieldCipher,
-        clock: Clock,
-        *,
-        read_sessions: async_sessionmaker[AsyncSession] | None = None,
-    ) -> None:
-        self._sessions = sessions
-        self._read_sessions = read_sessions or sessions
-        self._cipher = cipher
-        self._clock = clock
-        self._next_sweep: dt.datetime | None = None
+_TABLE = cast(Table, InboundClaimRow.__table__)  # a mapped class's table, typed as the Table it is
 
-    async def claim(self, key: str) -> bool:
-        """True for the first delivery of this activity, or a redelivery after the first one's turn died."""
-        now = self._clock.now()
-        async with self._sessions() as session, session.begin():
-            statement = insert_for(session)(InboundClaimRow).values(
-                key=key, claimed_at=now, lease_until=now + CLAIM_LEASE
+
+async def claim_on(
+    connection: AsyncConnection, key: str, now: dt.datetime, also: Sequence[ColumnElement[Any]] = ()
+) -> tuple[Any, ...] | None:
+    """Take the claim in the caller's transaction, for the first delivery or a redelivery after the first one's
+    turn died; None when it may not run. A won claim comes with the values of `also`, read by the same statement
+    (the conversation's state: storage.turns), so a turn's start is one statement."""
+    row = (
+        await connection.execute(
+            insert_for_dialect(connection.dialect.name)(_TABLE)
+            .values(key=key, claimed_at=now, lease_until=now + CLAIM_LEASE)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(_TABLE.c.key, *also)
+        )
+    ).first()
+    if row is None:  # only redeliveries pay for this second statement
+        row = (
+            await connection.execute(
+                update(_TABLE)
+                .where(_TABLE.c.key == key, _TABLE.c.finished_at.is_(None), _TABLE.c.lease_until < now)
+                .values(lease_until=now + CLAIM_LEASE)
+                .returning(_TABLE.c.key, *also)
             )
-            won = await session.scalar(
-                statement.on_conflict_do_nothing(index_elements=["key"]).returning(InboundClaimRow.key)
-            )
-            if won is None:  # only redeliveries pay for this second statement
-                won = await session.scalar(
-                    update(InboundClaimRow)
-                    .where(
-                        InboundClaimRow.key == key,
-                        InboundClaimRow.finished_at.is_(None),
-                        InboundClaimRow.lease_until < now,
-                    )
-                    .values(lease_until=now + CLAIM_LEASE)
-                    .returning(InboundClaimRow.key)
-                )
-                if won is not None:
-                    log.warning("an earlier delivery of this activity never finished; taking it over")
-        if self._next_sweep is None or now >= self._next_sweep:
-            self._next_sweep = now + SWEEP_EVERY
-            try:
-                deleted = await self.sweep()
-            except Exception:  # noqa: BLE001 - housekeeping must not fail the person's turn; the next sweep retries
-                log.exception("could not delete expired inbound claims")
-            else:
-                if deleted >= SWEEP_BATCH:  # a backlog (say, after downtime): sweep again on the next claim
-                    self._next_sweep = now
-        return won is not None
+        ).first()
+        if row is not None:
+            log.warning("an earlier delivery of this activity never finished; taking it over")
+    return tuple(row)[1:] if row is not None else None
 
-    async def sweep(self) -> int:
-        """Delete up to one batch of expired claims; a bounded statement, so it never holds the database long."""
-        cutoff = self._clock.now() - CLAIM_LIFETIME
-        expired = select(InboundClaimRow.key).where(InboundClaimRow.claimed_at < cutoff).limit(SWEEP_BATCH)
-        async with self._sessions() as session, session.begin():
-            result = await session.execute(delete(InboundClaimRow).where(InboundClaimRow.key.in_(expired)))
-        return rows_changed(result) or 0
 
-    async def finish(self, key: str, answer: InvokeAnswer | None = None) -> None:
-        """Mark the turn done, keeping an invoke's answer for its redeliveries."""
-        values: dict[str, Any] = {"finished_at": self._clock.now()}
-        if answer is not None:
-            try:
-                document = json.dumps({"status": answer.status, "body": answer.body})
-            except (TypeError, ValueError):  # a body that is not JSON cannot be replayed; the status still can
-                document = json.dumps({"status": answer.status, "body": None})
-            values["response"] = self._cipher.encrypt(document, response_context(key))
-        async with self._sessions() as session, session.begin():
-            await session.execute(update(InboundClaimRow).where(InboundClaimRow.key == key).values(**values))
+async def finish_on(
+    connection: AsyncConnection, cipher: FieldCipher, key: str, answer: InvokeAnswer | None, now: dt.datetime
+) -> None:
+    """Mark the turn done in the caller's transaction, keeping an invoke's answer for its redeliveries."""
+    values: dict[str, Any] = {"finished_at": now}
+    if answer is not None:
+        try:
+            document = json.dumps({"status": answer.status, "body": answer.body})
+        except (TypeError, ValueError):  # a body that is not JSON cannot be replayed; the status still can
+            document = json.dumps({"status": answer.status, "body": None})
+        values["response"] = cipher.encrypt(document, response_context(key))
+    await connection.execute(update(_TABLE).where(_TABLE.c.key == key).values(**values))
 
-    async def answered(self, key: str) -> InvokeAnswer | None:
-        """The first delivery's answer, or None while it is still running."""
-        async with self._read_sessions() as session:
-            sealed = await session.scalar(select(InboundClaimRow.response).where(InboundClaimRow.key == key))
-        if sealed is None:
-            return None
-        document = json.loads(self._cipher.decrypt(sealed, response_context(key)))
-        return InvokeAnswer(status=int(document["status"]), body=document["body"])
+
+async def answered_on(connection: AsyncConnection, cipher: FieldCipher, key: str) -> InvokeAnswer | None:
+    sealed = (await connection.execute(select(_TABLE.c.response).where(_TABLE.c.key == key))).scalar()
+    if sealed is None:
+        return None
+    document = json.loads(cipher.decrypt(sealed, response_context(key)))
+    return InvokeAnswer(status=int(document["status"]), body=document["body"])
+
+
+async def sweep_on(connection: AsyncConnection, now: dt.datetime) -> int:
+    """Delete up to one batch of expired claims; a bounded statement, so it never holds the database long."""
+    expired = select(_TABLE.c.key).where(_TABLE.c.claimed_at < now - CLAIM_LIFETIME).limit(SWEEP_BATCH)
+    result = await connection.execute(delete(_TABLE).where(_TABLE.c.key.in_(expired)))
+    return rows_changed(result) or 0
+
+
+class SweepTimer:
+    """When this process next deletes expired claims: every SWEEP_EVERY, sooner while a backlog remains."""
+
+    def __init__(self) -> None:
+        self._next: dt.datetime | None = None
+
+    def due(self, now: dt.datetime) -> bool:
+        if self._next is not None and now < self._next:
+            return False
+        self._next = now + SWEEP_EVERY
+        return True
+
+    def backlog(self, deleted: int, now: dt.datetime) -> None:
+        if deleted >= SWEEP_BATCH:  # a backlog (say, after downtime): sweep again on the next claim
+            self._next = now

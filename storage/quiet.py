@@ -11,13 +11,14 @@ import datetime as dt
 import hashlib
 
 from sqlalchemy import Boolean, String, and_, delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.protocols import Clock
 from bot.quiet import GREETING_LEASE, RECORD_EVERY, LastActivity
+from bot.turns import ActivityNote
 from storage.models import Base, UtcDateTime
-from storage.repos import insert_for
+from storage.repos import insert_for, insert_for_dialect
 
 
 class ConversationActivityRow(Base):
@@ -52,19 +53,9 @@ class SqlConversationActivity:
         self._clock = clock
 
     async def record(self, school_id: str, kind: str, key: str, in_conversation: bool) -> None:
-        now = self._clock.now()
-        table = ConversationActivityRow.__table__
         async with self._sessions() as session, session.begin():
-            statement = insert_for(session)(ConversationActivityRow).values(
-                school_id=school_id, kind=kind, key=key, last_at=now, in_conversation=in_conversation
-            )
-            await session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["school_id", "kind", "key"],
-                    set_={"last_at": now, "in_conversation": in_conversation},
-                    where=or_(table.c.in_conversation != in_conversation, table.c.last_at <= now - RECORD_EVERY),
-                )
-            )
+            connection = await session.connection()
+            await note_on(connection, ActivityNote(school_id, kind, key, in_conversation), self._clock.now())
 
     async def last(self, school_id: str, kind: str, key: str) -> LastActivity | None:
         async with self._read_sessions() as session:
@@ -78,6 +69,21 @@ class SqlConversationActivity:
                 )
             ).first()
         return LastActivity(row.last_at, bool(row.in_conversation)) if row else None
+
+
+async def note_on(connection: AsyncConnection, note: ActivityNote, now: dt.datetime) -> None:
+    """Note activity in the caller's transaction; a no-op unless the stored note is stale or its busy flag changed."""
+    table = ConversationActivityRow.__table__
+    statement = insert_for_dialect(connection.dialect.name)(table).values(
+        school_id=note.school_id, kind=note.kind, key=note.key, last_at=now, in_conversation=note.busy
+    )
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["school_id", "kind", "key"],
+            set_={"last_at": now, "in_conversation": note.busy},
+            where=or_(table.c.in_conversation != note.busy, table.c.last_at <= now - RECORD_EVERY),
+        )
+    )
 
 
 def _conversation_key(conversation_id: str) -> str:

@@ -46,7 +46,11 @@ def without_names(reference: dict[str, Any]) -> dict[str, Any]:
 def insert_for(session: AsyncSession):  # noqa: ANN202 - dialect-specific insert construct
     bind = session.bind
     assert bind is not None  # every session is made bound to its engine
-    return pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
+    return insert_for_dialect(bind.dialect.name)
+
+
+def insert_for_dialect(name: str):  # noqa: ANN201 - dialect-specific insert construct (ON CONFLICT differs)
+    return pg_insert if name == "postgresql" else sqlite_insert
 
 
 class SqlAuditLog:

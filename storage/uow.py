@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -70,6 +71,9 @@ class SqlUnitOfWork:
             await self._transaction.__aexit__(*exc_info)
         finally:
             await self.session.close()
+            # The connection is back in the pool, and the first waiter has been woken; let it run before this task
+            # can open another unit of work, or a loop of units would keep SQLite's one writer from everyone else.
+            await asyncio.sleep(0)
         # Only a committed unit that queued work wakes the runner, so ordinary turns cost no extra claim.
         if exc_info[0] is None and self.work.scheduled and self._on_work_committed is not None:
             self._on_work_committed()

@@ -1,7 +1,8 @@
 """Benchmark: build the weekly digest over 100,000 synthetic incidents, on SQLite and on PostgreSQL.
 
 Printed next to one plain GROUP BY count over the same table, so the digest's cost reads as "so many plain
-queries". Run with `python -m tests.bench_digest` (`make bench` runs it with the foundation's benchmark).
+queries". `make bench` (tests/bench.py) runs `bench()` on both databases and prints it with the other figures and
+the issue's target; `python -m tests.bench_digest` runs it alone.
 """
 
 from __future__ import annotations

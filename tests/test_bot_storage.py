@@ -1,266 +1,163 @@
-"""Bot Framework Storage on SQL: e_tag concurrency, any keys, batches, the Storage contract, encryption at rest."""
+"""Conversation state in SQL: plain JSON, written only when changed, optimistic versions, encryption at rest, and a
+conversation that carries over a restart and an upgrade from the old (jsonpickle) documents."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from botbuilder.core import StoreItem
-from botbuilder.dialogs import ComponentDialog, DialogTurnResult, TextPrompt, WaterfallDialog, WaterfallStepContext
-from botbuilder.dialogs.prompts import PromptOptions
-from botbuilder.schema import Activity
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.clock import SettableClock
 from bot.actor import Command, Turn
+from bot.conversation import Conversation, Ctx, Prompt, Question, Reply
+from bot.turns import ConversationState
 from bot.wiring import Wiring
-from storage.bot_storage import ETagConflict, SqlStorage
+from dialogs.engine import ConversationDialog
+from storage.bot_storage import document_context, key_hash
 from storage.crypto import FieldCipher, parse_key
-from storage.db import create_engine, session_factory
+from storage.db import BOOKKEEPING, SYNCHRONOUS, create_engine
 from storage.migrate import upgrade
+from storage.turns import SqlTurns
 from tests.support.harness import TEST_DATA_KEY, start_harness
+
+CIPHER = FieldCipher(parse_key(TEST_DATA_KEY))
 
 
 @dataclass
 class Stored:
-    storage: SqlStorage
+    turns: SqlTurns
     engine: AsyncEngine
+    cipher: FieldCipher
 
 
 @pytest.fixture
 async def stored(database_url: str, clock: SettableClock) -> AsyncIterator[Stored]:
     engine = create_engine(database_url)
     await upgrade(engine)
-    storage = SqlStorage(session_factory(engine), FieldCipher(parse_key(TEST_DATA_KEY)), clock)
     try:
-        yield Stored(storage, engine)
+        yield Stored(SqlTurns(engine, CIPHER, clock), engine, CIPHER)
     finally:
         await engine.dispose()
 
 
-async def _raw_documents(engine: AsyncEngine) -> list[tuple[str, str]]:
+async def _rows(engine: AsyncEngine) -> list[tuple[str, str, str]]:
     async with engine.connect() as connection:
-        return [(row[0], row[1]) for row in await connection.execute(text("SELECT key, document FROM bot_state"))]
+        rows = await connection.execute(text("SELECT key, document, e_tag FROM bot_state"))
+        return [(row[0], row[1], row[2]) for row in rows]
 
 
-async def test_round_trip_then_delete(stored: Stored) -> None:
-    storage = stored.storage
-    await storage.write({"conv/1": {"step": 2, "answers": ["a", "b"]}, "user/1": {"name": "Leah"}})
-    read = await storage.read(["conv/1", "user/1", "missing"])
-    assert set(read) == {"conv/1", "user/1"}
-    assert read["conv/1"]["step"] == 2 and read["conv/1"]["answers"] == ["a", "b"]
-    assert read["conv/1"]["e_tag"] and read["user/1"]["e_tag"]
-    await storage.delete(["conv/1"])
-    assert set(await storage.read(["conv/1", "user/1"])) == {"user/1"}
+async def _read(stored: Stored, key: str) -> ConversationState:
+    started = await stored.turns.begin(None, key)
+    assert started.state is not None
+    return started.state
 
 
-async def test_each_write_gets_a_new_etag(stored: Stored) -> None:
-    storage = stored.storage
-    await storage.write({"k": {"n": 1}})
-    first = (await storage.read(["k"]))["k"]
-    await storage.write({"k": {**first, "n": 2}})
-    second = (await storage.read(["k"]))["k"]
-    assert second["n"] == 2
-    assert second["e_tag"] != first["e_tag"]
+async def _save(stored: Stored, state: ConversationState) -> bool:
+    return await stored.turns.end(None, None, state.change(), None)
 
 
-async def test_stale_etag_raises_and_the_whole_batch_writes_nothing(stored: Stored) -> None:
-    storage = stored.storage
-    await storage.write({"a": {"v": "original"}, "b": {"v": "original"}})
-    stale = await storage.read(["a", "b"])
-    await storage.write({"a": {**stale["a"], "v": "someone else"}})
-
-    with pytest.raises(KeyError):
-        await storage.write({"b": {**stale["b"], "v": "mine"}, "a": {**stale["a"], "v": "mine"}})
-
-    now = await storage.read(["a", "b"])
-    assert now["a"]["v"] == "someone else"
-    assert now["b"]["v"] == "original", "the batch must be all or nothing"
-    assert now["b"]["e_tag"] == stale["b"]["e_tag"]
+async def test_state_round_trips_as_plain_data_and_an_unchanged_state_is_not_written(stored: Stored) -> None:
+    state = await _read(stored, "msteams/conversations/a:1")
+    assert state.data == {} and state.etag is None
+    state.data["dialogStack"] = [{"id": "report", "state": {"narrative": "Seen on a phone", "typed": True}}]
+    assert await _save(stored, state)
+    again = await _read(stored, "msteams/conversations/a:1")
+    assert again.data == state.data and again.etag is not None
+    assert again.change() is None  # read and left alone: nothing to write
+    assert await _save(stored, again)
+    assert (await _rows(stored.engine))[0][2] == again.etag
 
 
-async def test_star_or_no_etag_overwrites(stored: Stored) -> None:
-    storage = stored.storage
-    await storage.write({"k": {"v": 1}})
-    await storage.write({"k": {"v": 2, "e_tag": "*"}})
-    assert (await storage.read(["k"]))["k"]["v"] == 2
-    await storage.write({"k": {"v": 3}})
-    assert (await storage.read(["k"]))["k"]["v"] == 3
+async def test_a_stale_version_loses_and_the_other_turns_state_stands(stored: Stored) -> None:
+    first = await _read(stored, "k")
+    first.data["n"] = 0
+    await _save(stored, first)
+    one, two = await _read(stored, "k"), await _read(stored, "k")
+    one.data["n"], two.data["n"] = 1, 2
+    assert await _save(stored, one)
+    assert not await _save(stored, two)
+    assert (await _read(stored, "k")).data["n"] == 1
 
 
-async def test_empty_etag_is_refused(stored: Stored) -> None:
-    with pytest.raises(Exception):  # noqa: B017 - the contract only says "raises", as MemoryStorage does
-        await stored.storage.write({"k": {"v": 1, "e_tag": ""}})
-    assert await stored.storage.read(["k"]) == {}
+async def test_concurrent_writers_of_one_version_exactly_one_wins(stored: Stored) -> None:
+    base = await _read(stored, "race")
+    base.data["winner"] = None
+    await _save(stored, base)
+    copies = [await _read(stored, "race") for _ in range(8)]
+    for n, copy in enumerate(copies):
+        copy.data["winner"] = n
+    outcomes = await asyncio.gather(*(_save(stored, copy) for copy in copies))
+    assert outcomes.count(True) == 1
+    assert (await _read(stored, "race")).data["winner"] == outcomes.index(True)
 
 
-async def test_store_item_objects_keep_their_type_and_etag(stored: Stored) -> None:
-    item = StoreItem(counter=1)
-    await stored.storage.write({"item": item})
-    read = (await stored.storage.read(["item"]))["item"]
-    assert isinstance(read, StoreItem)
-    assert read.counter == 1 and read.e_tag
-    read.counter = 2
-    await stored.storage.write({"item": read})
-    stale = read
-    with pytest.raises(KeyError):
-        await stored.storage.write({"item": stale})
-
-
-KEYS = [
-    "msteams/conversations/a:1Xy_ZZ-9/users/29:1abc",
-    "x" * 5000,
-    "école/ünïcode/日本語/🙂",
-    "quotes ' \" and ; DROP TABLE bot_state; --",
-    "back\\slash/and%percent?query=1&x#frag",
-    "  leading and trailing spaces  ",
-    "",
-]
+async def test_two_first_writers_of_a_new_conversation_one_wins(stored: Stored) -> None:
+    one, two = await _read(stored, "new"), await _read(stored, "new")
+    one.data["who"], two.data["who"] = "one", "two"
+    assert [await _save(stored, one), await _save(stored, two)] == [True, False]
+    assert (await _read(stored, "new")).data["who"] == "one"
 
 
 async def test_keys_of_any_characters(stored: Stored) -> None:
-    storage = stored.storage
-    await storage.write({key: {"key_was": key} for key in KEYS})
-    read = await storage.read(KEYS)
-    assert set(read) == set(KEYS)
-    for key in KEYS:
-        assert read[key]["key_was"] == key
-    await storage.delete(KEYS[:3])
-    assert set(await storage.read(KEYS)) == set(KEYS[3:])
+    odd = 'msteams/conversations/19:abc;messageid=1!@#$%^&*()_+??><":QASD~`' + "é" * 300
+    state = await _read(stored, odd)
+    state.data["x"] = 1
+    await _save(stored, state)
+    assert (await _read(stored, odd)).data == {"x": 1}
 
 
-async def test_batch_read_write_delete(stored: Stored) -> None:
-    storage = stored.storage
-    keys = [f"batch/{i}" for i in range(60)]
-    await storage.write({key: {"i": i} for i, key in enumerate(keys)})
-    read = await storage.read(keys + ["batch/none"])
-    assert sorted(read[k]["i"] for k in keys) == list(range(60))
-    await storage.delete(keys[::2] + ["batch/none"])
-    assert set(await storage.read(keys)) == set(keys[1::2])
-
-
-async def test_empty_and_none_inputs_follow_the_storage_contract(stored: Stored) -> None:
-    # As botbuilder-testing's StorageBaseTests expects of every store other than MemoryStorage and Cosmos: no keys at
-    # all is a caller's bug and raises with the SDK's own message; empty collections are fine and do nothing.
-    storage = stored.storage
-    assert await storage.read([]) == {}
-    await storage.write({})
-    await storage.write([])
-    await storage.delete([])
-    with pytest.raises(Exception) as reading:  # noqa: B017 - the suite checks the message, not the type
-        await storage.read(None)
-    assert reading.value.args[0] == "Keys are required when reading"
-    with pytest.raises(Exception) as writing:  # noqa: B017
-        await storage.write(None)
-    assert writing.value.args[0] == "Changes are required when writing"
-    with pytest.raises(Exception) as deleting:  # noqa: B017
-        await storage.delete(None)
-    assert deleting.value.args[0] == "Keys are required when deleting"
-    assert await _raw_documents(stored.engine) == []
-
-
-async def test_storage_base_suite_expectations(stored: Stored) -> None:
-    """The rest of the SDK suite (botbuilder-testing is not installable here: it imports botbuilder-azure)."""
-    storage = stored.storage
-    assert await storage.read(["unknown"]) == {}
-    await storage.delete(["unknown_key"])  # deleting what is not there is not an error
-
-    # Create: with no e_tag and with "*"; both read back, the "*" one with a real e_tag.
-    await storage.write({"createPoco": {"id": 1}, "createPocoStoreItem": {"id": 2, "e_tag": "*"}})
-    created = await storage.read({"createPoco": None, "createPocoStoreItem": None}.keys())
-    assert created["createPoco"]["id"] == 1 and created["createPocoStoreItem"]["id"] == 2
-    assert created["createPocoStoreItem"]["e_tag"] not in (None, "", "*")
-
-    # Update: a None e_tag writes unconditionally, "*" writes over anything, "" is refused and changes nothing.
-    await storage.write({"pocoItem": {"id": 1, "count": 1}, "pocoStoreItem": {"id": 1, "count": 1, "e_tag": "*"}})
-    loaded = await storage.read(["pocoItem", "pocoStoreItem"])
-    loaded["pocoItem"]["e_tag"] = None
-    loaded["pocoItem"]["count"] += 1
-    loaded["pocoStoreItem"]["count"] += 1
-    await storage.write(loaded)
-    reloaded = await storage.read(["pocoItem", "pocoStoreItem"])
-    assert reloaded["pocoItem"]["count"] == 2 and reloaded["pocoStoreItem"]["count"] == 2
-    await storage.write({"pocoItem": {**loaded["pocoItem"], "count": 123}})  # old e_tag None: still writes
-    assert (await storage.read(["pocoItem"]))["pocoItem"]["count"] == 123
-    await storage.write(
-        {
-            "pocoItem": {"count": 100, "e_tag": "*"},
-            "pocoStoreItem": {**reloaded["pocoStoreItem"], "count": 100, "e_tag": "*"},
-        }
-    )
-    with pytest.raises(Exception):  # noqa: B017
-        await storage.write({"pocoStoreItem": {"count": 5, "e_tag": ""}})
-    final = await storage.read(["pocoItem", "pocoStoreItem"])
-    assert final["pocoItem"]["count"] == 100 and final["pocoStoreItem"]["count"] == 100
-
-    # Crazy keys and delete.
-    crazy = '!@#$%^&*()_+??><":QASD~`'
-    await storage.write({crazy: {"id": 1}, "delete1": {"id": 1, "count": 1, "e_tag": "*"}})
-    assert (await storage.read([crazy]))[crazy]["id"] == 1
-    assert (await storage.read(["delete1"]))["delete1"]["e_tag"]
-    await storage.delete(["delete1"])
-    assert "delete1" not in await storage.read(["delete1"])
-
-
-async def test_concurrent_writers_with_the_same_etag_exactly_one_wins(stored: Stored) -> None:
-    storage = stored.storage
-    await storage.write({"race": {"winner": None}})
-    base = (await storage.read(["race"]))["race"]
-
-    async def attempt(n: int) -> bool:
-        try:
-            await storage.write({"race": {**base, "winner": n}})
-        except ETagConflict:
-            return False
-        return True
-
-    outcomes = await asyncio.gather(*(attempt(n) for n in range(8)))
-    assert outcomes.count(True) == 1
-    winner = outcomes.index(True)
-    assert (await storage.read(["race"]))["race"]["winner"] == winner
-
-
-async def test_documents_are_encrypted_at_rest(stored: Stored) -> None:
+async def test_documents_are_encrypted_at_rest_and_bound_to_their_key(stored: Stored) -> None:
     secret = "Pupil in Year 9 said someone shared a photo"
-    await stored.storage.write({"conv/secret": {"narrative": secret}})
-    rows = await _raw_documents(stored.engine)
-    assert len(rows) == 1
-    assert secret not in rows[0][1] and "Year 9" not in rows[0][1] and "narrative" not in rows[0][1]
-    assert (await stored.storage.read(["conv/secret"]))["conv/secret"]["narrative"] == secret
+    state = await _read(stored, "conv/secret")
+    state.data["narrative"] = secret
+    await _save(stored, state)
+    [(key, document, _)] = await _rows(stored.engine)
+    assert secret not in document and "Year 9" not in document and "narrative" not in document
+    assert json.loads(stored.cipher.decrypt(document, document_context(key_hash(key))))["narrative"] == secret
+    with pytest.raises(Exception):  # noqa: B017, PT011 - moved under another key, it cannot be opened at all
+        stored.cipher.decrypt(document, document_context(key_hash("conv/other")))
 
 
 # --- conversation state through real turns ------------------------------------------------------------------
 
 
-class _RememberDialog(ComponentDialog):
-    """A two-step conversation used only here: ask for a word, then say it back."""
+@dataclass
+class _Word:
+    word: str | None = None
 
-    def __init__(self) -> None:
-        super().__init__("test_remember")
-        self.add_dialog(TextPrompt("test_remember.text"))
-        self.add_dialog(WaterfallDialog("test_remember.steps", [self._ask, self._answer]))
-        self.initial_dialog_id = "test_remember.steps"
 
-    async def _ask(self, step: WaterfallStepContext) -> DialogTurnResult:
-        """Ask for the word."""
-        return await step.prompt(
-            "test_remember.text", PromptOptions(prompt=Activity(type="message", text="Which word?"))
-        )
+async def _ask(ctx: Ctx[_Word]) -> Prompt:
+    return Prompt(text="Which word?")
 
-    async def _answer(self, step: WaterfallStepContext) -> DialogTurnResult:
-        """Say it back."""
-        await step.context.send_activity(f"You said {step.result}.")
-        return await step.end_dialog()
+
+async def _answer(ctx: Ctx[_Word], reply: Reply) -> str | None:
+    ctx.state.word = reply.text
+    return None
+
+
+async def _finish(ctx: Ctx[_Word]) -> None:
+    await ctx.say(f"You said {ctx.state.word}.")
+
+
+REMEMBER = Conversation(
+    name="test_remember",
+    new_state=_Word,
+    questions=(Question("word", _ask, _answer),),
+    finish=_finish,
+    stopped=lambda _state, _reason: "Stopped.",
+)
 
 
 def _remember_feature(wiring: Wiring) -> None:
     async def run(turn: Turn, _args: str) -> None:
         await turn.begin_dialog("test_remember")
 
-    wiring.services.dialogs.append(_RememberDialog())
+    wiring.services.dialogs.append(ConversationDialog(REMEMBER))
     wiring.services.add_command(Command("remember", "Remember", "Test only.", run))
 
 
@@ -277,4 +174,65 @@ async def test_conversation_state_survives_a_restart(database_url: str, clock: S
         answered = await leah.says("marmalade")
         assert answered.texts == ["You said marmalade."]
         after = await leah.says("marmalade")
-        assert "You said" not in " ".join(after.texts), "the dialog ended; state must say so after the restart"
+        assert "You said" not in " ".join(after.texts), "the conversation ended; state must say so after the restart"
+        # Ended: the stored state holds nothing of it (the word went with the conversation).
+        [(key, document, _)] = await _rows(harness.parts.engine)
+        assert json.loads(CIPHER.decrypt(document, document_context(key_hash(key)))) == {}
+
+
+async def test_a_conversation_begun_before_the_upgrade_carries_on(
+    database_url: str, clock: SettableClock, tmp_path
+) -> None:
+    """A document botbuilder's ConversationState wrote (jsonpickle) is read as data: the conversation continues."""
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", features=[_remember_feature]
+    ) as harness:
+        leah = harness.user("Leah Brooks")
+        legacy = {
+            "DialogState": {
+                "py/object": "botbuilder.dialogs.dialog_state.DialogState",
+                "_dialog_stack": [
+                    {
+                        "py/object": "botbuilder.dialogs.dialog_instance.DialogInstance",
+                        "id": "test_remember",
+                        "state": {"conversation.state": {"word": None}, "conversation.asked": "word"},
+                    }
+                ],
+            },
+            "LastTurnAt": clock.now().isoformat(),
+        }
+        key = f"msteams/conversations/{leah.conversation_id}"
+        async with harness.parts.engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO bot_state (key_hash, key, document, e_tag, updated_at) VALUES (:h, :k, :d, 'old', :t)"
+                ),
+                {
+                    "h": key_hash(key),
+                    "k": key,
+                    "d": CIPHER.encrypt(json.dumps(legacy), document_context(key_hash(key))),
+                    "t": clock.now(),
+                },
+            )
+        answered = await leah.says("marmalade")
+        assert answered.texts == ["You said marmalade."]
+
+
+async def test_on_sqlite_a_turns_bookkeeping_is_flushed_lazily_and_everything_else_at_once(
+    stored: Stored, database_url: str
+) -> None:
+    """A report's commit reaches the disk before anyone is told (FULL); a turn's claim and state need not."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("synchronous is SQLite's setting")
+
+    async def level(**options: str) -> int:
+        async with stored.engine.connect() as connection:
+            await connection.execution_options(**options)
+            async with connection.begin():
+                return (await connection.exec_driver_sql("PRAGMA synchronous")).scalar_one()
+
+    assert await level() == 2  # FULL
+    started = await stored.turns.begin("claim-1", "msteams/conversations/a:1")
+    assert started.claimed
+    assert await level(**{SYNCHRONOUS: BOOKKEEPING}) == 1  # NORMAL
+    assert await level() == 2  # and back to FULL for the next unit of work on the same connection

@@ -153,10 +153,12 @@ async def test_a_connector_that_never_answers_delays_only_its_own_replies(harnes
 
 async def test_a_connector_error_on_a_reply_reaches_the_turn_error_handler(harness: Harness) -> None:
     tom = harness.user("Tom Reed")
-    harness.connector.fail_next(502, conversation_id=tom.conversation_id)  # the help card; the apology goes through
+    # The help card draws 502 on its first try and on each of its three retries; then the apology goes through.
+    attempts = 1 + harness.settings.connector_retries
+    harness.connector.fail_next(502, times=attempts, headers={"Retry-After": "0"}, conversation_id=tom.conversation_id)
     reply = await tom.says("help")
     assert reply.status == 200
-    assert harness.connector.failed == [(502, tom.conversation_id)]
+    assert harness.connector.failed == [(502, tom.conversation_id)] * attempts
     assert any(text.startswith("Sorry, something went wrong on my side") for text in reply.texts)
 
 

@@ -66,7 +66,7 @@ async def test_a_report_interrupted_after_its_urgent_alert_says_the_alert_stands
     raised = await leah.says("Yes, someone is in danger now")
     assert any("Urgent alert raised: ES-2026-0001" in t for t in raised.texts)
     reply = await leah.says("my reports")
-    assert "already has your urgent alert ES-2026-0001" in reply.texts[0]
+    assert "already has your urgent alert ES-2026-0001" in reply.replies[0].text
     assert "Nothing was sent" not in reply.everything
     assert "ES-2026-0001" in json.dumps(reply.cards)  # and `my reports` ran
 

@@ -197,6 +197,8 @@ def build_status_card(report: StatusReport, *, tz: Any) -> dict[str, Any]:
         lines = [
             f"- {line.person.name}: asked {_date(line.owed_since, tz)}, {line.reminders_sent} "
             f"reminder{'' if line.reminders_sent == 1 else 's'}{', escalated' if line.escalated else ''}"
+            if line.owed_since is not None
+            else f"- {line.person.name}: not asked yet"  # e.g. just after a publish, before its cards are queued
             for line in shown
         ]
         if len(outstanding) > len(shown):

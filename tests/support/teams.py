@@ -28,6 +28,12 @@ class Reply:
         return [s.text for s in self.sent if s.text]
 
     @property
+    def replies(self) -> list[Sent]:
+        """What the turn itself answered, without proactive sends (a confirmation, a card the worker was sending)
+        that happened to arrive while it ran."""
+        return [s for s in self.sent if s.op == "reply"]
+
+    @property
     def cards(self) -> list[dict[str, Any]]:
         return [c for s in self.sent for c in s.cards]
 

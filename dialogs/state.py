@@ -1,0 +1,104 @@
+"""The dialog stack as plain JSON in the conversation's state (bot.turns.ConversationState).
+
+botbuilder's DialogSet reads and writes its stack through a property accessor; this one keeps the stack as live
+objects for the turn and turns it back into JSON data when the turn ends, so what is stored is only ever data
+(ids and the conversation's own plain state), never pickled objects, and an unchanged stack is never written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botbuilder.core import TurnContext
+from botbuilder.dialogs import DialogInstance, DialogState
+
+from bot.turns import ConversationState
+
+_STATE = "esafety.conversation_state"
+_LIVE = "esafety.dialog_stack"
+STACK = "dialogStack"
+LAST_TURN = "lastTurnAt"
+_LEGACY_STACK = "DialogState"  # documents written by botbuilder's ConversationState (jsonpickle) before this module
+_LEGACY_LAST_TURN = "LastTurnAt"
+
+
+def attach(turn_context: TurnContext, state: ConversationState | None) -> None:
+    """Give the turn its conversation's state (None: a turn without one, such as a redelivery)."""
+    turn_context.turn_state[_STATE] = state
+
+
+def state_of(turn_context: TurnContext) -> ConversationState | None:
+    state: ConversationState | None = turn_context.turn_state.get(_STATE)
+    return state
+
+
+def last_turn(turn_context: TurnContext) -> str | None:
+    state = state_of(turn_context)
+    value = state.data.get(LAST_TURN) if state is not None else None
+    return value if isinstance(value, str) else None
+
+
+def set_last_turn(turn_context: TurnContext, stamp: str) -> None:
+    state = state_of(turn_context)
+    if state is not None:
+        state.data[LAST_TURN] = stamp
+
+
+def settle(turn_context: TurnContext) -> None:
+    """Put the turn's dialog stack back into the state as data; with no dialog under way nothing is kept."""
+    state = state_of(turn_context)
+    live: DialogState | None = turn_context.turn_state.get(_LIVE)
+    if state is None or live is None:
+        return
+    if live.dialog_stack:
+        state.data[STACK] = [{"id": instance.id, "state": instance.state} for instance in live.dialog_stack]
+    else:
+        state.data.pop(STACK, None)
+        state.data.pop(LAST_TURN, None)  # kept only while a guided conversation runs
+
+
+class DialogStackProperty:
+    """The accessor DialogSet is given (botbuilder's StatePropertyAccessor interface: get, set, delete)."""
+
+    name = "DialogState"
+
+    async def get(self, turn_context: TurnContext, default_value_or_factory: Any = None) -> DialogState:
+        live: DialogState | None = turn_context.turn_state.get(_LIVE)
+        if live is None:
+            live = _stack_from(state_of(turn_context))
+            turn_context.turn_state[_LIVE] = live
+        return live
+
+    async def set(self, turn_context: TurnContext, value: DialogState) -> None:
+        turn_context.turn_state[_LIVE] = value
+
+    async def delete(self, turn_context: TurnContext) -> None:
+        turn_context.turn_state[_LIVE] = DialogState()
+
+
+def _stack_from(state: ConversationState | None) -> DialogState:
+    if state is None:
+        return DialogState()
+    if _LEGACY_STACK in state.data:
+        _upgrade_legacy(state)
+    stack = state.data.get(STACK)
+    instances = [
+        DialogInstance(id=item["id"], state=dict(item.get("state") or {}))
+        for item in stack or []
+        if isinstance(item, dict) and isinstance(item.get("id"), str)
+    ]
+    return DialogState(instances)
+
+
+def _upgrade_legacy(state: ConversationState) -> None:
+    """A conversation begun before the upgrade, stored by jsonpickle: its stack's ids and plain state carry over."""
+    legacy = state.data.pop(_LEGACY_STACK)
+    stamp = state.data.pop(_LEGACY_LAST_TURN, None)
+    stack = legacy.get("_dialog_stack") if isinstance(legacy, dict) else None
+    state.data[STACK] = [
+        {"id": item["id"], "state": item.get("state") or {}}
+        for item in stack or []
+        if isinstance(item, dict) and isinstance(item.get("id"), str) and isinstance(item.get("state") or {}, dict)
+    ]
+    if isinstance(stamp, str):
+        state.data[LAST_TURN] = stamp

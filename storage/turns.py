@@ -1,0 +1,95 @@
+"""The per-turn database work (bot.turns) in SQL: one transaction before the turn, at most one after it.
+
+Core statements on a connection, not ORM objects: a turn is a handful of fixed-shape statements, and the ORM's unit
+of work costs more than they do. On SQLite the writer is one connection that transactions queue for; a turn holds
+it only for its own few statements, never across a send.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.inbound import InvokeAnswer
+from bot.protocols import Clock
+from bot.turns import ActivityNote, RecentActivity, StateChange, TurnStart
+from storage.bot_storage import read_state, state_columns, state_from, write_state
+from storage.crypto import FieldCipher
+from storage.db import BOOKKEEPING, SYNCHRONOUS
+from storage.inbound import SweepTimer, answered_on, claim_on, finish_on, sweep_on
+from storage.quiet import note_on
+
+log = logging.getLogger(__name__)
+
+
+class SqlTurns:
+    def __init__(self, engine: AsyncEngine, cipher: FieldCipher, clock: Clock, *, reads: AsyncEngine | None = None):
+        self._engine = engine
+        self._reads = reads or engine  # on SQLite, connections that read a snapshot without waiting for the writer
+        self._cipher = cipher
+        self._clock = clock
+        self._sweeps = SweepTimer()
+        self._recent = RecentActivity()
+
+    async def begin(self, claim: str | None, state_key: str | None) -> TurnStart:
+        now = self._clock.now()
+        if claim is None:
+            if state_key is None:
+                return TurnStart(True, None)
+            async with self._reads.connect() as connection:
+                return TurnStart(True, await read_state(connection, self._cipher, state_key))
+        async with self._bookkeeping() as connection:
+            won = await claim_on(connection, claim, now, state_columns(state_key) if state_key else ())
+        if self._sweeps.due(now):
+            await self._sweep()
+        if won is None:
+            return TurnStart(False, None)
+        return TurnStart(True, state_from(self._cipher, state_key, *won) if state_key else None)
+
+    async def end(
+        self,
+        claim: str | None,
+        answer: InvokeAnswer | None,
+        state: StateChange | None,
+        activity: ActivityNote | None,
+    ) -> bool:
+        now = self._clock.now()
+        note = activity if activity is not None and self._recent.due(activity, now) else None
+        if claim is None and state is None and note is None:
+            return True  # nothing to write: most turns of an activity without an id, and no transaction at all
+        saved = True
+        async with self._bookkeeping() as connection:
+            if claim is not None:
+                await finish_on(connection, self._cipher, claim, answer, now)
+            if state is not None:
+                saved = await write_state(connection, self._cipher, state, now)
+            if note is not None:
+                await note_on(connection, note, now)
+        if note is not None:
+            self._recent.written(note, now)
+        return saved
+
+    @contextlib.asynccontextmanager
+    async def _bookkeeping(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction whose loss in a power cut only means a turn runs again (its effects are idempotent
+        and were committed durably by their own units of work), so SQLite need not flush it to disk at once."""
+        async with self._engine.connect() as connection:
+            await connection.execution_options(**{SYNCHRONOUS: BOOKKEEPING})
+            async with connection.begin():
+                yield connection
+
+    async def answered(self, claim: str) -> InvokeAnswer | None:
+        async with self._reads.connect() as connection:
+            return await answered_on(connection, self._cipher, claim)
+
+    async def _sweep(self) -> None:
+        try:
+            async with self._engine.begin() as connection:
+                deleted = await sweep_on(connection, self._clock.now())
+        except Exception:  # noqa: BLE001 - housekeeping must not fail the person's turn; the next sweep retries
+            log.exception("could not delete expired inbound claims")
+        else:
+            self._sweeps.backlog(deleted, self._clock.now())

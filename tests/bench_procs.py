@@ -1,0 +1,95 @@
+"""A server under test in its own process (tests/bench_server.py), with its CPU time and memory from /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT = 120.0  # migrating a fresh database and importing a 2,000-person school takes a while on 2 cores
+
+
+@dataclass
+class ServerProcess:
+    name: str
+    process: asyncio.subprocess.Process
+    url: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the server has used so far (fields 14 and 15 of /proc/<pid>/stat)."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces; fields resume after it
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def rss_kb(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), 60)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def server_process(name: str, log_dir: Path, *args: str) -> AsyncIterator[ServerProcess]:
+    """Start `python -m tests.bench_server *args`, wait for its READY line, and stop it (SIGTERM) afterwards."""
+    log = log_dir / f"{name.replace(' ', '_').replace('/', '_')}.log"
+    with log.open("wb") as errors:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.bench_server",
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=errors,
+            cwd=ROOT,
+        )
+    try:
+        url = await _ready(process, name, log)
+        yield ServerProcess(name, process, url, log)
+    finally:
+        await _stop(process)
+
+
+async def _ready(process: asyncio.subprocess.Process, name: str, log: Path) -> str:
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(START_TIMEOUT):
+            while line := (await process.stdout.readline()).decode():
+                if line.startswith("READY "):
+                    return line.split()[1]
+    except TimeoutError:
+        pass
+    raise RuntimeError(f"{name} did not start within {START_TIMEOUT:.0f} s:\n{_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:] if log.exists() else ""

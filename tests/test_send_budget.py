@@ -1,0 +1,280 @@
+"""Outbound sends: retried on 429/5xx as the SDK did (bounded), within Teams' per-tenant and per-conversation budget,
+with people's own replies ahead of a broadcast. Over a real loopback server; order of arrival, never timing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiohttp import web
+from botbuilder.schema import Activity, ActivityTypes, ConversationAccount
+
+from adapters.connector_http import BotConnectorClient, ConnectorHTTPError, ConnectorTransport, TokenSource
+from adapters.send_budget import SendBudget, bulk_sends, tenant_of
+from tests.support.harness import Harness
+
+
+@dataclass
+class Arrival:
+    conversation: str
+    text: str
+    status: int
+
+
+@dataclass
+class ScriptedConnector:
+    """Answers each request with the next scripted (status, headers), then 200; records every attempt in order."""
+
+    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    forever: tuple[int, dict[str, str]] | None = None  # answer every request so
+    arrivals: list[Arrival] = field(default_factory=list)
+    url: str = ""
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        status, headers = self.forever or (self.script.pop(0) if self.script else (200, {}))
+        async with self._changed:
+            self.arrivals.append(Arrival(request.match_info["cid"], body.get("text") or "", status))
+            self._changed.notify_all()
+        if status != 200:
+            return web.json_response(
+                {"error": {"code": "Throttled", "message": "slow down"}}, status=status, headers=headers
+            )
+        return web.json_response({"id": f"act-{next(self._ids)}"})
+
+    def delivered(self, conversation: str | None = None) -> list[str]:
+        return [a.text for a in self.arrivals if a.status == 200 and conversation in (None, a.conversation)]
+
+    async def arrived(self, text: str, within: float = 20.0) -> int:
+        """Wait until `text` is delivered; its index among all deliveries."""
+
+        async def _wait() -> int:
+            async with self._changed:
+                await self._changed.wait_for(lambda: text in self.delivered())
+                return self.delivered().index(text)
+
+        try:
+            return await asyncio.wait_for(_wait(), within)
+        except TimeoutError:
+            raise AssertionError(f"{text!r} never arrived; arrivals: {self.arrivals}") from None
+
+
+@contextlib.asynccontextmanager
+async def connector_client(**transport: Any) -> AsyncIterator[tuple[ScriptedConnector, BotConnectorClient]]:
+    server = ScriptedConnector()
+    app = web.Application()
+    app.router.add_post("/v3/conversations/{cid}/activities", server.handle)
+    app.router.add_post("/v3/conversations/{cid}/activities/{aid}", server.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"  # noqa: SLF001
+    options: dict[str, Any] = {"connect_timeout": 5.0, "timeout": 10.0, "connections_per_host": 16}
+    options.update(transport)
+    pool = ConnectorTransport(**options)
+    tokens = TokenSource(SimpleNamespace(microsoft_app_id=""), pool)  # dev mode: no token, as the SDK sends none
+    try:
+        yield server, BotConnectorClient(pool, server.url, tokens)
+    finally:
+        await pool.close()
+        await runner.cleanup()
+
+
+def message(text: str, conversation: str = "a:leah", tenant: str | None = "tenant-1") -> Activity:
+    return Activity(
+        type=ActivityTypes.message, text=text, conversation=ConversationAccount(id=conversation, tenant_id=tenant)
+    )
+
+
+async def reply(client: BotConnectorClient, text: str, conversation: str = "a:leah") -> Any:
+    return await client.conversations.reply_to_activity(conversation, "1701", message(text, conversation))
+
+
+async def send(client: BotConnectorClient, text: str, conversation: str) -> Any:
+    return await client.conversations.send_to_conversation(conversation, message(text, conversation))
+
+
+# Retries
+
+
+async def test_a_429_with_retry_after_is_retried_and_the_reply_arrives_once() -> None:
+    async with connector_client() as (server, client):
+        server.script = [(429, {"Retry-After": "0"})]
+        answer = await reply(client, "Thanks, Leah.")
+        assert answer.id == "act-1"
+        assert server.delivered() == ["Thanks, Leah."]
+        assert [a.status for a in server.arrivals] == [429, 200]
+
+
+async def test_retry_after_as_an_http_date_is_honoured() -> None:
+    async with connector_client() as (server, client):
+        now = email.utils.formatdate(usegmt=True)  # already due: retry at once
+        server.script = [(503, {"Retry-After": now})]
+        await reply(client, "Dated.")
+        assert [a.status for a in server.arrivals] == [503, 200]
+        assert server.delivered() == ["Dated."]
+
+
+async def test_503_twice_then_success_backs_off_and_delivers_once() -> None:
+    async with connector_client(retry_backoff=0.001) as (server, client):
+        server.script = [(503, {}), (503, {})]  # no Retry-After: jittered exponential backoff
+        await reply(client, "Third time lucky.")
+        assert [a.status for a in server.arrivals] == [503, 503, 200]
+        assert server.delivered() == ["Third time lucky."]
+
+
+@pytest.mark.parametrize("status", [408, 500, 502, 504])
+async def test_every_transient_status_is_retried(status: int) -> None:
+    async with connector_client(retry_backoff=0.001) as (server, client):
+        server.script = [(status, {})]
+        await reply(client, "Again.")
+        assert [a.status for a in server.arrivals] == [status, 200]
+
+
+async def test_429_for_ever_gives_a_clear_error_after_the_last_retry() -> None:
+    async with connector_client(retries=3) as (server, client):
+        server.forever = (429, {"Retry-After": "0"})
+        with pytest.raises(ConnectorHTTPError) as raised:
+            await reply(client, "Never lands.")
+        assert raised.value.status == 429
+        assert str(raised.value) == "Bot Connector answered 429 (Throttled)"
+        assert raised.value.headers["Retry-After"] == "0"
+        assert len(server.arrivals) == 4, "one try and three retries"
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 412])
+async def test_other_client_errors_are_not_retried(status: int) -> None:
+    async with connector_client(retry_backoff=0.001) as (server, client):
+        server.script = [(status, {})]
+        with pytest.raises(ConnectorHTTPError) as raised:
+            await reply(client, "Refused.")
+        assert raised.value.status == status
+        assert len(server.arrivals) == 1
+
+
+async def test_a_retry_after_longer_than_the_cap_is_left_to_the_caller() -> None:
+    async with connector_client(retry_after_cap=5.0) as (server, client):
+        server.script = [(429, {"Retry-After": "3600"})]
+        with pytest.raises(ConnectorHTTPError) as raised:
+            await reply(client, "Later.")
+        assert raised.value.headers["Retry-After"] == "3600"
+        assert len(server.arrivals) == 1
+
+
+async def test_no_retry_starts_after_the_total_time_allowed() -> None:
+    async with connector_client(retry_total=0.0) as (server, client):
+        server.script = [(503, {"Retry-After": "0"})]
+        with pytest.raises(ConnectorHTTPError):
+            await reply(client, "Out of time.")
+        assert len(server.arrivals) == 1
+
+
+async def test_bulk_sends_are_not_retried_here_the_outbox_retries_them_durably() -> None:
+    async with connector_client() as (server, client):
+        server.script = [(429, {"Retry-After": "0"})]
+        with bulk_sends(), pytest.raises(ConnectorHTTPError) as raised:
+            await send(client, "Broadcast.", "a:tom")
+        assert raised.value.status == 429 and len(server.arrivals) == 1
+        await reply(client, "A reply still retries.")
+        assert server.delivered() == ["A reply still retries."]
+
+
+# The budget
+
+
+async def test_a_reply_goes_ahead_of_a_queued_broadcast() -> None:
+    budget = SendBudget(tenant_rate=5, bulk_rate=3, conversation_rate=100)
+    async with connector_client(budget=budget) as (server, client):
+        with bulk_sends():  # tasks copy the context: all eight are bulk
+            broadcast = [asyncio.create_task(send(client, f"card {n}", f"a:staff-{n}")) for n in range(8)]
+        await server.arrived("card 0")  # the broadcast is under way; the rest wait for the bulk share
+        await reply(client, "Thanks, Leah.")
+        cards_before = server.delivered().index("Thanks, Leah.")
+        assert cards_before <= 3, f"the reply waited behind {cards_before} of 8 queued broadcast cards"
+        await asyncio.gather(*broadcast)
+        assert sorted(server.delivered()) == sorted(["Thanks, Leah.", *(f"card {n}" for n in range(8))])
+        assert server.delivered()[-1].startswith("card"), "the broadcast was still queued when the reply went"
+
+
+async def test_without_the_bulk_mark_the_same_burst_would_have_held_the_reply_back() -> None:
+    """The control for the test above: the budget, not luck, lets the reply through."""
+    budget = SendBudget(tenant_rate=5, bulk_rate=3, conversation_rate=100)
+    async with connector_client(budget=budget) as (server, client):
+        burst = [asyncio.create_task(send(client, f"card {n}", f"a:staff-{n}")) for n in range(8)]
+        await server.arrived("card 0")
+        await reply(client, "Thanks, Leah.")
+        cards_before = server.delivered().index("Thanks, Leah.")
+        assert cards_before >= 5, "an unmarked burst is served first come, first served"
+        await asyncio.gather(*burst)
+
+
+async def test_one_conversation_is_held_to_its_rate_and_others_pass_it() -> None:
+    budget = SendBudget(tenant_rate=100, bulk_rate=100, conversation_rate=2)
+    async with connector_client(budget=budget) as (server, client):
+        leahs = [asyncio.create_task(reply(client, f"to Leah {n}", "a:leah")) for n in range(4)]
+        await server.arrived("to Leah 0")
+        await reply(client, "to Tom", "a:tom")
+        leah_before_tom = [t for t in server.delivered()[: server.delivered().index("to Tom")] if "Leah" in t]
+        assert len(leah_before_tom) <= 2, "Leah's conversation was not held back, or Tom waited behind it"
+        await asyncio.gather(*leahs)
+        assert server.delivered("a:leah") == [f"to Leah {n}" for n in range(4)], (
+            "a conversation's replies stay in order"
+        )
+        assert server.delivered()[-1].startswith("to Leah"), "Leah's four replies were spread out, not sent at once"
+
+
+async def test_a_reply_that_draws_429_within_the_budget_is_retried_once_and_arrives_once() -> None:
+    budget = SendBudget(tenant_rate=5, bulk_rate=3, conversation_rate=7)
+    async with connector_client(budget=budget) as (server, client):
+        server.script = [(429, {"Retry-After": "0"})]
+        await reply(client, "Only once.")
+        assert server.delivered() == ["Only once."]
+        assert [a.status for a in server.arrivals] == [429, 200]
+
+
+def test_the_tenant_comes_from_the_activity_or_else_the_service_host() -> None:
+    url = "https://smba.trafficmanager.net/uk/"
+    assert tenant_of({"conversation": {"tenantId": "t1"}}, url) == "tenant:t1"
+    assert tenant_of({"channelData": {"tenant": {"id": "t2"}}}, url) == "tenant:t2"
+    assert tenant_of({"tenantId": "t3", "isGroup": False}, url) == "tenant:t3"  # new conversation parameters
+    assert tenant_of({"conversation": {"id": "a:1"}}, url) == "host:smba.trafficmanager.net"
+    assert tenant_of(None, url) == "host:smba.trafficmanager.net"
+
+
+async def test_the_budget_remembers_a_bounded_number_of_conversations() -> None:
+    budget = SendBudget(max_keys=3, conversation_rate=1000, tenant_rate=1000)
+    for n in range(10):
+        await budget.acquire("tenant:t", f"a:{n}", bulk=False)
+    assert len(budget.conversations) == 3 and len(budget.tenants) == 1
+
+
+# Through the app
+
+
+async def test_a_429_on_a_reply_in_the_app_is_retried_and_the_person_gets_one_reply(harness: Harness) -> None:
+    tom = harness.user("Tom Reed")
+    harness.connector.fail_next(429, headers={"Retry-After": "0"}, conversation_id=tom.conversation_id)
+    answer = await tom.says("help")
+    assert answer.status == 200
+    assert harness.connector.failed == [(429, tom.conversation_id)]
+    help_cards = [s for s in harness.connector.to(tom.conversation_id) if _is_help_card_for("Tom", s.activity)]
+    assert len(help_cards) == 1, "the help card drew a 429, was retried and arrived exactly once"
+    assert not any(text.startswith("Sorry, something went wrong") for text in answer.texts)
+
+
+def _is_help_card_for(first_name: str, activity: dict[str, Any]) -> bool:
+    return any(
+        a.get("contentType") == "application/vnd.microsoft.card.adaptive"
+        and str(((a.get("content") or {}).get("body") or [{}])[0].get("text")).startswith(f"Hello {first_name}")
+        for a in activity.get("attachments") or []
+    )

@@ -1,0 +1,105 @@
+"""What an ordinary turn asks of the database: one transaction to claim it and read the conversation's state, and at
+most one to close it. Counted on the real app over HTTP, on SQLite and PostgreSQL.
+
+Speed itself is measured by `make bench`; this guards the shape that makes it possible, so a later change that adds
+a query to every turn (a per-turn check that could have been cached, a state write of nothing) is seen here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.support.harness import Harness
+
+ACKNOWLEDGE = "aup.acknowledge"
+
+
+@dataclass
+class Seen:
+    transactions: int = 0
+    statements: list[str] = field(default_factory=list)
+
+
+def _in_a_request() -> bool:
+    """Whether the database is being used for an HTTP request (a turn), not by the background work runner."""
+    task = asyncio.current_task()
+    return task is not None and task.get_coro().__qualname__.startswith("RequestHandler.")
+
+
+@contextlib.contextmanager
+def counting(engine: AsyncEngine) -> Iterator[Seen]:
+    seen = Seen()
+
+    def on_begin(_connection: Any) -> None:
+        if _in_a_request():
+            seen.transactions += 1
+
+    def on_execute(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if _in_a_request() and not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA", "COMMIT", "ROLLBACK")):
+            seen.statements.append(" ".join(statement.split()))
+
+    event.listen(engine.sync_engine, "begin", on_begin)
+    event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "begin", on_begin)
+        event.remove(engine.sync_engine, "before_cursor_execute", on_execute)
+
+
+async def _acknowledged(harness: Harness, name: str) -> Any:  # noqa: ANN401 - a TeamsUser
+    """Someone with nothing owed: they acknowledged the AUP, so no follow-up card is due after their turns."""
+    user = harness.user(name)
+    reply = await user.says("aup")
+    card = next(c for c in reply.cards if ACKNOWLEDGE in json.dumps(c))
+    action = card["actions"][0]
+    ticked = {**action["data"], "read_kcsie": "true", "agree": "true"}
+    assert "Your acknowledgement is recorded" in json.dumps((await user.executes(ACKNOWLEDGE, ticked)).invoke_card)
+    await harness.run_due_work()
+    await user.says("help")  # the conversation is known from now on (its reference saved, its activity noted)
+    return user
+
+
+async def test_a_help_turn_is_one_transaction_before_and_one_after(harness: Harness) -> None:
+    leah = await _acknowledged(harness, "Leah Brooks")
+    with counting(harness.parts.engine) as seen:
+        reply = await leah.says("help")
+    assert "What would you like to do?" in reply.everything
+    # Claim the activity and read the conversation's state (one statement); then mark the claim finished. Nothing
+    # else: the AUP check is answered from memory, the reference and the activity note have not changed, and the
+    # state was not touched.
+    assert seen.transactions == 2, seen.statements
+    assert [s.split()[0] for s in seen.statements] == ["INSERT", "UPDATE"], seen.statements
+    assert "FROM bot_state" in seen.statements[0], seen.statements  # the state comes back with the claim
+
+
+async def test_a_guided_conversation_step_writes_its_state_in_the_closing_transaction(harness: Harness) -> None:
+    leah = await _acknowledged(harness, "Leah Brooks")
+    await leah.says("filter")
+    with counting(harness.parts.engine) as seen:
+        reply = await leah.submits({"answer": "unblock"})
+    assert reply.texts or reply.cards  # the next question
+    assert seen.transactions == 2, seen.statements
+    assert any(s.upper().startswith("UPDATE BOT_STATE") for s in seen.statements), seen.statements
+
+
+async def test_a_redelivery_costs_one_transaction_and_writes_nothing(harness: Harness) -> None:
+    leah = await _acknowledged(harness, "Leah Brooks")
+    activity = leah._activity("message", text="help")  # noqa: SLF001 - the same activity, delivered twice
+    await leah.post(activity, leah.conversation_id)
+    with counting(harness.parts.engine) as seen:
+        again = await leah.post(activity, leah.conversation_id)
+    assert again.status == 200 and not again.sent
+    # The claim is refused (its RETURNING, the state included, yields no row), the lease is found still held or
+    # finished, and nothing is finished, saved or noted.
+    assert seen.transactions == 1, seen.statements
+    assert [s.split()[0] for s in seen.statements] == ["INSERT", "UPDATE"], seen.statements
+    assert "lease_until" in seen.statements[1], seen.statements
