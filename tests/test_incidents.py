@@ -78,7 +78,13 @@ def confirmation(reply) -> dict:  # noqa: ANN001
 
 
 def card_titled(reply, start: str) -> dict:  # noqa: ANN001
-    found = [c for c in reply.cards if json.dumps(c["body"][:2]).find(start) >= 0]
+    """The card with this title that the turn itself answered with; failing that, any sent while it ran (an alert
+    the worker was delivering meanwhile also carries the case's title, so the turn's own answer comes first)."""
+
+    def titled(cards: list[dict]) -> list[dict]:
+        return [c for c in cards if json.dumps(c["body"][:2]).find(start) >= 0]
+
+    found = titled([c for s in reply.replies for c in s.cards]) or titled(reply.cards)
     assert found, f"no card starting {start!r} in {reply.everything[:500]}"
     return found[0]
 
