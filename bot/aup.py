@@ -1264,7 +1264,7 @@ def _published_message(document: AupDocument, owing: int) -> str:
     published = f"Published version {document.version} of the {AUDIENCE_NAMES[document.audience]} AUP."
     if owing == 0:
         return f"{published} Nobody in the directory needs to acknowledge it yet; anyone who joins will be asked."
-    who = "the 1 person who needs" if owing == 1 else f"the {owing} people who need"
+    who = "the 1 person who needs" if owing == 1 else f"the {owing:,} people who need"
     return (
         f"{published} The card is on its way to {who} to acknowledge it. Type `aup status` to follow progress; "
         "I will remind anyone who has not acknowledged it."

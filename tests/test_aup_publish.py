@@ -77,7 +77,7 @@ async def test_publish_answers_first_and_the_worker_then_brings_every_member_of_
     published = await sam.executes(action["verb"], action["data"])
     message = published.invoke_message or ""
     assert "Published version 2 of the staff AUP" in message
-    assert f"on its way to the {len(staff)} people who need to acknowledge it" in message
+    assert f"on its way to the {len(staff):,} people who need to acknowledge it" in message
     assert "`aup status`" in message and "sent the card" not in message
     # The answer came before anyone was asked: asking is the worker's job, not the card action's.
     assert not any(_aup_cards(harness, user, 2) for user in staff)
