@@ -17,10 +17,13 @@ $(VENV)/.installed: $(LOCK) pyproject.toml
 	@touch $@
 
 # Re-resolve the lock from pyproject.toml, keeping current pins; `make lock LOCK_ARGS=--upgrade` moves them on.
-# setuptools is locked too, since the editable install builds without isolation.
+# setuptools is locked too, since the editable install builds without isolation. requirements-runtime.lock is the
+# same pins without the test tools, for the container image.
 lock: venv
 	@printf 'setuptools>=68\n' | $(VENV)/bin/uv pip compile pyproject.toml - --extra dev --generate-hashes \
 		--python-version 3.11 --custom-compile-command 'make lock' --quiet $(LOCK_ARGS) -o $(LOCK)
+	@$(VENV)/bin/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+		--custom-compile-command 'make lock' --quiet -c $(LOCK) -o requirements-runtime.lock
 
 system-deps:
 	@bash scripts/system-deps.sh

@@ -21,6 +21,9 @@ from adapters.directory_static import StaticDirectory
 from adapters.filter_backends import backend_for
 from adapters.graph_directory import GraphDirectory
 from adapters.graph_install import GraphInstaller, start_staff_delta
+from adapters.legal_pages import add_legal_routes
+from adapters.logs import TurnRecord, configure_logging, current_correlation_id, resolve_format
+from adapters.observability import OBSERVABILITY, add_observability
 from adapters.outbox import SEND_LEASE, OutboxSender, QuietRule, tenant_route
 from adapters.scheduler import start_wake_scheduler, stop_wake_scheduler
 from adapters.tab import add_tab_routes
@@ -38,6 +41,7 @@ from storage.audit_trail import CheckpointFile, audit_keys
 from storage.crypto import FieldCipher, KeyError_, dev_key, parse_key
 from storage.db import create_engine, session_factory
 from storage.migrate import pending_migrations, upgrade
+from storage.outbox_stats import SqlOutboxStats
 from storage.quiet import SqlConversationActivity, SqlGreetings
 from storage.repos import SEND_KIND, ConversationRefs, WorkClaims
 from storage.turns import SqlTurns
@@ -77,6 +81,7 @@ def _features() -> list[Feature]:
         referrals,
         retention,
         reviews,
+        trust,
     )
 
     return [
@@ -94,6 +99,7 @@ def _features() -> list[Feature]:
         reviews.install,
         audit.install,
         retention.install,
+        trust.install,  # after reviews: the trust digest is made of each school's weekly digest
     ]
 
 
@@ -160,6 +166,8 @@ async def create_app(
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/aup/{school}/{audience}/{version}", _aup_page)
     add_tab_routes(app, parts)  # the desk as a Teams tab: /tab and /tab/api/
+    add_legal_routes(app, parts)  # /privacy and /terms, which the app package links to
+    add_observability(app, settings, config)  # GET /metrics, and the one log line each turn writes
     return app
 
 
@@ -236,6 +244,9 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     parts.features.audit_watch = watch
     for install in features:
         install(wiring)
+    # After the features: the turn log and metrics name only the invokes and card verbs they registered.
+    read_stats = SqlOutboxStats(session_factory(read_engine), cipher)
+    app[OBSERVABILITY].attach(services, pool.transport, parts.runner, read_stats, parts.clock, watch)
     if graph is not None:
         await start_staff_delta(wiring, settings, graph)
     for start in parts.features.startup:  # features' start-up work, e.g. importing documents
@@ -280,7 +291,7 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
 
 async def _turn_error_handler(context: TurnContext, error: Exception) -> None:
     """Log with a correlation id; tell the person plainly, without internals."""
-    correlation = new_correlation_id()
+    correlation = current_correlation_id() or new_correlation_id()  # the id the turn's log line carries
     log.error("turn failed [%s]: %s", correlation, error, exc_info=error)
     message = (
         f"Sorry, something went wrong on my side and I could not finish that. Please try again. If it keeps "
@@ -316,6 +327,13 @@ def _bad_request(reason: str) -> web.Response:
 
 
 async def _messages(request: web.Request) -> web.Response:
+    with request.app[OBSERVABILITY].turn() as turn:  # one log line and the turn metrics, however it ends
+        response = await _answer_activity(request, turn)
+        turn.status = response.status
+    return response
+
+
+async def _answer_activity(request: web.Request, turn: TurnRecord) -> web.Response:
     parts: Components = request.app[COMPONENTS]
     if "json" not in (request.content_type or ""):
         return web.json_response({"error": "Content-Type must be application/json"}, status=415)
@@ -329,6 +347,8 @@ async def _messages(request: web.Request) -> web.Response:
         return _bad_request(rejected.reason)
     if not isinstance(body, dict):
         return _bad_request("Body is not an Activity: expected a JSON object")
+    observability = request.app[OBSERVABILITY]
+    observability.describe(turn, body, KNOWN_ACTIVITY_TYPES)
     kind = body.get("type")
     if not isinstance(kind, str) or not kind:
         return _bad_request("Body is not an Activity: missing 'type'")
@@ -353,7 +373,9 @@ async def _messages(request: web.Request) -> web.Response:
         return _bad_request("Activity has malformed fields")
     auth_header = request.headers.get("Authorization", "")
     try:
-        response = await parts.adapter.process_activity(auth_header, activity, parts.bot.on_turn)
+        response = await parts.adapter.process_activity(
+            auth_header, activity, observability.logic(turn, parts.bot.on_turn)
+        )
     except PermissionError:
         return web.json_response({"error": "Unauthorized"}, status=401)
     if response is not None:
@@ -406,9 +428,8 @@ async def _readyz(request: web.Request) -> web.Response:
     )
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+def _configure_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, resolve_format(settings.log_format, settings.dev))
 
 
 def _load(settings: Settings) -> AppConfig:
@@ -478,7 +499,7 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # noqa: BLE001 - pydantic names the bad variable
         print(f"eSafety bot will not start: invalid setting: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     try:
         config = _load(settings)
     except SystemExit as exc:

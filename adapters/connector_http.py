@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -64,6 +64,14 @@ MICROSOFT_HOSTS = frozenset(
     }
 )
 MICROSOFT_DOMAINS = ("*.botframework.com", "*.botframework.azure.us")
+
+
+class ConnectorObserver(Protocol):
+    """Where the transport reports for the metrics endpoint (adapters.metrics.Metrics)."""
+
+    def connector_answered(self, status: int) -> None: ...
+
+    def connector_retrying(self, status: int) -> None: ...
 
 
 class ConnectorHTTPError(ErrorResponseException):
@@ -198,6 +206,7 @@ class ConnectorTransport:
         self._session: aiohttp.ClientSession | None = None
         self._token_threads: ThreadPoolExecutor | None = None
         self._closed = False
+        self.observer: ConnectorObserver | None = None  # set by the app once its metrics exist
 
     def _http(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -237,6 +246,10 @@ class ConnectorTransport:
                 return await self._once(method, url, authorization, data)
             except ConnectorHTTPError as exc:
                 wait = self._retry_wait(exc, attempt, started, bulk)
+                if self.observer is not None:
+                    self.observer.connector_answered(exc.status)
+                    if wait is not None:
+                        self.observer.connector_retrying(exc.status)
                 if wait is None:
                     raise
                 log.info("Bot Connector answered %s to %s; retrying in %.2f s", exc.status, method, wait)

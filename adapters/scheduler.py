@@ -15,6 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from adapters.logs import quiet_unless_configured
 from bot.config import AppConfig
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 def start_wake_scheduler(wake: Callable[[], None], config: AppConfig, poll_seconds: float) -> AsyncIOScheduler:
     """Start (in the running event loop) a scheduler whose every job is `wake`."""
+    # APScheduler logs two INFO lines per run of a job: with the poll every 2 s that was nearly all of the log.
+    quiet_unless_configured("apscheduler")
     scheduler = AsyncIOScheduler(timezone=dt.UTC)
     scheduler.add_job(
         wake, IntervalTrigger(seconds=max(poll_seconds, 0.05)), id="wake:poll", coalesce=True, max_instances=1

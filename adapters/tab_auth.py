@@ -24,6 +24,7 @@ import jwt
 from bot.actor import Actor
 from bot.config import AppConfig
 from bot.protocols import Directory
+from bot.school_lookup import place
 
 log = logging.getLogger("esafety.tab")
 
@@ -153,9 +154,12 @@ class TabAuth:
     async def actor(self, authorization: str | None) -> Actor:
         token = _bearer(authorization)
         claims = await self._claims(token)
-        school = self._config.school_for_tenant(claims["tid"])
+        # The tab carries no team: tenant, then the person, exactly as a 1:1 chat (bot.school_lookup).
+        placement = await place(self._config, self._directory, claims["tid"], None, claims["oid"])
+        school = placement.school
         if school is None:
-            raise NotSignedIn("tenant is not a configured school")
+            reason = "person is at several schools of the tenant, or none" if placement.shared else "unknown tenant"
+            raise NotSignedIn(reason)
         person = await self._directory.person(school.id, claims["oid"])
         if person is None:
             raise NotSignedIn("person unknown to the school's directory")

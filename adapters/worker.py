@@ -7,13 +7,23 @@ import datetime as dt
 import logging
 import os
 import socket
-from typing import Any
+from typing import Any, Protocol
 
 from bot.protocols import Clock, WorkHandler
 from bot.work import MAX_ATTEMPTS, Done, GiveUp, NotYet, RetryLater, WorkItem, backoff_delay
 from storage.repos import WorkClaims
 
 log = logging.getLogger(__name__)
+
+
+class WorkObserver(Protocol):
+    """Where the runner reports for the metrics endpoint (adapters.metrics.Metrics)."""
+
+    def work_started(self, kind: str, late: dt.timedelta) -> None: ...
+
+    def work_retried(self, kind: str) -> None: ...
+
+    def work_gave_up(self, kind: str) -> None: ...
 
 
 def default_worker_name(replica: str = "") -> str:
@@ -43,6 +53,7 @@ class WorkRunner:
         self._in_hand = 0
         self._settled = asyncio.Condition()
         self._stopping = False
+        self.observer: WorkObserver | None = None
 
     def register(self, kind: str, handler: WorkHandler, *, lease: dt.timedelta | None = None) -> None:
         """Handle items of this kind; `lease` is how long a claim lasts before another replica may retake it."""
@@ -145,6 +156,9 @@ class WorkRunner:
         # send would be a duplicate. The margin leaves time to record the outcome.
         budget = self._leases.get(item.kind, self._lease).total_seconds() * 0.8
         async with self._slots:
+            if self.observer is not None:
+                # Against the item's due time by the app's clock: how far behind the runner is, not how long it ran.
+                self.observer.work_started(item.kind, self._clock.now() - item.run_at)
             try:
                 async with asyncio.timeout(budget):
                     result = await handler(item)
@@ -154,6 +168,8 @@ class WorkRunner:
                 await self._retry(item, retry.reason, retry.after)
             except GiveUp as give_up:
                 log.warning("work %s (%s) given up: %s", item.id, item.kind, give_up.reason)
+                if self.observer is not None:
+                    self.observer.work_gave_up(item.kind)
                 await self._claims.finish(item, self.name, "failed", error=give_up.reason, then=give_up.then)
             except TimeoutError:
                 log.warning("work %s (%s) ran past its lease budget of %.0f s", item.id, item.kind, budget)
@@ -172,6 +188,10 @@ class WorkRunner:
     async def _retry(self, item: WorkItem, reason: str, after: dt.timedelta | None) -> None:
         if item.attempts >= MAX_ATTEMPTS:
             await self._claims.finish(item, self.name, "failed", error=f"gave up after {item.attempts} tries: {reason}")
+            if self.observer is not None:
+                self.observer.work_gave_up(item.kind)
             return
+        if self.observer is not None:
+            self.observer.work_retried(item.kind)
         delay = after if after is not None else backoff_delay(item.attempts)
         await self._claims.retry(item, self.name, self._clock.now() + delay, reason)

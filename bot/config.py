@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.people import Role
+from bot.trust import TrustRole
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -131,6 +132,18 @@ class ChannelsConfig(_Strict):
     technicians: str | None = None
 
 
+class DataController(_Strict):
+    """Who decides how the app's personal data is used (the school, or a trust for its schools): on the privacy page."""
+
+    name: str = Field(min_length=1, max_length=200)
+    address: str = Field(min_length=1, max_length=500)  # several lines allowed
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    phone: str | None = Field(None, max_length=40)
+    dpo_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    # The ICO's data protection register: Z and seven digits, or Z, a letter and six digits.
+    ico_registration: str | None = Field(None, pattern=r"^Z(\d{7}|[A-Z]\d{6})$")
+
+
 class Phase(StrEnum):
     """Which pupils the school teaches: examples in prompts name year groups the school has."""
 
@@ -153,6 +166,8 @@ class SchoolConfig(_Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     # Given to a reporter whose alert could not be delivered, with the DSLs' names.
     safeguarding_phone: str | None = Field(None, max_length=40)
+    # The school's own controller details; a school without them shows the trust's (AppConfig.data_controller).
+    data_controller: DataController | None = None
     digest: DigestConfig = DigestConfig()
     aup: AupConfig = AupConfig()
     filtering: FilteringConfig = FilteringConfig()
@@ -182,9 +197,32 @@ class SchoolConfig(_Strict):
         return ZoneInfo(self.timezone)
 
 
+class TrustPersonConfig(_Strict):
+    """Someone at the trust (not at a school): their roles are trust roles, which see figures, never cases."""
+
+    id: str
+    name: str
+    email: str
+    roles: list[TrustRole] = Field(min_length=1)
+
+
+class TrustConfig(_Strict):
+    """A multi-academy trust: its people sign in from `tenant_id` and get the weekly trust digest across `schools`
+    (every configured school when empty), at `digest` in the timezone of the trust's first school in that tenant."""
+
+    name: str = Field(min_length=1, max_length=120)
+    tenant_id: str
+    schools: list[str] = Field(default_factory=list)
+    digest: DigestConfig = DigestConfig()
+    people: list[TrustPersonConfig] = Field(default_factory=list)
+
+
 class AppConfig(_Strict):
     schools: list[SchoolConfig] = Field(min_length=1)
     dev_default_school: str | None = None
+    trust: TrustConfig | None = None
+    # The deployment-wide controller, often the trust: shown for every school that does not name its own.
+    data_controller: DataController | None = None
 
     @model_validator(mode="after")
     def _unique_schools(self) -> AppConfig:
@@ -193,19 +231,42 @@ class AppConfig(_Strict):
             raise ValueError("schools: school ids must be unique")
         if self.dev_default_school and self.dev_default_school not in ids:
             raise ValueError(f"dev_default_school: no school with id {self.dev_default_school!r}")
+        teams = [(s.tenant_id, s.team_id) for s in self.schools if s.team_id]
+        if len(teams) != len(set(teams)):
+            raise ValueError("schools: two schools in one tenant share a team_id, so neither could be told apart")
+        if self.trust is not None:
+            unknown = [school_id for school_id in self.trust.schools if school_id not in ids]
+            if unknown:
+                raise ValueError(f"trust.schools: no school with id {unknown[0]!r}")
+            if not any(s.tenant_id == self.trust.tenant_id for s in self.trust_schools()):
+                # Work items and the outbox are keyed by school: the digest reaches trust people through one in
+                # their own tenant.
+                raise ValueError("trust.tenant_id: no school of the trust is in this tenant")
         return self
+
+    def trust_schools(self) -> list[SchoolConfig]:
+        """The schools the trust digest covers, in the configuration's order."""
+        if self.trust is None:
+            return []
+        wanted = set(self.trust.schools)
+        return [s for s in self.schools if not wanted or s.id in wanted]
 
     def school(self, school_id: str) -> SchoolConfig | None:
         return next((s for s in self.schools if s.id == school_id), None)
 
+    def schools_in_tenant(self, tenant_id: str | None) -> list[SchoolConfig]:
+        return [s for s in self.schools if tenant_id and s.tenant_id == tenant_id]
+
     def school_for_tenant(self, tenant_id: str | None, team_id: str | None = None) -> SchoolConfig | None:
-        """The school that owns a tenant (and team, where a tenant hosts several schools)."""
-        matches = [s for s in self.schools if tenant_id and s.tenant_id == tenant_id]
+        """The school that tenant and team alone decide: the team's school, or the tenant's only school. None where
+        the tenant hosts several schools and no configured team is given (a 1:1 chat, a group chat, the tab): then
+        the person decides (bot.school_lookup), never the order of this file."""
+        matches = self.schools_in_tenant(tenant_id)
         if team_id:
             by_team = [s for s in matches if s.team_id == team_id]
             if by_team:
                 return by_team[0]
-        return matches[0] if matches else None
+        return matches[0] if len(matches) == 1 else None
 
 
 def _describe(error: ValidationError) -> str:

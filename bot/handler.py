@@ -28,6 +28,7 @@ from bot.inbound import InvokeAnswer, claim_key
 from bot.people import stranger
 from bot.protocols import Clock, ConversationStore, Directory, UnitOfWorkFactory
 from bot.quiet import Greetings
+from bot.school_lookup import Placement, place
 from bot.turns import ActivityNote, TurnStore
 from dialogs import state as dialog_state
 
@@ -78,6 +79,9 @@ class BotServices:
     clock: Clock | None = None
     # One greeting per install: Teams announces an install twice (installationUpdate and conversationUpdate)
     greetings: Greetings | None = None
+    # async (tenant id, person id, conversation kind, text) -> bot.trust.TrustAnswer | None: a message from someone
+    # no school of a shared tenant places; the trust feature answers its own people there (dialogs/trust.py).
+    trust_turn: Any = None
 
     def add_command(self, command: Command) -> None:
         self.commands.append(command)
@@ -205,8 +209,12 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
             log.warning("conversation state not saved: another turn in the conversation saved first")
 
     async def _take_turn(self, turn_context: TurnContext) -> None:
-        school = self._school_for(turn_context.activity)
+        placement = await self._school_for(turn_context.activity)
+        school = placement.school
         turn_context.turn_state["esafety.school"] = school
+        if school is None and placement.shared:
+            await self._unplaced(turn_context, placement)
+            return
         if school is not None:
             await self._remember_conversation(turn_context, school)
         await super().on_turn(turn_context)
@@ -281,16 +289,39 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
                 school.id, kind if kind == "channel" else "person", key, busy
             )
 
-    def _school_for(self, activity: Activity) -> SchoolConfig | None:
-        channel_data = activity.channel_data or {}
-        tenant_id = (activity.conversation.tenant_id if activity.conversation else None) or (
-            channel_data.get("tenant") or {}
-        ).get("id")
-        team_id = (channel_data.get("team") or {}).get("id")
-        school = self._services.config.school_for_tenant(tenant_id, team_id)
-        if school is None and self._services.dev and self._services.config.dev_default_school:
-            school = self._services.config.school(self._services.config.dev_default_school)
-        return school
+    async def _school_for(self, activity: Activity) -> Placement:
+        """Tenant, team, then the person (bot.school_lookup): the same rule as the tab's."""
+        team_id = ((activity.channel_data or {}).get("team") or {}).get("id")
+        sender = activity.from_property or ChannelAccount()
+        config = self._services.config
+        placement = await place(config, self._services.directory, _tenant_of(activity), team_id, sender.aad_object_id)
+        if placement.school is None and not placement.shared and self._services.dev and config.dev_default_school:
+            placement = Placement(config.school(config.dev_default_school))
+        return placement
+
+    async def _unplaced(self, turn_context: TurnContext, placement: Placement) -> None:
+        """A tenant hosting several schools and a person who is at none or several of them: nothing reaches any
+        school. A trust person outside every school may still ask for the trust digest."""
+        activity = turn_context.activity
+        if activity.type == ActivityTypes.message and self._services.trust_turn is not None:
+            sender = activity.from_property or ChannelAccount()
+            kind = (activity.conversation.conversation_type if activity.conversation else None) or "personal"
+            text = clean_text(activity)
+            answer = await self._services.trust_turn(_tenant_of(activity), sender.aad_object_id, kind, text)
+            if answer is not None:
+                # Kept under the trust's home school, so the weekly trust digest can reach this chat.
+                await self._remember_conversation(turn_context, answer.home)
+                reply = answer.reply
+                if reply.card is not None:
+                    await turn_context.send_activity(message_with_card(reply.card, reply.message))
+                else:
+                    await turn_context.send_activity(reply.message)
+                return
+        message = placement.message or ""
+        if activity.type == ActivityTypes.invoke:
+            await _answer_invoke(turn_context, _invoke_message(HTTPStatus.OK, message))
+        elif activity.type == ActivityTypes.message:
+            await turn_context.send_activity(message)
 
     async def _actor(self, turn_context: TurnContext) -> Actor | None:
         school: SchoolConfig | None = turn_context.turn_state.get("esafety.school")
@@ -585,6 +616,12 @@ def _reference_fingerprint(activity: Activity, extra: dict[str, str | None]) -> 
         *sorted(extra.items()),
     ]
     return hashlib.sha256(repr(parts).encode("utf-8", "surrogatepass")).digest()
+
+
+def _tenant_of(activity: Activity) -> str | None:
+    channel_data = activity.channel_data or {}
+    conversation_tenant = activity.conversation.tenant_id if activity.conversation else None
+    return conversation_tenant or (channel_data.get("tenant") or {}).get("id")
 
 
 def _state_key(activity: Activity) -> str | None:

@@ -125,6 +125,11 @@ class Settings(BaseSettings):
         validation_alias=_env("ESAFETY_TAB_TEAMS_JS"),
     )
 
+    # Observability. Logs: "json" (one object a line, for a log collector) or "text"; empty means text in local dev
+    # mode and json otherwise. GET /metrics answers only "Authorization: Bearer <token>"; empty turns it off (404).
+    log_format: Literal["", "json", "text"] = Field("", validation_alias=_env("ESAFETY_LOG_FORMAT"))
+    metrics_token: SecretStr = Field(SecretStr(""), validation_alias=_env("ESAFETY_METRICS_TOKEN"))
+
     def startup_problem(self) -> str | None:
         """Say in one line why the app must not start, or None when it may."""
         if not self.dev and not self.app_id.strip():

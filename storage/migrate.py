@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same for every replica of this app.
@@ -25,10 +30,33 @@ def _config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
+def _script() -> ScriptDirectory:
+    """Read once: the scripts are part of the release, and /readyz asks on every probe."""
+    return ScriptDirectory.from_config(_config())
+
+
+def _unknown(script: ScriptDirectory, revisions: set[str]) -> set[str]:
+    """Revisions this release's scripts do not have: a newer release has migrated the database."""
+    unknown = set()
+    for revision in revisions:
+        try:
+            script.get_revision(revision)
+        except CommandError:
+            unknown.add(revision)
+    return unknown
+
+
 def _upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         # Two replicas starting together must not both run the same migration.
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+    newer = _unknown(_script(), set(MigrationContext.configure(connection).get_current_heads()))
+    if newer:
+        # A rolling upgrade: the new release migrated first and this older replica restarted before it was replaced.
+        # Migrations only ever expand the schema within a release pair (docs/operations.md), so it can serve as it is.
+        log.warning("the database schema is newer than this release (%s); starting without migrating", sorted(newer))
+        return
     command.upgrade(_config(connection), "heads")
 
 
@@ -38,12 +66,17 @@ async def upgrade(engine: AsyncEngine) -> None:
 
 
 def _pending(connection: Connection) -> set[str]:
-    heads = set(ScriptDirectory.from_config(_config()).get_heads())
+    script = _script()
     current = set(MigrationContext.configure(connection).get_current_heads())
-    return heads - current
+    if _unknown(script, current):
+        return set()  # migrated by a newer release, which has everything this one has
+    applied = set(current)
+    for revision in script.iterate_revisions(tuple(current), "base"):
+        applied.add(revision.revision)
+    return set(script.get_heads()) - applied
 
 
 async def pending_migrations(engine: AsyncEngine) -> set[str]:
-    """Heads not yet applied; empty when the schema is current."""
+    """Heads not yet applied; empty when the schema is current (or newer, mid-way through a rolling upgrade)."""
     async with engine.connect() as connection:
         return await connection.run_sync(_pending)

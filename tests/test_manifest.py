@@ -1,13 +1,14 @@
 """The Teams app package a school's admin uploads: valid against Microsoft's manifest schema, with the right icons.
 
-The schema is the official one for the manifest's version, as shipped in the npm package @microsoft/app-manifest
-(tools/validators, installed by scripts/system-deps.sh).
+The schema is the newest official one shipped in the npm package @microsoft/app-manifest (tools/validators, installed
+by scripts/system-deps.sh): upgrading the package makes these tests ask for the manifest to move up with it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import struct
 import zipfile
 import zlib
@@ -20,7 +21,7 @@ from jsonschema import Draft4Validator, Draft7Validator, FormatChecker
 from bot.settings import Settings
 from dialogs.message_action import COMMAND_ID
 from manifest.commands import MAX_COMMANDS, command_lists, registered_commands, sync_manifest
-from manifest.package import PackageError, build_manifest, write_package
+from manifest.package import PackageError, build_manifest, project_version, write_package
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "tools" / "validators" / "node_modules" / "@microsoft" / "app-manifest" / "build" / "json-schemas"
@@ -38,11 +39,22 @@ def _settings(**values: str) -> Settings:
     )
 
 
+def newest_schema_version() -> str:
+    """The highest released manifest version in the package, compared as numbers (v1.30 > v1.4; no vDevPreview)."""
+    versions = [
+        tuple(int(n) for n in folder.name[1:].split("."))
+        for folder in (SCHEMAS / "teams").glob("v*")
+        if re.fullmatch(r"v\d+(\.\d+)+", folder.name) and (folder / "MicrosoftTeams.schema.json").exists()
+    ]
+    if not versions:
+        pytest.fail(f"no official manifest schemas under {SCHEMAS}: run `make system-deps`")
+    return ".".join(map(str, max(versions)))
+
+
 def _validator(manifest: dict) -> jsonschema.protocols.Validator:
-    version = manifest["manifestVersion"]
+    version = newest_schema_version()
+    assert manifest["manifestVersion"] == version, f"move manifest.json to the newest schema, v{version}"
     path = SCHEMAS / "teams" / f"v{version}" / "MicrosoftTeams.schema.json"
-    if not path.exists():
-        pytest.fail(f"no official schema for manifest version {version} at {path}: run `make system-deps`")
     schema = json.loads(path.read_text(encoding="utf-8"))
     assert manifest["$schema"].endswith(f"/teams/v{version}/MicrosoftTeams.schema.json")
     # The schema declares draft-04 but uses `const` (draft-06+); enforce it too rather than silently ignoring it.
@@ -50,7 +62,7 @@ def _validator(manifest: dict) -> jsonschema.protocols.Validator:
     return validator_class(schema, format_checker=FormatChecker())
 
 
-def _errors(manifest: dict) -> list[str]:
+def schema_errors(manifest: dict) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator(manifest).iter_errors(manifest)]
 
 
@@ -97,8 +109,11 @@ def test_the_package_is_valid_against_microsofts_manifest_schema(tmp_path: Path)
         assert sorted(archive.namelist()) == ["color.png", "manifest.json", "outline.png"]
         manifest = json.loads(archive.read("manifest.json"))
         icons = {name: archive.read(name) for name in ("color.png", "outline.png")}
-    assert manifest["manifestVersion"].startswith("1.2")
-    assert _errors(manifest) == []
+    assert schema_errors(manifest) == []
+    assert manifest["version"] == project_version()
+    # The links in the app's details go to the app's own privacy and terms pages (tests/test_package.py fetches them).
+    assert manifest["developer"]["privacyUrl"] == "https://esafety.oakfield.example/privacy"
+    assert manifest["developer"]["termsOfUseUrl"] == "https://esafety.oakfield.example/terms"
     assert manifest["id"] == APP_ID and manifest["webApplicationInfo"]["id"] == APP_ID
     # Teams SSO for the desk tab: the resource is the app's API on the tab's own domain, and the server accepts
     # exactly the tokens Teams issues for it.
@@ -166,7 +181,7 @@ def test_the_schema_check_can_fail() -> None:
     manifest["name"]["short"] = "x" * 31
     del manifest["accentColor"]
     manifest["composeExtensions"][0]["commands"][0]["context"] = ["message", "chatBubble"]
-    errors = " | ".join(_errors(manifest))
+    errors = " | ".join(schema_errors(manifest))
     assert "staffroom" in errors and "too long" in errors and "accentColor" in errors and "chatBubble" in errors
 
 
