@@ -158,7 +158,8 @@ async def create_app(
         directory=directory,
         policy=policy or load_policy(settings.policy_path),
     )
-    use_permissions(parts.policy.permissions)  # commands, card actions and services all ask this policy's mapping
+    # Commands, card actions and services all ask this policy's mapping, with each school's own grants on top.
+    use_permissions(parts.policy.permissions, {school.id: school.permissions for school in config.schools})
     app[COMPONENTS] = parts
     app.cleanup_ctx.append(lambda app: _lifecycle(app, parts, features if features is not None else _features()))
     app.router.add_post("/api/messages", _messages)

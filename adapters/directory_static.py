@@ -12,7 +12,8 @@ class StaticDirectory:
         self._managers: dict[str, dict[str, str | None]] = {}
         for school in config.schools:
             self._people[school.id] = {
-                p.id: Person(id=p.id, name=p.name, email=p.email, roles=frozenset(p.roles)) for p in school.people
+                p.id: Person(id=p.id, name=p.name, email=p.email, roles=frozenset(p.roles), school=school.id)
+                for p in school.people
             }
             self._managers[school.id] = {p.id: p.line_manager for p in school.people}
 

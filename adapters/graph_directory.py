@@ -152,7 +152,7 @@ class GraphDirectory:
         user, roles = await asyncio.gather(self._user_by_id(school, person_id), self._roles(school, person_id))
         if user is None:
             return None
-        return Person(id=user.id, name=user.name, email=user.email, roles=roles)
+        return Person(id=user.id, name=user.name, email=user.email, roles=roles, school=school.id)
 
     async def people_with_role(self, school_id: str, role: Role) -> list[Person]:
         school = self._config.school(school_id)
@@ -184,7 +184,11 @@ class GraphDirectory:
         if manager is None:
             return None
         return Person(
-            id=manager.id, name=manager.name, email=manager.email, roles=await self._roles(school, manager.id)
+            id=manager.id,
+            name=manager.name,
+            email=manager.email,
+            roles=await self._roles(school, manager.id),
+            school=school.id,
         )
 
     async def find_by_email(self, school_id: str, email: str) -> Person | None:
@@ -208,7 +212,8 @@ class GraphDirectory:
             return None
         if user is None:
             return None
-        return Person(id=user.id, name=user.name, email=user.email, roles=await self._roles(school, user.id))
+        roles = await self._roles(school, user.id)
+        return Person(id=user.id, name=user.name, email=user.email, roles=roles, school=school.id)
 
     async def everyone(self, school_id: str) -> list[Person]:
         school = self._config.school(school_id)
@@ -396,7 +401,8 @@ class GraphDirectory:
                 users[user.id] = user
                 roles.setdefault(user.id, set()).add(role)
         return {
-            uid: Person(id=uid, name=u.name, email=u.email, roles=frozenset(roles[uid])) for uid, u in users.items()
+            uid: Person(id=uid, name=u.name, email=u.email, roles=frozenset(roles[uid]), school=school.id)
+            for uid, u in users.items()
         }
 
     # --- cache, throttling and retries --------------------------------------------------------------------------

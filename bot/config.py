@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.people import Role
+from bot.permissions import check_overrides
 from bot.trust import TrustRole
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -172,6 +173,9 @@ class SchoolConfig(_Strict):
     aup: AupConfig = AupConfig()
     filtering: FilteringConfig = FilteringConfig()
     role_groups: dict[Role, str] = Field(default_factory=dict)
+    # This school's own answer to "which roles may do this", for the permissions it names (config/policy_defaults.yaml
+    # `permissions:` has the rest): a trust shares one policy, and a school varies it here.
+    permissions: dict[str, list[Role]] = Field(default_factory=dict)
     people: list[PersonConfig] = Field(default_factory=list)
     pupils: list[PupilConfig] = Field(default_factory=list)
 
@@ -191,6 +195,12 @@ class SchoolConfig(_Strict):
             if person.line_manager and person.line_manager not in ids:
                 raise ValueError(f"people: {person.id} has unknown line_manager {person.line_manager}")
         return self
+
+    @field_validator("permissions")
+    @classmethod
+    def _known_permissions(cls, value: dict[str, list[Role]]) -> dict[str, list[Role]]:
+        check_overrides(value)
+        return value
 
     @property
     def tz(self) -> ZoneInfo:

@@ -49,6 +49,8 @@ class Person:
     name: str
     email: str = ""
     roles: frozenset[Role] = field(default_factory=frozenset)
+    # The school whose directory resolved them: a school may give a permission to other roles (bot.permissions).
+    school: str = field(default="", compare=False)
 
     def has(self, *roles: Role) -> bool:
         return any(role in self.roles for role in roles)

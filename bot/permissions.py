@@ -60,19 +60,37 @@ def check_grants(grants: Mapping[str, Iterable[str]]) -> dict[str, frozenset[Rol
     return resolved
 
 
-class Permissions:
-    """Who may do what, from one policy's mapping."""
+def check_overrides(grants: Mapping[str, Iterable[str]]) -> dict[str, frozenset[Role]]:
+    """A school's own grants for some permissions, as role sets, or ValueError naming the unknown name."""
+    unknown = sorted(set(grants) - set(PERMISSIONS))
+    if unknown:
+        raise ValueError(f"unknown permission {unknown[0]!r}; the permissions are: {', '.join(PERMISSIONS)}")
+    resolved: dict[str, frozenset[Role]] = {}
+    for name, given in grants.items():
+        wrong = [r for r in given if r not in _ROLES]
+        if wrong:
+            raise ValueError(f"{name}: unknown role {wrong[0]!r}; the roles are: {', '.join(sorted(_ROLES))}")
+        resolved[name] = frozenset(Role(r) for r in given)
+    return resolved
 
-    def __init__(self, grants: Mapping[str, Iterable[str]]) -> None:
+
+class Permissions:
+    """Who may do what, from one policy's mapping, with each school's own grants for the permissions it sets."""
+
+    def __init__(
+        self,
+        grants: Mapping[str, Iterable[str]],
+        schools: Mapping[str, Mapping[str, Iterable[str]]] | None = None,
+    ) -> None:
         self._grants = check_grants(grants)
+        self._schools = {school: check_overrides(own) for school, own in (schools or {}).items() if own}
 
     def may(self, person: Person, permission: str) -> bool:
         if permission not in self._grants:  # a typo in code must fail loudly, never quietly refuse everyone
             raise KeyError(f"unknown permission {permission!r}")
-        return bool(person.roles & self._grants[permission])
-
-    def roles(self, permission: str) -> frozenset[Role]:
-        return self._grants[permission]
+        # The school that resolved the person decides first; a person no directory resolved has no roles anyway.
+        own = self._schools.get(person.school, {}).get(permission)
+        return bool(person.roles & (own if own is not None else self._grants[permission]))
 
 
 # The app factory installs the loaded policy's mapping once at start-up (`use`); code run outside the app (a script,
@@ -80,10 +98,10 @@ class Permissions:
 _active: Permissions | None = None
 
 
-def use(grants: Mapping[str, Iterable[str]]) -> None:
-    """Make this policy mapping the one `may` reads."""
+def use(grants: Mapping[str, Iterable[str]], schools: Mapping[str, Mapping[str, Iterable[str]]] | None = None) -> None:
+    """Make this policy mapping (and these schools' own grants) the one `may` reads."""
     global _active
-    _active = Permissions(grants)
+    _active = Permissions(grants, schools)
 
 
 def active() -> Permissions:

@@ -251,3 +251,26 @@ def test_a_trust_config_mistake_names_the_key(tmp_path: Path, change: Any, probl
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     with pytest.raises(ConfigError, match=re.escape(problem)):
         load_config(path)
+
+
+async def test_a_school_varies_the_trusts_policy_for_its_own_people_only(trust: Harness) -> None:
+    """Cedar's own grant for `aup status` (its online-safety lead only) binds Cedar's headteacher, not Ashby's."""
+    ashby_head = await user(trust, "Alice Webb").says("aup status")
+    assert "not available to you" not in ashby_head.everything and "Ashby Primary School" in ashby_head.everything
+    cedar_head = await user(trust, "Cleo Marsh").says("aup status")
+    assert "not available to you" in cedar_head.everything and "Cedar High School" not in cedar_head.everything
+    cedar_lead = await user(trust, "Cara Lowe").says("aup status")
+    assert "not available to you" not in cedar_lead.everything
+
+
+def test_a_schools_own_grant_must_name_a_real_permission_and_role(tmp_path: Path) -> None:
+    raw = yaml.safe_load(TRUST_CONFIG.read_text())
+    raw["schools"][2]["permissions"] = {"aup.stauts": ["online_safety_lead"]}
+    broken = tmp_path / "trust.yaml"
+    broken.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="aup.stauts"):
+        load_config(broken)
+    raw["schools"][2]["permissions"] = {"aup.status": ["caretaker"]}
+    broken.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"permissions\.aup\.status.*online_safety_lead"):
+        load_config(broken)

@@ -30,6 +30,7 @@ from bot.cards import children as child_cards
 from bot.cards import delivery as delivery_cards
 from bot.cards import desk as desk_cards
 from bot.cards import digest as digest_cards
+from bot.cards import trust_digest as trust_digest_cards
 from bot.cards import filtering as filtering_cards
 from bot.cards import filtering_check as check_cards
 from bot.cards import help as help_cards
@@ -50,6 +51,7 @@ from bot.children import ChildMatch
 from bot.delivery import UndeliveredView
 from bot.desk import CaseFilter, CasePage, CaseRow
 from bot.digest import AupCompliance, Figures, ReviewDue
+from bot.trust_digest import build_view as trust_digest_view
 from bot.filtering import Draft, FilterRequest, LogEntry
 from bot.filtering_check import CheckForm, FilteringCheck, TestResult
 from bot.incidents import Event, Incident, IncidentSummary, Status
@@ -216,6 +218,18 @@ def _figures(governors: bool = False) -> Figures:
         if governors
         else None,
     )
+
+
+def _trust_view() -> Any:
+    """Three schools: the smallest one's column is hidden, as the trust digest hides it."""
+    schools = []
+    for name, concerns, staff in (("Ashby Primary School", 14, 40), ("Birch Academy", 9, 60), ("Cedar School", 2, 12)):
+        figures = _figures()
+        figures.school_name = name
+        figures.by_group = [("Conduct", concerns // 2), ("Content", concerns - concerns // 2)]
+        figures.aup = [AupCompliance("Staff", staff - 3, staff)]
+        schools.append(figures)
+    return trust_digest_view("Riverside Learning Trust", "16 to 22 November 2026", schools, 5)
 
 
 def _check(*outcomes: str) -> FilteringCheck:
@@ -761,6 +775,7 @@ def all_cards() -> dict[str, dict[str, Any]]:
         "aup-status": _use(aup_cards, "build_status_card", status, tz=TZ),
         "digest": _use(digest_cards, "build_digest_card", _figures()),
         "digest-governors": _use(digest_cards, "build_governors_card", _figures(governors=True)),
+        "trust-digest": _use(trust_digest_cards, "build_trust_digest_card", _trust_view()),
         "reviews": _use(review_cards, "build_reviews_card", [review], [_review_view(policy, done=True)], TZ),
         "review": _use(review_cards, "build_review_card", review, TZ),
         "review-done": _use(
