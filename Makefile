@@ -42,7 +42,7 @@ lint: venv
 	@$(PY) -m ruff format --check .
 	@$(PY) -m mypy
 
-# Issue 17's figures and targets in one run (about 12 minutes); quick: `make bench BENCH_TURNS=30 BENCH_REPEATS=1`.
+# Issue 17 and 18 figures and targets in one run (about 20 minutes); quick: `make bench BENCH_TURNS=30 BENCH_REPEATS=1`.
 bench: venv system-deps
 	@$(PY) -m tests.bench
 

@@ -26,6 +26,7 @@ from adapters.logs import TurnRecord, configure_logging, current_correlation_id,
 from adapters.observability import OBSERVABILITY, add_observability
 from adapters.outbox import SEND_LEASE, OutboxSender, QuietRule, tenant_route
 from adapters.scheduler import start_wake_scheduler, stop_wake_scheduler
+from adapters.send_budget import BudgetShare
 from adapters.tab import add_tab_routes
 from adapters.worker import WorkRunner, default_worker_name
 from bot.audit import AuditKeys
@@ -223,9 +224,21 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
         idle=dt.timedelta(minutes=settings.quiet_idle_minutes),
         hold=dt.timedelta(hours=settings.quiet_hold_hours),
     )
+    claims = parts.claims
+    share = BudgetShare(pool.transport.budget, lambda: claims.holders(SEND_KIND))
     parts.runner.register(
         SEND_KIND,
-        OutboxSender(parts.config, parts.refs, sender, parts.clock, parts.uow, route=route, reach=reach, quiet=quiet),
+        OutboxSender(
+            parts.config,
+            parts.refs,
+            sender,
+            parts.clock,
+            parts.uow,
+            route=route,
+            reach=reach,
+            quiet=quiet,
+            before_send=share.refresh,
+        ),
         lease=SEND_LEASE,
     )
     wiring = Wiring(

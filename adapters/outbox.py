@@ -122,7 +122,9 @@ class OutboxSender:
         route: Callable[[str], Awaitable[tuple[str, dict[str, Any]]]],
         reach: Reach | None = None,
         quiet: QuietRule | None = None,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._before_send = before_send  # e.g. BudgetShare.refresh: this replica's part of Teams' send budget
         self._config = config
         self._quiet = quiet
         self._reach = reach  # installs the app and starts a 1:1 chat for someone never seen (adapters.graph_install)
@@ -135,6 +137,8 @@ class OutboxSender:
     async def __call__(self, item: WorkItem) -> Done:
         if item.payload.get("quiet") and self._quiet is not None:
             await self._quiet.wait_if_busy(item)
+        if self._before_send is not None:
+            await self._before_send()
         try:
             with bulk_sends():  # the Graph install and new 1:1 chat of a first send too
                 result = await self._deliver(item)

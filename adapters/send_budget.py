@@ -10,13 +10,17 @@ second of burst, so a turn's two or three replies go together and a burst after 
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiolimiter import AsyncLimiter
+
+log = logging.getLogger(__name__)
 
 TENANT_PER_SECOND = 50.0
 BULK_PER_SECOND = 46.0  # leaves 4/s of the tenant's 50 to replies alone while a broadcast runs
@@ -72,6 +76,12 @@ class _Buckets:
         self._limit = limit
         self._buckets: OrderedDict[str, AsyncLimiter] = OrderedDict()
 
+    def rerate(self, rate: float) -> None:
+        """A new rate for every key; buckets start afresh (a waiter in an old bucket finishes its wait there)."""
+        if rate != self.rate:
+            self.rate = rate
+            self._buckets.clear()
+
     def __len__(self) -> int:
         return len(self._buckets)
 
@@ -101,9 +111,20 @@ class SendBudget:
     ) -> None:
         if min(tenant_rate, bulk_rate, conversation_rate, burst_seconds) <= 0:
             raise ValueError("send rates and burst must be positive")
+        self._tenant_rate, self._bulk_rate = tenant_rate, min(bulk_rate, tenant_rate)
         self.tenants = _Buckets(tenant_rate, burst_seconds, max_keys)
-        self.bulk = _Buckets(min(bulk_rate, tenant_rate), burst_seconds, max_keys)
+        self.bulk = _Buckets(self._bulk_rate, burst_seconds, max_keys)
         self.conversations = _Buckets(conversation_rate, burst_seconds, max_keys)
+        self.replicas = 1
+
+    def share(self, replicas: int) -> None:
+        """Teams counts a tenant's requests across every replica of the bot: each takes its part of the tenant's
+        budget while `replicas` of them are sending. (A conversation's sends come from one replica at a time.)"""
+        replicas = max(1, replicas)
+        if replicas != self.replicas:
+            self.replicas = replicas
+            self.tenants.rerate(self._tenant_rate / replicas)
+            self.bulk.rerate(self._bulk_rate / replicas)
 
     async def acquire(self, tenant: str, conversation: str | None, *, bulk: bool) -> None:
         # The narrowest bucket first: a send waiting for its conversation holds no share of the tenant's budget.
@@ -112,3 +133,35 @@ class SendBudget:
         if bulk:
             await self.bulk.get(tenant).acquire()
         await self.tenants.get(tenant).acquire()
+
+
+class BudgetShare:
+    """Keeps a replica's share of Teams' budget in step with how many replicas are sending now, asking the database
+    (`count_senders`: replicas holding a send's lease) at most once every `every` seconds."""
+
+    def __init__(
+        self,
+        budget: SendBudget,
+        count_senders: Callable[[], Awaitable[int]],
+        *,
+        every: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._budget = budget
+        self._count = count_senders
+        self._every = every
+        self._clock = clock
+        self._checked: float | None = None
+
+    async def refresh(self) -> None:
+        now = self._clock()
+        if self._checked is not None and now - self._checked < self._every:
+            return
+        self._checked = now
+        try:
+            senders = await self._count()
+        except Exception:  # noqa: BLE001 - a failed look keeps the last share; the next send asks again
+            log.warning("could not count the replicas sending; keeping this replica's share of the send budget")
+            self._checked = None
+            return
+        self._budget.share(senders)

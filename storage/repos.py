@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import and_, case, distinct, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -382,6 +382,20 @@ class WorkClaims:
                         .values(status="failed", last_error=error, locked_by=None, locked_until=None, finished_at=now)
                     )
         return sorted(items, key=lambda item: (item.run_at, item.id))
+
+    async def holders(self, kind: str) -> int:
+        """How many workers hold a live lease on an item of this kind: the replicas sending right now."""
+        now = self._clock.now()
+        async with self._sessions() as session:
+            return int(
+                (
+                    await session.execute(
+                        select(func.count(distinct(WorkRow.locked_by))).where(
+                            WorkRow.kind == kind, WorkRow.status == "running", WorkRow.locked_until >= now
+                        )
+                    )
+                ).scalar_one()
+            )
 
     async def finish(
         self,

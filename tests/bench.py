@@ -22,6 +22,11 @@ BENCH_TURNS (default 300) turns per row; a row also stops taking new turns after
 RSS phase after BENCH_RSS_SECONDS (default 120), the broadcast after BENCH_BROADCAST_TIMEOUT (default 300) and the
 digest after BENCH_DIGEST_TIMEOUT (default 600), so a slow or stuck app cannot make the run endless; the table says
 how many turns each row measured. Quick mode: BENCH_TURNS=30 BENCH_REPEATS=1.
+
+On PostgreSQL, the trust row (tests/bench_trust.py, issue 18) follows the broadcast: an AUP publish by every school's
+online-safety lead across a generated trust (BENCH_TRUST_SCHOOLS, default 50; BENCH_TRUST_STAFF, default 12,000) on
+two replicas sharing the database, bounded by BENCH_TRUST_TIMEOUT (default 900); quick: BENCH_TRUST_SCHOOLS=5
+BENCH_TRUST_STAFF=500.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from typing import Any
 
 import aiohttp
 
-from tests import bench_digest
+from tests import bench_digest, bench_trust
 from tests.bench_broadcast import Broadcast, run_broadcast
 from tests.bench_procs import ServerProcess, server_process
 from tests.bench_school import staff_of, tenant_of, write_school
@@ -393,12 +398,16 @@ async def main() -> None:
                 summaries, memory = await turn_phases(root, http, pg)
                 print("  broadcast phase", file=sys.stderr, flush=True)
                 broadcast = await _guarded(run_broadcast(root, http, _env("BENCH_BROADCAST_TIMEOUT", 300)))
+                trust = None
+                if pg is not None:  # two replicas need a database they can share
+                    print("  trust phase (tests/bench_trust.py)", file=sys.stderr, flush=True)
+                    trust = await _guarded(bench_trust.run_trust(root, http, pg, _env("BENCH_TRUST_TIMEOUT", 900)))
             print("  digest phase", file=sys.stderr, flush=True)
             digest = await _guarded(measure_digest(root, pg), _env("BENCH_DIGEST_TIMEOUT", 600)) or []
         finally:
             if pg is not None:
                 pg.stop()
-    report(summaries, memory, broadcast, digest, time.perf_counter() - started)
+    report(summaries, memory, broadcast, digest, time.perf_counter() - started, trust=trust)
 
 
 async def _guarded(phase: Any, within: float | None = None) -> Any:
@@ -411,7 +420,13 @@ async def _guarded(phase: Any, within: float | None = None) -> Any:
 
 
 def report(
-    summaries: list[Summary], memory: Memory | None, broadcast: Broadcast | None, digest: list[Any], seconds: float
+    summaries: list[Summary],
+    memory: Memory | None,
+    broadcast: Broadcast | None,
+    digest: list[Any],
+    seconds: float,
+    *,
+    trust: bench_trust.TrustRun | None = None,
 ) -> None:
     repeats = int(_env("BENCH_REPEATS", 3))
     print()
@@ -434,6 +449,7 @@ def report(
     else:
         print("RSS: not measured (see above)")
     print(broadcast_lines(broadcast) if broadcast else "Broadcast: not measured (see above)")
+    print(bench_trust.lines(trust) if trust else "Trust publish: not measured (see above; it needs PostgreSQL)")
     print(f"Weekly digest over {bench_digest.ROWS:,} incidents (median of {bench_digest.RUNS} runs):")
     for label, plain_ms, digest_ms, _trend in digest:
         ratio = digest_ms / plain_ms
@@ -442,6 +458,9 @@ def report(
     print("Targets (issue 17):")
     for target in targets(summaries, memory, broadcast, digest):
         print(target.line())
+    print("Targets (issue 18):")
+    for what, measured, ok in bench_trust.targets(trust):
+        print(Target(what, measured, ok).line())
     print(f"\n`make bench` took {seconds / 60:.1f} minutes.")
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from botbuilder.schema import Activity, ActivityTypes, ConversationAccount
 
 from adapters.connector_http import BotConnectorClient, ConnectorHTTPError, ConnectorTransport, TokenSource
-from adapters.send_budget import SendBudget, bulk_sends, tenant_of
+from adapters.send_budget import BudgetShare, SendBudget, bulk_sends, tenant_of
 from tests.support.harness import Harness
 
 
@@ -278,3 +278,43 @@ def _is_help_card_for(first_name: str, activity: dict[str, Any]) -> bool:
         and str(((a.get("content") or {}).get("body") or [{}])[0].get("text")).startswith(f"Hello {first_name}")
         for a in activity.get("attachments") or []
     )
+
+
+def test_two_replicas_sending_each_take_half_of_the_tenants_budget() -> None:
+    budget = SendBudget(tenant_rate=50, bulk_rate=46)
+    budget.share(2)
+    assert (budget.tenants.rate, budget.bulk.rate) == (25, 23)
+    assert budget.conversations.rate == 7  # a conversation's sends come from one replica at a time
+    budget.share(1)
+    assert (budget.tenants.rate, budget.bulk.rate) == (50, 46)
+    budget.share(0)  # nobody holds a lease yet (this replica is about to): the whole budget
+    assert budget.tenants.rate == 50
+
+
+async def test_the_share_asks_the_database_at_most_once_a_second_and_keeps_the_last_on_failure() -> None:
+    budget = SendBudget(tenant_rate=50, bulk_rate=46)
+    now = [100.0]
+    answers: list[Any] = [3, 1, RuntimeError("database away"), 2]
+    asked: list[Any] = []
+
+    async def count() -> int:
+        answer = answers.pop(0)
+        asked.append(answer)
+        if isinstance(answer, Exception):
+            raise answer
+        return int(answer)
+
+    share = BudgetShare(budget, count, every=1.0, clock=lambda: now[0])
+    await share.refresh()
+    assert budget.replicas == 3 and budget.bulk.rate == pytest.approx(46 / 3)
+    now[0] += 0.5
+    await share.refresh()
+    assert len(asked) == 1, "within the second: no second look"
+    now[0] += 0.6
+    await share.refresh()
+    assert budget.replicas == 1
+    now[0] += 1.0
+    await share.refresh()  # the look fails: the share stands, and the next send looks again at once
+    assert budget.replicas == 1
+    await share.refresh()
+    assert budget.replicas == 2 and len(asked) == 4

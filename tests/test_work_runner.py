@@ -4,6 +4,7 @@ hold back the work queued while it runs, and everything claimed is run exactly o
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -82,3 +83,20 @@ async def test_more_due_items_than_a_batch_all_run_once(rig: Rig, clock: Settabl
         await _queue(rig, clock, "send", n)
     assert await rig.runner.run_until_settled() == 23
     assert sorted(seen) == list(range(23))
+
+
+async def test_the_replicas_sending_are_those_holding_a_live_send_lease(rig: Rig, clock: SettableClock) -> None:
+    """Each replica's part of Teams' send budget follows this count (adapters.send_budget.BudgetShare)."""
+    claims: WorkClaims = rig.runner._claims  # noqa: SLF001 - the runner's own claims, as the app wires them
+    for n in range(4):
+        await _queue(rig, clock, "send", n)
+    await _queue(rig, clock, "sweep", 0)
+    assert await claims.holders("send") == 0
+    lease = dt.timedelta(seconds=60)
+    assert len(await claims.claim("replica-a", ["send"], 2, lease)) == 2
+    assert await claims.holders("send") == 1
+    assert len(await claims.claim("replica-b", ["send"], 2, lease)) == 2
+    await claims.claim("replica-c", ["sweep"], 1, lease)  # holding other work is not sending
+    assert await claims.holders("send") == 2
+    clock.advance(seconds=61)  # a replica that died holding sends stops counting when its leases run out
+    assert await claims.holders("send") == 0

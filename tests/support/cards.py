@@ -30,7 +30,6 @@ from bot.cards import children as child_cards
 from bot.cards import delivery as delivery_cards
 from bot.cards import desk as desk_cards
 from bot.cards import digest as digest_cards
-from bot.cards import trust_digest as trust_digest_cards
 from bot.cards import filtering as filtering_cards
 from bot.cards import filtering_check as check_cards
 from bot.cards import help as help_cards
@@ -39,6 +38,7 @@ from bot.cards import report as report_cards
 from bot.cards import report_form as report_form_cards
 from bot.cards import retention as retention_cards
 from bot.cards import reviews as review_cards
+from bot.cards import trust_digest as trust_digest_cards
 from bot.cards.allegations import DecisionsView, UkcisView, build_decisions_part, build_ukcis_part
 from bot.cards.help import CommandHelp
 from bot.cards.incident import CasePart, CaseView, Labels, Option
@@ -51,7 +51,6 @@ from bot.children import ChildMatch
 from bot.delivery import UndeliveredView
 from bot.desk import CaseFilter, CasePage, CaseRow
 from bot.digest import AupCompliance, Figures, ReviewDue
-from bot.trust_digest import build_view as trust_digest_view
 from bot.filtering import Draft, FilterRequest, LogEntry
 from bot.filtering_check import CheckForm, FilteringCheck, TestResult
 from bot.incidents import Event, Incident, IncidentSummary, Status
@@ -62,6 +61,7 @@ from bot.report import ABOUT_FIELDS, DETAIL_FIELDS, IMAGES_WARNING, ReportDraft,
 from bot.report_form import form_view
 from bot.retention import INBOUND_NOTE, schedule_lines
 from bot.reviews import ReviewItem, ReviewView
+from bot.trust_digest import build_view as trust_digest_view
 
 ROOT = Path(__file__).resolve().parents[2]
 TZ = ZoneInfo("Europe/London")
