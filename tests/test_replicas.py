@@ -6,15 +6,11 @@ Each replica is `python app.py` in its own process, sharing the database and a f
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import json
 import os
-import socket
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
@@ -25,18 +21,13 @@ from storage.migrate import upgrade
 from storage.repos import ConversationRefs
 from tests.support import pgserver
 from tests.support.connector import RecordingConnector, Sent
-from tests.support.harness import DEMO_CONFIG, ROOT, TEST_DATA_KEY
+from tests.support.harness import DEMO_CONFIG
+from tests.support.replicas import replica as run_replica
 from tests.support.teams import BOT_ID
 
 SCHOOL = load_config(DEMO_CONFIG).schools[0]
 SLT_CHANNEL = SCHOOL.channels.slt
 PEOPLE = {p.name: p.id for p in SCHOOL.people}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def _save_references(url: str, connector_url: str) -> None:
@@ -73,37 +64,8 @@ async def _save_references(url: str, connector_url: str) -> None:
         await engine.dispose()
 
 
-@contextlib.asynccontextmanager
-async def replica(name: str, url: str, now: dt.datetime, var_dir: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """Run `python app.py` until the block ends, then stop it as a deploy would (SIGTERM)."""
-    env = {
-        **os.environ,
-        "ESAFETY_DEV": "1",
-        "DATABASE_URL": url,
-        "PORT": str(_free_port()),
-        "HOST": "127.0.0.1",
-        "ESAFETY_REPLICA": name,
-        "ESAFETY_FAKE_NOW": now.isoformat(),
-        "ESAFETY_WORKER_POLL_SECONDS": "0.2",
-        "ESAFETY_DATA_KEY": TEST_DATA_KEY,
-        "ESAFETY_VAR_DIR": str(var_dir),
-        "ESAFETY_CONFIG": str(DEMO_CONFIG),
-        "ESAFETY_LOG_LEVEL": "ERROR",
-        "PYTHONUNBUFFERED": "1",
-    }
-    log = os.open(var_dir / f"replica-{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "app.py", cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=log
-    )
-    try:
-        line = await asyncio.wait_for(process.stdout.readline(), 60)
-        assert b"listening" in line, f"replica {name} did not start: {line!r}"
-        yield process
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            await asyncio.wait_for(process.wait(), 60)
-        os.close(log)
+def replica(name: str, url: str, now: dt.datetime, var_dir: Path) -> Any:
+    return run_replica(name, url, DEMO_CONFIG, now, var_dir)
 
 
 def reminders(sent: list[Sent], name: str, words: str) -> int:

@@ -19,11 +19,10 @@ import contextlib
 import datetime as dt
 import json
 import os
-import socket
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -39,7 +38,8 @@ from storage.migrate import upgrade
 from storage.repos import ConversationRefs
 from tests.support import pgserver
 from tests.support.connector import RecordingConnector, Sent
-from tests.support.harness import ROOT, TEST_DATA_KEY
+from tests.support.harness import ROOT
+from tests.support.replicas import replica as run_replica
 from tests.support.teams import BOT_ID
 from tests.support.trust_gen import TrustPerson, TrustSchool, write_trust
 
@@ -59,12 +59,6 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def owing(school: TrustSchool) -> list[TrustPerson]:
     """The last few plain members of staff: they have not acknowledged this year's AUP."""
     return [p for p in school.people if p.post == "staff"][-OWING_PER_SCHOOL:]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def _seed(url: str, trust: list[TrustSchool], connector_url: str) -> None:
@@ -132,40 +126,8 @@ def _chat(person: TrustPerson) -> str:
     return f"a:personal-{person.id}"
 
 
-@contextlib.asynccontextmanager
-async def replica(
-    name: str, url: str, config: Path, now: dt.datetime, var_dir: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """Run `python app.py` on the trust until the block ends, then stop it as a deploy would (SIGTERM)."""
-    env = {
-        **os.environ,
-        "ESAFETY_DEV": "1",
-        "DATABASE_URL": url,
-        "PORT": str(_free_port()),
-        "HOST": "127.0.0.1",
-        "ESAFETY_REPLICA": name,
-        "ESAFETY_FAKE_NOW": now.isoformat(),
-        "ESAFETY_WORKER_POLL_SECONDS": "0.2",
-        "ESAFETY_DATA_KEY": TEST_DATA_KEY,
-        "ESAFETY_VAR_DIR": str(var_dir),
-        "ESAFETY_CONFIG": str(config),
-        "ESAFETY_LOG_LEVEL": "ERROR",
-        "PYTHONUNBUFFERED": "1",
-    }
-    log = os.open(var_dir / f"replica-{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "app.py", cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=log
-    )
-    try:
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), START_SECONDS)
-        assert b"listening" in line, f"replica {name} did not start: {line!r}"
-        yield process
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            await asyncio.wait_for(process.wait(), 60)
-        os.close(log)
+def replica(name: str, url: str, config: Path, now: dt.datetime, var_dir: Path) -> Any:
+    return run_replica(name, url, config, now, var_dir, start_seconds=START_SECONDS)
 
 
 @contextlib.asynccontextmanager
