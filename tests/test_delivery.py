@@ -148,13 +148,17 @@ async def test_the_reporter_is_told_once_however_many_alerts_arrive(harness: Har
     for name in (*DSLS, "Grace Okafor"):
         assert mentions(harness, users[name].conversation_id, reference)
     [told] = [t for t in proactive_texts(harness, leah.conversation_id) if "has reached" in t]
-    for label in (
+    # She is told as soon as the first alert lands, naming whoever it had reached by then (the worker sends the
+    # alerts side by side, so which land first varies); every name it gives is one that was alerted.
+    alerted = (
         "the safeguarding channel",
         "Priya Shah (DSL)",
         "Tom Reed (deputy DSL)",
+        "Chris Doyle (deputy DSL)",
         "Grace Okafor (Headteacher)",
-    ):
-        assert label in told
+    )
+    named = [label for label in alerted if label in told]
+    assert named and told.count("(") == sum(1 for label in named if "(" in label), told
 
 
 @pytest.fixture
