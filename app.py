@@ -17,6 +17,7 @@ from botbuilder.schema import Activity, ActivityTypes
 from adapters.activity_checks import BodyRejected, activity_problem, field_at, parse_json
 from adapters.clock import SettableClock, SystemClock
 from adapters.connector import ClientPool, ProactiveSender, build_adapter
+from adapters.connector_json import from_json
 from adapters.directory_static import StaticDirectory
 from adapters.filter_backends import backend_for
 from adapters.graph_directory import GraphDirectory
@@ -382,7 +383,7 @@ async def _answer_activity(request: web.Request, turn: TurnRecord) -> web.Respon
     if kind == ActivityTypes.conversation_update and body["channelId"] == "msteams" and not body.get("channelData"):
         return _bad_request("Activity is missing 'channelData'")  # Teams always sends it; the SDK relies on it
     try:
-        activity = Activity().deserialize(body)
+        activity = from_json(Activity, body)
     except Exception:  # noqa: BLE001 - msrest raises several types (and RecursionError) for malformed fields
         return _bad_request("Activity has malformed fields")
     auth_header = request.headers.get("Authorization", "")

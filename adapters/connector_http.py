@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
+from urllib.request import getproxies_environment, proxy_bypass
 
 import aiohttp
 import yarl
@@ -207,6 +208,10 @@ class ConnectorTransport:
         self._token_threads: ThreadPoolExecutor | None = None
         self._closed = False
         self.observer: ConnectorObserver | None = None  # set by the app once its metrics exist
+        # Proxies from the environment, as `requests` (and so the SDK) honoured them, read once: aiohttp's
+        # trust_env reads them, and ~/.netrc, again on a thread for every request.
+        self._proxies = {k: v for k, v in getproxies_environment().items() if k in ("http", "https", "no")}
+        self._proxy_by_origin: dict[tuple[str, str], str | None] = {}
 
     def _http(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -217,9 +222,17 @@ class ConnectorTransport:
                 connector=connector,
                 headers={"User-Agent": USER_AGENT},
                 timeout=aiohttp.ClientTimeout(total=self.timeout, connect=self.connect_timeout),
-                trust_env=True,  # proxies from the environment, as `requests` (and so the SDK) honoured them
             )
         return self._session
+
+    def _proxy(self, scheme: str, host: str) -> str | None:
+        """The environment's proxy for this origin (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), decided once per origin."""
+        origin = (scheme, host)
+        if origin not in self._proxy_by_origin:
+            proxy = self._proxies.get(scheme)
+            bypass = bool(proxy) and bool(proxy_bypass(host))
+            self._proxy_by_origin[origin] = None if not proxy or bypass else proxy
+        return self._proxy_by_origin[origin]
 
     async def call(
         self,
@@ -277,11 +290,17 @@ class ConnectorTransport:
             headers["Authorization"] = authorization
         if data is not None:
             headers["Content-Type"] = "application/json; charset=utf-8"
-        host = urlsplit(url).netloc
+        parts = urlsplit(url)
+        host = parts.netloc
         try:
             # encoded=True: the ids are already quoted as msrest quotes them; ':' and ';' must stay escaped.
             async with self._http().request(
-                method, yarl.URL(url, encoded=True), data=data, headers=headers, allow_redirects=False
+                method,
+                yarl.URL(url, encoded=True),
+                data=data,
+                headers=headers,
+                allow_redirects=False,
+                proxy=self._proxy(parts.scheme, parts.hostname or ""),
             ) as response:
                 body = await response.read()
                 if not 200 <= response.status < 300:

@@ -12,7 +12,8 @@ import json
 import uuid
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, select, update
+from sqlalchemy import BindParameter, ColumnElement, Table, bindparam, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.turns import ConversationState, StateChange, canonical
@@ -34,12 +35,18 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def state_columns(key: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
-    """The stored document and its version, as values another statement can return (the claim's, at a turn's start)."""
-    hashed = _TABLE.c.key_hash == key_hash(key)
-    return select(_TABLE.c.document).where(hashed).scalar_subquery(), select(_TABLE.c.e_tag).where(
-        hashed
-    ).scalar_subquery()
+# The stored document and its version, as values another statement can return (the claim's, at a turn's start),
+# for the key in state_params(). Built once: a statement built per turn cost more than running it.
+_KEY: BindParameter[str] = bindparam("state_key_hash")
+STATE_COLUMNS: tuple[ColumnElement[Any], ...] = (
+    select(_TABLE.c.document).where(_TABLE.c.key_hash == _KEY).scalar_subquery(),
+    select(_TABLE.c.e_tag).where(_TABLE.c.key_hash == _KEY).scalar_subquery(),
+)
+_READ = select(*STATE_COLUMNS)
+
+
+def state_params(key: str) -> dict[str, str]:
+    return {_KEY.key: key_hash(key)}
 
 
 def state_from(cipher: FieldCipher, key: str, document: str | None, etag: str | None) -> ConversationState:
@@ -51,24 +58,24 @@ def state_from(cipher: FieldCipher, key: str, document: str | None, etag: str | 
 
 
 async def read_state(connection: AsyncConnection, cipher: FieldCipher, key: str) -> ConversationState:
-    row = (await connection.execute(select(*state_columns(key)))).first()
+    row = (await connection.execute(_READ, state_params(key))).first()
     return state_from(cipher, key, *(row or (None, None)))
 
 
-async def write_state(connection: AsyncConnection, cipher: FieldCipher, change: StateChange, now: dt.datetime) -> bool:
+def write_state(connection: Connection, cipher: FieldCipher, change: StateChange, now: dt.datetime) -> bool:
     """Save a changed state; False (nothing written) when another turn saved this conversation since it was read."""
     hashed = key_hash(change.key)
     document = cipher.encrypt(canonical(change.data), document_context(hashed))
     new_etag = uuid.uuid4().hex
     if change.etag is not None:
-        result = await connection.execute(
+        result = connection.execute(
             update(_TABLE)
             .where(_TABLE.c.key_hash == hashed, _TABLE.c.e_tag == change.etag)
             .values(document=document, e_tag=new_etag, updated_at=now)
         )
         return rows_changed(result) == 1
     # Read as absent: insert, unless another turn created it meanwhile (then that turn's state stands).
-    result = await connection.execute(
+    result = connection.execute(
         insert_for_dialect(connection.dialect.name)(_TABLE)
         .values(key_hash=hashed, key=change.key, document=document, e_tag=new_etag, updated_at=now)
         .on_conflict_do_nothing(index_elements=["key_hash"])

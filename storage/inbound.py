@@ -11,10 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, String, Table, Text, delete, select, update
+from sqlalchemy import ColumnElement, String, Table, Text, bindparam, delete, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -52,27 +53,29 @@ class InboundClaimRow(Base):
 _TABLE = cast(Table, InboundClaimRow.__table__)  # a mapped class's table, typed as the Table it is
 
 
-async def claim_on(
-    connection: AsyncConnection, key: str, now: dt.datetime, also: Sequence[ColumnElement[Any]] = ()
+def claim_on(
+    connection: Connection,
+    key: str,
+    now: dt.datetime,
+    also: Sequence[ColumnElement[Any]] = (),
+    params: Mapping[str, Any] | None = None,
 ) -> tuple[Any, ...] | None:
     """Take the claim in the caller's transaction, for the first delivery or a redelivery after the first one's
     turn died; None when it may not run. A won claim comes with the values of `also`, read by the same statement
-    (the conversation's state: storage.turns), so a turn's start is one statement."""
-    row = (
-        await connection.execute(
-            insert_for_dialect(connection.dialect.name)(_TABLE)
-            .values(key=key, claimed_at=now, lease_until=now + CLAIM_LEASE)
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(_TABLE.c.key, *also)
-        )
-    ).first()
+    (the conversation's state: storage.turns, with the `params` they take), so a turn's start is one statement.
+
+    Synchronous, on a sync connection: storage.turns runs the whole transaction in one trip (see storage.one_trip).
+    """
+    values = {"claim_key": key, "claimed_at": now, "lease_until": now + CLAIM_LEASE, **(params or {})}
+    row = connection.execute(_claim_statement(connection.dialect.name, tuple(also)), values).first()
     if row is None:  # only redeliveries pay for this second statement
         row = (
-            await connection.execute(
+            connection.execute(
                 update(_TABLE)
                 .where(_TABLE.c.key == key, _TABLE.c.finished_at.is_(None), _TABLE.c.lease_until < now)
                 .values(lease_until=now + CLAIM_LEASE)
-                .returning(_TABLE.c.key, *also)
+                .returning(_TABLE.c.key, *also),
+                dict(params or {}),
             )
         ).first()
         if row is not None:
@@ -80,18 +83,41 @@ async def claim_on(
     return tuple(row)[1:] if row is not None else None
 
 
-async def finish_on(
-    connection: AsyncConnection, cipher: FieldCipher, key: str, answer: InvokeAnswer | None, now: dt.datetime
+def finish_on(
+    connection: Connection, cipher: FieldCipher, key: str, answer: InvokeAnswer | None, now: dt.datetime
 ) -> None:
     """Mark the turn done in the caller's transaction, keeping an invoke's answer for its redeliveries."""
-    values: dict[str, Any] = {"finished_at": now}
-    if answer is not None:
-        try:
-            document = json.dumps({"status": answer.status, "body": answer.body})
-        except (TypeError, ValueError):  # a body that is not JSON cannot be replayed; the status still can
-            document = json.dumps({"status": answer.status, "body": None})
-        values["response"] = cipher.encrypt(document, response_context(key))
-    await connection.execute(update(_TABLE).where(_TABLE.c.key == key).values(**values))
+    if answer is None:
+        connection.execute(_FINISH, {"claim_key": key, "finished_at": now})
+        return
+    try:
+        document = json.dumps({"status": answer.status, "body": answer.body})
+    except (TypeError, ValueError):  # a body that is not JSON cannot be replayed; the status still can
+        document = json.dumps({"status": answer.status, "body": None})
+    sealed = cipher.encrypt(document, response_context(key))
+    connection.execute(_FINISH_ANSWERED, {"claim_key": key, "finished_at": now, "sealed": sealed})
+
+
+# Every turn runs these: built once (per dialect and set of extra columns), as building them cost more than running.
+_claims: dict[tuple[str, tuple[int, ...]], Any] = {}
+_FINISH = update(_TABLE).where(_TABLE.c.key == bindparam("claim_key")).values(finished_at=bindparam("finished_at"))
+_FINISH_ANSWERED = _FINISH.values(response=bindparam("sealed"))
+
+
+def _claim_statement(dialect: str, also: tuple[ColumnElement[Any], ...]) -> Any:  # noqa: ANN401 - a dialect's Insert
+    # Keyed by identity: the extra columns are module constants (storage.bot_storage.STATE_COLUMNS).
+    cache_key = (dialect, tuple(id(column) for column in also))
+    statement = _claims.get(cache_key)
+    if statement is None:
+        statement = _claims[cache_key] = (
+            insert_for_dialect(dialect)(_TABLE)
+            .values(
+                key=bindparam("claim_key"), claimed_at=bindparam("claimed_at"), lease_until=bindparam("lease_until")
+            )
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(_TABLE.c.key, *also)
+        )
+    return statement
 
 
 async def answered_on(connection: AsyncConnection, cipher: FieldCipher, key: str) -> InvokeAnswer | None:

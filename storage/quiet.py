@@ -11,7 +11,8 @@ import datetime as dt
 import hashlib
 
 from sqlalchemy import Boolean, String, and_, delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.protocols import Clock
@@ -54,8 +55,8 @@ class SqlConversationActivity:
 
     async def record(self, school_id: str, kind: str, key: str, in_conversation: bool) -> None:
         async with self._sessions() as session, session.begin():
-            connection = await session.connection()
-            await note_on(connection, ActivityNote(school_id, kind, key, in_conversation), self._clock.now())
+            note, now = ActivityNote(school_id, kind, key, in_conversation), self._clock.now()
+            await session.run_sync(lambda sync: note_on(sync.connection(), note, now))
 
     async def last(self, school_id: str, kind: str, key: str) -> LastActivity | None:
         async with self._read_sessions() as session:
@@ -71,13 +72,13 @@ class SqlConversationActivity:
         return LastActivity(row.last_at, bool(row.in_conversation)) if row else None
 
 
-async def note_on(connection: AsyncConnection, note: ActivityNote, now: dt.datetime) -> None:
+def note_on(connection: Connection, note: ActivityNote, now: dt.datetime) -> None:
     """Note activity in the caller's transaction; a no-op unless the stored note is stale or its busy flag changed."""
     table = ConversationActivityRow.__table__
     statement = insert_for_dialect(connection.dialect.name)(table).values(
         school_id=note.school_id, kind=note.kind, key=note.key, last_at=now, in_conversation=note.busy
     )
-    await connection.execute(
+    connection.execute(
         statement.on_conflict_do_update(
             index_elements=["school_id", "kind", "key"],
             set_={"last_at": now, "in_conversation": note.busy},

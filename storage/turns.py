@@ -7,19 +7,19 @@ it only for its own few statements, never across a send.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.inbound import InvokeAnswer
 from bot.protocols import Clock
 from bot.turns import ActivityNote, RecentActivity, StateChange, TurnStart
-from storage.bot_storage import read_state, state_columns, state_from, write_state
+from storage.bot_storage import STATE_COLUMNS, read_state, state_from, state_params, write_state
 from storage.crypto import FieldCipher
-from storage.db import BOOKKEEPING, SYNCHRONOUS
+from storage.db import BOOKKEEPING
 from storage.inbound import SweepTimer, answered_on, claim_on, finish_on, sweep_on
+from storage.one_trip import OneTrip
 from storage.quiet import note_on
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class SqlTurns:
         self._clock = clock
         self._sweeps = SweepTimer()
         self._recent = RecentActivity()
+        self._trip = OneTrip(engine)
 
     async def begin(self, claim: str | None, state_key: str | None) -> TurnStart:
         now = self._clock.now()
@@ -41,8 +42,11 @@ class SqlTurns:
                 return TurnStart(True, None)
             async with self._reads.connect() as connection:
                 return TurnStart(True, await read_state(connection, self._cipher, state_key))
-        async with self._bookkeeping() as connection:
-            won = await claim_on(connection, claim, now, state_columns(state_key) if state_key else ())
+        also, params = (STATE_COLUMNS, state_params(state_key)) if state_key else ((), None)
+        # Whole on its own: the insert, or else (a redelivery) the conditional takeover, each one statement.
+        won = await self._trip.run(
+            lambda connection: claim_on(connection, claim, now, also, params), synchronous=BOOKKEEPING, atomic=False
+        )
         if self._sweeps.due(now):
             await self._sweep()
         if won is None:
@@ -60,26 +64,24 @@ class SqlTurns:
         note = activity if activity is not None and self._recent.due(activity, now) else None
         if claim is None and state is None and note is None:
             return True  # nothing to write: most turns of an activity without an id, and no transaction at all
-        saved = True
-        async with self._bookkeeping() as connection:
+
+        def bookkeeping(connection: Connection) -> bool:
+            saved = True
             if claim is not None:
-                await finish_on(connection, self._cipher, claim, answer, now)
+                finish_on(connection, self._cipher, claim, answer, now)
             if state is not None:
-                saved = await write_state(connection, self._cipher, state, now)
+                saved = write_state(connection, self._cipher, state, now)
             if note is not None:
-                await note_on(connection, note, now)
+                note_on(connection, note, now)
+            return saved
+
+        # A transaction whose loss in a power cut only means a turn runs again (its effects are idempotent and were
+        # committed durably by their own units of work), so SQLite need not flush it to disk at once.
+        parts = (claim is not None) + (state is not None) + (note is not None)
+        saved = await self._trip.run(bookkeeping, synchronous=BOOKKEEPING, atomic=parts > 1)
         if note is not None:
             self._recent.written(note, now)
         return saved
-
-    @contextlib.asynccontextmanager
-    async def _bookkeeping(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction whose loss in a power cut only means a turn runs again (its effects are idempotent
-        and were committed durably by their own units of work), so SQLite need not flush it to disk at once."""
-        async with self._engine.connect() as connection:
-            await connection.execution_options(**{SYNCHRONOUS: BOOKKEEPING})
-            async with connection.begin():
-                yield connection
 
     async def answered(self, claim: str) -> InvokeAnswer | None:
         async with self._reads.connect() as connection:

@@ -37,7 +37,7 @@ from botbuilder.schema.teams import (
 )
 from msrest.serialization import Model
 
-from adapters.connector_json import to_json
+from adapters.connector_json import from_json, to_json
 
 CARD = {
     "type": "AdaptiveCard",
@@ -256,3 +256,109 @@ def test_the_corpus_takes_the_fast_path(name: str, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(Model, "serialize", refuse)
     assert to_json(CORPUS[name]) == expected
+
+
+# Inbound: JSON to an Activity, as Activity.deserialize() builds it
+
+
+def _snapshot(value: Any) -> Any:
+    """A model as its class and every attribute (additional_properties included), all the way down."""
+    if isinstance(value, Model):
+        return (type(value).__name__, {k: _snapshot(v) for k, v in sorted(vars(value).items())})
+    if isinstance(value, dict):
+        return {k: _snapshot(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_snapshot(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return ("datetime", value.isoformat(), str(value.tzinfo))
+    return (type(value).__name__, value)
+
+
+TEAM = {"id": "19:team@thread.tacv2", "name": "Staff", "aadGroupId": "g-1"}
+BASE = {
+    "id": "1701",
+    "timestamp": "2026-11-23T10:00:00.1234567Z",
+    "localTimestamp": "2026-11-23T10:00:00.123+00:00",
+    "serviceUrl": "https://smba.trafficmanager.net/uk/",
+    "channelId": "msteams",
+    "from": {"id": "29:leah", "name": "Leah Brooks", "aadObjectId": "aad-leah", "userPrincipalName": "l@s.uk"},
+    "conversation": {"id": "a:personal", "conversationType": "personal", "tenantId": "t-1", "isGroup": False},
+    "recipient": {"id": "28:bot", "name": "eSafety"},
+    "channelData": {"tenant": {"id": "t-1"}, "team": TEAM, "channel": {"id": "19:chan"}, "settings": None},
+    "locale": "en-GB",
+    "entities": [
+        {"type": "clientInfo", "locale": "en-GB", "country": "GB", "platform": "Web", "timezone": "Europe/London"}
+    ],
+}
+INBOUND = {
+    "message": {**BASE, "type": "message", "text": "report", "textFormat": "plain"},
+    "mention in a channel": {
+        **BASE,
+        "type": "message",
+        "text": "<at>eSafety</at> help",
+        "entities": [
+            {"type": "mention", "text": "<at>eSafety</at>", "mentioned": {"id": "28:bot", "name": "eSafety"}},
+            None,
+        ],
+        "attachments": [{"contentType": "text/html", "content": "<div>help</div>"}],
+    },
+    "card action": {
+        **BASE,
+        "type": "invoke",
+        "name": "adaptiveCard/action",
+        "value": {"action": {"type": "Action.Execute", "verb": "desk.cases", "data": {"n": 1, "ok": True, "x": 1.5}}},
+        "replyToId": "1699",
+    },
+    "members added": {
+        **BASE,
+        "type": "conversationUpdate",
+        "membersAdded": [{"id": "28:bot"}, {"id": "29:tom", "aadObjectId": "aad-tom"}],
+        "membersRemoved": [],
+        "extraTopLevel": {"kept": [1, "two", None]},
+    },
+    "reaction": {**BASE, "type": "messageReaction", "reactionsAdded": [{"type": "like"}], "replyToId": "1"},
+    "nulls": {**BASE, "type": "message", "text": None, "attachments": None, "value": None},
+    "file consent": {
+        **BASE,
+        "type": "invoke",
+        "name": "fileConsent/invoke",
+        "value": {"type": "fileUpload", "action": "accept", "context": {"k": "v"}, "uploadInfo": {"name": "a.pdf"}},
+    },
+}
+ODD = {
+    "a number for text": {**BASE, "type": "message", "text": 5},
+    "a string for a list": {**BASE, "type": "conversationUpdate", "membersAdded": "29:tom"},
+    "a bad timestamp": {**BASE, "type": "message", "timestamp": "yesterday"},
+    "a string for a model": {**BASE, "type": "message", "from": "29:leah"},
+    "a 0/1 flag": {**BASE, "type": "message", "conversation": {"id": "a:x", "isGroup": 1}},
+}
+
+
+def _msrest(body: dict[str, Any]) -> Any:
+    return Activity.deserialize(json.loads(json.dumps(body)))
+
+
+@pytest.mark.parametrize("name", [*INBOUND, *(f"sent: {n}" for n in CORPUS)])
+def test_inbound_json_builds_what_msrest_builds(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = INBOUND[name] if name in INBOUND else to_json(CORPUS[name.removeprefix("sent: ")])
+    if not isinstance(CORPUS.get(name.removeprefix("sent: ")), Activity) and name not in INBOUND:
+        pytest.skip("not an activity")
+    expected = _snapshot(_msrest(body))
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise AssertionError("went through msrest")
+
+    monkeypatch.setattr(Model, "deserialize", classmethod(refuse))
+    assert _snapshot(from_json(Activity, json.loads(json.dumps(body)))) == expected
+
+
+@pytest.mark.parametrize("name", list(ODD))
+def test_odd_inbound_shapes_get_msrests_own_answer_or_error(name: str) -> None:
+    body = ODD[name]
+    try:
+        expected = _snapshot(_msrest(body))
+    except Exception as error:  # noqa: BLE001 - whatever msrest raises, the fast path raises too
+        with pytest.raises(type(error)):
+            from_json(Activity, json.loads(json.dumps(body)))
+        return
+    assert _snapshot(from_json(Activity, json.loads(json.dumps(body)))) == expected

@@ -25,7 +25,8 @@ async def test_personal_install_greets_with_what_the_bot_can_do(harness: Harness
 async def test_team_install_says_what_the_channel_will_receive_and_no_names(harness: Harness) -> None:
     reply = await harness.channel("dsl").bot_added(by=harness.user("Sam Patel"))
     assert reply.status == 200
-    body = json.dumps(reply.card)
+    # The welcome is posted to the channel (a send), not a reply to the install.
+    body = json.dumps([card for sent in reply.sent for card in sent.cards])
     assert "new online-safety concerns" in body
     assert "Sam" not in body
 

@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientSession, web
 from botbuilder.schema import Activity, ActivityTypes, ConversationAccount
 
 from adapters.connector_http import BotConnectorClient, ConnectorHTTPError, ConnectorTransport, TokenSource
@@ -318,3 +319,56 @@ async def test_the_share_asks_the_database_at_most_once_a_second_and_keeps_the_l
     assert budget.replicas == 1
     await share.refresh()
     assert budget.replicas == 2 and len(asked) == 4
+
+
+# Proxies: read from the environment once, as the SDK's `requests` honoured them
+
+
+@contextlib.asynccontextmanager
+async def forward_proxy() -> AsyncIterator[tuple[str, list[str]]]:
+    """A plain HTTP forward proxy on loopback that records each absolute URL it is asked for and passes it on."""
+    seen: list[str] = []
+
+    async def forward(request: web.Request) -> web.Response:
+        seen.append(str(request.url))
+        async with (
+            ClientSession() as http,
+            http.request(
+                request.method, request.url, data=await request.read(), headers={"Content-Type": "application/json"}
+            ) as answer,
+        ):
+            return web.Response(status=answer.status, body=await answer.read(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", seen  # noqa: SLF001
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_proxy_in_the_environment_carries_every_send_unless_no_proxy_names_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with forward_proxy() as (proxy, seen):
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        async with connector_client() as (server, client):
+            await reply(client, "through the proxy")
+            await send(client, "and this", "a:tom")
+        assert server.delivered() == ["through the proxy", "and this"]
+        assert [unquote(url.rsplit("/v3/", 1)[1]) for url in seen] == [
+            "conversations/a:leah/activities/1701",
+            "conversations/a:tom/activities",
+        ]
+
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with connector_client() as (server, client):
+            await reply(client, "straight there")
+        assert server.delivered() == ["straight there"]
+        assert len(seen) == 2

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.engine import Engine
 
+from adapters.logs import current_turn
 from tests.support.harness import Harness
 
 ACKNOWLEDGE = "aup.acknowledge"
@@ -29,13 +30,20 @@ class Seen:
 
 
 def _in_a_request() -> bool:
-    """Whether the database is being used for an HTTP request (a turn), not by the background work runner."""
-    task = asyncio.current_task()
-    return task is not None and task.get_coro().__qualname__.startswith("RequestHandler.")
+    """Whether the database is being used for an HTTP request (a turn), not by the background work runner.
+
+    A turn's bookkeeping on SQLite runs on the driver's thread (storage.one_trip), in the turn's context."""
+    if current_turn() is not None:
+        return True
+    with contextlib.suppress(RuntimeError):  # no event loop on this thread
+        task = asyncio.current_task()
+        return task is not None and task.get_coro().__qualname__.startswith("RequestHandler.")
+    return False
 
 
 @contextlib.contextmanager
-def counting(engine: AsyncEngine) -> Iterator[Seen]:
+def counting() -> Iterator[Seen]:
+    """Every engine's transactions and statements: the app's, and those storage.one_trip runs over its connection."""
     seen = Seen()
 
     def on_begin(_connection: Any) -> None:
@@ -46,13 +54,13 @@ def counting(engine: AsyncEngine) -> Iterator[Seen]:
         if _in_a_request() and not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA", "COMMIT", "ROLLBACK")):
             seen.statements.append(" ".join(statement.split()))
 
-    event.listen(engine.sync_engine, "begin", on_begin)
-    event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
+    event.listen(Engine, "begin", on_begin)
+    event.listen(Engine, "before_cursor_execute", on_execute)
     try:
         yield seen
     finally:
-        event.remove(engine.sync_engine, "begin", on_begin)
-        event.remove(engine.sync_engine, "before_cursor_execute", on_execute)
+        event.remove(Engine, "begin", on_begin)
+        event.remove(Engine, "before_cursor_execute", on_execute)
 
 
 async def _acknowledged(harness: Harness, name: str) -> Any:  # noqa: ANN401 - a TeamsUser
@@ -70,7 +78,7 @@ async def _acknowledged(harness: Harness, name: str) -> Any:  # noqa: ANN401 - a
 
 async def test_a_help_turn_is_one_transaction_before_and_one_after(harness: Harness) -> None:
     leah = await _acknowledged(harness, "Leah Brooks")
-    with counting(harness.parts.engine) as seen:
+    with counting() as seen:
         reply = await leah.says("help")
     assert "What would you like to do?" in reply.everything
     # Claim the activity and read the conversation's state (one statement); then mark the claim finished. Nothing
@@ -84,7 +92,7 @@ async def test_a_help_turn_is_one_transaction_before_and_one_after(harness: Harn
 async def test_a_guided_conversation_step_writes_its_state_in_the_closing_transaction(harness: Harness) -> None:
     leah = await _acknowledged(harness, "Leah Brooks")
     await leah.says("filter")
-    with counting(harness.parts.engine) as seen:
+    with counting() as seen:
         reply = await leah.submits({"answer": "unblock"})
     assert reply.texts or reply.cards  # the next question
     assert seen.transactions == 2, seen.statements
@@ -95,7 +103,7 @@ async def test_a_redelivery_costs_one_transaction_and_writes_nothing(harness: Ha
     leah = await _acknowledged(harness, "Leah Brooks")
     activity = leah._activity("message", text="help")  # noqa: SLF001 - the same activity, delivered twice
     await leah.post(activity, leah.conversation_id)
-    with counting(harness.parts.engine) as seen:
+    with counting() as seen:
         again = await leah.post(activity, leah.conversation_id)
     assert again.status == 200 and not again.sent
     # The claim is refused (its RETURNING, the state included, yields no row), the lease is found still held or

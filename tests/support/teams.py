@@ -14,6 +14,7 @@ import aiohttp
 from tests.support.connector import RecordingConnector, Sent
 
 BOT_ID = "28:esafety-bot"
+PROACTIVE = {"send", "create_conversation"}
 _ids = itertools.count(1)
 
 
@@ -24,8 +25,15 @@ class Reply:
     sent: list[Sent]
 
     @property
+    def own(self) -> list[Sent]:
+        """What the turn itself said in this conversation (replies and card updates), without the proactive sends
+        (an AUP reminder, an alert, a confirmation the worker was delivering) that happened to land while it ran:
+        what a turn answered never depends on the worker's timing."""
+        return [s for s in self.sent if s.op not in PROACTIVE]
+
+    @property
     def texts(self) -> list[str]:
-        return [s.text for s in self.sent if s.text]
+        return [s.text for s in self.own if s.text]
 
     @property
     def replies(self) -> list[Sent]:
@@ -35,7 +43,7 @@ class Reply:
 
     @property
     def cards(self) -> list[dict[str, Any]]:
-        return [c for s in self.sent for c in s.cards]
+        return [c for s in self.own for c in s.cards]
 
     @property
     def everything(self) -> str:

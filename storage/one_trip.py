@@ -1,0 +1,93 @@
+"""A short write transaction in one trip: the per-turn bookkeeping (storage.turns) without a hop per statement.
+
+Through SQLAlchemy's async layer on SQLite, every statement, BEGIN and COMMIT is its own trip to aiosqlite's thread
+(a queue put, a thread wake-up, a callback back onto the event loop): a turn's claim and finish took about eleven,
+and handing work to that thread was 40% of the event loop's busy time. Here the whole transaction is one function
+run on that thread, through a synchronous engine over the same sqlite3 connection, so the SQL is still SQLAlchemy's
+(the same statements, types and dialect) and the writer is still the one pooled connection everyone queues for.
+
+PostgreSQL has no such thread: the same function runs in the async connection's greenlet, one round trip per
+statement as before.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import StaticPool
+
+from storage.db import DURABLE, SYNCHRONOUS
+
+T = TypeVar("T")
+_ENGINE = "esafety_one_trip_engine"
+_UNKNOWN = "unknown"
+
+
+class OneTrip:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+
+    async def run(self, work: Callable[[Connection], T], *, synchronous: str = DURABLE, atomic: bool = True) -> T:
+        """`work` in one write transaction: committed when it returns, rolled back when it raises.
+
+        `synchronous` is SQLite's flush level for this transaction (storage.db); PostgreSQL ignores it. Work that is
+        one statement, or statements each whole on its own, may say `atomic=False`: PostgreSQL then commits each as
+        it runs, without the two round trips of BEGIN and COMMIT.
+        """
+        async with self._engine.connect() as connection:
+            if not self._sqlite:
+                if not atomic:
+                    autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                    return await autocommit.run_sync(work)
+                async with connection.begin():
+                    return await connection.run_sync(work)
+            pooled = await connection.get_raw_connection()  # the pool's one writer, held until this block ends
+            driver: Any = pooled.driver_connection  # aiosqlite.Connection
+            info = pooled.info
+            engine = info.get(_ENGINE)
+            if engine is None:
+                engine = info[_ENGINE] = _engine_over(driver)
+            pragma = None if info.get(SYNCHRONOUS, DURABLE) == synchronous else f"PRAGMA synchronous={synchronous}"
+
+            def transaction() -> T:
+                if pragma is not None:  # outside a transaction: SQLite refuses to change it inside one
+                    driver._conn.execute(pragma)  # noqa: SLF001 - on the driver's own thread, as aiosqlite runs it
+                with engine.connect() as sync:
+                    sync.exec_driver_sql("BEGIN IMMEDIATE")
+                    try:
+                        result = work(sync)
+                    except BaseException:
+                        sync.rollback()
+                        raise
+                    sync.commit()
+                    return result
+
+            try:
+                # aiosqlite's queue for its thread; the only way to run several statements in one trip there.
+                # In the caller's context, so what the turn's context carries (its log record) is there too.
+                result: T = await driver._execute(contextvars.copy_context().run, transaction)  # noqa: SLF001
+            except BaseException:
+                info[SYNCHRONOUS] = _UNKNOWN  # whatever it is now, the next transaction sets the level it needs
+                raise
+            info[SYNCHRONOUS] = synchronous
+            return result
+
+
+def _engine_over(driver: Any) -> Engine:
+    """A synchronous engine whose only connection is the aiosqlite connection's own sqlite3 connection.
+
+    It is only ever used on that connection's thread, and only while the async pool has lent the connection out;
+    it never closes the connection (the async pool owns it) and lives as long as it does (the pool record's info).
+    """
+    return create_engine(
+        "sqlite://",
+        creator=lambda: driver._conn,  # noqa: SLF001
+        poolclass=StaticPool,
+        pool_reset_on_return=None,
+    )
