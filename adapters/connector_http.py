@@ -40,7 +40,7 @@ from botframework.connector.about import __version__ as SDK_VERSION
 from botframework.connector.auth import AuthenticationConstants
 from msrest.exceptions import ClientRequestError
 
-from adapters.connector_json import to_json
+from adapters.connector_json import from_json, to_json
 from adapters.send_budget import SendBudget, is_bulk, tenant_of
 from bot.work import parse_retry_after
 
@@ -410,11 +410,11 @@ class BotConnectorClient:
 
 
 def _model(kind: Any, data: Any) -> Any:  # an msrest model class: botbuilder ships no type information
-    return kind.deserialize(data) if isinstance(data, dict) else None
+    return from_json(kind, data) if isinstance(data, dict) else None
 
 
 def _members(data: Any) -> list[ChannelAccount]:
-    return [ChannelAccount.deserialize(item) for item in data or [] if isinstance(item, dict)]
+    return [from_json(ChannelAccount, item) for item in data or [] if isinstance(item, dict)]
 
 
 class Conversations:

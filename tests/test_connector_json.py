@@ -19,9 +19,11 @@ from botbuilder.schema import (
     ConversationAccount,
     ConversationParameters,
     ConversationReference,
+    ConversationResourceResponse,
     Entity,
     HeroCard,
     Mention,
+    ResourceResponse,
     SuggestedActions,
     TextHighlight,
 )
@@ -362,3 +364,16 @@ def test_odd_inbound_shapes_get_msrests_own_answer_or_error(name: str) -> None:
             from_json(Activity, json.loads(json.dumps(body)))
         return
     assert _snapshot(from_json(Activity, json.loads(json.dumps(body)))) == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        (ResourceResponse, {"id": "1:act"}),
+        (ConversationResourceResponse, {"id": "a:new", "activityId": "1:act", "serviceUrl": "https://smba/uk/"}),
+        (ChannelAccount, {"id": "29:tom", "name": "Tom Reed", "aadObjectId": "aad", "email": "t@s.uk", "role": "user"}),
+    ],
+    ids=["resource", "conversation resource", "member"],
+)
+def test_connector_answers_build_what_msrest_builds(kind: type, body: dict[str, Any]) -> None:
+    assert _snapshot(from_json(kind, dict(body))) == _snapshot(kind.deserialize(dict(body)))  # type: ignore[attr-defined]
