@@ -64,25 +64,34 @@ AUDIENCES = (("staff", "Staff"), ("governor", "Governors"), ("volunteer", "Volun
 Counts = dict[str, int]
 
 
+@dataclass(frozen=True)
+class PeriodCounts:
+    """Incidents reported in a period: the counts by column are about pupils only; adults' are counted apart."""
+
+    by_column: dict[str, Counts]  # category_group, severity, status, outcome -> value -> count
+    sla_breaches: int  # about pupils, missed their acknowledgement deadline
+    adult_allegations: int  # about staff or the Headteacher
+
+
+@dataclass(frozen=True)
+class OpenCounts:
+    """Open (not closed) incidents about pupils, and the weekly trend of all incidents about pupils."""
+
+    by_age: list[int]  # reported after bounds[0], else after bounds[1], ..., else up to now
+    breached: int  # open and missed their acknowledgement deadline
+    weekly: list[int] | None  # per window [edges[i], edges[i+1]), the last closed at its end; None without edges
+
+
 class DigestSource(Protocol):
     """Aggregate queries; each answers None when the feature's tables do not exist yet."""
 
-    async def incident_counts(self, school_id: str, start: dt.datetime, end: dt.datetime, column: str) -> Counts | None:
-        """Incidents reported in [start, end] grouped by one column (category_group, severity, status, outcome)."""
+    async def period_counts(self, school_id: str, start: dt.datetime, end: dt.datetime) -> PeriodCounts | None:
+        """Incidents reported in [start, end]."""
 
-    async def sla_breaches(self, school_id: str, start: dt.datetime, end: dt.datetime) -> int | None:
-        """Incidents reported in [start, end] that missed their acknowledgement deadline."""
-
-    async def adult_allegations(self, school_id: str, start: dt.datetime, end: dt.datetime) -> int | None:
-        """Allegations about staff and concerns about the Headteacher in [start, end] (kept out of the rest)."""
-
-    async def open_by_age(self, school_id: str, now: dt.datetime, bounds: list[dt.datetime]) -> list[int] | None:
-        """Open (not closed) incidents counted into age buckets: reported after bounds[0], after bounds[1], ..."""
-
-    async def open_breached(self, school_id: str) -> int | None: ...
-
-    async def weekly_counts(self, school_id: str, edges: list[dt.datetime]) -> list[int] | None:
-        """Incidents per window [edges[i], edges[i+1]), the last one closed at its end."""
+    async def open_counts(
+        self, school_id: str, now: dt.datetime, bounds: list[dt.datetime], edges: list[dt.datetime] | None
+    ) -> OpenCounts | None:
+        """Open incidents by age (bounds newest first) and, given edges (oldest first), the weekly trend."""
 
     async def filter_actions(self, school_id: str, start: dt.datetime, end: dt.datetime) -> Counts | None:
         """Filter change-log entries in [start, end] grouped by action."""
@@ -225,14 +234,11 @@ class DigestService:
         today = schooltime.local(school, now).date()
         async with self.uow() as uow:
             source: DigestSource = uow.digest
-            by_group = _ordered(await source.incident_counts(school.id, start, end, "category_group"), groups)
-            by_severity = _ordered(
-                await source.incident_counts(school.id, start, end, "severity"),
-                [(s, s.capitalize()) for s in SEVERITIES],
-            )
-            by_status = _ordered(
-                await source.incident_counts(school.id, start, end, "status"), [(s, STATUS_LABELS[s]) for s in STATUSES]
-            )
+            period = await source.period_counts(school.id, start, end)
+            by_column = period.by_column if period is not None else {}
+            by_group = _ordered(by_column.get("category_group"), groups)
+            by_severity = _ordered(by_column.get("severity"), [(s, s.capitalize()) for s in SEVERITIES])
+            by_status = _ordered(by_column.get("status"), [(s, STATUS_LABELS[s]) for s in STATUSES])
             figures = Figures(
                 title,
                 school.name,
@@ -246,27 +252,27 @@ class DigestService:
             )
             if outcomes:
                 outcome_keys = [(o.key, o.label) for o in self.policy.outcomes]
-                raw = await source.incident_counts(school.id, start, end, "outcome")
+                raw = by_column.get("outcome")
                 if raw is not None:
                     raw = {("" if k is None else k): n for k, n in raw.items()}
                     raw["still_open"] = raw.pop("", 0)
                 figures.by_outcome = _ordered(raw, [*outcome_keys, ("still_open", "Still open")], keep_zero=False)
-            figures.sla_breaches = await source.sla_breaches(school.id, start, end)
+            figures.sla_breaches = period.sla_breaches if period is not None else None
             if adults is not None:  # None: not part of this report at all (the SLT digest)
-                figures.adult_allegations = await source.adult_allegations(school.id, start, end) if adults else None
+                figures.adult_allegations = period.adult_allegations if adults and period is not None else None
                 figures.adults_withheld = not adults
             bounds = [now - limit for _, limit in AGE_BUCKETS if limit is not None]
-            ages = await source.open_by_age(school.id, now, bounds)
-            figures.open_by_age = (
-                [(label, n) for (label, _), n in zip(AGE_BUCKETS, ages, strict=True)] if ages is not None else None
-            )
-            figures.open_breached = await source.open_breached(school.id)
-            if trend:
-                edges = [end - dt.timedelta(weeks=TREND_WEEKS - i) for i in range(TREND_WEEKS + 1)]
-                weekly = await source.weekly_counts(school.id, edges)
-                if weekly is not None:
+            edges = [end - dt.timedelta(weeks=TREND_WEEKS - i) for i in range(TREND_WEEKS + 1)] if trend else None
+            open_counts = await source.open_counts(school.id, now, bounds, edges)
+            if open_counts is not None:
+                figures.open_by_age = [
+                    (label, n) for (label, _), n in zip(AGE_BUCKETS, open_counts.by_age, strict=True)
+                ]
+                figures.open_breached = open_counts.breached
+                if edges is not None and open_counts.weekly is not None:
                     figures.trend = [
-                        (f"{schooltime.local(school, edges[i]).date():%-d %b}", n) for i, n in enumerate(weekly)
+                        (f"{schooltime.local(school, edges[i]).date():%-d %b}", n)
+                        for i, n in enumerate(open_counts.weekly)
                     ]
             actions = await source.filter_actions(school.id, start, end)
             if actions is not None:
