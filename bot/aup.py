@@ -21,14 +21,14 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
+import functools
 import hashlib
 import html
 import io
 import logging
 import re
-import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -37,8 +37,8 @@ from zoneinfo import ZoneInfo
 from bot.actor import Actor, CardReply, Refused
 from bot.config import AupConfig, SchoolConfig
 from bot.people import Person, Role
-from bot.protocols import Clock, Directory, UnitOfWork, UnitOfWorkFactory
-from bot.work import WorkItem
+from bot.protocols import Clock, Directory, PersonMessage, UnitOfWork, UnitOfWorkFactory
+from bot.work import Then, WorkItem
 
 log = logging.getLogger(__name__)
 
@@ -400,11 +400,11 @@ FOLLOW_UP_TTL = dt.timedelta(minutes=5)
 # a failure is noticed by looking again, about once a minute while they chat (a quiet card waits for a pause).
 IN_FLIGHT_TTL = dt.timedelta(minutes=1)
 FOLLOW_UP_MAX_ENTRIES = 20_000  # a few large schools' staff; each entry is a few hundred bytes
-SWEEP_BATCH = 100  # at most this many people asked per transaction when a publish, a daily check or a renewal asks
-# and no longer than this asking in one transaction (their audit entries follow, so it holds SQLite's writer and the
-# audit chain for about twice this): a turn waiting for the database waits about that long at most
-SWEEP_HOLD_SECONDS = 0.05
-SWEEP_CHECK = 10  # people checked for a new acknowledgement per query
+# People asked per transaction when a publish, a daily check or a renewal asks. A batch is a handful of multi-row
+# statements whatever its size (see _ask_many), so it holds SQLite's one writer and the audit chain for about a
+# tenth of a second: a turn waiting for the database waits about that long at most.
+SWEEP_BATCH = 100
+CARD_TEXT = "Please read and acknowledge the Acceptable Use Policy."  # the text beside the card (notifications)
 
 
 @dataclass(frozen=True)
@@ -504,6 +504,16 @@ class AupRepository(Protocol):
         at: dt.datetime,
         last_card: str | None = None,
     ) -> tuple[AupRequest, bool]: ...
+
+    async def open_requests(
+        self,
+        school_id: str,
+        audience: Audience,
+        version: int,
+        cycle: str,
+        at: dt.datetime,
+        last_cards: Mapping[str, str | None],
+    ) -> dict[str, AupRequest]: ...
 
     async def request(
         self, school_id: str, person_id: str, audience: Audience, version: int, cycle: str
@@ -656,14 +666,13 @@ class AupService:
         *,
         proactive: bool,
         unacknowledged: bool = False,
-        audits: list[tuple[str, dict[str, Any]]] | None = None,
     ) -> tuple[AupRequest, bool] | None:
-        """Open a request for a person who owes; the first time, queue the card and schedule the follow-ups.
+        """Open a request for one person who owes (asked in chat); the first time, queue the card (`proactive`) and
+        schedule the follow-ups. A sweep asks many at once: _ask_many, which writes the same rows.
 
         Returns the request and whether this call opened it; None when they have acknowledged already (which the
         caller may have checked in this transaction: `unacknowledged`). The request's unique key makes "the first
-        time" hold across replicas and repeated sweeps: only one caller creates it. With `audits`, the audit entry
-        is left there for the caller to record.
+        time" hold across replicas and repeated sweeps: only one caller creates it.
         """
         if not unacknowledged and await uow.aup.acknowledgement(
             school.id, person.id, document.audience, document.version, cycle
@@ -706,18 +715,73 @@ class AupService:
             "cycle": cycle,
             "delivery": "proactive" if proactive else "in chat",
         }
-        if audits is not None:
-            audits.append((person.id, detail))
-        else:
-            await uow.audit.record(school.id, None, "requested", "aup_acknowledgement", person.id, detail)
+        await uow.audit.record(school.id, None, "requested", "aup_acknowledgement", person.id, detail)
         return request, True
+
+    async def _ask_many(
+        self,
+        uow: UnitOfWork,
+        school: SchoolConfig,
+        batch: list[tuple[Person, AupDocument]],
+        cycle: str,
+        cards: Mapping[str, dict[str, Any]],
+    ) -> int:
+        """_ask (proactive, unacknowledged) for a sweep's batch, in a handful of multi-row statements however many
+        people it holds: their requests, then their cards (`cards`, by person), their reminders and escalations,
+        then their audit entries. Only the people whose request this call created get the rest, so a sweep run
+        twice, on two replicas or alongside someone's own `aup` asks each person once. Returns how many it asked."""
+        now = self.clock.now()
+        groups: dict[tuple[Audience, int], tuple[AupDocument, list[Person]]] = {}
+        for person, document in batch:
+            groups.setdefault((document.audience, document.version), (document, []))[1].append(person)
+        created: list[tuple[Person, AupDocument, str]] = []  # with the request's key
+        for document, people in groups.values():
+            keys = {p.id: f"{school.id}:{p.id}:{document.audience}:v{document.version}:{cycle}" for p in people}
+            opened = await uow.aup.open_requests(
+                school.id,
+                document.audience,
+                document.version,
+                cycle,
+                now,
+                {person_id: f"aup.card:{key}" for person_id, key in keys.items()},
+            )
+            created.extend((p, document, keys[p.id]) for p in people if p.id in opened)
+        if not created:
+            return 0
+        await uow.notify.to_people(
+            school.id,
+            [
+                PersonMessage(p.id, text=CARD_TEXT, card=cards[p.id], dedupe_key=f"aup.card:{key}", quiet=True)
+                for p, _, key in created
+            ],
+        )
+        remind_at = now + dt.timedelta(days=school.aup.reminder_every_days)
+        escalate_at = now + dt.timedelta(days=school.aup.escalate_after_days)
+        follow_ups: list[Then] = []
+        audits: list[tuple[str | None, dict[str, Any] | None]] = []
+        for person, document, key in created:
+            payload = {
+                "person_id": person.id,
+                "audience": document.audience.value,
+                "version": document.version,
+                "cycle": cycle,
+            }
+            follow_ups.append(Then(REMIND_KIND, {**payload, "number": 1}, remind_at, f"{REMIND_KIND}:{key}:1"))
+            follow_ups.append(Then(ESCALATE_KIND, payload, escalate_at, f"{ESCALATE_KIND}:{key}"))
+            detail = {"audience": document.audience.value, "version": document.version, "cycle": cycle}
+            audits.append((person.id, {**detail, "delivery": "proactive"}))  # as _ask records a proactive ask
+        await uow.work.schedule_many(school.id, follow_ups)
+        # The audit chain's head last, as a single ask takes it after its request row: on PostgreSQL, taking it first
+        # and then many request rows could deadlock with someone asked in chat meanwhile.
+        await uow.audit.record_many(school.id, None, "requested", "aup_acknowledgement", audits)
+        return len(created)
 
     async def deliver_owed(self, school: SchoolConfig, audience: Audience | None = None) -> int:
         """Ask everyone in the directory who owes an acknowledgement and has not been asked yet.
 
         Who is already settled is read once, so a repeated sweep (the daily check, a retried item) writes nothing;
-        the rest are asked SWEEP_BATCH to a transaction, each still checked inside it, so a sweep running twice or on
-        two replicas asks each person once (the request's unique key; the card's dedupe key).
+        the rest are asked SWEEP_BATCH to a transaction, each batch still checked inside it, so a sweep running twice
+        or on two replicas asks each person once (the request's unique key decides; see _ask_many).
         """
         people = await self.directory.everyone(school.id)
         cycle = self._cycle(school)
@@ -728,38 +792,26 @@ class AupService:
             for each in wanted:
                 document = await uow.aup.current(school.id, each)
                 if document is not None:
-                    documents[each] = document
+                    documents[each] = _SectionsParsedOnce(**vars(document))
                     settled[each] = await uow.aup.settled_people(school.id, each, document.version, cycle)
         owing: list[tuple[Person, AupDocument]] = []
         for person in people:
             owed = audience_for(person)
             if owed is not None and owed in documents and person.id not in settled[owed]:
                 owing.append((person, documents[owed]))
+        # A card differs between people only by the first name it greets: one built per document and name serves
+        # everyone who shares it (building a card costs more than writing its rows).
+        card_for = functools.cache(lambda document, first_name: self._card(document, first_name=first_name))
         asked = 0
-        while owing:
+        for start in range(0, len(owing), SWEEP_BATCH):
+            batch = owing[start : start + SWEEP_BATCH]
+            # The cards are built before the unit opens: on SQLite the unit holds the one writer, so only the writes
+            # happen while others wait. (Each batch is committed: a sweep cut short by a crash carries on from there
+            # when the item is retried.)
+            cards = {person.id: card_for(document, person.first_name) for person, document in batch}
             async with self.uow() as uow:
-                # A batch ends at SWEEP_BATCH people or after SWEEP_HOLD_SECONDS of asking, whichever comes first,
-                # so a turn waiting for the database never waits long behind it (each batch is committed: a sweep cut
-                # short by its time budget or a crash carries on from there when the item is retried).
-                opened = time.monotonic()
-                taken = 0
-                audits: list[tuple[str, dict[str, Any]]] = []
-                while taken < min(SWEEP_BATCH, len(owing)) and time.monotonic() - opened < SWEEP_HOLD_SECONDS:
-                    chunk = owing[taken : taken + SWEEP_CHECK]
-                    taken += len(chunk)
-                    done = await self._settled_among(uow, school, cycle, chunk)  # e.g. acknowledged since the read
-                    for person, document in chunk:
-                        if person.id in done:
-                            continue
-                        outcome = await self._ask(
-                            uow, school, person, document, cycle, proactive=True, unacknowledged=True, audits=audits
-                        )
-                        asked += 1 if outcome is not None and outcome[1] else 0
-                # The audit chain's head last, as a single ask takes it after its request row: on PostgreSQL, taking
-                # it first and then many request rows could deadlock with someone asked in chat meanwhile.
-                for person_id, detail in audits:
-                    await uow.audit.record(school.id, None, "requested", "aup_acknowledgement", person_id, detail)
-            owing = owing[taken:]
+                done = await self._settled_among(uow, school, cycle, batch)  # e.g. acknowledged since the read
+                asked += await self._ask_many(uow, school, [b for b in batch if b[0].id not in done], cycle, cards)
             # Let a waiting turn have the database before the next batch. On SQLite every unit of work shares one
             # writer connection from a pool of one; closing the unit hands it back and wakes the first waiter, but
             # the waiter only runs at the event loop's next turn, and the pool gives a connection that is already
@@ -848,7 +900,7 @@ class AupService:
             document.school_id,
             person.id,
             card=self._card(document, first_name=person.first_name, notice=notice),
-            text=text or "Please read and acknowledge the Acceptable Use Policy.",
+            text=text or CARD_TEXT,
             dedupe_key=key,
             quiet=True,
         )
@@ -1258,6 +1310,15 @@ class AupService:
                 {"version": document.version, "told": told},
             )
         return f"told {len(told)}"
+
+
+class _SectionsParsedOnce(AupDocument):
+    """The same document, its sections parsed once: a sweep builds a card from it for each of thousands of people,
+    and parsing the text again for every card was about a quarter of the sweep's time."""
+
+    @functools.cached_property
+    def sections(self) -> tuple[Section, ...]:
+        return parse_markdown(self.text).sections
 
 
 def _published_message(document: AupDocument, owing: int) -> str:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from bot.audit import AuditEntry
 from bot.people import Person, Role
-from bot.work import WorkItem
+from bot.work import Then, WorkItem
 
 if TYPE_CHECKING:
     from bot.aup import AupRepository
@@ -74,6 +75,17 @@ class ConversationStore(Protocol):
         """Remember how to reach a person (kind 'person') or a channel (kind 'channel')."""
 
 
+@dataclass(frozen=True)
+class PersonMessage:
+    """One of many 1:1 messages queued together (Notifier.to_people); the fields mean what to_person's do."""
+
+    person_id: str
+    text: str | None = None
+    card: dict[str, Any] | None = None
+    dedupe_key: str | None = None
+    quiet: bool = False
+
+
 class Notifier(Protocol):
     """Queues proactive messages; the outbox worker sends them after the unit of work commits."""
 
@@ -113,12 +125,18 @@ class Notifier(Protocol):
     ) -> None:
         """Queue a post to the team channel the school configured for a purpose (dsl, slt, technicians)."""
 
+    async def to_people(self, school_id: str, messages: Sequence[PersonMessage]) -> None:
+        """Queue many 1:1 messages in a few statements, each as to_person would (a sweep's hundred cards)."""
+
 
 class WorkQueue(Protocol):
     async def schedule(
         self, school_id: str, kind: str, run_at: dt.datetime, payload: dict[str, Any], *, dedupe_key: str | None = None
     ) -> None:
         """Add durable work to be done at or after run_at; a repeated dedupe_key is ignored."""
+
+    async def schedule_many(self, school_id: str, items: Sequence[Then]) -> None:
+        """schedule for many items in a few statements (run_at None: now); a repeated dedupe_key is ignored."""
 
     async def cancel(self, dedupe_key: str) -> None:
         """Drop pending work by its dedupe key, if it has not run."""
@@ -135,6 +153,17 @@ class AuditLog(Protocol):
         detail: dict[str, Any] | None = None,
     ) -> AuditEntry:
         """Append one hash-chained audit entry."""
+
+    async def record_many(
+        self,
+        school_id: str,
+        actor_id: str | None,
+        action: str,
+        record_type: str,
+        records: Sequence[tuple[str | None, dict[str, Any] | None]],
+    ) -> list[AuditEntry]:
+        """Append one entry per (record_id, detail), in order, as that many `record` calls would, in a few
+        statements."""
 
 
 class UnitOfWork(Protocol):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Collection, Mapping
+from typing import Any, cast
 
-from sqlalchemy import Boolean, Index, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy import Boolean, Index, Integer, String, Table, Text, UniqueConstraint, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -68,6 +68,9 @@ class AupRequestRow(Base):
     escalated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     last_card: Mapped[str | None] = mapped_column(String(255))
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+_REQUESTS = cast(Table, AupRequestRow.__table__)  # a mapped class's table, typed as the Table it is
 
 
 def _document(row: AupDocumentRow) -> AupDocument:
@@ -312,6 +315,49 @@ class SqlAup:
         request = await self.request(school_id, person_id, audience, version, cycle)
         assert request is not None  # the conflict was with it
         return request, False
+
+    async def open_requests(
+        self,
+        school_id: str,
+        audience: Audience,
+        version: int,
+        cycle: str,
+        at: dt.datetime,
+        last_cards: Mapping[str, str | None],
+    ) -> dict[str, AupRequest]:
+        """open_request for many people at once ({person_id: the card about to be queued}): the requests this call
+        created, by person. The unique key still decides who is new, so of two sweeps (or a sweep and someone's
+        `aup`) only one opens each request; anyone missing from the answer was opened by someone else."""
+        # In person-id order: two such inserts on PostgreSQL then wait on each other's rows in one order, never in a
+        # cycle (a deadlock), whatever the two batches hold.
+        rows = [
+            dict(
+                school_id=school_id,
+                person_id=person_id,
+                audience=audience.value,
+                version=version,
+                cycle=cycle,
+                owed_since=at,
+                reminders_sent=0,
+                last_card=last_cards[person_id],
+            )
+            for person_id in sorted(last_cards)
+        ]
+        if not rows:
+            return {}
+        # One statement over every row (SQLAlchemy renders it as multi-row VALUES, compiled once); RETURNING names
+        # only the rows it inserted, not those the unique key turned away.
+        statement = (
+            insert_for(self._session)(_REQUESTS)
+            .on_conflict_do_nothing(index_elements=["school_id", "person_id", "audience", "version", "cycle"])
+            .returning(_REQUESTS.c.id, _REQUESTS.c.person_id)
+        )
+        return {
+            row.person_id: AupRequest(
+                row.id, school_id, row.person_id, audience, version, cycle, at, last_card=last_cards[row.person_id]
+            )
+            for row in (await self._session.execute(statement, rows)).all()
+        }
 
     async def send_state(self, dedupe_key: str) -> tuple[str, dt.datetime] | None:
         """The outbox status of a queued card (pending, running, done, failed, cancelled) and when it was queued."""

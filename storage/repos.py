@@ -6,17 +6,18 @@ import datetime as dt
 import json
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, case, distinct, func, or_, select, update
+from sqlalchemy import Table, and_, case, distinct, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.audit import GENESIS_HASH, AuditEntry, AuditKeys
 from bot.delivery import Delivery, target_key
-from bot.protocols import Clock
+from bot.protocols import Clock, PersonMessage
 from bot.work import Then, WorkItem
 from storage.crypto import FieldCipher, SealBroken, row_context
 from storage.models import AuditHeadRow, AuditRow, ConversationRefRow, CounterRow, WorkRow
@@ -25,6 +26,9 @@ SEND_KIND = "send"
 WORK_PAYLOAD_CONTEXT = "work_items.payload"
 # Display names Teams puts in a conversation reference; sending needs only ids and the service URL.
 REFERENCE_NAME_FIELDS = ("user", "bot", "conversation")
+# The tables themselves, for inserts of many rows at once (Core: no ORM bookkeeping per row).
+_AUDIT_TABLE = cast(Table, AuditRow.__table__)
+_WORK_TABLE = cast(Table, WorkRow.__table__)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +111,70 @@ class SqlAuditLog:
             school_id, seq, at, actor_id, action, record_type, record_id, detail, prev_hash, digest, key_id
         )
 
+    async def record_many(
+        self,
+        school_id: str,
+        actor_id: str | None,
+        action: str,
+        record_type: str,
+        records: Sequence[tuple[str | None, dict[str, Any] | None]],
+    ) -> list[AuditEntry]:
+        """Append one entry per (record_id, detail), in that order, as `record` would one by one: the same chain,
+        in a few statements however many there are (a sweep asks a hundred people at a time)."""
+        if not records:
+            return []
+        if self._keys is None:  # never silently fall back to an unkeyed chain
+            raise RuntimeError("no audit key: the unit of work was built without audit_keys")
+        ins = insert_for(self._session)(AuditHeadRow).values(school_id=school_id, seq=0, hash=GENESIS_HASH)
+        await self._session.execute(ins.on_conflict_do_nothing(index_elements=["school_id"]))
+        # Taking the whole range in one update holds the head, as `record` does, so no other writer can interleave.
+        head = (
+            await self._session.execute(
+                update(AuditHeadRow)
+                .where(AuditHeadRow.school_id == school_id)
+                .values(seq=AuditHeadRow.seq + len(records))
+                .returning(AuditHeadRow.seq, AuditHeadRow.hash)
+            )
+        ).one()
+        seq, prev_hash = head.seq - len(records), head.hash
+        entries: list[AuditEntry] = []
+        for record_id, detail in records:
+            seq += 1
+            detail = detail or {}
+            at = self._clock.now()
+            key_id, digest = self._keys.seal(
+                prev_hash, school_id, seq, at, actor_id, action, record_type, record_id, detail
+            )
+            entries.append(
+                AuditEntry(
+                    school_id, seq, at, actor_id, action, record_type, record_id, detail, prev_hash, digest, key_id
+                )
+            )
+            prev_hash = digest
+        rows = [
+            dict(
+                school_id=e.school_id,
+                seq=e.seq,
+                at=e.at,
+                actor_id=e.actor_id,
+                action=e.action,
+                record_type=e.record_type,
+                record_id=e.record_id,
+                detail=e.detail,
+                prev_hash=e.prev_hash,
+                hash=e.hash,
+                key_id=e.key_id,
+            )
+            for e in entries
+        ]
+        # One statement, compiled once and run over every row by the driver (executemany): a multi-row VALUES
+        # clause would be compiled afresh for each batch, which costs far more than the writes.
+        await self._session.execute(insert(_AUDIT_TABLE), rows)
+        await self._session.execute(
+            update(AuditHeadRow).where(AuditHeadRow.school_id == school_id).values(hash=prev_hash)
+        )
+        return entries
+
     async def entries(
         self, school_id: str, record_type: str | None = None, record_id: str | None = None
     ) -> list[AuditEntry]:
@@ -186,6 +254,35 @@ class SqlWorkQueue:
         await self._session.execute(statement)
         self.scheduled += 1
 
+    async def schedule_many(self, school_id: str, items: Sequence[Then]) -> None:
+        """`schedule` for many items (a repeated dedupe key is ignored, as there), in one statement."""
+        now = self._clock.now()
+        rows = []
+        for item in items:
+            row_key = secrets.token_hex(16)
+            rows.append(
+                dict(
+                    school_id=school_id,
+                    kind=item.kind,
+                    run_at=item.run_at or now,
+                    status="pending",
+                    attempts=0,
+                    row_key=row_key,
+                    payload=self._cipher.encrypt(json.dumps(item.payload), work_payload_context(school_id, row_key)),
+                    dedupe_key=item.dedupe_key,
+                    created_at=now,
+                    delivery_group=item.delivery_group,
+                    about=item.payload.get("about") if item.kind == SEND_KIND else None,
+                )
+            )
+        if not rows:
+            return
+        # Rows without a dedupe key never conflict (NULLs are distinct), as `schedule` leaves them unguarded. One
+        # statement run over every row (executemany), as SqlAuditLog.record_many does.
+        statement = insert_for(self._session)(_WORK_TABLE).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        await self._session.execute(statement, rows)
+        self.scheduled += len(rows)
+
     async def cancel(self, dedupe_key: str) -> None:
         await self._session.execute(
             update(WorkRow)
@@ -254,6 +351,22 @@ class SqlNotifier:
             update_of=update_of,
             quiet=quiet,
         )
+
+    async def to_people(self, school_id: str, messages: Sequence[PersonMessage]) -> None:
+        """Queue many 1:1 messages at once, each as `to_person` would queue it (text, card, dedupe key, quiet)."""
+        items = []
+        for message in messages:
+            if message.text is None and message.card is None:
+                raise ValueError("a message needs text or a card")
+            payload: dict[str, Any] = {
+                "target": {"kind": "person", "id": message.person_id},
+                "text": message.text,
+                "card": message.card,
+            }
+            if message.quiet:
+                payload["quiet"] = True  # not urgent: the outbox waits until the conversation is quiet (bot.quiet)
+            items.append(Then(SEND_KIND, payload, self._clock.now(), message.dedupe_key))
+        await self._work.schedule_many(school_id, items)
 
     async def _queue(
         self,

@@ -11,11 +11,10 @@ import pytest
 
 from adapters.clock import SettableClock
 from bot.aup import Audience, FollowUpCache
-from bot.people import Role
+from tests.support.aup_cards import SUBMIT, aup_cards, staff_of
 from tests.support.harness import Harness, start_harness
 from tests.support.teams import TeamsUser
 
-SUBMIT = "aup.acknowledge"
 QUIET = {"minutes": 2}  # with no idle period, a quiet card waits one activity-recording interval
 
 
@@ -32,19 +31,6 @@ async def harness(database_url: str, clock: SettableClock, tmp_path: Path) -> As
         yield running
 
 
-def _staff(harness: Harness) -> list[TeamsUser]:
-    return [harness.user(p.name) for p in harness.school.people if Role.STAFF in p.roles]
-
-
-def _aup_cards(harness: Harness, user: TeamsUser, version: int) -> list[dict]:
-    return [
-        card
-        for sent in harness.connector.to(user.conversation_id)
-        for card in sent.cards
-        if SUBMIT in json.dumps(card) and card["actions"][0]["data"]["version"] == version
-    ]
-
-
 def _ticked(card: dict) -> dict:
     return {**card["actions"][0]["data"], "read_kcsie": "true", "agree": "true"}
 
@@ -55,7 +41,7 @@ async def _everyone_has_version_1(harness: Harness, people: list[TeamsUser]) -> 
         await user.installs()
     harness.clock.advance(**QUIET)
     await harness.run_due_work()
-    assert all(len(_aup_cards(harness, user, 1)) == 1 for user in people)
+    assert all(len(aup_cards(harness, user, 1)) == 1 for user in people)
 
 
 async def _publish_action(sam: TeamsUser) -> dict:
@@ -68,7 +54,7 @@ async def _publish_action(sam: TeamsUser) -> dict:
 async def test_publish_answers_first_and_the_worker_then_brings_every_member_of_staff_the_card(
     harness: Harness,
 ) -> None:
-    staff = _staff(harness)
+    staff = staff_of(harness)
     governors = [harness.user("Ruth Evans"), harness.user("Ben Carter")]
     await _everyone_has_version_1(harness, [*staff, *governors])
     sam = harness.user("Sam Patel")
@@ -80,21 +66,21 @@ async def test_publish_answers_first_and_the_worker_then_brings_every_member_of_
     assert f"on its way to the {len(staff):,} people who need to acknowledge it" in message
     assert "`aup status`" in message and "sent the card" not in message
     # The answer came before anyone was asked: asking is the worker's job, not the card action's.
-    assert not any(_aup_cards(harness, user, 2) for user in staff)
+    assert not any(aup_cards(harness, user, 2) for user in staff)
     status = json.dumps((await sam.says("aup status")).card)
     assert f"**Staff** (version 2): 0% acknowledged, 0 of {len(staff)}" in status
     assert "Leah Brooks: not asked yet" in status
 
     harness.clock.advance(**QUIET)
     await harness.run_due_work()
-    assert [len(_aup_cards(harness, user, 2)) for user in staff] == [1] * len(staff)
-    assert not any(_aup_cards(harness, user, 2) for user in governors)  # the governors' AUP did not change
+    assert [len(aup_cards(harness, user, 2)) for user in staff] == [1] * len(staff)
+    assert not any(aup_cards(harness, user, 2) for user in governors)  # the governors' AUP did not change
     status = json.dumps((await sam.says("aup status")).card)
     assert "Leah Brooks: asked 23 Nov, 0 reminders" in status and "not asked yet" not in status
 
 
 async def test_publishing_twice_or_running_the_sweep_twice_brings_each_person_one_card(harness: Harness) -> None:
-    staff = _staff(harness)
+    staff = staff_of(harness)
     await _everyone_has_version_1(harness, staff)
     sam = harness.user("Sam Patel")
     action = await _publish_action(sam)
@@ -116,7 +102,7 @@ async def test_publishing_twice_or_running_the_sweep_twice_brings_each_person_on
         )
     await harness.run_due_work()
 
-    assert [len(_aup_cards(harness, user, 2)) for user in staff] == [1] * len(staff)
+    assert [len(aup_cards(harness, user, 2)) for user in staff] == [1] * len(staff)
     async with harness.parts.uow() as uow:
         requests = await uow.aup.requests(harness.school.id, Audience.STAFF, 2, "2026-09-01")
     assert sorted(r.person_id for r in requests) == sorted(harness.person_id(u.name) for u in staff)
@@ -137,7 +123,7 @@ async def test_someone_who_has_acknowledged_gets_no_follow_up_card_after_their_n
         assert not any(SUBMIT in json.dumps(c) for c in reply.cards)
     harness.clock.advance(days=1)
     await harness.run_due_work()
-    assert len(_aup_cards(harness, leah, 1)) == 1  # only the one she asked for with `aup`
+    assert len(aup_cards(harness, leah, 1)) == 1  # only the one she asked for with `aup`
 
 
 async def test_after_a_publish_the_next_message_follows_up_a_card_that_could_not_be_delivered(
@@ -145,7 +131,7 @@ async def test_after_a_publish_the_next_message_follows_up_a_card_that_could_not
 ) -> None:
     leah, sam = harness.user("Leah Brooks"), harness.user("Sam Patel")
     await _everyone_has_version_1(harness, [leah])
-    await leah.executes(SUBMIT, _ticked(_aup_cards(harness, leah, 1)[0]))
+    await leah.executes(SUBMIT, _ticked(aup_cards(harness, leah, 1)[0]))
     await leah.says("help")  # up to date: this process notes there is nothing to follow up for her
 
     action = await _publish_action(sam)
@@ -154,22 +140,22 @@ async def test_after_a_publish_the_next_message_follows_up_a_card_that_could_not
     harness.clock.advance(**QUIET)
     await harness.run_due_work()
     assert harness.connector.failed == [(403, leah.conversation_id)]
-    assert not _aup_cards(harness, leah, 2)
+    assert not aup_cards(harness, leah, 2)
 
     await leah.says("help")  # back again: the publish made this process look afresh, so the card follows
     harness.clock.advance(**QUIET)
     await harness.run_due_work()
-    assert len(_aup_cards(harness, leah, 2)) == 1
+    assert len(aup_cards(harness, leah, 2)) == 1
     await leah.says("help")
     harness.clock.advance(days=1)
     await harness.run_due_work()
-    assert len(_aup_cards(harness, leah, 2)) == 1
+    assert len(aup_cards(harness, leah, 2)) == 1
 
 
 async def test_a_card_that_fails_while_they_chat_follows_on_a_later_message(harness: Harness) -> None:
     leah, sam = harness.user("Leah Brooks"), harness.user("Sam Patel")
     await _everyone_has_version_1(harness, [leah])
-    await leah.executes(SUBMIT, _ticked(_aup_cards(harness, leah, 1)[0]))
+    await leah.executes(SUBMIT, _ticked(aup_cards(harness, leah, 1)[0]))
 
     action = await _publish_action(sam)
     await sam.executes(action["verb"], action["data"])
@@ -183,7 +169,7 @@ async def test_a_card_that_fails_while_they_chat_follows_on_a_later_message(harn
     await leah.says("help")  # a minute or more later: the failed card is noticed
     harness.clock.advance(**QUIET)
     await harness.run_due_work()
-    assert len(_aup_cards(harness, leah, 2)) == 1
+    assert len(aup_cards(harness, leah, 2)) == 1
 
 
 def test_the_follow_up_cache_is_bounded_per_cycle_and_ignores_answers_from_before_a_forget() -> None:
