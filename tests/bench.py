@@ -26,7 +26,7 @@ how many turns each row measured. Quick mode: BENCH_TURNS=30 BENCH_REPEATS=1.
 On PostgreSQL, the trust row (tests/bench_trust.py, issue 18) follows the broadcast: an AUP publish by every school's
 online-safety lead across a generated trust (BENCH_TRUST_SCHOOLS, default 50; BENCH_TRUST_STAFF, default 12,000) on
 two replicas sharing the database, bounded by BENCH_TRUST_TIMEOUT (default 900); quick: BENCH_TRUST_SCHOOLS=5
-BENCH_TRUST_STAFF=500.
+BENCH_TRUST_STAFF=500; left out with BENCH_TRUST=0.
 """
 
 from __future__ import annotations
@@ -399,7 +399,7 @@ async def main() -> None:
                 print("  broadcast phase", file=sys.stderr, flush=True)
                 broadcast = await _guarded(run_broadcast(root, http, _env("BENCH_BROADCAST_TIMEOUT", 300)))
                 trust = None
-                if pg is not None:  # two replicas need a database they can share
+                if pg is not None and _env("BENCH_TRUST", 1):  # two replicas need a database they can share
                     print("  trust phase (tests/bench_trust.py)", file=sys.stderr, flush=True)
                     trust = await _guarded(bench_trust.run_trust(root, http, pg, _env("BENCH_TRUST_TIMEOUT", 900)))
             print("  digest phase", file=sys.stderr, flush=True)
