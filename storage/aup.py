@@ -293,25 +293,10 @@ class SqlAup:
         last_card: str | None = None,
     ) -> tuple[AupRequest, bool]:
         """The request for this person, version and cycle, and whether this call created it (with `last_card`, the
-        card it is about to queue). A new one costs one statement: a sweep opens thousands."""
-        statement = (
-            insert_for(self._session)(AupRequestRow)
-            .values(
-                school_id=school_id,
-                person_id=person_id,
-                audience=audience.value,
-                version=version,
-                cycle=cycle,
-                owed_since=at,
-                reminders_sent=0,
-                last_card=last_card,
-            )
-            .on_conflict_do_nothing(index_elements=["school_id", "person_id", "audience", "version", "cycle"])
-            .returning(AupRequestRow.id)
-        )
-        created = (await self._session.execute(statement)).scalar_one_or_none()
-        if created is not None:
-            return AupRequest(created, school_id, person_id, audience, version, cycle, at, last_card=last_card), True
+        card it is about to queue). A new one costs one statement."""
+        created = await self.open_requests(school_id, audience, version, cycle, at, {person_id: last_card})
+        if person_id in created:
+            return created[person_id], True
         request = await self.request(school_id, person_id, audience, version, cycle)
         assert request is not None  # the conflict was with it
         return request, False

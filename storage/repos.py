@@ -73,43 +73,8 @@ class SqlAuditLog:
         detail: dict[str, Any] | None = None,
     ) -> AuditEntry:
         """Append one entry; the head row update serialises writers so the chain never forks."""
-        detail = detail or {}
-        ins = insert_for(self._session)(AuditHeadRow).values(school_id=school_id, seq=0, hash=GENESIS_HASH)
-        await self._session.execute(ins.on_conflict_do_nothing(index_elements=["school_id"]))
-        head = (
-            await self._session.execute(
-                update(AuditHeadRow)
-                .where(AuditHeadRow.school_id == school_id)
-                .values(seq=AuditHeadRow.seq + 1)
-                .returning(AuditHeadRow.seq, AuditHeadRow.hash)
-            )
-        ).one()
-        seq, prev_hash = head.seq, head.hash
-        at = self._clock.now()
-        if self._keys is None:  # never silently fall back to an unkeyed chain
-            raise RuntimeError("no audit key: the unit of work was built without audit_keys")
-        key_id, digest = self._keys.seal(
-            prev_hash, school_id, seq, at, actor_id, action, record_type, record_id, detail
-        )
-        self._session.add(
-            AuditRow(
-                school_id=school_id,
-                seq=seq,
-                at=at,
-                actor_id=actor_id,
-                action=action,
-                record_type=record_type,
-                record_id=record_id,
-                detail=detail,
-                prev_hash=prev_hash,
-                hash=digest,
-                key_id=key_id,
-            )
-        )
-        await self._session.execute(update(AuditHeadRow).where(AuditHeadRow.school_id == school_id).values(hash=digest))
-        return AuditEntry(
-            school_id, seq, at, actor_id, action, record_type, record_id, detail, prev_hash, digest, key_id
-        )
+        [entry] = await self.record_many(school_id, actor_id, action, record_type, [(record_id, detail)])
+        return entry
 
     async def record_many(
         self,

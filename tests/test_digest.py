@@ -74,35 +74,10 @@ def assert_no_names(harness: Harness, card: dict[str, Any]) -> None:
 
 
 async def old_incidents(harness: Harness, weeks_ago: list[int]) -> None:
-    """Earlier incidents, straight into the table, for the 12-week trend (reporting them would take minutes)."""
-    rows = [
-        dict(
-            school_id=harness.school.id,
-            reference=f"ES-2026-9{i:03d}",
-            reporter_id="x",
-            reporter_name="Leah Brooks",
-            reported_at=harness.clock.now() - dt.timedelta(weeks=w, hours=1),
-            subject_kind="pupil",
-            category="gambling",
-            category_group="commerce",
-            illegal=False,
-            urgent=False,
-            immediate_danger=False,
-            severity="low",
-            status="closed",
-            outcome="resolved_in_school",
-            recorded_actions=[],
-            case_roles=[],
-            viewer_ids=[],
-            excluded_ids=[],
-            sla_breached=False,
-            version=1,
-            complete=True,
-        )
-        for i, w in enumerate(weeks_ago)
-    ]
-    async with harness.parts.engine.begin() as connection:
-        await connection.execute(insert(IncidentRow), rows)
+    """Earlier closed incidents, one for each of these weeks ago, for the 12-week trend."""
+    now = harness.clock.now()
+    moments = [now - dt.timedelta(weeks=w, hours=1) for w in weeks_ago]
+    await incidents_reported(harness, moments, copies=1, status="closed", outcome="resolved_in_school")
 
 
 async def test_digest_now_shows_charts_of_this_weeks_figures_and_no_names(harness: Harness) -> None:
@@ -135,8 +110,9 @@ async def test_the_digest_is_for_senior_staff_only(harness: Harness) -> None:
     assert "not available to you" in " ".join(reply.texts)
 
 
-async def incidents_reported(harness: Harness, at_times: list[dt.datetime], **fields: Any) -> None:
-    """Five incidents at each of these moments, straight into the table (open, about a pupil, unless told)."""
+async def incidents_reported(harness: Harness, at_times: list[dt.datetime], copies: int = 5, **fields: Any) -> None:
+    """Incidents (five unless told) at each of these moments, straight into the table (open, about a pupil, unless
+    told): reporting them through the app would take minutes."""
     row = dict(
         school_id=harness.school.id,
         reporter_id="x",
@@ -160,7 +136,7 @@ async def incidents_reported(harness: Harness, at_times: list[dt.datetime], **fi
     )
     async with harness.parts.engine.begin() as connection:
         count = len((await connection.execute(select(IncidentRow.id))).all())
-        rows = [{**row, **fields, "reported_at": when} for when in at_times for _ in range(5)]
+        rows = [{**row, **fields, "reported_at": when} for when in at_times for _ in range(copies)]
         for i, values in enumerate(rows):
             values["reference"] = f"ES-2026-8{count + i:03d}"
         await connection.execute(insert(IncidentRow), rows)
