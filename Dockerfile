@@ -10,7 +10,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 COPY requirements-runtime.lock /tmp/requirements.lock
 # (Three locked packages ship only as pure-Python source, so this stage builds them; no compiler is needed.)
-RUN /opt/venv/bin/pip install --require-hashes -r /tmp/requirements.lock
+RUN /opt/venv/bin/pip install --no-deps --require-hashes -r /tmp/requirements.lock && /opt/venv/bin/pip check
 
 # 2. Teams JS for the desk tab, which the app serves from its own origin (no CDN), from package-lock.json.
 FROM node:20-bookworm-slim AS tab-deps

@@ -12,7 +12,11 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r $(LOCK)
+	@# --no-deps: the lock already names every package (uv resolved them all), so pip installs exactly it. Resolving
+	@# again in hash mode refuses a dependency asked for with extras once a newer release is on the index
+	@# (httpx[http2] from microsoft-kiota-http, when httpx 0.29 appeared); `pip check` still proves the set whole.
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r $(LOCK)
+	@out=$$($(PY) -m pip check) || { echo "$$out"; exit 1; }
 	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
