@@ -316,9 +316,12 @@ async def test_with_no_chair_in_the_directory_the_vice_chair_has_it_and_the_repo
         await harness.run_due_work()
         alert = [s for s in sent_about(harness, users["Ben Carter"], reference) if s.op == "send"]
         assert alert and "LADO" in json.dumps(alert[0].card)
-        assert any(
-            f"Your report {reference} has reached the Vice-Chair of Governors" in (s.text or "")
-            for s in harness.connector.to(leah.conversation_id)
+        # The reporter's word follows the alert as its own durable work, which the worker may still be sending.
+        assert await harness.connector.wait_for(
+            lambda _sent: any(
+                f"Your report {reference} has reached the Vice-Chair of Governors" in (s.text or "")
+                for s in harness.connector.to(leah.conversation_id)
+            )
         )
         # The Vice-Chair handles it: they can take it on; the Headteacher hears nothing and is refused.
         card = await alerted_card(harness, users["Ben Carter"], reference)
@@ -339,10 +342,13 @@ async def test_when_the_chair_cannot_be_reached_the_alert_goes_to_the_vice_chair
     assert "I am sending it to the Chair of Governors now" in json.dumps(confirmation(replies[-1]))
     await harness.run_due_work()
     assert [s for s in sent_about(harness, users["Ben Carter"], reference) if s.op == "send"]
-    assert any(
-        f"Your report {reference} has reached the Chair of Governors: Ben Carter (Vice-Chair of "
-        "Governors)" in (s.text or "")
-        for s in harness.connector.to(leah.conversation_id)
+    # The reporter's word follows the alert as its own durable work, which the worker may still be sending.
+    assert await harness.connector.wait_for(
+        lambda _sent: any(
+            f"Your report {reference} has reached the Chair of Governors: Ben Carter (Vice-Chair of "
+            "Governors)" in (s.text or "")
+            for s in harness.connector.to(leah.conversation_id)
+        )
     )
     card = (
         await users["Ben Carter"].executes(
