@@ -253,8 +253,7 @@ class ConnectorTransport:
         started = time.monotonic()
         attempt = 0
         while True:
-            if budget is not None:
-                await self.budget.acquire(*budget, bulk=bulk)
+            send = await self.budget.acquire(*budget, bulk=bulk) if budget is not None else None
             try:
                 return await self._once(method, url, authorization, data)
             except ConnectorHTTPError as exc:
@@ -266,6 +265,9 @@ class ConnectorTransport:
                 if wait is None:
                     raise
                 log.info("Bot Connector answered %s to %s; retrying in %.2f s", exc.status, method, wait)
+            finally:
+                if send is not None:
+                    send.answered()  # answered or not, it has arrived by now if it ever will
             await asyncio.sleep(wait)
             attempt += 1
 

@@ -1,32 +1,36 @@
 """Teams' send budget: requests per second per tenant and per conversation, with people's own replies first.
 
-Teams allows a bot about 50 requests a second per tenant and 7 a second per conversation, and answers 429 past
-that. A broadcast (the outbox) is bulk: it may use only part of the tenant's budget, so a reply to someone's own
-turn finds headroom at once instead of queueing behind a thousand cards. The per-conversation limit applies to both.
-Buckets are aiolimiter's leaky buckets (first come, first served within a bucket); each is given about half a
-second of burst, so a turn's two or three replies go together and a burst after a quiet spell stays small.
+Teams allows a bot about 50 requests a second per tenant and 7 a second per conversation, counted over a sliding
+second, and answers 429 past that. A 429 costs the sender a whole Retry-After, so the budget counts the same way: at
+most `rate` sends in any second. Teams counts a send when it arrives, which is after it starts here and, when the
+event loop is busy, not always in the order started; so a send counts from its start until its answer comes back,
+and from then for a second (the answer is the latest it can have arrived). A leaky bucket's burst overran the window
+after a pause and drew 429s; a bucket without burst never caught up after one.
+
+A broadcast (the outbox) is bulk: it may use only part of the tenant's window, and a reply to someone's own turn
+waiting for the tenant's window always goes before a bulk send waiting for it, so replies never queue behind a
+thousand cards. The per-conversation limit applies to both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiolimiter import AsyncLimiter
-
 log = logging.getLogger(__name__)
 
 TENANT_PER_SECOND = 50.0
-BULK_PER_SECOND = 46.0  # leaves 4/s of the tenant's 50 to replies alone while a broadcast runs
+BULK_PER_SECOND = 48.0  # leaves 2 of the tenant's 50 a second to replies alone while a broadcast runs
 CONVERSATION_PER_SECOND = 7.0
-BURST_SECONDS = 0.5
-MAX_KEYS = 10_000  # conversations (and tenants) with a bucket; the least recently used is forgotten first
+WINDOW_SECONDS = 1.0
+MAX_KEYS = 10_000  # conversations (and tenants) with a window; the least recently used is forgotten first
 
 _bulk: ContextVar[bool] = ContextVar("connector_bulk_send", default=False)
 
@@ -62,43 +66,83 @@ def tenant_of(payload: Mapping[str, Any] | None, service_url: str) -> str:
     return f"host:{(urlsplit(service_url).hostname or '').lower()}"
 
 
-def _bucket(rate: float, burst_seconds: float) -> AsyncLimiter:
-    capacity = max(1.0, rate * burst_seconds)
-    return AsyncLimiter(capacity, capacity / rate)
+class Send:
+    """One admitted send, in each of its windows: counted from `at`, its start until `answered()` moves it on."""
+
+    __slots__ = ("at", "_clock")
+
+    def __init__(self, at: float, clock: Callable[[], float]) -> None:
+        self.at = at
+        self._clock = clock
+
+    def answered(self) -> None:
+        """The answer came back: Teams counted the send by now, so its second runs from here."""
+        self.at = self._clock()
 
 
-class _Buckets:
-    """Leaky buckets by key, at most `limit` of them (least recently used dropped: an idle bucket is empty anyway)."""
+class _Window:
+    """One key's sends within the last second, and how many replies are waiting for it."""
 
-    def __init__(self, rate: float, burst_seconds: float, limit: int) -> None:
+    __slots__ = ("sends", "replies_waiting", "turn")
+
+    def __init__(self) -> None:
+        # In order of start; one answered late may outlast later ones (see wait).
+        self.sends: deque[Send] = deque()
+        self.replies_waiting = 0
+        # A conversation's sends are admitted one at a time in the order they asked (asyncio.Lock is first come,
+        # first served), so its messages keep their order.
+        self.turn = asyncio.Lock()
+
+    def wait(self, rate: float, now: float) -> float:
+        """Seconds until one more send fits (0.0: now)."""
+        sends = self.sends
+        while sends and now - sends[0].at >= WINDOW_SECONDS:
+            sends.popleft()
+        if len(sends) + 1 <= rate:  # `rate` may be a replica's share: 11.5 allows 11 sends a second, never 12
+            return 0.0
+        # Sends are in order of start, but one answered late may leave after later ones: look at each.
+        leaving = sorted(WINDOW_SECONDS - (now - send.at) for send in sends)
+        counted = [left for left in leaving if left > 0]
+        must_leave = len(counted) + 1 - int(rate)
+        return 0.0 if must_leave <= 0 else counted[must_leave - 1]
+
+    def next_free(self, now: float) -> float:
+        """Seconds until the next send leaves the window (a moment, when none is there)."""
+        leaving = [WINDOW_SECONDS - (now - send.at) for send in self.sends]
+        return max(min(leaving), 0.001) if leaving else 0.001
+
+
+class _Windows:
+    """Sliding windows by key at one rate, at most `limit` keys (least recently used dropped: an idle key's window
+    is empty anyway)."""
+
+    def __init__(self, rate: float, limit: int) -> None:
         self.rate = rate
-        self._burst = burst_seconds
         self._limit = limit
-        self._buckets: OrderedDict[str, AsyncLimiter] = OrderedDict()
+        self._windows: OrderedDict[str, _Window] = OrderedDict()
 
     def rerate(self, rate: float) -> None:
-        """A new rate for every key; buckets start afresh (a waiter in an old bucket finishes its wait there)."""
-        if rate != self.rate:
-            self.rate = rate
-            self._buckets.clear()
+        """A new rate for every key; sends already in a window still count."""
+        self.rate = rate
 
     def __len__(self) -> int:
-        return len(self._buckets)
+        return len(self._windows)
 
-    def get(self, key: str) -> AsyncLimiter:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _bucket(self.rate, self._burst)
-            while len(self._buckets) > self._limit:
-                self._buckets.popitem(last=False)
+    def get(self, key: str) -> _Window:
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window()
+            while len(self._windows) > self._limit:
+                self._windows.popitem(last=False)
         else:
-            self._buckets.move_to_end(key)
-        return bucket
+            self._windows.move_to_end(key)
+        return window
 
 
 class SendBudget:
-    """Waits until a request fits Teams' limits. Bulk requests pass their own, smaller bucket before the tenant's,
-    so they never take more than `bulk_rate` of it and never stand in front of a reply for long."""
+    """Waits until a request fits Teams' limits. A send is admitted to all its windows at once (its conversation's,
+    the bulk share's for a bulk send, the tenant's), so each counts it from the same moment; within the tenant's
+    window, replies that are waiting go first and a bulk send takes what they leave."""
 
     def __init__(
         self,
@@ -106,16 +150,17 @@ class SendBudget:
         tenant_rate: float = TENANT_PER_SECOND,
         bulk_rate: float = BULK_PER_SECOND,
         conversation_rate: float = CONVERSATION_PER_SECOND,
-        burst_seconds: float = BURST_SECONDS,
         max_keys: int = MAX_KEYS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if min(tenant_rate, bulk_rate, conversation_rate, burst_seconds) <= 0:
-            raise ValueError("send rates and burst must be positive")
+        if min(tenant_rate, bulk_rate, conversation_rate) < 1:
+            raise ValueError("send rates must allow at least one request a second")
         self._tenant_rate, self._bulk_rate = tenant_rate, min(bulk_rate, tenant_rate)
-        self.tenants = _Buckets(tenant_rate, burst_seconds, max_keys)
-        self.bulk = _Buckets(self._bulk_rate, burst_seconds, max_keys)
-        self.conversations = _Buckets(conversation_rate, burst_seconds, max_keys)
+        self.tenants = _Windows(tenant_rate, max_keys)
+        self.bulk = _Windows(self._bulk_rate, max_keys)
+        self.conversations = _Windows(conversation_rate, max_keys)
         self.replicas = 1
+        self._clock = clock
 
     def share(self, replicas: int) -> None:
         """Teams counts a tenant's requests across every replica of the bot: each takes its part of the tenant's
@@ -123,16 +168,49 @@ class SendBudget:
         replicas = max(1, replicas)
         if replicas != self.replicas:
             self.replicas = replicas
-            self.tenants.rerate(self._tenant_rate / replicas)
-            self.bulk.rerate(self._bulk_rate / replicas)
+            self.tenants.rerate(max(1.0, self._tenant_rate / replicas))
+            self.bulk.rerate(max(1.0, self._bulk_rate / replicas))
 
-    async def acquire(self, tenant: str, conversation: str | None, *, bulk: bool) -> None:
-        # The narrowest bucket first: a send waiting for its conversation holds no share of the tenant's budget.
-        if conversation:
-            await self.conversations.get(f"{tenant}|{conversation}").acquire()
-        if bulk:
-            await self.bulk.get(tenant).acquire()
-        await self.tenants.get(tenant).acquire()
+    async def acquire(self, tenant: str, conversation: str | None, *, bulk: bool) -> Send:
+        """Wait for room; the caller says `answered()` on what this returns when the connector answers."""
+        if not conversation:
+            return await self._admit(tenant, None, bulk)
+        async with self.conversations.get(f"{tenant}|{conversation}").turn:
+            return await self._admit(tenant, conversation, bulk)
+
+    async def _admit(self, tenant: str, conversation: str | None, bulk: bool) -> Send:
+        tenant_window = self.tenants.get(tenant)
+        queued = False  # a reply counted among those waiting for the tenant's window
+        try:
+            while True:
+                now = self._clock()
+                tenant_wait = tenant_window.wait(self.tenants.rate, now)
+                # Looked up each time round: a window forgotten meanwhile (least recently used) is simply new.
+                others = (
+                    [(self.conversations.rate, self.conversations.get(f"{tenant}|{conversation}"))]
+                    if conversation
+                    else []
+                )
+                if bulk:
+                    others.append((self.bulk.rate, self.bulk.get(tenant)))
+                other_wait = max((window.wait(rate, now) for rate, window in others), default=0.0)
+                wait = max(tenant_wait, other_wait)
+                if bulk and wait <= 0 and tenant_window.replies_waiting:
+                    # Replies waiting for this tenant's window take the next places; try again as the next one frees.
+                    wait = tenant_window.next_free(now)
+                if not bulk and queued != (0 < tenant_wait >= other_wait):
+                    queued = not queued
+                    tenant_window.replies_waiting += 1 if queued else -1
+                if wait <= 0:
+                    send = Send(now, self._clock)
+                    tenant_window.sends.append(send)
+                    for _rate, window in others:
+                        window.sends.append(send)
+                    return send
+                await asyncio.sleep(wait)
+        finally:
+            if queued:
+                tenant_window.replies_waiting -= 1
 
 
 class BudgetShare:

@@ -98,10 +98,11 @@ class Settings(BaseSettings):
     connector_retries: int = Field(3, ge=0, le=10, validation_alias=_env("ESAFETY_CONNECTOR_RETRIES"))
     # Teams' limits per bot: requests a second per tenant and per conversation; bulk (proactive) sends may use only
     # connector_bulk_rate of the tenant's, so replies to people's own messages never queue behind a broadcast (the
-    # 4/s left is theirs alone, and all of the tenant's rate when no broadcast runs).
-    connector_tenant_rate: float = Field(50.0, gt=0, validation_alias=_env("ESAFETY_CONNECTOR_TENANT_RATE"))
-    connector_bulk_rate: float = Field(46.0, gt=0, validation_alias=_env("ESAFETY_CONNECTOR_BULK_RATE"))
-    connector_conversation_rate: float = Field(7.0, gt=0, validation_alias=_env("ESAFETY_CONNECTOR_CONVERSATION_RATE"))
+    # 2/s left is theirs alone, replies waiting go before bulk sends waiting, and all of it is theirs when no
+    # broadcast runs).
+    connector_tenant_rate: float = Field(50.0, ge=1, validation_alias=_env("ESAFETY_CONNECTOR_TENANT_RATE"))
+    connector_bulk_rate: float = Field(48.0, ge=1, validation_alias=_env("ESAFETY_CONNECTOR_BULK_RATE"))
+    connector_conversation_rate: float = Field(7.0, ge=1, validation_alias=_env("ESAFETY_CONNECTOR_CONVERSATION_RATE"))
     # Hosts beyond Microsoft's documented Bot Connector ones that may receive replies, comma-separated; "*.x.y"
     # matches subdomains of x.y. For a sovereign cloud or a new Microsoft host; https only.
     connector_hosts: str = Field("", validation_alias=_env("ESAFETY_CONNECTOR_HOSTS"))

@@ -20,6 +20,7 @@ from botbuilder.schema import Activity, ActivityTypes, ConversationAccount
 from adapters.connector_http import BotConnectorClient, ConnectorHTTPError, ConnectorTransport, TokenSource
 from adapters.send_budget import BudgetShare, SendBudget, bulk_sends, tenant_of
 from tests.support.harness import Harness
+from tests.support.throttled_connector import ThrottledConnector
 
 
 @dataclass
@@ -217,6 +218,70 @@ async def test_without_the_bulk_mark_the_same_burst_would_have_held_the_reply_ba
         cards_before = server.delivered().index("Thanks, Leah.")
         assert cards_before >= 5, "an unmarked burst is served first come, first served"
         await asyncio.gather(*burst)
+
+
+async def test_a_waiting_reply_goes_first_even_where_bulk_sends_may_use_the_whole_tenant_budget() -> None:
+    """Priority, not only the bulk share: with bulk allowed all of the tenant's rate, the reply still goes first."""
+    budget = SendBudget(tenant_rate=3, bulk_rate=3, conversation_rate=100)
+    async with connector_client(budget=budget) as (server, client):
+        with bulk_sends():
+            broadcast = [asyncio.create_task(send(client, f"card {n}", f"a:staff-{n}")) for n in range(8)]
+        await server.arrived("card 0")  # three cards fill this second; five wait for the next
+        await reply(client, "Thanks, Leah.")
+        cards_before = server.delivered().index("Thanks, Leah.")
+        assert cards_before == 3, f"the reply went after {cards_before} cards; only this second's first three were due"
+        await asyncio.gather(*broadcast)
+
+
+async def test_sends_stay_within_a_strict_one_second_window_and_draw_no_429() -> None:
+    """Against Teams' way of counting (any one second, on arrival), a burst from many tasks at the budget's full
+    rate is never refused: a 429 would cost the sender a whole Retry-After."""
+    delivered, refused = await _burst_through_strict_window(budget_rate=10, connector_rate=10, sends=30)
+    assert (delivered, refused) == (30, 0)
+
+
+async def test_the_strict_window_does_refuse_a_sender_that_overruns_it() -> None:
+    """The control for the test above: the same connector answers 429 to a budget set above its limit."""
+    delivered, refused = await _burst_through_strict_window(budget_rate=12, connector_rate=10, sends=30)
+    assert refused > 0 and delivered == 30
+
+
+async def _burst_through_strict_window(*, budget_rate: int, connector_rate: int, sends: int) -> tuple[int, int]:
+    connector = ThrottledConnector(tenant_rate=connector_rate, conversation_rate=100)
+    await connector.start()
+    pool = ConnectorTransport(
+        connect_timeout=5.0,
+        timeout=10.0,
+        connections_per_host=16,
+        budget=SendBudget(tenant_rate=budget_rate, bulk_rate=budget_rate, conversation_rate=100),
+    )
+    client = BotConnectorClient(pool, connector.url, TokenSource(SimpleNamespace(microsoft_app_id=""), pool))
+    try:
+        await asyncio.gather(*(reply(client, f"reply {n}", f"a:person-{n}") for n in range(sends)))
+    finally:
+        await pool.close()
+        await connector.stop()
+    return len(connector.arrivals), connector.throttled
+
+
+async def test_a_send_keeps_its_place_until_a_second_after_its_answer() -> None:
+    """Teams counts a send when it arrives, which may be as late as its answer: a slow answer holds the place."""
+    now = [0.0]
+    budget = SendBudget(tenant_rate=2, bulk_rate=2, conversation_rate=100, clock=lambda: now[0])
+    slow = await budget.acquire("tenant:t", "a:1", bulk=False)
+    quick = await budget.acquire("tenant:t", "a:2", bulk=False)
+    now[0] = 0.1
+    quick.answered()
+    now[0] = 0.9
+    slow.answered()
+    now[0] = 1.5  # a second after both started, and after the quick one's answer; not after the slow one's
+    await budget.acquire("tenant:t", "a:3", bulk=False)  # the quick one's place: admitted at once
+    fourth = asyncio.create_task(budget.acquire("tenant:t", "a:4", bulk=False))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not fourth.done(), "counted from its start, the slow send would have left room already"
+    now[0] = 1.95  # a second after the slow one's answer
+    await asyncio.wait_for(fourth, 5)
 
 
 async def test_one_conversation_is_held_to_its_rate_and_others_pass_it() -> None:
