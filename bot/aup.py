@@ -404,6 +404,10 @@ FOLLOW_UP_MAX_ENTRIES = 20_000  # a few large schools' staff; each entry is a fe
 # statements whatever its size (see _ask_many), so it holds SQLite's one writer and the audit chain for about a
 # tenth of a second: a turn waiting for the database waits about that long at most.
 SWEEP_BATCH = 100
+SWEEP_AHEAD = 2 * SWEEP_BATCH  # messages waiting to be sent before a sweep waits for the outbox
+SWEEP_POLL_SECONDS = 0.25
+SWEEP_WAIT_SECONDS = 10.0  # the longest a sweep waits between two batches
+SWEEP_PACING_SECONDS = 60.0  # the longest a sweep waits in all (its lease is two minutes)
 CARD_TEXT = "Please read and acknowledge the Acceptable Use Policy."  # the text beside the card (notifications)
 
 
@@ -802,7 +806,7 @@ class AupService:
         # A card differs between people only by the first name it greets: one built per document and name serves
         # everyone who shares it (building a card costs more than writing its rows).
         card_for = functools.cache(lambda document, first_name: self._card(document, first_name=first_name))
-        asked = 0
+        asked, paced = 0, 0.0
         for start in range(0, len(owing), SWEEP_BATCH):
             batch = owing[start : start + SWEEP_BATCH]
             # The cards are built before the unit opens: on SQLite the unit holds the one writer, so only the writes
@@ -819,7 +823,27 @@ class AupService:
             # again ahead of everyone (as the publish that held every turn for 22 s did). Yielding once lets the
             # woken waiter's task run and take the connection first; this loop then queues behind it like anyone.
             await asyncio.sleep(0)
+            if start + SWEEP_BATCH < len(owing) and paced < SWEEP_PACING_SECONDS:
+                paced += await self._keep_pace(school)
         return asked
+
+    async def _keep_pace(self, school: SchoolConfig) -> float:
+        """Wait while more than SWEEP_AHEAD of the school's messages wait to be sent, up to SWEEP_WAIT; how long.
+
+        Teams lets the outbox send about fifty a second, and queueing two thousand cards as fast as the database
+        takes them only crowds out the sending (and everyone's replies) while it runs: the first seconds of a
+        broadcast sent at half speed. A little ahead is enough to keep the outbox busy. The wait is bounded, so an
+        outbox that cannot send (Teams away) never holds up the asking: the cards wait in the queue either way.
+        A sweep paces itself for SWEEP_PACING_SECONDS at most, well within its lease, and then asks the rest.
+        """
+        waited = 0.0
+        while waited < SWEEP_WAIT_SECONDS:
+            async with self.uow() as uow:
+                if await uow.notify.waiting(school.id) <= SWEEP_AHEAD:
+                    break
+            await asyncio.sleep(SWEEP_POLL_SECONDS)
+            waited += SWEEP_POLL_SECONDS
+        return waited
 
     async def _settled_among(
         self, uow: UnitOfWork, school: SchoolConfig, cycle: str, people: list[tuple[Person, AupDocument]]

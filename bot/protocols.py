@@ -128,6 +128,9 @@ class Notifier(Protocol):
     async def to_people(self, school_id: str, messages: Sequence[PersonMessage]) -> None:
         """Queue many 1:1 messages in a few statements, each as to_person would (a sweep's hundred cards)."""
 
+    async def waiting(self, school_id: str) -> int:
+        """How many of the school's queued messages are due and not yet sent."""
+
 
 class WorkQueue(Protocol):
     async def schedule(

@@ -29,8 +29,11 @@ CYCLE = "2026-09-01"
 async def harness(
     database_url: str, clock: SettableClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Harness]:
-    """The whole app on SQLite and PostgreSQL, its worker off; batches of two, so the demo staff take several."""
+    """The whole app on SQLite and PostgreSQL, its worker off; batches of two, so the demo staff take several, and a
+    sweep keeps at most two cards waiting ahead of the outbox, so it waits for the sends between batches."""
     monkeypatch.setattr(aup, "SWEEP_BATCH", 2)
+    monkeypatch.setattr(aup, "SWEEP_AHEAD", 2)
+    monkeypatch.setattr(aup, "SWEEP_POLL_SECONDS", 0.02)
     async with start_harness(
         database_url=database_url,
         clock=clock,
@@ -102,6 +105,30 @@ async def test_two_sweeps_at_once_bring_each_member_of_staff_one_card_reminder_e
     assert await _per_person(harness, "aup.remind", 2) == ids
     assert await _per_person(harness, "aup.escalate", 2) == ids
     assert await _requested(harness, 2) == [(i, "proactive") for i in ids]
+
+
+async def test_a_sweep_whose_cards_cannot_go_yet_still_asks_everyone(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pacing waits for the outbox only so long: with nothing sending (the worker is off), every batch is still
+    asked, once, and every card waits in the queue for when sending resumes."""
+    monkeypatch.setattr(aup, "SWEEP_WAIT_SECONDS", 0.1)
+    staff = staff_of(harness)
+    await _publish_version_2(harness, staff)
+    service = harness.parts.features.aup_service
+    assert service is not None
+
+    asked = await service.deliver_owed(harness.school, Audience.STAFF)
+
+    assert asked == len(staff) > 2 * aup.SWEEP_BATCH
+    async with harness.parts.uow() as uow:
+        requests = await uow.aup.requests(harness.school.id, Audience.STAFF, 2, CYCLE)
+        waiting = await uow.notify.waiting(harness.school.id)
+    assert sorted(r.person_id for r in requests) == sorted(harness.person_id(u.name) for u in staff)
+    assert waiting == len(staff), "one card each, queued, none sent"
+    harness.clock.advance(**QUIET)
+    await harness.run_due_work()  # sending resumes: the queued sweep item finds everyone asked
+    assert [len(aup_cards(harness, user, 2)) for user in staff] == [1] * len(staff)
 
 
 async def test_someone_who_typed_aup_before_the_sweep_reached_them_is_not_asked_again(harness: Harness) -> None:
