@@ -48,7 +48,7 @@ import aiohttp
 
 from tests import bench_digest, bench_trust
 from tests.bench_broadcast import Broadcast, run_broadcast
-from tests.bench_procs import ServerProcess, server_process
+from tests.bench_procs import ServerProcess, server_process, steady_instrument
 from tests.bench_school import staff_of, tenant_of, write_school
 from tests.bench_turns import WORKLOADS, Sample, Turns, Workload, introduce, run_row
 from tests.support import pgserver
@@ -199,6 +199,7 @@ async def measure_rows(
     for repeat in range(repeats):
         for row in interleaved(rows, repeat, repeats):
             driver = Turns(http, servers[row.server], connector)
+            steady_instrument()
             sample = await run_row(
                 driver, people[row.people], WORKLOADS[row.workload], turns, row.concurrency, max_seconds
             )
@@ -231,6 +232,7 @@ async def measure_memory(
     count = int(_env("BENCH_RSS_TURNS", 10_000 * _env("BENCH_TURNS", 300) / 300))
     before = server.rss_kb()
     driver = Turns(http, server, connector)
+    steady_instrument()
     sample = await run_row(driver, people, MIXED, count, 10, _env("BENCH_RSS_SECONDS", 120))
     return Memory(sample.turns, sample.seconds, before, server.rss_kb())
 

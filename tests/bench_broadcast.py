@@ -27,7 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.bench_procs import ServerProcess, server_process
+from tests.bench_procs import ServerProcess, server_process, steady_instrument
 from tests.bench_school import people_of, staff_of, tenant_of, write_school
 from tests.bench_server import RunningClock
 from tests.support.teams import BOT_ID, TeamsUser
@@ -127,7 +127,10 @@ class Others:
         self.posted: dict[str, float] = {}  # inbound activity id -> when it was posted
         self._stop = asyncio.Event()
 
-    async def person(self, user: TeamsUser) -> None:
+    async def person(self, user: TeamsUser, start_after: float = 0.0) -> None:
+        # People's messages come at their own moments, not all in the same instant: each starts at its own offset.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), start_after)
         while not self._stop.is_set():
             activity = user.message("help")
             self.posted[activity["id"]] = time.perf_counter()
@@ -227,11 +230,15 @@ async def _run(root: Path, http: aiohttp.ClientSession, connector: ThrottledConn
             return TeamsUser(http, server.url, connector, aad_id=person["id"], name=person["name"], tenant_id=tenant)
 
         publisher_chat = user(publisher)
+        steady_instrument()
         result = Broadcast(staff=len(staff))
         deliveries = Deliveries(connector, len(connector.arrivals))
         throttled_before = connector.throttled
         others = Others(http, server.url, connector)
-        people = [asyncio.create_task(others.person(user(p))) for p in governors]
+        people = [
+            asyncio.create_task(others.person(user(p), OTHERS_EVERY * n / len(governors)))
+            for n, p in enumerate(governors)
+        ]
         publish = asyncio.create_task(_publish(http, server, publisher_chat, result))
         result.ended = await _await_delivery(deliveries, len(staff), within)
         others.stop()

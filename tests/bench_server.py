@@ -121,7 +121,7 @@ def floor(_args: argparse.Namespace) -> web.Application:
 
 
 async def the_app(args: argparse.Namespace) -> web.Application:
-    from app import create_app
+    from app import create_app, serve_long_lived
     from bot.config import load_config
     from tests.support.harness import test_settings
 
@@ -134,7 +134,8 @@ async def the_app(args: argparse.Namespace) -> web.Application:
         **_budget(args),
     )
     features = _features_reading_aup_from(Path(args.aup_dir)) if args.aup_dir else None
-    return await create_app(settings, load_config(settings.config_path), clock=RunningClock(), features=features)
+    app = await create_app(settings, load_config(settings.config_path), clock=RunningClock(), features=features)
+    return serve_long_lived(app)  # as `python app.py` serves
 
 
 def _budget(args: argparse.Namespace) -> dict[str, float]:
