@@ -257,8 +257,7 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
         actor = await self._actor(turn_context)
         if actor is None or actor.conversation_kind != "personal" or not actor.person.roles:
             return
-        dialog_context = await self._dialogs.create_context(turn_context)
-        if dialog_context.active_dialog is not None:
+        if dialog_state.in_dialog(turn_context):
             return  # never interrupt a guided conversation
         for follow_up in self._services.follow_ups:
             try:
@@ -279,7 +278,7 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
         if kind == "personal":
             sender = activity.from_property or ChannelAccount()
             key = sender.aad_object_id or sender.id
-            busy = (await self._dialogs.create_context(turn_context)).active_dialog is not None
+            busy = dialog_state.in_dialog(turn_context)
         elif kind == "channel":
             key, busy = _channel_id(activity), False
         else:
@@ -391,8 +390,9 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
         if value and isinstance(value.get("command"), str):
             turn_context.activity.text = value["command"]  # a card button that stands for typed text
         text = clean_text(turn_context.activity)
-        dialog_context = await self._dialogs.create_context(turn_context)
-        if dialog_context.active_dialog is not None:
+        if dialog_state.in_dialog(turn_context):
+            dialog_context = await self._dialogs.create_context(turn_context)
+            assert dialog_context.active_dialog is not None  # the same stack in_dialog read
             # Kept only while a guided conversation runs, so other turns write no state for it.
             last_turn = dialog_state.last_turn(turn_context)
             now = self._now()

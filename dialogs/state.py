@@ -76,6 +76,14 @@ class DialogStackProperty:
         turn_context.turn_state[_LIVE] = DialogState()
 
 
+def in_dialog(turn_context: TurnContext) -> bool:
+    """Whether a guided conversation is under way, read from the stack itself: no DialogContext is built for it."""
+    live: DialogState | None = turn_context.turn_state.get(_LIVE)
+    if live is None:
+        live = turn_context.turn_state[_LIVE] = _stack_from(state_of(turn_context))
+    return bool(live.dialog_stack)
+
+
 def _stack_from(state: ConversationState | None) -> DialogState:
     if state is None:
         return DialogState()
