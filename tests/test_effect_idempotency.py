@@ -55,8 +55,11 @@ def report_reference(sent: Sent) -> str | None:
 
 
 def replies_to_turns(sent: list[Sent], read: Any) -> dict[str, str]:
-    """What each inbound activity was answered with: replyToId -> read(sent), for the calls `read` recognises."""
-    return {s.activity.get("replyToId"): read(s) for s in sent if read(s)}
+    """What each inbound activity was answered with: replyToId -> read(sent), for the replies `read` recognises.
+
+    Only replies: a proactive message that names the same reference (the word that a request has reached the
+    approvers, which the worker sends on its own) may land while the turns run, and answers no turn."""
+    return {s.activity["replyToId"]: read(s) for s in sent if s.activity.get("replyToId") and read(s)}
 
 
 async def together(*turns: Awaitable[Reply], hang: Any) -> list[Reply]:
