@@ -154,7 +154,7 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
     def __init__(self, services: BotServices) -> None:
         super().__init__()
         self._services = services
-        self._dialogs = DialogSet(dialog_state.DialogStackProperty())
+        self._dialogs = dialog_state.StackDialogs()
         self._saved_references = _ByteBoundedDigests(SAVED_REFERENCES_BUDGET)
         for dialog in services.dialogs:
             self._dialogs.add(dialog)

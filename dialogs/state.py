@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from botbuilder.core import TurnContext
-from botbuilder.dialogs import DialogInstance, DialogState
+from botbuilder.dialogs import DialogContext, DialogInstance, DialogSet, DialogState
+from botbuilder.dialogs.memory import DialogStateManagerConfiguration
 
 from bot.turns import ConversationState
 
@@ -20,6 +21,7 @@ STACK = "dialogStack"
 LAST_TURN = "lastTurnAt"
 _LEGACY_STACK = "DialogState"  # documents written by botbuilder's ConversationState (jsonpickle) before this module
 _LEGACY_LAST_TURN = "LastTurnAt"
+_MEMORY_CONFIGURATION = DialogStateManagerConfiguration.__name__  # where botbuilder looks for it in a turn
 
 
 def attach(turn_context: TurnContext, state: ConversationState | None) -> None:
@@ -57,17 +59,33 @@ def settle(turn_context: TurnContext) -> None:
         state.data.pop(LAST_TURN, None)  # kept only while a guided conversation runs
 
 
+class StackDialogs(DialogSet):  # type: ignore[misc]  # botbuilder ships no type information
+    """botbuilder's DialogSet over the stack kept here (DialogStackProperty).
+
+    Each DialogContext builds the configuration of botbuilder's dialog memory (its scopes and path resolvers), unless
+    the turn already holds one: 30 microseconds every time, for objects that never change and that no dialog here
+    reads. The first is kept and handed to every later turn.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(DialogStackProperty())
+        self._memory: Any = None
+
+    async def create_context(self, turn_context: TurnContext) -> DialogContext:
+        if self._memory is not None:
+            turn_context.turn_state.setdefault(_MEMORY_CONFIGURATION, self._memory)
+        context = await super().create_context(turn_context)
+        self._memory = turn_context.turn_state.get(_MEMORY_CONFIGURATION)
+        return context
+
+
 class DialogStackProperty:
     """The accessor DialogSet is given (botbuilder's StatePropertyAccessor interface: get, set, delete)."""
 
     name = "DialogState"
 
     async def get(self, turn_context: TurnContext, default_value_or_factory: Any = None) -> DialogState:
-        live: DialogState | None = turn_context.turn_state.get(_LIVE)
-        if live is None:
-            live = _stack_from(state_of(turn_context))
-            turn_context.turn_state[_LIVE] = live
-        return live
+        return _live(turn_context)
 
     async def set(self, turn_context: TurnContext, value: DialogState) -> None:
         turn_context.turn_state[_LIVE] = value
@@ -78,10 +96,15 @@ class DialogStackProperty:
 
 def in_dialog(turn_context: TurnContext) -> bool:
     """Whether a guided conversation is under way, read from the stack itself: no DialogContext is built for it."""
+    return bool(_live(turn_context).dialog_stack)
+
+
+def _live(turn_context: TurnContext) -> DialogState:
+    """The turn's dialog stack, read from the conversation's state the first time it is asked for."""
     live: DialogState | None = turn_context.turn_state.get(_LIVE)
     if live is None:
         live = turn_context.turn_state[_LIVE] = _stack_from(state_of(turn_context))
-    return bool(live.dialog_stack)
+    return live
 
 
 def _stack_from(state: ConversationState | None) -> DialogState:

@@ -13,12 +13,12 @@ import uuid
 from typing import Any, cast
 
 from sqlalchemy import BindParameter, ColumnElement, Table, bindparam, select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.turns import ConversationState, StateChange, canonical
 from storage.crypto import FieldCipher, row_context
-from storage.models import BotStateRow, rows_changed
+from storage.models import BotStateRow
+from storage.prepared import Prepared, Work
 from storage.repos import insert_for_dialect
 
 DOCUMENT_CONTEXT = "bot_state.document"
@@ -62,22 +62,32 @@ async def read_state(connection: AsyncConnection, cipher: FieldCipher, key: str)
     return state_from(cipher, key, *(row or (None, None)))
 
 
-def write_state(connection: Connection, cipher: FieldCipher, change: StateChange, now: dt.datetime) -> bool:
+def write_state_steps(cipher: FieldCipher, change: StateChange, now: dt.datetime) -> Work[bool]:
     """Save a changed state; False (nothing written) when another turn saved this conversation since it was read."""
     hashed = key_hash(change.key)
     document = cipher.encrypt(canonical(change.data), document_context(hashed))
-    new_etag = uuid.uuid4().hex
+    values = {"hashed": hashed, "key": change.key, "document": document, "new_etag": uuid.uuid4().hex, "now": now}
     if change.etag is not None:
-        result = connection.execute(
-            update(_TABLE)
-            .where(_TABLE.c.key_hash == hashed, _TABLE.c.e_tag == change.etag)
-            .values(document=document, e_tag=new_etag, updated_at=now)
-        )
-        return rows_changed(result) == 1
+        return (yield _UPDATE, {**values, "read_etag": change.etag}).count == 1
     # Read as absent: insert, unless another turn created it meanwhile (then that turn's state stands).
-    result = connection.execute(
-        insert_for_dialect(connection.dialect.name)(_TABLE)
-        .values(key_hash=hashed, key=change.key, document=document, e_tag=new_etag, updated_at=now)
+    return (yield _INSERT, values).count == 1
+
+
+_UPDATE = Prepared(
+    update(_TABLE)
+    .where(_TABLE.c.key_hash == bindparam("hashed"), _TABLE.c.e_tag == bindparam("read_etag"))
+    .values(document=bindparam("document"), e_tag=bindparam("new_etag"), updated_at=bindparam("now"))
+)
+_INSERT = Prepared(
+    lambda dialect: (
+        insert_for_dialect(dialect)(_TABLE)
+        .values(
+            key_hash=bindparam("hashed"),
+            key=bindparam("key"),
+            document=bindparam("document"),
+            e_tag=bindparam("new_etag"),
+            updated_at=bindparam("now"),
+        )
         .on_conflict_do_nothing(index_elements=["key_hash"])
     )
-    return rows_changed(result) == 1
+)

@@ -15,13 +15,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, String, Table, Text, bindparam, delete, select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql import ClauseElement
 
 from bot.inbound import CLAIM_LEASE, CLAIM_LIFETIME, InvokeAnswer
 from storage.crypto import FieldCipher, row_context
 from storage.models import Base, UtcDateTime, rows_changed
+from storage.prepared import Prepared, Work
 from storage.repos import insert_for_dialect
 
 log = logging.getLogger(__name__)
@@ -53,71 +54,79 @@ class InboundClaimRow(Base):
 _TABLE = cast(Table, InboundClaimRow.__table__)  # a mapped class's table, typed as the Table it is
 
 
-def claim_on(
-    connection: Connection,
+def claim_steps(
     key: str,
     now: dt.datetime,
     also: Sequence[ColumnElement[Any]] = (),
     params: Mapping[str, Any] | None = None,
-) -> tuple[Any, ...] | None:
-    """Take the claim in the caller's transaction, for the first delivery or a redelivery after the first one's
-    turn died; None when it may not run. A won claim comes with the values of `also`, read by the same statement
-    (the conversation's state: storage.turns, with the `params` they take), so a turn's start is one statement.
+) -> Work[tuple[Any, ...] | None]:
+    """Take the claim, for the first delivery or a redelivery after the first one's turn died; None when it may not
+    run. A won claim comes with the values of `also`, read by the same statement (the conversation's state:
+    storage.turns, with the `params` they take), so a turn's start is one statement.
 
-    Synchronous, on a sync connection: storage.turns runs the whole transaction in one trip (see storage.one_trip).
+    Each statement is whole on its own (the insert, or else the conditional takeover), so they need no transaction
+    around them (storage.one_trip runs them).
     """
-    values = {"claim_key": key, "claimed_at": now, "lease_until": now + CLAIM_LEASE, **(params or {})}
-    row = connection.execute(_claim_statement(connection.dialect.name, tuple(also)), values).first()
+    claim, takeover = _statements(tuple(also))
+    values = {"claim_key": key, "claimed_at": now, "lease_until": now + CLAIM_LEASE, "now": now, **(params or {})}
+    row = (yield claim, values).row
     if row is None:  # only redeliveries pay for this second statement
-        row = (
-            connection.execute(
-                update(_TABLE)
-                .where(_TABLE.c.key == key, _TABLE.c.finished_at.is_(None), _TABLE.c.lease_until < now)
-                .values(lease_until=now + CLAIM_LEASE)
-                .returning(_TABLE.c.key, *also),
-                dict(params or {}),
-            )
-        ).first()
+        row = (yield takeover, values).row
         if row is not None:
             log.warning("an earlier delivery of this activity never finished; taking it over")
     return tuple(row)[1:] if row is not None else None
 
 
-def finish_on(
-    connection: Connection, cipher: FieldCipher, key: str, answer: InvokeAnswer | None, now: dt.datetime
-) -> None:
-    """Mark the turn done in the caller's transaction, keeping an invoke's answer for its redeliveries."""
+def finish_steps(cipher: FieldCipher, key: str, answer: InvokeAnswer | None, now: dt.datetime) -> Work[None]:
+    """Mark the turn done, keeping an invoke's answer for its redeliveries."""
     if answer is None:
-        connection.execute(_FINISH, {"claim_key": key, "finished_at": now})
+        yield _FINISH, {"claim_key": key, "finished_at": now}
         return
     try:
         document = json.dumps({"status": answer.status, "body": answer.body})
     except (TypeError, ValueError):  # a body that is not JSON cannot be replayed; the status still can
         document = json.dumps({"status": answer.status, "body": None})
     sealed = cipher.encrypt(document, response_context(key))
-    connection.execute(_FINISH_ANSWERED, {"claim_key": key, "finished_at": now, "sealed": sealed})
+    yield _FINISH_ANSWERED, {"claim_key": key, "finished_at": now, "sealed": sealed}
 
 
-# Every turn runs these: built once (per dialect and set of extra columns), as building them cost more than running.
-_claims: dict[tuple[str, tuple[int, ...]], Any] = {}
-_FINISH = update(_TABLE).where(_TABLE.c.key == bindparam("claim_key")).values(finished_at=bindparam("finished_at"))
-_FINISH_ANSWERED = _FINISH.values(response=bindparam("sealed"))
+# Every turn runs these: built and compiled once (per set of extra columns), as building them cost more than running.
+_claims: dict[tuple[int, ...], tuple[Prepared, Prepared]] = {}
+_FINISH_STATEMENT = (
+    update(_TABLE).where(_TABLE.c.key == bindparam("claim_key")).values(finished_at=bindparam("finished_at"))
+)
+_FINISH = Prepared(_FINISH_STATEMENT)
+_FINISH_ANSWERED = Prepared(_FINISH_STATEMENT.values(response=bindparam("sealed")))
 
 
-def _claim_statement(dialect: str, also: tuple[ColumnElement[Any], ...]) -> Any:  # noqa: ANN401 - a dialect's Insert
+def _statements(also: tuple[ColumnElement[Any], ...]) -> tuple[Prepared, Prepared]:
     # Keyed by identity: the extra columns are module constants (storage.bot_storage.STATE_COLUMNS).
-    cache_key = (dialect, tuple(id(column) for column in also))
-    statement = _claims.get(cache_key)
-    if statement is None:
-        statement = _claims[cache_key] = (
-            insert_for_dialect(dialect)(_TABLE)
-            .values(
-                key=bindparam("claim_key"), claimed_at=bindparam("claimed_at"), lease_until=bindparam("lease_until")
+    cache_key = tuple(id(column) for column in also)
+    made = _claims.get(cache_key)
+    if made is None:
+
+        def claim(dialect: str) -> ClauseElement:
+            return (
+                insert_for_dialect(dialect)(_TABLE)
+                .values(
+                    key=bindparam("claim_key"), claimed_at=bindparam("claimed_at"), lease_until=bindparam("lease_until")
+                )
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(_TABLE.c.key, *also)
             )
-            .on_conflict_do_nothing(index_elements=["key"])
+
+        takeover = (
+            update(_TABLE)
+            .where(
+                _TABLE.c.key == bindparam("claim_key"),
+                _TABLE.c.finished_at.is_(None),
+                _TABLE.c.lease_until < bindparam("now", type_=UtcDateTime),
+            )
+            .values(lease_until=bindparam("lease_until"))
             .returning(_TABLE.c.key, *also)
         )
-    return statement
+        made = _claims[cache_key] = (Prepared(claim), Prepared(takeover))
+    return made
 
 
 async def answered_on(connection: AsyncConnection, cipher: FieldCipher, key: str) -> InvokeAnswer | None:

@@ -8,6 +8,9 @@ run on that thread, through a synchronous engine over the same sqlite3 connectio
 
 PostgreSQL has no such thread: the same function runs in the async connection's greenlet, one round trip per
 statement as before.
+
+`steps` is the same trip for work written as prepared statements (storage.prepared): the per-turn bookkeeping,
+where even SQLAlchemy's execution of a compiled statement cost as much as the database's own work.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import StaticPool
 
 from storage.db import DURABLE, SYNCHRONOUS
+from storage.prepared import Work, run_on_asyncpg, run_on_sqlite
 
 T = TypeVar("T")
 _ENGINE = "esafety_one_trip_engine"
@@ -74,6 +78,49 @@ class OneTrip:
                 result: T = await driver._execute(contextvars.copy_context().run, transaction)  # noqa: SLF001
             except BaseException:
                 info[SYNCHRONOUS] = _UNKNOWN  # whatever it is now, the next transaction sets the level it needs
+                raise
+            info[SYNCHRONOUS] = synchronous
+            return result
+
+    async def steps(self, work: Callable[[], Work[T]], *, synchronous: str = DURABLE, atomic: bool = True) -> T:
+        """As run(), for work written as prepared statements (storage.prepared), executed by the driver itself."""
+        async with self._engine.connect() as connection:
+            pooled = await connection.get_raw_connection()
+            driver: Any = pooled.driver_connection  # asyncpg.Connection, or aiosqlite.Connection
+            dialect = self._engine.dialect
+            if not self._sqlite:
+                try:
+                    if not atomic:  # each statement commits on its own, with no BEGIN and COMMIT round trips
+                        return await run_on_asyncpg(driver, dialect, work())
+                    async with driver.transaction():
+                        return await run_on_asyncpg(driver, dialect, work())
+                except BaseException:
+                    # SQLAlchemy never saw this error, so it cannot know the connection died: the pool must not
+                    # lend it again.
+                    if driver.is_closed():
+                        await connection.invalidate()
+                    raise
+            info = pooled.info
+            pragma = None if info.get(SYNCHRONOUS, DURABLE) == synchronous else f"PRAGMA synchronous={synchronous}"
+            raw = driver._conn  # noqa: SLF001 - the sqlite3 connection, used only on aiosqlite's thread, below
+
+            def transaction() -> T:
+                if pragma is not None:
+                    raw.execute(pragma)
+                raw.execute("BEGIN IMMEDIATE")
+                try:
+                    result = run_on_sqlite(raw, dialect, work())
+                except BaseException:
+                    if raw.in_transaction:
+                        raw.execute("ROLLBACK")
+                    raise
+                raw.execute("COMMIT")
+                return result
+
+            try:
+                result: T = await driver._execute(contextvars.copy_context().run, transaction)  # noqa: SLF001
+            except BaseException:
+                info[SYNCHRONOUS] = _UNKNOWN
                 raise
             info[SYNCHRONOUS] = synchronous
             return result

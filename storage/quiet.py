@@ -10,15 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from sqlalchemy import Boolean, String, and_, delete, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import Boolean, String, and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql import Insert
 
 from bot.protocols import Clock
 from bot.quiet import GREETING_LEASE, RECORD_EVERY, LastActivity
 from bot.turns import ActivityNote
 from storage.models import Base, UtcDateTime
+from storage.prepared import Prepared, Work
 from storage.repos import insert_for, insert_for_dialect
 
 
@@ -56,7 +57,8 @@ class SqlConversationActivity:
     async def record(self, school_id: str, kind: str, key: str, in_conversation: bool) -> None:
         async with self._sessions() as session, session.begin():
             note, now = ActivityNote(school_id, kind, key, in_conversation), self._clock.now()
-            await session.run_sync(lambda sync: note_on(sync.connection(), note, now))
+            dialect = session.get_bind().dialect.name
+            await session.execute(_note_statement(dialect), _note_values(note, now))
 
     async def last(self, school_id: str, kind: str, key: str) -> LastActivity | None:
         async with self._read_sessions() as session:
@@ -72,19 +74,43 @@ class SqlConversationActivity:
         return LastActivity(row.last_at, bool(row.in_conversation)) if row else None
 
 
-def note_on(connection: Connection, note: ActivityNote, now: dt.datetime) -> None:
-    """Note activity in the caller's transaction; a no-op unless the stored note is stale or its busy flag changed."""
+def note_steps(note: ActivityNote, now: dt.datetime) -> Work[None]:
+    """Note activity; a no-op unless the stored note is stale or its busy flag changed."""
+    yield _NOTE, _note_values(note, now)
+
+
+def _note_values(note: ActivityNote, now: dt.datetime) -> dict[str, object]:
+    return {
+        "school_id": note.school_id,
+        "kind": note.kind,
+        "key": note.key,
+        "now": now,
+        "busy": note.busy,
+        "stale_before": now - RECORD_EVERY,
+    }
+
+
+def _note_statement(dialect: str) -> Insert:
     table = ConversationActivityRow.__table__
-    statement = insert_for_dialect(connection.dialect.name)(table).values(
-        school_id=note.school_id, kind=note.kind, key=note.key, last_at=now, in_conversation=note.busy
-    )
-    connection.execute(
-        statement.on_conflict_do_update(
+    now, busy = bindparam("now", type_=UtcDateTime), bindparam("busy", type_=Boolean)
+    return (
+        insert_for_dialect(dialect)(table)
+        .values(
+            school_id=bindparam("school_id"),
+            kind=bindparam("kind"),
+            key=bindparam("key"),
+            last_at=now,
+            in_conversation=busy,
+        )
+        .on_conflict_do_update(
             index_elements=["school_id", "kind", "key"],
-            set_={"last_at": now, "in_conversation": note.busy},
-            where=or_(table.c.in_conversation != note.busy, table.c.last_at <= now - RECORD_EVERY),
+            set_={"last_at": now, "in_conversation": busy},
+            where=or_(table.c.in_conversation != busy, table.c.last_at <= bindparam("stale_before", type_=UtcDateTime)),
         )
     )
+
+
+_NOTE = Prepared(_note_statement)
 
 
 def _conversation_key(conversation_id: str) -> str:

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.inbound import InvokeAnswer
 from bot.protocols import Clock
 from bot.turns import ActivityNote, RecentActivity, StateChange, TurnStart
-from storage.bot_storage import STATE_COLUMNS, read_state, state_from, state_params, write_state
+from storage.bot_storage import STATE_COLUMNS, read_state, state_from, state_params, write_state_steps
 from storage.crypto import FieldCipher
 from storage.db import BOOKKEEPING
-from storage.inbound import SweepTimer, answered_on, claim_on, finish_on, sweep_on
+from storage.inbound import SweepTimer, answered_on, claim_steps, finish_steps, sweep_on
 from storage.one_trip import OneTrip
-from storage.quiet import note_on
+from storage.prepared import Work
+from storage.quiet import note_steps
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ class SqlTurns:
                 return TurnStart(True, await read_state(connection, self._cipher, state_key))
         also, params = (STATE_COLUMNS, state_params(state_key)) if state_key else ((), None)
         # Whole on its own: the insert, or else (a redelivery) the conditional takeover, each one statement.
-        won = await self._trip.run(
-            lambda connection: claim_on(connection, claim, now, also, params), synchronous=BOOKKEEPING, atomic=False
+        won = await self._trip.steps(
+            lambda: claim_steps(claim, now, also, params), synchronous=BOOKKEEPING, atomic=False
         )
         if self._sweeps.due(now):
             await self._sweep()
@@ -65,20 +65,20 @@ class SqlTurns:
         if claim is None and state is None and note is None:
             return True  # nothing to write: most turns of an activity without an id, and no transaction at all
 
-        def bookkeeping(connection: Connection) -> bool:
+        def bookkeeping() -> Work[bool]:
             saved = True
             if claim is not None:
-                finish_on(connection, self._cipher, claim, answer, now)
+                yield from finish_steps(self._cipher, claim, answer, now)
             if state is not None:
-                saved = write_state(connection, self._cipher, state, now)
+                saved = yield from write_state_steps(self._cipher, state, now)
             if note is not None:
-                note_on(connection, note, now)
+                yield from note_steps(note, now)
             return saved
 
         # A transaction whose loss in a power cut only means a turn runs again (its effects are idempotent and were
         # committed durably by their own units of work), so SQLite need not flush it to disk at once.
         parts = (claim is not None) + (state is not None) + (note is not None)
-        saved = await self._trip.run(bookkeeping, synchronous=BOOKKEEPING, atomic=parts > 1)
+        saved = await self._trip.steps(bookkeeping, synchronous=BOOKKEEPING, atomic=parts > 1)
         if note is not None:
             self._recent.written(note, now)
         return saved

@@ -5,6 +5,8 @@ Connector stay here, so "CPU ms/turn" is the server's own utime+stime over the m
 Rows, each at concurrency 1 and 10:
 
 - floor:        a bare aiohttp handler, one POST to the connector per activity (the least any bot can do);
+- floor + claim: the floor with the app's own inbound claim taken before the reply and finished after it, on SQLite
+                and on PostgreSQL (the least a bot can do that answers each delivery once, as issue 17 requires);
 - stock echo:   botbuilder's CloudAdapter echo bot as the samples build it;
 - project echo: the same echo bot on adapters.connector.build_adapter + ClientPool;
 - app help / app dialog / app card, on SQLite and on PostgreSQL: the bot answering `help`, taking report-dialog
@@ -93,6 +95,7 @@ def rows_for(databases: list[str]) -> list[Row]:
         for c in CONCURRENCY
     ]
     for database in databases:
+        rows += [Row("floor + claim", f"claimed {database}", "echo", database, c) for c in CONCURRENCY]
         rows += [
             Row(f"app {workload}", f"app {database}", workload, database, c)
             for workload in ("help", "dialog", "card")
@@ -158,6 +161,11 @@ async def start_servers(
         for name in ("floor", "stock", "pooled")
     }
     for database, url in database_urls.items():
+        servers[f"claimed {database}"] = await stack.enter_async_context(
+            server_process(
+                f"claimed {database}", root, "claimed", "--database", _own(url), "--var", str(root / f"var-c{database}")
+            )
+        )
         name = f"app {database}"
         args = ("app", "--database", url, "--config", str(config), "--connector", connector_url, "--no-budget")
         servers[name] = await stack.enter_async_context(
@@ -170,8 +178,14 @@ def database_urls(root: Path, pg: pgserver.PgServer | None) -> dict[str, str]:
     urls = {"SQLite": f"sqlite+aiosqlite:///{root / 'bench.db'}"}
     if pg is not None:
         pg.psql('CREATE DATABASE "bench_app"')
+        pg.psql('CREATE DATABASE "bench_claimed"')
         urls["PostgreSQL"] = pg.url("bench_app")
     return urls
+
+
+def _own(url: str) -> str:
+    """The claimed floor's database: beside the app's, so neither's rows or locks touch the other's."""
+    return url.replace("bench.db", "claimed.db").replace("/bench_app", "/bench_claimed")
 
 
 def start_postgres() -> pgserver.PgServer | None:
@@ -329,6 +343,23 @@ def targets(
     return out
 
 
+def claim_bounds(summaries: list[Summary]) -> list[str]:
+    """What the durable inbound claim alone costs, next to the per-turn targets: every turn of the app takes one
+    (an activity Teams redelivers takes effect once), so no `help` turn can outrun the floor plus a claim."""
+    found = {(s.row.label, s.row.database, s.row.concurrency): s for s in summaries}
+    floor = found.get(("floor", "-", 1))
+    lines = []
+    for database in sorted({s.row.database for s in summaries} - {"-"}):
+        claimed, help_ = found.get(("floor + claim", database, 1)), found.get(("app help", database, 1))
+        if floor and floor.rate and claimed and claimed.rate:
+            of_claimed = f"; `help` runs at {help_.rate / claimed.rate:.2f}x it" if help_ else ""
+            lines.append(
+                f"  note  floor + claim alone ({database}, c=1): {claimed.rate / floor.rate:.2f}x floor, "
+                f"{claimed.cpu_ms - floor.cpu_ms:.2f} CPU ms more a turn{of_claimed}"
+            )
+    return lines
+
+
 def _ratio(what: str, value: float, bound: float, *, at_most: bool = False) -> Target:
     return Target(what, f"{value:.2f}x", value <= bound if at_most else value >= bound)
 
@@ -460,6 +491,8 @@ def report(
     print("Targets (issue 17):")
     for target in targets(summaries, memory, broadcast, digest):
         print(target.line())
+    for line in claim_bounds(summaries):
+        print(line)
     print("Targets (issue 18):")
     for what, measured, ok in bench_trust.targets(trust):
         print(Target(what, measured, ok).line())

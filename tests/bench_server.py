@@ -1,6 +1,7 @@
 """One server under test for `make bench`, in its own process so its CPU time can be read from /proc.
 
     python -m tests.bench_server floor|stock|pooled
+    python -m tests.bench_server claimed --database URL --var DIR
     python -m tests.bench_server app --database URL --config PATH --connector URL --var DIR [--aup-dir DIR]
 
 It prints `READY <url of /api/messages>` on stdout once it listens on loopback, and serves until SIGTERM or until
@@ -8,6 +9,8 @@ its stdin closes (so it never outlives the benchmark). Replies go to each activi
 local Bot Connector.
 
 - floor:  a bare aiohttp handler that answers each activity with one POST to the connector;
+- claimed: the floor plus what exactly-once delivery costs any turn: the app's own inbound claim (storage.turns,
+          on the app's engines) taken before the reply and marked finished after it, as the app does;
 - stock:  an echo bot on CloudAdapter + ConfigurationBotFrameworkAuthentication exactly as the samples build it;
 - pooled: the same echo bot on this project's adapter (adapters.connector.build_adapter + ClientPool);
 - app:    this bot in dev mode, as tests/support/harness.py starts it, with a clock that runs from a school-day
@@ -86,14 +89,18 @@ def pooled_echo(args: argparse.Namespace) -> web.Application:
     return app
 
 
-def floor(_args: argparse.Namespace) -> web.Application:
-    """The least any bot can do: read the activity, POST one reply to the connector, answer 200."""
+def floor(_args: argparse.Namespace, *, before: Any = None, after: Any = None, key: Any = None) -> web.Application:
+    """The least any bot can do: read the activity, POST one reply to the connector, answer 200. With `before` and
+    `after` (a claim's begin and end), the reply goes only if the claim is won, and the claim is finished after it."""
     sessions: list[aiohttp.ClientSession] = []
 
     async def messages(request: web.Request) -> web.Response:
         if not sessions:
             sessions.append(aiohttp.ClientSession())
         activity = await request.json()
+        claim = key(activity["channelId"], activity["conversation"]["id"], activity["id"]) if key else None
+        if before is not None and not (await before(claim, None)).claimed:
+            return web.Response(status=200)
         reply = {
             "type": "message",
             "text": f"You said: {activity.get('text')}",
@@ -108,6 +115,8 @@ def floor(_args: argparse.Namespace) -> web.Application:
         )
         async with sessions[0].post(url, json=reply) as response:
             await response.read()
+        if after is not None:
+            await after(claim, None, None, None)
         return web.Response(status=200)
 
     async def close(_app: web.Application) -> None:
@@ -116,6 +125,31 @@ def floor(_args: argparse.Namespace) -> web.Application:
 
     app = web.Application()
     app.router.add_post("/api/messages", messages)
+    app.on_cleanup.append(close)
+    return app
+
+
+async def claimed_floor(args: argparse.Namespace) -> web.Application:
+    """The floor, with the claim every one of the app's turns takes (bot.inbound): the least a bot can do that
+    answers each delivery once however often Teams redelivers it, across crashes and replicas."""
+    from app import data_cipher
+    from bot.inbound import claim_key
+    from storage.db import create_engine
+    from storage.migrate import upgrade
+    from storage.turns import SqlTurns
+    from tests.support.harness import test_settings
+
+    settings = test_settings(args.database, Path(args.var))
+    engine = create_engine(settings.database_url)
+    await upgrade(engine)
+    reads = create_engine(settings.database_url, reads_only=True) if settings.is_sqlite else engine
+    turns = SqlTurns(engine, data_cipher(settings), RunningClock(), reads=reads)
+    app = floor(args, before=turns.begin, after=turns.end, key=claim_key)
+
+    async def close(_app: web.Application) -> None:
+        for made in {engine, reads}:
+            await made.dispose()
+
     app.on_cleanup.append(close)
     return app
 
@@ -160,6 +194,7 @@ def _features_reading_aup_from(directory: Path) -> list[Callable[[Any], None]]:
 
 KINDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "floor": floor,
+    "claimed": claimed_floor,
     "stock": stock_echo,
     "pooled": pooled_echo,
     "app": the_app,

@@ -18,6 +18,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from adapters.logs import current_turn
+from storage.one_trip import OneTrip
+from storage.prepared import Prepared
 from tests.support.harness import Harness
 
 ACKNOWLEDGE = "aup.acknowledge"
@@ -43,8 +45,21 @@ def _in_a_request() -> bool:
 
 @contextlib.contextmanager
 def counting() -> Iterator[Seen]:
-    """Every engine's transactions and statements: the app's, and those storage.one_trip runs over its connection."""
+    """Every engine's transactions and statements: the app's through SQLAlchemy, and the bookkeeping's prepared
+    statements, which the driver runs itself (storage.prepared), each trip of them one transaction."""
     seen = Seen()
+    steps, bind = OneTrip.steps, Prepared.bind
+
+    async def counted_steps(trip: OneTrip, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - passes through
+        if _in_a_request():
+            seen.transactions += 1
+        return await steps(trip, *args, **kwargs)
+
+    def counted_bind(prepared: Prepared, dialect: Any, params: Any) -> Any:  # noqa: ANN401 - passes through
+        bound = bind(prepared, dialect, params)
+        if _in_a_request():
+            seen.statements.append(" ".join(bound[0].split()))
+        return bound
 
     def on_begin(_connection: Any) -> None:
         if _in_a_request():
@@ -56,9 +71,11 @@ def counting() -> Iterator[Seen]:
 
     event.listen(Engine, "begin", on_begin)
     event.listen(Engine, "before_cursor_execute", on_execute)
+    OneTrip.steps, Prepared.bind = counted_steps, counted_bind  # type: ignore[method-assign]
     try:
         yield seen
     finally:
+        OneTrip.steps, Prepared.bind = steps, bind  # type: ignore[method-assign]
         event.remove(Engine, "begin", on_begin)
         event.remove(Engine, "before_cursor_execute", on_execute)
 
