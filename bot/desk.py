@@ -77,6 +77,11 @@ def is_overdue(case: IncidentSummary, now: dt.datetime, sla_minutes: int, late_r
     )
 
 
+def visible_cases(cases: list[IncidentSummary], viewer: Person) -> list[IncidentSummary]:
+    """The open cases among these that the viewer may see: the one per-case rule, for every view of the caseload."""
+    return [c for c in cases if c.status != Status.CLOSED and may_view_case(viewer, c)]
+
+
 def select_cases(
     cases: list[IncidentSummary],
     viewer: Person,
@@ -103,11 +108,8 @@ def select_cases(
     keep = tests[chosen.view]
     chosen_cases = [
         c
-        for c in cases
-        if c.status != Status.CLOSED
-        and may_view_case(viewer, c)
-        and keep(c)
-        and (chosen.group is None or c.category_group == chosen.group)
+        for c in visible_cases(cases, viewer)
+        if keep(c) and (chosen.group is None or c.category_group == chosen.group)
     ]
     return sorted(
         chosen_cases,

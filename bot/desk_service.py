@@ -7,7 +7,17 @@ from typing import Any
 
 from bot.actor import Actor
 from bot.delivery import UNDELIVERED_DAYS
-from bot.desk import CaseFilter, CasePage, CaseRow, is_overdue, may_use_desk, page_of, parse_filter, select_cases
+from bot.desk import (
+    CaseFilter,
+    CasePage,
+    CaseRow,
+    is_overdue,
+    may_use_desk,
+    page_of,
+    parse_filter,
+    select_cases,
+    visible_cases,
+)
 from bot.incidents import STATUS_LABELS, IncidentSummary
 from bot.policy import Policy
 from bot.protocols import Clock, UnitOfWorkFactory
@@ -28,22 +38,23 @@ class DeskService:
         """Audited as one read of the list: which cases were listed, not their contents (none are shown)."""
         now = self._clock.now()
         school = actor.school
+        sla = (school.sla_minutes.normal, school.sla_minutes.urgent)
         async with self._uow() as uow:
             cases = await uow.incidents.open_summaries(school.id)
-            failed = await uow.deliveries.failed(school.id, now - dt.timedelta(days=UNDELIVERED_DAYS))
-            roles = {r.value for r in actor.person.roles}
+            visible = visible_cases(cases, actor.person) if may_use_desk(actor.person) else []
             undelivered: dict[str, int] = {}
-            for outcome in failed:
-                if roles & set(outcome.delivery.team_roles):
-                    undelivered[outcome.delivery.about] = undelivered.get(outcome.delivery.about, 0) + 1
-            sla = (school.sla_minutes.normal, school.sla_minutes.urgent)
-            late = frozenset(await uow.referrals.overdue_cases(school.id, now))
-            chosen_cases = (
-                select_cases(
-                    cases, actor.person, chosen, now=now, sla_minutes=sla, undelivered=undelivered, late_referrals=late
-                )
-                if may_use_desk(actor.person)
-                else []
+            late: frozenset[int] = frozenset()
+            # Undelivered alerts and late referrals only mark and order the cases listed: with none the viewer may
+            # see, there is nothing for them to mark, and neither is read.
+            if visible:
+                failed = await uow.deliveries.failed(school.id, now - dt.timedelta(days=UNDELIVERED_DAYS))
+                roles = {r.value for r in actor.person.roles}
+                for outcome in failed:
+                    if roles & set(outcome.delivery.team_roles):
+                        undelivered[outcome.delivery.about] = undelivered.get(outcome.delivery.about, 0) + 1
+                late = frozenset(await uow.referrals.overdue_cases(school.id, now))
+            chosen_cases = select_cases(
+                visible, actor.person, chosen, now=now, sla_minutes=sla, undelivered=undelivered, late_referrals=late
             )
             shown, page, pages = page_of(chosen_cases, chosen.page)
             await uow.audit.record(

@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    Row,
+    String,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -86,6 +100,34 @@ class IncidentEventRow(Base):
     kind: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)  # encrypted: notes can name children
     occurred_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # when it happened, if someone said
+
+
+# What a summary holds and nothing more, built once: every view of the caseload reads it, so neither the sealed fields
+# nor an ORM object per case are loaded, and the statement is not rebuilt each time.
+_SUMMARY_COLUMNS = (
+    IncidentRow.id,
+    IncidentRow.reference,
+    IncidentRow.category,
+    IncidentRow.category_group,
+    IncidentRow.severity,
+    IncidentRow.status,
+    IncidentRow.reported_at,
+    IncidentRow.reporter_id,
+    IncidentRow.subject_kind,
+    IncidentRow.excluded_ids,
+    IncidentRow.token,
+    IncidentRow.case_roles,
+    IncidentRow.viewer_ids,
+    IncidentRow.owner_id,
+    IncidentRow.owner_name,
+    IncidentRow.urgent,
+    IncidentRow.sla_breached,
+)
+_OPEN_SUMMARIES = (
+    select(*_SUMMARY_COLUMNS)
+    .where(IncidentRow.school_id == bindparam("school_id"), IncidentRow.status != Status.CLOSED.value)
+    .order_by(IncidentRow.reported_at)
+)
 
 
 def incident_context(field: str, school_id: str, reference: str) -> str:
@@ -317,13 +359,7 @@ class SqlIncidents:
 
     async def open_summaries(self, school_id: str) -> list[IncidentSummary]:
         """Every open case of a school in one query, without sealed fields: the caller applies the access rule."""
-        rows = (
-            await self._session.scalars(
-                select(IncidentRow)
-                .where(IncidentRow.school_id == school_id, IncidentRow.status != Status.CLOSED.value)
-                .order_by(IncidentRow.reported_at)
-            )
-        ).all()
+        rows = (await self._session.execute(_OPEN_SUMMARIES, {"school_id": school_id})).all()
         return [self._to_summary(r) for r in rows]
 
     async def summaries_about(self, school_id: str, subject_kind: str) -> list[IncidentSummary]:
@@ -336,7 +372,7 @@ class SqlIncidents:
         return [self._to_summary(r) for r in rows]
 
     @staticmethod
-    def _to_summary(row: IncidentRow) -> IncidentSummary:
+    def _to_summary(row: IncidentRow | Row[Any]) -> IncidentSummary:
         return IncidentSummary(
             id=row.id,
             reference=row.reference,

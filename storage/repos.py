@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, case, distinct, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, distinct, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +32,23 @@ _AUDIT_TABLE = cast(Table, AuditRow.__table__)
 _WORK_TABLE = cast(Table, WorkRow.__table__)
 
 log = logging.getLogger(__name__)
+
+
+def _claim_audit_range(dialect_insert: Any) -> Any:  # noqa: ANN401 - a dialect's insert construct
+    """INSERT the head at seq `count` (a new chain), or ON CONFLICT add `count` to it; either way RETURNING the new
+    seq and the hash it held, so the range taken is seq - count + 1 .. seq after the previous hash."""
+    new = dialect_insert(AuditHeadRow).values(
+        school_id=bindparam("audit_school"), seq=bindparam("audit_count"), hash=GENESIS_HASH
+    )
+    return new.on_conflict_do_update(
+        index_elements=["school_id"], set_={"seq": AuditHeadRow.seq + new.excluded.seq}
+    ).returning(AuditHeadRow.seq, AuditHeadRow.hash)
+
+
+_CLAIM_AUDIT_RANGE = {"postgresql": _claim_audit_range(pg_insert), "sqlite": _claim_audit_range(sqlite_insert)}
+_SET_AUDIT_HEAD = (
+    update(AuditHeadRow).where(AuditHeadRow.school_id == bindparam("audit_school")).values(hash=bindparam("audit_hash"))
+)
 
 
 def work_payload_context(school_id: str, row_key: str | None) -> str:
@@ -91,17 +108,10 @@ class SqlAuditLog:
             return []
         if self._keys is None:  # never silently fall back to an unkeyed chain
             raise RuntimeError("no audit key: the unit of work was built without audit_keys")
-        ins = insert_for(self._session)(AuditHeadRow).values(school_id=school_id, seq=0, hash=GENESIS_HASH)
-        await self._session.execute(ins.on_conflict_do_nothing(index_elements=["school_id"]))
-        # Taking the whole range in one update holds the head, as `record` does, so no other writer can interleave.
-        head = (
-            await self._session.execute(
-                update(AuditHeadRow)
-                .where(AuditHeadRow.school_id == school_id)
-                .values(seq=AuditHeadRow.seq + len(records))
-                .returning(AuditHeadRow.seq, AuditHeadRow.hash)
-            )
-        ).one()
+        # One statement creates the head on a school's first entry or takes the range from it after (holding the head
+        # as an update does, so no other writer can interleave), built once per dialect.
+        claim = _CLAIM_AUDIT_RANGE[self._session.bind.dialect.name]  # type: ignore[union-attr]
+        head = (await self._session.execute(claim, {"audit_school": school_id, "audit_count": len(records)})).one()
         seq, prev_hash = head.seq - len(records), head.hash
         entries: list[AuditEntry] = []
         for record_id, detail in records:
@@ -136,9 +146,7 @@ class SqlAuditLog:
         # One statement, compiled once and run over every row by the driver (executemany): a multi-row VALUES
         # clause would be compiled afresh for each batch, which costs far more than the writes.
         await self._session.execute(insert(_AUDIT_TABLE), rows)
-        await self._session.execute(
-            update(AuditHeadRow).where(AuditHeadRow.school_id == school_id).values(hash=prev_hash)
-        )
+        await self._session.execute(_SET_AUDIT_HEAD, {"audit_school": school_id, "audit_hash": prev_hash})
         return entries
 
     async def entries(
