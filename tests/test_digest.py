@@ -160,6 +160,22 @@ async def test_an_incident_reported_on_the_edge_of_an_age_band_or_week_counts_on
     assert weeks == ["5", *["0"] * 6, "5", *["0"] * 3, "10"]  # 30 days ago is in the week from 35 days ago
 
 
+async def test_an_open_incident_older_than_the_trend_counts_as_open_but_in_no_week(harness: Harness) -> None:
+    now = harness.clock.now()
+    long_ago = now - dt.timedelta(weeks=40)
+    await incidents_reported(harness, [long_ago], sla_breached=True)
+    await incidents_reported(harness, [long_ago], status="closed", sla_breached=True)  # closed: in neither
+    await incidents_reported(harness, [long_ago], subject_kind="headteacher", sla_breached=True)  # never here
+    await incidents_reported(harness, [now - dt.timedelta(weeks=12, microseconds=1)])  # just before the trend
+    await incidents_reported(harness, [now - dt.timedelta(weeks=2, hours=1)], status="closed")
+    card = digest_card((await harness.user("Priya Shah").says("digest now")).cards)
+    facts = {f["title"]: f["value"] for e in elements(card) if e["type"] == "FactSet" for f in e["facts"]}
+    ages = ["Under 1 day", "1 to 7 days", "8 to 30 days", "Over 30 days", "Missed the acknowledgement deadline"]
+    assert [facts[age] for age in ages] == ["0", "0", "0", "10", "5"]
+    weeks = [f["value"] for f in chart(card, "Chart.Line")["fallback"]["facts"]]
+    assert weeks == [*["0"] * 9, "5", "0", "0"]
+
+
 async def test_a_feature_whose_table_is_not_there_yet_reads_no_data_yet_and_the_rest_still_shows(
     harness: Harness,
 ) -> None:
