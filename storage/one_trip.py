@@ -15,8 +15,10 @@ where even SQLAlchemy's execution of a compiled statement cost as much as the da
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine
@@ -36,6 +38,8 @@ class OneTrip:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
+        self._waiting: list[_Waiting] = []  # SQLite: work for the writer's next group commit (steps)
+        self._writing: asyncio.Task[None] | None = None
 
     async def run(self, work: Callable[[Connection], T], *, synchronous: str = DURABLE, atomic: bool = True) -> T:
         """`work` in one write transaction: committed when it returns, rolled back when it raises.
@@ -83,47 +87,109 @@ class OneTrip:
             return result
 
     async def steps(self, work: Callable[[], Work[T]], *, synchronous: str = DURABLE, atomic: bool = True) -> T:
-        """As run(), for work written as prepared statements (storage.prepared), executed by the driver itself."""
+        """As run(), for work written as prepared statements (storage.prepared), executed by the driver itself.
+
+        On SQLite, work that arrives while the writer is busy waits and then goes with everything else waiting, in
+        one transaction and one trip (a group commit), each piece in its own savepoint: one that fails is undone
+        alone and its caller hears why. Handing the single writer from turn to turn had cost more than the writes,
+        and at ten turns at once left the writer idle between them while turns queued for it.
+        """
+        if self._sqlite:
+            waiting = _Waiting(
+                work, synchronous, contextvars.copy_context(), asyncio.get_running_loop().create_future()
+            )
+            self._waiting.append(waiting)
+            if self._writing is None or self._writing.done():
+                self._writing = asyncio.create_task(self._write_waiting())
+            result: T = await waiting.done
+            return result
         async with self._engine.connect() as connection:
             pooled = await connection.get_raw_connection()
-            driver: Any = pooled.driver_connection  # asyncpg.Connection, or aiosqlite.Connection
+            driver: Any = pooled.driver_connection  # asyncpg.Connection
             dialect = self._engine.dialect
-            if not self._sqlite:
-                try:
-                    if not atomic:  # each statement commits on its own, with no BEGIN and COMMIT round trips
-                        return await run_on_asyncpg(driver, dialect, work())
-                    async with driver.transaction():
-                        return await run_on_asyncpg(driver, dialect, work())
-                except BaseException:
-                    # SQLAlchemy never saw this error, so it cannot know the connection died: the pool must not
-                    # lend it again.
-                    if driver.is_closed():
-                        await connection.invalidate()
-                    raise
+            try:
+                if not atomic:  # each statement commits on its own, with no BEGIN and COMMIT round trips
+                    return await run_on_asyncpg(driver, dialect, work())
+                async with driver.transaction():
+                    return await run_on_asyncpg(driver, dialect, work())
+            except BaseException:
+                # SQLAlchemy never saw this error, so it cannot know the connection died: the pool must not lend it
+                # again.
+                if driver.is_closed():
+                    await connection.invalidate()
+                raise
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            level = self._waiting[0].synchronous
+            batch = [w for w in self._waiting if w.synchronous == level and not w.done.done()]
+            self._waiting = [w for w in self._waiting if w.synchronous != level and not w.done.done()]
+            if not batch:
+                continue
+            try:
+                outcomes = await self._group_commit(batch, level)
+            except Exception as exc:  # the transaction itself failed (BEGIN, COMMIT, the connection): all of it
+                outcomes = [(False, exc)] * len(batch)
+            except BaseException:  # stopped (the app is shutting down): nobody may be left waiting for ever
+                for waiting in (*batch, *self._waiting):
+                    waiting.done.cancel()
+                self._waiting = []
+                raise
+            for waiting, (ok, value) in zip(batch, outcomes, strict=True):
+                if not waiting.done.done():  # its caller may have gone (a cancelled request)
+                    waiting.done.set_result(value) if ok else waiting.done.set_exception(value)
+
+    async def _group_commit(self, batch: list[_Waiting], synchronous: str) -> list[tuple[bool, Any]]:
+        async with self._engine.connect() as connection:
+            pooled = await connection.get_raw_connection()  # the pool's one writer, held until this block ends
+            driver: Any = pooled.driver_connection  # aiosqlite.Connection
+            dialect = self._engine.dialect
             info = pooled.info
             pragma = None if info.get(SYNCHRONOUS, DURABLE) == synchronous else f"PRAGMA synchronous={synchronous}"
             raw = driver._conn  # noqa: SLF001 - the sqlite3 connection, used only on aiosqlite's thread, below
 
-            def transaction() -> T:
-                if pragma is not None:
+            def transaction() -> list[tuple[bool, Any]]:
+                if pragma is not None:  # outside a transaction: SQLite refuses to change it inside one
                     raw.execute(pragma)
                 raw.execute("BEGIN IMMEDIATE")
+                outcomes: list[tuple[bool, Any]] = []
                 try:
-                    result = run_on_sqlite(raw, dialect, work())
+                    for waiting in batch:
+                        raw.execute("SAVEPOINT piece")
+                        try:
+                            # In its caller's context, so what the turn's context carries (its log record) is there.
+                            value = waiting.context.run(run_on_sqlite, raw, dialect, waiting.work())
+                        except Exception as exc:  # noqa: BLE001 - handed to its own caller, with its piece undone
+                            raw.execute("ROLLBACK TO piece")
+                            outcomes.append((False, exc))
+                        else:
+                            outcomes.append((True, value))
+                        raw.execute("RELEASE piece")
                 except BaseException:
                     if raw.in_transaction:
                         raw.execute("ROLLBACK")
                     raise
                 raw.execute("COMMIT")
-                return result
+                return outcomes
 
             try:
-                result: T = await driver._execute(contextvars.copy_context().run, transaction)  # noqa: SLF001
+                # aiosqlite's queue for its thread; the only way to run several statements in one trip there.
+                done: list[tuple[bool, Any]] = await driver._execute(transaction)  # noqa: SLF001
             except BaseException:
-                info[SYNCHRONOUS] = _UNKNOWN
+                info[SYNCHRONOUS] = _UNKNOWN  # whatever it is now, the next transaction sets the level it needs
                 raise
             info[SYNCHRONOUS] = synchronous
-            return result
+            return done
+
+
+@dataclass
+class _Waiting:
+    """A piece of work for SQLite's writer, waiting for the next group commit."""
+
+    work: Callable[[], Work[Any]]
+    synchronous: str
+    context: contextvars.Context
+    done: asyncio.Future[Any]
 
 
 def _engine_over(driver: Any) -> Engine:
