@@ -44,8 +44,10 @@ from storage.audit_trail import CheckpointFile, audit_keys
 from storage.crypto import FieldCipher, KeyError_, dev_key, parse_key
 from storage.db import create_engine, session_factory
 from storage.migrate import pending_migrations, upgrade
+from storage.one_trip import OneTrip
 from storage.outbox_stats import SqlOutboxStats
 from storage.quiet import SqlConversationActivity, SqlGreetings
+from storage.read_audit import SqlReadAudit
 from storage.repos import SEND_KIND, ConversationRefs, WorkClaims
 from storage.turns import SqlTurns
 from storage.uow import unit_of_work_factory
@@ -122,6 +124,7 @@ class Components:
     refs: ConversationRefs | None = None
     claims: WorkClaims | None = None
     uow: Any = None
+    read_audit: SqlReadAudit | None = None
     features: Features = field(default_factory=Features)
 
 
@@ -215,6 +218,9 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     parts.uow = unit_of_work_factory(sessions, cipher, parts.clock, on_work_committed=wake_runner, audit_keys=keys)
     read_engine = create_engine(settings.database_url, reads_only=True) if settings.is_sqlite else parts.engine
     read_sessions = session_factory(read_engine)
+    reads: Any = unit_of_work_factory(read_sessions, cipher, parts.clock)  # as parts.uow: a UnitOfWork structurally
+    trip = OneTrip(parts.engine)
+    read_audit = parts.read_audit = SqlReadAudit(trip, keys, parts.clock)
     parts.refs = ConversationRefs(sessions, parts.clock, read_sessions=read_sessions)
     parts.claims = WorkClaims(sessions, cipher, parts.clock)
 
@@ -228,7 +234,7 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
         uow=parts.uow,
         refs=parts.refs,
         dev=settings.dev,
-        turns=SqlTurns(parts.engine, cipher, parts.clock, reads=read_engine),
+        turns=SqlTurns(parts.engine, cipher, parts.clock, reads=read_engine, trip=trip),
         greetings=SqlGreetings(sessions, parts.clock),
         clock=parts.clock,
         conversation_timeout=dt.timedelta(hours=settings.conversation_timeout_hours),
@@ -267,6 +273,8 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
         policy=parts.policy,
         directory=parts.directory,
         uow=parts.uow,
+        reads=reads,
+        read_audit=read_audit,
         clock=parts.clock,
         services=services,
         work=parts.runner,

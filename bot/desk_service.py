@@ -20,12 +20,13 @@ from bot.desk import (
 )
 from bot.incidents import STATUS_LABELS, IncidentSummary
 from bot.policy import Policy
-from bot.protocols import Clock, UnitOfWorkFactory
+from bot.protocols import Clock, ReadAudit, UnitOfWorkFactory
 
 
 class DeskService:
-    def __init__(self, uow: UnitOfWorkFactory, policy: Policy, clock: Clock) -> None:
-        self._uow = uow
+    def __init__(self, reads: UnitOfWorkFactory, audit: ReadAudit, policy: Policy, clock: Clock) -> None:
+        self._reads = reads
+        self._audit = audit
         self._policy = policy
         self._clock = clock
 
@@ -35,11 +36,12 @@ class DeskService:
         return parse_filter(view, group, page, {g.key for g in self._policy.category_groups})
 
     async def caseload(self, actor: Actor, chosen: CaseFilter) -> CasePage:
-        """Audited as one read of the list: which cases were listed, not their contents (none are shown)."""
+        """Audited as one read of the list: which cases were listed, not their contents (none are shown). The entry is
+        committed before the page is returned."""
         now = self._clock.now()
         school = actor.school
         sla = (school.sla_minutes.normal, school.sla_minutes.urgent)
-        async with self._uow() as uow:
+        async with self._reads() as uow:
             cases = await uow.incidents.open_summaries(school.id)
             visible = visible_cases(cases, actor.person) if may_use_desk(actor.person) else []
             undelivered: dict[str, int] = {}
@@ -57,14 +59,14 @@ class DeskService:
                 visible, actor.person, chosen, now=now, sla_minutes=sla, undelivered=undelivered, late_referrals=late
             )
             shown, page, pages = page_of(chosen_cases, chosen.page)
-            await uow.audit.record(
-                school.id,
-                actor.person.id,
-                "caseload.viewed",
-                "caseload",
-                chosen.view,
-                {"group": chosen.group, "page": page, "listed": [c.reference for c in shown]},
-            )
+        await self._audit.record(
+            school.id,
+            actor.person.id,
+            "caseload.viewed",
+            "caseload",
+            chosen.view,
+            {"group": chosen.group, "page": page, "listed": [c.reference for c in shown]},
+        )
         rows = [self._row(c, now, sla, undelivered, c.id in late) for c in shown]
         return CasePage(
             rows=rows,

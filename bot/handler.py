@@ -180,7 +180,6 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
             return
         dialog_state.attach(turn_context, started.state)
         invoke = activity.type == ActivityTypes.invoke
-        answer = _capture_invoke_answer(turn_context) if key is not None and invoke else None
         try:
             await self._take_turn(turn_context)
         except Exception:
@@ -189,7 +188,8 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
             await self._end(turn_context, turns, key, failed)
             raise
         unanswered = InvokeAnswer(int(HTTPStatus.NOT_IMPLEMENTED), None)  # what the adapter says when none is sent
-        await self._end(turn_context, turns, key, (answer.get() or unanswered) if answer is not None else None)
+        answer = (_invoke_answer(turn_context) or unanswered) if key is not None and invoke else None
+        await self._end(turn_context, turns, key, answer)
 
     async def _end(
         self, turn_context: TurnContext, turns: TurnStore, key: str | None, answer: InvokeAnswer | None
@@ -469,6 +469,11 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
     # --- card actions ----------------------------------------------------------------------------------------
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        response = await self._invoke(turn_context)
+        await _answer_invoke(turn_context, response)  # the SDK sends none of its own once one is there
+        return response
+
+    async def _invoke(self, turn_context: TurnContext) -> InvokeResponse:
         feature_invoke = self._services.invokes.get(turn_context.activity.name or "")
         if feature_invoke is not None:
             return await self._feature_invoke(turn_context, feature_invoke)
@@ -672,31 +677,19 @@ def _message_body(message: str, status: HTTPStatus = HTTPStatus.OK) -> dict[str,
 
 
 async def _answer_invoke(turn_context: TurnContext, response: InvokeResponse) -> None:
-    await turn_context.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
+    """Where the adapter reads the answer to send (as sending an invokeResponse activity puts it), without the deep
+    copy of the whole answer, card and all, that send_activity makes of everything it sends."""
+    answer = Activity(type=ActivityTypes.invoke_response, value=response)
+    turn_context.turn_state[TurnContext._INVOKE_RESPONSE_KEY] = answer  # noqa: SLF001 - the SDK's own slot
 
 
-class _InvokeAnswerCapture:
-    """Sees the invoke response a turn sends, so a redelivery can be given the same one."""
-
-    def __init__(self) -> None:
-        self._response: InvokeResponse | None = None
-
-    async def __call__(self, _context: TurnContext, activities: list[Activity], send_next: Any) -> Any:
-        for activity in activities:
-            if activity.type == ActivityTypes.invoke_response and isinstance(activity.value, InvokeResponse):
-                self._response = activity.value
-        return await send_next()
-
-    def get(self) -> InvokeAnswer | None:
-        if self._response is None:
-            return None
-        return InvokeAnswer(status=int(self._response.status or HTTPStatus.OK), body=self._response.body)
-
-
-def _capture_invoke_answer(turn_context: TurnContext) -> _InvokeAnswerCapture:
-    capture = _InvokeAnswerCapture()
-    turn_context.on_send_activities(capture)
-    return capture
+def _invoke_answer(turn_context: TurnContext) -> InvokeAnswer | None:
+    """The answer this turn gave its invoke, if any, so a redelivery can be given the same one."""
+    sent = turn_context.turn_state.get(TurnContext._INVOKE_RESPONSE_KEY)  # noqa: SLF001 - the SDK's own slot
+    response = getattr(sent, "value", None)
+    if not isinstance(response, InvokeResponse):
+        return None
+    return InvokeAnswer(status=int(response.status or HTTPStatus.OK), body=response.body)
 
 
 class _ByteBoundedDigests:

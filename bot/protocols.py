@@ -169,6 +169,22 @@ class AuditLog(Protocol):
         statements."""
 
 
+class ReadAudit(Protocol):
+    """Audit entries for reads, each written in a transaction of its own: a read changes nothing else that the
+    entry must commit with. The entry is committed when `record` returns, so the reader is shown nothing unaudited."""
+
+    async def record(
+        self,
+        school_id: str,
+        actor_id: str | None,
+        action: str,
+        record_type: str,
+        record_id: str | None,
+        detail: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        """Append one hash-chained audit entry, committed."""
+
+
 class UnitOfWork(Protocol):
     """One transaction: everything written through it commits together or not at all."""
 

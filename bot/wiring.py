@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Protocol
 
 from bot.config import AppConfig, SchoolConfig
 from bot.policy import Policy
-from bot.protocols import Clock, Directory, PupilDirectory, UnitOfWork, UnitOfWorkFactory, WorkHandler
+from bot.protocols import (
+    Clock,
+    Directory,
+    PupilDirectory,
+    ReadAudit,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    WorkHandler,
+)
 
 if TYPE_CHECKING:  # the services import this module's Wiring; only the type checker needs them here
     from bot.allegation_service import AllegationService
@@ -79,6 +87,10 @@ class Wiring:
     policy: Policy
     directory: Directory
     uow: UnitOfWorkFactory
+    # Units of work that only read: on SQLite a snapshot, without queueing for the one writer; their audit trail
+    # refuses entries, which go through read_audit.
+    reads: UnitOfWorkFactory
+    read_audit: ReadAudit
     clock: Clock
     services: BotServices  # commands, card actions, dialogs
     work: WorkRegistry

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.pool import StaticPool
 
 from storage.db import DURABLE, SYNCHRONOUS
@@ -91,8 +91,9 @@ class OneTrip:
 
         On SQLite, work that arrives while the writer is busy waits and then goes with everything else waiting, in
         one transaction and one trip (a group commit), each piece in its own savepoint: one that fails is undone
-        alone and its caller hears why. Handing the single writer from turn to turn had cost more than the writes,
-        and at ten turns at once left the writer idle between them while turns queued for it.
+        alone and its caller hears why; it is flushed as durably as its most demanding piece asks. Handing the single
+        writer from turn to turn had cost more than the writes, and at ten turns at once left the writer idle between
+        them while turns queued for it.
         """
         if self._sqlite:
             waiting = _Waiting(
@@ -121,11 +122,12 @@ class OneTrip:
 
     async def _write_waiting(self) -> None:
         while self._waiting:
-            level = self._waiting[0].synchronous
-            batch = [w for w in self._waiting if w.synchronous == level and not w.done.done()]
-            self._waiting = [w for w in self._waiting if w.synchronous != level and not w.done.done()]
+            batch, self._waiting = [w for w in self._waiting if not w.done.done()], []
             if not batch:
                 continue
+            # One commit at the strongest level any piece asked for: the others' flush comes free with it, where two
+            # transactions would pay for a second commit and for switching the level between them.
+            level = DURABLE if any(w.synchronous == DURABLE for w in batch) else batch[0].synchronous
             try:
                 outcomes = await self._group_commit(batch, level)
             except Exception as exc:  # the transaction itself failed (BEGIN, COMMIT, the connection): all of it
@@ -180,6 +182,30 @@ class OneTrip:
                 raise
             info[SYNCHRONOUS] = synchronous
             return done
+
+
+async def run_in_session(session: AsyncSession, work: Work[T]) -> T:
+    """`work` in `session`'s transaction, executed by the driver itself: on SQLite in one trip to its thread (where
+    each statement through the session is a trip of its own), on PostgreSQL a round trip a statement as before."""
+    connection = await session.connection()  # begins the session's transaction if nothing has yet
+    pooled = await connection.get_raw_connection()
+    driver: Any = pooled.driver_connection
+    dialect = connection.dialect
+    if dialect.name == "sqlite":
+        # aiosqlite's queue for its thread, in the caller's context (what the turn's context carries is there too)
+        raw = driver._conn  # noqa: SLF001 - the sqlite3 connection, used only on aiosqlite's thread
+        result: T = await driver._execute(contextvars.copy_context().run, run_on_sqlite, raw, dialect, work)  # noqa: SLF001
+        return result
+    # SQLAlchemy's asyncpg adapter sends BEGIN only before its own first statement; these must be inside it.
+    adapter: Any = pooled.dbapi_connection
+    if adapter._transaction is None:  # noqa: SLF001
+        await adapter._start_transaction()  # noqa: SLF001 - in autocommit it does nothing, as SQLAlchemy would
+    try:
+        return await run_on_asyncpg(driver, dialect, work)
+    except BaseException:
+        if driver.is_closed():  # SQLAlchemy never saw this error: the pool must not lend a dead connection again
+            await connection.invalidate()
+        raise
 
 
 @dataclass

@@ -12,7 +12,7 @@ function runs synchronously on SQLite's thread and asynchronously on asyncpg (se
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -44,8 +44,9 @@ class Prepared:
     construct) or the same for all. Its parameters are all named bindparams; the columns it returns must need no
     conversion on the way back (text, as the bookkeeping returns), since no result processor runs."""
 
-    def __init__(self, statement: ClauseElement | Callable[[str], ClauseElement]) -> None:
+    def __init__(self, statement: ClauseElement | Callable[[str], ClauseElement], *, many: bool = False) -> None:
         self._build = statement if callable(statement) else lambda _dialect: statement
+        self._many = many  # run only over Many rows: compiled without the RETURNING a single-row insert would have
         self._compiled: dict[str, _Compiled] = {}
 
     def bind(self, dialect: Dialect, params: Mapping[str, Any]) -> tuple[str, tuple[Any, ...], bool]:
@@ -57,8 +58,14 @@ class Prepared:
         )
         return compiled.sql, arguments, compiled.returns_rows
 
+    def bind_many(self, dialect: Dialect, many: Many) -> tuple[str, list[tuple[Any, ...]]]:
+        """The SQL for `dialect` and each row's positional arguments, for a statement that returns no rows."""
+        compiled = self._compiled.get(dialect.name) or self._compile(dialect)
+        assert self._many and many.rows  # executemany reads no rows, and runs nothing for none
+        return compiled.sql, [self.bind(dialect, row)[1] for row in many.rows]
+
     def _compile(self, dialect: Dialect) -> _Compiled:
-        compiled = self._build(dialect.name).compile(dialect=dialect)
+        compiled = self._build(dialect.name).compile(dialect=dialect, for_executemany=self._many)
         assert isinstance(compiled, SQLCompiler) and compiled.positional and compiled.positiontup is not None
         # A statement that must be rewritten per call (an expanding IN, a literal bound at execution) cannot be
         # compiled once; none of the bookkeeping's is.
@@ -75,8 +82,16 @@ class Prepared:
         return made
 
 
+@dataclass(frozen=True)
+class Many:
+    """Parameters for running one statement over many rows at once (the driver's executemany): one statement
+    prepared once, where a statement per row would be a round trip per row on PostgreSQL."""
+
+    rows: Sequence[Mapping[str, Any]]
+
+
 # What storage.one_trip runs: yields (statement, parameters), receives each one's Outcome, returns the result.
-Work = Generator[tuple[Prepared, Mapping[str, Any]], Outcome, T]
+Work = Generator[tuple[Prepared, Mapping[str, Any] | Many], Outcome, T]
 
 
 def run_on_sqlite(connection: Any, dialect: Dialect, work: Work[T]) -> T:  # noqa: ANN401 - a sqlite3.Connection
@@ -85,6 +100,11 @@ def run_on_sqlite(connection: Any, dialect: Dialect, work: Work[T]) -> T:  # noq
     try:
         while True:
             prepared, params = work.send(outcome) if outcome is not None else next(work)
+            if isinstance(params, Many):
+                sql, many = prepared.bind_many(dialect, params)
+                connection.executemany(sql, many)
+                outcome = Outcome(None, len(many))
+                continue
             sql, arguments, returns_rows = prepared.bind(dialect, params)
             cursor = connection.execute(sql, arguments)
             # Every row is read, so the statement has finished before the next one (or the COMMIT) runs.
@@ -100,6 +120,11 @@ async def run_on_asyncpg(connection: Any, dialect: Dialect, work: Work[T]) -> T:
     try:
         while True:
             prepared, params = work.send(outcome) if outcome is not None else next(work)
+            if isinstance(params, Many):
+                sql, many = prepared.bind_many(dialect, params)
+                await connection.executemany(sql, many)
+                outcome = Outcome(None, len(many))
+                continue
             sql, arguments, returns_rows = prepared.bind(dialect, params)
             if returns_rows:
                 row = await connection.fetchrow(sql, *arguments)

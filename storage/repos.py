@@ -21,7 +21,8 @@ from bot.protocols import Clock, PersonMessage
 from bot.work import Then, WorkItem
 from storage.crypto import FieldCipher, SealBroken, row_context
 from storage.models import AuditHeadRow, AuditRow, ConversationRefRow, CounterRow, WorkRow
-from storage.one_trip import OneTrip
+from storage.one_trip import OneTrip, run_in_session
+from storage.prepared import Many, Prepared, Work
 
 SEND_KIND = "send"
 WORK_PAYLOAD_CONTEXT = "work_items.payload"
@@ -38,15 +39,30 @@ def _claim_audit_range(dialect_insert: Any) -> Any:  # noqa: ANN401 - a dialect'
     """INSERT the head at seq `count` (a new chain), or ON CONFLICT add `count` to it; either way RETURNING the new
     seq and the hash it held, so the range taken is seq - count + 1 .. seq after the previous hash."""
     new = dialect_insert(AuditHeadRow).values(
-        school_id=bindparam("audit_school"), seq=bindparam("audit_count"), hash=GENESIS_HASH
+        school_id=bindparam("audit_school"), seq=bindparam("audit_count"), hash=bindparam("audit_genesis")
     )
     return new.on_conflict_do_update(
         index_elements=["school_id"], set_={"seq": AuditHeadRow.seq + new.excluded.seq}
     ).returning(AuditHeadRow.seq, AuditHeadRow.hash)
 
 
-_CLAIM_AUDIT_RANGE = {"postgresql": _claim_audit_range(pg_insert), "sqlite": _claim_audit_range(sqlite_insert)}
-_SET_AUDIT_HEAD = (
+# The chain's statements, built and compiled once per dialect.
+_CLAIM_AUDIT_RANGE = Prepared(lambda dialect: _claim_audit_range(insert_for_dialect(dialect)))
+_AUDIT_FIELDS = (
+    "school_id",
+    "seq",
+    "at",
+    "actor_id",
+    "action",
+    "record_type",
+    "record_id",
+    "detail",
+    "prev_hash",
+    "hash",
+    "key_id",
+)
+_INSERT_AUDIT = Prepared(insert(_AUDIT_TABLE).values({name: bindparam(name) for name in _AUDIT_FIELDS}), many=True)
+_SET_AUDIT_HEAD = Prepared(
     update(AuditHeadRow).where(AuditHeadRow.school_id == bindparam("audit_school")).values(hash=bindparam("audit_hash"))
 )
 
@@ -73,6 +89,35 @@ def insert_for(session: AsyncSession):  # noqa: ANN202 - dialect-specific insert
 
 def insert_for_dialect(name: str):  # noqa: ANN201 - dialect-specific insert construct (ON CONFLICT differs)
     return pg_insert if name == "postgresql" else sqlite_insert
+
+
+# One entry to append: (actor id, action, record type, record id, detail).
+AuditItem = tuple[str | None, str, str, str | None, dict[str, Any] | None]
+
+
+def append_steps(keys: AuditKeys, clock: Clock, school_id: str, items: Sequence[AuditItem]) -> Work[list[AuditEntry]]:
+    """Append one entry per item, in that order: three statements however many there are (a sweep asks a hundred
+    people at a time), in the caller's transaction."""
+    # One statement creates the head on a school's first entry or takes the range from it after (holding the head
+    # as an update does, so no other writer can interleave).
+    claim = {"audit_school": school_id, "audit_count": len(items), "audit_genesis": GENESIS_HASH}
+    head = (yield _CLAIM_AUDIT_RANGE, claim).row
+    assert head is not None  # an upsert with RETURNING always returns its row
+    seq, prev_hash = head[0] - len(items), head[1]
+    entries: list[AuditEntry] = []
+    for actor_id, action, record_type, record_id, detail in items:
+        seq += 1
+        detail = detail or {}
+        at = clock.now()
+        key_id, digest = keys.seal(prev_hash, school_id, seq, at, actor_id, action, record_type, record_id, detail)
+        entries.append(
+            AuditEntry(school_id, seq, at, actor_id, action, record_type, record_id, detail, prev_hash, digest, key_id)
+        )
+        prev_hash = digest
+    # One statement, prepared once and run over every row by the driver (executemany).
+    yield _INSERT_AUDIT, Many([{name: getattr(e, name) for name in _AUDIT_FIELDS} for e in entries])
+    yield _SET_AUDIT_HEAD, {"audit_school": school_id, "audit_hash": prev_hash}
+    return entries
 
 
 class SqlAuditLog:
@@ -108,46 +153,8 @@ class SqlAuditLog:
             return []
         if self._keys is None:  # never silently fall back to an unkeyed chain
             raise RuntimeError("no audit key: the unit of work was built without audit_keys")
-        # One statement creates the head on a school's first entry or takes the range from it after (holding the head
-        # as an update does, so no other writer can interleave), built once per dialect.
-        claim = _CLAIM_AUDIT_RANGE[self._session.bind.dialect.name]  # type: ignore[union-attr]
-        head = (await self._session.execute(claim, {"audit_school": school_id, "audit_count": len(records)})).one()
-        seq, prev_hash = head.seq - len(records), head.hash
-        entries: list[AuditEntry] = []
-        for record_id, detail in records:
-            seq += 1
-            detail = detail or {}
-            at = self._clock.now()
-            key_id, digest = self._keys.seal(
-                prev_hash, school_id, seq, at, actor_id, action, record_type, record_id, detail
-            )
-            entries.append(
-                AuditEntry(
-                    school_id, seq, at, actor_id, action, record_type, record_id, detail, prev_hash, digest, key_id
-                )
-            )
-            prev_hash = digest
-        rows = [
-            dict(
-                school_id=e.school_id,
-                seq=e.seq,
-                at=e.at,
-                actor_id=e.actor_id,
-                action=e.action,
-                record_type=e.record_type,
-                record_id=e.record_id,
-                detail=e.detail,
-                prev_hash=e.prev_hash,
-                hash=e.hash,
-                key_id=e.key_id,
-            )
-            for e in entries
-        ]
-        # One statement, compiled once and run over every row by the driver (executemany): a multi-row VALUES
-        # clause would be compiled afresh for each batch, which costs far more than the writes.
-        await self._session.execute(insert(_AUDIT_TABLE), rows)
-        await self._session.execute(_SET_AUDIT_HEAD, {"audit_school": school_id, "audit_hash": prev_hash})
-        return entries
+        items = [(actor_id, action, record_type, record_id, detail) for record_id, detail in records]
+        return await run_in_session(self._session, append_steps(self._keys, self._clock, school_id, items))
 
     async def entries(
         self, school_id: str, record_type: str | None = None, record_id: str | None = None

@@ -26,14 +26,22 @@ log = logging.getLogger(__name__)
 
 
 class SqlTurns:
-    def __init__(self, engine: AsyncEngine, cipher: FieldCipher, clock: Clock, *, reads: AsyncEngine | None = None):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        cipher: FieldCipher,
+        clock: Clock,
+        *,
+        reads: AsyncEngine | None = None,
+        trip: OneTrip | None = None,  # shared with other short writes, so SQLite's group commits take them all
+    ):
         self._engine = engine
         self._reads = reads or engine  # on SQLite, connections that read a snapshot without waiting for the writer
         self._cipher = cipher
         self._clock = clock
         self._sweeps = SweepTimer()
         self._recent = RecentActivity()
-        self._trip = OneTrip(engine)
+        self._trip = trip or OneTrip(engine)
 
     async def begin(self, claim: str | None, state_key: str | None) -> TurnStart:
         now = self._clock.now()

@@ -62,6 +62,46 @@ async def test_many_concurrent_appends_make_one_unbroken_chain(app: Harness, clo
     assert verify_chain(other, _keys(app)) is None
 
 
+async def test_reads_audited_on_their_own_join_the_same_unbroken_chain(app: Harness) -> None:
+    """A caseload or a case read is audited outside any unit of work; those entries arriving together share one
+    append, and interleave with units of work's entries without forking the chain."""
+    school = app.school.id
+    reads = app.parts.read_audit
+    assert reads is not None
+
+    async def read(n: int):  # noqa: ANN202
+        return await reads.record(school, f"person-{n % 3}", "caseload.viewed", "caseload", "open", {"n": n})
+
+    recorded = await asyncio.gather(*(read(n) for n in range(30)), *(_append(app, school, n) for n in range(30, 50)))
+
+    entries = await _entries(app, school)
+    assert [e.seq for e in entries] == list(range(1, 51))
+    assert sorted(e.detail["n"] for e in entries) == list(range(50))
+    assert verify_chain(entries, _keys(app)) is None
+    # Each reader was told of its own entry, as committed.
+    by_seq = {e.seq: e for e in entries}
+    for n, entry in enumerate(recorded[:30]):
+        assert entry.detail == {"n": n} and by_seq[entry.seq].hash == entry.hash
+
+
+async def test_a_reader_who_goes_away_leaves_the_others_entries_written(app: Harness) -> None:
+    school = app.school.id
+    reads = app.parts.read_audit
+    assert reads is not None
+    tasks = [
+        asyncio.create_task(reads.record(school, "person-1", "case.viewed", "incident", f"ES-2026-{n:04d}"))
+        for n in range(5)
+    ]
+    await asyncio.sleep(0)  # every reader has queued its entry
+    tasks[2].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[2], asyncio.CancelledError)
+    entries = await _entries(app, school)
+    # Nobody else's entry went with the one who left; theirs is written too (an access is never under-recorded).
+    assert sorted(e.record_id for e in entries) == [f"ES-2026-{n:04d}" for n in range(5)]
+    assert verify_chain(entries, _keys(app)) is None
+
+
 async def test_a_rolled_back_change_leaves_no_audit_entry(app: Harness) -> None:
     school = app.school.id
     await _append(app, school, 1)
