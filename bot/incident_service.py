@@ -42,7 +42,7 @@ from bot.incidents import (
 )
 from bot.people import ROLE_LABELS, Person, Role
 from bot.policy import Policy
-from bot.protocols import Clock, Directory, UnitOfWork, UnitOfWorkFactory
+from bot.protocols import Clock, Directory, ReadAudit, UnitOfWork, UnitOfWorkFactory
 from bot.routing import STAND_INS, RouteInput, RoutingPlan, route, with_stand_ins
 
 SLA_KIND = "incident.sla"
@@ -94,9 +94,19 @@ class ActionStopped(Exception):  # noqa: N818 - an outcome shown on the card, no
 
 class IncidentService:
     def __init__(
-        self, uow: UnitOfWorkFactory, directory: Directory, policy: Policy, config: AppConfig, clock: Clock
+        self,
+        uow: UnitOfWorkFactory,
+        directory: Directory,
+        policy: Policy,
+        config: AppConfig,
+        clock: Clock,
+        *,
+        reads: UnitOfWorkFactory,  # units that only read (a snapshot), for viewing a case
+        read_audit: ReadAudit,  # where those views are audited, each committed before the card is shown
     ) -> None:
         self._uow = uow
+        self._reads = reads
+        self._read_audit = read_audit
         self._directory = directory
         self._policy = policy
         self._config = config
@@ -486,27 +496,24 @@ class IncidentService:
         incident: Incident | None = None,
     ) -> dict[str, Any]:
         """Audit who tried what, and answer with the refusal that is the same whether or not the case exists."""
-        tried = reference if reference is not None else str(token)[:120]
-        await uow.audit.record(
-            actor.school_id,
-            actor.person.id,
-            "incident.access_refused",
-            "incident",
-            incident.reference if incident else None,
-            {"path": path, "tried": tried, "found": incident is not None},
-        )
+        await uow.audit.record(actor.school_id, actor.person.id, *_refusal(path, token, reference, incident))
         return build_not_allowed_card()
 
     async def view(
         self, actor: Actor, *, token: Any = None, reference: str | None = None, path: str = "case"
     ) -> dict[str, Any]:
-        """The case card for someone allowed to see it (audited), else the one refusal (also audited)."""
-        async with self._uow() as uow:
+        """The case card for someone allowed to see it, else the one refusal; either is audited, and the entry is
+        committed before the card is returned. Read from a snapshot and audited on its own (storage.read_audit), so
+        a channel's worth of card refreshes at once neither queue for the writer nor for the audit chain one by one."""
+        async with self._reads() as uow:
             incident = await self._find(uow, actor, token=token, reference=reference)
             if incident is None or not may_view_case(actor.person, incident):
-                return await self._refuse(uow, actor, path, token=token, reference=reference, incident=incident)
-            await uow.audit.record(actor.school_id, actor.person.id, "incident.viewed", "incident", incident.reference)
-            return await self._case_card(actor.school, incident, actor.person, uow=uow)
+                card, entry = build_not_allowed_card(), _refusal(path, token, reference, incident)
+            else:
+                card = await self._case_card(actor.school, incident, actor.person, uow=uow)
+                entry = ("incident.viewed", "incident", incident.reference, {})
+        await self._read_audit.record(actor.school_id, actor.person.id, *entry)
+        return card
 
     async def record_for(
         self, actor: Actor, *, token: Any = None, reference: str | None = None, path: str = "tab"
@@ -1123,3 +1130,12 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _refusal(
+    path: str, token: Any, reference: str | None, incident: Incident | None
+) -> tuple[str, str, str | None, dict[str, Any]]:
+    """The audit entry (action, record type, record id, detail) for a refused look at a case."""
+    tried = reference if reference is not None else str(token)[:120]
+    detail = {"path": path, "tried": tried, "found": incident is not None}
+    return "incident.access_refused", "incident", incident.reference if incident else None, detail

@@ -26,7 +26,15 @@ ACT_VERBS = (
 
 def install(wiring: Wiring) -> None:
     """Register the report dialog, the commands, the card actions and the SLA handler."""
-    service = IncidentService(wiring.uow, wiring.directory, wiring.policy, wiring.config, wiring.clock)
+    service = IncidentService(
+        wiring.uow,
+        wiring.directory,
+        wiring.policy,
+        wiring.config,
+        wiring.clock,
+        reads=wiring.reads,
+        read_audit=wiring.read_audit,
+    )
     wiring.features.incidents = service
     services = wiring.services
     services.dialogs.append(ReportConcernDialog(service, wiring.policy))
