@@ -520,15 +520,17 @@ class IncidentService:
     ) -> CaseRecord | None:
         """The case as a plain record (the tab, exports) for someone allowed to see it, audited; else None after
         the same audited refusal every other path gives."""
-        async with self._uow() as uow:
+        async with self._reads() as uow:  # a snapshot, audited on its own as view() is
             incident = await self._find(uow, actor, token=token, reference=reference)
             if incident is None or not may_view_case(actor.person, incident):
-                await self._refuse(uow, actor, path, token=token, reference=reference, incident=incident)
+                await self._read_audit.record(
+                    actor.school_id, actor.person.id, *_refusal(path, token, reference, incident)
+                )
                 return None
-            await uow.audit.record(
-                actor.school_id, actor.person.id, "incident.viewed", "incident", incident.reference, {"path": path}
-            )
             children, staff = await self._links(uow, incident)
+        await self._read_audit.record(
+            actor.school_id, actor.person.id, "incident.viewed", "incident", incident.reference, {"path": path}
+        )
         labels = self.labels(incident)
         return case_record(
             incident, category=labels.category, group=labels.group, children=children, staff_member=staff

@@ -8,6 +8,7 @@ and an old integer id, `case REF`, every case-card button (Action.Execute and it
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from adapters.clock import SettableClock
+from bot.audit import verify_chain
 from bot.cards.incident import NOT_ALLOWED_TEXT
 from dialogs.incidents import ACT_VERBS
 from tests.support.harness import DEMO_CONFIG, Harness, start_harness
@@ -232,3 +234,38 @@ async def test_my_reports_shows_the_reporter_their_own_and_nothing_else(harness:
     assert mine not in reply.everything
     reply = await leah.says("my reports")
     assert mine in reply.everything
+
+
+async def test_a_channel_of_refreshes_at_once_each_sees_what_it_may_and_each_is_audited(harness: Harness) -> None:
+    """Teams refreshes a channel card for everyone looking at it at the same moment: every member is answered, the
+    case team with the case and everyone else with the refusal, and every one of those reads is in one unbroken
+    audit chain."""
+    await harness.channel("dsl").bot_added(by=harness.user("Sam Patel"))
+    reference = await submit_report(harness.user("Leah Brooks"))
+    alert = await harness.connector.wait_for(
+        lambda sent: [
+            c
+            for s in sent
+            if s.conversation_id == harness.school.channels.dsl
+            for c in s.cards
+            if reference in json.dumps(c)
+        ]
+    )
+    token = alert[0]["refresh"]["action"]["data"]["token"]
+    team_ids = set(alert[0]["refresh"]["userIds"])
+    people = [p for p in harness.school.people if p.id]
+    replies = await asyncio.gather(*(harness.user(p.name).executes("incident.view", {"token": token}) for p in people))
+
+    for person, reply in zip(people, replies, strict=True):
+        shown = json.dumps(reply.invoke_card)
+        if person.id in team_ids:
+            assert reference in shown and "What happened" in shown, person.name
+        else:
+            assert NOT_ALLOWED_TEXT in shown and reference not in json.dumps(reply.body), person.name
+    async with harness.parts.uow() as uow:
+        entries = await uow.audit.entries(harness.school.id)
+    viewed = [e.actor_id for e in entries if e.action == "incident.viewed" and e.record_id == reference]
+    refused = [e.actor_id for e in entries if e.action == "incident.access_refused" and e.detail["found"]]
+    assert sorted(viewed) == sorted(p.id for p in people if p.id in team_ids)
+    assert sorted(refused) == sorted(p.id for p in people if p.id not in team_ids)
+    assert verify_chain(entries, harness.parts.features.audit_watch.keys) is None
