@@ -1,4 +1,4 @@
-"""Audit entries for reads (the caseload listed), appended in transactions of their own.
+"""Audit entries for reads (a caseload listed, a case opened or refreshed), appended in transactions of their own.
 
 A read writes nothing but its entry, so the entry need not wait for the reader's unit of work; and every entry of a
 school's chain holds the school's head row from its claim to its commit. With the entry inside the unit of work, ten
