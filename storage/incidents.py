@@ -36,6 +36,8 @@ from bot.incidents import (
 from bot.protocols import Clock
 from storage.crypto import FieldCipher, row_context
 from storage.models import Base, UtcDateTime, rows_changed
+from storage.one_trip import run_in_session
+from storage.prepared import Prepared, Work
 from storage.repos import next_counter
 
 SECRET_FIELDS = ("subjects", "narrative", "evidence", "actions_taken", "occurred")
@@ -123,11 +125,17 @@ _SUMMARY_COLUMNS = (
     IncidentRow.urgent,
     IncidentRow.sla_breached,
 )
-_OPEN_SUMMARIES = (
+# Run by the driver itself (storage.prepared): the caseload reads it on every look at the desk.
+_OPEN_SUMMARIES = Prepared(
     select(*_SUMMARY_COLUMNS)
-    .where(IncidentRow.school_id == bindparam("school_id"), IncidentRow.status != Status.CLOSED.value)
+    .where(IncidentRow.school_id == bindparam("school_id"), IncidentRow.status != bindparam("closed"))
     .order_by(IncidentRow.reported_at)
 )
+
+
+def _open_summaries(school_id: str) -> Work[list[IncidentSummary]]:
+    rows = (yield _OPEN_SUMMARIES, {"school_id": school_id, "closed": Status.CLOSED.value}).rows
+    return [SqlIncidents._to_summary(row) for row in rows]  # noqa: SLF001 - this module's own
 
 
 def incident_context(field: str, school_id: str, reference: str) -> str:
@@ -359,8 +367,7 @@ class SqlIncidents:
 
     async def open_summaries(self, school_id: str) -> list[IncidentSummary]:
         """Every open case of a school in one query, without sealed fields: the caller applies the access rule."""
-        rows = (await self._session.execute(_OPEN_SUMMARIES, {"school_id": school_id})).all()
-        return [self._to_summary(r) for r in rows]
+        return await run_in_session(self._session, _open_summaries(school_id))
 
     async def summaries_about(self, school_id: str, subject_kind: str) -> list[IncidentSummary]:
         """Every case (open or closed) about one kind of subject, without sealed fields, for the access rule."""

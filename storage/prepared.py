@@ -12,6 +12,7 @@ function runs synchronously on SQLite's thread and asynchronously on asyncpg (se
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -25,10 +26,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a statement did: its first row (for a statement that returns rows) and how many rows it changed."""
+    """What a statement did: its first row (for a statement that returns rows), how many rows it changed, and every
+    row it returned. Rows are named tuples of the columns' values, converted as SQLAlchemy would convert them."""
 
     row: tuple[Any, ...] | None
     count: int
+    rows: Sequence[Any] = ()
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,14 @@ class _Compiled:
     names: tuple[str, ...]  # the parameters in the order the SQL takes them (SQLite repeats a name used twice)
     processors: tuple[Callable[[Any], Any] | None, ...]
     returns_rows: bool
+    row: Callable[..., tuple[Any, ...]]  # makes a named tuple of the columns returned
+    results: tuple[Callable[[Any], Any] | None, ...] | None  # each column's result processor; None: none needs one
 
 
 class Prepared:
     """One fixed Core statement, built per dialect by `build(dialect name)` (an upsert is each dialect's own
-    construct) or the same for all. Its parameters are all named bindparams; the columns it returns must need no
-    conversion on the way back (text, as the bookkeeping returns), since no result processor runs."""
+    construct) or the same for all. Its parameters are all named bindparams; the columns it returns are converted
+    by their types' own result processors (a datetime, JSON, a boolean on SQLite)."""
 
     def __init__(self, statement: ClauseElement | Callable[[str], ClauseElement], *, many: bool = False) -> None:
         self._build = statement if callable(statement) else lambda _dialect: statement
@@ -58,6 +63,17 @@ class Prepared:
         )
         return compiled.sql, arguments, compiled.returns_rows
 
+    def read(self, dialect: Dialect, fetched: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows the driver returned, each converted and named."""
+        compiled = self._compiled[dialect.name]  # bound before anything could be fetched
+        make, results = compiled.row, compiled.results
+        if results is None:
+            return [make(row) for row in fetched]
+        return [
+            make(process(value) if process is not None else value for process, value in zip(results, row, strict=True))
+            for row in fetched
+        ]
+
     def bind_many(self, dialect: Dialect, many: Many) -> tuple[str, list[tuple[Any, ...]]]:
         """The SQL for `dialect` and each row's positional arguments, for a statement that returns no rows."""
         compiled = self._compiled.get(dialect.name) or self._compile(dialect)
@@ -72,11 +88,17 @@ class Prepared:
         assert not compiled.literal_execute_params and not compiled.post_compile_params
         names = tuple(compiled.positiontup)
         processors = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+        columns = compiled._result_columns  # noqa: SLF001 - what SQLAlchemy's own result reads its columns from
+        # The driver's type code is not known before a row arrives; none of these columns' processors need it.
+        results = tuple(column.type._cached_result_processor(dialect, None) for column in columns)  # noqa: SLF001
+        row_type: Any = namedtuple("Row", [column.keyname for column in columns], rename=True)  # type: ignore[misc]  # noqa: PYI024
         made = _Compiled(
             compiled.string,
             names,
             processors,
             bool(compiled.returning) or not (compiled.isinsert or compiled.isupdate or compiled.isdelete),
+            row_type._make,
+            results if any(results) else None,
         )
         self._compiled[dialect.name] = made
         return made
@@ -108,8 +130,8 @@ def run_on_sqlite(connection: Any, dialect: Dialect, work: Work[T]) -> T:  # noq
             sql, arguments, returns_rows = prepared.bind(dialect, params)
             cursor = connection.execute(sql, arguments)
             # Every row is read, so the statement has finished before the next one (or the COMMIT) runs.
-            rows = cursor.fetchall() if returns_rows else ()
-            outcome = Outcome(tuple(rows[0]) if rows else None, cursor.rowcount)
+            rows = prepared.read(dialect, cursor.fetchall()) if returns_rows else []
+            outcome = Outcome(rows[0] if rows else None, cursor.rowcount, rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
@@ -127,8 +149,8 @@ async def run_on_asyncpg(connection: Any, dialect: Dialect, work: Work[T]) -> T:
                 continue
             sql, arguments, returns_rows = prepared.bind(dialect, params)
             if returns_rows:
-                row = await connection.fetchrow(sql, *arguments)
-                outcome = Outcome(tuple(row) if row is not None else None, int(row is not None))
+                rows = prepared.read(dialect, await connection.fetch(sql, *arguments))
+                outcome = Outcome(rows[0] if rows else None, len(rows), rows)
             else:
                 status = await connection.execute(sql, *arguments)  # e.g. "UPDATE 1", "INSERT 0 1"
                 outcome = Outcome(None, int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0)
