@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Boolean, bindparam, insert, select
 
-from storage.db import BOOKKEEPING, create_engine
+from storage.db import BOOKKEEPING, create_engine, session_factory
 from storage.inbound import InboundClaimRow
 from storage.migrate import upgrade
-from storage.one_trip import OneTrip
+from storage.models import AuditRow
+from storage.one_trip import OneTrip, run_in_session
 from storage.prepared import Prepared, Work
 
 NOW = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
 CLAIMS = InboundClaimRow.__table__
+AUDIT = AuditRow.__table__
 PLAIN_INSERT = Prepared(
     insert(CLAIMS).values(key=bindparam("key"), claimed_at=bindparam("at"), lease_until=bindparam("at"))
 )
@@ -52,5 +55,38 @@ async def test_on_sqlite_pieces_waiting_together_each_get_their_own_outcome_and_
             stored = set((await connection.execute(select(CLAIMS.c.key))).scalars())
         # k3 wrote its row and then failed: its write is undone, and nobody else's is.
         assert stored == {"taken", *keys} - {"k3"}
+    finally:
+        await engine.dispose()
+
+
+async def test_rows_read_by_the_driver_come_back_as_sqlalchemy_reads_them(database_url: str) -> None:
+    """A datetime (with its zone), JSON and a boolean, read by the driver itself in a session's transaction, equal
+    what SQLAlchemy's own execution of the same statement returns, on both databases."""
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    sessions = session_factory(engine)
+    statement = (
+        select(AUDIT.c.seq, AUDIT.c.at, AUDIT.c.detail, bindparam("flag", type_=Boolean).label("flag"))
+        .where(AUDIT.c.school_id == bindparam("school"))
+        .order_by(AUDIT.c.seq)
+    )
+    prepared = Prepared(statement)
+
+    def read() -> Work[list[Any]]:
+        return list((yield prepared, {"school": "oakfield", "flag": True}).rows)
+
+    rows = [
+        {"school_id": "oakfield", "seq": n, "at": NOW + dt.timedelta(minutes=n), "action": "viewed",
+         "record_type": "incident", "detail": {"n": n, "listed": ["ES-2026-0001"]}, "prev_hash": "0", "hash": "0"}
+        for n in (1, 2)
+    ]  # fmt: skip
+    try:
+        async with sessions() as session, session.begin():
+            await session.execute(insert(AuditRow), rows)
+            ours = await run_in_session(session, read())
+            theirs = (await session.execute(statement, {"school": "oakfield", "flag": True})).all()
+        assert [tuple(row) for row in ours] == [tuple(row) for row in theirs]
+        assert ours[1].at == NOW + dt.timedelta(minutes=2) and ours[1].at.tzinfo is not None
+        assert ours[0].detail == {"n": 1, "listed": ["ES-2026-0001"]} and ours[0].flag is True
     finally:
         await engine.dispose()
