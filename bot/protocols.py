@@ -145,7 +145,7 @@ class WorkQueue(Protocol):
         """Drop pending work by its dedupe key, if it has not run."""
 
 
-class AuditLog(Protocol):
+class AuditAppend(Protocol):
     async def record(
         self,
         school_id: str,
@@ -156,6 +156,10 @@ class AuditLog(Protocol):
         detail: dict[str, Any] | None = None,
     ) -> AuditEntry:
         """Append one hash-chained audit entry."""
+
+
+class AuditLog(AuditAppend, Protocol):
+    """The audit trail inside a unit of work: entries commit with the changes they record."""
 
     async def record_many(
         self,
@@ -169,20 +173,9 @@ class AuditLog(Protocol):
         statements."""
 
 
-class ReadAudit(Protocol):
+class ReadAudit(AuditAppend, Protocol):
     """Audit entries for reads, each written in a transaction of its own: a read changes nothing else that the
     entry must commit with. The entry is committed when `record` returns, so the reader is shown nothing unaudited."""
-
-    async def record(
-        self,
-        school_id: str,
-        actor_id: str | None,
-        action: str,
-        record_type: str,
-        record_id: str | None,
-        detail: dict[str, Any] | None = None,
-    ) -> AuditEntry:
-        """Append one hash-chained audit entry, committed."""
 
 
 class UnitOfWork(Protocol):

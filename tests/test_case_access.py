@@ -191,10 +191,9 @@ async def test_concern_about_the_headteacher_and_allegation_about_staff_refuse_e
     assert about_tom in json.dumps(fresh.invoke_card) and "Forged" not in json.dumps(fresh.invoke_card)
 
 
-async def test_the_channel_alert_still_posts_but_its_refresh_shows_other_members_nothing(harness: Harness) -> None:
-    await harness.channel("dsl").bot_added(by=harness.user("Sam Patel"))
-    reference = await submit_report(harness.user("Leah Brooks"))
-    alert = await harness.connector.wait_for(
+async def _channel_alert(harness: Harness, reference: str) -> list[dict[str, Any]]:
+    """The DSL channel's alert card(s) for the case, once posted."""
+    return await harness.connector.wait_for(
         lambda sent: [
             c
             for s in sent
@@ -203,6 +202,12 @@ async def test_the_channel_alert_still_posts_but_its_refresh_shows_other_members
             if reference in json.dumps(c)
         ]
     )
+
+
+async def test_the_channel_alert_still_posts_but_its_refresh_shows_other_members_nothing(harness: Harness) -> None:
+    await harness.channel("dsl").bot_added(by=harness.user("Sam Patel"))
+    reference = await submit_report(harness.user("Leah Brooks"))
+    alert = await _channel_alert(harness, reference)
     token = alert[0]["refresh"]["action"]["data"]["token"]
     assert "incident_id" not in json.dumps(alert[0])
 
@@ -242,15 +247,7 @@ async def test_a_channel_of_refreshes_at_once_each_sees_what_it_may_and_each_is_
     audit chain."""
     await harness.channel("dsl").bot_added(by=harness.user("Sam Patel"))
     reference = await submit_report(harness.user("Leah Brooks"))
-    alert = await harness.connector.wait_for(
-        lambda sent: [
-            c
-            for s in sent
-            if s.conversation_id == harness.school.channels.dsl
-            for c in s.cards
-            if reference in json.dumps(c)
-        ]
-    )
+    alert = await _channel_alert(harness, reference)
     token = alert[0]["refresh"]["action"]["data"]["token"]
     team_ids = set(alert[0]["refresh"]["userIds"])
     people = [p for p in harness.school.people if p.id]
