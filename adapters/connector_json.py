@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
+import re
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
+from msrest.exceptions import DeserializationError
 from msrest.serialization import Deserializer, Model, Serializer
 
 
@@ -177,7 +180,7 @@ _OBJECT_SCALARS: dict[type, Convert] = {
 # through msrest's type dispatch: about a tenth of a turn's CPU on the event loop. This follows the same
 # `_attribute_map` with a plan per class and applies msrest's rules for the JSON a channel sends: each attribute
 # present or None, nested models by their declared class (msrest has no polymorphism in these models), "object"
-# values as a copy, ISO 8601 times through msrest's own parser, and the keys no attribute claims kept in
+# values as a copy, ISO 8601 times as msrest reads them (`_iso`), and the keys no attribute claims kept in
 # `additional_properties`. A value of any other shape (a number where a string belongs, a string for a list, an
 # enum-typed attribute, a time in another format) goes to Model.deserialize() itself, whose answer, or error, stands.
 
@@ -286,9 +289,31 @@ def _copy(value: Any) -> Any:
     raise _NotCovered
 
 
+# The shape channels send (`2026-12-01T10:00:00.1234567Z`, or with an offset). msrest parses it with isodate, at
+# about fifty times the cost of the standard library's own parser. This gives the same value: the first six
+# fractional digits, and isodate's own zone objects. Any other shape, and any time msrest refuses, is msrest's.
+_ISO_SHAPE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)(Z|[+-]\d\d:\d\d)?")
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(suffix: str) -> dt.tzinfo | None:
+    """The zone msrest gives a time with this suffix (`Z`, `+01:00`), from msrest itself."""
+    zone: dt.tzinfo | None = Deserializer.deserialize_iso(f"2000-01-01T00:00:00{suffix}").tzinfo
+    return zone
+
+
 def _iso(value: Any) -> Any:
     if type(value) is not str:
         raise _NotCovered
+    shape = _ISO_SHAPE.fullmatch(value)
+    if shape is not None:
+        local, suffix = shape.groups()
+        try:
+            parsed = dt.datetime.fromisoformat(local).replace(tzinfo=_zone(suffix or ""))
+            if 1 <= parsed.utctimetuple().tm_year <= 9999:
+                return parsed
+        except (ValueError, OverflowError, DeserializationError):
+            pass  # msrest's own answer or error, below
     return Deserializer.deserialize_iso(value)
 
 

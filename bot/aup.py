@@ -569,6 +569,9 @@ class AupService:
     link: Callable[[str, Audience, int], str]
     _imported: set[str] = field(default_factory=set)
     follow_ups: FollowUpCache = field(default_factory=FollowUpCache)
+    # Each school's current cycle and when it began and ends: every personal message asks for it, and working it out
+    # in the school's time zone cost more than the rest of the follow-up check.
+    _cycles: dict[tuple[str, str, str], tuple[str, dt.datetime, dt.datetime]] = field(default_factory=dict)
 
     # --- helpers ---
 
@@ -576,7 +579,15 @@ class AupService:
         return school.aup
 
     def _cycle(self, school: SchoolConfig, now: dt.datetime | None = None) -> str:
-        return cycle_key(now or self.clock.now(), school.aup.renewal_month_day, school.tz)
+        now = now or self.clock.now()
+        renewal = school.aup.renewal_month_day
+        key = (school.id, renewal, str(school.tz))
+        known = self._cycles.get(key)
+        if known is not None and known[1] <= now < known[2]:
+            return known[0]
+        start = cycle_start(now, renewal, school.tz)
+        self._cycles[key] = (cycle_key(now, renewal, school.tz), start, next_renewal(now, renewal, school.tz))
+        return self._cycles[key][0]
 
     def _card(self, document: AupDocument, **extra: Any) -> dict[str, Any]:
         return self.cards.aup(

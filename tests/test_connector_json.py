@@ -320,6 +320,13 @@ INBOUND = {
     },
     "reaction": {**BASE, "type": "messageReaction", "reactionsAdded": [{"type": "like"}], "replyToId": "1"},
     "nulls": {**BASE, "type": "message", "text": None, "attachments": None, "value": None},
+    "times in every shape a channel uses": {
+        **BASE,
+        "type": "message",
+        "timestamp": "2026-11-23T10:00:00Z",
+        "localTimestamp": "2026-11-23T05:00:00.1234567-05:00",
+        "expiration": "2026-11-23T10:00:00",
+    },
     "file consent": {
         **BASE,
         "type": "invoke",
@@ -331,6 +338,10 @@ ODD = {
     "a number for text": {**BASE, "type": "message", "text": 5},
     "a string for a list": {**BASE, "type": "conversationUpdate", "membersAdded": "29:tom"},
     "a bad timestamp": {**BASE, "type": "message", "timestamp": "yesterday"},
+    "a day that does not exist": {**BASE, "type": "message", "timestamp": "2026-02-30T10:00:00Z"},
+    "a time before year 1 in UTC": {**BASE, "type": "message", "timestamp": "0001-01-01T00:30:00+01:00"},
+    "an offset of 99 hours": {**BASE, "type": "message", "timestamp": "2026-11-23T10:00:00+99:99"},
+    "a lower-case zone": {**BASE, "type": "message", "timestamp": "2026-11-23t10:00:00z"},
     "a string for a model": {**BASE, "type": "message", "from": "29:leah"},
     "a 0/1 flag": {**BASE, "type": "message", "conversation": {"id": "a:x", "isGroup": 1}},
 }
