@@ -15,6 +15,7 @@ from sqlalchemy.util import await_only
 # only means doing it again: the per-turn bookkeeping (storage.turns), whose effects are idempotent on their own.
 SYNCHRONOUS = "esafety_sqlite_synchronous"
 DURABLE, BOOKKEEPING = "FULL", "NORMAL"
+BEGIN_DUE = "esafety_begin_due"  # a reader's BEGIN, not yet sent: it goes with the first statement
 
 
 def utcnow() -> dt.datetime:
@@ -37,14 +38,14 @@ def create_engine(url: str, *, reads_only: bool = False) -> AsyncEngine:
         # No rollback when a connection goes back to the pool: every transaction here is ended by its own context
         # (commit, or rollback on error) before that, so the reset would be a second, empty trip to the thread.
         engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None, **pool)
-        _configure_sqlite(engine, "BEGIN" if reads_only else "BEGIN IMMEDIATE")
+        _configure_sqlite(engine, "BEGIN" if reads_only else "BEGIN IMMEDIATE", lazy=reads_only)
         return engine
     # No ping before each checkout (a round trip on every transaction): connections are recycled instead, and one
     # the server dropped is invalidated on its first error, with the pool.
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
 
 
-def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
+def _configure_sqlite(engine: AsyncEngine, begin: str, *, lazy: bool) -> None:
     # SQLite's default deferred transactions let two readers race to write and one then fails with
     # "database is locked"; BEGIN IMMEDIATE takes the write lock up front so units of work queue instead.
     @event.listens_for(engine.sync_engine, "connect")
@@ -66,7 +67,26 @@ def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
         if connection.info.get(SYNCHRONOUS, DURABLE) != wanted:
             await_only(driver.execute(f"PRAGMA synchronous={wanted}"))
             connection.info[SYNCHRONOUS] = wanted
+        if lazy:
+            # A reader's deferred BEGIN takes no lock and no snapshot until the first statement reads, so it goes
+            # with that statement: in the same trip when the driver runs it (storage.one_trip.run_in_session).
+            connection.info[BEGIN_DUE] = begin
+            return
         await_only(driver.execute(begin))
+
+    if not lazy:
+        return
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _begin_first(connection, *_args):  # noqa: ANN001, ANN002
+        due = connection.info.pop(BEGIN_DUE, None)
+        if due is not None:
+            await_only(connection.connection.driver_connection.execute(due))
+
+    @event.listens_for(engine.sync_engine, "commit")
+    @event.listens_for(engine.sync_engine, "rollback")
+    def _nothing_read(connection):  # noqa: ANN001
+        connection.info.pop(BEGIN_DUE, None)  # nothing was read, so nothing began
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -25,8 +25,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.util import await_only, greenlet_spawn
 
-from storage.db import DURABLE, SYNCHRONOUS
+from storage.db import BEGIN_DUE, DURABLE, SYNCHRONOUS
 from storage.prepared import Work, run_on_asyncpg, run_on_sqlite
 
 T = TypeVar("T")
@@ -142,8 +143,14 @@ class OneTrip:
                     waiting.done.set_result(value) if ok else waiting.done.set_exception(value)
 
     async def _group_commit(self, batch: list[_Waiting], synchronous: str) -> list[tuple[bool, Any]]:
-        async with self._engine.connect() as connection:
-            pooled = await connection.get_raw_connection()  # the pool's one writer, held until this block ends
+        # Borrowing the writer, running the batch and giving it back in one greenlet: through SQLAlchemy's async
+        # connection each of the three was a greenlet of its own, as much again as the trip to SQLite's thread.
+        result: list[tuple[bool, Any]] = await greenlet_spawn(self._group_commit_in_greenlet, batch, synchronous)
+        return result
+
+    def _group_commit_in_greenlet(self, batch: list[_Waiting], synchronous: str) -> list[tuple[bool, Any]]:
+        pooled = self._engine.sync_engine.raw_connection()  # the pool's one writer, held until the finally below
+        try:
             driver: Any = pooled.driver_connection  # aiosqlite.Connection
             dialect = self._engine.dialect
             info = pooled.info
@@ -176,12 +183,14 @@ class OneTrip:
 
             try:
                 # aiosqlite's queue for its thread; the only way to run several statements in one trip there.
-                done: list[tuple[bool, Any]] = await driver._execute(transaction)  # noqa: SLF001
+                done: list[tuple[bool, Any]] = await_only(driver._execute(transaction))  # noqa: SLF001
             except BaseException:
                 info[SYNCHRONOUS] = _UNKNOWN  # whatever it is now, the next transaction sets the level it needs
                 raise
             info[SYNCHRONOUS] = synchronous
             return done
+        finally:
+            pooled.close()  # back to the pool, which wakes the next unit of work waiting for the writer
 
 
 async def run_in_session(session: AsyncSession, work: Work[T]) -> T:
@@ -192,9 +201,16 @@ async def run_in_session(session: AsyncSession, work: Work[T]) -> T:
     driver: Any = pooled.driver_connection
     dialect = connection.dialect
     if dialect.name == "sqlite":
-        # aiosqlite's queue for its thread, in the caller's context (what the turn's context carries is there too)
         raw = driver._conn  # noqa: SLF001 - the sqlite3 connection, used only on aiosqlite's thread
-        result: T = await driver._execute(contextvars.copy_context().run, run_on_sqlite, raw, dialect, work)  # noqa: SLF001
+        begin = pooled.info.pop(BEGIN_DUE, None)  # a reader's BEGIN, sent with its first statement (storage.db)
+
+        def run() -> T:
+            if begin is not None:
+                raw.execute(begin)
+            return run_on_sqlite(raw, dialect, work)
+
+        # aiosqlite's queue for its thread, in the caller's context (what the turn's context carries is there too)
+        result: T = await driver._execute(contextvars.copy_context().run, run)  # noqa: SLF001
         return result
     # SQLAlchemy's asyncpg adapter sends BEGIN only before its own first statement; these must be inside it.
     adapter: Any = pooled.dbapi_connection

@@ -8,7 +8,8 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Boolean, bindparam, insert, select
+import pytest
+from sqlalchemy import Boolean, bindparam, func, insert, select
 
 from storage.db import BOOKKEEPING, create_engine, session_factory
 from storage.inbound import InboundClaimRow
@@ -90,3 +91,39 @@ async def test_rows_read_by_the_driver_come_back_as_sqlalchemy_reads_them(databa
         assert ours[0].detail == {"n": 1, "listed": ["ES-2026-0001"]} and ours[0].flag is True
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("first", ["driver", "sqlalchemy"])
+async def test_a_reader_on_sqlite_sees_one_snapshot_from_its_first_statement(tmp_path: Path, first: str) -> None:
+    """A reader's BEGIN is sent with its first statement, whichever way that statement runs (by the driver in one
+    trip, or through SQLAlchemy): everything it reads after that is as of then, while the writer goes on."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'reads.db'}"
+    engine, reads = create_engine(url), create_engine(url, reads_only=True)
+    await upgrade(engine)
+    count = select(func.count()).select_from(CLAIMS)
+    prepared = Prepared(count)
+
+    def counted() -> Work[int]:
+        return int((yield prepared, {}).rows[0][0])
+
+    async def write(key: str) -> None:
+        async with engine.begin() as connection:
+            await connection.execute(insert(CLAIMS).values(key=key, claimed_at=NOW, lease_until=NOW))
+
+    try:
+        await write("before")
+        async with session_factory(reads)() as session, session.begin():
+            seen = [await run_in_session(session, counted()) if first == "driver" else await session.scalar(count)]
+            await write("during")  # the writer is not held up by the reader, and the reader does not see it
+            seen.append(await session.scalar(count))
+            seen.append(await run_in_session(session, counted()))
+        assert seen == [1, 1, 1]
+        async with session_factory(reads)() as session, session.begin():
+            assert await run_in_session(session, counted()) == 2  # a new reader sees what was written
+        async with session_factory(reads)() as session, session.begin():
+            pass  # read nothing: nothing began, and the connection goes back to the pool as it came
+        async with session_factory(reads)() as session, session.begin():
+            assert await session.scalar(count) == 2
+    finally:
+        await engine.dispose()
+        await reads.dispose()
