@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import PoolProxiedConnection, StaticPool
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from storage.db import BEGIN_DUE, DURABLE, SYNCHRONOUS
@@ -196,8 +197,8 @@ class OneTrip:
 async def run_in_session(session: AsyncSession, work: Work[T]) -> T:
     """`work` in `session`'s transaction, executed by the driver itself: on SQLite in one trip to its thread (where
     each statement through the session is a trip of its own), on PostgreSQL a round trip a statement as before."""
-    connection = await session.connection()  # begins the session's transaction if nothing has yet
-    pooled = await connection.get_raw_connection()
+    # One greenlet for what through the async session is two (its connection, then the driver's).
+    connection, pooled = await greenlet_spawn(_borrowed, session.sync_session)
     driver: Any = pooled.driver_connection
     dialect = connection.dialect
     if dialect.name == "sqlite":
@@ -220,8 +221,13 @@ async def run_in_session(session: AsyncSession, work: Work[T]) -> T:
         return await run_on_asyncpg(driver, dialect, work)
     except BaseException:
         if driver.is_closed():  # SQLAlchemy never saw this error: the pool must not lend a dead connection again
-            await connection.invalidate()
+            await greenlet_spawn(connection.invalidate)
         raise
+
+
+def _borrowed(session: Session) -> tuple[Connection, PoolProxiedConnection]:
+    connection = session.connection()  # begins the session's transaction if nothing has yet
+    return connection, connection.connection
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -50,20 +51,67 @@ class SqlUnitOfWork:
         self.audit = SqlAuditLog(self.session, self._clock, self._audit_keys)
         self.work = SqlWorkQueue(self.session, self._cipher, self._clock)
         self.notify = SqlNotifier(self.work, self._clock)
-        self.incidents = incident_store.SqlIncidents(self.session, self._cipher, self._clock)
-        self.children = child_store.SqlChildren(self.session, self._cipher, self._clock)
-        self.filtering = filtering_store.SqlFilterRequests(self.session, self._cipher, self._clock)
-        self.filtering_checks = filtering_check_store.SqlFilteringChecks(self.session, self._cipher, self._clock)
-        self.aup = aup_store.SqlAup(self.session, self._cipher, self._clock)
-        self.reviews = review_store.SqlReviews(self.session, self._cipher, self._clock)
-        self.digest = digest_store.SqlDigestSource(self.session)
-        self.graph = graph_store.SqlGraphState(self.session, self._clock)
-        self.deliveries = delivery_store.SqlDeliveries(self.session, self._cipher)
-        self.exports = export_store.SqlExports(self.session, self._clock)
-        self.allegations = allegation_store.SqlAllegations(self.session, self._clock)
-        self.referrals = referral_store.SqlReferrals(self.session, self._cipher, self._clock)
-        self.retention = retention_store.SqlRetention(self.session, self._cipher, self._clock)
         return self
+
+    # The feature repositories, each made when first used: a unit uses one or two of them, and making all of them on
+    # every unit of work was a twentieth of a card action's time on the event loop.
+
+    @cached_property
+    def incidents(self) -> incident_store.SqlIncidents:
+        return incident_store.SqlIncidents(self._open, self._cipher, self._clock)
+
+    @cached_property
+    def children(self) -> child_store.SqlChildren:
+        return child_store.SqlChildren(self._open, self._cipher, self._clock)
+
+    @cached_property
+    def filtering(self) -> filtering_store.SqlFilterRequests:
+        return filtering_store.SqlFilterRequests(self._open, self._cipher, self._clock)
+
+    @cached_property
+    def filtering_checks(self) -> filtering_check_store.SqlFilteringChecks:
+        return filtering_check_store.SqlFilteringChecks(self._open, self._cipher, self._clock)
+
+    @cached_property
+    def aup(self) -> aup_store.SqlAup:
+        return aup_store.SqlAup(self._open, self._cipher, self._clock)
+
+    @cached_property
+    def reviews(self) -> review_store.SqlReviews:
+        return review_store.SqlReviews(self._open, self._cipher, self._clock)
+
+    @cached_property
+    def digest(self) -> digest_store.SqlDigestSource:
+        return digest_store.SqlDigestSource(self._open)
+
+    @cached_property
+    def graph(self) -> graph_store.SqlGraphState:
+        return graph_store.SqlGraphState(self._open, self._clock)
+
+    @cached_property
+    def deliveries(self) -> delivery_store.SqlDeliveries:
+        return delivery_store.SqlDeliveries(self._open, self._cipher)
+
+    @cached_property
+    def exports(self) -> export_store.SqlExports:
+        return export_store.SqlExports(self._open, self._clock)
+
+    @cached_property
+    def allegations(self) -> allegation_store.SqlAllegations:
+        return allegation_store.SqlAllegations(self._open, self._clock)
+
+    @cached_property
+    def referrals(self) -> referral_store.SqlReferrals:
+        return referral_store.SqlReferrals(self._open, self._cipher, self._clock)
+
+    @cached_property
+    def retention(self) -> retention_store.SqlRetention:
+        return retention_store.SqlRetention(self._open, self._cipher, self._clock)
+
+    @property
+    def _open(self) -> AsyncSession:
+        assert self.session is not None, "a repository is used only inside its unit of work"
+        return self.session
 
     async def __aexit__(self, *exc_info: Any) -> None:
         assert self.session is not None  # entered
