@@ -284,7 +284,12 @@ def next_renewal(now: dt.datetime, renewal_month_day: str, tz: ZoneInfo) -> dt.d
 
 
 def cycle_key(now: dt.datetime, renewal_month_day: str, tz: ZoneInfo) -> str:
-    return cycle_start(now, renewal_month_day, tz).astimezone(tz).date().isoformat()
+    return cycle_name(cycle_start(now, renewal_month_day, tz), tz)
+
+
+def cycle_name(start: dt.datetime, tz: ZoneInfo) -> str:
+    """A cycle is named by the school's date it began on."""
+    return start.astimezone(tz).date().isoformat()
 
 
 # --- status report ---------------------------------------------------------------------------------------------
@@ -586,8 +591,9 @@ class AupService:
         if known is not None and known[1] <= now < known[2]:
             return known[0]
         start = cycle_start(now, renewal, school.tz)
-        self._cycles[key] = (cycle_key(now, renewal, school.tz), start, next_renewal(now, renewal, school.tz))
-        return self._cycles[key][0]
+        cycle = cycle_name(start, school.tz)
+        self._cycles[key] = (cycle, start, next_renewal(now, renewal, school.tz))
+        return cycle
 
     def _card(self, document: AupDocument, **extra: Any) -> dict[str, Any]:
         return self.cards.aup(
