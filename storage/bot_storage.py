@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.turns import ConversationState, StateChange, canonical
 from storage.crypto import FieldCipher, row_context
 from storage.models import BotStateRow
-from storage.prepared import Prepared, Work
+from storage.prepared import Prepared, Write
 from storage.repos import insert_for_dialect
 
 DOCUMENT_CONTEXT = "bot_state.document"
@@ -62,15 +62,15 @@ async def read_state(connection: AsyncConnection, cipher: FieldCipher, key: str)
     return state_from(cipher, key, *(row or (None, None)))
 
 
-def write_state_steps(cipher: FieldCipher, change: StateChange, now: dt.datetime) -> Work[bool]:
-    """Save a changed state; False (nothing written) when another turn saved this conversation since it was read."""
+def state_write(cipher: FieldCipher, change: StateChange, now: dt.datetime) -> Write:
+    """Save a changed state. It changes one row when saved, and none when another turn saved this conversation
+    since it was read (an update of the version read) or created it meanwhile (an insert that yields to it)."""
     hashed = key_hash(change.key)
     document = cipher.encrypt(canonical(change.data), document_context(hashed))
     values = {"hashed": hashed, "key": change.key, "document": document, "new_etag": uuid.uuid4().hex, "now": now}
     if change.etag is not None:
-        return (yield _UPDATE, {**values, "read_etag": change.etag}).count == 1
-    # Read as absent: insert, unless another turn created it meanwhile (then that turn's state stands).
-    return (yield _INSERT, values).count == 1
+        return _UPDATE, {**values, "read_etag": change.etag}
+    return _INSERT, values
 
 
 _UPDATE = Prepared(

@@ -22,7 +22,7 @@ from sqlalchemy.sql import ClauseElement
 from bot.inbound import CLAIM_LEASE, CLAIM_LIFETIME, InvokeAnswer
 from storage.crypto import FieldCipher, row_context
 from storage.models import Base, UtcDateTime, rows_changed
-from storage.prepared import Prepared, Work
+from storage.prepared import Prepared, Work, Write
 from storage.repos import insert_for_dialect
 
 log = logging.getLogger(__name__)
@@ -77,17 +77,16 @@ def claim_steps(
     return tuple(row)[1:] if row is not None else None
 
 
-def finish_steps(cipher: FieldCipher, key: str, answer: InvokeAnswer | None, now: dt.datetime) -> Work[None]:
+def finish_write(cipher: FieldCipher, key: str, answer: InvokeAnswer | None, now: dt.datetime) -> Write:
     """Mark the turn done, keeping an invoke's answer for its redeliveries."""
     if answer is None:
-        yield _FINISH, {"claim_key": key, "finished_at": now}
-        return
+        return _FINISH, {"claim_key": key, "finished_at": now}
     try:
         document = json.dumps({"status": answer.status, "body": answer.body})
     except (TypeError, ValueError):  # a body that is not JSON cannot be replayed; the status still can
         document = json.dumps({"status": answer.status, "body": None})
     sealed = cipher.encrypt(document, response_context(key))
-    yield _FINISH_ANSWERED, {"claim_key": key, "finished_at": now, "sealed": sealed}
+    return _FINISH_ANSWERED, {"claim_key": key, "finished_at": now, "sealed": sealed}
 
 
 # Every turn runs these: built and compiled once (per set of extra columns), as building them cost more than running.

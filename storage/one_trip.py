@@ -106,21 +106,22 @@ class OneTrip:
                 self._writing = asyncio.create_task(self._write_waiting())
             result: T = await waiting.done
             return result
-        async with self._engine.connect() as connection:
-            pooled = await connection.get_raw_connection()
-            driver: Any = pooled.driver_connection  # asyncpg.Connection
+        # Straight from the pool, in one greenlet each way: through an async connection it was three (about 40 µs).
+        pooled = await greenlet_spawn(self._engine.sync_engine.raw_connection)
+        driver: Any = pooled.driver_connection  # asyncpg.Connection
+        try:
             dialect = self._engine.dialect
-            try:
-                if not atomic:  # each statement commits on its own, with no BEGIN and COMMIT round trips
-                    return await run_on_asyncpg(driver, dialect, work())
-                async with driver.transaction():
-                    return await run_on_asyncpg(driver, dialect, work())
-            except BaseException:
-                # SQLAlchemy never saw this error, so it cannot know the connection died: the pool must not lend it
-                # again.
-                if driver.is_closed():
-                    await connection.invalidate()
-                raise
+            if not atomic:  # each statement commits on its own, with no BEGIN and COMMIT round trips
+                return await run_on_asyncpg(driver, dialect, work())
+            async with driver.transaction():
+                return await run_on_asyncpg(driver, dialect, work())
+        except BaseException:
+            # SQLAlchemy never saw this error, so it cannot know the connection died: the pool must not lend it again.
+            if driver.is_closed():
+                await greenlet_spawn(pooled.invalidate)
+            raise
+        finally:
+            await greenlet_spawn(pooled.close)
 
     async def _write_waiting(self) -> None:
         while self._waiting:

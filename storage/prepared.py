@@ -12,10 +12,12 @@ function runs synchronously on SQLite's thread and asynchronously on asyncpg (se
 
 from __future__ import annotations
 
+import re
 from collections import namedtuple
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
@@ -32,6 +34,7 @@ class Outcome:
     row: tuple[Any, ...] | None
     count: int
     rows: Sequence[Any] = ()
+    counts: tuple[int, ...] = ()  # statements run Together: how many rows each one changed
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class Prepared:
         assert self._many and many.rows  # executemany reads no rows, and runs nothing for none
         return compiled.sql, [self.bind(dialect, row)[1] for row in many.rows]
 
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        return self._compiled.get(dialect.name) or self._compile(dialect)
+
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._build(dialect.name).compile(dialect=dialect, for_executemany=self._many)
         assert isinstance(compiled, SQLCompiler) and compiled.positional and compiled.positiontup is not None
@@ -112,8 +118,74 @@ class Many:
     rows: Sequence[Mapping[str, Any]]
 
 
+class Together:
+    """Statements that only change rows, run as one: their Outcome counts the rows each changed.
+
+    On PostgreSQL they are one statement, each a data-modifying CTE: one round trip, atomic on its own, where the
+    same statements in a transaction were four (BEGIN, each statement, COMMIT), and a turn's closing writes are two
+    or three statements. Elsewhere each runs in turn in the caller's transaction (on SQLite that is still one trip to
+    its thread, storage.one_trip). Made by together(), once per combination.
+    """
+
+    def __init__(self, parts: tuple[Prepared, ...]) -> None:
+        self.parts = parts
+        self._sql: dict[str, str] = {}
+
+    def bind(self, dialect: Dialect, params: Sequence[Mapping[str, Any]]) -> tuple[str, tuple[Any, ...]]:
+        """One statement for PostgreSQL and its positional arguments: each part's, in turn."""
+        sql = self._sql.get(dialect.name) or self._combine(dialect)
+        arguments = tuple(
+            argument
+            for part, values in zip(self.parts, params, strict=True)
+            for argument in part.bind(dialect, values)[1]
+        )
+        return sql, arguments
+
+    def _combine(self, dialect: Dialect) -> str:
+        # Each part is compiled on its own, as it is everywhere else, and its numbered parameters ($1, $2, ...) are
+        # moved past the previous parts'. Built as one SQLAlchemy statement instead, parts that share a parameter's
+        # name for different values (a key, the time) would have to be renamed throughout.
+        assert dialect.paramstyle == "numeric_dollar"
+        clauses, counts, offset = [], [], 0
+        for index, part in enumerate(self.parts):
+            compiled = part.compiled(dialect)
+            # No literal (where a "$1" would be text) and nothing returned, as every part is an insert, update or
+            # upsert of bound values; the numbers run 1..n, one per name.
+            assert "'" not in compiled.sql and " RETURNING " not in compiled.sql and not compiled.returns_rows
+            numbers = {int(number) for number in _PLACEHOLDER.findall(compiled.sql)}
+            assert numbers == set(range(1, len(compiled.names) + 1))
+            moved = _PLACEHOLDER.sub(partial(_moved, offset), compiled.sql)
+            clauses.append(f"part{index} AS ({moved} RETURNING 1)")
+            counts.append(f"(SELECT count(*) FROM part{index})")
+            offset += len(compiled.names)
+        sql = f"WITH {', '.join(clauses)} SELECT {', '.join(counts)}"
+        self._sql[dialect.name] = sql
+        return sql
+
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def _moved(offset: int, found: re.Match[str]) -> str:
+    return f"${int(found.group(1)) + offset}"
+
+
+_together: dict[tuple[int, ...], Together] = {}
+
+
+def together(*parts: Prepared) -> Together:
+    """The Together of these statements, made once (the statements are module constants)."""
+    key = tuple(id(part) for part in parts)
+    made = _together.get(key)
+    if made is None:
+        made = _together[key] = Together(parts)
+    return made
+
+
+# One statement's parameters, as work yields them.
+Write = tuple[Prepared, Mapping[str, Any]]
 # What storage.one_trip runs: yields (statement, parameters), receives each one's Outcome, returns the result.
-Work = Generator[tuple[Prepared, Mapping[str, Any] | Many], Outcome, T]
+Work = Generator[tuple[Prepared, Mapping[str, Any] | Many] | tuple[Together, Sequence[Mapping[str, Any]]], Outcome, T]
 
 
 def run_on_sqlite(connection: Any, dialect: Dialect, work: Work[T]) -> T:  # noqa: ANN401 - a sqlite3.Connection
@@ -122,6 +194,14 @@ def run_on_sqlite(connection: Any, dialect: Dialect, work: Work[T]) -> T:  # noq
     try:
         while True:
             prepared, params = work.send(outcome) if outcome is not None else next(work)
+            if isinstance(prepared, Together):
+                counts = []
+                for part, values in zip(prepared.parts, cast("Sequence[Mapping[str, Any]]", params), strict=True):
+                    sql, arguments, _ = part.bind(dialect, values)
+                    counts.append(connection.execute(sql, arguments).rowcount)
+                outcome = Outcome(None, sum(counts), counts=tuple(counts))
+                continue
+            params = cast("Mapping[str, Any] | Many", params)  # a Together took the other shape, above
             if isinstance(params, Many):
                 sql, many = prepared.bind_many(dialect, params)
                 connection.executemany(sql, many)
@@ -142,6 +222,12 @@ async def run_on_asyncpg(connection: Any, dialect: Dialect, work: Work[T]) -> T:
     try:
         while True:
             prepared, params = work.send(outcome) if outcome is not None else next(work)
+            if isinstance(prepared, Together):
+                outcome = await _together_on_asyncpg(
+                    connection, dialect, prepared, cast("Sequence[Mapping[str, Any]]", params)
+                )
+                continue
+            params = cast("Mapping[str, Any] | Many", params)  # a Together took the other shape, above
             if isinstance(params, Many):
                 sql, many = prepared.bind_many(dialect, params)
                 await connection.executemany(sql, many)
@@ -153,6 +239,26 @@ async def run_on_asyncpg(connection: Any, dialect: Dialect, work: Work[T]) -> T:
                 outcome = Outcome(rows[0] if rows else None, len(rows), rows)
             else:
                 status = await connection.execute(sql, *arguments)  # e.g. "UPDATE 1", "INSERT 0 1"
-                outcome = Outcome(None, int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0)
+                outcome = Outcome(None, _status_count(status))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+async def _together_on_asyncpg(
+    connection: Any,  # noqa: ANN401 - asyncpg's
+    dialect: Dialect,
+    together: Together,
+    params: Sequence[Mapping[str, Any]],
+) -> Outcome:
+    if len(together.parts) == 1:  # as itself: a CTE around one statement would only cost PostgreSQL more
+        sql, arguments, _ = together.parts[0].bind(dialect, params[0])
+        status = await connection.execute(sql, *arguments)  # e.g. "UPDATE 1", "INSERT 0 1"
+        count = _status_count(status)
+        return Outcome(None, count, counts=(count,))
+    sql, arguments = together.bind(dialect, params)
+    counts = tuple(await connection.fetchrow(sql, *arguments))
+    return Outcome(None, sum(counts), counts=counts)
+
+
+def _status_count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0

@@ -19,7 +19,7 @@ from bot.protocols import Clock
 from bot.quiet import GREETING_LEASE, RECORD_EVERY, LastActivity
 from bot.turns import ActivityNote
 from storage.models import Base, UtcDateTime
-from storage.prepared import Prepared, Work
+from storage.prepared import Prepared, Write
 from storage.repos import insert_for, insert_for_dialect
 
 
@@ -74,9 +74,9 @@ class SqlConversationActivity:
         return LastActivity(row.last_at, bool(row.in_conversation)) if row else None
 
 
-def note_steps(note: ActivityNote, now: dt.datetime) -> Work[None]:
+def note_write(note: ActivityNote, now: dt.datetime) -> Write:
     """Note activity; a no-op unless the stored note is stale or its busy flag changed."""
-    yield _NOTE, _note_values(note, now)
+    return _NOTE, _note_values(note, now)
 
 
 def _note_values(note: ActivityNote, now: dt.datetime) -> dict[str, object]:

@@ -14,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.inbound import InvokeAnswer
 from bot.protocols import Clock
 from bot.turns import ActivityNote, RecentActivity, StateChange, TurnStart
-from storage.bot_storage import STATE_COLUMNS, read_state, state_from, state_params, write_state_steps
+from storage.bot_storage import STATE_COLUMNS, read_state, state_from, state_params, state_write
 from storage.crypto import FieldCipher
 from storage.db import BOOKKEEPING
-from storage.inbound import SweepTimer, answered_on, claim_steps, finish_steps, sweep_on
+from storage.inbound import SweepTimer, answered_on, claim_steps, finish_write, sweep_on
 from storage.one_trip import OneTrip
-from storage.prepared import Work
-from storage.quiet import note_steps
+from storage.prepared import Work, Write, together
+from storage.quiet import note_write
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +73,23 @@ class SqlTurns:
         if claim is None and state is None and note is None:
             return True  # nothing to write: most turns of an activity without an id, and no transaction at all
 
+        writes: list[Write] = []
+        if claim is not None:
+            writes.append(finish_write(self._cipher, claim, answer, now))
+        if state is not None:
+            writes.append(state_write(self._cipher, state, now))
+        if note is not None:
+            writes.append(note_write(note, now))
+        state_at = int(claim is not None)  # where the state's count is in the outcome
+
         def bookkeeping() -> Work[bool]:
-            saved = True
-            if claim is not None:
-                yield from finish_steps(self._cipher, claim, answer, now)
-            if state is not None:
-                saved = yield from write_state_steps(self._cipher, state, now)
-            if note is not None:
-                yield from note_steps(note, now)
-            return saved
+            outcome = yield together(*(statement for statement, _ in writes)), [values for _, values in writes]
+            return state is None or outcome.counts[state_at] == 1
 
         # A transaction whose loss in a power cut only means a turn runs again (its effects are idempotent and were
-        # committed durably by their own units of work), so SQLite need not flush it to disk at once.
-        parts = (claim is not None) + (state is not None) + (note is not None)
-        saved = await self._trip.steps(bookkeeping, synchronous=BOOKKEEPING, atomic=parts > 1)
+        # committed durably by their own units of work), so SQLite need not flush it to disk at once. All of it is
+        # one statement on PostgreSQL (storage.prepared.Together), atomic with no transaction around it.
+        saved = await self._trip.steps(bookkeeping, synchronous=BOOKKEEPING, atomic=False)
         if note is not None:
             self._recent.written(note, now)
         return saved

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.clock import SettableClock
 from bot.actor import Command, Turn
 from bot.conversation import Conversation, Ctx, Prompt, Question, Reply
-from bot.turns import ConversationState
+from bot.turns import ActivityNote, ConversationState
 from bot.wiring import Wiring
 from dialogs.engine import ConversationDialog
 from storage.bot_storage import document_context, key_hash
@@ -33,14 +34,18 @@ class Stored:
     turns: SqlTurns
     engine: AsyncEngine
     cipher: FieldCipher
+    # A state saved as a turn saves it: with that turn's claim finished and its conversation noted in the same
+    # writes (on PostgreSQL one statement), or alone (a turn of an activity without an id).
+    with_claim: bool = False
 
 
-@pytest.fixture
-async def stored(database_url: str, clock: SettableClock) -> AsyncIterator[Stored]:
+# A state is saved alone, or with the turn's claim and activity note, so its version check is the same either way.
+@pytest.fixture(params=["alone", "with the turn's claim"])
+async def stored(database_url: str, clock: SettableClock, request: pytest.FixtureRequest) -> AsyncIterator[Stored]:
     engine = create_engine(database_url)
     await upgrade(engine)
     try:
-        yield Stored(SqlTurns(engine, CIPHER, clock), engine, CIPHER)
+        yield Stored(SqlTurns(engine, CIPHER, clock), engine, CIPHER, with_claim=request.param != "alone")
     finally:
         await engine.dispose()
 
@@ -58,7 +63,15 @@ async def _read(stored: Stored, key: str) -> ConversationState:
 
 
 async def _save(stored: Stored, state: ConversationState) -> bool:
-    return await stored.turns.end(None, None, state.change(), None)
+    if not stored.with_claim:
+        return await stored.turns.end(None, None, state.change(), None)
+    claim = uuid.uuid4().hex
+    assert (await stored.turns.begin(claim, None)).claimed
+    note = ActivityNote("school", "person", uuid.uuid4().hex, busy=True)
+    saved = await stored.turns.end(claim, None, state.change(), note)
+    # Whether or not the state was saved, the turn is over: a redelivery of its activity does nothing.
+    assert not (await stored.turns.begin(claim, None)).claimed
+    return saved
 
 
 async def test_state_round_trips_as_plain_data_and_an_unchanged_state_is_not_written(stored: Stored) -> None:
