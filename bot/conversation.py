@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -95,7 +96,22 @@ class Conversation(Generic[S]):
 
 def state_to_data(state: Any) -> dict[str, Any]:
     """The state as JSON-friendly data, for the conversation store."""
-    return dataclasses.asdict(state)
+    data = {}
+    for name in _field_names(type(state)):
+        value = getattr(state, name)
+        if value is not None and type(value) not in _PLAIN:
+            # A list or anything nested is copied the long way, so the saved data shares nothing with the state.
+            return dataclasses.asdict(state)
+        data[name] = value
+    return data
+
+
+_PLAIN = frozenset({str, int, float, bool})
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(kind))
 
 
 def state_from_data(conversation: Conversation[S], data: Any) -> S:

@@ -31,16 +31,20 @@ class ConversationState:
     _read_as: str = field(default="{}", repr=False)
 
     @classmethod
-    def read(cls, key: str, data: dict[str, Any] | None, etag: str | None) -> ConversationState:
+    def read(
+        cls, key: str, data: dict[str, Any] | None, etag: str | None, stored: str | None = None
+    ) -> ConversationState:
+        """`stored` is the JSON `data` was read from, when it was written by canonical() (a stored document is): then
+        it need not be written out again to compare with. Any other form only costs one write of the same state."""
         data = data or {}
-        return cls(key, data, etag, canonical(data))
+        return cls(key, data, etag, stored if stored is not None else canonical(data))
 
     def change(self) -> StateChange | None:
         """The write this turn owes, if its state differs from what was read."""
         now = canonical(self.data)
         if now == self._read_as:
             return None
-        return StateChange(self.key, self.data, self.etag)
+        return StateChange(self.key, now, self.etag)
 
 
 def canonical(data: dict[str, Any]) -> str:
@@ -51,7 +55,7 @@ def canonical(data: dict[str, Any]) -> str:
 @dataclass(frozen=True)
 class StateChange:
     key: str
-    data: dict[str, Any]
+    document: str  # the state's canonical JSON
     etag: str | None  # the version it was read at: a write that finds another has lost
 
 

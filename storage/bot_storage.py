@@ -15,7 +15,7 @@ from typing import Any, cast
 from sqlalchemy import BindParameter, ColumnElement, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.turns import ConversationState, StateChange, canonical
+from bot.turns import ConversationState, StateChange
 from storage.crypto import FieldCipher, row_context
 from storage.models import BotStateRow
 from storage.prepared import Prepared, Write
@@ -53,8 +53,11 @@ def state_from(cipher: FieldCipher, key: str, document: str | None, etag: str | 
     """The conversation's state from its stored document, or an empty one (version None) when there is none."""
     if document is None or etag is None:
         return ConversationState.read(key, None, None)
-    data = json.loads(cipher.decrypt(document, document_context(key_hash(key))))
-    return ConversationState.read(key, data if isinstance(data, dict) else None, etag)
+    plain = cipher.decrypt(document, document_context(key_hash(key)))
+    data = json.loads(plain)
+    if not isinstance(data, dict):
+        return ConversationState.read(key, None, etag)
+    return ConversationState.read(key, data, etag, plain)
 
 
 async def read_state(connection: AsyncConnection, cipher: FieldCipher, key: str) -> ConversationState:
@@ -66,7 +69,7 @@ def state_write(cipher: FieldCipher, change: StateChange, now: dt.datetime) -> W
     """Save a changed state. It changes one row when saved, and none when another turn saved this conversation
     since it was read (an update of the version read) or created it meanwhile (an insert that yields to it)."""
     hashed = key_hash(change.key)
-    document = cipher.encrypt(canonical(change.data), document_context(hashed))
+    document = cipher.encrypt(change.document, document_context(hashed))
     values = {"hashed": hashed, "key": change.key, "document": document, "new_etag": uuid.uuid4().hex, "now": now}
     if change.etag is not None:
         return _UPDATE, {**values, "read_etag": change.etag}
