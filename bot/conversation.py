@@ -97,7 +97,8 @@ class Conversation(Generic[S]):
 def state_to_data(state: Any) -> dict[str, Any]:
     """The state as JSON-friendly data, for the conversation store."""
     data = {}
-    for name in _field_names(type(state)):
+    kind: type = type(state)
+    for name in _field_names(kind):
         value = getattr(state, name)
         if value is not None and type(value) not in _PLAIN:
             # A list or anything nested is copied the long way, so the saved data shares nothing with the state.
