@@ -41,6 +41,7 @@ from bot.protocols import Clock, Directory
 from bot.settings import Settings
 from bot.wiring import Features, Wiring
 from storage.audit_trail import CheckpointFile, audit_keys
+from storage.checkpoint import WalCheckpoints
 from storage.crypto import FieldCipher, KeyError_, dev_key, parse_key
 from storage.db import create_engine, session_factory
 from storage.migrate import pending_migrations, upgrade
@@ -298,6 +299,12 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     # A broken trail is logged at ERROR and shown by /readyz, but the app still serves: casework must go on.
     await watch.check_all(checkpoint=True)
 
+    # SQLite: the write-ahead log is checkpointed off the writer (storage.checkpoint).
+    checkpoints = (
+        asyncio.create_task(WalCheckpoints(read_engine).run_forever(), name="wal-checkpoints")
+        if read_engine is not parts.engine
+        else None
+    )
     worker_task = None
     if settings.worker_enabled:
         worker_task = asyncio.create_task(parts.runner.run_forever(settings.worker_poll_seconds), name="work-runner")
@@ -323,6 +330,9 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
             if not stopped:
                 log.error("the work runner did not stop within 30 s; shutting down without it")
         await pool.close()
+        if checkpoints is not None:
+            checkpoints.cancel()
+            await asyncio.wait({checkpoints})
         for stop in parts.features.shutdown:  # features' clients (e.g. the export uploader's session)
             await stop()
         if graph is not None:

@@ -10,6 +10,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util import await_only
 
+from storage.checkpoint import WRITER_CHECKPOINT_PAGES
+
 # Every commit on SQLite is flushed to disk before it returns (FULL), so a report a person was told is saved
 # survives a power cut. A transaction may ask for NORMAL (execution option SYNCHRONOUS) when losing it in a power cut
 # only means doing it again: the per-turn bookkeeping (storage.turns), whose effects are idempotent on their own.
@@ -38,14 +40,14 @@ def create_engine(url: str, *, reads_only: bool = False) -> AsyncEngine:
         # No rollback when a connection goes back to the pool: every transaction here is ended by its own context
         # (commit, or rollback on error) before that, so the reset would be a second, empty trip to the thread.
         engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None, **pool)
-        _configure_sqlite(engine, "BEGIN" if reads_only else "BEGIN IMMEDIATE", lazy=reads_only)
+        _configure_sqlite(engine, "BEGIN" if reads_only else "BEGIN IMMEDIATE", lazy=reads_only, writer=not reads_only)
         return engine
     # No ping before each checkout (a round trip on every transaction): connections are recycled instead, and one
     # the server dropped is invalidated on its first error, with the pool.
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
 
 
-def _configure_sqlite(engine: AsyncEngine, begin: str, *, lazy: bool) -> None:
+def _configure_sqlite(engine: AsyncEngine, begin: str, *, lazy: bool, writer: bool) -> None:
     # SQLite's default deferred transactions let two readers race to write and one then fails with
     # "database is locked"; BEGIN IMMEDIATE takes the write lock up front so units of work queue instead.
     @event.listens_for(engine.sync_engine, "connect")
@@ -56,6 +58,8 @@ def _configure_sqlite(engine: AsyncEngine, begin: str, *, lazy: bool) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute(f"PRAGMA synchronous={DURABLE}")
+        if writer:  # the log is checkpointed in the background (storage.checkpoint); this is only the safety net
+            cursor.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
