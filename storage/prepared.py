@@ -121,10 +121,10 @@ class Many:
 class Together:
     """Statements that only change rows, run as one: their Outcome counts the rows each changed.
 
-    On PostgreSQL they are one statement, each a data-modifying CTE: one round trip, atomic on its own, where the
-    same statements in a transaction were four (BEGIN, each statement, COMMIT), and a turn's closing writes are two
-    or three statements. Elsewhere each runs in turn in the caller's transaction (on SQLite that is still one trip to
-    its thread, storage.one_trip). Made by together(), once per combination.
+    On PostgreSQL they are one statement, each a data-modifying CTE: one round trip, atomic on its own. In a
+    transaction the same statements took a round trip each, plus BEGIN and COMMIT: four or five for a turn's closing
+    writes. Elsewhere each runs in turn in the caller's transaction (on SQLite that is still one trip to its thread,
+    storage.one_trip). Made by together(), once per combination.
     """
 
     def __init__(self, parts: tuple[Prepared, ...]) -> None:
