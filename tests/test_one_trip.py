@@ -16,7 +16,7 @@ from storage.inbound import InboundClaimRow
 from storage.migrate import upgrade
 from storage.models import AuditRow
 from storage.one_trip import OneTrip, run_in_session
-from storage.prepared import Prepared, Work
+from storage.prepared import Prepared, Work, together
 
 NOW = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
 CLAIMS = InboundClaimRow.__table__
@@ -127,3 +127,32 @@ async def test_a_reader_on_sqlite_sees_one_snapshot_from_its_first_statement(tmp
     finally:
         await engine.dispose()
         await reads.dispose()
+
+
+FINISH = Prepared(CLAIMS.update().where(CLAIMS.c.key == bindparam("key")).values(finished_at=bindparam("at")))
+
+
+async def test_statements_run_together_count_each_ones_rows_and_are_undone_together(database_url: str) -> None:
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    trip = OneTrip(engine)
+
+    def close(key: str, other: str) -> Work[tuple[int, ...]]:
+        # A turn's closing writes: its own claim finished, and a second write (here another claim) with it, run as
+        # storage.turns runs them: with no transaction around them, as on PostgreSQL they are one statement.
+        outcome = yield together(FINISH, PLAIN_INSERT), [{"key": key, "at": NOW}, {"key": other, "at": NOW}]
+        return outcome.counts
+
+    try:
+        await trip.steps(lambda: _piece("turn"), synchronous=BOOKKEEPING)
+        await trip.steps(lambda: _piece("taken"), synchronous=BOOKKEEPING)
+        assert await trip.steps(lambda: close("nobody", "fresh"), synchronous=BOOKKEEPING, atomic=False) == (0, 1)
+        # The second write fails in the database (that claim exists), so the finish with it is undone too.
+        with pytest.raises(Exception, match="(?i)unique|duplicate"):
+            await trip.steps(lambda: close("turn", "taken"), synchronous=BOOKKEEPING, atomic=False)
+        async with engine.connect() as connection:
+            finished = (await connection.execute(select(CLAIMS.c.finished_at).where(CLAIMS.c.key == "turn"))).scalar()
+        assert finished is None
+        assert await trip.steps(lambda: close("turn", "later"), synchronous=BOOKKEEPING, atomic=False) == (1, 1)
+    finally:
+        await engine.dispose()
