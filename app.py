@@ -41,11 +41,12 @@ from bot.protocols import Clock, Directory
 from bot.settings import Settings
 from bot.wiring import Features, Wiring
 from storage.audit_trail import CheckpointFile, audit_keys
+from storage.caseload import SqlCaseload
 from storage.checkpoint import WalCheckpoints
 from storage.crypto import FieldCipher, KeyError_, dev_key, parse_key
 from storage.db import create_engine, session_factory
 from storage.migrate import pending_migrations, upgrade
-from storage.one_trip import OneTrip
+from storage.one_trip import OneRead, OneTrip
 from storage.outbox_stats import SqlOutboxStats
 from storage.quiet import SqlConversationActivity, SqlGreetings
 from storage.read_audit import SqlReadAudit
@@ -276,6 +277,7 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
         uow=parts.uow,
         reads=reads,
         read_audit=read_audit,
+        caseload=SqlCaseload(OneRead(read_engine), cipher),
         clock=parts.clock,
         services=services,
         work=parts.runner,

@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from bot.incidents import IncidentSummary, Status, may_view_case
 from bot.people import Person
 from bot.permissions import may
+
+if TYPE_CHECKING:
+    from bot.delivery import Outcome
 
 T = TypeVar("T")
 
@@ -46,6 +49,15 @@ class CasePage:
     total: int
     pages: int
     groups: list[tuple[str, str]] = field(default_factory=list)  # (key, label) for the group filter
+
+
+@dataclass(frozen=True)
+class CaseloadFacts:
+    """What a caseload is made from: the open cases a viewer may see, and what marks them (read only when any is)."""
+
+    visible: list[IncidentSummary]
+    failed: list[Outcome]  # tracked sends that failed lately: their cases' alerts reached nobody
+    late: frozenset[int]  # the ids of cases with a required referral past its deadline
 
 
 _SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}

@@ -20,11 +20,11 @@ from bot.desk import (
 )
 from bot.incidents import STATUS_LABELS, IncidentSummary
 from bot.policy import Policy
-from bot.protocols import Clock, ReadAudit, UnitOfWorkFactory
+from bot.protocols import CaseloadReads, Clock, ReadAudit
 
 
 class DeskService:
-    def __init__(self, reads: UnitOfWorkFactory, audit: ReadAudit, policy: Policy, clock: Clock) -> None:
+    def __init__(self, reads: CaseloadReads, audit: ReadAudit, policy: Policy, clock: Clock) -> None:
         self._reads = reads
         self._audit = audit
         self._policy = policy
@@ -41,24 +41,24 @@ class DeskService:
         now = self._clock.now()
         school = actor.school
         sla = (school.sla_minutes.normal, school.sla_minutes.urgent)
-        async with self._reads() as uow:
-            cases = await uow.incidents.open_summaries(school.id)
-            visible = visible_cases(cases, actor.person) if may_use_desk(actor.person) else []
-            undelivered: dict[str, int] = {}
-            late: frozenset[int] = frozenset()
-            # Undelivered alerts and late referrals only mark and order the cases listed: with none the viewer may
-            # see, there is nothing for them to mark, and neither is read.
-            if visible:
-                failed = await uow.deliveries.failed(school.id, now - dt.timedelta(days=UNDELIVERED_DAYS))
-                roles = {r.value for r in actor.person.roles}
-                for outcome in failed:
-                    if roles & set(outcome.delivery.team_roles):
-                        undelivered[outcome.delivery.about] = undelivered.get(outcome.delivery.about, 0) + 1
-                late = frozenset(await uow.referrals.overdue_cases(school.id, now))
-            chosen_cases = select_cases(
-                visible, actor.person, chosen, now=now, sla_minutes=sla, undelivered=undelivered, late_referrals=late
-            )
-            shown, page, pages = page_of(chosen_cases, chosen.page)
+        viewer = actor.person
+        desk = may_use_desk(viewer)
+        facts = await self._reads.caseload(
+            school.id,
+            now - dt.timedelta(days=UNDELIVERED_DAYS),
+            now,
+            lambda cases: visible_cases(cases, viewer) if desk else [],
+        )
+        # Undelivered alerts and late referrals only mark and order the cases listed.
+        undelivered: dict[str, int] = {}
+        roles = {r.value for r in viewer.roles}
+        for outcome in facts.failed:
+            if roles & set(outcome.delivery.team_roles):
+                undelivered[outcome.delivery.about] = undelivered.get(outcome.delivery.about, 0) + 1
+        chosen_cases = select_cases(
+            facts.visible, viewer, chosen, now=now, sla_minutes=sla, undelivered=undelivered, late_referrals=facts.late
+        )
+        shown, page, pages = page_of(chosen_cases, chosen.page)
         await self._audit.record(
             school.id,
             actor.person.id,
@@ -67,7 +67,7 @@ class DeskService:
             chosen.view,
             {"group": chosen.group, "page": page, "listed": [c.reference for c in shown]},
         )
-        rows = [self._row(c, now, sla, undelivered, c.id in late) for c in shown]
+        rows = [self._row(c, now, sla, undelivered, c.id in facts.late) for c in shown]
         return CasePage(
             rows=rows,
             filter=CaseFilter(chosen.view, chosen.group, page),

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from bot.aup import AupRepository
     from bot.children import Pupil
     from bot.delivery import Delivery
+    from bot.desk import CaseloadFacts
+    from bot.incidents import IncidentSummary
     from bot.repositories import (
         AllegationRepository,
         ChildRepository,
@@ -219,6 +221,20 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+class CaseloadReads(Protocol):
+    async def caseload(
+        self,
+        school_id: str,
+        since: dt.datetime,
+        now: dt.datetime,
+        visible: Callable[[list[IncidentSummary]], list[IncidentSummary]],
+    ) -> CaseloadFacts:
+        """A school's open cases that `visible` keeps (the access rule) and, when it keeps any, the tracked sends that
+        failed since `since` and the cases whose required referral is late at `now`: read together, in one snapshot
+        where the database gives one, without a unit of work. `visible` must only filter (it may run off the event
+        loop, on the database's thread)."""
 
 
 class WorkHandler(Protocol):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 from bot.config import AppConfig, SchoolConfig
 from bot.policy import Policy
 from bot.protocols import (
+    CaseloadReads,
     Clock,
     Directory,
     PupilDirectory,
@@ -91,6 +92,7 @@ class Wiring:
     # refuses entries, which go through read_audit.
     reads: UnitOfWorkFactory
     read_audit: ReadAudit
+    caseload: CaseloadReads  # the desk's reads, the same snapshot without a unit of work
     clock: Clock
     services: BotServices  # commands, card actions, dialogs
     work: WorkRegistry

@@ -12,7 +12,7 @@ from bot.wiring import Wiring
 
 
 def install(wiring: Wiring) -> None:
-    service = DeskService(wiring.reads, wiring.read_audit, wiring.policy, wiring.clock)
+    service = DeskService(wiring.caseload, wiring.read_audit, wiring.policy, wiring.clock)
     wiring.features.desk = service
 
     async def cases(turn: Turn, args: str) -> None:

@@ -64,6 +64,7 @@ def registered_commands(config_path: Path = DEMO_CONFIG) -> list[Command]:
         uow=_no_database,
         reads=_no_database,
         read_audit=cast(Any, None),
+        caseload=cast(Any, None),
         clock=SystemClock(),
         services=services,
         work=_NoWork(),

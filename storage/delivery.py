@@ -4,14 +4,63 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery import Delivery, Outcome, Watch, target_key
 from storage.crypto import FieldCipher
 from storage.models import WorkRow
+from storage.one_trip import run_in_session
+from storage.prepared import Prepared, Work
 from storage.repos import SEND_KIND, work_payload_context
+
+
+def _payload(cipher: FieldCipher, row: WorkRow | Row[Any]) -> dict:
+    return json.loads(cipher.decrypt(row.payload, work_payload_context(row.school_id, row.row_key)))
+
+
+def _outcome(cipher: FieldCipher, row: WorkRow | Row[Any]) -> Outcome:
+    payload = _payload(cipher, row)
+    return Outcome(
+        row.id,
+        target_key(payload["target"]),
+        Delivery.from_json(payload["delivery"]),
+        row.status,
+        row.last_error,
+        row.finished_at or row.run_at,
+    )
+
+
+# Run by the driver itself (storage.prepared): the caseload reads it on every look at the desk that lists a case.
+_FAILED = Prepared(
+    select(
+        WorkRow.id,
+        WorkRow.school_id,
+        WorkRow.row_key,
+        WorkRow.payload,
+        WorkRow.status,
+        WorkRow.last_error,
+        WorkRow.finished_at,
+        WorkRow.run_at,
+    )
+    .where(
+        WorkRow.school_id == bindparam("school_id"),
+        WorkRow.kind == bindparam("kind"),
+        WorkRow.status == bindparam("failed"),
+        WorkRow.delivery_group.is_not(None),
+        WorkRow.finished_at >= bindparam("since"),
+    )
+    .order_by(WorkRow.finished_at.desc())
+)
+
+
+def failed_work(cipher: FieldCipher, school_id: str, since: dt.datetime) -> Work[list[Outcome]]:
+    """The tracked sends of a school that failed since a time, newest first."""
+    params = {"school_id": school_id, "kind": SEND_KIND, "failed": "failed", "since": since}
+    rows = (yield _FAILED, params).rows
+    return [_outcome(cipher, row) for row in rows]
 
 
 class SqlDeliveries:
@@ -20,18 +69,10 @@ class SqlDeliveries:
         self._cipher = cipher
 
     def _payload(self, row: WorkRow) -> dict:
-        return json.loads(self._cipher.decrypt(row.payload, work_payload_context(row.school_id, row.row_key)))
+        return _payload(self._cipher, row)
 
     def _outcome(self, row: WorkRow) -> Outcome:
-        payload = self._payload(row)
-        return Outcome(
-            row.id,
-            target_key(payload["target"]),
-            Delivery.from_json(payload["delivery"]),
-            row.status,
-            row.last_error,
-            row.finished_at or row.run_at,
-        )
+        return _outcome(self._cipher, row)
 
     async def group(self, school_id: str, group: str) -> list[Outcome]:
         rows = (
@@ -58,20 +99,7 @@ class SqlDeliveries:
         return result == "undelivered"
 
     async def failed(self, school_id: str, since: dt.datetime) -> list[Outcome]:
-        rows = (
-            await self._session.scalars(
-                select(WorkRow)
-                .where(
-                    WorkRow.school_id == school_id,
-                    WorkRow.kind == SEND_KIND,
-                    WorkRow.status == "failed",
-                    WorkRow.delivery_group.is_not(None),
-                    WorkRow.finished_at >= since,
-                )
-                .order_by(WorkRow.finished_at.desc())
-            )
-        ).all()
-        return [self._outcome(r) for r in rows]
+        return await run_in_session(self._session, failed_work(self._cipher, school_id, since))
 
     async def sent_about(self, school_id: str, about: str) -> list[tuple[dict[str, str], str]]:
         """Every message posted about a case that arrived: (target, activity id), newest version of each once."""

@@ -133,7 +133,8 @@ _OPEN_SUMMARIES = Prepared(
 )
 
 
-def _open_summaries(school_id: str) -> Work[list[IncidentSummary]]:
+def open_summaries_work(school_id: str) -> Work[list[IncidentSummary]]:
+    """Every open case of a school, without sealed fields: the caller applies the access rule."""
     rows = (yield _OPEN_SUMMARIES, {"school_id": school_id, "closed": Status.CLOSED.value}).rows
     return [SqlIncidents._to_summary(row) for row in rows]  # noqa: SLF001 - this module's own
 
@@ -367,7 +368,7 @@ class SqlIncidents:
 
     async def open_summaries(self, school_id: str) -> list[IncidentSummary]:
         """Every open case of a school in one query, without sealed fields: the caller applies the access rule."""
-        return await run_in_session(self._session, _open_summaries(school_id))
+        return await run_in_session(self._session, open_summaries_work(school_id))
 
     async def summaries_about(self, school_id: str, subject_kind: str) -> list[IncidentSummary]:
         """Every case (open or closed) about one kind of subject, without sealed fields, for the access rule."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, select, update
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -13,6 +13,8 @@ from bot.protocols import Clock
 from bot.referrals import ClockStatus, Referral, RequiredReferral
 from storage.crypto import FieldCipher, row_context
 from storage.models import Base, UtcDateTime, rows_changed
+from storage.one_trip import run_in_session
+from storage.prepared import Prepared, Work
 
 REFERRAL_FIELDS = ("their_reference", "outcome")
 
@@ -58,6 +60,22 @@ def referral_context(field: str, school_id: str, incident_id: int, row_key: str)
 
 def waived_context(school_id: str, incident_id: int, agency: str) -> str:
     return row_context("referral_clocks.waived_reason", school_id, incident_id, agency)
+
+
+# Run by the driver itself (storage.prepared): the caseload reads it on every look at the desk that lists a case.
+_OVERDUE = Prepared(
+    select(ReferralClockRow.incident_id).where(
+        ReferralClockRow.school_id == bindparam("school_id"),
+        ReferralClockRow.status == bindparam("open"),
+        ReferralClockRow.due_at < bindparam("now"),
+    )
+)
+
+
+def overdue_work(school_id: str, now: dt.datetime) -> Work[set[int]]:
+    """The cases of a school with a required referral past its deadline; no sealed field is read."""
+    rows = (yield _OVERDUE, {"school_id": school_id, "open": ClockStatus.OPEN.value, "now": now}).rows
+    return {row.incident_id for row in rows}
 
 
 class SqlReferrals:
@@ -157,17 +175,7 @@ class SqlReferrals:
 
     async def overdue_cases(self, school_id: str, now: dt.datetime) -> set[int]:
         """Cases with a required referral past its deadline, for the caseload; one query, no sealed field read."""
-        return set(
-            (
-                await self._session.scalars(
-                    select(ReferralClockRow.incident_id).where(
-                        ReferralClockRow.school_id == school_id,
-                        ReferralClockRow.status == ClockStatus.OPEN.value,
-                        ReferralClockRow.due_at < now,
-                    )
-                )
-            ).all()
-        )
+        return await run_in_session(self._session, overdue_work(school_id, now))
 
     async def clock(self, school_id: str, clock_id: int) -> RequiredReferral | None:
         row = await self._session.get(ReferralClockRow, clock_id, populate_existing=True)

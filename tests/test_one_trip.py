@@ -15,7 +15,7 @@ from storage.db import BOOKKEEPING, create_engine, session_factory
 from storage.inbound import InboundClaimRow
 from storage.migrate import upgrade
 from storage.models import AuditRow
-from storage.one_trip import OneTrip, run_in_session
+from storage.one_trip import OneRead, OneTrip, run_in_session
 from storage.prepared import Prepared, Work, together
 
 NOW = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
@@ -156,3 +156,42 @@ async def test_statements_run_together_count_each_ones_rows_and_are_undone_toget
         assert await trip.steps(lambda: close("turn", "later"), synchronous=BOOKKEEPING, atomic=False) == (1, 1)
     finally:
         await engine.dispose()
+
+
+async def test_reads_in_one_trip_see_only_what_is_committed_and_end_their_snapshot_even_when_they_fail(
+    database_url: str,
+) -> None:
+    """The caseload's reads (storage.caseload) run outside any unit of work: on SQLite on a reader connection while
+    a writer holds the one writer, and each read's snapshot ends with it, so the next read on that connection (and
+    the pool lends the same one again) sees what was written since."""
+    sqlite = database_url.startswith("sqlite")
+    engine = create_engine(database_url)
+    reads = create_engine(database_url, reads_only=True) if sqlite else engine
+    await upgrade(engine)
+    one_read = OneRead(reads)
+    prepared = Prepared(select(func.count()).select_from(CLAIMS))
+
+    def counted(*, then_fail: bool = False) -> Work[int]:
+        seen = int((yield prepared, {}).rows[0][0])
+        if then_fail:
+            raise LookupError("a read that fails part way")
+        return seen
+
+    async def write(key: str) -> None:
+        async with engine.begin() as connection:
+            await connection.execute(insert(CLAIMS).values(key=key, claimed_at=NOW, lease_until=NOW))
+
+    try:
+        await write("before")
+        async with engine.begin() as writer:  # holds SQLite's one writer, with a row not yet committed
+            await writer.execute(insert(CLAIMS).values(key="uncommitted", claimed_at=NOW, lease_until=NOW))
+            assert await one_read.run(counted) == 1
+        for written in range(2, 5):
+            with pytest.raises(LookupError):
+                await one_read.run(lambda: counted(then_fail=True))
+            await write(f"after {written}")
+            assert await one_read.run(counted) == written + 1
+    finally:
+        await engine.dispose()
+        if sqlite:
+            await reads.dispose()
