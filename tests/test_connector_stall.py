@@ -151,6 +151,30 @@ async def test_a_connector_that_never_answers_delays_only_its_own_replies(harnes
         assert len(silent.bodies(leahs_help)) == STALLED_TURNS
 
 
+async def test_a_reply_is_addressed_to_its_conversation_and_one_that_expects_replies_gets_them_in_its_answer(
+    harness: Harness,
+) -> None:
+    """What the bot sends is addressed from the activity it answers (adapters.connector's TurnContext copies each
+    activity shallowly, where the SDK deep-copied it). An activity sent with deliveryMode expectReplies gets its
+    replies in the HTTP answer, and the connector gets nothing."""
+    tom = harness.user("Tom Reed")
+    asked = tom.message("help")
+    reply = await tom.post(asked, tom.conversation_id)
+    [card] = [sent for sent in reply.sent if help_card_for("Tom")(sent.activity)]
+    assert (card.op, card.conversation_id) == ("reply", tom.conversation_id)
+    sent = card.activity
+    assert sent["replyToId"] == asked["id"] and sent["conversation"]["id"] == tom.conversation_id
+    assert sent["from"]["id"] == asked["recipient"]["id"] and sent["recipient"]["id"] == asked["from"]["id"]
+    assert (sent["type"], sent["inputHint"], sent["channelId"]) == ("message", "acceptingInput", "msteams")
+
+    expecting = {**tom.message("help"), "deliveryMode": "expectReplies"}
+    answer = await tom.post(expecting, tom.conversation_id)
+    assert answer.status == 200 and answer.sent == []
+    [buffered] = [a for a in answer.body["activities"] if help_card_for("Tom")(a)]
+    assert buffered["replyToId"] == expecting["id"] and buffered["inputHint"] == "acceptingInput"
+    assert buffered["attachments"] == sent["attachments"]
+
+
 async def test_a_connector_error_on_a_reply_reaches_the_turn_error_handler(harness: Harness) -> None:
     tom = harness.user("Tom Reed")
     # The help card draws 502 on its first try and on each of its three retries; then the apology goes through.
