@@ -18,6 +18,7 @@ from storage.checkpoint import WRITER_CHECKPOINT_PAGES
 SYNCHRONOUS = "esafety_sqlite_synchronous"
 DURABLE, BOOKKEEPING = "FULL", "NORMAL"
 BEGIN_DUE = "esafety_begin_due"  # a reader's BEGIN, not yet sent: it goes with the first statement
+READERS = 16  # SQLite reader connections kept open (each with its own thread in aiosqlite)
 
 
 def utcnow() -> dt.datetime:
@@ -35,8 +36,14 @@ def create_engine(url: str, *, reads_only: bool = False) -> AsyncEngine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # One writer connection: units of work queue for it in asyncio instead of in SQLite's sleeping busy
-        # handler, which gave long latency tails under concurrent turns.
-        pool = {} if reads_only else {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
+        # handler, which gave long latency tails under concurrent turns. Readers are kept for as many turns as
+        # usually read at once: past the pool's size each reader was opened and closed for one read (a thread, a
+        # connection and its pragmas), which at ten card actions at once was a fiftieth of their CPU.
+        pool = (
+            {"pool_size": READERS, "max_overflow": READERS}
+            if reads_only
+            else {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
+        )
         # No rollback when a connection goes back to the pool: every transaction here is ended by its own context
         # (commit, or rollback on error) before that, so the reset would be a second, empty trip to the thread.
         engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None, **pool)

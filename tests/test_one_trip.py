@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Boolean, bindparam, func, insert, select
+from sqlalchemy import Boolean, bindparam, event, func, insert, select
 
 from storage.db import BOOKKEEPING, create_engine, session_factory
 from storage.inbound import InboundClaimRow
@@ -195,3 +195,25 @@ async def test_reads_in_one_trip_see_only_what_is_committed_and_end_their_snapsh
         await engine.dispose()
         if sqlite:
             await reads.dispose()
+
+
+async def test_ten_readers_at_once_on_sqlite_reuse_their_connections(tmp_path: Path) -> None:
+    """Readers past the pool's size were each opened and closed for one read (a thread, a connection, its pragmas):
+    ten card actions at once paid for that on every read. Ten at once, over and over, open ten connections."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'reads.db'}"
+    engine, reads = create_engine(url), create_engine(url, reads_only=True)
+    await upgrade(engine)
+    opened: list[object] = []
+    event.listen(reads.sync_engine, "connect", lambda connection, _record: opened.append(connection))
+    prepared = Prepared(select(func.count()).select_from(CLAIMS))
+
+    def counted() -> Work[int]:
+        return int((yield prepared, {}).rows[0][0])
+
+    try:
+        for _ in range(5):
+            assert await asyncio.gather(*(OneRead(reads).run(counted) for _ in range(10))) == [0] * 10
+        assert len(opened) == 10
+    finally:
+        await engine.dispose()
+        await reads.dispose()
