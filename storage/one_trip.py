@@ -183,7 +183,7 @@ class OneTrip:
 class OneRead:
     """Reads in one trip, outside any unit of work: for a read on every look at a card (the caseload).
 
-    On SQLite the reads run on a reader connection (never the writer) in one trip to its thread, BEGIN and COMMIT
+    On SQLite the reads run on a reader connection (never the writer) in one trip to its thread, BEGIN and its end
     included, so they read one snapshot. Through a unit of work the same reads took a trip a statement, one for the
     COMMIT and five greenlets, and the session's own bookkeeping cost about as much again. On PostgreSQL each
     statement runs on its own, without BEGIN and COMMIT: at READ COMMITTED, which a unit of work uses there, each
