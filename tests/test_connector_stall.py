@@ -156,7 +156,7 @@ async def test_a_reply_is_addressed_to_its_conversation_and_one_that_expects_rep
 ) -> None:
     """What the bot sends is addressed from the activity it answers (adapters.connector's TurnContext copies each
     activity shallowly, where the SDK deep-copied it). An activity sent with deliveryMode expectReplies gets its
-    replies in the HTTP answer, and the connector gets nothing."""
+    replies in the HTTP answer, and the connector gets none of them."""
     tom = harness.user("Tom Reed")
     asked = tom.message("help")
     reply = await tom.post(asked, tom.conversation_id)
@@ -169,7 +169,8 @@ async def test_a_reply_is_addressed_to_its_conversation_and_one_that_expects_rep
 
     expecting = {**tom.message("help"), "deliveryMode": "expectReplies"}
     answer = await tom.post(expecting, tom.conversation_id)
-    assert answer.status == 200 and answer.sent == []
+    # Only replies: the outbox may post Tom a card of its own meanwhile (the AUP he owes), as it would anyway.
+    assert answer.status == 200 and [sent for sent in answer.sent if sent.op == "reply"] == []
     [buffered] = [a for a in answer.body["activities"] if help_card_for("Tom")(a)]
     assert buffered["replyToId"] == expecting["id"] and buffered["inputHint"] == "acceptingInput"
     assert buffered["attachments"] == sent["attachments"]
