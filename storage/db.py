@@ -38,7 +38,7 @@ def create_engine(url: str, *, reads_only: bool = False) -> AsyncEngine:
         # One writer connection: units of work queue for it in asyncio instead of in SQLite's sleeping busy
         # handler, which gave long latency tails under concurrent turns. Readers are kept for as many turns as
         # usually read at once: past the pool's size each reader was opened and closed for one read (a thread, a
-        # connection and its pragmas), which at ten card actions at once was a fiftieth of their CPU.
+        # connection and its pragmas): at ten card actions at once, keeping them took 2.44 to 2.30 CPU ms a turn.
         pool = (
             {"pool_size": READERS, "max_overflow": READERS}
             if reads_only

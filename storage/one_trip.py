@@ -10,7 +10,8 @@ PostgreSQL has no such thread: the same function runs in the async connection's 
 statement as before.
 
 `steps` is the same trip for work written as prepared statements (storage.prepared): the per-turn bookkeeping,
-where even SQLAlchemy's execution of a compiled statement cost as much as the database's own work.
+where even SQLAlchemy's execution of a compiled statement cost as much as the database's own work. `OneRead` is its
+counterpart for reads (the caseload's), on a reader connection and outside any unit of work.
 """
 
 from __future__ import annotations
