@@ -86,6 +86,8 @@ class Conversation(Generic[S]):
     finish: Callable[[Ctx[S]], Awaitable[None]]  # every question answered: do it, and say what happened
     stopped: Callable[[S | None, str], str]  # what became of it, for a reason in STOP_REASONS
     timeout: dt.timedelta | None = None  # None: the app's setting
+    # Said once, at the start, in the same message as the first question: one message to read, one send to make.
+    intro: str | None = None
 
     def next_question(self, state: S) -> Question[S] | None:
         return next((q for q in self.questions if not q.skip(state) and not q.is_done(state)), None)

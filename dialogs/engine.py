@@ -36,7 +36,10 @@ class ConversationDialog(Dialog, Generic[S]):  # type: ignore[misc]  # botbuilde
         state = (
             state_from_data(self.conversation, options) if isinstance(options, dict) else self.conversation.new_state()
         )
-        return await self._advance(dialog_context, self._ctx(dialog_context.context, state))
+        ctx = self._ctx(dialog_context.context, state, self.conversation.intro)
+        result = await self._advance(dialog_context, ctx)
+        await ctx.say()  # the intro, if nothing was said for it to go with
+        return result
 
     async def continue_dialog(self, dialog_context: DialogContext) -> DialogTurnResult:
         context = dialog_context.context
@@ -83,10 +86,13 @@ class ConversationDialog(Dialog, Generic[S]):  # type: ignore[misc]  # botbuilde
         instance.state[_ASKED] = question.key
         return Dialog.end_of_turn
 
-    def _ctx(self, context: TurnContext, state: S) -> Ctx[S]:
+    def _ctx(self, context: TurnContext, state: S, intro: str | None = None) -> Ctx[S]:
         actor: Actor = context.turn_state["esafety.actor"]
+        unsaid = [intro] if intro else []
 
         async def say(text: str | None = None, card: dict[str, Any] | None = None) -> None:
+            if unsaid:
+                text = "\n\n".join(part for part in (unsaid.pop(), text) if part)
             if card is not None:
                 await context.send_activity(message_with_card(card, text))
             elif text:

@@ -40,10 +40,6 @@ def install(wiring: Wiring) -> None:
     services.dialogs.append(ReportConcernDialog(service, wiring.policy))
 
     async def report(turn: Turn, _args: str) -> None:
-        await turn.say(
-            "Two short cards, then you check it and submit; it takes about a minute. Type `cancel` to "
-            "stop at any time. If a child is in immediate danger, call 999 first."
-        )
         await turn.begin_dialog(REPORT_DIALOG)
 
     async def my_reports(turn: Turn, _args: str) -> None:

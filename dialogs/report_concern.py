@@ -117,6 +117,10 @@ class _Report:
             new_state=ReportState,
             finish=self._finish,
             stopped=_stopped,
+            intro=(
+                "Two short cards, then you check it and submit; it takes about a minute. Type `cancel` to stop at "
+                "any time. If a child is in immediate danger, call 999 first."
+            ),
             questions=(
                 q("changing", self._ask_change, self._answer_change, done=lambda s: not s.changing),
                 q(

@@ -33,6 +33,17 @@ async def test_a_wrong_answer_is_explained_and_the_same_question_asked_again(har
     assert "Who is it for?" in json.dumps(moved_on.cards)
 
 
+async def test_a_conversation_with_an_intro_says_it_once_with_its_first_question(harness: Harness) -> None:
+    leah = harness.user("Leah Brooks")
+    opened = await leah.says("report")
+    assert len(opened.replies) == 1 and opened.texts[0].startswith("Two short cards"), opened.everything[:300]
+    typed = await leah.says("A pupil said something worrying")  # typed instead of the card: the typed questions
+    assert typed.replies and not any("Two short cards" in t for t in typed.texts), typed.texts
+    await leah.says("cancel")
+    again = await leah.says("report")  # a new conversation has it again
+    assert again.texts[0].startswith("Two short cards")
+
+
 async def test_every_command_a_teacher_has_interrupts_a_filter_request(harness: Harness) -> None:
     leah = harness.user("Leah Brooks")
     for command in TEACHER_COMMANDS:

@@ -59,7 +59,11 @@ async def count(harness: Harness, sql: str) -> int:
 async def test_a_full_report_is_card_one_card_two_and_submit(harness: Harness) -> None:
     leah = harness.user("Leah Brooks")
     opened = await leah.says("report")
+    # One message: how long it takes, how to stop and to call 999 first, with card 1 beneath.
+    [first] = opened.replies
+    assert first.text is not None and first.text.startswith("Two short cards") and "call 999 first" in first.text
     about = card_with(opened, "category")
+    assert first.cards == [about]
     titles = [c["title"] for c in inputs(about)["category"]["choices"]]
     assert (
         "Contact: Grooming concern. Early signs that someone is building trust with a child for sexual or other "

@@ -18,7 +18,8 @@
 //                  --fill note="my note" --click "Send note" --expect Submitted \
 //                  --screenshot var/screenshots/help.png
 //   Options: --url URL  --screenshots DIR  --timeout MS  --conversation NAME  --mention NAME
-//            --send TEXT  --expect TEXT  --click TITLE  --fill KEY=VALUE  --screenshot NAME|PATH.png  --wait MS
+//            --send TEXT  --expect TEXT  --click TITLE  --fill KEY=VALUE  --show TEXT  --screenshot NAME|PATH.png
+//            --wait MS
 //
 // Environment: PLAYGROUND_URL (default http://localhost:$PLAYGROUND_PORT, port default 56150),
 //   CHROMIUM_PATH (default /usr/bin/chromium), PLAYGROUND_TIMEOUT (ms, default 20000),
@@ -331,6 +332,14 @@ export class PlaygroundSession {
     return { role, label: names[0] };
   }
 
+  // Scroll the conversation so the latest message containing `text` is in view: the Playground keeps the newest
+  // message's end in view, so a long card hides what was said above it.
+  async show(text, { timeout = this.timeout } = {}) {
+    const found = this._pane().getByText(text, { exact: false }).last();
+    await found.waitFor({ state: 'attached', timeout });
+    await found.scrollIntoViewIfNeeded();
+  }
+
   // Save a PNG. A bare name goes to screenshotsDir/<name>.png; a path ending in .png is used as given.
   async screenshot(name, { fullPage = false } = {}) {
     const file = /\.png$/i.test(name) ? name : path.join(this.screenshotsDir, `${name}.png`);
@@ -369,7 +378,7 @@ export async function close() { if (current) { const s = current; current = null
 // ---------------------------------------------------------------- CLI
 const USAGE = `usage: node drive.mjs [--url URL] [--screenshots DIR] [--timeout MS] STEP...
 steps (run in order): --conversation NAME | --mention NAME | --send TEXT | --reply TEXT | --expect TEXT |
-                      --click TITLE | --fill KEY=VALUE | --screenshot NAME|PATH.png | --wait MS
+                      --click TITLE | --fill KEY=VALUE | --show TEXT | --screenshot NAME|PATH.png | --wait MS
 example: node drive.mjs --url http://localhost:56150 --send help --expect "Echo bot help" --screenshot var/screenshots/help.png`;
 
 async function main(argv) {
@@ -384,7 +393,7 @@ async function main(argv) {
       case '--timeout': opts.timeout = Number(val()); break;
       case '-h': case '--help': console.log(USAGE); return 0;
       case '--conversation': case '--mention': case '--send': case '--reply': case '--expect':
-      case '--click': case '--fill': case '--screenshot': case '--wait':
+      case '--click': case '--fill': case '--screenshot': case '--wait': case '--show':
         steps.push([a.slice(2), val()]); break;
       default: throw new Error(`unknown argument ${a}\n${USAGE}`);
     }
@@ -410,6 +419,7 @@ async function main(argv) {
           say(`filled ${v.slice(0, eq)} (${r.role} "${r.label}")`);
           break;
         }
+        case 'show': await s.show(v); say(`showing "${v}"`); break;
         case 'screenshot': say(`screenshot ${await s.screenshot(v)}`); break;
         case 'wait': await sleep(Number(v)); break;
       }
