@@ -52,11 +52,12 @@ class ConversationDialog(Dialog, Generic[S]):  # type: ignore[misc]  # botbuilde
             await ctx.say(self.conversation.stopped(ctx.state, "cancelled"))
             return await dialog_context.end_dialog()
         question = self.conversation.question(instance.state.get(_ASKED))
-        if question is not None:
-            problem = await question.answer(ctx, reply)
-            if problem:
-                await ctx.say(problem)
-        return await self._advance(dialog_context, ctx)
+        problem = await question.answer(ctx, reply) if question is not None else None
+        if problem:  # said above the question it is about, in one message
+            ctx = self._ctx(context, ctx.state, problem)
+        result = await self._advance(dialog_context, ctx)
+        await ctx.say()  # the problem, if nothing was said for it to go with
+        return result
 
     async def resume_dialog(
         self, dialog_context: DialogContext, reason: DialogReason, result: object = None
@@ -86,9 +87,11 @@ class ConversationDialog(Dialog, Generic[S]):  # type: ignore[misc]  # botbuilde
         instance.state[_ASKED] = question.key
         return Dialog.end_of_turn
 
-    def _ctx(self, context: TurnContext, state: S, intro: str | None = None) -> Ctx[S]:
+    def _ctx(self, context: TurnContext, state: S, preface: str | None = None) -> Ctx[S]:
+        """`preface` goes with the first thing said (an intro, or a problem above the question asked again): one
+        message to read and one send to make, not two."""
         actor: Actor = context.turn_state["esafety.actor"]
-        unsaid = [intro] if intro else []
+        unsaid = [preface] if preface else []
 
         async def say(text: str | None = None, card: dict[str, Any] | None = None) -> None:
             if unsaid:

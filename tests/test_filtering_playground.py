@@ -156,6 +156,8 @@ async def test_a_teacher_asks_for_an_unblock_in_the_playground(sqlite_harness: H
             "bbc co uk",
             "--expect",
             "no spaces",
+            "--screenshot",
+            "filter-site-problem",
             "--send",
             "https://www.bbc.co.uk/bitesize",
             "--expect",
