@@ -43,6 +43,7 @@ from msrest.exceptions import ClientRequestError
 
 from adapters.connector_json import from_json, to_json
 from adapters.send_budget import SendBudget, is_bulk, tenant_of
+from bot import json_text
 from bot.work import parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -259,7 +260,7 @@ class ConnectorTransport:
         `budget` is (tenant, conversation) for a call that counts against Teams' send limits. A 408, 429 or 5xx is
         retried (interactive calls only, unless retry_bulk) while retries and time remain; the last error is raised.
         """
-        data = None if payload is None else json.dumps(payload).encode("utf-8")
+        data = None if payload is None else json_text.dumps_bytes(payload)
         bulk = is_bulk()
         started = time.monotonic()
         attempt = 0
@@ -383,6 +384,11 @@ class TokenSource:
         return f"Bearer {token}"
 
 
+@functools.lru_cache(maxsize=4096)  # a turn quotes its conversation's id, which the next turns quote again
+def _quoted(value: str) -> str:
+    return quote(value, safe="")
+
+
 class BotConnectorClient:
     """The part of botframework.connector.aio.ConnectorClient that CloudAdapter, TeamsInfo and this app call."""
 
@@ -395,7 +401,7 @@ class BotConnectorClient:
         self.conversations = Conversations(self)
 
     def url(self, path: str, *ids: str) -> str:
-        quoted = path.format(*(quote(str(value), safe="") for value in ids))
+        quoted = path.format(*(_quoted(str(value)) for value in ids))
         return f"{self.service_url.rstrip('/')}/{quoted.lstrip('/')}"
 
     async def call(

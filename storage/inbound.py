@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import ClauseElement
 
+from bot import json_text
 from bot.inbound import CLAIM_LEASE, CLAIM_LIFETIME, InvokeAnswer
 from storage.crypto import FieldCipher, row_context
 from storage.models import Base, UtcDateTime, rows_changed
@@ -82,9 +83,9 @@ def finish_write(cipher: FieldCipher, key: str, answer: InvokeAnswer | None, now
     if answer is None:
         return _FINISH, {"claim_key": key, "finished_at": now}
     try:
-        document = json.dumps({"status": answer.status, "body": answer.body})
+        document = json_text.dumps({"status": answer.status, "body": answer.body})
     except (TypeError, ValueError):  # a body that is not JSON cannot be replayed; the status still can
-        document = json.dumps({"status": answer.status, "body": None})
+        document = json_text.dumps({"status": answer.status, "body": None})
     sealed = cipher.encrypt(document, response_context(key))
     return _FINISH_ANSWERED, {"claim_key": key, "finished_at": now, "sealed": sealed}
 
