@@ -185,7 +185,8 @@ _OBJECT_SCALARS: dict[type, Convert] = {
 # enum-typed attribute, a time in another format) goes to Model.deserialize() itself, whose answer, or error, stands.
 
 _Reader = Callable[[Any], Any]
-_ReadPlan = tuple[type, tuple[tuple[str, str, _Reader], ...], frozenset[str], tuple[str, ...]]
+# (class, JSON key -> (attribute, reader), the attributes of one built with no arguments)
+_ReadPlan = tuple[type, dict[str, tuple[str, _Reader]], dict[str, Any]]
 _read_plans: dict[type, _ReadPlan | None] = {}
 
 
@@ -208,14 +209,20 @@ def _read_model(root: type, cls: type, data: Any) -> Any:
         plan = _read_plans[cls] = _read_plan_for(root, cls)
     if plan is None:
         raise _NotCovered
-    model, steps, known, readonly = plan
-    values = {attr: (None if (raw := data.get(key)) is None else read(raw)) for attr, key, read in steps}
-    built = model(**{k: v for k, v in values.items() if k not in readonly})
-    for attr in readonly:
-        setattr(built, attr, values.get(attr))
-    extra = data.keys() - known
-    if extra:
-        built.additional_properties = {key: data[key] for key in extra}
+    model, by_key, blank = plan
+    # What model(**values) builds, without calling it: an Activity's constructor takes and assigns all of its forty-odd
+    # attributes, where a channel sends a dozen. `blank` is what the constructor leaves (every attribute None).
+    built: Any = object.__new__(model)
+    attributes = built.__dict__
+    attributes.update(blank)
+    extra = {}
+    for key, raw in data.items():
+        step = by_key.get(key)
+        if step is None:
+            extra[key] = raw
+        elif raw is not None:
+            attributes[step[0]] = step[1](raw)
+    attributes["additional_properties"] = extra
     return built
 
 
@@ -243,8 +250,29 @@ def _read_plan_for(root: type, cls: type) -> _ReadPlan | None:
         steps.append((attr, key, read))
     if "additional_properties" in cls._attribute_map and not has_extra:  # type: ignore[attr-defined]
         return None  # a real "additionalProperties" key: msrest's business
-    readonly = tuple(attr for attr, rule in validation.items() if rule.get("readonly"))
-    return cls, tuple(steps), frozenset(key for _, key, _ in steps), readonly
+    blank = _blank(cls)
+    if blank is None:
+        return None
+    return cls, {key: (attr, read) for attr, key, read in steps}, blank
+
+
+def _blank(cls: type) -> dict[str, Any] | None:
+    """The attributes the constructor gives a model built with no arguments, when building one without calling it
+    is the same: each attribute a plain instance attribute, None, and a fresh `additional_properties` dict."""
+    if cls.__setattr__ is not object.__setattr__ or cls.__new__ is not object.__new__:  # type: ignore[comparison-overlap]
+        return None
+    try:
+        attributes = dict(vars(cls()))
+    except Exception:  # noqa: BLE001 - a constructor that needs arguments: msrest's business
+        return None
+    if attributes.pop("additional_properties", None) != {}:
+        return None
+    names = set(cls._attribute_map) - {"additional_properties"}  # type: ignore[attr-defined]
+    if set(attributes) != names:
+        return None
+    if any(value is not None for value in attributes.values()) or any(hasattr(cls, name) for name in names):
+        return None  # a default the constructor computes, or a descriptor that assignment would go through
+    return attributes
 
 
 def _reader(root: type, kind: str, models: dict[str, Any]) -> _Reader | None:
