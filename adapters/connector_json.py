@@ -4,9 +4,10 @@ Model.serialize() builds a Serializer (scanning the model's module for classes) 
 through several layers of type dispatch (with requests, a fifth of a dialog step's CPU). This walks each class's
 `_attribute_map` once, keeps a plan per class, and applies msrest's own rules: None attributes are left out, None
 items in lists and dicts stay, `str` attributes take an enum's value, "object" values are copied by exact type (a
-model inside is serialised as one), `additional_properties` is merged in place and a key keeps its first value.
-Anything it does not cover exactly (XML models, flattened keys, enum-typed attributes, odd types inside "object") is
-handed to .serialize() itself.
+model inside is serialised as one; one that holds only plain JSON types, such as a card, goes as it is, since the copy
+would be equal and the output is written out at once), `additional_properties` is merged in place and a key keeps its
+first value. Anything it does not cover exactly (XML models, flattened keys, enum-typed attributes, odd types inside
+"object") is handed to .serialize() itself.
 """
 
 from __future__ import annotations
@@ -142,6 +143,11 @@ def _object(value: Any) -> Any:
     kind = type(value)
     if kind in _PLAIN or value is None:
         return value
+    if _plain(value):
+        # All of it is what a copy would hold (a card, as the cards module builds one), so it goes as it is: the same
+        # JSON, without rebuilding every node of the card. The caller's activity and this output share it, and
+        # neither is changed after a send.
+        return value
     if kind is dict:
         return {_str(key): _object(item) for key, item in value.items()}
     if kind is list:
@@ -152,6 +158,34 @@ def _object(value: Any) -> Any:
     if special is None:
         raise _NotCovered  # enums, str subclasses, tuples, ...: msrest has its own answer for each
     return special(value)
+
+
+def _plain(value: Any) -> bool:
+    """Whether `value` holds only dicts with str keys, lists, str, int, float, bool and None, all the way down."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is dict:
+            for key, item in node.items():
+                if type(key) is not str:
+                    return False
+                if type(item) in _CONTAINERS:
+                    stack.append(item)
+                elif not (item is None or type(item) in _PLAIN):
+                    return False
+        elif kind is list:
+            for item in node:
+                if type(item) in _CONTAINERS:
+                    stack.append(item)
+                elif not (item is None or type(item) in _PLAIN):
+                    return False
+        else:
+            return False
+    return True
+
+
+_CONTAINERS = (dict, list)
 
 
 _SCALARS: dict[str, Convert] = {
