@@ -6,7 +6,7 @@ PYTHON ?= python3
 # Every package CI installs, pinned with hashes; `make lock` refreshes it (README: "Dependencies").
 LOCK := requirements.lock
 
-.PHONY: run test lint lock bench package venv system-deps key migrate clean
+.PHONY: run test lint lock bench bench-instructions package venv system-deps key migrate clean
 
 venv: $(VENV)/.installed
 
@@ -49,6 +49,12 @@ lint: venv
 # Issue 17 and 18 figures and targets in one run (about 20 minutes); quick: `make bench BENCH_TURNS=30 BENCH_REPEATS=1`.
 bench: venv system-deps
 	@$(PY) -m tests.bench
+
+# Instructions the app executes per turn under callgrind, to compare code with code (README: "Performance");
+# `make bench-instructions BENCH_BASE=<revision>` puts that revision beside this checkout. About fifteen minutes.
+bench-instructions: venv system-deps
+	@WITH_VALGRIND=1 bash scripts/system-deps.sh
+	@$(PY) -m tests.bench_instructions
 
 package: venv
 	@$(PY) -m manifest.package

@@ -10,6 +10,9 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)  # Unicode text in PDF exports
+if [ "${WITH_VALGRIND:-0}" = 1 ]; then  # only for `make bench-instructions`
+  command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != "0" ]; then
     echo "system-deps: please install: ${missing[*]} (needs root)" >&2

@@ -8,7 +8,7 @@ import gc
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,11 +59,21 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 
 
 @contextlib.asynccontextmanager
-async def server_process(name: str, log_dir: Path, *args: str) -> AsyncIterator[ServerProcess]:
-    """Start `python -m tests.bench_server *args`, wait for its READY line, and stop it (SIGTERM) afterwards."""
+async def server_process(
+    name: str,
+    log_dir: Path,
+    *args: str,
+    prefix: Sequence[str] = (),
+    source: Path = ROOT,
+    start_timeout: float = START_TIMEOUT,
+) -> AsyncIterator[ServerProcess]:
+    """Start `python -m tests.bench_server *args`, wait for its READY line, and stop it (SIGTERM) afterwards.
+
+    `prefix` runs it under another program (valgrind); `source` is the checkout whose code it runs."""
     log = log_dir / f"{name.replace(' ', '_').replace('/', '_')}.log"
     with log.open("wb") as errors:
         process = await asyncio.create_subprocess_exec(
+            *prefix,
             sys.executable,
             "-m",
             "tests.bench_server",
@@ -71,25 +81,25 @@ async def server_process(name: str, log_dir: Path, *args: str) -> AsyncIterator[
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=errors,
-            cwd=ROOT,
+            cwd=source,
         )
     try:
-        url = await _ready(process, name, log)
+        url = await _ready(process, name, log, start_timeout)
         yield ServerProcess(name, process, url, log)
     finally:
         await _stop(process)
 
 
-async def _ready(process: asyncio.subprocess.Process, name: str, log: Path) -> str:
+async def _ready(process: asyncio.subprocess.Process, name: str, log: Path, within: float) -> str:
     assert process.stdout is not None
     try:
-        async with asyncio.timeout(START_TIMEOUT):
+        async with asyncio.timeout(within):
             while line := (await process.stdout.readline()).decode():
                 if line.startswith("READY "):
                     return line.split()[1]
     except TimeoutError:
         pass
-    raise RuntimeError(f"{name} did not start within {START_TIMEOUT:.0f} s:\n{_tail(log)}")
+    raise RuntimeError(f"{name} did not start within {within:.0f} s:\n{_tail(log)}")
 
 
 def _tail(log: Path) -> str:
