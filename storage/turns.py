@@ -2,7 +2,8 @@
 
 Core statements on a connection, not ORM objects: a turn is a handful of fixed-shape statements, and the ORM's unit
 of work costs more than they do. On SQLite the writer is one connection that transactions queue for; a turn holds
-it only for its own few statements, never across a send.
+it only for its own few statements, never across a send, and while nobody holds it the turn's statements are
+written on the event loop itself (storage.one_trip, `brief`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,13 @@ class SqlTurns:
         self._clock = clock
         self._sweeps = SweepTimer()
         self._recent = RecentActivity()
+        self._own_trip = trip is None
         self._trip = trip or OneTrip(engine)
+
+    def close(self) -> None:
+        """Close the trip this made for itself (a shared one is closed by whoever made it)."""
+        if self._own_trip:
+            self._trip.close()
 
     async def begin(self, claim: str | None, state_key: str | None) -> TurnStart:
         now = self._clock.now()
@@ -53,7 +60,7 @@ class SqlTurns:
         also, params = (STATE_COLUMNS, state_params(state_key)) if state_key else ((), None)
         # Whole on its own: the insert, or else (a redelivery) the conditional takeover, each one statement.
         won = await self._trip.steps(
-            lambda: claim_steps(claim, now, also, params), synchronous=BOOKKEEPING, atomic=False
+            lambda: claim_steps(claim, now, also, params), synchronous=BOOKKEEPING, atomic=False, brief=True
         )
         if self._sweeps.due(now):
             await self._sweep()
@@ -89,7 +96,7 @@ class SqlTurns:
         # A transaction whose loss in a power cut only means a turn runs again (its effects are idempotent and were
         # committed durably by their own units of work), so SQLite need not flush it to disk at once. All of it is
         # one statement on PostgreSQL (storage.prepared.Together), atomic with no transaction around it.
-        saved = await self._trip.steps(bookkeeping, synchronous=BOOKKEEPING, atomic=False)
+        saved = await self._trip.steps(bookkeeping, synchronous=BOOKKEEPING, atomic=False, brief=True)
         if note is not None:
             self._recent.written(note, now)
         return saved

@@ -147,6 +147,7 @@ async def claimed_floor(args: argparse.Namespace) -> web.Application:
     app = floor(args, before=turns.begin, after=turns.end, key=claim_key)
 
     async def close(_app: web.Application) -> None:
+        turns.close()
         for made in {engine, reads}:
             await made.dispose()
 

@@ -44,9 +44,11 @@ class Stored:
 async def stored(database_url: str, clock: SettableClock, request: pytest.FixtureRequest) -> AsyncIterator[Stored]:
     engine = create_engine(database_url)
     await upgrade(engine)
+    turns = SqlTurns(engine, CIPHER, clock)
     try:
-        yield Stored(SqlTurns(engine, CIPHER, clock), engine, CIPHER, with_claim=request.param != "alone")
+        yield Stored(turns, engine, CIPHER, with_claim=request.param != "alone")
     finally:
+        turns.close()
         await engine.dispose()
 
 

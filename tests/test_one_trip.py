@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Boolean, bindparam, event, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.db import BOOKKEEPING, create_engine, session_factory
 from storage.inbound import InboundClaimRow
@@ -132,7 +135,10 @@ async def test_a_reader_on_sqlite_sees_one_snapshot_from_its_first_statement(tmp
 FINISH = Prepared(CLAIMS.update().where(CLAIMS.c.key == bindparam("key")).values(finished_at=bindparam("at")))
 
 
-async def test_statements_run_together_count_each_ones_rows_and_are_undone_together(database_url: str) -> None:
+@pytest.mark.parametrize("brief", [False, True], ids=["queued", "brief"])
+async def test_statements_run_together_count_each_ones_rows_and_are_undone_together(
+    database_url: str, brief: bool
+) -> None:
     engine = create_engine(database_url)
     await upgrade(engine)
     trip = OneTrip(engine)
@@ -146,15 +152,17 @@ async def test_statements_run_together_count_each_ones_rows_and_are_undone_toget
     try:
         await trip.steps(lambda: _piece("turn"), synchronous=BOOKKEEPING)
         await trip.steps(lambda: _piece("taken"), synchronous=BOOKKEEPING)
-        assert await trip.steps(lambda: close("nobody", "fresh"), synchronous=BOOKKEEPING, atomic=False) == (0, 1)
+        closing = {"synchronous": BOOKKEEPING, "atomic": False, "brief": brief}
+        assert await trip.steps(lambda: close("nobody", "fresh"), **closing) == (0, 1)
         # The second write fails in the database (that claim exists), so the finish with it is undone too.
         with pytest.raises(Exception, match="(?i)unique|duplicate"):
-            await trip.steps(lambda: close("turn", "taken"), synchronous=BOOKKEEPING, atomic=False)
+            await trip.steps(lambda: close("turn", "taken"), **closing)
         async with engine.connect() as connection:
             finished = (await connection.execute(select(CLAIMS.c.finished_at).where(CLAIMS.c.key == "turn"))).scalar()
         assert finished is None
-        assert await trip.steps(lambda: close("turn", "later"), synchronous=BOOKKEEPING, atomic=False) == (1, 1)
+        assert await trip.steps(lambda: close("turn", "later"), **closing) == (1, 1)
     finally:
+        trip.close()
         await engine.dispose()
 
 
@@ -217,3 +225,85 @@ async def test_ten_readers_at_once_on_sqlite_reuse_their_connections(tmp_path: P
     finally:
         await engine.dispose()
         await reads.dispose()
+
+
+def _noting_thread(key: str, threads: list[int]) -> Work[str]:
+    threads.append(threading.get_ident())  # the thread the statements run on
+    return (yield from _piece(key))
+
+
+async def _stored_claims(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as connection:
+        return set((await connection.execute(select(CLAIMS.c.key))).scalars())
+
+
+async def test_on_sqlite_brief_bookkeeping_is_written_on_the_loop_while_the_writer_is_idle(tmp_path: Path) -> None:
+    """A turn's claim and finish need no trip to the writer's thread when nobody holds the writer: committed there
+    and then, for every other connection to read, and a piece that fails is undone whole and the next one still
+    goes."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'trips.db'}")
+    await upgrade(engine)
+    trip, threads = OneTrip(engine), []
+    brief = {"synchronous": BOOKKEEPING, "brief": True}
+    try:
+        assert await trip.steps(lambda: _noting_thread("first", threads), **brief) == "first:1"
+        assert threads == [threading.get_ident()]
+        with pytest.raises(ValueError, match="failed after its write"):
+            await trip.steps(lambda: _piece("broken", fail=True), **brief)
+        assert await trip.steps(lambda: _noting_thread("second", threads), **brief) == "second:1"
+        assert threads[-1] == threading.get_ident()
+        assert await _stored_claims(engine) == {"first", "second"}
+        # Work not marked brief goes to the writer's thread as before.
+        await trip.steps(lambda: _noting_thread("queued", threads), synchronous=BOOKKEEPING)
+        assert threads[-1] != threading.get_ident()
+    finally:
+        trip.close()
+        await engine.dispose()
+
+
+async def test_on_sqlite_brief_bookkeeping_waits_its_turn_while_the_writer_is_lent_out(tmp_path: Path) -> None:
+    """Lent out, the writer may be about to begin a transaction on its own thread, so brief work queues for it
+    like any other instead of racing it for SQLite's lock, and goes once the writer is given back."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'trips.db'}")
+    await upgrade(engine)
+    trip, threads = OneTrip(engine), []
+    try:
+        async with engine.connect():  # borrowed, with no transaction begun yet
+            waiting = asyncio.create_task(
+                trip.steps(lambda: _noting_thread("later", threads), synchronous=BOOKKEEPING, brief=True)
+            )
+            await asyncio.sleep(0)
+            assert not waiting.done()
+        assert await waiting == "later:1"
+        assert threads == [threads[0]] and threads[0] != threading.get_ident()
+        assert await _stored_claims(engine) == {"later"}
+    finally:
+        trip.close()
+        await engine.dispose()
+
+
+async def test_on_sqlite_brief_bookkeeping_steps_aside_while_another_process_writes(tmp_path: Path) -> None:
+    """Another process holding SQLite's write lock (a second replica, a command-line tool) is never waited for on
+    the event loop: the work goes to the queue at once, and is written when that writer commits."""
+    path = tmp_path / "trips.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await upgrade(engine)
+    trip, threads = OneTrip(engine), []
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO inbound_claims (key, claimed_at) VALUES ('theirs', '2026-11-23 10:00:00')")
+        waiting = asyncio.create_task(
+            trip.steps(lambda: _noting_thread("ours", threads), synchronous=BOOKKEEPING, brief=True)
+        )
+        for _ in range(3):
+            await asyncio.sleep(0)  # the loop runs on: the work tried the lock, found it taken and queued
+        assert not waiting.done()
+        other.execute("COMMIT")
+        assert await waiting == "ours:1"
+        assert threads[-1] != threading.get_ident()  # written by the writer's thread, after the other's commit
+        assert await _stored_claims(engine) == {"theirs", "ours"}
+    finally:
+        other.close()
+        trip.close()
+        await engine.dispose()
