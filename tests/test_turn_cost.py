@@ -34,7 +34,8 @@ class Seen:
 def _in_a_request() -> bool:
     """Whether the database is being used for an HTTP request (a turn), not by the background work runner.
 
-    A turn's bookkeeping on SQLite runs on the driver's thread (storage.one_trip), in the turn's context."""
+    A turn's bookkeeping on SQLite runs on the event loop or, when it queues, on the driver's thread
+    (storage.one_trip): in the turn's context either way."""
     if current_turn() is not None:
         return True
     with contextlib.suppress(RuntimeError):  # no event loop on this thread
