@@ -128,6 +128,7 @@ class Summary:
     turns: int  # measured in each repeat (median)
     driver_ms: float  # the benchmark's own CPU per turn (driver and connector), to show when the floor is ours
     vs_floor: float | None  # the median of each sample's turns/s against the floor's flanking it; 1 for the floor
+    preempted: float  # the server's involuntary context switches a turn
 
     @classmethod
     def of(cls, row: Row, samples: list[Sample], against_floor: list[float]) -> Summary:
@@ -145,6 +146,7 @@ class Summary:
             int(median(lambda s: s.turns)),
             median(lambda s: s.driver_ms_per_turn),
             statistics.median(against_floor) if against_floor else None,
+            median(lambda s: s.preempted_per_turn),
         )
 
 
@@ -284,7 +286,7 @@ def rows_table(summaries: list[Summary]) -> str:
     base = {(s.row.label, s.row.concurrency): s for s in summaries}  # the stock echo, for "vs stock"
     lines = [
         f"{'row':<14}{'database':<12}{'c':>3}{'turns':>7}{'turns/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
-        f"{'CPU ms/turn':>13}{'vs floor':>10}{'vs stock':>10}{'failed':>8}{'driver ms':>11}"
+        f"{'CPU ms/turn':>13}{'vs floor':>10}{'vs stock':>10}{'failed':>8}{'driver ms':>11}{'pre-empted':>12}"
     ]
     for s in sorted(summaries, key=lambda s: (s.row.concurrency, s.row.database != "-", s.row.database)):
         stock = base.get(("stock echo", s.row.concurrency))
@@ -293,6 +295,7 @@ def rows_table(summaries: list[Summary]) -> str:
         lines.append(
             f"{s.row.label:<14}{s.row.database:<12}{s.row.concurrency:>3}{s.turns:>7}{s.rate:>9.1f}{s.p50:>9.1f}{s.p95:>9.1f}"
             f"{s.p99:>9.1f}{s.cpu_ms:>13.2f}{vs_floor:>10}{vs_stock:>10}{s.failed:>8}{s.driver_ms:>11.2f}"
+            f"{s.preempted:>12.2f}"
         )
     return "\n".join(lines)
 
@@ -499,7 +502,9 @@ def report(
         "CPU ms/turn: the server process's utime+stime per measured turn; driver ms: this process's (driver and\n"
         "connector); vs floor: the median of each repeat's turns/s against the floor's just before and after\n"
         "it, at the same concurrency; vs stock: against the stock echo's median; failed: answers that were not 2xx\n"
-        "(or not a card, for a card action) plus replies that never reached the connector."
+        "(or not a card, for a card action) plus replies that never reached the connector; pre-empted: the\n"
+        "server's involuntary context switches a turn, over all its threads (work handed between threads or\n"
+        "processes on two cores shows here, and costs CPU as well as time)."
     )
     print(rows_table(summaries))
     print()

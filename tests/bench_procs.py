@@ -34,6 +34,19 @@ class ServerProcess:
         fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces; fields resume after it
         return (int(fields[11]) + int(fields[12])) / TICKS
 
+    def preempted(self) -> int:
+        """Times the server's threads were taken off a core while they could still run (involuntary context
+        switches, summed over /proc/<pid>/task): a turn that hands work between threads, or waits on another
+        process, pays for these in CPU as well as in time."""
+        total = 0
+        for status in Path(f"/proc/{self.pid}/task").glob("*/status"):
+            try:
+                lines = status.read_text().splitlines()
+            except OSError:  # the thread ended between the listing and the read
+                continue
+            total += sum(int(line.split()[1]) for line in lines if line.startswith("nonvoluntary_ctxt_switches:"))
+        return total
+
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):

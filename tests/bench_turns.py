@@ -74,10 +74,15 @@ class Sample:
     cpu_seconds: float
     failed: int
     driver_seconds: float = 0.0  # this process's CPU (driver and connector): near one core means the row is ours
+    preempted: int = 0  # the server's involuntary context switches (ServerProcess.preempted)
 
     @property
     def driver_ms_per_turn(self) -> float:
         return self.driver_seconds * 1000 / self.turns if self.turns else 0.0
+
+    @property
+    def preempted_per_turn(self) -> float:
+        return self.preempted / self.turns if self.turns else 0.0
 
     @property
     def rate(self) -> float:
@@ -148,13 +153,18 @@ async def run_row(
     turns.latencies, turns.failed = [], 0
     messages = sum(not s.invoke for s in workload.steps)
     sent_before = len(turns.connector.sent)
-    cpu_before, driver_before = turns.server.cpu_seconds(), time.process_time()
+    cpu_before, driver_before, preempted_before = (
+        turns.server.cpu_seconds(),
+        time.process_time(),
+        turns.server.preempted(),
+    )
     started = time.perf_counter()
     units = iter(range(math.ceil(count / per_cycle)))
     await asyncio.gather(*(turns.cycles(w, workload, units, started + max_seconds) for w in workers))
     seconds = time.perf_counter() - started
     cpu, driver = turns.server.cpu_seconds() - cpu_before, time.process_time() - driver_before
+    preempted = turns.server.preempted() - preempted_before
     done = len(turns.latencies)
     expected_sends = done // per_cycle * messages
     missing = max(0, expected_sends - (len(turns.connector.sent) - sent_before))
-    return Sample(done, seconds, list(turns.latencies), cpu, turns.failed + missing, driver)
+    return Sample(done, seconds, list(turns.latencies), cpu, turns.failed + missing, driver, preempted)
