@@ -134,6 +134,7 @@ async def claimed_floor(args: argparse.Namespace) -> web.Application:
     answers each delivery once however often Teams redelivers it, across crashes and replicas."""
     from app import data_cipher
     from bot.inbound import claim_key
+    from storage.checkpoint import WalCheckpoints
     from storage.db import create_engine
     from storage.migrate import upgrade
     from storage.turns import SqlTurns
@@ -145,8 +146,13 @@ async def claimed_floor(args: argparse.Namespace) -> web.Application:
     reads = create_engine(settings.database_url, reads_only=True) if settings.is_sqlite else engine
     turns = SqlTurns(engine, data_cipher(settings), RunningClock(), reads=reads)
     app = floor(args, before=turns.begin, after=turns.end, key=claim_key)
+    # As in the app: SQLite's log is checkpointed off the turns (the claim, written on the loop, never does it).
+    checkpoints = asyncio.create_task(WalCheckpoints(reads).run_forever()) if settings.is_sqlite else None
 
     async def close(_app: web.Application) -> None:
+        if checkpoints is not None:
+            checkpoints.cancel()
+            await asyncio.gather(checkpoints, return_exceptions=True)
         turns.close()
         for made in {engine, reads}:
             await made.dispose()
