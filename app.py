@@ -339,7 +339,7 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
             await stop()
         if graph is not None:
             await graph.close()
-        trip.close()
+        await trip.close()
         if read_engine is not parts.engine:
             await read_engine.dispose()
         await parts.engine.dispose()

@@ -45,10 +45,10 @@ class SqlTurns:
         self._own_trip = trip is None
         self._trip = trip or OneTrip(engine)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Close the trip this made for itself (a shared one is closed by whoever made it)."""
         if self._own_trip:
-            self._trip.close()
+            await self._trip.close()
 
     async def begin(self, claim: str | None, state_key: str | None) -> TurnStart:
         now = self._clock.now()

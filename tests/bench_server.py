@@ -153,7 +153,7 @@ async def claimed_floor(args: argparse.Namespace) -> web.Application:
         if checkpoints is not None:
             checkpoints.cancel()
             await asyncio.gather(checkpoints, return_exceptions=True)
-        turns.close()
+        await turns.close()
         for made in {engine, reads}:
             await made.dispose()
 

@@ -48,7 +48,7 @@ async def stored(database_url: str, clock: SettableClock, request: pytest.Fixtur
     try:
         yield Stored(turns, engine, CIPHER, with_claim=request.param != "alone")
     finally:
-        turns.close()
+        await turns.close()
         await engine.dispose()
 
 

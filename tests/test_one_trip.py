@@ -8,11 +8,12 @@ import datetime as dt
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import Boolean, bindparam, event, func, insert, select
+from sqlalchemy import Boolean, Float, bindparam, event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
 
 from storage.db import BOOKKEEPING, create_engine, session_factory
 from storage.inbound import InboundClaimRow
@@ -162,7 +163,7 @@ async def test_statements_run_together_count_each_ones_rows_and_are_undone_toget
         assert finished is None
         assert await trip.steps(lambda: close("turn", "later"), **closing) == (1, 1)
     finally:
-        trip.close()
+        await trip.close()
         await engine.dispose()
 
 
@@ -257,7 +258,7 @@ async def test_on_sqlite_brief_bookkeeping_is_written_on_the_loop_while_the_writ
         await trip.steps(lambda: _noting_thread("queued", threads), synchronous=BOOKKEEPING)
         assert threads[-1] != threading.get_ident()
     finally:
-        trip.close()
+        await trip.close()
         await engine.dispose()
 
 
@@ -278,7 +279,7 @@ async def test_on_sqlite_brief_bookkeeping_waits_its_turn_while_the_writer_is_le
         assert threads == [threads[0]] and threads[0] != threading.get_ident()
         assert await _stored_claims(engine) == {"later"}
     finally:
-        trip.close()
+        await trip.close()
         await engine.dispose()
 
 
@@ -305,5 +306,49 @@ async def test_on_sqlite_brief_bookkeeping_steps_aside_while_another_process_wri
         assert await _stored_claims(engine) == {"theirs", "ours"}
     finally:
         other.close()
-        trip.close()
+        await trip.close()
+        await engine.dispose()
+
+
+BACKEND = Prepared(select(func.pg_backend_pid()))
+PAUSE = Prepared(select(func.pg_sleep(bindparam("seconds", type_=Float))))
+
+
+def _backend(seconds: float = 0) -> Work[int]:
+    if seconds:
+        yield PAUSE, {"seconds": seconds}
+    return int((yield BACKEND, {}).rows[0][0])
+
+
+async def test_on_postgresql_brief_bookkeeping_keeps_one_connection_and_drops_it_after_a_cancelled_turn(
+    postgres_url: str,
+) -> None:
+    """A turn's claim and finish borrow no connection from the pool: one is kept for them between turns, while the
+    database's own refusals leave it in use. A turn stopped mid-statement may leave it mid-conversation with the
+    server, so it is closed, and the next turn gets a fresh one that works."""
+    engine = create_engine(postgres_url)
+    await upgrade(engine)
+    trip, pool = OneTrip(engine), cast(QueuePool, engine.sync_engine.pool)
+    brief = {"synchronous": BOOKKEEPING, "atomic": False, "brief": True}
+    try:
+        kept = await trip.steps(_backend, **brief)
+        assert await trip.steps(_backend, **brief) == kept
+        assert pool.checkedout() == 1  # kept between turns, not given back
+        await trip.steps(lambda: _piece("taken"), **brief)
+        with pytest.raises(Exception, match="(?i)duplicate"):
+            await trip.steps(lambda: _piece("taken"), **brief)
+        assert await trip.steps(_backend, **brief) == kept
+        # Two at once: the second borrows from the pool as before.
+        assert len(set(await asyncio.gather(trip.steps(_backend, **brief), trip.steps(_backend, **brief)))) == 2
+        stopped = asyncio.create_task(trip.steps(lambda: _backend(60), **brief))
+        await asyncio.sleep(0)  # it runs until it waits for the server, mid-statement
+        stopped.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopped
+        fresh = await trip.steps(_backend, **brief)
+        assert fresh != kept
+        assert await trip.steps(_backend, **brief) == fresh
+        await trip.close()
+        assert pool.checkedout() == 0
+    finally:
         await engine.dispose()
