@@ -348,6 +348,14 @@ async def test_on_postgresql_brief_bookkeeping_keeps_one_connection_and_drops_it
         fresh = await trip.steps(_backend, **brief)
         assert fresh != kept
         assert await trip.steps(_backend, **brief) == fresh
+        # The server ends the session mid-statement (a restart, an administrator): the next turn still gets through.
+        ended = asyncio.create_task(trip.steps(lambda: _backend(60), **brief))
+        await asyncio.sleep(0)
+        async with engine.connect() as admin:
+            await admin.execute(select(func.pg_terminate_backend(fresh)))
+        with pytest.raises(Exception, match="(?i)terminat"):
+            await ended
+        assert await trip.steps(_backend, **brief) not in (kept, fresh)
         await trip.close()
         assert pool.checkedout() == 0
     finally:
