@@ -12,7 +12,8 @@ local Bot Connector.
 - claimed: the floor plus what exactly-once delivery costs any turn: the app's own inbound claim (storage.turns,
           on the app's engines) taken before the reply and marked finished after it, as the app does;
 - stock:  an echo bot on CloudAdapter + ConfigurationBotFrameworkAuthentication exactly as the samples build it;
-- pooled: the same echo bot on this project's adapter (adapters.connector.build_adapter + ClientPool);
+- pooled: the same echo bot as the app runs a turn: the activity read by the project's JSON reader, then this
+          project's adapter (adapters.connector.build_adapter + ClientPool);
 - app:    this bot in dev mode, as tests/support/harness.py starts it, with a clock that runs from a school-day
           morning (so quiet hours hold nothing back) and, with --aup-dir, its AUP texts read from that directory.
 """
@@ -75,12 +76,26 @@ def stock_echo(_args: argparse.Namespace) -> web.Application:
 
 
 def pooled_echo(args: argparse.Namespace) -> web.Application:
+    """The echo bot as the app runs a turn: the activity read by the project's JSON reader (not msrest's, which
+    CloudAdapter.process uses), then the project's adapter and its pooled connector."""
+    from botbuilder.schema import Activity
+
     from adapters.connector import ClientPool, build_adapter
+    from adapters.connector_json import from_json
     from bot.settings import Settings
 
     settings = Settings(dev=True, var_dir=Path(args.var or "."), **_budget(args))
     pool = ClientPool.from_settings(settings)
-    app = _echo_app(build_adapter(settings, pool))
+    adapter = build_adapter(settings, pool)
+    bot = EchoBot()
+
+    async def messages(request: web.Request) -> web.Response:
+        activity = from_json(Activity, await request.json())
+        await adapter.process_activity(request.headers.get("Authorization", ""), activity, bot.on_turn)
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/api/messages", messages)
 
     async def close_pool(_app: web.Application) -> None:
         await pool.close()
