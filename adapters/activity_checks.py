@@ -5,6 +5,7 @@ Everything here is a client's mistake, answered with 400 and a short reason, nev
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 from urllib.parse import urlsplit
@@ -157,18 +158,27 @@ def _shape_problem(body: dict[str, Any]) -> str | None:
         for item in items or []:
             if item.get("id") is not None and (not isinstance(item["id"], str) or len(item["id"]) > MAX_ID_CHARS):
                 return f"Activity field '{name}[].id' must be a string of at most {MAX_ID_CHARS} characters"
-    for path in _IDS:
-        value = field_at(body, path)
+    for path, parts in _ID_PATHS:
+        value: Any = body
+        for part in parts:
+            value = value.get(part) if isinstance(value, dict) else None
         if isinstance(value, str) and len(value) > MAX_ID_CHARS:
             return f"Activity field '{path}' is longer than {MAX_ID_CHARS} characters"
-    return _service_url_problem(body.get("serviceUrl"))
-
-
-def _service_url_problem(url: Any) -> str | None:
+    url = body.get("serviceUrl")
     if not isinstance(url, str) or not url:
         return "Activity is missing 'serviceUrl'"
-    if len(url) > MAX_SERVICE_URL_CHARS:
+    if len(url) > MAX_SERVICE_URL_CHARS:  # before the cache, so what it keeps is small
         return f"Activity field 'serviceUrl' is longer than {MAX_SERVICE_URL_CHARS} characters"
+    return _service_url_problem(url)
+
+
+_ID_PATHS = tuple((path, tuple(path.split("."))) for path in _IDS)
+
+
+# A tenant's activities all carry the same one or two service URLs, so each is parsed once. Bounded: a client that
+# sends a new URL every time only pushes out the oldest.
+@functools.lru_cache(maxsize=256)
+def _service_url_problem(url: str) -> str | None:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - parsing the port is what raises for a malformed one

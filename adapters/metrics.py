@@ -139,14 +139,25 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self._turn_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
         self.scraped = _ScrapeTimeCollector()
         self.registry.register(self.scraped)
 
     # --- reported by the parts -------------------------------------------------------------------------------
 
     def turn(self, activity_type: str, kind: str, outcome: str, seconds: float) -> None:
-        self.turns.labels(kind, outcome).inc()
-        self.turn_seconds.labels(activity_type).observe(seconds)
+        # Every turn counts here, and labels() validates and locks each time: its children are kept per label set
+        # (a few dozen at most: every label is one of the known names, adapters.logs.KnownNames).
+        key = (activity_type, kind, outcome)
+        children = self._turn_children.get(key)
+        if children is None:
+            children = self._turn_children[key] = (
+                self.turns.labels(kind, outcome),
+                self.turn_seconds.labels(activity_type),
+            )
+        counted, timed = children
+        counted.inc()
+        timed.observe(seconds)
 
     def connector_answered(self, status: int) -> None:
         if status == 429:

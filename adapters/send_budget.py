@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict, deque
@@ -63,6 +64,11 @@ def tenant_of(payload: Mapping[str, Any] | None, service_url: str) -> str:
         ):
             if isinstance(candidate, str) and candidate:
                 return f"tenant:{candidate}"
+    return _host_key(service_url)
+
+
+@functools.lru_cache(maxsize=256)  # a deployment's service URLs are few (adapters.connector_http.ServiceUrlPolicy)
+def _host_key(service_url: str) -> str:
     return f"host:{(urlsplit(service_url).hostname or '').lower()}"
 
 
