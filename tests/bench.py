@@ -8,7 +8,8 @@ Rows, each at concurrency 1 and 10:
 - floor + claim: the floor with the app's own inbound claim taken before the reply and finished after it, on SQLite
                 and on PostgreSQL (the least a bot can do that answers each delivery once, as issue 17 requires);
 - stock echo:   botbuilder's CloudAdapter echo bot as the samples build it;
-- project echo: the same echo bot on adapters.connector.build_adapter + ClientPool;
+- project echo: the same echo bot as the app runs a turn: the activity read by the project's JSON reader, then
+                adapters.connector.build_adapter + ClientPool;
 - app help / app dialog / app card, on SQLite and on PostgreSQL: the bot answering `help`, taking report-dialog
   steps (`report`, the typed fallback `A pupil`, `cancel`), and answering an Action.Execute `desk.cases`
   (tests/bench_turns.py says exactly what each turn is).
