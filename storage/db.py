@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util import await_only
@@ -17,6 +17,10 @@ from storage.checkpoint import WRITER_CHECKPOINT_PAGES
 # only means doing it again: the per-turn bookkeeping (storage.turns), whose effects are idempotent on their own.
 SYNCHRONOUS = "esafety_sqlite_synchronous"
 DURABLE, BOOKKEEPING = "FULL", "NORMAL"
+# PostgreSQL's counterpart: bookkeeping commits without waiting for the log's flush (storage.one_trip), on a
+# connection marked ASYNC_COMMIT while it does; every other commit is the server's own (durable) level.
+BOOKKEEPING_COMMIT = "off"
+ASYNC_COMMIT = "esafety_async_commit"
 BEGIN_DUE = "esafety_begin_due"  # a reader's BEGIN, not yet sent: it goes with the first statement
 READERS = 16  # SQLite reader connections kept open (each with its own thread in aiosqlite)
 
@@ -51,7 +55,16 @@ def create_engine(url: str, *, reads_only: bool = False) -> AsyncEngine:
         return engine
     # No ping before each checkout (a round trip on every transaction): connections are recycled instead, and one
     # the server dropped is invalidated on its first error, with the pool.
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
+    engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _durable_only(_dbapi_connection, record, _proxy):  # noqa: ANN001
+        # A connection still set to commit without flushing would make a report's commit undurable: never lend it.
+        # (Only a bug could return one so; it is closed and the pool connects afresh.)
+        if record.info.get(ASYNC_COMMIT):
+            raise exc.DisconnectionError("a bookkeeping connection came back without its commit level reset")
+
+    return engine
 
 
 def _configure_sqlite(engine: AsyncEngine, begin: str, *, lazy: bool, writer: bool) -> None:

@@ -22,7 +22,10 @@ before and just after it, and its ratio to the floor is taken against those two 
 is the median of those ratios; "vs stock" compares medians. Then: RSS of the SQLite app before and after
 BENCH_RSS_TURNS mixed turns (default 10,000, scaled down with BENCH_TURNS in quick mode), the broadcast
 (tests/bench_broadcast.py), the weekly digest over 100,000 incidents against one GROUP BY (tests/bench_digest.py),
+a turn's claim and finish on PostgreSQL as the app commits them and waiting for the disk (tests/bench_bookkeeping.py),
 and the issue's targets with PASS or MISS. It only prints: a MISS never fails the build.
+
+Its PostgreSQL server flushes every durable commit to disk, as a school's does (the test suite's does not).
 
 BENCH_TURNS (default 300) turns per row; a row also stops taking new turns after BENCH_ROW_SECONDS (default 5), the
 RSS phase after BENCH_RSS_SECONDS (default 120), the broadcast after BENCH_BROADCAST_TIMEOUT (default 300) and the
@@ -53,7 +56,7 @@ from typing import Any
 
 import aiohttp
 
-from tests import bench_digest, bench_trust
+from tests import bench_bookkeeping, bench_digest, bench_trust
 from tests.bench_broadcast import Broadcast, run_broadcast
 from tests.bench_procs import ServerProcess, server_process, steady_instrument
 from tests.bench_school import staff_of, tenant_of, write_school
@@ -199,7 +202,7 @@ def _own(url: str) -> str:
 
 def start_postgres() -> pgserver.PgServer | None:
     try:
-        return pgserver.start()
+        return pgserver.start(durable=True)  # what a school's server pays: every durable commit waits for the disk
     except (RuntimeError, OSError) as exc:
         print(f"PostgreSQL rows skipped: {exc}", file=sys.stderr)
         return None
@@ -469,10 +472,15 @@ async def main() -> None:
                     trust = await _guarded(bench_trust.run_trust(root, http, pg, _env("BENCH_TRUST_TIMEOUT", 900)))
             print("  digest phase", file=sys.stderr, flush=True)
             digest = await _guarded(measure_digest(root, pg), _env("BENCH_DIGEST_TIMEOUT", 600)) or []
+            bookkeeping = None
+            if pg is not None:
+                print("  bookkeeping phase (tests/bench_bookkeeping.py)", file=sys.stderr, flush=True)
+                pg.psql('CREATE DATABASE "bench_bookkeeping"')
+                bookkeeping = await _guarded(bench_bookkeeping.bench(pg.url("bench_bookkeeping")))
         finally:
             if pg is not None:
                 pg.stop()
-    report(summaries, memory, broadcast, digest, time.perf_counter() - started, trust=trust)
+    report(summaries, memory, broadcast, digest, time.perf_counter() - started, trust=trust, bookkeeping=bookkeeping)
 
 
 async def _guarded(phase: Any, within: float | None = None) -> Any:
@@ -492,6 +500,7 @@ def report(
     seconds: float,
     *,
     trust: bench_trust.TrustRun | None = None,
+    bookkeeping: bench_bookkeeping.Bookkeeping | None = None,
 ) -> None:
     repeats = int(_env("BENCH_REPEATS", 3))
     print()
@@ -522,6 +531,7 @@ def report(
     for label, plain_ms, digest_ms, _trend in digest:
         ratio = digest_ms / plain_ms
         print(f"  {label:<11} one GROUP BY {plain_ms:8.1f} ms, whole digest {digest_ms:8.1f} ms: {ratio:.1f}x")
+    print(bench_bookkeeping.lines(bookkeeping) if bookkeeping else "Bookkeeping: not measured (it needs PostgreSQL)")
     print()
     print("Targets (issue 17):")
     for target in targets(summaries, memory, broadcast, digest):

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Boolean, Float, bindparam, event, func, insert, select
+from sqlalchemy import Boolean, Float, bindparam, event, func, insert, literal_column, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
+from sqlalchemy.util import greenlet_spawn
 
-from storage.db import BOOKKEEPING, create_engine, session_factory
+from storage.db import ASYNC_COMMIT, BOOKKEEPING, create_engine, session_factory
 from storage.inbound import InboundClaimRow
 from storage.migrate import upgrade
 from storage.models import AuditRow
@@ -358,5 +360,69 @@ async def test_on_postgresql_brief_bookkeeping_keeps_one_connection_and_drops_it
         assert await trip.steps(_backend, **brief) not in (kept, fresh)
         await trip.close()
         assert pool.checkedout() == 0
+    finally:
+        await engine.dispose()
+
+
+LEVEL = select(func.pg_backend_pid(), func.current_setting(literal_column("'synchronous_commit'")))
+COMMIT_LEVEL = Prepared(LEVEL)
+
+
+def _commit_level() -> Work[tuple[int, str]]:
+    row = (yield COMMIT_LEVEL, {}).rows[0]
+    return int(row[0]), str(row[1])
+
+
+async def _durable_by_default(postgres_url: str) -> None:
+    # The throwaway server flushes nothing (it is set up for speed); here its default is a real server's.
+    engine = create_engine(postgres_url)
+    try:
+        async with engine.begin() as connection:
+            name = make_url(postgres_url).database
+            await connection.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = on'))
+    finally:
+        await engine.dispose()
+
+
+async def _level_of(engine: AsyncEngine) -> tuple[int, str]:
+    async with engine.connect() as connection:
+        row = (await connection.execute(LEVEL)).one()
+    return int(row[0]), str(row[1])
+
+
+async def test_on_postgresql_bookkeeping_commits_without_waiting_for_the_flush_and_no_other_work_ever_does(
+    postgres_url: str,
+) -> None:
+    """A turn's claim and finish need not wait for the server's log to reach the disk (losing them in a crash of the
+    database only runs a turn again); a report's unit of work must. The kept connection's level never goes with it
+    back to the pool, and a connection that somehow came back so is never lent again."""
+    await _durable_by_default(postgres_url)
+    engine = create_engine(postgres_url)
+    await upgrade(engine)
+    trip = OneTrip(engine)
+    brief = {"synchronous": BOOKKEEPING, "atomic": False, "brief": True}
+    try:
+        kept, level = await trip.steps(_commit_level, **brief)
+        assert level == "off"
+        other, level = await _level_of(engine)  # a unit of work, while the kept connection is out
+        assert (other, level) != (kept, "off") and level == "on"
+        await trip.close()  # the kept connection goes back to the pool
+        async with engine.connect() as first, engine.connect() as second:
+            levels = {int(r[0]): str(r[1]) for c in (first, second) for r in await c.execute(LEVEL)}
+        assert levels == {kept: "on", other: "on"}
+    finally:
+        await trip.close()
+        await engine.dispose()
+
+    # Given back still set to commit without flushing (only a bug could): the pool closes it and connects afresh.
+    engine = create_engine(postgres_url)
+    try:
+        pooled = await greenlet_spawn(engine.sync_engine.raw_connection)
+        await pooled.driver_connection.execute("SET synchronous_commit TO off")
+        pooled.info[ASYNC_COMMIT] = True
+        lost = await pooled.driver_connection.fetchval("SELECT pg_backend_pid()")
+        await greenlet_spawn(pooled.close)
+        backend, level = await _level_of(engine)
+        assert backend != lost and level == "on"
     finally:
         await engine.dispose()

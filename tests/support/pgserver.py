@@ -69,7 +69,9 @@ class PgServer:
         shutil.rmtree(os.path.dirname(self.datadir), ignore_errors=True)
 
 
-def start() -> PgServer:
+def start(*, durable: bool = False) -> PgServer:
+    """A throwaway server. Tests run it without flushing anything to disk; `durable` keeps a real server's defaults
+    (every commit waits for its log to reach the disk), for make bench to measure what a school's server costs."""
     bindir = _bindir()
     root = tempfile.mkdtemp(prefix="esafety-pg-")
     datadir = os.path.join(root, "data")
@@ -98,10 +100,9 @@ def start() -> PgServer:
         capture_output=True,
     )
     port = _free_port()
-    options = (
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-        f"-c full_page_writes=off -c max_connections=300"
-    )
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=300"
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     subprocess.run(
         [*as_user, f"{bindir}/pg_ctl", "-D", datadir, "-o", options, "-l", os.path.join(root, "log"), "-w", "start"],
         check=True,
