@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import event, exc
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util import await_only
 
@@ -17,10 +17,11 @@ from storage.checkpoint import WRITER_CHECKPOINT_PAGES
 # only means doing it again: the per-turn bookkeeping (storage.turns), whose effects are idempotent on their own.
 SYNCHRONOUS = "esafety_sqlite_synchronous"
 DURABLE, BOOKKEEPING = "FULL", "NORMAL"
-# PostgreSQL's counterpart: bookkeeping commits without waiting for the log's flush (storage.one_trip), on a
-# connection marked ASYNC_COMMIT while it does; every other commit is the server's own (durable) level.
+# PostgreSQL's counterpart: the bookkeeping's own connections commit without waiting for the server's log to reach
+# the disk (create_bookkeeping_engine); every other connection commits at the server's own, durable, level.
 BOOKKEEPING_COMMIT = "off"
-ASYNC_COMMIT = "esafety_async_commit"
+BOOKKEEPING_APPLICATION = "esafety bookkeeping"  # its connections' name in pg_stat_activity
+BOOKKEEPING_CONNECTIONS = 4  # one kept between turns, three for other turns at once; more wait briefly
 BEGIN_DUE = "esafety_begin_due"  # a reader's BEGIN, not yet sent: it goes with the first statement
 READERS = 16  # SQLite reader connections kept open (each with its own thread in aiosqlite)
 
@@ -54,17 +55,29 @@ def create_engine(url: str, *, reads_only: bool = False) -> AsyncEngine:
         _configure_sqlite(engine, "BEGIN" if reads_only else "BEGIN IMMEDIATE", lazy=reads_only, writer=not reads_only)
         return engine
     # No ping before each checkout (a round trip on every transaction): connections are recycled instead, and one
-    # the server dropped is invalidated on its first error, with the pool.
-    engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
+    # the server dropped is invalidated on its first error, with the pool. At most 16 connections, and 4 more for
+    # the bookkeeping (create_bookkeeping_engine): 20 a replica, as a small managed server allows two replicas.
+    return create_async_engine(url, pool_size=10, max_overflow=6, pool_recycle=1800)
 
-    @event.listens_for(engine.sync_engine.pool, "checkout")
-    def _durable_only(_dbapi_connection, record, _proxy):  # noqa: ANN001
-        # A connection still set to commit without flushing would make a report's commit undurable: never lend it.
-        # (Only a bug could return one so; it is closed and the pool connects afresh.)
-        if record.info.get(ASYNC_COMMIT):
-            raise exc.DisconnectionError("a bookkeeping connection came back without its commit level reset")
 
-    return engine
+def create_bookkeeping_engine(url: URL) -> AsyncEngine:
+    """PostgreSQL connections for a turn's claim and finish only (storage.one_trip), and nothing else.
+
+    Their commits do not wait for the server to flush its log (synchronous_commit off, set when each connects): only
+    a crash of the database server itself can lose one, and then a turn runs again or a question is asked again. A
+    feature's own writes commit on the main engine's connections, durably, and their flush takes every earlier
+    commit (the turn's claim) with it. Being their own pool, these connections can never be lent to work that must
+    be durable. Waiting for the flush cost a claim and its finish twice as long (make bench), and a flush on a cloud
+    database's disk takes milliseconds.
+    """
+    settings = {"synchronous_commit": BOOKKEEPING_COMMIT, "application_name": BOOKKEEPING_APPLICATION}
+    return create_async_engine(
+        url,
+        pool_size=BOOKKEEPING_CONNECTIONS,
+        max_overflow=0,
+        pool_recycle=1800,
+        connect_args={"server_settings": settings},
+    )
 
 
 def _configure_sqlite(engine: AsyncEngine, begin: str, *, lazy: bool, writer: bool) -> None:

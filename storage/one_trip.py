@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection, QueuePool, StaticPool
 from sqlalchemy.util import await_only, greenlet_spawn
 
-from storage.db import ASYNC_COMMIT, BEGIN_DUE, BOOKKEEPING, BOOKKEEPING_COMMIT, DURABLE, SYNCHRONOUS
+from storage.db import BEGIN_DUE, BOOKKEEPING, DURABLE, SYNCHRONOUS, create_bookkeeping_engine
 from storage.prepared import Work, run_on_asyncpg, run_on_sqlite
 
 log = logging.getLogger(__name__)
@@ -53,15 +53,20 @@ class OneTrip:
         self._waiting: list[_Waiting] = []  # SQLite: work for the writer's next group commit (steps)
         self._writing: asyncio.Task[None] | None = None
         self._on_loop = _OnTheLoop.over(engine) if self._sqlite else None
-        self._held = None if self._sqlite else _HeldConnection(engine)
+        # PostgreSQL: brief work runs on connections of its own, which commit without waiting for the disk
+        # (storage.db.create_bookkeeping_engine); they connect only when first used.
+        self._bookkeeping = None if self._sqlite else create_bookkeeping_engine(engine.url)
+        self._held = None if self._bookkeeping is None else _HeldConnection(self._bookkeeping)
 
     async def close(self) -> None:
-        """Give back what this holds of its own (SQLite: the loop's connection; PostgreSQL: the connection kept for
-        brief work), before the engine is disposed; the engine's pool is its owner's."""
+        """Close what this holds of its own (SQLite: the loop's connection; PostgreSQL: the connections for brief
+        work), before the engine is disposed; the engine's pool is its owner's."""
         if self._on_loop is not None:
             self._on_loop.close()
         if self._held is not None:
             await self._held.close()
+        if self._bookkeeping is not None:
+            await self._bookkeeping.dispose()
 
     async def run(self, work: Callable[[Connection], T], *, synchronous: str = DURABLE, atomic: bool = True) -> T:
         """`work` in one write transaction: committed when it returns, rolled back when it raises.
@@ -120,7 +125,8 @@ class OneTrip:
 
         `brief` work is a few fixed statements at BOOKKEEPING (a turn's claim and finish): on SQLite, while the
         writer is idle, it is written on the event loop's own thread (_OnTheLoop), with no trip to another; on
-        PostgreSQL, when it is not `atomic`, it runs on a connection kept between turns (_HeldConnection).
+        PostgreSQL, when it is not `atomic`, it runs on a connection kept between turns (_HeldConnection), or
+        another of the bookkeeping's own, and commits without waiting for the disk.
 
         On SQLite, work that arrives while the writer is busy waits and then goes with everything else waiting, in
         one transaction and one trip (a group commit), each piece in its own savepoint: one that fails is undone
@@ -141,10 +147,11 @@ class OneTrip:
                 self._writing = asyncio.create_task(self._write_waiting())
             result: T = await waiting.done
             return result
-        if brief and not atomic and self._held is not None:
+        if brief and not atomic and self._held is not None and self._bookkeeping is not None:
             ran, value = await self._held.run(work)
             if ran:
                 return value  # type: ignore[return-value]  # ran is True only with work's own value
+            return await _on_asyncpg(self._bookkeeping, work, atomic=False)
         return await _on_asyncpg(self._engine, work, atomic=atomic)
 
     async def _write_waiting(self) -> None:
@@ -393,22 +400,14 @@ HOLD_SECONDS = 300.0  # well inside the pool's recycle time (storage.db), which 
 
 
 class _HeldConnection:
-    """PostgreSQL: one pooled connection kept between turns for their brief bookkeeping.
+    """PostgreSQL: one of the bookkeeping's pooled connections, kept between turns for their brief bookkeeping.
 
     Borrowing a connection from SQLAlchemy's pool and giving it back, twice a turn, cost about as much CPU as the
     statements themselves: timed in one process, a claim and its finish took 0.19–0.22 ms of CPU that way and
-    0.09–0.11 ms on a kept connection. One turn at a time uses it; any other borrows from the pool as before. It
+    0.09–0.11 ms on a kept connection. One turn at a time uses it; any other borrows from that pool. It
     runs only statements that are whole on their own (no transaction is ever left open on it), it is given back
     and a fresh one borrowed every HOLD_SECONDS, and after any error but the database's own answer (a cancelled
     turn, a lost connection) it is closed, never used again.
-
-    Its commits do not wait for the server to flush its log to disk (synchronous_commit off, set for this
-    connection's session while it is kept): this is SQLite's BOOKKEEPING level on PostgreSQL. Only a crash of the
-    database server itself can lose such a commit, and then only a turn runs again; a feature's own writes commit on
-    other connections, durably, and their flush takes every earlier commit (a turn's claim) with it. Waiting for the
-    flush cost a claim and its finish 0.44-0.56 ms a turn against 0.23-0.30 on this machine's disk, and a flush on a
-    cloud database's disk takes milliseconds. The setting goes back to the server's own before the connection goes
-    back to the pool, and storage.db refuses to lend one that did not.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -446,38 +445,15 @@ class _HeldConnection:
             return pooled
         if pooled is not None:
             self._pooled = None
-            await _give_back(pooled)  # to the pool, which recycles it when due
+            await greenlet_spawn(pooled.close)  # back to the pool, which recycles it when due
         pooled = await greenlet_spawn(self._engine.sync_engine.raw_connection)
-        driver: Any = pooled.driver_connection  # asyncpg.Connection
-        pooled.info[ASYNC_COMMIT] = True  # before the SET: however it ends, the pool never lends this on so
-        try:
-            await driver.execute(f"SET synchronous_commit TO {BOOKKEEPING_COMMIT}")
-        except BaseException:
-            await greenlet_spawn(pooled.invalidate)
-            raise
         self._pooled, self._since = pooled, time.monotonic()
         return pooled
 
     async def close(self) -> None:
         pooled, self._pooled = self._pooled, None
         if pooled is not None:
-            await _give_back(pooled)
-
-
-async def _give_back(pooled: PoolProxiedConnection) -> None:
-    """Back to the pool with the server's own commit level, for units of work that must be durable; or, when that
-    cannot be done (the connection is lost), closed for good."""
-    driver: Any = pooled.driver_connection  # asyncpg.Connection
-    try:
-        await driver.execute("RESET synchronous_commit")
-    except BaseException as exc:
-        await greenlet_spawn(pooled.invalidate)
-        if not isinstance(exc, Exception):
-            raise  # cancelled: the connection is closed all the same
-        log.info("closed the kept bookkeeping connection instead of giving it back: %s", exc)
-        return
-    pooled.info.pop(ASYNC_COMMIT, None)
-    await greenlet_spawn(pooled.close)
+            await greenlet_spawn(pooled.close)
 
 
 def _busy(error: sqlite3.OperationalError) -> bool:
