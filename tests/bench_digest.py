@@ -150,7 +150,7 @@ async def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         results.append(await bench(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", "SQLite"))
     try:
-        server = pgserver.start()
+        server = pgserver.start(durable=True)  # as make bench runs it
     except RuntimeError as exc:
         print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
     else:

@@ -384,7 +384,7 @@ def targets(run: TrustRun | None) -> list[tuple[str, str, bool | None]]:
 async def main() -> None:
     within = float(os.environ.get("BENCH_TRUST_TIMEOUT", 900))
     with tempfile.TemporaryDirectory(prefix="esafety-bench-trust-") as tmp:
-        pg = pgserver.start()
+        pg = pgserver.start(durable=True)  # as make bench runs it
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
                 run = await run_trust(Path(tmp), http, pg, within)
