@@ -1,6 +1,6 @@
 """Benchmark: a turn's claim and finish on a PostgreSQL that flushes its log to disk, as a school's server does.
 
-The app commits them without waiting for that flush (storage.one_trip, _HeldConnection); every other unit of work
+The app commits them without waiting for that flush (storage.db.create_bookkeeping_engine); every unit of work
 waits for it. Both are timed here on the same kept connection, with the same statements, alternating in blocks, so
 the figure is what the flush costs a turn on this machine's disk and nothing else. `make bench` (tests/bench.py)
 runs `bench()` on its own server, which it starts durable.
