@@ -369,6 +369,7 @@ BOOKKEEPING_BACKENDS = (
     select(func.count())
     .select_from(text("pg_stat_activity"))
     .where(literal_column("application_name") == BOOKKEEPING_APPLICATION)
+    .where(literal_column("datname") == func.current_database())  # this test's database alone
 )
 
 
