@@ -56,7 +56,8 @@ def create_engine(url: str, *, reads_only: bool = False) -> AsyncEngine:
         return engine
     # No ping before each checkout (a round trip on every transaction): connections are recycled instead, and one
     # the server dropped is invalidated on its first error, with the pool. At most 16 connections, and 4 more for
-    # the bookkeeping (create_bookkeeping_engine): 20 a replica, as a small managed server allows two replicas.
+    # the bookkeeping (create_bookkeeping_engine): 20 a replica, as before it had its own (docs/deploy.md says what
+    # a small managed server allows).
     return create_async_engine(url, pool_size=10, max_overflow=6, pool_recycle=1800)
 
 
