@@ -412,7 +412,7 @@ async def _answer_activity(request: web.Request, turn: TurnRecord) -> web.Respon
         return web.Response(status=200)
     if not body.get("conversation"):
         return _bad_request("Activity is missing 'conversation'")
-    problem = activity_problem(body)
+    problem = activity_problem(body, raw)
     if problem:
         return _bad_request(problem)
     if not body["conversation"].get("id"):

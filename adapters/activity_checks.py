@@ -27,9 +27,29 @@ def parse_json(raw: bytes) -> Any:
         raise BodyRejected(f"Body is not valid JSON ({_json_reason(exc)})") from exc
 
 
-def activity_problem(body: dict[str, Any]) -> str | None:
-    """Why this body is not an Activity the bot can safely read; None when it is."""
-    return _content_problem(body) or _shape_problem(body)
+def activity_problem(body: dict[str, Any], raw: bytes | None = None) -> str | None:
+    """Why this body (parsed from `raw`, when given) is not an Activity the bot can safely read; None when it is."""
+    if raw is None or not _nothing_to_find(raw):
+        problem = _content_problem(body)
+        if problem:
+            return problem
+    return _shape_problem(body)
+
+
+def _nothing_to_find(raw: bytes) -> bool:
+    """Whether a UTF-8 body the parser accepted cannot hold anything _content_problem looks for. Told from its bytes
+    for nearly every activity, so only the rest need the walk over every value.
+
+    The parser refuses control characters inside strings, so a NUL can only arrive escaped; a lone surrogate arrives
+    escaped, or as the bytes ED A0..BF, which it lets through (surrogatepass); and a value cannot be nested deeper
+    than the body has brackets. A raw NUL byte means another encoding (UTF-16 or 32), where none of this holds.
+    """
+    return (
+        b"\\u" not in raw
+        and b"\xed" not in raw
+        and b"\x00" not in raw
+        and raw.count(b"{") + raw.count(b"[") <= MAX_NESTING
+    )
 
 
 # Limits on what an activity may carry. Teams' ids are well under these; anything longer is not from Teams, and

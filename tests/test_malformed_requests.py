@@ -295,6 +295,8 @@ async def test_json_the_parser_refuses_is_400_with_a_reason(harness: Harness) ->
         message.replace('"text": "help"', '"value": NaN').encode(): "not valid JSON",
         message.encode().replace(b"help", b"h\xffp"): "not valid JSON",
         message.replace("help", "\\ud800").encode(): "invalid Unicode",
+        message.encode().replace(b"help", "\ud800".encode("utf-8", "surrogatepass")): "invalid Unicode",
+        message.replace('"text": "help"', '"value": ' + _nested(65)).encode(): "nested",
         message.replace("help", "\\u0000").encode(): "NUL",
     }
     for data, reason in cases.items():
