@@ -20,8 +20,6 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-_COLUMNS = "key, claimed_at, lease_until, finished_at, response"
-
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
@@ -34,19 +32,16 @@ def downgrade() -> None:
 
 
 def _rebuild(*, with_rowid: bool) -> None:
-    """SQLite cannot change how a table is stored: a copy is made, the claims in flight with it, and put in its place,
-    all in the migration's one transaction."""
-    op.create_table(
-        "inbound_claims_rebuilt",
-        sa.Column("key", sa.String(64), nullable=False),
-        sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("response", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("key"),
-        sqlite_with_rowid=with_rowid,
-    )
-    op.execute(f"INSERT INTO inbound_claims_rebuilt ({_COLUMNS}) SELECT {_COLUMNS} FROM inbound_claims")  # noqa: S608
+    """SQLite cannot change how a table is stored: a copy of the table as it stands is made, the claims in flight
+    with it, and put in its place, all in the migration's one transaction."""
+    bind = op.get_bind()
+    table = sa.Table("inbound_claims", sa.MetaData(), autoload_with=bind)
+    rebuilt = table.to_metadata(sa.MetaData(), name="inbound_claims_rebuilt")
+    rebuilt.dialect_options["sqlite"]["with_rowid"] = with_rowid
+    rebuilt.indexes.clear()  # made again under their own names once the old table is gone
+    rebuilt.create(bind)
+    columns = [column.name for column in table.columns]
+    op.execute(rebuilt.insert().from_select(columns, sa.select(*table.columns)))
     op.drop_index("ix_inbound_claims_claimed_at", table_name="inbound_claims")
     op.drop_table("inbound_claims")
     op.rename_table("inbound_claims_rebuilt", "inbound_claims")
