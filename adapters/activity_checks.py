@@ -27,9 +27,9 @@ def parse_json(raw: bytes) -> Any:
         raise BodyRejected(f"Body is not valid JSON ({_json_reason(exc)})") from exc
 
 
-def activity_problem(body: dict[str, Any], raw: bytes | None = None) -> str | None:
-    """Why this body (parsed from `raw`, when given) is not an Activity the bot can safely read; None when it is."""
-    if raw is None or not _nothing_to_find(raw):
+def activity_problem(body: dict[str, Any], raw: bytes) -> str | None:
+    """Why this body (parsed from `raw`) is not an Activity the bot can safely read; None when it is."""
+    if not _nothing_to_find(raw):
         problem = _content_problem(body)
         if problem:
             return problem
