@@ -20,7 +20,8 @@ from storage.turns import SqlTurns
 from tests.support.harness import TEST_DATA_KEY
 
 NOW = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
-FRAME_HEADER = 24  # bytes before each page in SQLite's write-ahead log
+WAL_HEADER = 32  # bytes at the start of SQLite's write-ahead log
+FRAME_HEADER = 24  # bytes before each page in it
 
 
 def _key(n: int) -> str:
@@ -35,7 +36,7 @@ def _log_pages(path: Path) -> int:
     """Pages written to the write-ahead log so far (nothing checkpoints it in these tests)."""
     with sqlite3.connect(path) as connection:
         page = connection.execute("PRAGMA page_size").fetchone()[0]
-    return (path.with_name(path.name + "-wal").stat().st_size - 32) // (FRAME_HEADER + page)
+    return (path.with_name(path.name + "-wal").stat().st_size - WAL_HEADER) // (FRAME_HEADER + page)
 
 
 async def _pages_a_turn_writes(path: Path, turns: SqlTurns, n: int) -> int:
