@@ -136,7 +136,7 @@ class OneTrip:
         """
         if self._sqlite:
             if brief and self._on_loop is not None and synchronous == BOOKKEEPING and not self._waiting:
-                written, value = self._on_loop.write(work)
+                written, value = self._on_loop.write(work, atomic=atomic)
                 if written:
                     return value  # type: ignore[return-value]  # written is True only with work's own value
             waiting = _Waiting(
@@ -349,18 +349,24 @@ class _OnTheLoop:
             return None  # a database only this engine's connections can see, or one opened by URI: the queue only
         return cls(pool, engine.dialect, url.database)
 
-    def write(self, work: Callable[[], Work[T]]) -> tuple[bool, T | None]:
-        """(True, what the work returned), or (False, None) when the writer is busy: the work must then queue, and
-        nothing of it was written (`work` makes a new generator each call, so it can run again from the start)."""
+    def write(self, work: Callable[[], Work[T]], *, atomic: bool = True) -> tuple[bool, T | None]:
+        """(True, what the work returned), or (False, None) when the writer is busy: the work must then queue and
+        run again from the start (`work` makes a new generator each call). Nothing of `atomic` work was written
+        then; work that is not atomic is statements each whole on its own, each committed as it runs (no BEGIN or
+        COMMIT of its own), so those before the busy one stand, and running it again must be safe, as it is for a
+        turn's claim (an insert that does nothing on conflict, then a conditional takeover) and its finish."""
         if not self._usable or self._pool.checkedout():  # lent out: a transaction may be under way on its thread
             return False, None
         connection = self._connection or self._open()
         if connection is None:
             return False, None
         try:
-            connection.execute("BEGIN IMMEDIATE")
-            value = run_on_sqlite(connection, self._dialect, work())
-            connection.execute("COMMIT")
+            if atomic:
+                connection.execute("BEGIN IMMEDIATE")
+                value = run_on_sqlite(connection, self._dialect, work())
+                connection.execute("COMMIT")
+            else:
+                value = run_on_sqlite(connection, self._dialect, work(), each_whole=True)
         except sqlite3.OperationalError as exc:
             _undo(connection)
             if _busy(exc):  # another process is writing: wait for it in the queue, off this thread

@@ -188,17 +188,38 @@ Write = tuple[Prepared, Mapping[str, Any]]
 Work = Generator[tuple[Prepared, Mapping[str, Any] | Many] | tuple[Together, Sequence[Mapping[str, Any]]], Outcome, T]
 
 
-def run_on_sqlite(connection: Any, dialect: Dialect, work: Work[T]) -> T:  # noqa: ANN401 - a sqlite3.Connection
-    """Drive `work` on a sqlite3 connection, in the caller's transaction, on the connection's own thread."""
+def run_on_sqlite(
+    connection: Any,  # noqa: ANN401 - a sqlite3.Connection
+    dialect: Dialect,
+    work: Work[T],
+    *,
+    each_whole: bool = False,
+) -> T:
+    """Drive `work` on a sqlite3 connection, in the caller's transaction, on the connection's own thread.
+
+    `each_whole`: there is no transaction around the work, and each statement it yields commits on its own (SQLite's
+    autocommit), as each is whole on its own; the parts of a Together, one statement on PostgreSQL, are kept
+    together here in a transaction of their own."""
     outcome: Outcome | None = None
     try:
         while True:
             prepared, params = work.send(outcome) if outcome is not None else next(work)
             if isinstance(prepared, Together):
-                counts = []
-                for part, values in zip(prepared.parts, cast("Sequence[Mapping[str, Any]]", params), strict=True):
-                    sql, arguments, _ = part.bind(dialect, values)
-                    counts.append(connection.execute(sql, arguments).rowcount)
+                parts = prepared.parts
+                alone = each_whole and len(parts) > 1
+                if alone:
+                    connection.execute("BEGIN IMMEDIATE")
+                try:
+                    counts = []
+                    for part, values in zip(parts, cast("Sequence[Mapping[str, Any]]", params), strict=True):
+                        sql, arguments, _ = part.bind(dialect, values)
+                        counts.append(connection.execute(sql, arguments).rowcount)
+                    if alone:
+                        connection.execute("COMMIT")
+                except BaseException:
+                    if alone and connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
                 outcome = Outcome(None, sum(counts), counts=tuple(counts))
                 continue
             params = cast("Mapping[str, Any] | Many", params)  # a Together took the other shape, above
