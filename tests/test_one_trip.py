@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import pytest
 from sqlalchemy import Boolean, Float, bindparam, event, func, insert, literal_column, select, text
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
@@ -19,7 +20,7 @@ from sqlalchemy.pool import QueuePool
 from storage.db import BOOKKEEPING, BOOKKEEPING_APPLICATION, create_engine, session_factory
 from storage.inbound import InboundClaimRow
 from storage.migrate import upgrade
-from storage.models import AuditRow
+from storage.models import AuditRow, UtcDateTime
 from storage.one_trip import OneRead, OneTrip, run_in_session
 from storage.prepared import Prepared, Work, together
 
@@ -132,6 +133,44 @@ async def test_a_reader_on_sqlite_sees_one_snapshot_from_its_first_statement(tmp
     finally:
         await engine.dispose()
         await reads.dispose()
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        NOW,
+        NOW.replace(microsecond=0),
+        NOW.replace(microsecond=7),
+        dt.datetime(2026, 3, 29, 1, 30, 0, 999_999, tzinfo=dt.timezone(dt.timedelta(hours=1))),  # BST, in London
+        dt.datetime(2026, 10, 25, 0, 59, 59, tzinfo=dt.timezone(dt.timedelta(hours=-9, minutes=-30))),
+        dt.datetime(1, 1, 1, 12, 0, tzinfo=dt.UTC),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC),
+    ],
+    ids=str,
+)
+async def test_a_moment_is_stored_on_sqlite_as_sqlalchemys_own_datetime_stores_it(
+    tmp_path: Path, moment: dt.datetime
+) -> None:
+    """UtcDateTime writes SQLite's text in one step (storage.models); rows written before it, and every comparison
+    between stored moments, depend on that text being exactly what SQLAlchemy's DATETIME wrote, which reads it back
+    as the same moment."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'moments.db'}")
+    await upgrade(engine)
+    dialect = engine.dialect
+    theirs = sqlite_dialect.DATETIME().bind_processor(dialect)
+    assert theirs is not None
+    ours = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert ours(moment) == theirs(moment.astimezone(dt.UTC).replace(tzinfo=None))
+    assert ours(None) is None
+    with pytest.raises(ValueError, match="naive"):
+        ours(moment.replace(tzinfo=None))
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(insert(CLAIMS).values(key="k", claimed_at=moment, lease_until=moment))
+            stored, read = (await connection.execute(select(text("claimed_at"), CLAIMS.c.lease_until))).one()
+        assert stored == theirs(moment.astimezone(dt.UTC).replace(tzinfo=None)) and read == moment
+    finally:
+        await engine.dispose()
 
 
 FINISH = Prepared(CLAIMS.update().where(CLAIMS.c.key == bindparam("key")).values(finished_at=bindparam("at")))
@@ -284,9 +323,13 @@ async def test_on_sqlite_brief_bookkeeping_waits_its_turn_while_the_writer_is_le
         await engine.dispose()
 
 
-async def test_on_sqlite_brief_bookkeeping_steps_aside_while_another_process_writes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("atomic", [True, False], ids=["atomic", "each-statement-whole"])
+async def test_on_sqlite_brief_bookkeeping_steps_aside_while_another_process_writes(
+    tmp_path: Path, atomic: bool
+) -> None:
     """Another process holding SQLite's write lock (a second replica, a command-line tool) is never waited for on
-    the event loop: the work goes to the queue at once, and is written when that writer commits."""
+    the event loop: the work goes to the queue at once, and is written when that writer commits. Work of statements
+    each whole on its own (a turn's claim) has no BEGIN of its own on the loop: its first statement meets the lock."""
     path = tmp_path / "trips.db"
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
     await upgrade(engine)
@@ -296,7 +339,7 @@ async def test_on_sqlite_brief_bookkeeping_steps_aside_while_another_process_wri
         other.execute("BEGIN IMMEDIATE")
         other.execute("INSERT INTO inbound_claims (key, claimed_at) VALUES ('theirs', '2026-11-23 10:00:00')")
         waiting = asyncio.create_task(
-            trip.steps(lambda: _noting_thread("ours", threads), synchronous=BOOKKEEPING, brief=True)
+            trip.steps(lambda: _noting_thread("ours", threads), synchronous=BOOKKEEPING, brief=True, atomic=atomic)
         )
         for _ in range(3):
             await asyncio.sleep(0)  # the loop runs on: the work tried the lock, found it taken and queued
