@@ -49,7 +49,14 @@ class ConversationState:
 
 def canonical(data: dict[str, Any]) -> str:
     """The state's JSON, one way only, so an unchanged state compares equal (and is never written)."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if not data:
+        return "{}"  # most turns' state, outside any guided conversation; what the encoder writes for it
+    return _CANONICAL.encode(data)
+
+
+# What json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False) uses, made once: json.dumps
+# builds an encoder on every call with any option set, twice a turn.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
