@@ -23,6 +23,7 @@ from botbuilder.integration.aiohttp import (
     ConfigurationServiceClientCredentialFactory,
 )
 from botbuilder.schema import Activity, ActivityTypes, DeliveryModes, ResourceResponse
+from botframework.connector import Channels
 from botframework.connector.auth import (
     AuthenticateRequestResult,
     AuthenticationConstants,
@@ -285,6 +286,32 @@ class AuthorityAwareCredentialFactory(ServiceClientCredentialsFactory):
         return credentials
 
 
+def _shallow_copy(value: Any) -> Any:  # noqa: ANN401 - botbuilder's models, which ship no type information
+    """copy.copy of a plain object (one that keeps its fields in __dict__, as msrest's models do), without the
+    generic protocol copy.copy walks to find that out: a fifth of the time."""
+    if value is None:
+        return None
+    kind = type(value)
+    plain = _COPIED_PLAINLY.get(kind)
+    if plain is None:
+        plain = _COPIED_PLAINLY[kind] = (
+            getattr(kind, "__copy__", None) is None
+            and kind.__reduce_ex__ is object.__reduce_ex__
+            and kind.__reduce__ is object.__reduce__
+            and getattr(kind, "__getstate__", object.__getstate__) is object.__getstate__
+            and not hasattr(kind, "__setstate__")
+            and not hasattr(kind, "__slots__")
+        )
+    if not plain:
+        return copy.copy(value)
+    made = kind.__new__(kind)
+    made.__dict__.update(value.__dict__)
+    return made
+
+
+_COPIED_PLAINLY: dict[type, bool] = {}
+
+
 class _TurnContext(TurnContext):  # type: ignore[misc]  # botbuilder ships no type information
     """botbuilder's TurnContext, except that what it sends is copied shallowly.
 
@@ -292,13 +319,34 @@ class _TurnContext(TurnContext):  # type: ignore[misc]  # botbuilder ships no ty
     way out an activity is changed only by assigning its own fields (the conversation reference, type, input hint,
     id), here and in the adapter, so a copy of the activity itself keeps that promise. Without the deep copy, `help`
     (whose card is the largest reply) went from 3.03 to 2.53 CPU ms a turn on PostgreSQL, side by side.
+
+    The reply is addressed as TurnContext.apply_conversation_reference addresses it from the incoming activity's
+    reference (copies of its accounts and conversation, the reply-to id where the channel has one), without building
+    the reference itself, which cost as much as the rest of the send's preparation.
     """
 
     async def send_activities(self, activities: list[Activity]) -> list[ResourceResponse]:
-        reference = TurnContext.get_conversation_reference(self.activity)
+        incoming = self.activity
+        reply_to = (
+            incoming.id
+            if incoming.type != ActivityTypes.conversation_update
+            and incoming.channel_id != Channels.direct_line
+            and incoming.channel_id != Channels.webchat
+            else None
+        )
+        bot, user = _shallow_copy(incoming.recipient), _shallow_copy(incoming.from_property)
+        conversation = _shallow_copy(incoming.conversation)
         output = []
         for original in activities:
-            activity = TurnContext.apply_conversation_reference(copy.copy(original), reference)
+            activity = _shallow_copy(original)
+            activity.channel_id = incoming.channel_id
+            activity.locale = incoming.locale
+            activity.service_url = incoming.service_url
+            activity.conversation = conversation
+            activity.from_property = bot
+            activity.recipient = user
+            if reply_to:
+                activity.reply_to_id = reply_to
             activity.type = activity.type or ActivityTypes.message
             activity.input_hint = activity.input_hint or "acceptingInput"  # as the SDK sets it
             activity.id = None

@@ -166,6 +166,10 @@ async def test_a_reply_is_addressed_to_its_conversation_and_one_that_expects_rep
     assert sent["replyToId"] == asked["id"] and sent["conversation"]["id"] == tom.conversation_id
     assert sent["from"]["id"] == asked["recipient"]["id"] and sent["recipient"]["id"] == asked["from"]["id"]
     assert (sent["type"], sent["inputHint"], sent["channelId"]) == ("message", "acceptingInput", "msteams")
+    assert (sent.get("locale"), sent["serviceUrl"]) == (asked.get("locale"), asked["serviceUrl"])
+    assert sent["recipient"] == asked["from"] and sent["from"] == asked["recipient"]
+    # As the SDK sends it: its model reads a conversation's tenant from "tenantID", so Teams' "tenantId" stays behind.
+    assert sent["conversation"] == {k: v for k, v in asked["conversation"].items() if k != "tenantId"}
 
     expecting = {**tom.message("help"), "deliveryMode": "expectReplies"}
     answer = await tom.post(expecting, tom.conversation_id)
