@@ -196,6 +196,7 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
     ) -> None:
         """Finish the claim, save the conversation's state if it changed and note the activity: one transaction."""
         dialog_state.settle(turn_context)
+        dialog_state.release(turn_context)
         state = dialog_state.state_of(turn_context)
         note: ActivityNote | None = turn_context.turn_state.get(_ACTIVITY_NOTE)
         try:

@@ -22,6 +22,7 @@ LAST_TURN = "lastTurnAt"
 _LEGACY_STACK = "DialogState"  # documents written by botbuilder's ConversationState (jsonpickle) before this module
 _LEGACY_LAST_TURN = "LastTurnAt"
 _MEMORY_CONFIGURATION = DialogStateManagerConfiguration.__name__  # where botbuilder looks for it in a turn
+_CONTEXTS = "esafety.dialog_contexts"
 
 
 def attach(turn_context: TurnContext, state: ConversationState | None) -> None:
@@ -76,7 +77,16 @@ class StackDialogs(DialogSet):  # type: ignore[misc]  # botbuilder ships no type
             turn_context.turn_state.setdefault(_MEMORY_CONFIGURATION, self._memory)
         context = await super().create_context(turn_context)
         self._memory = turn_context.turn_state.get(_MEMORY_CONFIGURATION)
+        turn_context.turn_state.setdefault(_CONTEXTS, []).append(context)
         return context
+
+
+def release(turn_context: TurnContext) -> None:
+    """At the end of a turn, let go of the dialog contexts it built. A DialogContext and its memory
+    (DialogStateManager) refer to each other, so each one, and the turn's context and all it held with it, was a
+    reference cycle that only the garbage collector could free: about 35 objects a dialog step."""
+    for context in turn_context.turn_state.pop(_CONTEXTS, ()):
+        context.state = None
 
 
 class DialogStackProperty:
