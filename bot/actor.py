@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from bot.config import SchoolConfig
 from bot.people import Person, Role
-from bot.permissions import PERMISSIONS, may
+from bot.permissions import PERMISSIONS, active, may
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,13 @@ class CardAction:
 
     def allowed(self, actor: Actor) -> bool:
         return self.permission is None or may(actor.person, self.permission)
+
+
+def access_key(actor: Actor) -> tuple[object, ...]:
+    """All that `Command.allowed` and `CardAction.allowed` read of an actor, and the policy they read it under: two
+    actors with equal keys are allowed the same things, so what follows from that alone may be kept by it."""
+    person = actor.person
+    return (active(), person.school, person.roles)
 
 
 def in_menu_order(commands: Sequence[Command]) -> list[Command]:

@@ -21,7 +21,7 @@ from botbuilder.dialogs import Dialog, DialogContext, DialogSet, DialogTurnStatu
 from botbuilder.schema import Activity, ActivityTypes, Attachment, ChannelAccount
 from botbuilder.schema.teams import TeamInfo
 
-from bot.actor import Actor, CardAction, CardActionRun, CardReply, Command, Refused, in_menu_order
+from bot.actor import Actor, CardAction, CardActionRun, CardReply, Command, Refused, access_key, in_menu_order
 from bot.cards.help import CommandHelp, build_channel_welcome_card, build_help_card, build_personal_welcome_card
 from bot.config import AppConfig, SchoolConfig
 from bot.inbound import InvokeAnswer, claim_key
@@ -51,6 +51,7 @@ SAVED_REFERENCES_BUDGET = 2 * 1024 * 1024
 _ENTRY_OVERHEAD = 240  # an OrderedDict slot, the key tuple and the digest object, roughly
 _MENTION = re.compile(r"<at>.*?</at>", re.IGNORECASE)
 _ACTIVITY_NOTE = "esafety.activity_note"
+_ACTOR = "esafety.actor"  # who is speaking, worked out once a turn (dialogs read it too)
 
 
 @dataclass
@@ -156,6 +157,9 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
         self._services = services
         self._dialogs = dialog_state.StackDialogs()
         self._saved_references = _ByteBoundedDigests(SAVED_REFERENCES_BUDGET)
+        # The help menu for each distinct access (bot.actor.access_key): a school has a handful of role sets, and the
+        # menu was worked out afresh on every `help`, a permission check a command.
+        self._menus: dict[tuple[object, ...], tuple[CommandHelp, ...]] = {}
         for dialog in services.dialogs:
             self._dialogs.add(dialog)
 
@@ -324,6 +328,9 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
             await turn_context.send_activity(message)
 
     async def _actor(self, turn_context: TurnContext) -> Actor | None:
+        known: Actor | None = turn_context.turn_state.get(_ACTOR)
+        if known is not None:
+            return known
         school: SchoolConfig | None = turn_context.turn_state.get("esafety.school")
         if school is None:
             return None
@@ -333,7 +340,8 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
         kind = (
             turn_context.activity.conversation.conversation_type if turn_context.activity.conversation else None
         ) or "personal"
-        return Actor(school=school, person=person, conversation_kind=kind)
+        actor = turn_context.turn_state[_ACTOR] = Actor(school=school, person=person, conversation_kind=kind)
+        return actor
 
     async def _remember_conversation(self, turn_context: TurnContext, school: SchoolConfig) -> None:
         activity = turn_context.activity
@@ -383,7 +391,6 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
                 "This school is not set up for the eSafety app yet. Please ask your IT team to finish setting it up."
             )
             return
-        turn_context.turn_state["esafety.actor"] = actor
         value = turn_context.activity.value if isinstance(turn_context.activity.value, dict) else None
         if value and value.get("verb") and not value.get("command"):
             await self._submit_card_action(turn_context, actor, value)
@@ -463,9 +470,13 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
         card = build_help_card(actor.person.first_name, self._help_items(actor), unknown_text=unknown_text)
         await turn_context.send_activity(message_with_card(card))
 
-    def _help_items(self, actor: Actor) -> list[CommandHelp]:
-        allowed = [c for c in self._services.commands if c.in_help and c.allowed(actor)]
-        return [CommandHelp(c.name, c.title, c.description) for c in in_menu_order(allowed)]
+    def _help_items(self, actor: Actor) -> tuple[CommandHelp, ...]:
+        key = access_key(actor)
+        menu = self._menus.get(key)
+        if menu is None:
+            allowed = [c for c in self._services.commands if c.in_help and c.allowed(actor)]
+            menu = self._menus[key] = tuple(CommandHelp(c.name, c.title, c.description) for c in in_menu_order(allowed))
+        return menu
 
     # --- card actions ----------------------------------------------------------------------------------------
 

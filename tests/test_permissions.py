@@ -12,9 +12,9 @@ import yaml
 
 from adapters.clock import SettableClock
 from app import _load
-from bot.actor import CardAction, Command, Turn
+from bot.actor import Actor, CardAction, Command, Turn, access_key
 from bot.cards.incident import build_not_allowed_card
-from bot.config import ConfigError
+from bot.config import ConfigError, SchoolConfig
 from bot.people import Person, Role
 from bot.permissions import PERMISSIONS, Permissions, use
 from bot.policy import load_policy
@@ -92,6 +92,39 @@ def test_a_registration_naming_an_unknown_permission_fails_at_once() -> None:
         Command("filter log", "Filter change log", "see every filter change", run, permission="filter.lgo")
     with pytest.raises(ValueError, match="unknown permission 'case.dsek'"):
         CardAction("desk.cases", lambda actor, data: None, permission="case.dsek")  # type: ignore[arg-type,return-value]
+
+
+def test_actors_with_one_access_key_are_allowed_the_same_and_anything_allowed_reads_changes_it() -> None:
+    """The help menu is kept by access key (bot.handler): a change of roles, school or policy must give a new one."""
+
+    async def run(_turn: Turn, _args: str) -> None:
+        return None
+
+    commands = [Command(name, name, name, run, permission=name) for name in PERMISSIONS]
+    commands.append(Command("anyone", "anyone", "anyone", run))
+    school = SchoolConfig(id="oak", name="Oak", tenant_id="t-oak")
+    other_school = SchoolConfig(id="elm", name="Elm", tenant_id="t-oak")
+    policy = load_policy(DEFAULTS).permissions
+    use(policy, {"oak": {"case.desk": ["staff"]}})
+
+    def actor(roles: set[Role], at: SchoolConfig = school, kind: str = "personal", name: str = "Leah Brooks") -> Actor:
+        return Actor(school=at, person=Person("p2", name, roles=frozenset(roles), school=at.id), conversation_kind=kind)
+
+    def menu(of: Actor) -> list[str]:
+        return [c.name for c in commands if c.allowed(of)]
+
+    teacher = actor({Role.STAFF})
+    same = [actor({Role.STAFF}, kind="channel"), actor({Role.STAFF}, name="Sam Patel")]
+    for twin in same:
+        assert access_key(twin) == access_key(teacher) and menu(twin) == menu(teacher)
+    changed = [actor({Role.STAFF, Role.DSL}), actor({Role.STAFF}, at=other_school), actor(set())]
+    for other in changed:
+        assert access_key(other) != access_key(teacher)
+    # The school's own grant: the desk for its staff, not for the other school's.
+    assert "case.desk" in menu(teacher) and "case.desk" not in menu(changed[1])
+    before = access_key(teacher)
+    use(policy)  # the same roles under another policy
+    assert access_key(teacher) != before and "case.desk" not in menu(teacher)
 
 
 # A school that moves three permissions: the filter log and the desk to every member of staff (and so away from the

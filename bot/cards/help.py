@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,9 @@ class CommandHelp:
     description: str
 
 
-def build_help_card(first_name: str, commands: list[CommandHelp], *, unknown_text: str | None = None) -> dict[str, Any]:
+def build_help_card(
+    first_name: str, commands: Sequence[CommandHelp], *, unknown_text: str | None = None
+) -> dict[str, Any]:
     """The commands this person may use, each with a button."""
     body = []
     if unknown_text is not None:
@@ -29,7 +32,7 @@ def build_help_card(first_name: str, commands: list[CommandHelp], *, unknown_tex
     return card(body, actions, fallback_text="Type help to see what I can do.")
 
 
-def build_personal_welcome_card(first_name: str, school_name: str, commands: list[CommandHelp]) -> dict[str, Any]:
+def build_personal_welcome_card(first_name: str, school_name: str, commands: Sequence[CommandHelp]) -> dict[str, Any]:
     body = [
         heading(f"Welcome, {first_name}"),
         text(f"I help staff at {school_name} follow the online-safety policy from Teams."),
