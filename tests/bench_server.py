@@ -267,6 +267,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    # Start-up reminders and throttled sends would flood the log; BENCH_SERVER_LOG=INFO shows them when debugging.
-    logging.basicConfig(level=os.environ.get("BENCH_SERVER_LOG", "ERROR"))
-    asyncio.run(main(parse(sys.argv[1:])))
+    arguments = parse(sys.argv[1:])
+    if arguments.kind == "app":
+        # As a school's server logs (ESAFETY_LOG_LEVEL and ESAFETY_LOG_FORMAT outside dev mode): its JSON line for
+        # every turn is part of what a turn costs. To its log file in the run's directory.
+        from adapters.logs import configure_logging
+
+        configure_logging(os.environ.get("BENCH_SERVER_LOG", "INFO"), "json")
+    else:
+        # The other servers log nothing of their own a turn. BENCH_SERVER_LOG=INFO shows the SDK's when debugging.
+        logging.basicConfig(level=os.environ.get("BENCH_SERVER_LOG", "ERROR"))
+    asyncio.run(main(arguments))
