@@ -172,8 +172,8 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         try:
-            # Every turn writes a line: orjson's way where it writes what json would (bot.json_text), a third of the
-            # time. Spelt without spaces; a collector reads the same values.
+            # Every turn writes a line: orjson where it writes what json would (bot.json_text) halves the time a
+            # line takes to format. Spelt without spaces; a collector reads the same values.
             return json_text.dumps(line)
         except (TypeError, ValueError):  # a value JSON has no form for: its text, as ever
             return json.dumps(line, default=str, ensure_ascii=False)
