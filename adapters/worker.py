@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from bot.protocols import Clock, WorkHandler
 from bot.work import MAX_ATTEMPTS, Done, GiveUp, NotYet, RetryLater, WorkItem, backoff_delay
 from storage.repos import WorkClaims
+from storage.writer_queue import background
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,10 @@ class WorkRunner:
         Claiming goes on while items run (up to `batch` in hand), so a long item, such as a sweep that queues two
         thousand cards, does not hold back the sends it queues: each commit of work wakes this loop.
         """
+        with background():  # each item starts a task of its own here: they wait behind turns for SQLite's writer
+            return await self._run_claimed()
+
+    async def _run_claimed(self) -> int:
         total = 0
         running: set[asyncio.Future[Any]] = set()
         try:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import await_only
 
 from storage.checkpoint import WRITER_CHECKPOINT_PAGES
+from storage.writer_queue import TurnsFirstPool
 
 # Every commit on SQLite is flushed to disk before it returns (FULL), so a report a person was told is saved
 # survives a power cut. A transaction may ask for NORMAL (execution option SYNCHRONOUS) when losing it in a power cut
@@ -41,13 +42,14 @@ def create_engine(url: str, *, reads_only: bool = False) -> AsyncEngine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # One writer connection: units of work queue for it in asyncio instead of in SQLite's sleeping busy
-        # handler, which gave long latency tails under concurrent turns. Readers are kept for as many turns as
+        # handler, which gave long latency tails under concurrent turns; turns ahead of background work
+        # (storage.writer_queue). Readers are kept for as many turns as
         # usually read at once: past the pool's size each reader was opened and closed for one read (a thread, a
         # connection and its pragmas): at ten card actions at once, keeping them took 2.44 to 2.30 CPU ms a turn.
         pool = (
             {"pool_size": READERS, "max_overflow": READERS}
             if reads_only
-            else {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
+            else {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60, "poolclass": TurnsFirstPool}
         )
         # No rollback when a connection goes back to the pool: every transaction here is ended by its own context
         # (commit, or rollback on error) before that, so the reset would be a second, empty trip to the thread.

@@ -39,6 +39,7 @@ from sqlalchemy.util import await_only, greenlet_spawn
 
 from storage.db import BEGIN_DUE, BOOKKEEPING, DURABLE, SYNCHRONOUS, create_bookkeeping_engine
 from storage.prepared import Work, run_on_asyncpg, run_on_sqlite
+from storage.writer_queue import background
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -155,75 +156,87 @@ class OneTrip:
         return await _on_asyncpg(self._engine, work, atomic=atomic)
 
     async def _write_waiting(self) -> None:
-        while self._waiting:
+        # Its pieces are brief (turns' claims and finishes, read-audit entries) and people wait on them: they wait for
+        # the writer as a turn does, whichever call started this task (storage.writer_queue).
+        with background(False):
+            while self._waiting:
+                taken: list[_Waiting] = []
+                try:
+                    done = await greenlet_spawn(self._group_commit_in_greenlet, taken)
+                except Exception as exc:  # the writer could not be had (the pool's timeout): everyone waiting hears
+                    done = [(waiting, False, exc) for waiting in (*taken, *self._waiting)]
+                    self._waiting = []
+                except BaseException:  # stopped (the app is shutting down): nobody may be left waiting for ever
+                    for waiting in (*taken, *self._waiting):
+                        waiting.done.cancel()
+                    self._waiting = []
+                    raise
+                for waiting, ok, value in done:
+                    if not waiting.done.done():  # its caller may have gone (a cancelled request)
+                        waiting.done.set_result(value) if ok else waiting.done.set_exception(value)
+
+    def _group_commit_in_greenlet(self, taken: list[_Waiting]) -> list[tuple[_Waiting, bool, Any]]:
+        # Borrowing the writer, running the batch and giving it back in one greenlet: through SQLAlchemy's async
+        # connection each of the three was a greenlet of its own, about 35 µs of CPU apiece.
+        pooled = self._engine.sync_engine.raw_connection()  # the pool's one writer, held until the finally below
+        try:
+            # Everything waiting once the writer is in hand goes together, what arrived while this waited for it too.
             batch, self._waiting = [w for w in self._waiting if not w.done.done()], []
+            taken.extend(batch)  # for the caller to answer, should anything below fail outright
             if not batch:
-                continue
+                return []
             # One commit at the strongest level any piece asked for: the others' flush comes free with it, where two
             # transactions would pay for a second commit and for switching the level between them.
             level = DURABLE if any(w.synchronous == DURABLE for w in batch) else batch[0].synchronous
             try:
-                outcomes = await self._group_commit(batch, level)
+                outcomes = self._commit_together(pooled, batch, level)
             except Exception as exc:  # the transaction itself failed (BEGIN, COMMIT, the connection): all of it
                 outcomes = [(False, exc)] * len(batch)
-            except BaseException:  # stopped (the app is shutting down): nobody may be left waiting for ever
-                for waiting in (*batch, *self._waiting):
-                    waiting.done.cancel()
-                self._waiting = []
-                raise
-            for waiting, (ok, value) in zip(batch, outcomes, strict=True):
-                if not waiting.done.done():  # its caller may have gone (a cancelled request)
-                    waiting.done.set_result(value) if ok else waiting.done.set_exception(value)
-
-    async def _group_commit(self, batch: list[_Waiting], synchronous: str) -> list[tuple[bool, Any]]:
-        # Borrowing the writer, running the batch and giving it back in one greenlet: through SQLAlchemy's async
-        # connection each of the three was a greenlet of its own, about 35 µs of CPU apiece.
-        result: list[tuple[bool, Any]] = await greenlet_spawn(self._group_commit_in_greenlet, batch, synchronous)
-        return result
-
-    def _group_commit_in_greenlet(self, batch: list[_Waiting], synchronous: str) -> list[tuple[bool, Any]]:
-        pooled = self._engine.sync_engine.raw_connection()  # the pool's one writer, held until the finally below
-        try:
-            driver: Any = pooled.driver_connection  # aiosqlite.Connection
-            dialect = self._engine.dialect
-            info = pooled.info
-            pragma = None if info.get(SYNCHRONOUS, DURABLE) == synchronous else f"PRAGMA synchronous={synchronous}"
-            raw = driver._conn  # noqa: SLF001 - the sqlite3 connection, used only on aiosqlite's thread, below
-
-            def transaction() -> list[tuple[bool, Any]]:
-                if pragma is not None:  # outside a transaction: SQLite refuses to change it inside one
-                    raw.execute(pragma)
-                raw.execute("BEGIN IMMEDIATE")
-                outcomes: list[tuple[bool, Any]] = []
-                try:
-                    for waiting in batch:
-                        raw.execute("SAVEPOINT piece")
-                        try:
-                            # In its caller's context, so what the turn's context carries (its log record) is there.
-                            value = waiting.context.run(run_on_sqlite, raw, dialect, waiting.work())
-                        except Exception as exc:  # noqa: BLE001 - handed to its own caller, with its piece undone
-                            raw.execute("ROLLBACK TO piece")
-                            outcomes.append((False, exc))
-                        else:
-                            outcomes.append((True, value))
-                        raw.execute("RELEASE piece")
-                except BaseException:
-                    if raw.in_transaction:
-                        raw.execute("ROLLBACK")
-                    raise
-                raw.execute("COMMIT")
-                return outcomes
-
-            try:
-                # aiosqlite's queue for its thread; the only way to run several statements in one trip there.
-                done: list[tuple[bool, Any]] = await_only(driver._execute(transaction))  # noqa: SLF001
-            except BaseException:
-                info[SYNCHRONOUS] = _UNKNOWN  # whatever it is now, the next transaction sets the level it needs
-                raise
-            info[SYNCHRONOUS] = synchronous
-            return done
+            return [(waiting, ok, value) for waiting, (ok, value) in zip(batch, outcomes, strict=True)]
         finally:
-            pooled.close()  # back to the pool, which wakes the next unit of work waiting for the writer
+            pooled.close()  # back to the pool, which hands it to whoever should write next
+
+    def _commit_together(
+        self, pooled: PoolProxiedConnection, batch: list[_Waiting], synchronous: str
+    ) -> list[tuple[bool, Any]]:
+        driver: Any = pooled.driver_connection  # aiosqlite.Connection
+        dialect = self._engine.dialect
+        info = pooled.info
+        pragma = None if info.get(SYNCHRONOUS, DURABLE) == synchronous else f"PRAGMA synchronous={synchronous}"
+        raw = driver._conn  # noqa: SLF001 - the sqlite3 connection, used only on aiosqlite's thread, below
+
+        def transaction() -> list[tuple[bool, Any]]:
+            if pragma is not None:  # outside a transaction: SQLite refuses to change it inside one
+                raw.execute(pragma)
+            raw.execute("BEGIN IMMEDIATE")
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                for waiting in batch:
+                    raw.execute("SAVEPOINT piece")
+                    try:
+                        # In its caller's context, so what the turn's context carries (its log record) is there.
+                        value = waiting.context.run(run_on_sqlite, raw, dialect, waiting.work())
+                    except Exception as exc:  # noqa: BLE001 - handed to its own caller, with its piece undone
+                        raw.execute("ROLLBACK TO piece")
+                        outcomes.append((False, exc))
+                    else:
+                        outcomes.append((True, value))
+                    raw.execute("RELEASE piece")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+            raw.execute("COMMIT")
+            return outcomes
+
+        try:
+            # aiosqlite's queue for its thread; the only way to run several statements in one trip there.
+            done: list[tuple[bool, Any]] = await_only(driver._execute(transaction))  # noqa: SLF001
+        except BaseException:
+            info[SYNCHRONOUS] = _UNKNOWN  # whatever it is now, the next transaction sets the level it needs
+            raise
+        info[SYNCHRONOUS] = synchronous
+        return done
 
 
 class OneRead:
