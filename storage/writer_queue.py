@@ -2,9 +2,9 @@
 
 On SQLite every write transaction of a process borrows the one writer connection (storage.db.create_engine). Its
 pool lent it first come, first served, so a wave of background work (two hundred AUP deliveries falling due
-together, each a handful of short transactions, eight at once) queued ahead of every turn's claim and finish:
-`help` turns ran at half their rate at one at a time for ten seconds, and at ten at once took 100-160 ms instead of
-about 10 (make bench, 2026-12-04).
+together, each a handful of short transactions, eight at once) queued ahead of every turn's claim and finish: at ten
+`help` turns at once, a turn's median went from about 7 ms to 89 ms while the wave lasted (16 ms with this queue;
+the README's performance section has the figures).
 
 Here the pool's queue hands the writer, when it comes back, to a waiting turn before any waiting background work.
 Background work is whatever runs under `background()` (the work runner marks its tasks so); everything else is a
@@ -139,6 +139,6 @@ class TurnsFirstPool(AsyncAdaptedQueuePool):
 
 
 def writer_queue(pool: Any) -> TurnsFirstQueue | None:  # noqa: ANN401 - any SQLAlchemy pool
-    """The writer pool's queue, for the metrics and the tests; None for a pool of another kind."""
+    """The writer pool's queue (the tests watch who waits on it); None for a pool of another kind."""
     queue = getattr(pool, "_pool", None)
     return queue if isinstance(queue, TurnsFirstQueue) else None
