@@ -106,6 +106,9 @@ class CardAction:
         return self.permission is None or may(actor.person, self.permission)
 
 
+ACTOR_SLOT = "esafety.actor"  # where a turn keeps who is speaking, worked out once (the handler) and read by dialogs
+
+
 def access_key(actor: Actor) -> tuple[object, ...]:
     """All that `Command.allowed` and `CardAction.allowed` read of an actor, and the policy they read it under: two
     actors with equal keys are allowed the same things, so what follows from that alone may be kept by it."""

@@ -21,7 +21,17 @@ from botbuilder.dialogs import Dialog, DialogContext, DialogSet, DialogTurnStatu
 from botbuilder.schema import Activity, ActivityTypes, Attachment, ChannelAccount
 from botbuilder.schema.teams import TeamInfo
 
-from bot.actor import Actor, CardAction, CardActionRun, CardReply, Command, Refused, access_key, in_menu_order
+from bot.actor import (
+    ACTOR_SLOT,
+    Actor,
+    CardAction,
+    CardActionRun,
+    CardReply,
+    Command,
+    Refused,
+    access_key,
+    in_menu_order,
+)
 from bot.cards.help import CommandHelp, build_channel_welcome_card, build_help_card, build_personal_welcome_card
 from bot.config import AppConfig, SchoolConfig
 from bot.inbound import InvokeAnswer, claim_key
@@ -51,7 +61,6 @@ SAVED_REFERENCES_BUDGET = 2 * 1024 * 1024
 _ENTRY_OVERHEAD = 240  # an OrderedDict slot, the key tuple and the digest object, roughly
 _MENTION = re.compile(r"<at>.*?</at>", re.IGNORECASE)
 _ACTIVITY_NOTE = "esafety.activity_note"
-_ACTOR = "esafety.actor"  # who is speaking, worked out once a turn (dialogs read it too)
 
 
 @dataclass
@@ -328,7 +337,7 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
             await turn_context.send_activity(message)
 
     async def _actor(self, turn_context: TurnContext) -> Actor | None:
-        known: Actor | None = turn_context.turn_state.get(_ACTOR)
+        known: Actor | None = turn_context.turn_state.get(ACTOR_SLOT)
         if known is not None:
             return known
         school: SchoolConfig | None = turn_context.turn_state.get("esafety.school")
@@ -340,7 +349,7 @@ class EsafetyBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder ship
         kind = (
             turn_context.activity.conversation.conversation_type if turn_context.activity.conversation else None
         ) or "personal"
-        actor = turn_context.turn_state[_ACTOR] = Actor(school=school, person=person, conversation_kind=kind)
+        actor = turn_context.turn_state[ACTOR_SLOT] = Actor(school=school, person=person, conversation_kind=kind)
         return actor
 
     async def _remember_conversation(self, turn_context: TurnContext, school: SchoolConfig) -> None:

@@ -13,7 +13,7 @@ from botbuilder.core import TurnContext
 from botbuilder.dialogs import Dialog, DialogContext, DialogInstance, DialogReason, DialogTurnResult
 from botbuilder.schema import ActivityTypes
 
-from bot.actor import Actor
+from bot.actor import ACTOR_SLOT, Actor
 from bot.conversation import Conversation, Ctx, Reply, S, state_from_data, state_to_data
 from bot.handler import message_with_card
 
@@ -90,7 +90,7 @@ class ConversationDialog(Dialog, Generic[S]):  # type: ignore[misc]  # botbuilde
     def _ctx(self, context: TurnContext, state: S, preface: str | None = None) -> Ctx[S]:
         """`preface` goes with the first thing said (an intro, or a problem above the question asked again): one
         message to read and one send to make, not two."""
-        actor: Actor = context.turn_state["esafety.actor"]
+        actor: Actor = context.turn_state[ACTOR_SLOT]
         unsaid = [preface] if preface else []
 
         async def say(text: str | None = None, card: dict[str, Any] | None = None) -> None:
