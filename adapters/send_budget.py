@@ -10,6 +10,11 @@ after a pause and drew 429s; a bucket without burst never caught up after one.
 A broadcast (the outbox) is bulk: it may use only part of the tenant's window, and a reply to someone's own turn
 waiting for the tenant's window always goes before a bulk send waiting for it, so replies never queue behind a
 thousand cards. The per-conversation limit applies to both.
+
+Bulk sends are also spaced out, one every 1/rate seconds. Admitted as soon as the window had room, a broadcast went
+in bursts: a second's worth of cards in the first few hundred milliseconds, then nothing until they left the window
+together. A reply that found the window full then waited for the whole burst to leave, up to a second. Spaced out,
+some send leaves the window every 1/rate seconds, so a waiting reply has the next place within about that.
 """
 
 from __future__ import annotations
@@ -89,12 +94,13 @@ class Send:
 class _Window:
     """One key's sends within the last second, and how many replies are waiting for it."""
 
-    __slots__ = ("sends", "replies_waiting", "turn")
+    __slots__ = ("sends", "replies_waiting", "turn", "next_at")
 
     def __init__(self) -> None:
         # In order of start; one answered late may outlast later ones (see wait).
         self.sends: deque[Send] = deque()
         self.replies_waiting = 0
+        self.next_at = 0.0  # the bulk share's pace: the earliest the next bulk send may start
         # A conversation's sends are admitted one at a time in the order they asked (asyncio.Lock is first come,
         # first served), so its messages keep their order.
         self.turn = asyncio.Lock()
@@ -111,6 +117,17 @@ class _Window:
         counted = [left for left in leaving if left > 0]
         must_leave = len(counted) + 1 - int(rate)
         return 0.0 if must_leave <= 0 else counted[must_leave - 1]
+
+    def paced(self, now: float) -> float:
+        """Seconds until the next send is due at the pace keep_pace set (0.0: now)."""
+        return max(self.next_at - now, 0.0)
+
+    def keep_pace(self, rate: float, now: float) -> None:
+        # A step after this send was due, so that the event loop's usual lateness (a millisecond or so a send) does
+        # not slow the broadcast; but never less than three quarters of a step after it started: making up a longer
+        # delay (the window was full) would put two sends together and leave a gap a waiting reply falls into.
+        step = 1.0 / rate
+        self.next_at = max(self.next_at, now - step / 4) + step
 
     def next_free(self, now: float) -> float:
         """Seconds until the next send leaves the window (a moment, when none is there)."""
@@ -158,6 +175,7 @@ class SendBudget:
         conversation_rate: float = CONVERSATION_PER_SECOND,
         max_keys: int = MAX_KEYS,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if min(tenant_rate, bulk_rate, conversation_rate) < 1:
             raise ValueError("send rates must allow at least one request a second")
@@ -167,6 +185,7 @@ class SendBudget:
         self.conversations = _Windows(conversation_rate, max_keys)
         self.replicas = 1
         self._clock = clock
+        self._sleep = sleep
 
     def share(self, replicas: int) -> None:
         """Teams counts a tenant's requests across every replica of the bot: each takes its part of the tenant's
@@ -197,10 +216,13 @@ class SendBudget:
                     if conversation
                     else []
                 )
-                if bulk:
-                    others.append((self.bulk.rate, self.bulk.get(tenant)))
+                bulk_window = self.bulk.get(tenant) if bulk else None
+                if bulk_window is not None:
+                    others.append((self.bulk.rate, bulk_window))
                 other_wait = max((window.wait(rate, now) for rate, window in others), default=0.0)
                 wait = max(tenant_wait, other_wait)
+                if bulk_window is not None:
+                    wait = max(wait, bulk_window.paced(now))
                 if bulk and wait <= 0 and tenant_window.replies_waiting:
                     # Replies waiting for this tenant's window take the next places; try again as the next one frees.
                     wait = tenant_window.next_free(now)
@@ -212,8 +234,10 @@ class SendBudget:
                     tenant_window.sends.append(send)
                     for _rate, window in others:
                         window.sends.append(send)
+                    if bulk_window is not None:
+                        bulk_window.keep_pace(self.bulk.rate, now)
                     return send
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
         finally:
             if queued:
                 tenant_window.replies_waiting -= 1

@@ -4,10 +4,12 @@ with people's own replies ahead of a broadcast. Over a real loopback server; ord
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import email.utils
+import heapq
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -222,15 +224,27 @@ async def test_without_the_bulk_mark_the_same_burst_would_have_held_the_reply_ba
 
 async def test_a_waiting_reply_goes_first_even_where_bulk_sends_may_use_the_whole_tenant_budget() -> None:
     """Priority, not only the bulk share: with bulk allowed all of the tenant's rate, the reply still goes first."""
-    budget = SendBudget(tenant_rate=3, bulk_rate=3, conversation_rate=100)
-    async with connector_client(budget=budget) as (server, client):
-        with bulk_sends():
-            broadcast = [asyncio.create_task(send(client, f"card {n}", f"a:staff-{n}")) for n in range(8)]
-        await server.arrived("card 0")  # three cards fill this second; five wait for the next
-        await reply(client, "Thanks, Leah.")
-        cards_before = server.delivered().index("Thanks, Leah.")
-        assert cards_before == 3, f"the reply went after {cards_before} cards; only this second's first three were due"
-        await asyncio.gather(*broadcast)
+    time = VirtualTime()
+    # Two a second: every moment here is a whole number of half seconds, so cards and the reply wake together.
+    budget = SendBudget(tenant_rate=2, bulk_rate=2, conversation_rate=100, clock=time.clock, sleep=time.sleep)
+    started: list[str] = []
+
+    async def card(n: int) -> None:
+        (await budget.acquire("tenant:t", f"a:staff-{n}", bulk=True)).answered()
+        started.append(f"card {n}")
+
+    async def leahs_reply() -> None:
+        await time.sleep(0.25)  # asked after the cards: they have been waiting longer
+        await budget.acquire("tenant:t", "a:leah", bulk=False)
+
+    broadcast = [asyncio.create_task(card(n)) for n in range(6)]
+    await time.run_until(lambda: len(started) == 2)  # two cards fill this second; four wait for the next
+    leah = asyncio.create_task(leahs_reply())
+    await time.run_until(leah.done)
+    started.append("Thanks, Leah.")
+    assert started.index("Thanks, Leah.") == 2, f"cards waiting longer went first: {started}"
+    assert time.clock() == 1.0, "the window was full: the reply waited for its first free place"
+    await time.run_until(lambda: all(task.done() for task in broadcast))
 
 
 async def test_sends_stay_within_a_strict_one_second_window_and_draw_no_429() -> None:
@@ -282,6 +296,85 @@ async def test_a_send_keeps_its_place_until_a_second_after_its_answer() -> None:
     assert not fourth.done(), "counted from its start, the slow send would have left room already"
     now[0] = 1.95  # a second after the slow one's answer
     await asyncio.wait_for(fourth, 5)
+
+
+class VirtualTime:
+    """A clock and a sleep for SendBudget that only move when everything else is waiting: minutes of sends at
+    Teams' real rates in a moment, the same every run."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Never less than a microsecond, as on a real clock: a wait that rounds to nothing must still see time pass.
+        heapq.heappush(self._sleepers, (self.now + max(seconds, 1e-6), next(self._order), woken))
+        await woken
+
+    async def run_until(self, done: Callable[[], bool]) -> None:
+        """Let every task run as far as it can, then wake the next sleeper, until `done()`."""
+        while True:
+            for _ in range(50):  # more than any chain of hand-offs between the tasks here takes
+                await asyncio.sleep(0)
+            if done():
+                return
+            assert self._sleepers, "nothing is waiting for time, and it is not done"
+            self.now, _, woken = heapq.heappop(self._sleepers)
+            woken.set_result(None)
+
+
+async def test_a_broadcast_at_teams_rates_leaves_each_reply_a_place_within_a_moment() -> None:
+    """A thousand cards at Teams' own rates, sent by the work runner's eight at a time, while people ask for something
+    four times a second: each reply starts within about one card's interval, the broadcast keeps what the tenant's
+    budget leaves it, and no second holds more sends than Teams allows. Cards admitted as soon as the window had room
+    went a second's worth at a time, and a reply that came just after them waited until they all left, up to a
+    second (0.47 s here)."""
+    time = VirtualTime()
+    budget = SendBudget(clock=time.clock, sleep=time.sleep)  # Teams' rates, as deployed
+    cards = iter(range(1_000))
+    starts: list[float] = []
+    card_starts: list[float] = []
+    reply_waits: list[float] = []
+
+    async def answered_after_a_round_trip(send: Any) -> None:
+        await time.sleep(0.02)
+        send.answered()
+
+    async def outbox_sender() -> None:
+        with bulk_sends():
+            for n in cards:
+                send = await budget.acquire("tenant:t", f"a:staff-{n}", bulk=True)
+                starts.append(time.clock())
+                card_starts.append(time.clock())
+                await answered_after_a_round_trip(send)
+
+    async def people_asking() -> None:
+        for n in itertools.count():
+            await time.sleep(0.35 if n % 3 else 0.05)  # four a second, sometimes close together
+            asked = time.clock()
+            send = await budget.acquire("tenant:t", f"a:person-{n % 40}", bulk=False)
+            starts.append(time.clock())
+            reply_waits.append(time.clock() - asked)
+            asyncio.create_task(answered_after_a_round_trip(send))  # noqa: RUF006 - the test's time runs it
+
+    senders = [asyncio.create_task(outbox_sender()) for _ in range(8)]
+    people = asyncio.create_task(people_asking())
+    await time.run_until(lambda: all(task.done() for task in senders))
+    people.cancel()
+
+    assert len(card_starts) == 1_000
+    assert max(reply_waits) <= 0.05, f"a reply waited {max(reply_waits):.3f} s behind the broadcast"
+    assert len(reply_waits) > 80, "people asked four times a second throughout"
+    rate = (len(card_starts) - 1) / (card_starts[-1] - card_starts[0])
+    assert rate >= 45, f"the broadcast slowed to {rate:.1f} cards a second"
+    starts.sort()
+    busiest = max(bisect.bisect_left(starts, at + 1.0) - i for i, at in enumerate(starts))
+    assert busiest <= 50, f"{busiest} sends started within one second"
 
 
 async def test_one_conversation_is_held_to_its_rate_and_others_pass_it() -> None:
