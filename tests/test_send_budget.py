@@ -1,5 +1,6 @@
 """Outbound sends: retried on 429/5xx as the SDK did (bounded), within Teams' per-tenant and per-conversation budget,
-with people's own replies ahead of a broadcast. Over a real loopback server; order of arrival, never timing."""
+with people's own replies ahead of a broadcast. Over a real loopback server, by order of arrival; or on a virtual
+clock that moves only when every task waits; never by the wall clock."""
 
 from __future__ import annotations
 
@@ -333,7 +334,7 @@ async def test_a_broadcast_at_teams_rates_leaves_each_reply_a_place_within_a_mom
     four times a second: each reply starts within about one card's interval, the broadcast keeps what the tenant's
     budget leaves it, and no second holds more sends than Teams allows. Cards admitted as soon as the window had room
     went a second's worth at a time, and a reply that came just after them waited until they all left, up to a
-    second (0.47 s here)."""
+    second (0.62 s here)."""
     time = VirtualTime()
     budget = SendBudget(clock=time.clock, sleep=time.sleep)  # Teams' rates, as deployed
     cards = iter(range(1_000))
