@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CursorResult,
     DateTime,
     Index,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -132,6 +134,9 @@ class WorkRow(Base):
     delivery_group: Mapped[str | None] = mapped_column(String(255))
     # The case a send shows (its reference), so its posted cards can be found and replaced when access changes.
     about: Mapped[str | None] = mapped_column(String(64))
+    # A send marked quiet (not urgent: an AUP card, a reminder, a digest). Due work is taken with these last, so a
+    # concern's alert never waits behind the cards a publish has queued.
+    quiet: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 

@@ -197,6 +197,11 @@ class SqlAuditLog:
         return (row.seq, row.hash) if row else None
 
 
+def _quiet(kind: str, payload: dict[str, Any]) -> bool:
+    """A send marked quiet (bot.quiet) is not urgent: due work is claimed with it last."""
+    return kind == SEND_KIND and bool(payload.get("quiet"))
+
+
 class SqlWorkQueue:
     def __init__(self, session: AsyncSession, cipher: FieldCipher, clock: Clock) -> None:
         self._session = session
@@ -228,6 +233,7 @@ class SqlWorkQueue:
             created_at=self._clock.now(),
             delivery_group=delivery_group,
             about=about,
+            quiet=_quiet(kind, payload),
         )
         statement = insert_for(self._session)(WorkRow).values(**values)
         if dedupe_key:
@@ -255,6 +261,7 @@ class SqlWorkQueue:
                     created_at=now,
                     delivery_group=item.delivery_group,
                     about=item.payload.get("about") if item.kind == SEND_KIND else None,
+                    quiet=_quiet(item.kind, item.payload),
                 )
             )
         if not rows:
@@ -468,7 +475,7 @@ class WorkClaims:
         candidates = (
             select(WorkRow.id)
             .where(due, WorkRow.kind.in_(kinds))
-            .order_by(WorkRow.run_at, WorkRow.id)
+            .order_by(WorkRow.quiet, WorkRow.run_at, WorkRow.id)  # urgent before quiet, then the longest due
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -507,7 +514,8 @@ class WorkClaims:
                         .where(WorkRow.id == item_id, WorkRow.locked_by == worker)
                         .values(status="failed", last_error=error, locked_by=None, locked_until=None, finished_at=now)
                     )
-        return sorted(items, key=lambda item: (item.run_at, item.id))
+        # In the order they were chosen (RETURNING gives them in the table's): the runner starts them in this order.
+        return sorted(items, key=lambda item: (_quiet(item.kind, item.payload), item.run_at, item.id))
 
     async def holders(self, kind: str) -> int:
         """How many workers hold a live lease on an item of this kind: the replicas sending right now."""

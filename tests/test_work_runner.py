@@ -100,3 +100,22 @@ async def test_the_replicas_sending_are_those_holding_a_live_send_lease(rig: Rig
     assert await claims.holders("send") == 2
     clock.advance(seconds=61)  # a replica that died holding sends stops counting when its leases run out
     assert await claims.holders("send") == 0
+
+
+async def test_an_urgent_send_is_claimed_before_quiet_ones_that_were_due_first(rig: Rig, clock: SettableClock) -> None:
+    """A publish queues its AUP cards (quiet: they may wait); a concern's alert queued after them goes first."""
+    claims: WorkClaims = rig.runner._claims  # noqa: SLF001 - the runner's own claims, as the app wires them
+    async with rig.uow() as uow:
+        for n in range(6):
+            await uow.notify.to_person("school", f"staff-{n}", text=f"AUP card {n}", quiet=True)
+    clock.advance(seconds=1)
+    async with rig.uow() as uow:
+        await uow.notify.to_channel("school", "dsl", text="New online-safety concern")
+    clock.advance(seconds=1)
+    async with rig.uow() as uow:
+        await uow.notify.to_person("school", "staff-9", text="AUP card 9", quiet=True)
+    lease = dt.timedelta(seconds=60)
+    first = await claims.claim("replica-a", ["send"], 3, lease)
+    assert [item.payload["text"] for item in first] == ["New online-safety concern", "AUP card 0", "AUP card 1"]
+    rest = await claims.claim("replica-a", ["send"], 10, lease)
+    assert [item.payload["text"] for item in rest] == [*(f"AUP card {n}" for n in range(2, 6)), "AUP card 9"]

@@ -1,0 +1,71 @@
+"""Urgent before quiet: a concern's alerts go out ahead of the AUP cards a publish has already queued, over HTTP on
+SQLite and PostgreSQL. The work runner once took due work oldest first, so a concern reported while a publish's
+cards waited went after all of them: in a trust-wide publish, minutes later."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from adapters.clock import SettableClock
+from bot.protocols import PersonMessage
+from tests.support.aup_cards import staff_of
+from tests.support.harness import Harness, start_harness
+from tests.test_incidents import DSL_CHANNEL, everyone_says_hello, submit_report
+
+QUIET = {"minutes": 2}  # with no idle period, a quiet card waits one activity-recording interval
+WAITING = 40  # cards already queued: two of the work runner's batches
+BATCH = 20  # the most items the work runner has in hand (adapters.worker.WorkRunner)
+
+
+@pytest.fixture
+async def harness(database_url: str, clock: SettableClock, tmp_path: Path) -> AsyncIterator[Harness]:
+    """The whole app, its worker off: only run_due_work() sends, so what is queued waits until then."""
+    async with start_harness(
+        database_url=database_url, clock=clock, var_dir=tmp_path / "var", worker_enabled=False, quiet_idle_minutes=0
+    ) as running:
+        yield running
+
+
+async def test_a_concerns_alert_goes_before_the_aup_cards_already_waiting(harness: Harness) -> None:
+    await harness.channel("dsl").bot_added(by=harness.user("Sam Patel"))
+    sam = (await everyone_says_hello(harness, "Sam Patel", "Priya Shah"))["Sam Patel"]
+    staff = staff_of(harness)
+    for user in staff:
+        await user.installs()
+    harness.clock.advance(**QUIET)
+    await harness.run_due_work()  # everything from before: the install greetings and the current AUP's cards
+
+    # What a publish's sweep queues, as it queues it: quiet cards, many to a batch.
+    async with harness.parts.uow() as uow:
+        await uow.notify.to_people(
+            harness.school.id,
+            [
+                PersonMessage(
+                    harness.person_id(staff[n % len(staff)].name),
+                    text=f"Please read the staff AUP ({n})",
+                    dedupe_key=f"test-aup:{n}",
+                    quiet=True,
+                )
+                for n in range(WAITING)
+            ],
+        )
+    harness.clock.advance(seconds=1)
+    reference = await submit_report(harness.user("Leah Brooks"), who="Jamie Smith, Year 8")
+    harness.clock.advance(**QUIET)
+    sent_before = len(harness.connector.sent)
+    await harness.run_due_work()
+
+    order = harness.connector.sent[sent_before:]
+    alerted = {DSL_CHANNEL, sam.conversation_id}  # a concern of medium severity: the channel and the lead
+    alerts = [i for i, s in enumerate(order) if s.conversation_id in alerted and reference in json.dumps(s.cards)]
+    cards = [i for i, s in enumerate(order) if "Please read the staff AUP" in (s.text or "")]
+    assert len(cards) == WAITING, "every card still went"
+    assert {order[i].conversation_id for i in alerts} == alerted, "the DSL channel and the online-safety lead"
+    # Claimed before every card, each alert starts in the runner's first batch; cards started with it, eight at a
+    # time, may still arrive before it. Oldest first, all forty were claimed, and most sent, before any alert.
+    cards_first = max(sum(1 for i in cards if i < alert) for alert in alerts)
+    assert cards_first < BATCH, f"{cards_first} of the {WAITING} waiting cards reached staff before an alert"
