@@ -57,7 +57,7 @@ from typing import Any
 import aiohttp
 
 from tests import bench_bookkeeping, bench_digest, bench_trust
-from tests.bench_broadcast import Broadcast, run_broadcast
+from tests.bench_broadcast import REPORT_AFTER, Broadcast, run_broadcast
 from tests.bench_procs import ServerProcess, server_process, steady_instrument
 from tests.bench_school import staff_of, tenant_of, write_school
 from tests.bench_turns import WORKLOADS, Sample, Turns, Workload, introduce, run_row
@@ -306,6 +306,11 @@ def rows_table(summaries: list[Summary]) -> str:
 
 def broadcast_lines(b: Broadcast) -> str:
     invoke = f"{b.invoke_seconds:.2f} s" if b.invoke_seconds is not None else "no answer by the end"
+    alert = (
+        f"its alert reached the DSL channel {b.alert_seconds:.2f} s after `submit`"
+        if b.alert_seconds is not None
+        else f"its alert never reached the DSL channel ({b.alert_problem or 'not seen by the end'})"
+    )
     helps = b.help_latencies
     p50 = f"{statistics.median(helps) * 1000:.0f}" if helps else "-"
     p99 = f"{helps[min(len(helps) - 1, int(0.99 * len(helps)))] * 1000:.0f}" if helps else "-"
@@ -319,6 +324,7 @@ def broadcast_lines(b: Broadcast) -> str:
             f"  publish invoke answered in {invoke}: {b.invoke_answer!r}",
             f"  other people's `help` meanwhile: {b.help_sent} sent, reply p50 {p50} ms, p99 {p99} ms, "
             f"{b.help_unanswered} got no reply",
+            f"  a concern reported {REPORT_AFTER:.0f} s after the first card: {alert}",
         ]
     )
 

@@ -26,11 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
+from bot.policy import load_policy
 from tests.bench_procs import ServerProcess, server_process, steady_instrument
 from tests.bench_school import people_of, staff_of, tenant_of, write_school
 from tests.bench_server import RunningClock
-from tests.support.teams import BOT_ID, TeamsUser
+from tests.support.harness import ROOT
+from tests.support.teams import BOT_ID, TeamsChannel, TeamsUser
 from tests.support.throttled_connector import ThrottledConnector
 
 STAFF = 2_000
@@ -43,6 +46,32 @@ PUBLISH_VERB = "aup.publish"
 # back while they chat, as the quiet rule says) cannot be mistaken for lost or duplicated broadcast cards.
 OTHERS = {f"Bench Governor {n:02d}": ["governor"] for n in range(1, 9)}
 OTHERS_EVERY = 2.0  # seconds between one person's `help`s
+# Someone who reports a concern once the broadcast is well under way (a governor, who owes no staff AUP, as above).
+REPORTER = {"Bench Reporter": ["governor"]}
+REPORT_AFTER = 10.0  # seconds after the first card: by then the publish's sweep keeps hundreds of cards queued
+
+
+def _report_answers() -> tuple[str, ...]:
+    """The typed answers to the report's questions, for cyberbullying of a pupil (numbered as the policy lists them)."""
+    policy = load_policy(ROOT / "config" / "policy_defaults.yaml")
+    group = [g.key for g in policy.category_groups].index("conduct") + 1
+    category = [c.key for c in policy.in_group("conduct")].index("cyberbullying") + 1
+    return (
+        "report",
+        "A pupil",
+        str(group),
+        str(category),
+        "No",
+        "Online",
+        "Today at lunch",
+        "JS, Year 8",
+        "Unkind messages in the class group chat",
+        "Screenshots on JS's phone",
+        "Nothing yet",
+    )
+
+
+REPORT_ANSWERS = _report_answers()
 REPLY_GRACE = 30.0  # how long after the broadcast a `help` may still be answered before it counts as lost
 STALL_SECONDS = 60.0
 AUP_FILES = Path(__file__).resolve().parents[1] / "config" / "aup"
@@ -61,6 +90,9 @@ class Broadcast:
     help_latencies: list[float] = field(default_factory=list)
     help_sent: int = 0
     help_unanswered: int = 0
+    # From the reporter's `submit` to the concern's alert reaching the DSL channel; None: it never did.
+    alert_seconds: float | None = None
+    alert_problem: str = ""
     ended: str = ""
 
     @property
@@ -212,12 +244,13 @@ async def run_broadcast(root: Path, http: aiohttp.ClientSession, within: float) 
 
 
 async def _run(root: Path, http: aiohttp.ClientSession, connector: ThrottledConnector, within: float) -> Broadcast:
-    config = write_school(root / "school-2000.yaml", STAFF, extra_roles=PUBLISHER | OTHERS)
+    config = write_school(root / "school-2000.yaml", STAFF, extra_roles=PUBLISHER | OTHERS | REPORTER)
     staff, tenant = staff_of(config), tenant_of(config)
     governors = [p for p in people_of(config) if p["name"] in OTHERS]
     publisher = next(p for p in people_of(config) if p["name"] in PUBLISHER)
+    reporter = next(p for p in people_of(config) if p["name"] in REPORTER)
     database = f"sqlite+aiosqlite:///{root / 'broadcast.db'}"
-    await seed_references(database, [*staff, *governors, publisher], tenant, connector.url)
+    await seed_references(database, [*staff, *governors, publisher, reporter], tenant, connector.url)
     aup_dir = root / "aup-broadcast"
     aup_dir.mkdir()
     args = ("app", "--database", database, "--config", str(config), "--connector", connector.url)
@@ -226,10 +259,18 @@ async def _run(root: Path, http: aiohttp.ClientSession, connector: ThrottledConn
     ) as server:
         shutil.copy(AUP_FILES / "staff.md", aup_dir / "staff.md")
 
+        app_url = server.url.removesuffix("/api/messages")  # where a TeamsUser posts to /api/messages
+
         def user(person: dict[str, Any]) -> TeamsUser:
-            return TeamsUser(http, server.url, connector, aad_id=person["id"], name=person["name"], tenant_id=tenant)
+            return TeamsUser(http, app_url, connector, aad_id=person["id"], name=person["name"], tenant_id=tenant)
 
         publisher_chat = user(publisher)
+        school = yaml.safe_load(config.read_text(encoding="utf-8"))["schools"][0]
+        dsl_channel = school["channels"]["dsl"]
+        channel = TeamsChannel(
+            http, app_url, connector, team_id=school["team_id"], channel_id=dsl_channel, tenant_id=tenant
+        )
+        await channel.bot_added(by=publisher_chat)  # the team is set up, so alerts have their channel
         steady_instrument()
         result = Broadcast(staff=len(staff))
         deliveries = Deliveries(connector, len(connector.arrivals))
@@ -240,7 +281,9 @@ async def _run(root: Path, http: aiohttp.ClientSession, connector: ThrottledConn
             for n, p in enumerate(governors)
         ]
         publish = asyncio.create_task(_publish(http, server, publisher_chat, result))
+        concern = asyncio.create_task(_report_meanwhile(user(reporter), connector, dsl_channel, result))
         result.ended = await _await_delivery(deliveries, len(staff), within)
+        await _settle(concern)
         others.stop()
         await asyncio.gather(*people)
         with contextlib.suppress(TimeoutError):
@@ -249,6 +292,53 @@ async def _run(root: Path, http: aiohttp.ClientSession, connector: ThrottledConn
         publish.cancel()
         _tally(result, deliveries, staff, others, connector.throttled - throttled_before)
     return result
+
+
+async def _report_meanwhile(
+    reporter: TeamsUser, connector: ThrottledConnector, channel: str, result: Broadcast
+) -> None:
+    """Once the broadcast is well under way, report a concern about a pupil and time its alert to the DSL channel."""
+    try:
+        await connector.wait_for(lambda sent: any(ACK_VERB in json.dumps(s.activity) for s in sent), within=120)
+    except AssertionError:
+        result.alert_problem = "no card went out to report during"
+        return
+    await asyncio.sleep(REPORT_AFTER)
+    try:
+        for text in REPORT_ANSWERS:
+            await reporter.says(text)
+        seen = len(connector.arrivals)
+        started = time.perf_counter()
+        submitted = await reporter.says("submit")
+        reference = _reference(submitted)
+        if reference is None:
+            result.alert_problem = "the report was not confirmed"
+            return
+        while True:
+            for at, sent in connector.arrivals[seen:]:
+                if sent.conversation_id == channel and reference in json.dumps(sent.activity):
+                    result.alert_seconds = at - started
+                    return
+            seen = len(connector.arrivals)
+            await asyncio.sleep(0.01)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        result.alert_problem = f"the report failed ({exc.__class__.__name__})"
+
+
+def _reference(reply: Any) -> str | None:
+    for card in reply.cards:
+        for block in card.get("body") or []:
+            words = str(block.get("text") or "").split()
+            if words and words[-1].startswith("ES-"):
+                return words[-1]
+    return None
+
+
+async def _settle(task: asyncio.Task[None]) -> None:
+    """The report's task, given a moment to see its alert; what it has not seen by then is not waited for."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(task), 30)
+    task.cancel()
 
 
 async def _await_replies(others: Others) -> None:
