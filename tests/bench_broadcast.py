@@ -5,13 +5,16 @@ Retry-After beyond 50 requests a second per tenant and 7 per conversation. Every
 before (their conversation reference is saved through storage.repos.ConversationRefs, as the app saves it), and the
 AUP directory starts empty, so nothing is owed until the benchmark publishes. Then, as an online-safety lead would:
 `aup publish staff` (the preview card), and its Publish button (an Action.Execute invoke) is pressed. Meanwhile other
-people (governors, who owe no staff AUP) type `help` every couple of seconds.
+people (governors, who owe no staff AUP) type `help` every couple of seconds, and ten seconds after the first card,
+with hundreds still queued, one more reports a concern about a pupil (the school's team has the bot, so the DSL
+channel has its alert).
 
 It reports messages/s from the first AUP card to the last, the 429s answered, staff left without a card (lost) or
-with more than one (duplicated), how long the publish invoke took to answer, and the other people's reply latency
-(POST until their reply reached the connector) and how many never got one. Delivery is awaited by polling what the
-connector recorded, until every member of staff has a card, nothing new has come for STALL_SECONDS since the last
-card, or the overall timeout (BENCH_BROADCAST_TIMEOUT) passes: it measures, it never fails.
+with more than one (duplicated), how long the publish invoke took to answer, the other people's reply latency
+(POST until their reply reached the connector) and how many never got one, and how long after `submit` the
+concern's alert reached the DSL channel. Delivery is awaited by polling what the connector recorded, until every
+member of staff has a card, nothing new has come for STALL_SECONDS since the last card, or the overall timeout
+(BENCH_BROADCAST_TIMEOUT) passes: it measures, it never fails.
 """
 
 from __future__ import annotations
