@@ -4,9 +4,10 @@ Revision ID: 0025
 Revises: 0013
 
 The work runner claimed due work oldest first. A publish queues its AUP cards (quiet: they may wait) ahead of
-anything that comes later, so a concern's alert reported meanwhile waited behind them: in a trust-wide publish,
-minutes. Claimed by this column first, an urgent send goes ahead of every quiet one. Rows from before it are not
-quiet; a release before this one writes rows without it (the default) and claims oldest first, as it did.
+anything that comes later, so a concern's alert reported meanwhile waited behind them: 6.5 s in `make bench`'s
+2,000-card publish, and longer in a trust, where every school's sweep queues its own. Claimed by this column first,
+an urgent send goes ahead of every quiet one. Rows from before it are not quiet; a release before this one writes
+rows without it (the default) and claims oldest first, as it did.
 """
 
 from __future__ import annotations
