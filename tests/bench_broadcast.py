@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 
 from bot.policy import load_policy
 from tests.bench_procs import ServerProcess, server_process, steady_instrument
-from tests.bench_school import people_of, staff_of, tenant_of, write_school
+from tests.bench_school import dsl_channel_of, people_of, staff_of, tenant_of, write_school
 from tests.bench_server import RunningClock
 from tests.support.harness import ROOT
 from tests.support.teams import BOT_ID, TeamsChannel, TeamsUser
@@ -268,11 +267,8 @@ async def _run(root: Path, http: aiohttp.ClientSession, connector: ThrottledConn
             return TeamsUser(http, app_url, connector, aad_id=person["id"], name=person["name"], tenant_id=tenant)
 
         publisher_chat = user(publisher)
-        school = yaml.safe_load(config.read_text(encoding="utf-8"))["schools"][0]
-        dsl_channel = school["channels"]["dsl"]
-        channel = TeamsChannel(
-            http, app_url, connector, team_id=school["team_id"], channel_id=dsl_channel, tenant_id=tenant
-        )
+        team_id, dsl_channel = dsl_channel_of(config)
+        channel = TeamsChannel(http, app_url, connector, team_id=team_id, channel_id=dsl_channel, tenant_id=tenant)
         await channel.bot_added(by=publisher_chat)  # the team is set up, so alerts have their channel
         steady_instrument()
         result = Broadcast(staff=len(staff))
@@ -310,20 +306,23 @@ async def _report_meanwhile(
     try:
         for text in REPORT_ANSWERS:
             await reporter.says(text)
-        seen = len(connector.arrivals)
+        seen, before = len(connector.arrivals), len(connector.sent)
         started = time.perf_counter()
         submitted = await reporter.says("submit")
         reference = _reference(submitted)
         if reference is None:
             result.alert_problem = "the report was not confirmed"
             return
-        while True:
-            for at, sent in connector.arrivals[seen:]:
-                if sent.conversation_id == channel and reference in json.dumps(sent.activity):
-                    result.alert_seconds = at - started
-                    return
-            seen = len(connector.arrivals)
-            await asyncio.sleep(0.01)
+
+        def alert(sent: Any) -> bool:
+            return bool(sent.conversation_id == channel and reference in json.dumps(sent.activity))
+
+        await connector.wait_for(lambda sent: any(alert(s) for s in sent[before:]), within=60)
+        # The time the connector stamped on it (it stamps just after recording), not when this task woke to see it.
+        stamped = next((at for at, sent in connector.arrivals[seen:] if alert(sent)), time.perf_counter())
+        result.alert_seconds = stamped - started
+    except AssertionError:
+        result.alert_problem = "not seen within 60 s"
     except (aiohttp.ClientError, TimeoutError) as exc:
         result.alert_problem = f"the report failed ({exc.__class__.__name__})"
 

@@ -47,3 +47,9 @@ def staff_of(path: Path) -> list[dict[str, Any]]:
 
 def tenant_of(path: Path) -> str:
     return str(yaml.safe_load(path.read_text(encoding="utf-8"))["schools"][0]["tenant_id"])
+
+
+def dsl_channel_of(path: Path) -> tuple[str, str]:
+    """The first school's team and its DSL channel (where a concern's alert is posted)."""
+    school = yaml.safe_load(path.read_text(encoding="utf-8"))["schools"][0]
+    return str(school["team_id"]), str(school["channels"]["dsl"])
