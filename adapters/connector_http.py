@@ -43,7 +43,7 @@ from botframework.connector.auth import AuthenticationConstants
 from msrest.exceptions import ClientRequestError
 
 from adapters.connector_json import from_json, to_json
-from adapters.send_budget import SendBudget, is_bulk, tenant_of
+from adapters.send_budget import SendBudget, is_bulk, is_quiet, tenant_of
 from bot import json_text
 from bot.work import parse_retry_after
 
@@ -278,11 +278,11 @@ class ConnectorTransport:
         retried (interactive calls only, unless retry_bulk) while retries and time remain; the last error is raised.
         """
         data = None if payload is None else json_text.dumps_bytes(payload)
-        bulk = is_bulk()
+        bulk, quiet = is_bulk(), is_quiet()
         started = time.monotonic()
         attempt = 0
         while True:
-            send = await self.budget.acquire(*budget, bulk=bulk) if budget is not None else None
+            send = await self.budget.acquire(*budget, bulk=bulk, quiet=quiet) if budget is not None else None
             try:
                 return await self._once(method, url, authorization, data)
             except ConnectorHTTPError as exc:

@@ -140,7 +140,7 @@ class OutboxSender:
         if self._before_send is not None:
             await self._before_send()
         try:
-            with bulk_sends():  # the Graph install and new 1:1 chat of a first send too
+            with bulk_sends(quiet=item.quiet):  # the Graph install and new 1:1 chat of a first send too
                 result = await self._deliver(item)
         except Undeliverable as exc:
             raise GiveUp(f"undeliverable: {exc.reason}", then=await self._fallbacks(item, exc.reason)) from exc

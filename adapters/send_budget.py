@@ -9,7 +9,8 @@ after a pause and drew 429s; a bucket without burst never caught up after one.
 
 A broadcast (the outbox) is bulk: it may use only part of the tenant's window, and a reply to someone's own turn
 waiting for the tenant's window always goes before a bulk send waiting for it, so replies never queue behind a
-thousand cards. The per-conversation limit applies to both.
+thousand cards. Among bulk sends, an urgent one (a concern's alert: any send not marked quiet) goes before quiet ones
+(a broadcast's cards) waiting for the same place. The per-conversation limit applies to all.
 
 Bulk sends are also spaced out, one every 1/rate seconds. Admitted as soon as the window had room, a broadcast went
 in bursts: a second's worth of cards in the first few hundred milliseconds, then nothing until they left the window
@@ -38,13 +39,15 @@ CONVERSATION_PER_SECOND = 7.0
 WINDOW_SECONDS = 1.0
 MAX_KEYS = 10_000  # conversations (and tenants) with a window; the least recently used is forgotten first
 
-_bulk: ContextVar[bool] = ContextVar("connector_bulk_send", default=False)
+_URGENT, _QUIET = "urgent", "quiet"
+_bulk: ContextVar[str | None] = ContextVar("connector_bulk_send", default=None)  # None: a reply
 
 
 @contextlib.contextmanager
-def bulk_sends() -> Iterator[None]:
-    """Mark the Bot Connector calls made inside as bulk (proactive, not a reply to someone's own turn)."""
-    token = _bulk.set(True)
+def bulk_sends(*, quiet: bool = False) -> Iterator[None]:
+    """Mark the Bot Connector calls made inside as bulk (proactive, not a reply to someone's own turn); `quiet`: one
+    that may wait (bot.quiet), which gives way to urgent ones."""
+    token = _bulk.set(_QUIET if quiet else _URGENT)
     try:
         yield
     finally:
@@ -52,7 +55,11 @@ def bulk_sends() -> Iterator[None]:
 
 
 def is_bulk() -> bool:
-    return _bulk.get()
+    return _bulk.get() is not None
+
+
+def is_quiet() -> bool:
+    return _bulk.get() == _QUIET
 
 
 def tenant_of(payload: Mapping[str, Any] | None, service_url: str) -> str:
@@ -94,12 +101,13 @@ class Send:
 class _Window:
     """One key's sends within the last second, and how many replies are waiting for it."""
 
-    __slots__ = ("sends", "replies_waiting", "turn", "next_at")
+    __slots__ = ("sends", "replies_waiting", "urgent_waiting", "turn", "next_at")
 
     def __init__(self) -> None:
         # In order of start; one answered late may outlast later ones (see wait).
         self.sends: deque[Send] = deque()
-        self.replies_waiting = 0
+        self.replies_waiting = 0  # for a tenant's window
+        self.urgent_waiting = 0  # for a tenant's bulk share: urgent bulk sends, which quiet ones give way to
         self.next_at = 0.0  # the bulk share's pace: the earliest the next bulk send may start
         # A conversation's sends are admitted one at a time in the order they asked (asyncio.Lock is first come,
         # first served), so its messages keep their order.
@@ -196,51 +204,65 @@ class SendBudget:
             self.tenants.rerate(max(1.0, self._tenant_rate / replicas))
             self.bulk.rerate(max(1.0, self._bulk_rate / replicas))
 
-    async def acquire(self, tenant: str, conversation: str | None, *, bulk: bool) -> Send:
-        """Wait for room; the caller says `answered()` on what this returns when the connector answers."""
+    async def acquire(self, tenant: str, conversation: str | None, *, bulk: bool, quiet: bool = False) -> Send:
+        """Wait for room; the caller says `answered()` on what this returns when the connector answers. A `quiet`
+        send is bulk, and gives way to urgent bulk sends."""
+        bulk = bulk or quiet
         if not conversation:
-            return await self._admit(tenant, None, bulk)
+            return await self._admit(tenant, None, bulk, quiet)
         async with self.conversations.get(f"{tenant}|{conversation}").turn:
-            return await self._admit(tenant, conversation, bulk)
+            return await self._admit(tenant, conversation, bulk, quiet)
 
-    async def _admit(self, tenant: str, conversation: str | None, bulk: bool) -> Send:
+    async def _admit(self, tenant: str, conversation: str | None, bulk: bool, quiet: bool) -> Send:
         tenant_window = self.tenants.get(tenant)
         queued = False  # a reply counted among those waiting for the tenant's window
+        urgent_in: _Window | None = None  # an urgent bulk send: the bulk share it is counted as waiting for
         try:
             while True:
                 now = self._clock()
                 tenant_wait = tenant_window.wait(self.tenants.rate, now)
                 # Looked up each time round: a window forgotten meanwhile (least recently used) is simply new.
-                others = (
-                    [(self.conversations.rate, self.conversations.get(f"{tenant}|{conversation}"))]
-                    if conversation
-                    else []
+                conversation_window = self.conversations.get(f"{tenant}|{conversation}") if conversation else None
+                conversation_wait = (
+                    0.0 if conversation_window is None else conversation_window.wait(self.conversations.rate, now)
                 )
                 bulk_window = self.bulk.get(tenant) if bulk else None
+                shared_wait = tenant_wait
                 if bulk_window is not None:
-                    others.append((self.bulk.rate, bulk_window))
-                other_wait = max((window.wait(rate, now) for rate, window in others), default=0.0)
-                wait = max(tenant_wait, other_wait)
-                if bulk_window is not None:
-                    wait = max(wait, bulk_window.paced(now))
+                    shared_wait = max(shared_wait, bulk_window.wait(self.bulk.rate, now), bulk_window.paced(now))
+                wait = max(shared_wait, conversation_wait)
                 if bulk and wait <= 0 and tenant_window.replies_waiting:
                     # Replies waiting for this tenant's window take the next places; try again as the next one frees.
-                    wait = tenant_window.next_free(now)
-                if not bulk and queued != (0 < tenant_wait >= other_wait):
+                    wait = shared_wait = tenant_window.next_free(now)
+                elif quiet and wait <= 0 and bulk_window is not None and bulk_window.urgent_waiting:
+                    # So does an urgent send waiting for the bulk share; the place after it is a step later.
+                    wait = 1.0 / self.bulk.rate
+                if not bulk and queued != (0 < tenant_wait >= conversation_wait):
                     queued = not queued
                     tenant_window.replies_waiting += 1 if queued else -1
+                if bulk_window is not None and not quiet:
+                    waiting = 0 < shared_wait >= conversation_wait
+                    if urgent_in is not None and (not waiting or urgent_in is not bulk_window):
+                        urgent_in.urgent_waiting -= 1
+                        urgent_in = None
+                    if waiting and urgent_in is None:
+                        urgent_in = bulk_window
+                        urgent_in.urgent_waiting += 1
                 if wait <= 0:
                     send = Send(now, self._clock)
                     tenant_window.sends.append(send)
-                    for _rate, window in others:
-                        window.sends.append(send)
+                    if conversation_window is not None:
+                        conversation_window.sends.append(send)
                     if bulk_window is not None:
+                        bulk_window.sends.append(send)
                         bulk_window.keep_pace(self.bulk.rate, now)
                     return send
                 await self._sleep(wait)
         finally:
             if queued:
                 tenant_window.replies_waiting -= 1
+            if urgent_in is not None:
+                urgent_in.urgent_waiting -= 1
 
 
 class BudgetShare:

@@ -21,7 +21,7 @@ from aiohttp import ClientSession, web
 from botbuilder.schema import Activity, ActivityTypes, ConversationAccount
 
 from adapters.connector_http import BotConnectorClient, ConnectorHTTPError, ConnectorTransport, TokenSource
-from adapters.send_budget import BudgetShare, SendBudget, bulk_sends, tenant_of
+from adapters.send_budget import BULK_PER_SECOND, BudgetShare, SendBudget, bulk_sends, tenant_of
 from tests.support.harness import Harness
 from tests.support.throttled_connector import ThrottledConnector
 
@@ -376,6 +376,38 @@ async def test_a_broadcast_at_teams_rates_leaves_each_reply_a_place_within_a_mom
     starts.sort()
     busiest = max(bisect.bisect_left(starts, at + 1.0) - i for i, at in enumerate(starts))
     assert busiest <= 50, f"{busiest} sends started within one second"
+
+
+async def test_an_urgent_send_during_a_broadcast_takes_the_next_place_before_the_cards_waiting() -> None:
+    """A concern's alert, sent while the work runner's eight senders push a broadcast's quiet cards at Teams' rates,
+    starts within one card's interval, each time. Among bulk sends waiting for the same place, whichever woke first
+    took it, so an alert came after most of the cards waiting with it, again and again."""
+    time = VirtualTime()
+    budget = SendBudget(clock=time.clock, sleep=time.sleep)  # Teams' rates, as deployed
+    step = 1.0 / BULK_PER_SECOND
+    cards = iter(range(600))
+    alert_waits: list[float] = []
+
+    async def outbox_sender() -> None:
+        with bulk_sends(quiet=True):
+            for n in cards:
+                send = await budget.acquire("tenant:t", f"a:staff-{n}", bulk=True, quiet=True)
+                await time.sleep(0.02)  # the connector's answer
+                send.answered()
+
+    async def alerts() -> None:
+        for n in range(8):
+            await time.sleep(1.0 + 0.13 * n)  # at different moments in the cards' pace
+            asked = time.clock()
+            send = await budget.acquire("tenant:t", f"19:dsl-{n}", bulk=True)
+            alert_waits.append(time.clock() - asked)
+            send.answered()
+
+    senders = [asyncio.create_task(outbox_sender()) for _ in range(8)]
+    alerting = asyncio.create_task(alerts())
+    await time.run_until(lambda: alerting.done() and all(task.done() for task in senders))
+    assert len(alert_waits) == 8
+    assert max(alert_waits) <= step * 1.01, f"an alert waited {max(alert_waits) / step:.1f} cards' intervals"
 
 
 async def test_one_conversation_is_held_to_its_rate_and_others_pass_it() -> None:
