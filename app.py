@@ -213,9 +213,9 @@ async def _lifecycle(app: web.Application, parts: Components, features: list[Fea
     sessions = session_factory(parts.engine)
     keys = audit_keyring(settings)
 
-    def wake_runner() -> None:
+    def wake_runner(urgent: bool) -> None:
         assert parts.runner is not None  # made below, before any unit of work commits
-        parts.runner.wake()
+        parts.runner.wake(urgent=urgent)
 
     parts.uow = unit_of_work_factory(sessions, cipher, parts.clock, on_work_committed=wake_runner, audit_keys=keys)
     read_engine = create_engine(settings.database_url, reads_only=True) if settings.is_sqlite else parts.engine

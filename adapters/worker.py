@@ -10,7 +10,7 @@ import socket
 from typing import Any, Protocol
 
 from bot.protocols import Clock, WorkHandler
-from bot.work import MAX_ATTEMPTS, Done, GiveUp, NotYet, RetryLater, WorkItem, backoff_delay
+from bot.work import MAX_ATTEMPTS, Done, GiveUp, NotYet, RetryLater, Then, WorkItem, backoff_delay, quiet_work
 from storage.repos import WorkClaims
 from storage.writer_queue import background
 
@@ -49,8 +49,11 @@ class WorkRunner:
         self._leases: dict[str, dt.timedelta] = {}
         self._batch = batch
         self._lease = lease
-        self._slots = asyncio.Semaphore(concurrency)
+        # Quiet sends (a broadcast's cards) run in slots of their own, apart from everything else: a concern's alert
+        # never waits for a place behind cards, nor behind cards held up by a slow endpoint.
+        self._slots = {True: asyncio.Semaphore(concurrency), False: asyncio.Semaphore(concurrency)}
         self._wake = asyncio.Event()
+        self._urgent_queued = False
         self._in_hand = 0
         self._settled = asyncio.Condition()
         self._stopping = False
@@ -62,8 +65,10 @@ class WorkRunner:
         if lease is not None:
             self._leases[kind] = lease
 
-    def wake(self) -> None:
-        """Look for due work now rather than at the next poll."""
+    def wake(self, urgent: bool = True) -> None:
+        """Look for due work now rather than at the next poll; `urgent`: some of it is not a quiet send, so look even
+        with hands full of those."""
+        self._urgent_queued = self._urgent_queued or urgent
         self._wake.set()
 
     async def run_once(self) -> int:
@@ -78,12 +83,21 @@ class WorkRunner:
 
     async def _run_claimed(self) -> int:
         total = 0
-        running: set[asyncio.Future[Any]] = set()
+        running: dict[asyncio.Future[Any], bool] = {}  # each item's task, and whether it is a quiet send
         try:
             while not self._stopping:
                 room = self._batch - len(running)
-                items = await self._claim(room) if room > 0 else []
-                running.update(asyncio.ensure_future(self._run(item)) for item in items)
+                urgent_room = self._batch - sum(not quiet for quiet in running.values())
+                items: list[WorkItem] = []
+                if room > 0:
+                    self._urgent_queued = False  # this claim takes urgent work first
+                    items = await self._claim(room)
+                elif self._urgent_queued and urgent_room > 0:
+                    # Hands full of quiet sends: urgent work queued since is taken as well (up to a batch of it), not
+                    # left until a card has gone.
+                    self._urgent_queued = False
+                    items = await self._claim(urgent_room, urgent_only=True)
+                running.update((asyncio.ensure_future(self._run(item)), item.quiet) for item in items)
                 total += len(items)
                 if not running:
                     return total
@@ -93,7 +107,8 @@ class WorkRunner:
                 woken: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
                 done, _ = await asyncio.wait({*running, woken}, return_when=asyncio.FIRST_COMPLETED)
                 woken.cancel()
-                running.difference_update(done)
+                for future in done:
+                    running.pop(future, None)
         except asyncio.CancelledError:
             for future in running:  # shutdown's grace ran out: as before, the items in hand stop here
                 future.cancel()
@@ -102,10 +117,12 @@ class WorkRunner:
         await asyncio.gather(*running, return_exceptions=True)
         return total
 
-    async def _claim(self, room: int) -> list[WorkItem]:
+    async def _claim(self, room: int, *, urgent_only: bool = False) -> list[WorkItem]:
         self._in_hand += 1  # a claim under way counts as work in hand: it may be taking items right now
         try:
-            items = await self._claims.claim(self.name, list(self._handlers), room, self._lease, self._leases)
+            items = await self._claims.claim(
+                self.name, list(self._handlers), room, self._lease, self._leases, urgent_only=urgent_only
+            )
             self._in_hand += len(items)
         finally:
             await self._release()
@@ -160,7 +177,7 @@ class WorkRunner:
         # A handler never outlives its claim: past the lease another replica may take the item, and two runs of one
         # send would be a duplicate. The margin leaves time to record the outcome.
         budget = self._leases.get(item.kind, self._lease).total_seconds() * 0.8
-        async with self._slots:
+        async with self._slots[item.quiet]:
             if self.observer is not None:
                 # Against the item's due time by the app's clock: how far behind the runner is, not how long it ran.
                 self.observer.work_started(item.kind, self._clock.now() - item.run_at)
@@ -176,6 +193,7 @@ class WorkRunner:
                 if self.observer is not None:
                     self.observer.work_gave_up(item.kind)
                 await self._claims.finish(item, self.name, "failed", error=give_up.reason, then=give_up.then)
+                self._queued(give_up.then)
             except TimeoutError:
                 log.warning("work %s (%s) ran past its lease budget of %.0f s", item.id, item.kind, budget)
                 await self._retry(item, f"took longer than {budget:.0f} s", None)
@@ -185,10 +203,16 @@ class WorkRunner:
             else:
                 if isinstance(result, Done):
                     await self._claims.finish(item, self.name, "done", result=result.result, then=result.then)
+                    self._queued(result.then)
                 else:
                     await self._claims.finish(
                         item, self.name, "done", result=result if isinstance(result, str) else None
                     )
+
+    def _queued(self, then: tuple[Then, ...]) -> None:
+        """Follow-up work (a send re-routed to the next people in line) is looked for at once, as any other queued."""
+        if then:
+            self.wake(urgent=any(not quiet_work(follow.kind, follow.payload) for follow in then))
 
     async def _retry(self, item: WorkItem, reason: str, after: dt.timedelta | None) -> None:
         if item.attempts >= MAX_ATTEMPTS:

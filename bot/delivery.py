@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.people import Person
 from bot.protocols import Clock, UnitOfWorkFactory
-from bot.work import Done, Then, WorkItem
+from bot.work import SEND_KIND, Done, Then, WorkItem
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def fallback_sends(
             "delivery": delivery.rerouted(contact, rest).as_json(),
         }
         then.append(
-            Then("send", payload, dedupe_key=f"{delivery.group}:person:{contact.id}", delivery_group=delivery.group)
+            Then(SEND_KIND, payload, dedupe_key=f"{delivery.group}:person:{contact.id}", delivery_group=delivery.group)
         )
     if contacts and delivery.reroute_kind:
         then.append(

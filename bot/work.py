@@ -8,6 +8,14 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+SEND_KIND = "send"  # the outbox's kind: one message to one person or channel
+
+
+def quiet_work(kind: str, payload: dict[str, Any]) -> bool:
+    """A send marked quiet (bot.quiet: an AUP card, a reminder, a digest) may wait; all other work is urgent. Due work
+    is claimed urgent first, and quiet sends run in slots of their own, so a broadcast never holds back an alert."""
+    return kind == SEND_KIND and bool(payload.get("quiet"))
+
 
 @dataclass(frozen=True)
 class WorkItem:
@@ -18,6 +26,10 @@ class WorkItem:
     run_at: dt.datetime
     attempts: int
     dedupe_key: str | None
+
+    @property
+    def quiet(self) -> bool:
+        return quiet_work(self.kind, self.payload)
 
 
 @dataclass(frozen=True)

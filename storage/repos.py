@@ -18,13 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.audit import GENESIS_HASH, AuditEntry, AuditKeys
 from bot.delivery import Delivery, target_key
 from bot.protocols import Clock, PersonMessage
-from bot.work import Then, WorkItem
+from bot.work import SEND_KIND, Then, WorkItem, quiet_work
 from storage.crypto import FieldCipher, SealBroken, row_context
 from storage.models import AuditHeadRow, AuditRow, ConversationRefRow, CounterRow, WorkRow
 from storage.one_trip import OneTrip, run_in_session
 from storage.prepared import Many, Prepared, Work
 
-SEND_KIND = "send"
 WORK_PAYLOAD_CONTEXT = "work_items.payload"
 # Display names Teams puts in a conversation reference; sending needs only ids and the service URL.
 REFERENCE_NAME_FIELDS = ("user", "bot", "conversation")
@@ -197,17 +196,13 @@ class SqlAuditLog:
         return (row.seq, row.hash) if row else None
 
 
-def _quiet(kind: str, payload: dict[str, Any]) -> bool:
-    """A send marked quiet (bot.quiet) is not urgent: due work is claimed with it last."""
-    return kind == SEND_KIND and bool(payload.get("quiet"))
-
-
 class SqlWorkQueue:
     def __init__(self, session: AsyncSession, cipher: FieldCipher, clock: Clock) -> None:
         self._session = session
         self._cipher = cipher
         self._clock = clock
         self.scheduled = 0
+        self.urgent = 0  # of those, how many are not quiet (bot.work.quiet_work)
 
     async def schedule(
         self,
@@ -221,6 +216,7 @@ class SqlWorkQueue:
         about: str | None = None,
     ) -> None:
         row_key = secrets.token_hex(16)
+        quiet = quiet_work(kind, payload)
         values = dict(
             school_id=school_id,
             kind=kind,
@@ -233,13 +229,14 @@ class SqlWorkQueue:
             created_at=self._clock.now(),
             delivery_group=delivery_group,
             about=about,
-            quiet=_quiet(kind, payload),
+            quiet=quiet,
         )
         statement = insert_for(self._session)(WorkRow).values(**values)
         if dedupe_key:
             statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
         await self._session.execute(statement)
         self.scheduled += 1
+        self.urgent += not quiet
 
     async def schedule_many(self, school_id: str, items: Sequence[Then]) -> None:
         """`schedule` for many items (a repeated dedupe key is ignored, as there), in one statement."""
@@ -261,7 +258,7 @@ class SqlWorkQueue:
                     created_at=now,
                     delivery_group=item.delivery_group,
                     about=item.payload.get("about") if item.kind == SEND_KIND else None,
-                    quiet=_quiet(item.kind, item.payload),
+                    quiet=quiet_work(item.kind, item.payload),
                 )
             )
         if not rows:
@@ -271,6 +268,7 @@ class SqlWorkQueue:
         statement = insert_for(self._session)(_WORK_TABLE).on_conflict_do_nothing(index_elements=["dedupe_key"])
         await self._session.execute(statement, rows)
         self.scheduled += len(rows)
+        self.urgent += sum(not row["quiet"] for row in rows)
 
     async def due(self, school_id: str, kind: str) -> int:
         """How many of the school's items of this kind are due now and not yet taken."""
@@ -456,8 +454,11 @@ class WorkClaims:
         limit: int,
         lease: dt.timedelta,
         leases: dict[str, dt.timedelta] | None = None,
+        *,
+        urgent_only: bool = False,
     ) -> list[WorkItem]:
-        """Atomically take up to `limit` due items: SKIP LOCKED on PostgreSQL, a serialised writer on SQLite.
+        """Atomically take up to `limit` due items, urgent before quiet: SKIP LOCKED on PostgreSQL, a serialised
+        writer on SQLite. `urgent_only` leaves quiet sends for later.
 
         Each kind may have its own lease (`leases`), so a send is retaken soon after a crash while slower work
         keeps a longer one.
@@ -474,7 +475,7 @@ class WorkClaims:
         )
         candidates = (
             select(WorkRow.id)
-            .where(due, WorkRow.kind.in_(kinds))
+            .where(due, WorkRow.kind.in_(kinds), *([WorkRow.quiet.is_(False)] if urgent_only else []))
             .order_by(WorkRow.quiet, WorkRow.run_at, WorkRow.id)  # urgent before quiet, then the longest due
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -515,7 +516,7 @@ class WorkClaims:
                         .values(status="failed", last_error=error, locked_by=None, locked_until=None, finished_at=now)
                     )
         # In the order they were chosen (RETURNING gives them in the table's): the runner starts them in this order.
-        return sorted(items, key=lambda item: (_quiet(item.kind, item.payload), item.run_at, item.id))
+        return sorted(items, key=lambda item: (item.quiet, item.run_at, item.id))
 
     async def holders(self, kind: str) -> int:
         """How many workers hold a live lease on an item of this kind: the replicas sending right now."""

@@ -34,7 +34,7 @@ class SqlUnitOfWork:
         sessions: async_sessionmaker[AsyncSession],
         cipher: FieldCipher,
         clock: Clock,
-        on_work_committed: Callable[[], None] | None = None,
+        on_work_committed: Callable[[bool], None] | None = None,
         audit_keys: AuditKeys | None = None,
     ) -> None:
         self._sessions = sessions
@@ -122,16 +122,17 @@ class SqlUnitOfWork:
             # The connection is back in the pool, and the first waiter has been woken; let it run before this task
             # can open another unit of work, or a loop of units would keep SQLite's one writer from everyone else.
             await asyncio.sleep(0)
-        # Only a committed unit that queued work wakes the runner, so ordinary turns cost no extra claim.
+        # Only a committed unit that queued work wakes the runner, so ordinary turns cost no extra claim; it hears
+        # whether any of it is urgent, which it claims even with its hands full of quiet sends.
         if exc_info[0] is None and self.work.scheduled and self._on_work_committed is not None:
-            self._on_work_committed()
+            self._on_work_committed(self.work.urgent > 0)
 
 
 def unit_of_work_factory(
     sessions: async_sessionmaker[AsyncSession],
     cipher: FieldCipher,
     clock: Clock,
-    on_work_committed: Callable[[], None] | None = None,
+    on_work_committed: Callable[[bool], None] | None = None,
     audit_keys: AuditKeys | None = None,
 ) -> Callable[[], SqlUnitOfWork]:
     return lambda: SqlUnitOfWork(sessions, cipher, clock, on_work_committed, audit_keys)

@@ -4,6 +4,7 @@ hold back the work queued while it runs, and everything claimed is run exactly o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import pytest
 
 from adapters.clock import SettableClock
 from adapters.worker import WorkRunner
-from bot.work import WorkItem
+from bot.work import GiveUp, Then, WorkItem
 from storage.crypto import FieldCipher, parse_key
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade
@@ -119,3 +120,49 @@ async def test_an_urgent_send_is_claimed_before_quiet_ones_that_were_due_first(r
     assert [item.payload["text"] for item in first] == ["New online-safety concern", "AUP card 0", "AUP card 1"]
     rest = await claims.claim("replica-a", ["send"], 10, lease)
     assert [item.payload["text"] for item in rest] == [*(f"AUP card {n}" for n in range(2, 6)), "AUP card 9"]
+
+
+async def test_urgent_work_runs_at_once_while_the_runners_hands_are_full_of_quiet_sends_that_hang(
+    rig: Rig, clock: SettableClock
+) -> None:
+    """A publish's cards fill the runner's hands and hang on an endpoint that has stopped answering. A concern's
+    alert queued meanwhile still runs, and so does the send it is re-routed to when it cannot be delivered: each is
+    claimed apart from the cards and runs in slots of its own, not after a card has gone."""
+    stuck, full, rerouted = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    hanging: list[str] = []
+    ran: list[str] = []
+
+    async def send(item: WorkItem) -> str:
+        text = item.payload["text"]
+        if item.payload.get("quiet"):
+            hanging.append(text)
+            if len(hanging) == 5:
+                full.set()
+            await stuck.wait()
+        elif text == "New online-safety concern":
+            ran.append(text)
+            then = Then("send", {"target": {"kind": "person", "id": "deputy"}, "text": "Passed to the deputy DSL"})
+            raise GiveUp("undeliverable: the DSL has blocked the bot", then=(then,))
+        else:
+            ran.append(text)
+            rerouted.set()
+        return "sent"
+
+    rig.runner.register("send", send)
+    async with rig.uow() as uow:
+        for n in range(5):  # the rig's batch: the runner's hands are full
+            await uow.notify.to_person("school", f"staff-{n}", text=f"AUP card {n}", quiet=True)
+    working = asyncio.create_task(rig.runner.run_forever(poll_seconds=3600))
+    try:
+        await full.wait()
+        async with rig.uow() as uow:
+            await uow.notify.to_channel("school", "dsl", text="New online-safety concern")
+        # The bound turns a wait for a card to go (never, here) into a failure; it measures nothing.
+        await asyncio.wait_for(rerouted.wait(), timeout=30)
+        assert ran == ["New online-safety concern", "Passed to the deputy DSL"]
+        assert len(hanging) == 5, "no card had gone, and none was started twice"
+    finally:
+        stuck.set()
+        working.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await working
