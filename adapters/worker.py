@@ -76,7 +76,8 @@ class WorkRunner:
         ran.
 
         Claiming goes on while items run (up to `batch` in hand), so a long item, such as a sweep that queues two
-        thousand cards, does not hold back the sends it queues: each commit of work wakes this loop.
+        thousand cards, does not hold back the sends it queues: each commit of work wakes this loop. With the hands
+        full of quiet sends, urgent work is still claimed (up to another `batch` of it) as soon as it is queued.
         """
         with background():  # each item starts a task of its own here: they wait behind turns for SQLite's writer
             return await self._run_claimed()

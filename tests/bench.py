@@ -306,11 +306,7 @@ def rows_table(summaries: list[Summary]) -> str:
 
 def broadcast_lines(b: Broadcast) -> str:
     invoke = f"{b.invoke_seconds:.2f} s" if b.invoke_seconds is not None else "no answer by the end"
-    alert = (
-        f"its alert reached the DSL channel {b.alert_seconds:.2f} s after `submit`"
-        if b.alert_seconds is not None
-        else f"its alert never reached the DSL channel ({b.alert_problem or 'not seen by the end'})"
-    )
+    alert = b.alert.line()
     helps = b.help_latencies
     p50 = f"{statistics.median(helps) * 1000:.0f}" if helps else "-"
     p99 = f"{helps[min(len(helps) - 1, int(0.99 * len(helps)))] * 1000:.0f}" if helps else "-"

@@ -80,6 +80,19 @@ AUP_FILES = Path(__file__).resolve().parents[1] / "config" / "aup"
 
 
 @dataclass
+class AlertTiming:
+    """From the reporter's `submit` to the concern's alert reaching the DSL channel."""
+
+    seconds: float | None = None  # None: it never did
+    problem: str = ""
+
+    def line(self) -> str:
+        if self.seconds is not None:
+            return f"its alert reached the DSL channel {self.seconds:.2f} s after `submit`"
+        return f"its alert never reached the DSL channel ({self.problem or 'not seen by the end'})"
+
+
+@dataclass
 class Broadcast:
     staff: int = 0
     cards: int = 0
@@ -92,9 +105,7 @@ class Broadcast:
     help_latencies: list[float] = field(default_factory=list)
     help_sent: int = 0
     help_unanswered: int = 0
-    # From the reporter's `submit` to the concern's alert reaching the DSL channel; None: it never did.
-    alert_seconds: float | None = None
-    alert_problem: str = ""
+    alert: AlertTiming = field(default_factory=AlertTiming)
     ended: str = ""
 
     @property
@@ -280,9 +291,9 @@ async def _run(root: Path, http: aiohttp.ClientSession, connector: ThrottledConn
             for n, p in enumerate(governors)
         ]
         publish = asyncio.create_task(_publish(http, server, publisher_chat, result))
-        concern = asyncio.create_task(_report_meanwhile(user(reporter), connector, dsl_channel, result))
+        concern = asyncio.create_task(report_meanwhile(user(reporter), connector, dsl_channel, result.alert))
         result.ended = await _await_delivery(deliveries, len(staff), within)
-        await _settle(concern)
+        await settle(concern)
         others.stop()
         await asyncio.gather(*people)
         with contextlib.suppress(TimeoutError):
@@ -293,14 +304,14 @@ async def _run(root: Path, http: aiohttp.ClientSession, connector: ThrottledConn
     return result
 
 
-async def _report_meanwhile(
-    reporter: TeamsUser, connector: ThrottledConnector, channel: str, result: Broadcast
+async def report_meanwhile(
+    reporter: TeamsUser, connector: ThrottledConnector, channel: str, timing: AlertTiming
 ) -> None:
-    """Once the broadcast is well under way, report a concern about a pupil and time its alert to the DSL channel."""
+    """Once a broadcast is well under way, report a concern about a pupil and time its alert to the DSL channel."""
     try:
         await connector.wait_for(lambda sent: any(ACK_VERB in json.dumps(s.activity) for s in sent), within=120)
     except AssertionError:
-        result.alert_problem = "no card went out to report during"
+        timing.problem = "no card went out to report during"
         return
     await asyncio.sleep(REPORT_AFTER)
     try:
@@ -311,7 +322,7 @@ async def _report_meanwhile(
         submitted = await reporter.says("submit")
         reference = _reference(submitted)
         if reference is None:
-            result.alert_problem = "the report was not confirmed"
+            timing.problem = "the report was not confirmed"
             return
 
         def alert(sent: Any) -> bool:
@@ -320,23 +331,24 @@ async def _report_meanwhile(
         await connector.wait_for(lambda sent: any(alert(s) for s in sent[before:]), within=60)
         # The time the connector stamped on it (it stamps just after recording), not when this task woke to see it.
         stamped = next((at for at, sent in connector.arrivals[seen:] if alert(sent)), time.perf_counter())
-        result.alert_seconds = stamped - started
+        timing.seconds = stamped - started
     except AssertionError:
-        result.alert_problem = "not seen within 60 s"
+        timing.problem = "not seen within 60 s"
     except (aiohttp.ClientError, TimeoutError) as exc:
-        result.alert_problem = f"the report failed ({exc.__class__.__name__})"
+        timing.problem = f"the report failed ({exc.__class__.__name__})"
 
 
 def _reference(reply: Any) -> str | None:
+    """The reference the reporter's confirmation gives (each school has its own prefix)."""
     for card in reply.cards:
         for block in card.get("body") or []:
-            words = str(block.get("text") or "").split()
-            if words and words[-1].startswith("ES-"):
-                return words[-1]
+            text = str(block.get("text") or "")
+            if text.startswith("Thank you. Your report is "):
+                return text.split()[-1]
     return None
 
 
-async def _settle(task: asyncio.Task[None]) -> None:
+async def settle(task: asyncio.Task[None]) -> None:
     """The report's task, given a moment to see its alert; what it has not seen by then is not waited for."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(task), 30)

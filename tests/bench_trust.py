@@ -6,7 +6,8 @@ running from a school-day morning) share one database and one AUP folder, empty 
 has opened the app (their 1:1 chat is in the database). Then the staff AUP appears in the folder and every school's
 online-safety lead publishes it at once from their own chat (`aup publish staff`, then Publish on the preview), the
 publishes shared between the replicas as a load balancer would. A publish is per school: a trust-wide publish is
-each school's lead publishing.
+each school's lead publishing. Ten seconds after the first card, the first school's lead reports a concern about a
+pupil (that school's team has the bot), and the row times `submit` to the alert's arrival in its DSL channel.
 
 The local Bot Connector enforces Teams' limits per tenant (50 requests/s) and per conversation (7/s) and answers the
 rest 429; the tenant of a call is the tenant of the person or channel its conversation belongs to, so no call can
@@ -41,11 +42,12 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import insert
 
-from tests.bench_broadcast import ACK_VERB, AUP_FILES, PUBLISH_VERB
+from tests.bench_broadcast import ACK_VERB, AUP_FILES, PUBLISH_VERB, AlertTiming, report_meanwhile, settle
 from tests.bench_procs import ServerProcess, server_process
+from tests.bench_school import dsl_channel_of
 from tests.support import pgserver
 from tests.support.connector import RecordingConnector, Sent
-from tests.support.teams import BOT_ID, TeamsUser
+from tests.support.teams import BOT_ID, TeamsChannel, TeamsUser
 from tests.support.throttled_connector import ThrottledConnector
 from tests.support.trust_gen import TrustSchool, write_trust
 
@@ -115,6 +117,7 @@ class TrustRun:
     per_tenant: dict[str, TenantFigures] = field(default_factory=dict)
     ended: str = ""
     setup_seconds: float = 0.0
+    alert: AlertTiming = field(default_factory=AlertTiming)  # the first school's lead reports a concern meanwhile
 
 
 @contextlib.contextmanager
@@ -286,7 +289,9 @@ async def run_trust(root: Path, http: aiohttp.ClientSession, pg: pgserver.PgServ
     trust = write_trust(config, schools, staff, tenants)
     run = TrustRun(schools=schools, staff=staff, tenants=tenants)
     tenant_of = {_chat(p.id): school.tenant_id for school in trust for p in school.people}
-    connector = TenantConnector(tenant_of)
+    first = trust[0]
+    _team, dsl_channel = dsl_channel_of(config)  # the first school's
+    connector = TenantConnector({**tenant_of, dsl_channel: first.tenant_id})  # the alert counts in its tenant
     await connector.start()
     database = "bench_trust"
     pg.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
@@ -328,11 +333,26 @@ async def run_trust(root: Path, http: aiohttp.ClientSession, pg: pgserver.PgServ
                 )
                 for n, lead in enumerate(leads)
             ]
+            # The first school's team has the bot, so a concern's alert has its DSL channel; its lead, whose own card
+            # waits for a quiet moment anyway, reports one ten seconds after the first card.
+            reporter = users[0]
+            reporter.app_url = replicas[0].url.removesuffix("/api/messages")
+            channel = TeamsChannel(
+                http,
+                reporter.app_url,
+                connector,
+                team_id=first.team_id,
+                channel_id=dsl_channel,
+                tenant_id=first.tenant_id,
+            )
+            await channel.bot_added(by=reporter)
             await asyncio.gather(
                 *(_publish(http, replicas[n % 2], user, connector, run) for n, user in enumerate(users))
             )
+            concern = asyncio.create_task(report_meanwhile(reporter, connector, dsl_channel, run.alert))
             everyone = set(tenant_of)
             run.ended = await _await_delivery(connector, everyone, within)
+            await settle(concern)
         _tally(run, connector, trust, {_chat(lead.id) for lead in leads})
     finally:
         await connector.stop()
@@ -354,6 +374,7 @@ def lines(run: TrustRun) -> str:
         f"  {run.cards:,} cards, {run.rate:.1f} msg/s first to last ({run.first_to_last:.1f} s), "
         f"{run.throttled:,} 429s answered",
         f"  lost (no card) {run.lost:,}; duplicated (more than one card) {run.duplicated:,}",
+        f"  a concern reported in the first school 10 s after the first card: {run.alert.line()}",
     ]
     for tenant, figures in run.per_tenant.items():
         out.append(
