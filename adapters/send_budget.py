@@ -99,7 +99,7 @@ class Send:
 
 
 class _Window:
-    """One key's sends within the last second, and how many replies are waiting for it."""
+    """One key's sends within the last second, and how many replies (or urgent bulk sends) are waiting for it."""
 
     __slots__ = ("sends", "replies_waiting", "urgent_waiting", "turn", "next_at")
 

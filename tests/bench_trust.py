@@ -329,14 +329,18 @@ async def run_trust(root: Path, http: aiohttp.ClientSession, pg: pgserver.PgServ
             leads = [school.holder("online_safety_lead") for school in trust]
             users = [
                 TeamsUser(
-                    http, replicas[n % 2].url, connector, aad_id=lead.id, name=lead.school_id, tenant_id=lead.tenant_id
+                    http,
+                    replicas[n % 2].url.removesuffix("/api/messages"),  # a TeamsUser posts to its /api/messages
+                    connector,
+                    aad_id=lead.id,
+                    name=lead.school_id,
+                    tenant_id=lead.tenant_id,
                 )
                 for n, lead in enumerate(leads)
             ]
             # The first school's team has the bot, so a concern's alert has its DSL channel; its lead, whose own card
             # waits for a quiet moment anyway, reports one ten seconds after the first card.
             reporter = users[0]
-            reporter.app_url = replicas[0].url.removesuffix("/api/messages")
             channel = TeamsChannel(
                 http,
                 reporter.app_url,

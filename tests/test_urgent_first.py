@@ -80,6 +80,8 @@ async def test_a_concerns_alert_goes_out_while_the_cards_in_hand_hang_on_a_slow_
     def alerts(sent: list[Sent]) -> set[str]:
         return {s.conversation_id for s in sent if s.conversation_id in alerted and reference in json.dumps(s.cards)}
 
+    # The bound is shorter than the connector's timeout, after which the held cards would end and free a place for
+    # the alerts anyway; it turns a wait for a card into a failure, and measures nothing.
     await harness.connector.wait_for(lambda sent: alerts(sent) == alerted, within=5.0)
     assert not [s for s in harness.connector.sent if "Please read the staff AUP" in (s.text or "")], (
         "no card had been answered: the alerts did not wait for one"
